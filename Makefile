@@ -1,0 +1,138 @@
+# rotor - build, test and run.
+#
+#   make            build everything into build/ (calls `make deps` first)
+#   make run        fetch the default model and serve it (CPU backend)
+#   make test       unit tests (cmocka) + integration tests (pytest, vs llama.cpp)
+#   make asan       the same tests built with AddressSanitizer + UBSan
+#   make fuzz       run the GGUF reader fuzzer (libFuzzer, clang) for FUZZ_SECONDS
+#   make bench      engine benchmark against llama.cpp (see docs/performance.md)
+#   make deps       install missing Debian and Python packages (idempotent)
+#   make format     clang-format every C source
+#
+# V=1 shows full command lines. SANITIZE=1 is what `make asan` sets.
+
+comma := ,
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
+SANITIZE ?= 0
+BUILD ?= $(if $(filter 1,$(SANITIZE)),build/asan,build)
+CC ?= cc
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+NVCC ?= $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc))
+CUDA_HOME ?= $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)),)
+
+PKGS := libpcre2-8 libcjson libxxhash
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Debian's iniparser ships no .pc file: fall back to its known location.
+INI_CFLAGS = $(shell pkg-config --exists iniparser 2>/dev/null || echo -I/usr/include/iniparser)
+INI_LIBS = $(shell pkg-config --exists iniparser 2>/dev/null || echo -liniparser)
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+OPT := $(if $(filter 1,$(SANITIZE)),-O1 -g -fno-omit-frame-pointer -fsanitize=address$(comma)undefined -fno-sanitize-recover=undefined,-O3 -g)
+CFLAGS_BASE := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+  -Iinclude -Isrc -MMD -MP -pthread $(OPT)
+CFLAGS_ALL = $(CFLAGS_BASE) $(PKG_CFLAGS) $(INI_CFLAGS) $(CFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) $(INI_LIBS) -lm -pthread $(if $(filter 1,$(SANITIZE)),-fsanitize=address$(comma)undefined,)
+
+# SIMD files are compiled for their ISA and only called after a cpuid check.
+AVX2_FLAGS := -mavx2 -mfma -mf16c
+AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
+
+LIB_SRC := $(sort $(wildcard src/core/*.c src/model/*.c src/cpu/*.c src/tokenizer/*.c \
+  src/chat/*.c src/sampling/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB := $(BUILD)/librotor.a
+
+TOOLS := $(BUILD)/bin/rotor $(BUILD)/bin/rotor-model
+BENCH_BIN := $(BUILD)/bin/rotor-stream
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_REPLAY := $(BUILD)/tests/fuzz_gguf_replay
+
+CU_SRC := $(sort $(wildcard kernels/*.cu))
+CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
+CUDA_BIN := $(if $(NVCC),$(BUILD)/bin/rotor-cuda-check,)
+
+.PHONY: all deps run test test-unit test-py asan fuzz bench format clean cuda
+all: deps build
+build: $(TOOLS) $(BENCH_BIN) $(UNIT_BIN) $(FUZZ_REPLAY) $(CUDA_BIN)
+
+deps:
+	$(Q)bash tools/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(filter 1,$(V)),,echo "  CC $<")
+	$(Q)$(CC) $(CFLAGS_ALL) $(if $(findstring _avx512,$<),$(AVX512_FLAGS),$(if $(findstring _avx2,$<),$(AVX2_FLAGS),)) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/rotor: $(BUILD)/obj/src/tools/rotor_main.o $(BUILD)/obj/src/tools/generate.o $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(filter 1,$(V)),,echo "  LD $@")
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/bin/rotor-model: $(BUILD)/obj/src/tools/rotor_model.o $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(filter 1,$(V)),,echo "  LD $@")
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/bin/rotor-stream: $(BUILD)/obj/bench/stream.o
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(filter 1,$(V)),,echo "  LD $@")
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS_ALL)
+
+$(FUZZ_REPLAY): $(BUILD)/obj/tests/fuzz/fuzz_gguf.o $(BUILD)/obj/tests/fuzz/replay_main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+# CUDA kernels: compiled and linked in every build where nvcc exists; the
+# check binary runs them against the C reference when a GPU is present.
+$(BUILD)/obj/kernels/%.o: kernels/%.cu
+	@mkdir -p $(dir $@)
+	@$(if $(filter 1,$(V)),,echo "  NVCC $<")
+	$(Q)$(NVCC) -O3 -std=c++17 -Iinclude -Ikernels -arch=sm_90 -Xcompiler -Wall,-Werror -c $< -o $@
+
+$(BUILD)/bin/rotor-cuda-check: $(BUILD)/obj/kernels/cuda_check_main.o $(CU_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(filter 1,$(V)),,echo "  LD $@")
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++ $(LDLIBS_ALL)
+
+$(BUILD)/obj/kernels/cuda_check_main.o: kernels/cuda_check_main.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS_ALL) -I$(CUDA_HOME)/include -c $< -o $@
+
+cuda: deps $(CUDA_BIN)
+
+test: deps build
+	$(Q)bash tests/run_unit.sh $(BUILD)
+	$(Q)ROTOR_BUILD=$(BUILD) $(VPY) -m pytest -q tests/py $(PYTEST_ARGS)
+
+asan:
+	$(Q)$(MAKE) --no-print-directory SANITIZE=1 test PYTEST_ARGS="-m 'not slow'"
+
+fuzz: deps
+	$(Q)bash tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS)
+
+bench: deps build
+	$(Q)ROTOR_BUILD=$(BUILD) $(VPY) bench/bench_engine.py $(BENCH_ARGS)
+
+run: deps build
+	$(Q)bash tools/run_local.sh
+
+format:
+	$(Q)clang-format -i $$(find src include tests bench kernels -name '*.[ch]' -o -name '*.cu' -o -name '*.cuh')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

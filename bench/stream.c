@@ -1,0 +1,240 @@
+/*
+ * stream.c - rotor-stream: how fast this machine moves memory, the ceiling
+ * for decode (which reads every weight once per token).
+ *
+ * Two kernels over arrays far larger than the last-level cache:
+ *   triad: a[i] = b[i] + s * c[i]     (STREAM's triad; counts 3 arrays of
+ *          bytes per pass, the STREAM convention; with write-allocate the
+ *          hardware really moves 4, so this understates the bus a little)
+ *   read:  sum of b[i] as 64-bit integers (read-only, like decode's weights;
+ *          integer adds so the compiler vectorises without -ffast-math)
+ * Each kernel runs `reps` times on `threads` pthreads, each thread on its own
+ * contiguous slice (first-touched by that thread). Reports the best and the
+ * median rate in GB/s (1e9 bytes/s).
+ *
+ *   rotor-stream [--threads N] [--size-mib M] [--reps R] [--json]
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    size_t n;        /* elements per array */
+    int threads;
+    int reps;
+    double *a, *b, *c; /* (n) each */
+    pthread_barrier_t start, done;
+    int kernel;      /* 0 init, 1 triad, 2 read, -1 quit */
+    uint64_t sink[64]; /* per-thread read sums so the loads stay */
+} stream_t;
+
+typedef struct {
+    stream_t *st;
+    int id;
+} worker_arg_t;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void slice(const stream_t *st, int id, size_t *lo, size_t *hi)
+{
+    size_t per = (st->n + (size_t)st->threads - 1) / (size_t)st->threads;
+    per = (per + 7) & ~(size_t)7; /* 64-byte aligned slices */
+    *lo = per * (size_t)id < st->n ? per * (size_t)id : st->n;
+    *hi = *lo + per < st->n ? *lo + per : st->n;
+}
+
+static uint64_t read_sum(const uint64_t *restrict p, size_t n)
+{
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += p[i];
+        s1 += p[i + 1];
+        s2 += p[i + 2];
+        s3 += p[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += p[i];
+    return s0 + s1 + s2 + s3;
+}
+
+static void *worker(void *argp)
+{
+    worker_arg_t *arg = argp;
+    stream_t *st = arg->st;
+    size_t lo, hi;
+    slice(st, arg->id, &lo, &hi);
+    double *restrict a = st->a, *restrict b = st->b, *restrict c = st->c;
+    const double s = 3.0;
+    for (;;) {
+        pthread_barrier_wait(&st->start);
+        int k = st->kernel;
+        if (k < 0)
+            break;
+        if (k == 0) {
+            for (size_t i = lo; i < hi; i++) {
+                a[i] = 0.0;
+                b[i] = 1.0;
+                c[i] = 2.0;
+            }
+        } else if (k == 1) {
+            for (size_t i = lo; i < hi; i++)
+                a[i] = b[i] + s * c[i];
+        } else {
+            st->sink[arg->id] += read_sum((const uint64_t *)(b + lo), hi - lo);
+        }
+        pthread_barrier_wait(&st->done);
+    }
+    return NULL;
+}
+
+/* Run one kernel on all threads; returns the wall time. */
+static double run_kernel(stream_t *st, int kernel)
+{
+    st->kernel = kernel;
+    double t0 = now_s();
+    pthread_barrier_wait(&st->start);
+    pthread_barrier_wait(&st->done);
+    return now_s() - t0;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static double *alloc_array(size_t bytes)
+{
+    void *p = NULL;
+    size_t align = 2u << 20;
+    bytes = (bytes + align - 1) / align * align;
+    if (posix_memalign(&p, align, bytes) != 0)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static void usage(const char *argv0)
+{
+    fprintf(stderr, "usage: %s [--threads N] [--size-mib M] [--reps R] [--json]\n", argv0);
+}
+
+int main(int argc, char **argv)
+{
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = nproc > 0 ? (int)nproc : 1, reps = 10, json = 0;
+    long size_mib = 256;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--size-mib") && i + 1 < argc)
+            size_mib = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else {
+            usage(argv[0]);
+            return 2;
+        }
+    }
+    if (threads < 1 || threads > 64 || reps < 1 || size_mib < 1) {
+        usage(argv[0]);
+        return 2;
+    }
+
+    stream_t st = {0};
+    st.threads = threads;
+    st.reps = reps;
+    size_t bytes = (size_t)size_mib << 20;
+    st.n = bytes / sizeof(double);
+    st.a = alloc_array(bytes);
+    st.b = alloc_array(bytes);
+    st.c = alloc_array(bytes);
+    double *t_triad = calloc((size_t)reps, sizeof *t_triad);
+    double *t_read = calloc((size_t)reps, sizeof *t_read);
+    pthread_t *tid = calloc((size_t)threads, sizeof *tid);
+    worker_arg_t *args = calloc((size_t)threads, sizeof *args);
+    if (!st.a || !st.b || !st.c || !t_triad || !t_read || !tid || !args) {
+        fprintf(stderr, "rotor-stream: out of memory (3 x %ld MiB)\n", size_mib);
+        return 1;
+    }
+    pthread_barrier_init(&st.start, NULL, (unsigned)threads + 1);
+    pthread_barrier_init(&st.done, NULL, (unsigned)threads + 1);
+    for (int i = 0; i < threads; i++) {
+        args[i] = (worker_arg_t){&st, i};
+        int rc = pthread_create(&tid[i], NULL, worker, &args[i]);
+        if (rc) {
+            fprintf(stderr, "rotor-stream: pthread_create: %s\n", strerror(rc));
+            return 1;
+        }
+    }
+
+    run_kernel(&st, 0); /* first touch by the owning thread */
+    run_kernel(&st, 1); /* warm-up */
+    run_kernel(&st, 2);
+    for (int r = 0; r < reps; r++) { /* interleaved, so drift hits both alike */
+        t_triad[r] = run_kernel(&st, 1);
+        t_read[r] = run_kernel(&st, 2);
+    }
+    st.kernel = -1;
+    pthread_barrier_wait(&st.start);
+    for (int i = 0; i < threads; i++)
+        pthread_join(tid[i], NULL);
+
+    /* check the triad really ran: a = 1 + 3 * 2 */
+    if (st.a[0] != 7.0 || st.a[st.n - 1] != 7.0) {
+        fprintf(stderr, "rotor-stream: triad result wrong (%g)\n", st.a[0]);
+        return 1;
+    }
+    qsort(t_triad, (size_t)reps, sizeof *t_triad, cmp_double);
+    qsort(t_read, (size_t)reps, sizeof *t_read, cmp_double);
+    const double triad_bytes = 3.0 * (double)bytes, read_bytes = (double)bytes;
+    double med_triad = reps % 2 ? t_triad[reps / 2] : (t_triad[reps / 2 - 1] + t_triad[reps / 2]) / 2;
+    double med_read = reps % 2 ? t_read[reps / 2] : (t_read[reps / 2 - 1] + t_read[reps / 2]) / 2;
+    double triad_best = triad_bytes / t_triad[0] / 1e9, triad_med = triad_bytes / med_triad / 1e9;
+    double read_best = read_bytes / t_read[0] / 1e9, read_med = read_bytes / med_read / 1e9;
+    uint64_t sink = 0;
+    for (int i = 0; i < threads; i++)
+        sink += st.sink[i];
+
+    if (json) {
+        printf("{\"threads\": %d, \"array_mib\": %ld, \"reps\": %d, "
+               "\"triad_gbs_best\": %.3f, \"triad_gbs_median\": %.3f, "
+               "\"read_gbs_best\": %.3f, \"read_gbs_median\": %.3f, "
+               "\"triad_bytes_per_pass\": %.0f, \"read_bytes_per_pass\": %.0f, "
+               "\"checksum\": %llu}\n",
+               threads, size_mib, reps, triad_best, triad_med, read_best, read_med, triad_bytes,
+               read_bytes, (unsigned long long)(sink & 0xffff));
+    } else {
+        printf("rotor-stream: %d threads, 3 x %ld MiB arrays, %d reps\n", threads, size_mib, reps);
+        printf("  %-6s %10s %10s   (GB/s = 1e9 B/s)\n", "kernel", "best", "median");
+        printf("  %-6s %10.2f %10.2f   a = b + s*c, 3 arrays counted\n", "triad", triad_best,
+               triad_med);
+        printf("  %-6s %10.2f %10.2f   sum(b), 1 array\n", "read", read_best, read_med);
+    }
+    pthread_barrier_destroy(&st.start);
+    pthread_barrier_destroy(&st.done);
+    free(args);
+    free(tid);
+    free(t_read);
+    free(t_triad);
+    free(st.a);
+    free(st.b);
+    free(st.c);
+    return 0;
+}

@@ -1,0 +1,111 @@
+/*
+ * model.h - Llama-family transformer models (llama, qwen2, mistral) loaded from
+ * GGUF, their paged KV cache, and the batched forward pass on the CPU.
+ *
+ * Weights are slices of the GGUF mapping (never copied). The forward pass
+ * takes a batch of tokens from any number of sequences; each sequence's KV
+ * lives in fixed-size blocks of a kv_cache_t addressed through the
+ * sequence's block table, so the engine (continuous batching, prefix caching)
+ * builds on this without a rewrite.
+ *
+ * Ownership: model_t owns the gguf_ctx_t and the vocabulary; kv_cache_t and
+ * model_ctx_t are owned by whoever created them and must not outlive the
+ * model.
+ */
+#ifndef ROTOR_MODEL_H
+#define ROTOR_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rotor/gguf.h"
+#include "rotor/status.h"
+#include "rotor/tokenizer.h"
+#include "rotor/types.h"
+
+typedef enum { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_QWEN2, MODEL_ARCH_MISTRAL } model_arch_t;
+
+typedef struct {
+    model_arch_t arch;
+    char arch_name[32];
+    int n_layer;
+    int n_embd;
+    int n_head;
+    int n_head_kv;
+    int head_dim;    /* n_embd / n_head unless the file says otherwise */
+    int n_ff;
+    int n_vocab;
+    int n_ctx_train;
+    float rms_eps;
+    int rope_dim;    /* rotated dimensions per head */
+    float rope_base;
+    float rope_freq_scale; /* 1/linear scaling factor */
+    bool rope_neox;  /* NeoX layout (qwen2) vs normal (llama) */
+    bool tied_embeddings;
+    bool qkv_bias;
+} model_hparams_t;
+
+typedef struct model model_t;
+
+rt_status_t model_load(const char *path, model_t **out);
+void model_free(model_t *m);
+
+const model_hparams_t *model_hparams(const model_t *m);
+const tok_vocab_t *model_vocab(const model_t *m);
+const gguf_ctx_t *model_gguf(const model_t *m);
+/* Bytes of weights read to decode one token (every matrix once, plus one
+ * embedding row): the numerator of the decode roofline. */
+size_t model_bytes_per_token(const model_t *m);
+/* Parameter count (elements of all tensors). */
+int64_t model_n_params(const model_t *m);
+/* Name of the dominant weight type ("q4_1"). */
+const char *model_weight_type_name(const model_t *m);
+
+/* ---- paged KV cache ---- */
+typedef struct kv_cache kv_cache_t;
+
+/* n_blocks blocks of block_size token slots for every layer; kv_type is F16
+ * (default, like llama.cpp) or F32. */
+rt_status_t kv_cache_create(const model_t *m, int n_blocks, int block_size, rt_type_t kv_type,
+                            kv_cache_t **out);
+void kv_cache_destroy(kv_cache_t *kv);
+int kv_cache_block_size(const kv_cache_t *kv);
+int kv_cache_n_blocks(const kv_cache_t *kv);
+size_t kv_cache_bytes(const kv_cache_t *kv);
+
+/* A sequence's view of the cache: position p lives in block
+ * blocks[p / block_size], slot p % block_size. */
+typedef struct {
+    const int32_t *blocks; /* (n_blocks) */
+    int n_blocks;
+} kv_block_table_t;
+
+/* ---- forward ---- */
+typedef struct {
+    int n_tokens;
+    const int32_t *tokens;  /* (n_tokens) token ids */
+    const int32_t *pos;     /* (n_tokens) position of each token in its sequence */
+    const int32_t *seq;     /* (n_tokens) index into seq_tables */
+    const uint8_t *logits;  /* (n_tokens) 1 = compute logits for this token */
+    const kv_block_table_t *seq_tables; /* (n_seqs) */
+    int n_seqs;
+} model_batch_t;
+
+typedef struct model_ctx model_ctx_t;
+
+/* Scratch for batches of up to max_tokens tokens, with n_threads threads
+ * (0 = all online cores). The forward pass allocates nothing. */
+rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, model_ctx_t **out);
+void model_ctx_destroy(model_ctx_t *c);
+int model_ctx_threads(const model_ctx_t *c);
+
+/*
+ * Run the batch. Token i attends to positions 0..pos[i] of its sequence,
+ * whose KV for positions < pos[i] must already be in the cache (earlier
+ * batches, or earlier tokens of this batch). Logits of the tokens flagged in
+ * batch->logits are written to `logits` in batch order, n_vocab floats each.
+ */
+rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *batch, float *logits);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * sampler.h - token sampling: penalties (repetition, frequency, presence over
+ * the last penalty_last_n tokens), then greedy when temperature <= 0, else
+ * top-k, top-p, min-p, temperature and a draw from a per-request seeded RNG.
+ * Same seed and same logits give the same tokens. Stop strings are matched on
+ * the generated text by stop_matcher_t, holding back text that may be the
+ * start of a stop string so a stream never shows part of one.
+ *
+ * Ownership: sampler_t allocates its scratch (n_vocab candidates, history
+ * ring) once at create; sampling never allocates.
+ */
+#ifndef ROTOR_SAMPLER_H
+#define ROTOR_SAMPLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rotor/status.h"
+
+typedef struct {
+    float temperature;        /* <= 0: greedy */
+    int32_t top_k;            /* <= 0: off */
+    float top_p;              /* >= 1: off */
+    float min_p;              /* <= 0: off */
+    float repetition_penalty; /* 1: off (llama.cpp/CTRL style: divide positive logits) */
+    float frequency_penalty;  /* 0: off (OpenAI semantics) */
+    float presence_penalty;   /* 0: off */
+    int32_t penalty_last_n;   /* window for penalties; 0: off, -1: whole history */
+    uint64_t seed;
+} sampler_params_t;
+
+/* Defaults: greedy off (temperature 1), no filters, no penalties, window 64. */
+sampler_params_t sampler_params_default(void);
+
+typedef struct sampler sampler_t;
+
+rt_status_t sampler_create(const sampler_params_t *p, int32_t n_vocab, sampler_t **out);
+void sampler_destroy(sampler_t *s);
+/* Record a token (prompt or generated) for the penalties. */
+void sampler_accept(sampler_t *s, int32_t token);
+/* Choose the next token from logits[0..n_vocab) (logits may be modified).
+ * If logprob is non-NULL, it receives log-softmax of the chosen token over the
+ * raw (pre-penalty, temperature 1) logits as OpenAI reports them. */
+int32_t sampler_sample(sampler_t *s, float *logits, float *logprob);
+/* Reset history and reseed. */
+void sampler_reset(sampler_t *s, uint64_t seed);
+
+/* ---- stop strings ---- */
+typedef struct stop_matcher stop_matcher_t;
+
+/* stops: n NUL-terminated strings, copied. */
+rt_status_t stop_matcher_create(const char *const *stops, size_t n, stop_matcher_t **out);
+void stop_matcher_destroy(stop_matcher_t *m);
+/* Feed newly generated text. Appends to out (cap bytes, NUL-terminated) the
+ * text that is now safe to emit; returns true when a stop string was found
+ * (the stop string and anything after it are never emitted). */
+bool stop_matcher_push(stop_matcher_t *m, const char *text, size_t len, char *out, size_t cap,
+                       size_t *out_len);
+/* At the end of generation: emit whatever was held back. */
+size_t stop_matcher_flush(stop_matcher_t *m, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * ops.c - non-matmul CPU kernels. Written as plain loops with explicit
+ * lanes; GCC's target_clones builds AVX-512, AVX2 and baseline versions and
+ * picks one at load time. The lane structure fixes the reduction order.
+ */
+#include "rotor/cpu_ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "rotor/types.h"
+
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CPU_CLONES
+#endif
+
+void cpu_rmsnorm(const float *x, const float *w, float *y, int n, float eps)
+{
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+void cpu_rope_table(int pos, int n_dims, float base, float freq_scale, const float *freq_factors, float *cs)
+{
+    const float theta_scale = powf(base, -2.0f / (float)n_dims);
+    float theta = (float)pos;
+    for (int i0 = 0; i0 < n_dims; i0 += 2) {
+        const float ff = freq_factors ? freq_factors[i0 / 2] : 1.0f;
+        const float t = freq_scale * (theta / ff);
+        cs[i0] = cosf(t);
+        cs[i0 + 1] = sinf(t);
+        theta *= theta_scale;
+    }
+}
+
+void cpu_rope_apply(float *x, int n_heads, int head_dim, int n_dims, bool neox, const float *cs)
+{
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        if (!neox) {
+            for (int i0 = 0; i0 < n_dims; i0 += 2) {
+                const float c = cs[i0], s = cs[i0 + 1];
+                const float x0 = v[i0], x1 = v[i0 + 1];
+                v[i0] = x0 * c - x1 * s;
+                v[i0 + 1] = x0 * s + x1 * c;
+            }
+        } else {
+            const int half = n_dims / 2;
+            for (int i0 = 0; i0 < n_dims; i0 += 2) {
+                const float c = cs[i0], s = cs[i0 + 1];
+                const int i = i0 / 2;
+                const float x0 = v[i], x1 = v[i + half];
+                v[i] = x0 * c - x1 * s;
+                v[i + half] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+CPU_CLONES
+float cpu_dot_f32(const float *a, const float *b, int n)
+{
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+    for (int j = 0; i < n; i++, j++) acc[j] += a[i] * b[i];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+    return acc[0];
+}
+
+CPU_CLONES
+void cpu_axpy_f32(float *y, float a, const float *x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void cpu_softmax(float *x, int n, float scale)
+{
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        x[i] *= scale;
+        if (x[i] > mx) mx = x[i];
+    }
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        const float e = expf(x[i] - mx);
+        x[i] = e;
+        sum += e;
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void cpu_swiglu(float *g, const float *u, int n)
+{
+    for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void cpu_f16_to_f32_row_avx2(const uint16_t *src, float *dst, int n);
+
+void cpu_f16_to_f32_row(const uint16_t *src, float *dst, int n)
+{
+#if defined(__x86_64__)
+    static int has_f16c = -1;
+    if (has_f16c < 0) has_f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+    if (has_f16c) {
+        cpu_f16_to_f32_row_avx2(src, dst, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) dst[i] = rt_fp16_to_fp32(src[i]);
+}
+
+void cpu_f32_to_f16_row(const float *src, uint16_t *dst, int n)
+{
+    for (int i = 0; i < n; i++) dst[i] = rt_fp32_to_fp16(src[i]);
+}

@@ -1,0 +1,361 @@
+/*
+ * forward.c - the batched transformer forward pass on the CPU.
+ *
+ * Per layer, as in the Llama papers:
+ *   xn = RMSNorm(x) * attn_norm
+ *   q, k, v = xn Wq (+bq), xn Wk (+bk), xn Wv (+bv)      one threaded matmul run
+ *   q, k = RoPE(q, k) at each token's position
+ *   K/V of each token -> its sequence's cache slot (paged: block table)
+ *   attn = softmax(q K^T / sqrt(hd)) V  per head, GQA   threaded over (seq, kv head)
+ *   x += attn Wo
+ *   xn = RMSNorm(x) * ffn_norm
+ *   x += (silu(xn Wgate) * (xn Wup)) Wdown
+ * then logits = RMSNorm(x) * output_norm Woutput for the tokens that ask.
+ *
+ * Activations are converted once per matmul input to the weight's vec_dot
+ * type (Q8_0/Q8_1/Q8_K/F16/...), like ggml. No allocation here: model_ctx_t
+ * owns every buffer.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/model_impl.h"
+#include "rotor/cpu_ops.h"
+#include "rotor/cpu_quant.h"
+
+#define FWD_MAX_CTX 32768
+#define FWD_ROW_ALIGN 16
+
+/* ---- context ---- */
+
+rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, model_ctx_t **out)
+{
+    if (max_tokens < 1 || max_tokens > 65536)
+        return rt_error_set(RT_ERR_RANGE, "model ctx: max_tokens %d out of range 1..65536", max_tokens);
+    if (n_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = n > 0 ? (int)n : 1;
+    }
+    rt_status_t st;
+    model_ctx_t *c = calloc(1, sizeof *c);
+    if (!c) return rt_error_set(RT_ERR_NOMEM, "model ctx: out of memory");
+    c->m = m;
+    c->max_tokens = max_tokens;
+    const model_hparams_t *hp = &m->hp;
+    size_t T = (size_t)max_tokens;
+    size_t E = (size_t)hp->n_embd, QD = (size_t)hp->n_head * hp->head_dim,
+           KVD = (size_t)hp->n_head_kv * hp->head_dim, FF = (size_t)hp->n_ff;
+    size_t wide = E > QD ? E : QD;
+    if (FF > wide) wide = FF;
+    /* the widest quantized activation row: n_ff or n_embd elements in any vec_dot type */
+    size_t xq_row = 0;
+    const rt_type_t vts[] = {RT_TYPE_F32, RT_TYPE_F16, RT_TYPE_BF16, RT_TYPE_Q8_0, RT_TYPE_Q8_1, RT_TYPE_Q8_K};
+    for (size_t i = 0; i < sizeof vts / sizeof *vts; i++) {
+        const rt_type_traits_t *tr = rt_type_traits(vts[i]);
+        int64_t n = (int64_t)wide;
+        n = (n + tr->block_size - 1) / tr->block_size * tr->block_size;
+        size_t b = rt_type_row_size(vts[i], n);
+        if (b > xq_row) xq_row = b;
+    }
+    c->xq_stride = (xq_row + 63) & ~(size_t)63;
+    c->att_cap = hp->n_ctx_train < FWD_MAX_CTX ? hp->n_ctx_train : FWD_MAX_CTX;
+    if (c->att_cap < 4096) c->att_cap = 4096;
+    if ((st = threadpool_create(n_threads, &c->pool))) goto err;
+#define ALLOC(ptr, n)                                                            \
+    if (!(ptr = aligned_alloc(64, (((n) * sizeof *ptr) + 63) & ~(size_t)63))) { \
+        st = rt_error_set(RT_ERR_NOMEM, "model ctx: out of memory");             \
+        goto err;                                                                \
+    }
+    ALLOC(c->x, T * E);
+    ALLOC(c->xn, T * wide);
+    ALLOC(c->q, T * QD);
+    ALLOC(c->k, T * KVD);
+    ALLOC(c->v, T * KVD);
+    ALLOC(c->attn, T * QD);
+    ALLOC(c->g, T * FF);
+    ALLOC(c->u, T * FF);
+    ALLOC(c->xo, T * E);
+    ALLOC(c->out_rows, T);
+    ALLOC(c->att_scores, (size_t)n_threads * (size_t)c->att_cap);
+    ALLOC(c->kv_tmp, (size_t)n_threads * 2 * (size_t)c->att_cap * (size_t)hp->head_dim);
+    c->xq = aligned_alloc(64, 3 * T * c->xq_stride);
+    if (!c->xq) {
+        st = rt_error_set(RT_ERR_NOMEM, "model ctx: out of memory");
+        goto err;
+    }
+#undef ALLOC
+    *out = c;
+    return RT_OK;
+err:
+    model_ctx_destroy(c);
+    return st;
+}
+
+void model_ctx_destroy(model_ctx_t *c)
+{
+    if (!c) return;
+    threadpool_destroy(c->pool);
+    free(c->x);
+    free(c->xn);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->attn);
+    free(c->g);
+    free(c->u);
+    free(c->xo);
+    free(c->out_rows);
+    free(c->att_scores);
+    free(c->kv_tmp);
+    free(c->xq);
+    free(c);
+}
+
+int model_ctx_threads(const model_ctx_t *c) { return threadpool_size(c->pool); }
+
+/* ---- threaded matmul over up to 3 weights sharing one input ---- */
+
+typedef struct {
+    int n;
+    const model_weight_t *w[3];
+    const void *xq[3];
+    float *y[3];
+    int64_t y_stride[3];
+    int64_t m;
+    size_t xq_stride;
+} mm_job_t;
+
+static void mm_worker(void *arg, int ith, int nth)
+{
+    const mm_job_t *j = arg;
+    for (int i = 0; i < j->n; i++) {
+        const model_weight_t *w = j->w[i];
+        int64_t r0, r1;
+        threadpool_split(w->ne1, ith, nth, FWD_ROW_ALIGN, &r0, &r1);
+        if (r0 < r1)
+            cpu_matmul(w->type, w->ne0, w->data, w->row_bytes, j->xq[i], j->xq_stride, j->m, j->y[i],
+                       j->y_stride[i], r0, r1);
+    }
+}
+
+typedef struct {
+    rt_type_t vt;
+    const float *x;
+    int64_t x_stride, n, m;
+    void *dst;
+    size_t dst_stride;
+} quant_job_t;
+
+static void quant_worker(void *arg, int ith, int nth)
+{
+    const quant_job_t *q = arg;
+    int64_t r0, r1;
+    threadpool_split(q->m, ith, nth, 1, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++)
+        cpu_quantize_act(q->vt, q->x + r * q->x_stride, (char *)q->dst + r * q->dst_stride, q->n);
+}
+
+/* y_i = x W_i^T for the n weights (same input dim), x: m rows of stride x_stride */
+static void fwd_matmul(model_ctx_t *c, int n, const model_weight_t *const *w, const float *x, int64_t x_stride,
+                       int64_t m, float *const *y, const int64_t *y_stride)
+{
+    mm_job_t j = {.n = n, .m = m, .xq_stride = c->xq_stride};
+    rt_type_t done_vt[3];
+    int n_done = 0;
+    for (int i = 0; i < n; i++) {
+        rt_type_t vt = rt_type_traits(w[i]->type)->vec_dot_type;
+        int slot = -1;
+        for (int s = 0; s < n_done; s++)
+            if (done_vt[s] == vt) slot = s;
+        void *buf = (char *)c->xq + (size_t)(slot >= 0 ? slot : n_done) * (size_t)c->max_tokens * c->xq_stride;
+        if (slot < 0) {
+            quant_job_t q = {vt, x, x_stride, w[i]->ne0, m, buf, c->xq_stride};
+            if (m >= 8) threadpool_run(c->pool, quant_worker, &q);
+            else quant_worker(&q, 0, 1);
+            done_vt[n_done++] = vt;
+        }
+        j.w[i] = w[i];
+        j.xq[i] = buf;
+        j.y[i] = y[i];
+        j.y_stride[i] = y_stride[i];
+    }
+    threadpool_run(c->pool, mm_worker, &j);
+}
+
+/* ---- attention ---- */
+
+typedef struct {
+    model_ctx_t *c;
+    const kv_cache_t *kv;
+    const model_batch_t *b;
+    int layer;
+    int max_pos_seq_count; /* tasks = n_seqs * n_head_kv */
+} attn_job_t;
+
+static void attn_worker(void *arg, int ith, int nth)
+{
+    const attn_job_t *a = arg;
+    model_ctx_t *c = a->c;
+    const model_hparams_t *hp = &c->m->hp;
+    const kv_cache_t *kv = a->kv;
+    const model_batch_t *b = a->b;
+    const int HD = hp->head_dim, KVD = kv->kv_dim, QD = hp->n_head * HD;
+    const int group = hp->n_head / hp->n_head_kv;
+    const float scale = 1.0f / sqrtf((float)HD);
+    float *scores = c->att_scores + (size_t)ith * c->att_cap;
+    float *kt = c->kv_tmp + (size_t)ith * 2 * c->att_cap * HD;
+    float *vt = kt + (size_t)c->att_cap * HD;
+    const size_t layer_off = (size_t)a->layer * kv->n_blocks * kv->block_size * KVD;
+    int n_tasks = b->n_seqs * hp->n_head_kv;
+    for (int task = ith; task < n_tasks; task += nth) {
+        int s = task / hp->n_head_kv, hk = task % hp->n_head_kv;
+        int max_pos = -1;
+        for (int i = 0; i < b->n_tokens; i++)
+            if (b->seq[i] == s && b->pos[i] > max_pos) max_pos = b->pos[i];
+        if (max_pos < 0) continue;
+        /* gather this kv head's K and V for positions 0..max_pos as f32 */
+        const kv_block_table_t *bt = &b->seq_tables[s];
+        for (int p = 0; p <= max_pos; p++) {
+            size_t slot = (size_t)bt->blocks[p / kv->block_size] * kv->block_size + p % kv->block_size;
+            size_t off = (layer_off + slot * KVD + (size_t)hk * HD) * kv->elt;
+            if (kv->type == RT_TYPE_F16) {
+                cpu_f16_to_f32_row((const uint16_t *)((const char *)kv->k + off), kt + (size_t)p * HD, HD);
+                cpu_f16_to_f32_row((const uint16_t *)((const char *)kv->v + off), vt + (size_t)p * HD, HD);
+            } else {
+                memcpy(kt + (size_t)p * HD, (const char *)kv->k + off, (size_t)HD * 4);
+                memcpy(vt + (size_t)p * HD, (const char *)kv->v + off, (size_t)HD * 4);
+            }
+        }
+        for (int i = 0; i < b->n_tokens; i++) {
+            if (b->seq[i] != s) continue;
+            int n_pos = b->pos[i] + 1;
+            for (int h = hk * group; h < (hk + 1) * group; h++) {
+                const float *q = c->q + (size_t)i * QD + (size_t)h * HD;
+                for (int p = 0; p < n_pos; p++) scores[p] = cpu_dot_f32(q, kt + (size_t)p * HD, HD);
+                cpu_softmax(scores, n_pos, scale);
+                float *o = c->attn + (size_t)i * QD + (size_t)h * HD;
+                memset(o, 0, (size_t)HD * sizeof *o);
+                for (int p = 0; p < n_pos; p++) cpu_axpy_f32(o, scores[p], vt + (size_t)p * HD, HD);
+            }
+        }
+    }
+}
+
+static rt_status_t fwd_check_batch(const model_ctx_t *c, const kv_cache_t *kv, const model_batch_t *b)
+{
+    const model_hparams_t *hp = &c->m->hp;
+    if (b->n_tokens < 1 || b->n_tokens > c->max_tokens)
+        return rt_error_set(RT_ERR_RANGE, "forward: batch of %d tokens (1..%d allowed)", b->n_tokens, c->max_tokens);
+    if (kv->n_layer != hp->n_layer || kv->kv_dim != hp->n_head_kv * hp->head_dim)
+        return rt_error_set(RT_ERR_INVALID, "forward: KV cache was made for another model");
+    for (int i = 0; i < b->n_tokens; i++) {
+        if (b->tokens[i] < 0 || b->tokens[i] >= hp->n_vocab)
+            return rt_error_set(RT_ERR_RANGE, "forward: token id %d out of range (vocab %d)", b->tokens[i], hp->n_vocab);
+        if (b->seq[i] < 0 || b->seq[i] >= b->n_seqs)
+            return rt_error_set(RT_ERR_RANGE, "forward: token %d has sequence %d of %d", i, b->seq[i], b->n_seqs);
+        int p = b->pos[i];
+        if (p < 0 || p >= c->att_cap)
+            return rt_error_set(RT_ERR_RANGE, "forward: position %d out of range (context %d)", p, c->att_cap);
+        const kv_block_table_t *bt = &b->seq_tables[b->seq[i]];
+        if (p / kv->block_size >= bt->n_blocks)
+            return rt_error_set(RT_ERR_RANGE, "forward: position %d has no KV block in its table", p);
+        for (int j = 0; j <= p / kv->block_size; j++)
+            if (bt->blocks[j] < 0 || bt->blocks[j] >= kv->n_blocks)
+                return rt_error_set(RT_ERR_RANGE, "forward: KV block id %d out of range", bt->blocks[j]);
+    }
+    return RT_OK;
+}
+
+rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b, float *logits)
+{
+    rt_status_t st = fwd_check_batch(c, kv, b);
+    if (st) return st;
+    const model_t *m = c->m;
+    const model_hparams_t *hp = &m->hp;
+    const int T = b->n_tokens, E = hp->n_embd, HD = hp->head_dim;
+    const int QD = hp->n_head * HD, KVD = hp->n_head_kv * HD, FF = hp->n_ff;
+    float cs[2 * 4096 / 2 + 2];
+
+    /* embeddings */
+    for (int i = 0; i < T; i++) {
+        const char *row = (const char *)m->tok_embd.data + (size_t)b->tokens[i] * m->tok_embd.row_bytes;
+        st = cpu_dequantize_row(m->tok_embd.type, row, c->x + (size_t)i * E, E);
+        if (st) return st;
+    }
+
+    for (int l = 0; l < hp->n_layer; l++) {
+        const model_layer_t *L = &m->layers[l];
+        for (int i = 0; i < T; i++) cpu_rmsnorm(c->x + (size_t)i * E, L->attn_norm, c->xn + (size_t)i * E, E, hp->rms_eps);
+        {
+            const model_weight_t *w[3] = {&L->wq, &L->wk, &L->wv};
+            float *y[3] = {c->q, c->k, c->v};
+            int64_t ys[3] = {QD, KVD, KVD};
+            fwd_matmul(c, 3, w, c->xn, E, T, y, ys);
+        }
+        /* bias, RoPE, store K/V */
+        const size_t layer_off = (size_t)l * kv->n_blocks * kv->block_size * KVD;
+        for (int i = 0; i < T; i++) {
+            float *q = c->q + (size_t)i * QD, *k = c->k + (size_t)i * KVD, *v = c->v + (size_t)i * KVD;
+            if (L->bq) {
+                for (int d = 0; d < QD; d++) q[d] += L->bq[d];
+                for (int d = 0; d < KVD; d++) k[d] += L->bk[d];
+                for (int d = 0; d < KVD; d++) v[d] += L->bv[d];
+            }
+            cpu_rope_table(b->pos[i], hp->rope_dim, hp->rope_base, hp->rope_freq_scale, m->rope_freqs, cs);
+            cpu_rope_apply(q, hp->n_head, HD, hp->rope_dim, hp->rope_neox, cs);
+            cpu_rope_apply(k, hp->n_head_kv, HD, hp->rope_dim, hp->rope_neox, cs);
+            const kv_block_table_t *bt = &b->seq_tables[b->seq[i]];
+            int p = b->pos[i];
+            size_t slot = (size_t)bt->blocks[p / kv->block_size] * kv->block_size + p % kv->block_size;
+            size_t off = (layer_off + slot * KVD) * kv->elt;
+            if (kv->type == RT_TYPE_F16) {
+                cpu_f32_to_f16_row(k, (uint16_t *)((char *)kv->k + off), KVD);
+                cpu_f32_to_f16_row(v, (uint16_t *)((char *)kv->v + off), KVD);
+            } else {
+                memcpy((char *)kv->k + off, k, (size_t)KVD * 4);
+                memcpy((char *)kv->v + off, v, (size_t)KVD * 4);
+            }
+        }
+        attn_job_t aj = {c, kv, b, l, 0};
+        threadpool_run(c->pool, attn_worker, &aj);
+        {
+            const model_weight_t *w[1] = {&L->wo};
+            float *y[1] = {c->xn};
+            int64_t ys[1] = {E};
+            fwd_matmul(c, 1, w, c->attn, QD, T, y, ys);
+            for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xn[i];
+        }
+        for (int i = 0; i < T; i++) cpu_rmsnorm(c->x + (size_t)i * E, L->ffn_norm, c->xn + (size_t)i * E, E, hp->rms_eps);
+        {
+            const model_weight_t *w[2] = {&L->w_gate, &L->w_up};
+            float *y[2] = {c->g, c->u};
+            int64_t ys[2] = {FF, FF};
+            fwd_matmul(c, 2, w, c->xn, E, T, y, ys);
+        }
+        for (int i = 0; i < T; i++) cpu_swiglu(c->g + (size_t)i * FF, c->u + (size_t)i * FF, FF);
+        {
+            const model_weight_t *w[1] = {&L->w_down};
+            float *y[1] = {c->xn};
+            int64_t ys[1] = {E};
+            fwd_matmul(c, 1, w, c->g, FF, T, y, ys);
+            for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xn[i];
+        }
+    }
+
+    /* head: only for the rows that want logits */
+    int n_out = 0;
+    for (int i = 0; i < T; i++)
+        if (b->logits[i]) {
+            cpu_rmsnorm(c->x + (size_t)i * E, m->output_norm, c->xo + (size_t)n_out * E, E, hp->rms_eps);
+            n_out++;
+        }
+    if (n_out > 0) {
+        const model_weight_t *w[1] = {&m->output};
+        float *y[1] = {logits};
+        int64_t ys[1] = {hp->n_vocab};
+        fwd_matmul(c, 1, w, c->xo, E, n_out, y, ys);
+    }
+    return RT_OK;
+}

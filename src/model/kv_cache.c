@@ -1,0 +1,50 @@
+/*
+ * kv_cache.c - paged KV storage: per layer, n_blocks blocks of block_size
+ * token slots of kv_dim K (and V) values, F16 or F32.
+ */
+#include <stdlib.h>
+
+#include "model/model_impl.h"
+
+rt_status_t kv_cache_create(const model_t *m, int n_blocks, int block_size, rt_type_t kv_type,
+                            kv_cache_t **out)
+{
+    if (n_blocks < 1 || block_size < 1 || block_size > 4096)
+        return rt_error_set(RT_ERR_RANGE, "kv cache: %d blocks of %d tokens is not a valid size", n_blocks,
+                            block_size);
+    if (kv_type != RT_TYPE_F16 && kv_type != RT_TYPE_F32)
+        return rt_error_set(RT_ERR_UNSUPPORTED, "kv cache: type %s not supported (f16, f32)", rt_type_name(kv_type));
+    kv_cache_t *kv = calloc(1, sizeof *kv);
+    if (!kv) return rt_error_set(RT_ERR_NOMEM, "kv cache: out of memory");
+    const model_hparams_t *hp = model_hparams(m);
+    kv->n_layer = hp->n_layer;
+    kv->n_blocks = n_blocks;
+    kv->block_size = block_size;
+    kv->kv_dim = hp->n_head_kv * hp->head_dim;
+    kv->type = kv_type;
+    kv->elt = kv_type == RT_TYPE_F16 ? 2 : 4;
+    size_t n = (size_t)kv->n_layer * (size_t)n_blocks * (size_t)block_size * (size_t)kv->kv_dim * kv->elt;
+    kv->k = calloc(1, n);
+    kv->v = calloc(1, n);
+    if (!kv->k || !kv->v) {
+        kv_cache_destroy(kv);
+        return rt_error_set(RT_ERR_NOMEM, "kv cache: cannot allocate 2 x %zu bytes", n);
+    }
+    *out = kv;
+    return RT_OK;
+}
+
+void kv_cache_destroy(kv_cache_t *kv)
+{
+    if (!kv) return;
+    free(kv->k);
+    free(kv->v);
+    free(kv);
+}
+
+int kv_cache_block_size(const kv_cache_t *kv) { return kv->block_size; }
+int kv_cache_n_blocks(const kv_cache_t *kv) { return kv->n_blocks; }
+size_t kv_cache_bytes(const kv_cache_t *kv)
+{
+    return 2 * (size_t)kv->n_layer * (size_t)kv->n_blocks * (size_t)kv->block_size * (size_t)kv->kv_dim * kv->elt;
+}

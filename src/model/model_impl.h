@@ -1,0 +1,62 @@
+/*
+ * model_impl.h - private layout of model_t, kv_cache_t and model_ctx_t.
+ */
+#ifndef ROTOR_MODEL_IMPL_H
+#define ROTOR_MODEL_IMPL_H
+
+#include "rotor/model.h"
+#include "rotor/threadpool.h"
+
+typedef struct {
+    const void *data; /* into the mapping */
+    rt_type_t type;
+    int64_t ne0, ne1; /* ne0 = row length (input dim), ne1 = rows (output dim) */
+    size_t row_bytes;
+} model_weight_t;
+
+typedef struct {
+    const float *attn_norm;  /* (n_embd) */
+    model_weight_t wq, wk, wv, wo;
+    const float *bq, *bk, *bv; /* (n_head*hd), (n_kv*hd) or NULL */
+    const float *ffn_norm;   /* (n_embd) */
+    model_weight_t w_gate, w_up, w_down;
+} model_layer_t;
+
+struct model {
+    gguf_ctx_t *gguf;
+    tok_vocab_t *vocab;
+    model_hparams_t hp;
+    model_weight_t tok_embd; /* (n_vocab rows, n_embd) */
+    const float *output_norm;
+    model_weight_t output;   /* == tok_embd when tied */
+    const float *rope_freqs; /* (rope_dim/2) divisors or NULL */
+    model_layer_t *layers;   /* (n_layer), owned */
+    size_t bytes_per_token;
+    int64_t n_params;
+    rt_type_t main_type;
+};
+
+struct kv_cache {
+    int n_layer, n_blocks, block_size, kv_dim;
+    rt_type_t type;
+    size_t elt;  /* bytes per element */
+    void *k;     /* (n_layer, n_blocks, block_size, kv_dim), owned */
+    void *v;     /* same */
+};
+
+struct model_ctx {
+    const model_t *m;
+    threadpool_t *pool;
+    int max_tokens;
+    /* activations, (max_tokens, dim) each, owned */
+    float *x, *xn, *q, *k, *v, *attn, *g, *u;
+    void *xq;            /* quantized activations, (max_tokens, max row bytes) */
+    size_t xq_stride;
+    float *att_scores;   /* (n_threads, n_ctx_max) scratch for attention */
+    int att_cap;
+    float *kv_tmp;       /* (n_threads, 2, head_dim) f16->f32 scratch */
+    int32_t *out_rows;   /* (max_tokens) indices of rows that want logits */
+    float *xo;           /* (max_tokens, n_embd) normed rows for the head */
+};
+
+#endif

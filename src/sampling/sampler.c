@@ -1,0 +1,444 @@
+/*
+ * sampler.c - choose the next token from a row of logits.
+ *
+ * The chain, in order (llama.cpp's order; filters see temperature-1 probs):
+ *   1. penalties over the last penalty_last_n accepted tokens: repetition
+ *      (positive logits divided, others multiplied), then frequency and
+ *      presence (logit -= count * freq + (count > 0) * presence);
+ *   2. temperature <= 0: greedy argmax, ties to the lowest id; otherwise
+ *   3. top-k (a bounded heap, O(n log k), no full sort), top-p (the smallest
+ *      set of best tokens whose mass reaches top_p, found by a quickselect on
+ *      mass, O(n) expected, no full sort), min-p (drop p < min_p * p_max),
+ *      then a draw from softmax(logit / temperature) with the request's
+ *      xoshiro256** stream (one uniform per draw).
+ * Ties between equal logits always go to the lower id, so every step is a
+ * pure function of (logits, history, seed).
+ *
+ * The penalty history is a ring of the window plus a per-token count and a
+ * list of the distinct tokens in the window (swap-remove, O(1) per accept),
+ * so a step touches only the tokens it penalises. Everything is allocated at
+ * create; sampler_sample never allocates.
+ */
+#include "rotor/sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sampling/rng.h"
+
+typedef struct {
+    float logit; /* after penalties */
+    float w;     /* scratch weight: exp(logit - max) at top-p, the draw's weight */
+    int32_t id;
+} cand_t;
+
+struct sampler {
+    sampler_params_t p;
+    int32_t n_vocab;
+    rt_rng_t rng;
+    cand_t *cand; /* (n_vocab) scratch for the filters */
+
+    bool penalize;     /* any penalty on and a window */
+    int32_t *ring;     /* (ring_cap) last accepted tokens; NULL for the whole history */
+    int32_t ring_cap;  /* penalty_last_n, or 0 when the window is the whole history */
+    int32_t ring_len;  /* tokens in the ring */
+    int32_t ring_head; /* index of the oldest */
+    int32_t *count;    /* (n_vocab) occurrences in the window */
+    int32_t *distinct; /* (max_distinct) tokens with count > 0 */
+    int32_t *pos;      /* (n_vocab) index of a token in distinct[] */
+    float *saved;      /* (max_distinct) raw logits of distinct[] for the logprob */
+    int32_t n_distinct;
+};
+
+sampler_params_t sampler_params_default(void)
+{
+    return (sampler_params_t){
+        .temperature = 1.0f,
+        .top_k = 0,
+        .top_p = 1.0f,
+        .min_p = 0.0f,
+        .repetition_penalty = 1.0f,
+        .frequency_penalty = 0.0f,
+        .presence_penalty = 0.0f,
+        .penalty_last_n = 64,
+        .seed = 0,
+    };
+}
+
+rt_status_t sampler_create(const sampler_params_t *p, int32_t n_vocab, sampler_t **out)
+{
+    if (!p || !out || n_vocab <= 0)
+        return rt_error_set(RT_ERR_INVALID, "sampler_create: bad arguments (n_vocab %d)",
+                            (int)n_vocab);
+    if (isnan(p->temperature) || isnan(p->top_p) || isnan(p->min_p) ||
+        !isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty) ||
+        !(p->repetition_penalty > 0.0f && isfinite(p->repetition_penalty)) ||
+        p->penalty_last_n < -1)
+        return rt_error_set(RT_ERR_INVALID,
+                            "sampler_create: bad parameters (repetition_penalty %g, "
+                            "penalty_last_n %d)",
+                            (double)p->repetition_penalty, (int)p->penalty_last_n);
+
+    sampler_t *s = calloc(1, sizeof *s);
+    if (!s)
+        goto nomem;
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    rt_rng_seed(&s->rng, p->seed);
+    s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
+    if (!s->cand)
+        goto nomem;
+
+    s->penalize = p->penalty_last_n != 0 &&
+                  (p->repetition_penalty != 1.0f || p->frequency_penalty != 0.0f ||
+                   p->presence_penalty != 0.0f);
+    if (s->penalize) {
+        int32_t max_distinct = n_vocab;
+        if (p->penalty_last_n > 0) {
+            s->ring_cap = p->penalty_last_n;
+            if (s->ring_cap < max_distinct)
+                max_distinct = s->ring_cap;
+            s->ring = malloc((size_t)s->ring_cap * sizeof *s->ring);
+        }
+        s->count = calloc((size_t)n_vocab, sizeof *s->count);
+        s->pos = malloc((size_t)n_vocab * sizeof *s->pos);
+        s->distinct = malloc((size_t)max_distinct * sizeof *s->distinct);
+        s->saved = malloc((size_t)max_distinct * sizeof *s->saved);
+        if ((s->ring_cap && !s->ring) || !s->count || !s->pos || !s->distinct || !s->saved)
+            goto nomem;
+    }
+    *out = s;
+    return RT_OK;
+nomem:
+    sampler_destroy(s);
+    return rt_error_set(RT_ERR_NOMEM, "sampler_create: out of memory (n_vocab %d)",
+                        (int)n_vocab);
+}
+
+void sampler_destroy(sampler_t *s)
+{
+    if (!s)
+        return;
+    free(s->saved);
+    free(s->distinct);
+    free(s->pos);
+    free(s->count);
+    free(s->ring);
+    free(s->cand);
+    free(s);
+}
+
+/* ---- penalty history ---- */
+
+static void count_inc(sampler_t *s, int32_t t)
+{
+    if (s->count[t]++ == 0) {
+        s->pos[t] = s->n_distinct;
+        s->distinct[s->n_distinct++] = t;
+    }
+}
+
+static void count_dec(sampler_t *s, int32_t t)
+{
+    if (--s->count[t] == 0) {
+        int32_t i = s->pos[t];
+        int32_t last = s->distinct[--s->n_distinct];
+        s->distinct[i] = last;
+        s->pos[last] = i;
+    }
+}
+
+void sampler_accept(sampler_t *s, int32_t token)
+{
+    if (!s || !s->penalize || token < 0 || token >= s->n_vocab)
+        return;
+    if (s->ring_cap > 0) {
+        if (s->ring_len == s->ring_cap) {
+            count_dec(s, s->ring[s->ring_head]);
+            s->ring[s->ring_head] = token;
+            s->ring_head = (s->ring_head + 1) % s->ring_cap;
+        } else {
+            s->ring[(s->ring_head + s->ring_len) % s->ring_cap] = token;
+            s->ring_len++;
+        }
+    }
+    count_inc(s, token);
+}
+
+void sampler_reset(sampler_t *s, uint64_t seed)
+{
+    if (!s)
+        return;
+    s->p.seed = seed;
+    rt_rng_seed(&s->rng, seed);
+    if (s->penalize) {
+        for (int32_t i = 0; i < s->n_distinct; i++)
+            s->count[s->distinct[i]] = 0;
+        s->n_distinct = 0;
+        s->ring_len = 0;
+        s->ring_head = 0;
+    }
+}
+
+static void apply_penalties(sampler_t *s, float *logits)
+{
+    const float rep = s->p.repetition_penalty;
+    const float freq = s->p.frequency_penalty;
+    const float pres = s->p.presence_penalty;
+    for (int32_t i = 0; i < s->n_distinct; i++) {
+        int32_t t = s->distinct[i];
+        float l = logits[t];
+        s->saved[i] = l;
+        if (rep != 1.0f)
+            l = l > 0.0f ? l / rep : l * rep;
+        l -= (float)s->count[t] * freq + pres;
+        logits[t] = l;
+    }
+}
+
+/* ---- candidate ordering: higher logit first, ties to the lower id ---- */
+
+static inline bool better(const cand_t *a, const cand_t *b)
+{
+    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
+}
+
+static inline void swap_cand(cand_t *a, cand_t *b)
+{
+    cand_t t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Sift down in a heap h[0..n) whose root is the worst element. */
+static void sift_worst(cand_t *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, w = i;
+        if (l < n && better(&h[w], &h[l]))
+            w = l;
+        if (l + 1 < n && better(&h[w], &h[l + 1]))
+            w = l + 1;
+        if (w == i)
+            return;
+        swap_cand(&h[i], &h[w]);
+        i = w;
+    }
+}
+
+/* Make c[0..k) the best k of c[0..n), sorted best first; the others stay in
+ * c[k..n). O(n log k) with a bounded heap; deterministic for equal input. */
+static void select_top_sorted(cand_t *c, size_t n, size_t k)
+{
+    if (k > n)
+        k = n;
+    if (k == 0)
+        return;
+    for (size_t i = k / 2; i-- > 0;)
+        sift_worst(c, k, i);
+    for (size_t i = k; i < n; i++) {
+        if (better(&c[i], &c[0])) {
+            swap_cand(&c[i], &c[0]);
+            sift_worst(c, k, 0);
+        }
+    }
+    /* Heap-sort: move the worst to the end each time -> best first. */
+    for (size_t m = k; m > 1; m--) {
+        swap_cand(&c[0], &c[m - 1]);
+        sift_worst(c, m - 1, 0);
+    }
+}
+
+static float max_logit(const cand_t *c, size_t n)
+{
+    float m = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (c[i].logit > m)
+            m = c[i].logit;
+    return m;
+}
+
+/* Index of the best candidate (ties to the lower id). */
+static size_t best_index(const cand_t *c, size_t n)
+{
+    size_t b = 0;
+    for (size_t i = 1; i < n; i++)
+        if (better(&c[i], &c[b]))
+            b = i;
+    return b;
+}
+
+/* Partition c[lo..hi) around a median-of-three pivot: better ones first.
+ * Returns the pivot's final index. */
+static size_t partition(cand_t *c, size_t lo, size_t hi)
+{
+    size_t mid = lo + (hi - lo) / 2, last = hi - 1;
+    /* order c[lo], c[mid], c[last] best first; the median goes to last */
+    if (better(&c[mid], &c[lo]))
+        swap_cand(&c[mid], &c[lo]);
+    if (better(&c[last], &c[lo]))
+        swap_cand(&c[last], &c[lo]);
+    if (better(&c[mid], &c[last]))
+        swap_cand(&c[mid], &c[last]);
+    const cand_t pivot = c[last];
+    size_t store = lo;
+    for (size_t i = lo; i < last; i++)
+        if (better(&c[i], &pivot))
+            swap_cand(&c[i], &c[store++]);
+    swap_cand(&c[store], &c[last]);
+    return store;
+}
+
+/* Keep the nucleus: the smallest set of best candidates (in best-first order)
+ * whose probability mass reaches top_p; at least one. Order inside the set is
+ * not sorted. A quickselect on mass instead of a sort, O(n) expected; after
+ * too many rounds (an adversarial order) it sorts what is left. */
+static size_t filter_top_p(cand_t *c, size_t n, float top_p)
+{
+    float mx = max_logit(c, n);
+    if (mx == -INFINITY)
+        return 1;
+    double total = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        c[i].w = expf(c[i].logit - mx);
+        total += c[i].w;
+    }
+    const double target = (double)top_p * total;
+    double cum = 0.0; /* mass of c[0..lo), all better than c[lo..hi) */
+    size_t lo = 0, hi = n;
+    int rounds = 0;
+    while (hi - lo > 1) {
+        if (++rounds > 64) {
+            select_top_sorted(c + lo, hi - lo, hi - lo);
+            for (size_t i = lo; i < hi; i++) {
+                cum += c[i].w;
+                if (cum >= target)
+                    return i + 1;
+            }
+            return hi;
+        }
+        size_t p = partition(c, lo, hi);
+        double upper = 0.0;
+        for (size_t i = lo; i < p; i++)
+            upper += c[i].w;
+        if (cum + upper >= target && p > lo) {
+            hi = p; /* the boundary is among the better ones */
+        } else if (cum + upper + c[p].w >= target || p + 1 == hi) {
+            return p + 1;
+        } else {
+            cum += upper + c[p].w;
+            lo = p + 1;
+        }
+    }
+    return lo + 1;
+}
+
+/* Keep candidates with p >= min_p * p_max (order preserved). */
+static size_t filter_min_p(cand_t *c, size_t n, float min_p)
+{
+    size_t b = best_index(c, n);
+    float mx = c[b].logit;
+    if (mx == -INFINITY || min_p >= 1.0f) {
+        c[0] = c[b];
+        return 1;
+    }
+    float thresh = mx + logf(min_p);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (c[i].logit >= thresh)
+            c[k++] = c[i];
+    return k;
+}
+
+static int32_t greedy(const float *logits, int32_t n)
+{
+    int32_t best = 0;
+    float bv = isnan(logits[0]) ? -INFINITY : logits[0];
+    for (int32_t i = 1; i < n; i++)
+        if (logits[i] > bv) {
+            bv = logits[i];
+            best = i;
+        }
+    return best;
+}
+
+/* Draw from softmax(logit / temperature) over c[0..n). Consumes exactly one
+ * uniform from the stream whatever n is, so filters do not shift it. */
+static int32_t draw(sampler_t *s, cand_t *c, size_t n)
+{
+    double u = rt_rng_uniform(&s->rng);
+    float mx = max_logit(c, n);
+    if (mx == -INFINITY || n == 1)
+        return c[best_index(c, n)].id;
+    const float inv_t = 1.0f / s->p.temperature;
+    double total = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        c[i].w = expf((c[i].logit - mx) * inv_t);
+        total += c[i].w;
+    }
+    if (!(total > 0.0) || !isfinite(total))
+        return c[0].id;
+    double target = u * total, cum = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        cum += c[i].w;
+        if (target < cum)
+            return c[i].id;
+    }
+    /* Rounding left target at the very top: the last token with weight. */
+    for (size_t i = n; i-- > 0;)
+        if (c[i].w > 0.0f)
+            return c[i].id;
+    return c[n - 1].id;
+}
+
+int32_t sampler_sample(sampler_t *s, float *logits, float *logprob)
+{
+    const int32_t nv = s->n_vocab;
+
+    /* log-sum-exp of the raw logits, before anything changes them. */
+    double lse = 0.0;
+    if (logprob) {
+        float mx = -INFINITY;
+        for (int32_t i = 0; i < nv; i++)
+            if (logits[i] > mx)
+                mx = logits[i];
+        double sum = 0.0;
+        if (mx != -INFINITY)
+            for (int32_t i = 0; i < nv; i++)
+                sum += expf(logits[i] - mx);
+        lse = (double)mx + log(sum);
+    }
+
+    if (s->penalize)
+        apply_penalties(s, logits);
+
+    int32_t id;
+    if (s->p.temperature <= 0.0f) {
+        id = greedy(logits, nv);
+    } else {
+        cand_t *c = s->cand;
+        for (int32_t i = 0; i < nv; i++) {
+            c[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];
+            c[i].id = i;
+        }
+        size_t n = (size_t)nv;
+        if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
+            select_top_sorted(c, n, (size_t)s->p.top_k);
+            n = (size_t)s->p.top_k;
+        }
+        if (s->p.top_p < 1.0f && n > 1)
+            n = filter_top_p(c, n, s->p.top_p);
+        if (s->p.min_p > 0.0f && n > 1)
+            n = filter_min_p(c, n, s->p.min_p);
+        id = draw(s, c, n);
+    }
+
+    if (logprob) {
+        float raw = logits[id];
+        if (s->penalize && s->count[id] > 0)
+            raw = s->saved[s->pos[id]];
+        *logprob = isfinite(lse) ? (float)((double)raw - lse) : -INFINITY;
+    }
+    return id;
+}

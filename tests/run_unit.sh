@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# run_unit.sh BUILD - run every C unit test binary and the fuzz corpus replay;
+# fail if any fails. Prints a closing "N passed, N failed" line.
+set -u
+BUILD=${1:-build}
+pass=0; fail=0; failed=()
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    if "$t"; then pass=$((pass+1)); else fail=$((fail+1)); failed+=("$(basename "$t")"); fi
+done
+if [ -x "$BUILD/tests/fuzz_gguf_replay" ]; then
+    if "$BUILD/tests/fuzz_gguf_replay" tests/fuzz/corpus >/dev/null; then pass=$((pass+1));
+    else fail=$((fail+1)); failed+=("fuzz_gguf_replay"); fi
+fi
+echo "unit: $pass passed, $fail failed"
+((fail == 0)) || { echo "failed: ${failed[*]}"; exit 1; }
