@@ -84,4 +84,10 @@ size_t tok_stream_push(const tok_vocab_t *v, tok_stream_t *st, int32_t id, char 
 /* Flush whatever is pending (invalid tails become U+FFFD). */
 size_t tok_stream_flush(tok_stream_t *st, char *out, size_t cap);
 
+/* ---- additions ---- */
+int32_t tok_eot(const tok_vocab_t *v); /* end-of-turn id (metadata or auto-detected), -1 if none */
+tok_type_t tok_token_type(const tok_vocab_t *v, int32_t id); /* TOK_TYPE_UNDEFINED if out of range */
+/* tokenizer.ggml.pre of a BPE vocabulary ("default" if absent; "default" for SPM). */
+const char *tok_pre(const tok_vocab_t *v);
+
 #endif

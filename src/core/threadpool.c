@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #define TP_SPIN_ITERS 200000
+#define TP_PAUSE_ITERS 4096
 
 struct threadpool {
     int n;
@@ -51,7 +52,9 @@ static void *tp_worker(void *p)
         while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen &&
                !atomic_load_explicit(&pool->stop, memory_order_acquire)) {
             if (++spins < TP_SPIN_ITERS) {
-                cpu_relax();
+                /* pause first; yield once the wait is long (oversubscribed cores) */
+                if (spins < TP_PAUSE_ITERS) cpu_relax();
+                else sched_yield();
                 continue;
             }
             pthread_mutex_lock(&pool->mu);
@@ -131,5 +134,8 @@ void threadpool_run(threadpool_t *pool, threadpool_fn fn, void *arg)
         pthread_mutex_unlock(&pool->mu);
     }
     fn(arg, 0, pool->n);
-    while (atomic_load_explicit(&pool->done, memory_order_acquire) < pool->n - 1) cpu_relax();
+    for (int spins = 0; atomic_load_explicit(&pool->done, memory_order_acquire) < pool->n - 1; spins++) {
+        if (spins < TP_PAUSE_ITERS) cpu_relax();
+        else sched_yield();
+    }
 }

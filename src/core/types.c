@@ -95,8 +95,8 @@ float rt_fp16_to_fp32(uint16_t h)
         /* zero or subnormal: mant * 2^-24, exact in float */
         return f32_from_bits(f32_bits((float)mant * 0x1p-24f) | sign);
     }
-    if (exp == 31)
-        return f32_from_bits(sign | 0x7f800000u | (mant << 13));
+    if (exp == 31) /* inf, or NaN made quiet (as F16C does) */
+        return f32_from_bits(sign | 0x7f800000u | (mant << 13) | (mant ? 0x400000u : 0));
     return f32_from_bits(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 

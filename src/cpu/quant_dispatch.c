@@ -116,8 +116,8 @@ void cpu_quantize_act(rt_type_t vt, const float *src, void *dst, int64_t n)
 float cpu_vec_dot(rt_type_t t, int64_t n, const void *w, const void *a)
 {
     cpu_dot_tile_fn fn = cpu_dot_kernel(t);
-    float out = 0.0f;
+    float out[CPU_DOT_NW * CPU_DOT_NR] = {0};
     if (fn != NULL)
-        fn(n, w, a, 0, 1, &out);
-    return out;
+        fn(n, w, 0, 1, a, 0, 1, out);
+    return out[0];
 }

@@ -64,120 +64,175 @@ AI __m512i unpack_q4_pair(const uint8_t *q0, const uint8_t *q1)
     return _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
 }
 
+/* The two fp16 at the start of blocks p0 and p1 as floats [a0 b0 a1 b1];
+ * p1 == NULL gives [a0 b0 0 0]. */
+AI __m128 head2(const void *p0, const void *p1)
+{
+    uint32_t a, b = 0;
+    memcpy(&a, p0, 4);
+    if (p1)
+        memcpy(&b, p1, 4);
+    return _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128((int)a), (int)b, 1));
+}
+
+/* [v0 x8, v2 x8]: the per-block scales of a block pair, one per 8 lanes. */
+AI __m512 spread02(__m128 v)
+{
+    const __m512i idx = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
+}
+
+/*
+ * A pair of Q4_0 (18-byte) or Q4_1 (20-byte) blocks from one masked load:
+ * q = nibbles in element order [lo0 hi0 lo1 hi1], d = [d0 x8, d1 x8] and,
+ * for Q4_1, m = [. m0 . m1] (lanes 1 and 3, to pair with [dy s] of Q8_1).
+ * `two` false: only the first block is read (the second is its copy).
+ */
+AI void q4_pair(const uint8_t *b, const int BS, bool two, const bool safe, __m512i *q, __m512 *d,
+                    __m512 *m)
+{
+    const int W0 = BS / 2;               /* words per block */
+    const int QW = BS == 20 ? 2 : 1;     /* first qs word */
+    const int o1 = two ? W0 : 0;         /* second block's word offset */
+    const __mmask32 lm = (__mmask32)((1u << (two ? 2 * W0 : W0)) - 1);
+    /* safe: 64 bytes from b are readable (more blocks follow) */
+    const __m512i v = safe ? _mm512_loadu_si512(b) : _mm512_maskz_loadu_epi16(lm, b);
+    const __m512i qi = _mm512_set_epi16(
+        o1 + QW + 7, o1 + QW + 6, o1 + QW + 5, o1 + QW + 4, o1 + QW + 3, o1 + QW + 2,
+        o1 + QW + 1, o1 + QW, o1 + QW + 7, o1 + QW + 6, o1 + QW + 5, o1 + QW + 4, o1 + QW + 3,
+        o1 + QW + 2, o1 + QW + 1, o1 + QW, QW + 7, QW + 6, QW + 5, QW + 4, QW + 3, QW + 2,
+        QW + 1, QW, QW + 7, QW + 6, QW + 5, QW + 4, QW + 3, QW + 2, QW + 1, QW);
+    __m512i t = _mm512_permutexvar_epi16(qi, v);
+    t = _mm512_mask_srli_epi16(t, 0xFF00FF00u, t, 4);
+    *q = _mm512_and_si512(t, _mm512_set1_epi8(0x0F));
+    const __m256i v256 = _mm512_castsi512_si256(v);
+    const __m256i di = _mm256_set_epi16(o1, o1, o1, o1, o1, o1, o1, o1, 0, 0, 0, 0, 0, 0, 0, 0);
+    *d = _mm512_cvtph_ps(_mm256_permutexvar_epi16(di, v256));
+    if (m) {
+        /* [m0 0 x7, m1 0 x7]: adds m*s once per block into the same sum */
+        const __m256i mi = _mm256_set_epi16(0, 0, 0, 0, 0, 0, 0, o1 + 1, 0, 0, 0, 0, 0, 0, 0, 1);
+        const __mmask16 mm = two ? 0x0101 : 0x0001;
+        *m = _mm512_cvtph_ps(_mm256_maskz_permutexvar_epi16(mm, mi, v256));
+    }
+}
+
+/* [v1 x8, v3 x8]. */
+AI __m512 spread13(__m128 v)
+{
+    const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
+}
+
 #define XROW(T, x, xs, k) ((const T *)((const char *)(x) + (size_t)(k) * (xs)))
 
-/* ------------------------------------------------------------- Q4_1 x Q8_1 */
+/* ------------------------------------------ 32-blocks: Q4_0, Q4_1, Q8_0 */
 
-AI void q4_1_tile(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out)
+enum { K_Q4_0, K_Q4_1, K_Q8_0 };
+
+/*
+ * One block pair (i, i1) of every weight and activation row of the tile.
+ * Weights become unsigned bytes (nibbles; q8_0 + 128) and the offset goes
+ * into the dpbusd start value: -8*sum(y) or -128*sum(y) per 4-lane group.
+ * Per (w, y): p = dpbusd(base_y, w, y); acc += dw * (float(p) * dy); for
+ * Q4_1 also accm += [d m] * [dy s] (lanes 1 and 3 hold m*s).
+ */
+/*
+ * One block pair (i, i1) of every weight and activation row of the tile.
+ * Weights become unsigned bytes (nibbles; q8_0 + 128) and the offset goes
+ * into the dpbusd start value: -8*sum(y) or -128*sum(y) per 4-lane group.
+ * Per (w, y): p = dpbusd(base_y, w, y); acc += dw * (float(p) * dy); for
+ * Q4_1 also acc += [m0 0.. m1 0..] * [s0.. s1..]. One accumulator per pair.
+ */
+AI void q32_step(const int KIND, const char *w, size_t ws, const int NW, const char *x,
+                 size_t xs, const int NR, int64_t i, bool two, const bool safe,
+                 __m512 acc[][CPU_DOT_NR])
 {
-    const block_q4_1 *a = w;
-    const int64_t nb = n / QK4_1;
-    __m512 acc[CPU_DOT_NR][2];
-    float summ[CPU_DOT_NR];
+    const size_t xbs = KIND == K_Q4_1 ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    const size_t xqoff = KIND == K_Q4_1 ? 4 : 2;
+    const int64_t i1 = two ? i + 1 : i;
+    __m512i wq[CPU_DOT_NW];
+    __m512 wm[CPU_DOT_NW];
+    __m512 dw[CPU_DOT_NW];
+    for (int iw = 0; iw < NW; iw++) {
+        if (KIND == K_Q8_0) {
+            const block_q8_0 *a = (const block_q8_0 *)(w + iw * ws);
+            wq[iw] = _mm512_xor_si512(load2x256(a[i].qs, a[i1].qs), _mm512_set1_epi8(-128));
+            dw[iw] = spread02(head2(&a[i], two ? &a[i1] : NULL));
+        } else if (KIND == K_Q4_0) {
+            const block_q4_0 *a = (const block_q4_0 *)(w + iw * ws);
+            q4_pair((const uint8_t *)&a[i], 18, two, safe, &wq[iw], &dw[iw], NULL);
+        } else {
+            const block_q4_1 *a = (const block_q4_1 *)(w + iw * ws);
+            q4_pair((const uint8_t *)&a[i], 20, two, safe, &wq[iw], &dw[iw], &wm[iw]);
+        }
+    }
     for (int k = 0; k < NR; k++) {
-        acc[k][0] = acc[k][1] = _mm512_setzero_ps();
-        summ[k] = 0.0f;
-    }
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        const int u = (int)((i >> 1) & 1);
-        const __m512i wq = unpack_q4_pair(a[i].qs, a[i + 1].qs);
-        const float d0 = h2f(a[i].d), d1 = h2f(a[i + 1].d);
-        const float m0 = h2f(a[i].m), m1 = h2f(a[i + 1].m);
-        for (int k = 0; k < NR; k++) {
-            const block_q8_1 *b = XROW(block_q8_1, x, xs, k);
-            const __m512i y = load2x256(b[i].qs, b[i + 1].qs);
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, y);
-            const __m512 s = scale2(d0 * h2f(b[i].d), d1 * h2f(b[i + 1].d));
-            acc[k][u] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc[k][u]);
-            summ[k] += m0 * h2f(b[i].s);
-            summ[k] += m1 * h2f(b[i + 1].s);
+        const char *y0 = x + k * xs + i * xbs, *y1 = x + k * xs + i1 * xbs;
+        const __m512i y =
+            two ? load2x256(y0 + xqoff, y1 + xqoff)
+                : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(y0 + xqoff)));
+        __m512i base = _mm512_setzero_si512();
+        if (KIND == K_Q4_0)
+            base = _mm512_sub_epi32(base, _mm512_dpbusd_epi32(base, _mm512_set1_epi8(8), y));
+        else if (KIND == K_Q8_0)
+            base = _mm512_sub_epi32(base,
+                                    _mm512_dpbusd_epi32(base, _mm512_set1_epi8(-128), y));
+        const __m128 yf = head2(y0, two ? y1 : NULL);
+        const __m512 dy = spread02(yf);
+        __m512 sy = _mm512_setzero_ps();
+        if (KIND == K_Q4_1)
+            sy = spread13(yf);
+        for (int iw = 0; iw < NW; iw++) {
+            const __m512i p = _mm512_dpbusd_epi32(base, wq[iw], y);
+            const __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(p), dy);
+            acc[iw][k] = _mm512_fmadd_ps(dw[iw], t, acc[iw][k]);
+            if (KIND == K_Q4_1)
+                acc[iw][k] = _mm512_fmadd_ps(wm[iw], sy, acc[iw][k]);
         }
     }
-    if (i < nb) {
-        const __m512i wq = unpack_q4_pair(a[i].qs, a[i].qs);
-        const float d0 = h2f(a[i].d), m0 = h2f(a[i].m);
-        for (int k = 0; k < NR; k++) {
-            const block_q8_1 *b = XROW(block_q8_1, x, xs, k);
-            const __m512i y = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[i].qs));
-            const __m512i p = _mm512_maskz_dpbusd_epi32(0x00FF, _mm512_setzero_si512(), wq, y);
-            const __m512 s = scale2(d0 * h2f(b[i].d), 0.0f);
-            acc[k][0] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc[k][0]);
-            summ[k] += m0 * h2f(b[i].s);
-        }
-    }
-    for (int k = 0; k < NR; k++)
-        out[k] = hsum512(_mm512_add_ps(acc[k][0], acc[k][1])) + summ[k];
 }
 
-/* ------------------------------------------------- Q4_0 / Q8_0 x Q8_0 */
-
-/* Signed weights w (64 bytes, two blocks): |w| and the sign mask. */
-AI void signed_pair(__m512i wv, __m512i *absw, __mmask64 *neg)
-{
-    *absw = _mm512_abs_epi8(wv);
-    *neg = _mm512_movepi8_mask(wv);
-}
-
-AI __m512i dot_signed(__m512i absw, __mmask64 neg, __m512i y, __mmask16 lanes)
-{
-    const __m512i ys = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
-    return _mm512_maskz_dpbusd_epi32(lanes, _mm512_setzero_si512(), absw, ys);
-}
-
-AI void q8_tile(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out,
-                const bool is_q4)
+AI void q32_tile(const int KIND, int64_t n, const void *w, size_t ws, const int NW,
+                 const void *x, size_t xs, const int NR, float *out)
 {
     const int64_t nb = n / 32;
-    __m512 acc[CPU_DOT_NR][2];
-    for (int k = 0; k < NR; k++)
-        acc[k][0] = acc[k][1] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 2) {
-        const bool two = i + 1 < nb;
-        const int64_t i1 = two ? i + 1 : i;
-        const __mmask16 lanes = two ? 0xFFFF : 0x00FF;
-        const int u = (int)((i >> 1) & 1);
-        __m512i wv;
-        float d0, d1;
-        if (is_q4) {
-            const block_q4_0 *a = w;
-            wv = _mm512_sub_epi8(unpack_q4_pair(a[i].qs, a[i1].qs), _mm512_set1_epi8(8));
-            d0 = h2f(a[i].d);
-            d1 = two ? h2f(a[i1].d) : 0.0f;
-        } else {
-            const block_q8_0 *a = w;
-            wv = load2x256(a[i].qs, a[i1].qs);
-            d0 = h2f(a[i].d);
-            d1 = two ? h2f(a[i1].d) : 0.0f;
-        }
-        __m512i absw;
-        __mmask64 neg;
-        signed_pair(wv, &absw, &neg);
-        for (int k = 0; k < NR; k++) {
-            const block_q8_0 *b = XROW(block_q8_0, x, xs, k);
-            const __m512i y = load2x256(b[i].qs, b[i1].qs);
-            const __m512i p = dot_signed(absw, neg, y, lanes);
-            const __m512 s = scale2(d0 * h2f(b[i].d), d1 * h2f(b[i1].d));
-            acc[k][u] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc[k][u]);
-        }
-    }
-    for (int k = 0; k < NR; k++)
-        out[k] = hsum512(_mm512_add_ps(acc[k][0], acc[k][1]));
+    __m512 acc[CPU_DOT_NW][CPU_DOT_NR];
+    for (int iw = 0; iw < NW; iw++)
+        for (int k = 0; k < NR; k++)
+            acc[iw][k] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 3 < nb; i += 2)
+        q32_step(KIND, w, ws, NW, x, xs, NR, i, true, true, acc);
+    for (; i + 1 < nb; i += 2)
+        q32_step(KIND, w, ws, NW, x, xs, NR, i, true, false, acc);
+    if (i < nb)
+        q32_step(KIND, w, ws, NW, x, xs, NR, i, false, false, acc);
+    for (int iw = 0; iw < NW; iw++)
+        for (int k = 0; k < NR; k++)
+            out[iw * CPU_DOT_NR + k] = hsum512(acc[iw][k]);
 }
 
-AI void q8_0_tile(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out)
+AI void q4_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
+                  const int NR, float *out)
 {
-    q8_tile(n, w, x, xs, NR, out, false);
+    q32_tile(K_Q4_0, n, w, ws, NW, x, xs, NR, out);
 }
 
-AI void q4_0_tile(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out)
+AI void q4_1_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
+                  const int NR, float *out)
 {
-    q8_tile(n, w, x, xs, NR, out, true);
+    q32_tile(K_Q4_1, n, w, ws, NW, x, xs, NR, out);
+}
+
+AI void q8_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
+                  const int NR, float *out)
+{
+    q32_tile(K_Q8_0, n, w, ws, NW, x, xs, NR, out);
 }
 
 /* ------------------------------------------------------------- Q6_K x Q8_K */
 
-AI void q6_K_tile(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out)
+AI void q6_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out)
 {
     const block_q6_K *a = w;
     const int64_t nb = n / QK_K;
@@ -225,13 +280,16 @@ AI void q6_K_tile(int64_t n, const void *w, const void *x, size_t xs, const int 
         out[k] = hsum512(acc[k]);
 }
 
-/* ------------------------------------------------------------- Q4_K x Q8_K */
+/* ------------------------------------------------- Q4_K / Q5_K x Q8_K */
 
-AI void q4_K_tile(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out)
+/* Q4_K and Q5_K share the 6-bit scale/min layout; Q5_K adds a high bit per
+ * element from qh (bit j of qh[l] for sub-block j). */
+AI void qk45_tile1(const bool Q5, int64_t n, const void *w, const void *x, size_t xs,
+                   const int NR, float *out)
 {
-    const block_q4_K *a = w;
     const int64_t nb = n / QK_K;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const size_t bsz = Q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
     __m512 acc[CPU_DOT_NR];
     __m256 accm[CPU_DOT_NR];
     for (int k = 0; k < NR; k++) {
@@ -239,8 +297,11 @@ AI void q4_K_tile(int64_t n, const void *w, const void *x, size_t xs, const int 
         accm[k] = _mm256_setzero_ps();
     }
     for (int64_t i = 0; i < nb; i++) {
+        const char *blk = (const char *)w + (size_t)i * bsz;
+        const block_q4_K *a4 = (const block_q4_K *)blk; /* d, dmin, scales: same offsets */
+        const uint8_t *qs = Q5 ? ((const block_q5_K *)blk)->qs : a4->qs;
         uint32_t u[4];
-        memcpy(u, a[i].scales, 12);
+        memcpy(u, a4->scales, 12);
         u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
         const uint32_t uaux = u[1] & 0x3f3f3f3fu;
         u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
@@ -250,13 +311,21 @@ AI void q4_K_tile(int64_t n, const void *w, const void *x, size_t xs, const int 
         const __m128i sm = _mm_loadu_si128((const __m128i *)u);
         const __m512i sc32 = _mm512_cvtepu8_epi32(sm); /* lanes 0-7 scales */
         /* mins duplicated per 16-group: [m0 m0 m1 m1 ... m7 m7] as int16 */
-        const __m128i mins8 = _mm_unpackhi_epi8(sm, sm);
-        const __m256i mins16 = _mm256_cvtepu8_epi16(mins8);
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
+        __m256i H = _mm256_setzero_si256();
+        if (Q5)
+            H = _mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh);
         __m512i v[4], sc[4];
         for (int c = 0; c < 4; c++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * c));
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
             v[c] = _mm512_and_si512(
                 _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), m4);
+            if (Q5) {
+                const __m512i hb = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_srli_epi16(H, 2 * c)),
+                    _mm256_srli_epi16(H, 2 * c + 1), 1);
+                v[c] = _mm512_or_si512(v[c], _mm512_slli_epi16(_mm512_and_si512(hb, one), 4));
+            }
             /* lanes 0-7: scale 2c, lanes 8-15: scale 2c+1 */
             const __m512i idx = _mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
                                                  2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
@@ -264,7 +333,7 @@ AI void q4_K_tile(int64_t n, const void *w, const void *x, size_t xs, const int 
                                                  2 * c);
             sc[c] = _mm512_permutexvar_epi32(idx, sc32);
         }
-        const float d = h2f(a[i].d), dmin = h2f(a[i].dmin);
+        const float d = h2f(a4->d), dmin = h2f(a4->dmin);
         for (int k = 0; k < NR; k++) {
             const block_q8_K *b = XROW(block_q8_K, x, xs, k) + i;
             __m512i sum = _mm512_setzero_si512();
@@ -284,52 +353,91 @@ AI void q4_K_tile(int64_t n, const void *w, const void *x, size_t xs, const int 
         out[k] = hsum512(acc[k]) - hsum256(accm[k]);
 }
 
+AI void q4_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out)
+{
+    qk45_tile1(false, n, w, x, xs, NR, out);
+}
+
+AI void q5_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out)
+{
+    qk45_tile1(true, n, w, x, xs, NR, out);
+}
+
+#define PER_ROW_TILE(name)                                                                    \
+    AI void name##_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x,    \
+                        size_t xs, const int NR, float *out)                                  \
+    {                                                                                         \
+        for (int iw = 0; iw < NW; iw++)                                                       \
+            name##_tile1(n, (const char *)w + (size_t)iw * ws, x, xs, NR,                     \
+                         out + iw * CPU_DOT_NR);                                              \
+    }
+
+PER_ROW_TILE(q4_K)
+PER_ROW_TILE(q5_K)
+PER_ROW_TILE(q6_K)
+
 /* ------------------------------------------------------ F32 / F16 / BF16 */
 
 /* Load 16 elements of a float-like row as floats (masked tail). */
-AI __m512 ld_f32(const float *p, __mmask16 m)
+AI __m512 ld_f32(const float *p, __mmask16 m, const bool full)
 {
-    return _mm512_maskz_loadu_ps(m, p);
+    return full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
 }
 
-AI __m512 ld_f16(const uint16_t *p, __mmask16 m)
+AI __m512 ld_f16(const uint16_t *p, __mmask16 m, const bool full)
 {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+    return _mm512_cvtph_ps(full ? _mm256_loadu_si256((const __m256i *)p)
+                                : _mm256_maskz_loadu_epi16(m, p));
 }
 
-AI __m512 ld_bf16(const uint16_t *p, __mmask16 m)
+AI __m512 ld_bf16(const uint16_t *p, __mmask16 m, const bool full)
 {
-    const __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+    const __m512i v = _mm512_cvtepu16_epi32(full ? _mm256_loadu_si256((const __m256i *)p)
+                                                 : _mm256_maskz_loadu_epi16(m, p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
 }
 
+/* Plain loads in the main loop (masked-load builtins there make GCC keep
+ * the accumulators in memory); one masked step for the tail. */
 #define FLOAT_TILE(name, T, LD)                                                               \
-    AI void name##_tile(int64_t n, const void *w, const void *x, size_t xs, const int NR,     \
-                        float *out)                                                           \
+    AI void name##_step(const void *w, size_t ws, const int NW, const void *x, size_t xs,    \
+                        const int NR, int64_t i, __mmask16 m0, __mmask16 m1, const bool full, \
+                        __m512 acc0[][CPU_DOT_NR], __m512 acc1[][CPU_DOT_NR])                 \
     {                                                                                         \
-        const T *a = w;                                                                       \
-        __m512 acc[CPU_DOT_NR][2];                                                            \
-        for (int k = 0; k < NR; k++)                                                          \
-            acc[k][0] = acc[k][1] = _mm512_setzero_ps();                                      \
+        __m512 w0[CPU_DOT_NW], w1[CPU_DOT_NW];                                                \
+        for (int iw = 0; iw < NW; iw++) {                                                     \
+            const T *a = XROW(T, w, ws, iw);                                                  \
+            w0[iw] = LD(a + i, m0, full);                                                     \
+            w1[iw] = LD(a + i + 16, m1, full);                                                \
+        }                                                                                     \
+        for (int k = 0; k < NR; k++) {                                                        \
+            const T *b = XROW(T, x, xs, k);                                                   \
+            const __m512 y0 = LD(b + i, m0, full), y1 = LD(b + i + 16, m1, full);             \
+            for (int iw = 0; iw < NW; iw++) {                                                 \
+                acc0[iw][k] = _mm512_fmadd_ps(w0[iw], y0, acc0[iw][k]);                       \
+                acc1[iw][k] = _mm512_fmadd_ps(w1[iw], y1, acc1[iw][k]);                       \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    AI void name##_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x,    \
+                        size_t xs, const int NR, float *out)                                  \
+    {                                                                                         \
+        __m512 acc0[CPU_DOT_NW][CPU_DOT_NR], acc1[CPU_DOT_NW][CPU_DOT_NR];                    \
+        for (int iw = 0; iw < NW; iw++)                                                       \
+            for (int k = 0; k < NR; k++)                                                      \
+                acc0[iw][k] = acc1[iw][k] = _mm512_setzero_ps();                              \
         int64_t i = 0;                                                                        \
-        for (; i + 32 <= n; i += 32) {                                                        \
-            const __m512 w0 = LD(a + i, 0xFFFF), w1 = LD(a + i + 16, 0xFFFF);                 \
-            for (int k = 0; k < NR; k++) {                                                    \
-                const T *b = XROW(T, x, xs, k);                                               \
-                acc[k][0] = _mm512_fmadd_ps(w0, LD(b + i, 0xFFFF), acc[k][0]);                \
-                acc[k][1] = _mm512_fmadd_ps(w1, LD(b + i + 16, 0xFFFF), acc[k][1]);           \
-            }                                                                                 \
+        for (; i + 32 <= n; i += 32)                                                          \
+            name##_step(w, ws, NW, x, xs, NR, i, 0xFFFF, 0xFFFF, true, acc0, acc1);           \
+        if (i < n) {                                                                          \
+            const int64_t left = n - i;                                                       \
+            const __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);         \
+            const __mmask16 m1 = left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);      \
+            name##_step(w, ws, NW, x, xs, NR, i, m0, m1, false, acc0, acc1);                  \
         }                                                                                     \
-        for (; i < n; i += 16) {                                                              \
-            const __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);      \
-            const __m512 w0 = LD(a + i, m);                                                   \
-            for (int k = 0; k < NR; k++) {                                                    \
-                const T *b = XROW(T, x, xs, k);                                               \
-                acc[k][0] = _mm512_fmadd_ps(w0, LD(b + i, m), acc[k][0]);                     \
-            }                                                                                 \
-        }                                                                                     \
-        for (int k = 0; k < NR; k++)                                                          \
-            out[k] = hsum512(_mm512_add_ps(acc[k][0], acc[k][1]));                            \
+        for (int iw = 0; iw < NW; iw++)                                                       \
+            for (int k = 0; k < NR; k++)                                                      \
+                out[iw * CPU_DOT_NR + k] = hsum512(_mm512_add_ps(acc0[iw][k], acc1[iw][k]));  \
     }
 
 FLOAT_TILE(f32, float, ld_f32)
@@ -338,31 +446,56 @@ FLOAT_TILE(bf16, uint16_t, ld_bf16)
 
 /* ---------------------------------------------------------------- tables */
 
-#define TILE_ENTRY(name)                                                                      \
-    static void tile512_##name(int64_t n, const void *w, const void *x, size_t xs, int nr,    \
-                               float *out)                                                    \
+/* Instantiate the (nw, nr) shapes matmul uses: nr = 1 with nw <= 4, and
+ * nr <= 4 with nw <= MAXW (4 for the 32-block kernels, whose accumulators
+ * fit in registers; 2 for the others). Other shapes are split into those. */
+#define TILE_ENTRY(name, MAXW)                                                                \
+    static void tile512_##name(int64_t n, const void *w, size_t ws, int nw, const void *x,    \
+                               size_t xs, int nr, float *out)                                 \
     {                                                                                         \
-        switch (nr) {                                                                         \
-        case 1: name##_tile(n, w, x, xs, 1, out); break;                                      \
-        case 2: name##_tile(n, w, x, xs, 2, out); break;                                      \
-        case 3: name##_tile(n, w, x, xs, 3, out); break;                                      \
-        default: name##_tile(n, w, x, xs, 4, out); break;                                     \
+        if (nr == 1) {                                                                        \
+            switch (nw) {                                                                     \
+            case 1: name##_tile(n, w, ws, 1, x, xs, 1, out); return;                          \
+            case 2: name##_tile(n, w, ws, 2, x, xs, 1, out); return;                          \
+            case 3: name##_tile(n, w, ws, 3, x, xs, 1, out); return;                          \
+            default: name##_tile(n, w, ws, 4, x, xs, 1, out); return;                         \
+            }                                                                                 \
+        }                                                                                     \
+        for (int iw = 0; iw < nw; iw += MAXW) {                                               \
+            const char *wi = (const char *)w + (size_t)iw * ws;                               \
+            float *o = out + iw * CPU_DOT_NR;                                                 \
+            const int cw = nw - iw < MAXW ? nw - iw : MAXW;                                   \
+            switch (nr * 8 + cw) {                                                            \
+            case 17: name##_tile(n, wi, ws, 1, x, xs, 2, o); break;                           \
+            case 18: name##_tile(n, wi, ws, 2, x, xs, 2, o); break;                           \
+            case 19: name##_tile(n, wi, ws, MAXW > 2 ? 3 : 2, x, xs, 2, o); break;            \
+            case 20: name##_tile(n, wi, ws, MAXW > 2 ? 4 : 2, x, xs, 2, o); break;            \
+            case 25: name##_tile(n, wi, ws, 1, x, xs, 3, o); break;                           \
+            case 26: name##_tile(n, wi, ws, 2, x, xs, 3, o); break;                           \
+            case 27: name##_tile(n, wi, ws, MAXW > 2 ? 3 : 2, x, xs, 3, o); break;            \
+            case 28: name##_tile(n, wi, ws, MAXW > 2 ? 4 : 2, x, xs, 3, o); break;            \
+            case 33: name##_tile(n, wi, ws, 1, x, xs, 4, o); break;                           \
+            case 34: name##_tile(n, wi, ws, 2, x, xs, 4, o); break;                           \
+            case 35: name##_tile(n, wi, ws, MAXW > 2 ? 3 : 2, x, xs, 4, o); break;            \
+            default: name##_tile(n, wi, ws, MAXW > 2 ? 4 : 2, x, xs, 4, o); break;            \
+            }                                                                                 \
         }                                                                                     \
     }
 
-TILE_ENTRY(q4_0)
-TILE_ENTRY(q4_1)
-TILE_ENTRY(q8_0)
-TILE_ENTRY(q4_K)
-TILE_ENTRY(q6_K)
-TILE_ENTRY(f32)
-TILE_ENTRY(f16)
-TILE_ENTRY(bf16)
+TILE_ENTRY(q4_0, 4)
+TILE_ENTRY(q4_1, 4)
+TILE_ENTRY(q8_0, 4)
+TILE_ENTRY(q4_K, 2)
+TILE_ENTRY(q5_K, 2)
+TILE_ENTRY(q6_K, 2)
+TILE_ENTRY(f32, 2)
+TILE_ENTRY(f16, 2)
+TILE_ENTRY(bf16, 2)
 
 const cpu_dot_tile_fn cpu_dot_avx512[RT_TYPE_COUNT] = {
     [RT_TYPE_F32] = tile512_f32,   [RT_TYPE_F16] = tile512_f16,   [RT_TYPE_BF16] = tile512_bf16,
     [RT_TYPE_Q4_0] = tile512_q4_0, [RT_TYPE_Q4_1] = tile512_q4_1, [RT_TYPE_Q8_0] = tile512_q8_0,
-    [RT_TYPE_Q4_K] = tile512_q4_K, [RT_TYPE_Q6_K] = tile512_q6_K,
+    [RT_TYPE_Q4_K] = tile512_q4_K, [RT_TYPE_Q5_K] = tile512_q5_K, [RT_TYPE_Q6_K] = tile512_q6_K,
 };
 
 /* ------------------------------------------------- activation quantizers */

@@ -270,11 +270,13 @@ static float dot_q6_K(int64_t n, const void *w, const void *x)
 }
 
 #define TILE(name)                                                                            \
-    static void tile_##name(int64_t n, const void *w, const void *x, size_t xs, int nr,       \
-                            float *out)                                                       \
+    static void tile_##name(int64_t n, const void *w, size_t ws, int nw, const void *x,       \
+                            size_t xs, int nr, float *out)                                    \
     {                                                                                         \
-        for (int k = 0; k < nr; k++)                                                          \
-            out[k] = dot_##name(n, w, (const char *)x + (size_t)k * xs);                      \
+        for (int iw = 0; iw < nw; iw++)                                                       \
+            for (int k = 0; k < nr; k++)                                                      \
+                out[iw * CPU_DOT_NR + k] = dot_##name(n, (const char *)w + (size_t)iw * ws,  \
+                                                      (const char *)x + (size_t)k * xs);      \
     }
 
 TILE(f32)

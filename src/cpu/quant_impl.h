@@ -129,7 +129,7 @@ static inline float cpu_h2f(rt_half h)
         memcpy(&bits, &f, 4);
         bits |= sign;
     } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (mant << 13);
+        bits = sign | 0x7f800000u | (mant << 13) | (mant ? 0x400000u : 0);
     } else {
         bits = sign | ((exp + 112u) << 23) | (mant << 13);
     }
@@ -168,13 +168,20 @@ static inline void cpu_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t
 }
 
 /*
- * Dot-tile kernel: out[k] = dot(w, x + k*x_stride) for k in [0, nr),
- * 1 <= nr <= CPU_DOT_NR. n elements; x rows are in the vec_dot type. The
- * value for a given (w, x row) must not depend on nr or on k.
+ * Dot-tile kernel: for iw in [0, nw) and k in [0, nr),
+ *   out[iw * CPU_DOT_NR + k] = dot(w + iw*w_stride, x + k*x_stride)
+ * with 1 <= nw <= CPU_DOT_NW, 1 <= nr <= CPU_DOT_NR, n elements; x rows are
+ * in the vec_dot type. The value for a given (weight row, x row) pair must
+ * not depend on nw, nr or its place in the tile (batch invariance).
  */
-typedef void (*cpu_dot_tile_fn)(int64_t n, const void *w, const void *x, size_t x_stride,
-                                int nr, float *out);
+typedef void (*cpu_dot_tile_fn)(int64_t n, const void *w, size_t w_stride, int nw,
+                                const void *x, size_t x_stride, int nr, float *out);
+#define CPU_DOT_NW 4
 #define CPU_DOT_NR 4
+/* Tile shapes matmul asks for: GEMV (m = 1) 4 weight rows per call,
+ * prefill 4 weight rows x 4 activation rows (kernels may split it). */
+#define CPU_GEMV_NW 4
+#define CPU_GEMM_NW 4
 
 /* Per-ISA tables indexed by weight type id; NULL = use the scalar kernel. */
 extern const cpu_dot_tile_fn cpu_dot_scalar[RT_TYPE_COUNT];

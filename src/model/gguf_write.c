@@ -152,6 +152,9 @@ static rt_status_t kv_begin(const gguf_writer_t *w, const char *key, gguf_type_t
 {
     if (!w || !key || !*key)
         return rt_error_set(RT_ERR_INVALID, "gguf writer: empty metadata key");
+    /* the writer lays out the data by it, so it must be the u32 it expects */
+    if (t != GGUF_TYPE_UINT32 && strcmp(key, "general.alignment") == 0)
+        return rt_error_set(RT_ERR_INVALID, "gguf writer: general.alignment must be set as a u32");
     memset(b, 0, sizeof *b);
     buf_str(b, key, strlen(key));
     buf_u32(b, (uint32_t)t);

@@ -131,7 +131,8 @@ bool stop_matcher_push(stop_matcher_t *m, const char *text, size_t len, char *ou
         out[0] = '\0';
     if (m->stopped) {
         emit(m, m->len, out, cap, &written);
-        *out_len = written;
+        if (out_len)
+            *out_len = written;
         return true;
     }
     while (len > 0) {
@@ -155,12 +156,14 @@ bool stop_matcher_push(stop_matcher_t *m, const char *text, size_t len, char *ou
             m->len = at; /* drop the stop and everything after it */
             m->stopped = true;
             emit(m, m->len, out, cap, &written);
-            *out_len = written;
+            if (out_len)
+                *out_len = written;
             return true;
         }
         emit(m, m->len - held_suffix(m), out, cap, &written);
     }
-    *out_len = written;
+    if (out_len)
+        *out_len = written;
     return false;
 }
 

@@ -25,10 +25,10 @@
 #define RX_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
 #define RX_CONTRACT "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
 #define RX_LLAMA3                                                                                  \
-    RX_CONTRACT "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"      \
+    RX_CONTRACT "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"       \
                 "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define RX_QWEN2                                                                                   \
-    RX_CONTRACT "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"           \
+    RX_CONTRACT "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"            \
                 "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define RX_TEKKEN                                                                                  \
     "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|"                        \
@@ -48,17 +48,30 @@ typedef struct {
 } pre_def_t;
 
 static const pre_def_t pre_defs[] = {
-    {"default",
-     {"[\\p{P}\\$\\+<=>\\^~\\|]+", RX_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"},
-     false,
-     false},
+    {"default", {"[\\p{P}\\$\\+<=>\\^~\\|]+", RX_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}, false, false},
     {"llama3|llama-v3|llama-bpe|falcon3|falcon-h1|pixtral|midm-2.0|lfm2", {RX_LLAMA3}, true, true},
     {"dbrx|smaug-bpe|chatglm-bpe", {RX_LLAMA3}, false, false},
     {"deepseek-llm",
      {"[\r\n]",
-      "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-"
-      "Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-"
-      "ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+      "\\s?[A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-"
+      "\\x{1BF}\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}"
+      "\\x{37B}-\\x{37D}\\x{37F}\\x{386}\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}"
+      "\\x{3A3}-\\x{3F5}\\x{3F7}-\\x{481}\\x{48A}-\\x{52F}\\x{531}-\\x{556}\\x{10A0}-"
+      "\\x{10C5}\\x{13A0}-\\x{13F5}\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}\\x{1CBD}-"
+      "\\x{1CBF}\\x{1D00}-\\x{1D2B}\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-"
+      "\\x{1F15}\\x{1F18}-\\x{1F1D}\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}\\x{1F50}-"
+      "\\x{1F57}\\x{1F59}\\x{1F5B}\\x{1F5D}\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}"
+      "\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-\\x{1FC4}\\x{1FC6}-\\x{1FCC}\\x{1FD0}-"
+      "\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-\\x{1FEC}\\x{1FF2}-\\x{1FF4}\\x{1FF6}-"
+      "\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}\\x{2115}\\x{2119}-\\x{211D}"
+      "\\x{2124}\\x{2126}\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}\\x{2139}"
+      "\\x{213C}-\\x{213F}\\x{2145}-\\x{2149}\\x{214E}\\x{2183}\\x{2184}\\x{2C00}-"
+      "\\x{2C7B}\\x{2C7E}-\\x{2CE4}\\x{2CEB}-\\x{2CEE}\\x{2CF2}\\x{2CF3}\\x{A640}-"
+      "\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}\\x{A771}-\\x{A787}\\x{A78B}-"
+      "\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}\\x{FB13}-\\x{FB17}\\x{FF21}-"
+      "\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}-\\x{104D3}\\x{104D8}"
+      "-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}"
+      "\\x{1E900}-\\x{1E943}]+",
       "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$", "[一-龥ࠀ-一가-퟿]+", "\\p{N}+"},
      false,
      false},
@@ -67,7 +80,9 @@ static const pre_def_t pre_defs[] = {
      false,
      false},
     {"falcon", {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RX_GPT2, "[0-9][0-9][0-9]"}, false, false},
-    {"starcoder|refact|command-r|smollm|codeshell|exaone|minerva-7b", {"\\p{N}", RX_GPT2}, false,
+    {"starcoder|refact|command-r|smollm|codeshell|exaone|minerva-7b",
+     {"\\p{N}", RX_GPT2},
+     false,
      false},
     {"gpt-2|mpt|olmo|jais|trillion|granite-docling|phi-2|jina-es|jina-de|jina-v2-es|jina-v2-de|"
      "jina-v1-en|jina-v2-code|roberta-bpe",
@@ -81,34 +96,28 @@ static const pre_def_t pre_defs[] = {
     {"gpt-4o", {RX_GPT4O}, false, false},
 };
 
-static bool name_in_list(const char *list, const char *name)
-{
+static bool name_in_list(const char *list, const char *name) {
     size_t n = strlen(name);
     const char *p = list;
     while (*p) {
         const char *e = strchr(p, '|');
         size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == n && memcmp(p, name, n) == 0)
-            return true;
-        if (!e)
-            break;
+        if (l == n && memcmp(p, name, n) == 0) return true;
+        if (!e) break;
         p = e + 1;
     }
     return false;
 }
 
-void tok_pretok_free(tok_pretok_t *p)
-{
+void tok_pretok_free(tok_pretok_t *p) {
     for (int i = 0; i < p->n; i++)
         pcre2_code_free((pcre2_code *)p->code[i]);
     p->n = 0;
 }
 
-rt_status_t tok_pretok_init(tok_pretok_t *p, const char *pre, bool *ignore_merges, bool *add_bos)
-{
+rt_status_t tok_pretok_init(tok_pretok_t *p, const char *pre, bool *ignore_merges, bool *add_bos) {
     const pre_def_t *d = NULL;
-    if (!pre || !*pre)
-        pre = "default";
+    if (!pre || !*pre) pre = "default";
     for (size_t i = 0; i < sizeof pre_defs / sizeof pre_defs[0]; i++) {
         if (name_in_list(pre_defs[i].names, pre)) {
             d = &pre_defs[i];
@@ -121,9 +130,9 @@ rt_status_t tok_pretok_init(tok_pretok_t *p, const char *pre, bool *ignore_merge
     for (int i = 0; i < TOK_MAX_REGEX && d->rx[i]; i++) {
         int err;
         PCRE2_SIZE eoff;
-        pcre2_code *c = pcre2_compile((PCRE2_SPTR)d->rx[i], PCRE2_ZERO_TERMINATED,
-                                      PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &err, &eoff,
-                                      NULL);
+        pcre2_code *c =
+            pcre2_compile((PCRE2_SPTR)d->rx[i], PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &err, &eoff, NULL);
         if (!c) {
             PCRE2_UCHAR msg[128];
             pcre2_get_error_message(err, msg, sizeof msg);
@@ -148,13 +157,11 @@ typedef struct {
     size_t n, cap;
 } spans_t;
 
-static rt_status_t spans_push(spans_t *s, uint32_t start, uint32_t len)
-{
+static rt_status_t spans_push(spans_t *s, uint32_t start, uint32_t len) {
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 64;
         span_t *nv = realloc(s->v, cap * sizeof *nv);
-        if (!nv)
-            return rt_error_set(RT_ERR_NOMEM, "tokenizer: out of memory");
+        if (!nv) return rt_error_set(RT_ERR_NOMEM, "tokenizer: out of memory");
         s->v = nv;
         s->cap = cap;
     }
@@ -164,8 +171,7 @@ static rt_status_t spans_push(spans_t *s, uint32_t start, uint32_t len)
 
 /* Match one regex over one span, pushing matches and gaps to out. */
 static rt_status_t split_span(pcre2_code *code, pcre2_match_data *md, const char *subj,
-                              const uint32_t *off, const uint32_t *b2c, span_t sp, spans_t *out)
-{
+                              const uint32_t *off, const uint32_t *b2c, span_t sp, spans_t *out) {
     const char *s = subj + off[sp.start];
     size_t sl = off[sp.start + sp.len] - off[sp.start];
     size_t base = off[sp.start];
@@ -176,8 +182,7 @@ static rt_status_t split_span(pcre2_code *code, pcre2_match_data *md, const char
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
             rc = pcre2_match(code, (PCRE2_SPTR)s, sl, start, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md,
                              NULL);
-        if (rc == PCRE2_ERROR_NOMATCH)
-            break;
+        if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[128];
             pcre2_get_error_message(rc, msg, sizeof msg);
@@ -186,15 +191,13 @@ static rt_status_t split_span(pcre2_code *code, pcre2_match_data *md, const char
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t ms = ov[0], me = ov[1];
         if (me <= ms) { /* empty match: step over one character */
-            if (ms >= sl)
-                break;
+            if (ms >= sl) break;
             start = ms + tok_utf8_len((uint8_t)s[ms]);
             continue;
         }
         if (ms > pos && (st = spans_push(out, b2c[base + pos], b2c[base + ms] - b2c[base + pos])))
             return st;
-        if ((st = spans_push(out, b2c[base + ms], b2c[base + me] - b2c[base + ms])))
-            return st;
+        if ((st = spans_push(out, b2c[base + ms], b2c[base + me] - b2c[base + ms]))) return st;
         pos = start = me;
     }
     if (pos < sl && (st = spans_push(out, b2c[base + pos], b2c[base + sl] - b2c[base + pos])))
@@ -203,8 +206,7 @@ static rt_status_t split_span(pcre2_code *code, pcre2_match_data *md, const char
 }
 
 rt_status_t tok_pretok_split(const tok_vocab_t *v, const char *text, size_t len, tok_word_fn fn,
-                             void *arg)
-{
+                             void *arg) {
     rt_status_t st = RT_OK;
     uint32_t *cps = malloc((len + 1) * sizeof *cps);
     uint32_t *off = malloc((len + 1) * sizeof *off);
@@ -232,11 +234,9 @@ rt_status_t tok_pretok_split(const tok_vocab_t *v, const char *text, size_t len,
     }
     off[n] = sb;
     b2c[sb] = n;
-    if (n == 0)
-        goto out;
+    if (n == 0) goto out;
 
-    if ((st = spans_push(&a, 0, n)))
-        goto out;
+    if ((st = spans_push(&a, 0, n))) goto out;
     for (int r = 0; r < v->pretok.n; r++) {
         pcre2_code *code = (pcre2_code *)v->pretok.code[r];
         md = pcre2_match_data_create_from_pattern(code, NULL);
@@ -246,8 +246,7 @@ rt_status_t tok_pretok_split(const tok_vocab_t *v, const char *text, size_t len,
         }
         b.n = 0;
         for (size_t i = 0; i < a.n; i++)
-            if ((st = split_span(code, md, subj, off, b2c, a.v[i], &b)))
-                goto out;
+            if ((st = split_span(code, md, subj, off, b2c, a.v[i], &b))) goto out;
         pcre2_match_data_free(md);
         md = NULL;
         spans_t t = a;
@@ -276,8 +275,7 @@ rt_status_t tok_pretok_split(const tok_vocab_t *v, const char *text, size_t len,
                 wl += v->byte_utf8_len[by];
             }
         }
-        if ((st = fn(word, wl, arg)))
-            goto out;
+        if ((st = fn(word, wl, arg))) goto out;
     }
 out:
     pcre2_match_data_free(md);

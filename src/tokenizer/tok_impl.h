@@ -79,12 +79,13 @@ struct tok_vocab {
     char pre[32];          /* tokenizer.ggml.pre as recognized */
     tok_pretok_t pretok;
 
-    int32_t *special;  /* (n_special) control/user-defined/unknown ids, longest text first */
+    int32_t *special; /* (n_special) control/user-defined/unknown ids, longest text first */
     int32_t n_special;
-    uint8_t *eog;      /* (n_tokens) 1 for end-of-generation tokens */
-    int32_t byte_tok[256]; /* SPM: id of <0xNN> (or the raw byte), -1 if none */
+    uint8_t *eog;           /* (n_tokens) 1 for end-of-generation tokens */
+    int32_t byte_tok[256];  /* SPM: id of <0xNN> (or the raw byte), -1 if none */
     char byte_utf8[256][4]; /* BPE: UTF-8 of each byte's byte-level code point */
     uint8_t byte_utf8_len[256];
+    int16_t cpt_byte[324]; /* BPE: inverse of the above for code points < 324, else -1 */
 };
 
 /* vocab.c */

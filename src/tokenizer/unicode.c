@@ -9,8 +9,7 @@
 
 #include "tokenizer/tok_impl.h"
 
-uint32_t tok_utf8_decode(const char *str, size_t len, size_t *off)
-{
+uint32_t tok_utf8_decode(const char *str, size_t len, size_t *off) {
     const uint8_t *s = (const uint8_t *)str + *off;
     size_t left = len - *off;
     uint8_t c = s[0];
@@ -18,17 +17,14 @@ uint32_t tok_utf8_decode(const char *str, size_t len, size_t *off)
         *off += 1;
         return c;
     }
-    if (!(c & 0x40))
-        goto bad;
+    if (!(c & 0x40)) goto bad;
     if (!(c & 0x20)) {
-        if (left < 2 || (s[1] & 0xc0) != 0x80)
-            goto bad;
+        if (left < 2 || (s[1] & 0xc0) != 0x80) goto bad;
         *off += 2;
         return ((uint32_t)(c & 0x1f) << 6) | (s[1] & 0x3f);
     }
     if (!(c & 0x10)) {
-        if (left < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-            goto bad;
+        if (left < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80) goto bad;
         *off += 3;
         return ((uint32_t)(c & 0x0f) << 12) | ((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
     }
@@ -44,14 +40,12 @@ bad:
     return 0xFFFD;
 }
 
-size_t tok_utf8_len(uint8_t c)
-{
+size_t tok_utf8_len(uint8_t c) {
     static const uint8_t lens[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
     return lens[c >> 4];
 }
 
-size_t tok_utf8_encode(uint32_t cp, char *out)
-{
+size_t tok_utf8_encode(uint32_t cp, char *out) {
     uint8_t *o = (uint8_t *)out;
     if (cp < 0x80) {
         o[0] = (uint8_t)cp;
@@ -68,8 +62,7 @@ size_t tok_utf8_encode(uint32_t cp, char *out)
         o[2] = (uint8_t)(0x80 | (cp & 0x3f));
         return 3;
     }
-    if (cp > 0x10FFFF)
-        return tok_utf8_encode(0xFFFD, out);
+    if (cp > 0x10FFFF) return tok_utf8_encode(0xFFFD, out);
     o[0] = (uint8_t)(0xf0 | (cp >> 18));
     o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
     o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
@@ -77,15 +70,12 @@ size_t tok_utf8_encode(uint32_t cp, char *out)
     return 4;
 }
 
-static bool byte_is_printable(unsigned b)
-{
+static bool byte_is_printable(unsigned b) {
     return (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
 }
 
-uint32_t tok_byte_to_cpt(uint8_t b)
-{
-    if (byte_is_printable(b))
-        return b;
+uint32_t tok_byte_to_cpt(uint8_t b) {
+    if (byte_is_printable(b)) return b;
     /* the n-th non-printable byte maps to 256 + n */
     uint32_t n = 0;
     for (unsigned i = 0; i < b; i++)
@@ -93,18 +83,13 @@ uint32_t tok_byte_to_cpt(uint8_t b)
     return 256 + n;
 }
 
-int tok_cpt_to_byte(uint32_t cp)
-{
-    if (cp < 256)
-        return byte_is_printable(cp) ? (int)cp : -1;
-    if (cp >= 256 + 68)
-        return -1;
+int tok_cpt_to_byte(uint32_t cp) {
+    if (cp < 256) return byte_is_printable(cp) ? (int)cp : -1;
+    if (cp >= 256 + 68) return -1;
     uint32_t n = 0;
     for (unsigned i = 0; i < 256; i++) {
-        if (byte_is_printable(i))
-            continue;
-        if (256 + n == cp)
-            return (int)i;
+        if (byte_is_printable(i)) continue;
+        if (256 + n == cp) return (int)i;
         n++;
     }
     return -1;

@@ -17,13 +17,11 @@
 
 /* ---------------------------------------------------------------- ids */
 
-rt_status_t tok_ids_push(tok_ids_t *a, int32_t id)
-{
+rt_status_t tok_ids_push(tok_ids_t *a, int32_t id) {
     if (a->n == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 64;
         int32_t *nv = realloc(a->v, cap * sizeof *nv);
-        if (!nv)
-            return rt_error_set(RT_ERR_NOMEM, "tokenizer: out of memory");
+        if (!nv) return rt_error_set(RT_ERR_NOMEM, "tokenizer: out of memory");
         a->v = nv;
         a->cap = cap;
     }
@@ -33,8 +31,7 @@ rt_status_t tok_ids_push(tok_ids_t *a, int32_t id)
 
 /* -------------------------------------------------------------- index */
 
-rt_status_t tok_index_init(tok_index_t *ix, size_t n_entries)
-{
+rt_status_t tok_index_init(tok_index_t *ix, size_t n_entries) {
     size_t cap = 16;
     while (cap < n_entries * 2)
         cap <<= 1;
@@ -50,41 +47,34 @@ rt_status_t tok_index_init(tok_index_t *ix, size_t n_entries)
     return RT_OK;
 }
 
-void tok_index_free(tok_index_t *ix)
-{
+void tok_index_free(tok_index_t *ix) {
     free(ix->slots);
     free(ix->hash);
     memset(ix, 0, sizeof *ix);
 }
 
-static uint64_t merge_hash(const char *l, size_t ll, const char *r, size_t rl)
-{
+static uint64_t merge_hash(const char *l, size_t ll, const char *r, size_t rl) {
     return XXH3_64bits_withSeed(r, rl, XXH3_64bits(l, ll));
 }
 
-int32_t tok_lookup(const tok_vocab_t *v, const char *s, size_t len)
-{
+int32_t tok_lookup(const tok_vocab_t *v, const char *s, size_t len) {
     const tok_index_t *ix = &v->tok_ix;
     uint64_t h = XXH3_64bits(s, len);
     for (size_t i = h & ix->mask;; i = (i + 1) & ix->mask) {
         int32_t e = ix->slots[i];
-        if (e < 0)
-            return -1;
+        if (e < 0) return -1;
         if (ix->hash[i] == h && v->tokens[e].len == len && memcmp(v->tokens[e].text, s, len) == 0)
             return e;
     }
 }
 
-int32_t tok_merge_rank(const tok_vocab_t *v, const char *l, size_t ll, const char *r, size_t rl)
-{
+int32_t tok_merge_rank(const tok_vocab_t *v, const char *l, size_t ll, const char *r, size_t rl) {
     const tok_index_t *ix = &v->merge_ix;
-    if (!ix->cap)
-        return -1;
+    if (!ix->cap) return -1;
     uint64_t h = merge_hash(l, ll, r, rl);
     for (size_t i = h & ix->mask;; i = (i + 1) & ix->mask) {
         int32_t e = ix->slots[i];
-        if (e < 0)
-            return -1;
+        if (e < 0) return -1;
         const tok_merge_t *m = &v->merges[e];
         if (ix->hash[i] == h && m->left_len == ll && m->right_len == rl &&
             memcmp(m->left, l, ll) == 0 && memcmp(m->right, r, rl) == 0)
@@ -92,16 +82,14 @@ int32_t tok_merge_rank(const tok_vocab_t *v, const char *l, size_t ll, const cha
     }
 }
 
-static void index_tokens(tok_vocab_t *v)
-{
+static void index_tokens(tok_vocab_t *v) {
     tok_index_t *ix = &v->tok_ix;
     for (int32_t id = 0; id < v->n_tokens; id++) {
         uint64_t h = XXH3_64bits(v->tokens[id].text, v->tokens[id].len);
         size_t i = h & ix->mask;
         for (;; i = (i + 1) & ix->mask) {
             int32_t e = ix->slots[i];
-            if (e < 0)
-                break;
+            if (e < 0) break;
             if (ix->hash[i] == h && v->tokens[e].len == v->tokens[id].len &&
                 memcmp(v->tokens[e].text, v->tokens[id].text, v->tokens[id].len) == 0)
                 break; /* duplicate text: the later id wins, as in llama.cpp */
@@ -111,8 +99,7 @@ static void index_tokens(tok_vocab_t *v)
     }
 }
 
-static void index_merges(tok_vocab_t *v)
-{
+static void index_merges(tok_vocab_t *v) {
     tok_index_t *ix = &v->merge_ix;
     for (int32_t r = 0; r < v->n_merges; r++) {
         const tok_merge_t *m = &v->merges[r];
@@ -121,8 +108,7 @@ static void index_merges(tok_vocab_t *v)
         bool dup = false;
         for (;; i = (i + 1) & ix->mask) {
             int32_t e = ix->slots[i];
-            if (e < 0)
-                break;
+            if (e < 0) break;
             const tok_merge_t *o = &v->merges[e];
             if (ix->hash[i] == h && o->left_len == m->left_len && o->right_len == m->right_len &&
                 memcmp(o->left, m->left, m->left_len) == 0 &&
@@ -140,75 +126,82 @@ static void index_merges(tok_vocab_t *v)
 
 /* ------------------------------------------------------------ loading */
 
-static bool get_bool(const gguf_ctx_t *g, const char *key, bool *out)
-{
+static bool get_bool(const gguf_ctx_t *g, const char *key, bool *out) {
     int64_t i = gguf_find_key(g, key), x;
-    if (i < 0 || !gguf_kv_as_i64(g, i, &x))
-        return false;
+    if (i < 0 || !gguf_kv_as_i64(g, i, &x)) return false;
     *out = x != 0;
     return true;
 }
 
-static void get_id(const gguf_ctx_t *g, const char *key, int32_t n, int32_t *id)
-{
+static void get_id(const gguf_ctx_t *g, const char *key, int32_t n, int32_t *id) {
     int64_t i = gguf_find_key(g, key), x;
-    if (i < 0 || !gguf_kv_as_i64(g, i, &x))
-        return;
+    if (i < 0 || !gguf_kv_as_i64(g, i, &x)) return;
     if (x < 0 || x >= n) {
-        RT_LOG_WARN("tokenizer: %s = %lld is out of range (n_vocab %d), ignored", key,
-                    (long long)x, n);
+        RT_LOG_WARN("tokenizer: %s = %lld is out of range (n_vocab %d), ignored", key, (long long)x,
+                    n);
         return;
     }
     *id = (int32_t)x;
 }
 
-static int32_t find_any(const tok_vocab_t *v, const char *const *names)
-{
+/* Lowest id whose text is one of names (llama.cpp scans its token map). */
+static int32_t find_any(const tok_vocab_t *v, const char *const *names) {
+    int32_t best = -1;
     for (; *names; names++) {
         int32_t id = tok_lookup(v, *names, strlen(*names));
-        if (id >= 0)
-            return id;
+        if (id >= 0 && (best < 0 || id < best)) best = id;
     }
-    return -1;
+    return best;
 }
 
-static void force_control(tok_vocab_t *v, int32_t id)
-{
-    if (id >= 0 && v->tokens[id].type != TOK_TYPE_CONTROL)
-        v->tokens[id].type = TOK_TYPE_CONTROL;
+static void force_control(tok_vocab_t *v, int32_t id) {
+    if (id >= 0 && v->tokens[id].type != TOK_TYPE_CONTROL) v->tokens[id].type = TOK_TYPE_CONTROL;
 }
 
-static int cmp_special(const void *a, const void *b, void *arg)
-{
+static int cmp_special(const void *a, const void *b, void *arg) {
     const tok_vocab_t *v = arg;
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
     uint32_t lx = v->tokens[x].len, ly = v->tokens[y].len;
-    if (lx != ly)
-        return lx > ly ? -1 : 1;
+    if (lx != ly) return lx > ly ? -1 : 1;
     return x < y ? -1 : (x > y);
 }
 
 /* End-of-generation tokens, special-token list and auto-detected ids. */
-static rt_status_t build_specials(tok_vocab_t *v)
-{
-    static const char *const eot_names[] = {"<|eot_id|>", "<|im_end|>", "<|end|>",
-                                            "<end_of_turn>", "<|endoftext|>", "<EOT>", "_<EOT>",
-                                            "<｜end▁of▁sentence｜>", "<end_of_utterance>", NULL};
+static rt_status_t build_specials(tok_vocab_t *v) {
+    static const char *const eot_names[] = {
+        "<|eot_id|>",         "<|im_end|>", "<|end|>", "<end_of_turn>",
+        "<|endoftext|>",      "<EOT>",      "_<EOT>",  "<｜end▁of▁sentence｜>",
+        "<end_of_utterance>", NULL};
     static const char *const eom_names[] = {"<|eom_id|>", NULL};
-    static const char *const fim_pre[] = {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
-                                          "<PRE>", "▁<PRE>", "<|code_prefix|>", NULL};
-    static const char *const fim_suf[] = {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
-                                          "<SUF>", "▁<SUF>", "<|code_suffix|>", NULL};
-    static const char *const fim_mid[] = {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
-                                          "<MID>", "▁<MID>", "<|code_middle|>", NULL};
+    static const char *const fim_pre[] = {"<|fim_prefix|>",
+                                          "<fim-prefix>",
+                                          "<fim_prefix>",
+                                          "<PRE>",
+                                          "▁<PRE>",
+                                          "<|code_prefix|>",
+                                          NULL};
+    static const char *const fim_suf[] = {"<|fim_suffix|>",
+                                          "<fim-suffix>",
+                                          "<fim_suffix>",
+                                          "<SUF>",
+                                          "▁<SUF>",
+                                          "<|code_suffix|>",
+                                          NULL};
+    static const char *const fim_mid[] = {"<|fim_middle|>",
+                                          "<fim-middle>",
+                                          "<fim_middle>",
+                                          "<MID>",
+                                          "▁<MID>",
+                                          "<|code_middle|>",
+                                          NULL};
     static const char *const fim_pad[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", NULL};
     static const char *const fim_rep[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
-                                          "<REPO>", "<reponame>", NULL};
+                                          "<REPO>",       "<reponame>",    NULL};
     static const char *const fim_sep[] = {"<|file_sep|>", NULL};
     static const char *const eog_names[] = {
-        "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>",
-        "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>",
-        "<end_of_utterance>", NULL};
+        "<|eot_id|>",      "<|im_end|>",         "<|end|>",    "<|return|>", "<|call|>",
+        "<end_of_turn>",   "<|endoftext|>",      "<|eom_id|>", "<EOT>",      "_<EOT>",
+        "<|end_of_text|>", "<end_of_utterance>", NULL};
 
     if (v->eot < 0) {
         v->eot = find_any(v, eot_names);
@@ -226,11 +219,9 @@ static rt_status_t build_specials(tok_vocab_t *v)
     }
 
     v->eog = calloc((size_t)v->n_tokens, 1);
-    if (!v->eog)
-        return rt_error_set(RT_ERR_NOMEM, "tokenizer: out of memory");
+    if (!v->eog) return rt_error_set(RT_ERR_NOMEM, "tokenizer: out of memory");
     for (int k = 3; k < 6; k++) /* fim pad, rep, sep end generation */
-        if (fim_ids[k] >= 0)
-            v->eog[fim_ids[k]] = 1;
+        if (fim_ids[k] >= 0) v->eog[fim_ids[k]] = 1;
     for (const char *const *p = eog_names; *p; p++) {
         int32_t id = tok_lookup(v, *p, strlen(*p));
         if (id >= 0) {
@@ -238,12 +229,9 @@ static rt_status_t build_specials(tok_vocab_t *v)
             force_control(v, id);
         }
     }
-    if (v->eos >= 0)
-        v->eog[v->eos] = 1;
-    if (v->eot >= 0)
-        v->eog[v->eot] = 1;
-    if (v->eom >= 0)
-        v->eog[v->eom] = 1;
+    if (v->eos >= 0) v->eog[v->eos] = 1;
+    if (v->eot >= 0) v->eog[v->eot] = 1;
+    if (v->eom >= 0) v->eog[v->eom] = 1;
 
     /* tokens the partitioner matches in raw text, longest first */
     int32_t n = 0;
@@ -252,8 +240,7 @@ static rt_status_t build_specials(tok_vocab_t *v)
         n += t == TOK_TYPE_CONTROL || t == TOK_TYPE_USER_DEFINED || t == TOK_TYPE_UNKNOWN;
     }
     v->special = malloc(((size_t)n + 1) * sizeof *v->special);
-    if (!v->special)
-        return rt_error_set(RT_ERR_NOMEM, "tokenizer: out of memory");
+    if (!v->special) return rt_error_set(RT_ERR_NOMEM, "tokenizer: out of memory");
     v->n_special = 0;
     for (int32_t id = 0; id < v->n_tokens; id++) {
         uint8_t t = v->tokens[id].type;
@@ -264,11 +251,13 @@ static rt_status_t build_specials(tok_vocab_t *v)
     return RT_OK;
 }
 
-static void build_byte_tables(tok_vocab_t *v)
-{
+static void build_byte_tables(tok_vocab_t *v) {
+    for (int cp = 0; cp < 324; cp++)
+        v->cpt_byte[cp] = (int16_t)tok_cpt_to_byte((uint32_t)cp);
     for (int b = 0; b < 256; b++) {
         char buf[8];
-        v->byte_utf8_len[b] = (uint8_t)tok_utf8_encode(tok_byte_to_cpt((uint8_t)b), v->byte_utf8[b]);
+        v->byte_utf8_len[b] =
+            (uint8_t)tok_utf8_encode(tok_byte_to_cpt((uint8_t)b), v->byte_utf8[b]);
         snprintf(buf, sizeof buf, "<0x%02X>", b);
         int32_t id = tok_lookup(v, buf, strlen(buf));
         if (id < 0) {
@@ -279,8 +268,7 @@ static void build_byte_tables(tok_vocab_t *v)
     }
 }
 
-rt_status_t tok_vocab_from_gguf(const gguf_ctx_t *g, tok_vocab_t **out)
-{
+rt_status_t tok_vocab_from_gguf(const gguf_ctx_t *g, tok_vocab_t **out) {
     rt_status_t st;
     const char *model = gguf_get_str(g, "tokenizer.ggml.model", NULL);
     if (!model)
@@ -294,8 +282,10 @@ rt_status_t tok_vocab_from_gguf(const gguf_ctx_t *g, tok_vocab_t **out)
         return rt_error_set(RT_ERR_UNSUPPORTED, "tokenizer: model '%s' is not supported", model);
 
     int64_t ti = gguf_find_key(g, "tokenizer.ggml.tokens");
-    if (ti < 0 || gguf_kv_type(g, ti) != GGUF_TYPE_ARRAY || gguf_arr_type(g, ti) != GGUF_TYPE_STRING)
-        return rt_error_set(RT_ERR_FORMAT, "tokenizer: tokenizer.ggml.tokens missing or not strings");
+    if (ti < 0 || gguf_kv_type(g, ti) != GGUF_TYPE_ARRAY ||
+        gguf_arr_type(g, ti) != GGUF_TYPE_STRING)
+        return rt_error_set(RT_ERR_FORMAT,
+                            "tokenizer: tokenizer.ggml.tokens missing or not strings");
     uint64_t n64 = gguf_arr_len(g, ti);
     if (n64 == 0 || n64 > INT32_MAX / 2)
         return rt_error_set(RT_ERR_FORMAT, "tokenizer: bad vocabulary size %llu",
@@ -307,10 +297,10 @@ rt_status_t tok_vocab_from_gguf(const gguf_ctx_t *g, tok_vocab_t **out)
                     gguf_arr_type(g, si) != GGUF_TYPE_FLOAT32 || gguf_arr_len(g, si) != n64))
         return rt_error_set(RT_ERR_FORMAT, "tokenizer: tokenizer.ggml.scores is not f32[%d]", n);
     int64_t tti = gguf_find_key(g, "tokenizer.ggml.token_type");
-    if (tti >= 0 && (gguf_kv_type(g, tti) != GGUF_TYPE_ARRAY ||
-                     (gguf_arr_type(g, tti) != GGUF_TYPE_INT32 &&
-                      gguf_arr_type(g, tti) != GGUF_TYPE_UINT32) ||
-                     gguf_arr_len(g, tti) != n64))
+    if (tti >= 0 &&
+        (gguf_kv_type(g, tti) != GGUF_TYPE_ARRAY ||
+         (gguf_arr_type(g, tti) != GGUF_TYPE_INT32 && gguf_arr_type(g, tti) != GGUF_TYPE_UINT32) ||
+         gguf_arr_len(g, tti) != n64))
         return rt_error_set(RT_ERR_FORMAT, "tokenizer: tokenizer.ggml.token_type is not i32[%d]",
                             n);
     int64_t mi = -1;
@@ -326,8 +316,7 @@ rt_status_t tok_vocab_from_gguf(const gguf_ctx_t *g, tok_vocab_t **out)
     }
 
     tok_vocab_t *v = calloc(1, sizeof *v);
-    if (!v)
-        return rt_error_set(RT_ERR_NOMEM, "tokenizer: out of memory");
+    if (!v) return rt_error_set(RT_ERR_NOMEM, "tokenizer: out of memory");
     v->kind = kind;
     v->n_tokens = n;
     v->n_merges = (int32_t)n_merges;
@@ -363,11 +352,9 @@ rt_status_t tok_vocab_from_gguf(const gguf_ctx_t *g, tok_vocab_t **out)
         }
         p[e->len] = '\0';
         p += e->len + 1;
-        if (scores)
-            memcpy(&e->score, scores + 4 * (size_t)i, 4);
+        if (scores) memcpy(&e->score, scores + 4 * (size_t)i, 4);
         int32_t t = TOK_TYPE_NORMAL;
-        if (types)
-            memcpy(&t, types + 4 * (size_t)i, 4);
+        if (types) memcpy(&t, types + 4 * (size_t)i, 4);
         e->type = (uint8_t)(t >= TOK_TYPE_NORMAL && t <= TOK_TYPE_BYTE ? t : TOK_TYPE_UNDEFINED);
     }
     for (uint64_t i = 0; i < n_merges; i++) {
@@ -398,12 +385,10 @@ rt_status_t tok_vocab_from_gguf(const gguf_ctx_t *g, tok_vocab_t **out)
         }
     }
 
-    if ((st = tok_index_init(&v->tok_ix, (size_t)n)))
-        goto err;
+    if ((st = tok_index_init(&v->tok_ix, (size_t)n))) goto err;
     index_tokens(v);
     if (kind == TOK_KIND_BPE) {
-        if ((st = tok_index_init(&v->merge_ix, n_merges)))
-            goto err;
+        if ((st = tok_index_init(&v->merge_ix, n_merges))) goto err;
         index_merges(v);
     }
 
@@ -423,19 +408,14 @@ rt_status_t tok_vocab_from_gguf(const gguf_ctx_t *g, tok_vocab_t **out)
         v->unk = -1;
         v->add_space_prefix = false;
         const char *pre = gguf_get_str(g, "tokenizer.ggml.pre", "");
-        if (!*pre)
-            RT_LOG_WARN("tokenizer: missing tokenizer.ggml.pre, using 'default'");
+        if (!*pre) RT_LOG_WARN("tokenizer: missing tokenizer.ggml.pre, using 'default'");
         snprintf(v->pre, sizeof v->pre, "%s", *pre ? pre : "default");
-        if ((st = tok_pretok_init(&v->pretok, pre, &v->ignore_merges, &v->add_bos)))
-            goto err;
+        if ((st = tok_pretok_init(&v->pretok, pre, &v->ignore_merges, &v->add_bos))) goto err;
         v->add_eos = false;
     }
-    if (v->bos >= n)
-        v->bos = -1;
-    if (v->eos >= n)
-        v->eos = -1;
-    if (v->unk >= n)
-        v->unk = -1;
+    if (v->bos >= n) v->bos = -1;
+    if (v->eos >= n) v->eos = -1;
+    if (v->unk >= n) v->unk = -1;
     get_bool(g, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix);
     get_id(g, "tokenizer.ggml.bos_token_id", n, &v->bos);
     get_id(g, "tokenizer.ggml.eos_token_id", n, &v->eos);
@@ -447,8 +427,7 @@ rt_status_t tok_vocab_from_gguf(const gguf_ctx_t *g, tok_vocab_t **out)
     get_bool(g, "tokenizer.ggml.add_eos_token", &v->add_eos);
 
     build_byte_tables(v);
-    if ((st = build_specials(v)))
-        goto err;
+    if ((st = build_specials(v))) goto err;
     *out = v;
     return RT_OK;
 err:
@@ -456,10 +435,8 @@ err:
     return st;
 }
 
-void tok_vocab_destroy(tok_vocab_t *v)
-{
-    if (!v)
-        return;
+void tok_vocab_destroy(tok_vocab_t *v) {
+    if (!v) return;
     tok_pretok_free(&v->pretok);
     tok_index_free(&v->tok_ix);
     tok_index_free(&v->merge_ix);
@@ -473,29 +450,48 @@ void tok_vocab_destroy(tok_vocab_t *v)
 
 /* ---------------------------------------------------------- accessors */
 
-tok_kind_t tok_kind(const tok_vocab_t *v) { return v->kind; }
-int32_t tok_n_vocab(const tok_vocab_t *v) { return v->n_tokens; }
-int32_t tok_bos(const tok_vocab_t *v) { return v->bos; }
-int32_t tok_eos(const tok_vocab_t *v) { return v->eos; }
-bool tok_add_bos(const tok_vocab_t *v) { return v->add_bos; }
-bool tok_add_eos(const tok_vocab_t *v) { return v->add_eos; }
+tok_kind_t tok_kind(const tok_vocab_t *v) {
+    return v->kind;
+}
+int32_t tok_n_vocab(const tok_vocab_t *v) {
+    return v->n_tokens;
+}
+int32_t tok_bos(const tok_vocab_t *v) {
+    return v->bos;
+}
+int32_t tok_eos(const tok_vocab_t *v) {
+    return v->eos;
+}
+bool tok_add_bos(const tok_vocab_t *v) {
+    return v->add_bos;
+}
+bool tok_add_eos(const tok_vocab_t *v) {
+    return v->add_eos;
+}
 
-bool tok_is_eog(const tok_vocab_t *v, int32_t id)
-{
+bool tok_is_eog(const tok_vocab_t *v, int32_t id) {
     return id >= 0 && id < v->n_tokens && v->eog[id];
 }
 
-bool tok_is_control(const tok_vocab_t *v, int32_t id)
-{
+bool tok_is_control(const tok_vocab_t *v, int32_t id) {
     return id >= 0 && id < v->n_tokens && v->tokens[id].type == TOK_TYPE_CONTROL;
 }
 
-const char *tok_text(const tok_vocab_t *v, int32_t id)
-{
+const char *tok_text(const tok_vocab_t *v, int32_t id) {
     return id >= 0 && id < v->n_tokens ? v->tokens[id].text : NULL;
 }
 
-int32_t tok_find(const tok_vocab_t *v, const char *text)
-{
+int32_t tok_find(const tok_vocab_t *v, const char *text) {
     return text ? tok_lookup(v, text, strlen(text)) : -1;
+}
+
+int32_t tok_eot(const tok_vocab_t *v) {
+    return v->eot;
+}
+const char *tok_pre(const tok_vocab_t *v) {
+    return v->pre;
+}
+
+tok_type_t tok_token_type(const tok_vocab_t *v, int32_t id) {
+    return id >= 0 && id < v->n_tokens ? (tok_type_t)v->tokens[id].type : TOK_TYPE_UNDEFINED;
 }

@@ -498,13 +498,13 @@ static bool build_spm(vocab_t *v, size_t n_vocab, bool tiny)
             snprintf(buf, sizeof buf, SPM_SPACE "%.*s", (int)l, k_words[w]);
             need += vocab_find(v, buf) < 0;
         }
-        if (v->n + need > n_vocab) break; /* words in frequency order: stop at the first misfit */
+        if (!tiny && v->n + need > n_vocab) break; /* frequency order: stop at the first misfit */
         for (size_t l = 1; ok && l <= len; l++) {
             snprintf(buf, sizeof buf, SPM_SPACE "%.*s", (int)l, k_words[w]);
             ok = vocab_add(v, buf, -(float)v->n, TT_NORMAL) >= 0;
         }
     }
-    for (uint64_t k = 0; ok && v->n < n_vocab; k++) {
+    for (uint64_t k = 0; ok && !tiny && v->n < n_vocab; k++) {
         char word[16];
         pad_word(k, word);
         snprintf(buf, sizeof buf, SPM_SPACE "%s", word);
@@ -587,11 +587,11 @@ static bool build_bpe(vocab_t *v, size_t n_vocab, bool tiny)
         ok = vocab_add(v, sym, 0, TT_NORMAL) >= 0;
     }
     size_t target = n_vocab > v->n + n_spec ? n_vocab - n_spec : v->n;
-    size_t budget = target - v->n;
+    size_t budget = tiny ? 16 : target - v->n; /* tiny: a few merges whatever n_vocab */
     size_t n_words = tiny ? 4 : N_WORDS;
     for (size_t w = 0; ok && w < n_words; w++) ok = bpe_add_chain(v, BPE_SPACE, k_words[w], &budget);
     for (size_t w = 0; ok && !tiny && w < N_WORDS; w++) ok = bpe_add_chain(v, "", k_words[w], &budget);
-    for (uint64_t k = 0; ok && budget > 0; k++) {
+    for (uint64_t k = 0; ok && !tiny && budget > 0; k++) {
         char word[16];
         pad_word(k, word);
         ok = bpe_add_chain(v, BPE_SPACE, word, &budget);
@@ -857,7 +857,7 @@ static void gen_usage(FILE *f)
             "  --rope-neox         NeoX rope (only qwen2 has it in llama.cpp; implied there)\n"
             "  --tied-embeddings   no output.weight (llama.cpp uses token_embd)\n"
             "  --qkv-bias          attn_q/k/v biases (implied by qwen2)\n"
-            "  --tiny-vocab        only specials, bytes and a few pieces (small test files)\n"
+            "  --tiny-vocab        only specials, bytes and a few pieces; ignores --n-vocab (small test files)\n"
             "  --seed S (1) --init-scale F (1.0) --name NAME\n"
             "  --preset f16-100m   ~134M-parameter llama (768 x 12 layers, ff 2048, vocab 32000 spm, f16)\n");
 }
@@ -885,37 +885,26 @@ static int cmd_gen(int argc, char **argv)
         O_SCALE, O_NAME, O_PRESET, O_HELP
     };
     static const struct option lo[] = {
-        {"out", required_argument, 0, O_OUT},
-        {"type", required_argument, 0, O_TYPE},
+        {"out", required_argument, 0, O_OUT}, {"type", required_argument, 0, O_TYPE},
         {"embd-type", required_argument, 0, O_EMBD_TYPE},
-        {"output-type", required_argument, 0, O_OUTPUT_TYPE},
-        {"arch", required_argument, 0, O_ARCH},
-        {"tokenizer", required_argument, 0, O_TOK},
-        {"pre", required_argument, 0, O_PRE},
-        {"n-layer", required_argument, 0, O_NLAYER},
-        {"n-embd", required_argument, 0, O_NEMBD},
-        {"n-head", required_argument, 0, O_NHEAD},
-        {"n-head-kv", required_argument, 0, O_NHEADKV},
-        {"n-ff", required_argument, 0, O_NFF},
-        {"n-vocab", required_argument, 0, O_NVOCAB},
-        {"n-ctx", required_argument, 0, O_NCTX},
-        {"rope-base", required_argument, 0, O_ROPE_BASE},
-        {"rms-eps", required_argument, 0, O_RMS_EPS},
-        {"rope-neox", no_argument, 0, O_NEOX},
-        {"tied-embeddings", no_argument, 0, O_TIED},
-        {"qkv-bias", no_argument, 0, O_QKV_BIAS},
-        {"tiny-vocab", no_argument, 0, O_TINY},
-        {"seed", required_argument, 0, O_SEED},
-        {"init-scale", required_argument, 0, O_SCALE},
-        {"name", required_argument, 0, O_NAME},
-        {"preset", required_argument, 0, O_PRESET},
-        {"help", no_argument, 0, O_HELP},
+        {"output-type", required_argument, 0, O_OUTPUT_TYPE}, {"arch", required_argument, 0, O_ARCH},
+        {"tokenizer", required_argument, 0, O_TOK}, {"pre", required_argument, 0, O_PRE},
+        {"n-layer", required_argument, 0, O_NLAYER}, {"n-embd", required_argument, 0, O_NEMBD},
+        {"n-head", required_argument, 0, O_NHEAD}, {"n-head-kv", required_argument, 0, O_NHEADKV},
+        {"n-ff", required_argument, 0, O_NFF}, {"n-vocab", required_argument, 0, O_NVOCAB},
+        {"n-ctx", required_argument, 0, O_NCTX}, {"rope-base", required_argument, 0, O_ROPE_BASE},
+        {"rms-eps", required_argument, 0, O_RMS_EPS}, {"rope-neox", no_argument, 0, O_NEOX},
+        {"tied-embeddings", no_argument, 0, O_TIED}, {"qkv-bias", no_argument, 0, O_QKV_BIAS},
+        {"tiny-vocab", no_argument, 0, O_TINY}, {"seed", required_argument, 0, O_SEED},
+        {"init-scale", required_argument, 0, O_SCALE}, {"name", required_argument, 0, O_NAME},
+        {"preset", required_argument, 0, O_PRESET}, {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
-    int c;
+    int c, li = -1;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", lo, &li)) != -1) {
+        const char *opt = li >= 0 ? lo[li].name : "?";
         int64_t *dst = NULL, max = 1 << 20;
         switch (c) {
         case O_OUT: o.out = optarg; break;
@@ -953,7 +942,7 @@ static int cmd_gen(int argc, char **argv)
             char *end;
             double d = strtod(optarg, &end);
             if (*optarg == '\0' || *end != '\0' || !(d > 0) || !isfinite(d))
-                return fail("gen: %s needs a positive number, not '%s'", argv[optind - 1], optarg);
+                return fail("gen: --%s needs a positive number, not '%s'", opt, optarg);
             *(c == O_ROPE_BASE ? &o.rope_base : c == O_RMS_EPS ? &o.rms_eps : &o.init_scale) = (float)d;
             break;
         }
@@ -982,7 +971,8 @@ static int cmd_gen(int argc, char **argv)
         default: return fail("gen: unknown option '%s' (see " PROG " gen --help)", argv[optind - 1]);
         }
         if (dst && !parse_i64(optarg, 1, max, dst))
-            return fail("gen: %s needs an integer in 1..%lld, not '%s'", argv[optind - 1], (long long)max, optarg);
+            return fail("gen: --%s needs an integer in 1..%lld, not '%s'", opt, (long long)max, optarg);
+        li = -1;
     }
     if (optind < argc) return fail("gen: unexpected argument '%s'", argv[optind]);
     if (!o.out) return fail("gen: --out FILE is required");
