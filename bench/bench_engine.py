@@ -19,6 +19,7 @@ Run with the project venv:  .venv/bin/python bench/bench_engine.py
   --models a,b    paths or the names smollm2, f16-100m (default: both)
   --json-out F    write everything (raw samples too) as JSON
   --build DIR     rotor build dir (default $ROTOR_BUILD or build)
+  --rotor BIN / --stream BIN   override BUILD/bin/rotor, BUILD/bin/rotor-stream
   --skip-rotor / --skip-llama   run one side only
 """
 import argparse
@@ -120,8 +121,7 @@ def weight_bytes_per_token(path):
 
 # ------------------------------------------------------------- bandwidth ----
 
-def run_stream(build, threads, reps=10):
-    tool = os.path.join(build, "bin", "rotor-stream")
+def run_stream(tool, threads, reps=10):
     if not os.access(tool, os.X_OK):
         log(f"{tool} not built: no bandwidth figure")
         return None
@@ -150,8 +150,7 @@ def parse_last_json(text):
     return None
 
 
-def run_rotor(build, model, threads):
-    tool = os.path.join(build, "bin", "rotor")
+def run_rotor(tool, model, threads):
     cmd = [tool, "generate", "--model", model, "--prompt-tokens", str(PROMPT_TOKENS),
            "-n", str(GEN_TOKENS), "--threads", str(threads), "--json", "--ignore-eos"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
@@ -329,22 +328,26 @@ def main():
     ap.add_argument("--models", default="smollm2,f16-100m")
     ap.add_argument("--json-out")
     ap.add_argument("--build", default=os.environ.get("ROTOR_BUILD", "build"))
+    ap.add_argument("--rotor", help="rotor binary (default BUILD/bin/rotor)")
+    ap.add_argument("--stream", help="rotor-stream binary (default BUILD/bin/rotor-stream)")
     ap.add_argument("--skip-rotor", action="store_true")
     ap.add_argument("--skip-llama", action="store_true")
     args = ap.parse_args()
     build = os.path.join(ROOT, args.build) if not os.path.isabs(args.build) else args.build
     T = args.threads
 
-    rotor_ok = not args.skip_rotor and os.access(os.path.join(build, "bin", "rotor"), os.X_OK)
+    rotor = args.rotor or os.path.join(build, "bin", "rotor")
+    stream = args.stream or os.path.join(build, "bin", "rotor-stream")
+    rotor_ok = not args.skip_rotor and os.access(rotor, os.X_OK)
     if not args.skip_rotor and not rotor_ok:
-        log(f"{build}/bin/rotor not built: llama.cpp side only")
+        log(f"{rotor} not built: llama.cpp side only")
 
     load_before = loadavg()
     if load_before and load_before[0] > 0.5:
         log(f"warning: load average {load_before[0]:.2f} before the run: other processes "
             f"share the cores, timings (multi-threaded ones above all) will be noisy")
     bw_runs = []
-    bw = run_stream(build, T)
+    bw = run_stream(stream, T)
     if bw:
         bw_runs.append(bw)
         log(f"bandwidth: read {bw['read_gbs_best']:.1f} GB/s, triad {bw['triad_gbs_best']:.1f} GB/s")
@@ -357,7 +360,7 @@ def main():
         runner = None
         if rotor_ok:  # warm-up (page cache); its prompt_ids become llama.cpp's prompt
             try:
-                warm = run_rotor(build, path, T)
+                warm = run_rotor(rotor, path, T)
                 res["rotor_prompt_ids"] = warm.get("prompt_ids")
             except Exception as e:  # noqa: BLE001 - report and go on
                 res["errors"].append(f"rotor: {e}")
@@ -375,7 +378,7 @@ def main():
         for rep in range(args.repeats):
             if rotor_ok and not any(e.startswith("rotor") for e in res["errors"]):
                 try:
-                    o = run_rotor(build, path, T)
+                    o = run_rotor(rotor, path, T)
                     res["rotor_runs"].append({k: o.get(k) for k in (
                         "prefill_tokens", "prefill_tok_s", "decode_tokens", "decode_tok_s",
                         "model_bytes_per_token")} | {"ids": (o.get("ids") or [])[:16]})
@@ -402,7 +405,7 @@ def main():
             res["errors"].append(f"bytes/token: rotor says {r}, the GGUF gives {g}")
         results[name] = res
 
-    bw2 = run_stream(build, T)
+    bw2 = run_stream(stream, T)
     if bw2:
         bw_runs.append(bw2)
     if bw_runs:  # the roofline is a ceiling: take the best seen

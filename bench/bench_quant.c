@@ -18,8 +18,7 @@
 #include "rotor/cpu_quant.h"
 #include "rotor/types.h"
 
-static double now(void)
-{
+static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -35,16 +34,14 @@ typedef struct {
     int reps;
 } job_t;
 
-static void *run_job(void *p)
-{
+static void *run_job(void *p) {
     job_t *j = p;
     for (int r = 0; r < j->reps; r++)
         cpu_matmul(j->t, j->n_in, j->W, j->ws, j->X, j->xs, j->m, j->Y, j->ys, j->r0, j->r1);
     return NULL;
 }
 
-static double run(job_t base, int nth)
-{
+static double run(job_t base, int nth) {
     pthread_t th[8];
     job_t jobs[8];
     const int64_t rows = base.r1 - base.r0;
@@ -53,8 +50,7 @@ static double run(job_t base, int nth)
         jobs[i] = base;
         jobs[i].r0 = base.r0 + rows * i / nth;
         jobs[i].r1 = base.r0 + rows * (i + 1) / nth;
-        if (i > 0)
-            pthread_create(&th[i], NULL, run_job, &jobs[i]);
+        if (i > 0) pthread_create(&th[i], NULL, run_job, &jobs[i]);
     }
     run_job(&jobs[0]);
     for (int i = 1; i < nth; i++)
@@ -62,8 +58,7 @@ static double run(job_t base, int nth)
     return now() - t0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc > 1) {
         cpu_isa_t isa = strcmp(argv[1], "scalar") == 0 ? CPU_ISA_SCALAR
                         : strcmp(argv[1], "avx2") == 0 ? CPU_ISA_AVX2
@@ -80,8 +75,7 @@ int main(int argc, char **argv)
             const rt_type_t t = types[ti];
             const rt_type_t vt = rt_type_traits(t)->vec_dot_type;
             const int64_t n_in = shapes[si][0], n_out = shapes[si][1];
-            if (n_in % rt_type_traits(t)->block_size)
-                continue;
+            if (n_in % rt_type_traits(t)->block_size) continue;
             const size_t ws = rt_type_row_size(t, n_in), xs = rt_type_row_size(vt, n_in);
             const int64_t M = 512;
             float *fw = malloc(sizeof(float) * n_in);

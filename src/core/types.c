@@ -11,12 +11,12 @@
 #include <string.h>
 #include <strings.h>
 
-#define T(id_, name_, bs_, ts_, q_, sup_, vt_)                                                \
-    [id_] = {.name = name_,                                                                   \
-             .block_size = bs_,                                                               \
-             .type_size = ts_,                                                                \
-             .is_quantized = q_,                                                              \
-             .supported = sup_,                                                               \
+#define T(id_, name_, bs_, ts_, q_, sup_, vt_)                                                     \
+    [id_] = {.name = name_,                                                                        \
+             .block_size = bs_,                                                                    \
+             .type_size = ts_,                                                                     \
+             .is_quantized = q_,                                                                   \
+             .supported = sup_,                                                                    \
              .vec_dot_type = vt_}
 
 static const rt_type_traits_t rt_traits[RT_TYPE_COUNT] = {
@@ -40,54 +40,43 @@ static const rt_type_traits_t rt_traits[RT_TYPE_COUNT] = {
 
 #undef T
 
-const rt_type_traits_t *rt_type_traits(int type)
-{
-    if (type < 0 || type >= RT_TYPE_COUNT || rt_traits[type].name == NULL)
-        return NULL;
+const rt_type_traits_t *rt_type_traits(int type) {
+    if (type < 0 || type >= RT_TYPE_COUNT || rt_traits[type].name == NULL) return NULL;
     return &rt_traits[type];
 }
 
-const char *rt_type_name(int type)
-{
+const char *rt_type_name(int type) {
     const rt_type_traits_t *tr = rt_type_traits(type);
     return tr ? tr->name : "unknown";
 }
 
-int rt_type_parse(const char *name)
-{
-    if (name == NULL)
-        return -1;
+int rt_type_parse(const char *name) {
+    if (name == NULL) return -1;
     for (int t = 0; t < RT_TYPE_COUNT; t++) {
-        if (rt_traits[t].name && strcasecmp(rt_traits[t].name, name) == 0)
-            return t;
+        if (rt_traits[t].name && strcasecmp(rt_traits[t].name, name) == 0) return t;
     }
     return -1;
 }
 
-size_t rt_type_row_size(rt_type_t t, int64_t n)
-{
+size_t rt_type_row_size(rt_type_t t, int64_t n) {
     const rt_type_traits_t *tr = rt_type_traits((int)t);
-    if (tr == NULL || n < 0)
-        return 0;
+    if (tr == NULL || n < 0) return 0;
     return (size_t)(n / tr->block_size) * tr->type_size;
 }
 
-static inline uint32_t f32_bits(float f)
-{
+static inline uint32_t f32_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     return u;
 }
 
-static inline float f32_from_bits(uint32_t u)
-{
+static inline float f32_from_bits(uint32_t u) {
     float f;
     memcpy(&f, &u, 4);
     return f;
 }
 
-float rt_fp16_to_fp32(uint16_t h)
-{
+float rt_fp16_to_fp32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
     uint32_t mant = h & 0x3ffu;
@@ -100,8 +89,7 @@ float rt_fp16_to_fp32(uint16_t h)
     return f32_from_bits(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
-uint16_t rt_fp32_to_fp16(float f)
-{
+uint16_t rt_fp32_to_fp16(float f) {
     uint32_t x = f32_bits(f);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
     x &= 0x7fffffffu;
@@ -120,13 +108,11 @@ uint16_t rt_fp32_to_fp16(float f)
     return sign | (uint16_t)(x >> 13);
 }
 
-float rt_bf16_to_fp32(uint16_t h)
-{
+float rt_bf16_to_fp32(uint16_t h) {
     return f32_from_bits((uint32_t)h << 16);
 }
 
-uint16_t rt_fp32_to_bf16(float f)
-{
+uint16_t rt_fp32_to_bf16(float f) {
     uint32_t x = f32_bits(f);
     if ((x & 0x7fffffffu) > 0x7f800000u) /* NaN: quiet it (as ggml) */
         return (uint16_t)((x >> 16) | 64u);

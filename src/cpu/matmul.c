@@ -12,11 +12,9 @@
 #include "cpu/quant_impl.h"
 
 void cpu_matmul(rt_type_t t, int64_t n_in, const void *W, size_t w_stride, const void *X,
-                size_t x_stride, int64_t m, float *Y, int64_t y_stride, int64_t r0, int64_t r1)
-{
+                size_t x_stride, int64_t m, float *Y, int64_t y_stride, int64_t r0, int64_t r1) {
     cpu_dot_tile_fn fn = cpu_dot_kernel(t);
-    if (fn == NULL || m <= 0 || r1 <= r0)
-        return;
+    if (fn == NULL || m <= 0 || r1 <= r0) return;
     const char *w = W;
     const char *x = X;
     float tmp[CPU_DOT_NW * CPU_DOT_NR];

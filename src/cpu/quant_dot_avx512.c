@@ -1,13 +1,18 @@
 /*
- * quant_dot_avx512.c - AVX-512 (F/BW/VL/DQ/VNNI) dot-tile kernels and
+ * quant_dot_avx512.c - AVX-512 (F/BW/VL/DQ/VNNI) dot-tile kernels and fast
  * activation quantizers. Compiled with -mavx512*; called only after cpuid.
  *
- * Integer products use VNNI vpdpbusd (u8 x s8): 4-bit weights are unsigned
- * nibbles; signed weights use |w| and move the sign onto the activation.
- * Two 32-blocks share one zmm. Each kernel body is an always-inline function
- * of a compile-time tile height NR: every activation row of the tile has its
- * own accumulators and sees the exact same instruction sequence, so results
- * do not depend on NR (batch invariance); the weight unpacking is shared.
+ * Integer products use VNNI vpdpbusd (u8 x s8). Weights are made unsigned
+ * (nibbles, 5-bit values, q8_0 xor 0x80) and their offset (-8, -16, -128)
+ * times sum(y) is the dpbusd start value, computed once per activation
+ * block. Two 32-blocks share one zmm; block scales are spread over 8 lanes
+ * each. K-quant sub-block scales are applied in integers (vpdpwssd / madd).
+ *
+ * Each kernel body is an always-inline function of compile-time tile sizes
+ * (NW weight rows x NR activation rows): every (weight row, activation row)
+ * pair has its own accumulator and sees the exact same instruction sequence
+ * whatever NW and NR, so results do not depend on the tile (batch
+ * invariance); only the unpacking of weights and activations is shared.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -16,14 +21,12 @@
 
 #define AI static inline __attribute__((always_inline))
 
-AI float h2f(rt_half h)
-{
+AI float h2f(rt_half h) {
     return _cvtsh_ss(h);
 }
 
 /* Fixed-order horizontal sum of 16 floats. */
-AI float hsum512(__m512 v)
-{
+AI float hsum512(__m512 v) {
     __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
     __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     b = _mm_add_ps(b, _mm_movehl_ps(b, b));
@@ -31,80 +34,63 @@ AI float hsum512(__m512 v)
     return _mm_cvtss_f32(b);
 }
 
-AI float hsum256(__m256 a)
-{
+AI float hsum256(__m256 a) {
     __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     b = _mm_add_ps(b, _mm_movehl_ps(b, b));
     b = _mm_add_ss(b, _mm_movehdup_ps(b));
     return _mm_cvtss_f32(b);
 }
 
-/* Two 32-element scale broadcasts in one zmm: lanes 0-7 s0, 8-15 s1. */
-AI __m512 scale2(float s0, float s1)
-{
-    return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
-}
-
 /* Two 32-byte rows (at p0 and p1) in one zmm. */
-AI __m512i load2x256(const void *p0, const void *p1)
-{
+AI __m512i load2x256(const void *p0, const void *p1) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p0)),
                               _mm256_loadu_si256((const __m256i *)p1), 1);
 }
 
-/* Nibbles of two 16-byte q4 arrays, as [lo0 hi0 lo1 hi1] (element order). */
-AI __m512i unpack_q4_pair(const uint8_t *q0, const uint8_t *q1)
-{
-    const __m256i ab = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q0)),
-        _mm_loadu_si128((const __m128i *)q1), 1);
-    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(ab), _mm256_srli_epi16(ab, 4), 1);
-    v = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
-    /* [q0lo q1lo q0hi q1hi] -> [q0lo q0hi q1lo q1hi] */
-    return _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
-}
-
 /* The two fp16 at the start of blocks p0 and p1 as floats [a0 b0 a1 b1];
  * p1 == NULL gives [a0 b0 0 0]. */
-AI __m128 head2(const void *p0, const void *p1)
-{
+AI __m128 head2(const void *p0, const void *p1) {
     uint32_t a, b = 0;
     memcpy(&a, p0, 4);
-    if (p1)
-        memcpy(&b, p1, 4);
+    if (p1) memcpy(&b, p1, 4);
     return _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128((int)a), (int)b, 1));
 }
 
 /* [v0 x8, v2 x8]: the per-block scales of a block pair, one per 8 lanes. */
-AI __m512 spread02(__m128 v)
-{
+AI __m512 spread02(__m128 v) {
     const __m512i idx = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
 }
 
 /*
- * A pair of Q4_0 (18-byte) or Q4_1 (20-byte) blocks from one masked load:
- * q = nibbles in element order [lo0 hi0 lo1 hi1], d = [d0 x8, d1 x8] and,
- * for Q4_1, m = [. m0 . m1] (lanes 1 and 3, to pair with [dy s] of Q8_1).
- * `two` false: only the first block is read (the second is its copy).
+ * A pair of Q4_0/Q4_1/Q5_0/Q5_1 blocks (18/20/22/24 bytes) from one load:
+ * q = 4- or 5-bit values in element order [lo0 hi0 lo1 hi1] (5th bits from
+ * qh through a byte mask), d = [d0 x8, d1 x8] and, with a min,
+ * m = [m0 0 x7, m1 0 x7]. `two` false: only the first block is read.
  */
 AI void q4_pair(const uint8_t *b, const int BS, bool two, const bool safe, __m512i *q, __m512 *d,
-                    __m512 *m)
-{
-    const int W0 = BS / 2;               /* words per block */
-    const int QW = BS == 20 ? 2 : 1;     /* first qs word */
-    const int o1 = two ? W0 : 0;         /* second block's word offset */
+                __m512 *m) {
+    const int W0 = BS / 2;       /* words per block */
+    const int QW = BS / 2 - 8;   /* first qs word */
+    const int o1 = two ? W0 : 0; /* second block's word offset */
     const __mmask32 lm = (__mmask32)((1u << (two ? 2 * W0 : W0)) - 1);
     /* safe: 64 bytes from b are readable (more blocks follow) */
     const __m512i v = safe ? _mm512_loadu_si512(b) : _mm512_maskz_loadu_epi16(lm, b);
     const __m512i qi = _mm512_set_epi16(
-        o1 + QW + 7, o1 + QW + 6, o1 + QW + 5, o1 + QW + 4, o1 + QW + 3, o1 + QW + 2,
-        o1 + QW + 1, o1 + QW, o1 + QW + 7, o1 + QW + 6, o1 + QW + 5, o1 + QW + 4, o1 + QW + 3,
-        o1 + QW + 2, o1 + QW + 1, o1 + QW, QW + 7, QW + 6, QW + 5, QW + 4, QW + 3, QW + 2,
-        QW + 1, QW, QW + 7, QW + 6, QW + 5, QW + 4, QW + 3, QW + 2, QW + 1, QW);
+        o1 + QW + 7, o1 + QW + 6, o1 + QW + 5, o1 + QW + 4, o1 + QW + 3, o1 + QW + 2, o1 + QW + 1,
+        o1 + QW, o1 + QW + 7, o1 + QW + 6, o1 + QW + 5, o1 + QW + 4, o1 + QW + 3, o1 + QW + 2,
+        o1 + QW + 1, o1 + QW, QW + 7, QW + 6, QW + 5, QW + 4, QW + 3, QW + 2, QW + 1, QW, QW + 7,
+        QW + 6, QW + 5, QW + 4, QW + 3, QW + 2, QW + 1, QW);
     __m512i t = _mm512_permutexvar_epi16(qi, v);
     t = _mm512_mask_srli_epi16(t, 0xFF00FF00u, t, 4);
     *q = _mm512_and_si512(t, _mm512_set1_epi8(0x0F));
+    if (BS >= 22) { /* qh: bit j = 5th bit of element j; 64 bits = 64 bytes of q */
+        uint32_t h0, h1 = 0;
+        memcpy(&h0, b + BS - 20, 4);
+        if (two) memcpy(&h1, b + 2 * BS - 20, 4);
+        const __mmask64 hm = (__mmask64)h0 | ((__mmask64)h1 << 32);
+        *q = _mm512_mask_add_epi8(*q, hm, *q, _mm512_set1_epi8(16));
+    }
     const __m256i v256 = _mm512_castsi512_si256(v);
     const __m256i di = _mm256_set_epi16(o1, o1, o1, o1, o1, o1, o1, o1, 0, 0, 0, 0, 0, 0, 0, 0);
     *d = _mm512_cvtph_ps(_mm256_permutexvar_epi16(di, v256));
@@ -117,38 +103,30 @@ AI void q4_pair(const uint8_t *b, const int BS, bool two, const bool safe, __m51
 }
 
 /* [v1 x8, v3 x8]. */
-AI __m512 spread13(__m128 v)
-{
+AI __m512 spread13(__m128 v) {
     const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
 }
 
 #define XROW(T, x, xs, k) ((const T *)((const char *)(x) + (size_t)(k) * (xs)))
 
-/* ------------------------------------------ 32-blocks: Q4_0, Q4_1, Q8_0 */
+/* -------------------------- 32-blocks: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 */
 
-enum { K_Q4_0, K_Q4_1, K_Q8_0 };
+enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+#define HAS_MIN(K) ((K) == K_Q4_1 || (K) == K_Q5_1)
 
 /*
  * One block pair (i, i1) of every weight and activation row of the tile.
- * Weights become unsigned bytes (nibbles; q8_0 + 128) and the offset goes
- * into the dpbusd start value: -8*sum(y) or -128*sum(y) per 4-lane group.
- * Per (w, y): p = dpbusd(base_y, w, y); acc += dw * (float(p) * dy); for
- * Q4_1 also accm += [d m] * [dy s] (lanes 1 and 3 hold m*s).
- */
-/*
- * One block pair (i, i1) of every weight and activation row of the tile.
- * Weights become unsigned bytes (nibbles; q8_0 + 128) and the offset goes
- * into the dpbusd start value: -8*sum(y) or -128*sum(y) per 4-lane group.
+ * Weights become unsigned bytes (nibbles, 5-bit values, q8_0 + 128) and the
+ * offset goes into the dpbusd start value: -8, -16 or -128 * sum(y) per
+ * 4-lane group.
  * Per (w, y): p = dpbusd(base_y, w, y); acc += dw * (float(p) * dy); for
  * Q4_1 also acc += [m0 0.. m1 0..] * [s0.. s1..]. One accumulator per pair.
  */
-AI void q32_step(const int KIND, const char *w, size_t ws, const int NW, const char *x,
-                 size_t xs, const int NR, int64_t i, bool two, const bool safe,
-                 __m512 acc[][CPU_DOT_NR])
-{
-    const size_t xbs = KIND == K_Q4_1 ? sizeof(block_q8_1) : sizeof(block_q8_0);
-    const size_t xqoff = KIND == K_Q4_1 ? 4 : 2;
+AI void q32_step(const int KIND, const char *w, size_t ws, const int NW, const char *x, size_t xs,
+                 const int NR, int64_t i, bool two, const bool safe, __m512 acc[][CPU_DOT_NR]) {
+    const size_t xbs = HAS_MIN(KIND) ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    const size_t xqoff = HAS_MIN(KIND) ? 4 : 2;
     const int64_t i1 = two ? i + 1 : i;
     __m512i wq[CPU_DOT_NW];
     __m512 wm[CPU_DOT_NW];
@@ -161,6 +139,12 @@ AI void q32_step(const int KIND, const char *w, size_t ws, const int NW, const c
         } else if (KIND == K_Q4_0) {
             const block_q4_0 *a = (const block_q4_0 *)(w + iw * ws);
             q4_pair((const uint8_t *)&a[i], 18, two, safe, &wq[iw], &dw[iw], NULL);
+        } else if (KIND == K_Q5_0) {
+            const block_q5_0 *a = (const block_q5_0 *)(w + iw * ws);
+            q4_pair((const uint8_t *)&a[i], 22, two, safe, &wq[iw], &dw[iw], NULL);
+        } else if (KIND == K_Q5_1) {
+            const block_q5_1 *a = (const block_q5_1 *)(w + iw * ws);
+            q4_pair((const uint8_t *)&a[i], 24, two, safe, &wq[iw], &dw[iw], &wm[iw]);
         } else {
             const block_q4_1 *a = (const block_q4_1 *)(w + iw * ws);
             q4_pair((const uint8_t *)&a[i], 20, two, safe, &wq[iw], &dw[iw], &wm[iw]);
@@ -174,27 +158,25 @@ AI void q32_step(const int KIND, const char *w, size_t ws, const int NW, const c
         __m512i base = _mm512_setzero_si512();
         if (KIND == K_Q4_0)
             base = _mm512_sub_epi32(base, _mm512_dpbusd_epi32(base, _mm512_set1_epi8(8), y));
+        else if (KIND == K_Q5_0)
+            base = _mm512_sub_epi32(base, _mm512_dpbusd_epi32(base, _mm512_set1_epi8(16), y));
         else if (KIND == K_Q8_0)
-            base = _mm512_sub_epi32(base,
-                                    _mm512_dpbusd_epi32(base, _mm512_set1_epi8(-128), y));
+            base = _mm512_sub_epi32(base, _mm512_dpbusd_epi32(base, _mm512_set1_epi8(-128), y));
         const __m128 yf = head2(y0, two ? y1 : NULL);
         const __m512 dy = spread02(yf);
         __m512 sy = _mm512_setzero_ps();
-        if (KIND == K_Q4_1)
-            sy = spread13(yf);
+        if (HAS_MIN(KIND)) sy = spread13(yf);
         for (int iw = 0; iw < NW; iw++) {
             const __m512i p = _mm512_dpbusd_epi32(base, wq[iw], y);
             const __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(p), dy);
             acc[iw][k] = _mm512_fmadd_ps(dw[iw], t, acc[iw][k]);
-            if (KIND == K_Q4_1)
-                acc[iw][k] = _mm512_fmadd_ps(wm[iw], sy, acc[iw][k]);
+            if (HAS_MIN(KIND)) acc[iw][k] = _mm512_fmadd_ps(wm[iw], sy, acc[iw][k]);
         }
     }
 }
 
-AI void q32_tile(const int KIND, int64_t n, const void *w, size_t ws, const int NW,
-                 const void *x, size_t xs, const int NR, float *out)
-{
+AI void q32_tile(const int KIND, int64_t n, const void *w, size_t ws, const int NW, const void *x,
+                 size_t xs, const int NR, float *out) {
     const int64_t nb = n / 32;
     __m512 acc[CPU_DOT_NW][CPU_DOT_NR];
     for (int iw = 0; iw < NW; iw++)
@@ -205,35 +187,40 @@ AI void q32_tile(const int KIND, int64_t n, const void *w, size_t ws, const int 
         q32_step(KIND, w, ws, NW, x, xs, NR, i, true, true, acc);
     for (; i + 1 < nb; i += 2)
         q32_step(KIND, w, ws, NW, x, xs, NR, i, true, false, acc);
-    if (i < nb)
-        q32_step(KIND, w, ws, NW, x, xs, NR, i, false, false, acc);
+    if (i < nb) q32_step(KIND, w, ws, NW, x, xs, NR, i, false, false, acc);
     for (int iw = 0; iw < NW; iw++)
         for (int k = 0; k < NR; k++)
             out[iw * CPU_DOT_NR + k] = hsum512(acc[iw][k]);
 }
 
 AI void q4_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out)
-{
+                  const int NR, float *out) {
     q32_tile(K_Q4_0, n, w, ws, NW, x, xs, NR, out);
 }
 
 AI void q4_1_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out)
-{
+                  const int NR, float *out) {
     q32_tile(K_Q4_1, n, w, ws, NW, x, xs, NR, out);
 }
 
+AI void q5_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
+                  const int NR, float *out) {
+    q32_tile(K_Q5_0, n, w, ws, NW, x, xs, NR, out);
+}
+
+AI void q5_1_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
+                  const int NR, float *out) {
+    q32_tile(K_Q5_1, n, w, ws, NW, x, xs, NR, out);
+}
+
 AI void q8_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out)
-{
+                  const int NR, float *out) {
     q32_tile(K_Q8_0, n, w, ws, NW, x, xs, NR, out);
 }
 
 /* ------------------------------------------------------------- Q6_K x Q8_K */
 
-AI void q6_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out)
-{
+AI void q6_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out) {
     const block_q6_K *a = w;
     const int64_t nb = n / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
@@ -251,15 +238,17 @@ AI void q6_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int
             const __m256i H = _mm256_loadu_si256((const __m256i *)(a[i].qh + 32 * h));
             const __m512i h01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_slli_epi16(H, 4)),
                                                    _mm256_slli_epi16(H, 2), 1);
-            const __m512i h23 = _mm512_inserti64x4(_mm512_castsi256_si512(H),
-                                                   _mm256_srli_epi16(H, 2), 1);
+            const __m512i h23 =
+                _mm512_inserti64x4(_mm512_castsi256_si512(H), _mm256_srli_epi16(H, 2), 1);
             v[2 * h] = _mm512_or_si512(_mm512_and_si512(L, m4), _mm512_and_si512(h01, m30));
             v[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
                                            _mm512_and_si512(h23, m30));
         }
+        /* int16 pairs [sc, 0] per int32 lane, for vpdpwssd */
         for (int g = 0; g < 4; g++)
-            sc[g] = _mm512_permutexvar_epi32(
-                _mm512_add_epi32(rep4, _mm512_set1_epi32(4 * g)), sc32);
+            sc[g] = _mm512_and_si512(
+                _mm512_permutexvar_epi32(_mm512_add_epi32(rep4, _mm512_set1_epi32(4 * g)), sc32),
+                _mm512_set1_epi32(0xFFFF));
         const float d = h2f(a[i].d);
         for (int k = 0; k < NR; k++) {
             const block_q8_K *b = XROW(block_q8_K, x, xs, k) + i;
@@ -267,7 +256,8 @@ AI void q6_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int
             for (int g = 0; g < 4; g++) {
                 const __m512i y = _mm512_loadu_si512(b->qs + 64 * g);
                 const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[g], y);
-                sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(p, sc[g]));
+                /* |p| <= 4*63*127 fits int16: sum += p * sc in one vpdpwssd */
+                sum = _mm512_dpwssd_epi32(sum, p, sc[g]);
             }
             /* the -32 offset: sum_g sc_g * 32 * bsum_g */
             const __m256i corr =
@@ -284,9 +274,8 @@ AI void q6_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int
 
 /* Q4_K and Q5_K share the 6-bit scale/min layout; Q5_K adds a high bit per
  * element from qh (bit j of qh[l] for sub-block j). */
-AI void qk45_tile1(const bool Q5, int64_t n, const void *w, const void *x, size_t xs,
-                   const int NR, float *out)
-{
+AI void qk45_tile1(const bool Q5, int64_t n, const void *w, const void *x, size_t xs, const int NR,
+                   float *out) {
     const int64_t nb = n / QK_K;
     const size_t bsz = Q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
@@ -313,24 +302,22 @@ AI void qk45_tile1(const bool Q5, int64_t n, const void *w, const void *x, size_
         /* mins duplicated per 16-group: [m0 m0 m1 m1 ... m7 m7] as int16 */
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
         __m256i H = _mm256_setzero_si256();
-        if (Q5)
-            H = _mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh);
+        if (Q5) H = _mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh);
         __m512i v[4], sc[4];
         for (int c = 0; c < 4; c++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
             v[c] = _mm512_and_si512(
                 _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), m4);
             if (Q5) {
-                const __m512i hb = _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_srli_epi16(H, 2 * c)),
-                    _mm256_srli_epi16(H, 2 * c + 1), 1);
+                const __m512i hb =
+                    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srli_epi16(H, 2 * c)),
+                                       _mm256_srli_epi16(H, 2 * c + 1), 1);
                 v[c] = _mm512_or_si512(v[c], _mm512_slli_epi16(_mm512_and_si512(hb, one), 4));
             }
             /* lanes 0-7: scale 2c, lanes 8-15: scale 2c+1 */
             const __m512i idx = _mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
-                                                 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
-                                                 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c,
-                                                 2 * c);
+                                                 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c,
+                                                 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c);
             sc[c] = _mm512_permutexvar_epi32(idx, sc32);
         }
         const float d = h2f(a4->d), dmin = h2f(a4->dmin);
@@ -340,36 +327,32 @@ AI void qk45_tile1(const bool Q5, int64_t n, const void *w, const void *x, size_
             for (int c = 0; c < 4; c++) {
                 const __m512i y = _mm512_loadu_si512(b->qs + 64 * c);
                 const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[c], y);
-                sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(p, sc[c]));
+                /* |p| <= 4*31*128 fits int16, scales are >= 0: sum += p * sc */
+                sum = _mm512_dpwssd_epi32(sum, p, sc[c]);
             }
             const __m256i mm =
                 _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), mins16);
             acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(d * b->d), _mm512_cvtepi32_ps(sum), acc[k]);
-            accm[k] =
-                _mm256_fmadd_ps(_mm256_set1_ps(dmin * b->d), _mm256_cvtepi32_ps(mm), accm[k]);
+            accm[k] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * b->d), _mm256_cvtepi32_ps(mm), accm[k]);
         }
     }
     for (int k = 0; k < NR; k++)
         out[k] = hsum512(acc[k]) - hsum256(accm[k]);
 }
 
-AI void q4_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out)
-{
+AI void q4_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out) {
     qk45_tile1(false, n, w, x, xs, NR, out);
 }
 
-AI void q5_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out)
-{
+AI void q5_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out) {
     qk45_tile1(true, n, w, x, xs, NR, out);
 }
 
-#define PER_ROW_TILE(name)                                                                    \
-    AI void name##_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x,    \
-                        size_t xs, const int NR, float *out)                                  \
-    {                                                                                         \
-        for (int iw = 0; iw < NW; iw++)                                                       \
-            name##_tile1(n, (const char *)w + (size_t)iw * ws, x, xs, NR,                     \
-                         out + iw * CPU_DOT_NR);                                              \
+#define PER_ROW_TILE(name)                                                                         \
+    AI void name##_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x,          \
+                        size_t xs, const int NR, float *out) {                                     \
+        for (int iw = 0; iw < NW; iw++)                                                            \
+            name##_tile1(n, (const char *)w + (size_t)iw * ws, x, xs, NR, out + iw * CPU_DOT_NR);  \
     }
 
 PER_ROW_TILE(q4_K)
@@ -379,19 +362,16 @@ PER_ROW_TILE(q6_K)
 /* ------------------------------------------------------ F32 / F16 / BF16 */
 
 /* Load 16 elements of a float-like row as floats (masked tail). */
-AI __m512 ld_f32(const float *p, __mmask16 m, const bool full)
-{
+AI __m512 ld_f32(const float *p, __mmask16 m, const bool full) {
     return full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
 }
 
-AI __m512 ld_f16(const uint16_t *p, __mmask16 m, const bool full)
-{
+AI __m512 ld_f16(const uint16_t *p, __mmask16 m, const bool full) {
     return _mm512_cvtph_ps(full ? _mm256_loadu_si256((const __m256i *)p)
                                 : _mm256_maskz_loadu_epi16(m, p));
 }
 
-AI __m512 ld_bf16(const uint16_t *p, __mmask16 m, const bool full)
-{
+AI __m512 ld_bf16(const uint16_t *p, __mmask16 m, const bool full) {
     const __m512i v = _mm512_cvtepu16_epi32(full ? _mm256_loadu_si256((const __m256i *)p)
                                                  : _mm256_maskz_loadu_epi16(m, p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
@@ -399,45 +379,43 @@ AI __m512 ld_bf16(const uint16_t *p, __mmask16 m, const bool full)
 
 /* Plain loads in the main loop (masked-load builtins there make GCC keep
  * the accumulators in memory); one masked step for the tail. */
-#define FLOAT_TILE(name, T, LD)                                                               \
-    AI void name##_step(const void *w, size_t ws, const int NW, const void *x, size_t xs,    \
-                        const int NR, int64_t i, __mmask16 m0, __mmask16 m1, const bool full, \
-                        __m512 acc0[][CPU_DOT_NR], __m512 acc1[][CPU_DOT_NR])                 \
-    {                                                                                         \
-        __m512 w0[CPU_DOT_NW], w1[CPU_DOT_NW];                                                \
-        for (int iw = 0; iw < NW; iw++) {                                                     \
-            const T *a = XROW(T, w, ws, iw);                                                  \
-            w0[iw] = LD(a + i, m0, full);                                                     \
-            w1[iw] = LD(a + i + 16, m1, full);                                                \
-        }                                                                                     \
-        for (int k = 0; k < NR; k++) {                                                        \
-            const T *b = XROW(T, x, xs, k);                                                   \
-            const __m512 y0 = LD(b + i, m0, full), y1 = LD(b + i + 16, m1, full);             \
-            for (int iw = 0; iw < NW; iw++) {                                                 \
-                acc0[iw][k] = _mm512_fmadd_ps(w0[iw], y0, acc0[iw][k]);                       \
-                acc1[iw][k] = _mm512_fmadd_ps(w1[iw], y1, acc1[iw][k]);                       \
-            }                                                                                 \
-        }                                                                                     \
-    }                                                                                         \
-    AI void name##_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x,    \
-                        size_t xs, const int NR, float *out)                                  \
-    {                                                                                         \
-        __m512 acc0[CPU_DOT_NW][CPU_DOT_NR], acc1[CPU_DOT_NW][CPU_DOT_NR];                    \
-        for (int iw = 0; iw < NW; iw++)                                                       \
-            for (int k = 0; k < NR; k++)                                                      \
-                acc0[iw][k] = acc1[iw][k] = _mm512_setzero_ps();                              \
-        int64_t i = 0;                                                                        \
-        for (; i + 32 <= n; i += 32)                                                          \
-            name##_step(w, ws, NW, x, xs, NR, i, 0xFFFF, 0xFFFF, true, acc0, acc1);           \
-        if (i < n) {                                                                          \
-            const int64_t left = n - i;                                                       \
-            const __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);         \
-            const __mmask16 m1 = left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);      \
-            name##_step(w, ws, NW, x, xs, NR, i, m0, m1, false, acc0, acc1);                  \
-        }                                                                                     \
-        for (int iw = 0; iw < NW; iw++)                                                       \
-            for (int k = 0; k < NR; k++)                                                      \
-                out[iw * CPU_DOT_NR + k] = hsum512(_mm512_add_ps(acc0[iw][k], acc1[iw][k]));  \
+#define FLOAT_TILE(name, T, LD)                                                                    \
+    AI void name##_step(const void *w, size_t ws, const int NW, const void *x, size_t xs,          \
+                        const int NR, int64_t i, __mmask16 m0, __mmask16 m1, const bool full,      \
+                        __m512 acc0[][CPU_DOT_NR], __m512 acc1[][CPU_DOT_NR]) {                    \
+        __m512 w0[CPU_DOT_NW], w1[CPU_DOT_NW];                                                     \
+        for (int iw = 0; iw < NW; iw++) {                                                          \
+            const T *a = XROW(T, w, ws, iw);                                                       \
+            w0[iw] = LD(a + i, m0, full);                                                          \
+            w1[iw] = LD(a + i + 16, m1, full);                                                     \
+        }                                                                                          \
+        for (int k = 0; k < NR; k++) {                                                             \
+            const T *b = XROW(T, x, xs, k);                                                        \
+            const __m512 y0 = LD(b + i, m0, full), y1 = LD(b + i + 16, m1, full);                  \
+            for (int iw = 0; iw < NW; iw++) {                                                      \
+                acc0[iw][k] = _mm512_fmadd_ps(w0[iw], y0, acc0[iw][k]);                            \
+                acc1[iw][k] = _mm512_fmadd_ps(w1[iw], y1, acc1[iw][k]);                            \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    AI void name##_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x,          \
+                        size_t xs, const int NR, float *out) {                                     \
+        __m512 acc0[CPU_DOT_NW][CPU_DOT_NR], acc1[CPU_DOT_NW][CPU_DOT_NR];                         \
+        for (int iw = 0; iw < NW; iw++)                                                            \
+            for (int k = 0; k < NR; k++)                                                           \
+                acc0[iw][k] = acc1[iw][k] = _mm512_setzero_ps();                                   \
+        int64_t i = 0;                                                                             \
+        for (; i + 32 <= n; i += 32)                                                               \
+            name##_step(w, ws, NW, x, xs, NR, i, 0xFFFF, 0xFFFF, true, acc0, acc1);                \
+        if (i < n) {                                                                               \
+            const int64_t left = n - i;                                                            \
+            const __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);              \
+            const __mmask16 m1 = left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);            \
+            name##_step(w, ws, NW, x, xs, NR, i, m0, m1, false, acc0, acc1);                       \
+        }                                                                                          \
+        for (int iw = 0; iw < NW; iw++)                                                            \
+            for (int k = 0; k < NR; k++)                                                           \
+                out[iw * CPU_DOT_NR + k] = hsum512(_mm512_add_ps(acc0[iw][k], acc1[iw][k]));       \
     }
 
 FLOAT_TILE(f32, float, ld_f32)
@@ -449,42 +427,75 @@ FLOAT_TILE(bf16, uint16_t, ld_bf16)
 /* Instantiate the (nw, nr) shapes matmul uses: nr = 1 with nw <= 4, and
  * nr <= 4 with nw <= MAXW (4 for the 32-block kernels, whose accumulators
  * fit in registers; 2 for the others). Other shapes are split into those. */
-#define TILE_ENTRY(name, MAXW)                                                                \
-    static void tile512_##name(int64_t n, const void *w, size_t ws, int nw, const void *x,    \
-                               size_t xs, int nr, float *out)                                 \
-    {                                                                                         \
-        if (nr == 1) {                                                                        \
-            switch (nw) {                                                                     \
-            case 1: name##_tile(n, w, ws, 1, x, xs, 1, out); return;                          \
-            case 2: name##_tile(n, w, ws, 2, x, xs, 1, out); return;                          \
-            case 3: name##_tile(n, w, ws, 3, x, xs, 1, out); return;                          \
-            default: name##_tile(n, w, ws, 4, x, xs, 1, out); return;                         \
-            }                                                                                 \
-        }                                                                                     \
-        for (int iw = 0; iw < nw; iw += MAXW) {                                               \
-            const char *wi = (const char *)w + (size_t)iw * ws;                               \
-            float *o = out + iw * CPU_DOT_NR;                                                 \
-            const int cw = nw - iw < MAXW ? nw - iw : MAXW;                                   \
-            switch (nr * 8 + cw) {                                                            \
-            case 17: name##_tile(n, wi, ws, 1, x, xs, 2, o); break;                           \
-            case 18: name##_tile(n, wi, ws, 2, x, xs, 2, o); break;                           \
-            case 19: name##_tile(n, wi, ws, MAXW > 2 ? 3 : 2, x, xs, 2, o); break;            \
-            case 20: name##_tile(n, wi, ws, MAXW > 2 ? 4 : 2, x, xs, 2, o); break;            \
-            case 25: name##_tile(n, wi, ws, 1, x, xs, 3, o); break;                           \
-            case 26: name##_tile(n, wi, ws, 2, x, xs, 3, o); break;                           \
-            case 27: name##_tile(n, wi, ws, MAXW > 2 ? 3 : 2, x, xs, 3, o); break;            \
-            case 28: name##_tile(n, wi, ws, MAXW > 2 ? 4 : 2, x, xs, 3, o); break;            \
-            case 33: name##_tile(n, wi, ws, 1, x, xs, 4, o); break;                           \
-            case 34: name##_tile(n, wi, ws, 2, x, xs, 4, o); break;                           \
-            case 35: name##_tile(n, wi, ws, MAXW > 2 ? 3 : 2, x, xs, 4, o); break;            \
-            default: name##_tile(n, wi, ws, MAXW > 2 ? 4 : 2, x, xs, 4, o); break;            \
-            }                                                                                 \
-        }                                                                                     \
+#define TILE_ENTRY(name, MAXW)                                                                     \
+    static void tile512_##name(int64_t n, const void *w, size_t ws, int nw, const void *x,         \
+                               size_t xs, int nr, float *out) {                                    \
+        if (nr == 1) {                                                                             \
+            switch (nw) {                                                                          \
+            case 1:                                                                                \
+                name##_tile(n, w, ws, 1, x, xs, 1, out);                                           \
+                return;                                                                            \
+            case 2:                                                                                \
+                name##_tile(n, w, ws, 2, x, xs, 1, out);                                           \
+                return;                                                                            \
+            case 3:                                                                                \
+                name##_tile(n, w, ws, 3, x, xs, 1, out);                                           \
+                return;                                                                            \
+            default:                                                                               \
+                name##_tile(n, w, ws, 4, x, xs, 1, out);                                           \
+                return;                                                                            \
+            }                                                                                      \
+        }                                                                                          \
+        for (int iw = 0; iw < nw; iw += MAXW) {                                                    \
+            const char *wi = (const char *)w + (size_t)iw * ws;                                    \
+            float *o = out + iw * CPU_DOT_NR;                                                      \
+            const int cw = nw - iw < MAXW ? nw - iw : MAXW;                                        \
+            switch (nr * 8 + cw) {                                                                 \
+            case 17:                                                                               \
+                name##_tile(n, wi, ws, 1, x, xs, 2, o);                                            \
+                break;                                                                             \
+            case 18:                                                                               \
+                name##_tile(n, wi, ws, 2, x, xs, 2, o);                                            \
+                break;                                                                             \
+            case 19:                                                                               \
+                name##_tile(n, wi, ws, MAXW > 2 ? 3 : 2, x, xs, 2, o);                             \
+                break;                                                                             \
+            case 20:                                                                               \
+                name##_tile(n, wi, ws, MAXW > 2 ? 4 : 2, x, xs, 2, o);                             \
+                break;                                                                             \
+            case 25:                                                                               \
+                name##_tile(n, wi, ws, 1, x, xs, 3, o);                                            \
+                break;                                                                             \
+            case 26:                                                                               \
+                name##_tile(n, wi, ws, 2, x, xs, 3, o);                                            \
+                break;                                                                             \
+            case 27:                                                                               \
+                name##_tile(n, wi, ws, MAXW > 2 ? 3 : 2, x, xs, 3, o);                             \
+                break;                                                                             \
+            case 28:                                                                               \
+                name##_tile(n, wi, ws, MAXW > 2 ? 4 : 2, x, xs, 3, o);                             \
+                break;                                                                             \
+            case 33:                                                                               \
+                name##_tile(n, wi, ws, 1, x, xs, 4, o);                                            \
+                break;                                                                             \
+            case 34:                                                                               \
+                name##_tile(n, wi, ws, 2, x, xs, 4, o);                                            \
+                break;                                                                             \
+            case 35:                                                                               \
+                name##_tile(n, wi, ws, MAXW > 2 ? 3 : 2, x, xs, 4, o);                             \
+                break;                                                                             \
+            default:                                                                               \
+                name##_tile(n, wi, ws, MAXW > 2 ? 4 : 2, x, xs, 4, o);                             \
+                break;                                                                             \
+            }                                                                                      \
+        }                                                                                          \
     }
 
 TILE_ENTRY(q4_0, 4)
 TILE_ENTRY(q4_1, 4)
 TILE_ENTRY(q8_0, 4)
+TILE_ENTRY(q5_0, 4)
+TILE_ENTRY(q5_1, 4)
 TILE_ENTRY(q4_K, 2)
 TILE_ENTRY(q5_K, 2)
 TILE_ENTRY(q6_K, 2)
@@ -495,28 +506,27 @@ TILE_ENTRY(bf16, 2)
 const cpu_dot_tile_fn cpu_dot_avx512[RT_TYPE_COUNT] = {
     [RT_TYPE_F32] = tile512_f32,   [RT_TYPE_F16] = tile512_f16,   [RT_TYPE_BF16] = tile512_bf16,
     [RT_TYPE_Q4_0] = tile512_q4_0, [RT_TYPE_Q4_1] = tile512_q4_1, [RT_TYPE_Q8_0] = tile512_q8_0,
-    [RT_TYPE_Q4_K] = tile512_q4_K, [RT_TYPE_Q5_K] = tile512_q5_K, [RT_TYPE_Q6_K] = tile512_q6_K,
+    [RT_TYPE_Q5_0] = tile512_q5_0, [RT_TYPE_Q5_1] = tile512_q5_1, [RT_TYPE_Q4_K] = tile512_q4_K,
+    [RT_TYPE_Q5_K] = tile512_q5_K, [RT_TYPE_Q6_K] = tile512_q6_K,
 };
 
 /* ------------------------------------------------- activation quantizers */
 
 /* roundf (half away from zero), exactly, for |v| < 2^23. */
-AI __m512 round_away(__m512 v)
-{
+AI __m512 round_away(__m512 v) {
     const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
     const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
     const __mmask16 up = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-    const __m512 one = _mm512_or_ps(_mm512_set1_ps(1.0f),
-                                    _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
+    const __m512 one = _mm512_or_ps(_mm512_set1_ps(1.0f), _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
     return _mm512_mask_add_ps(t, up, t, one);
 }
 
-static void act_q8_0(const float *x, block_q8_0 *y, int64_t nb, bool with_sum)
-{
+static void act_q8_0(const float *x, block_q8_0 *y, int64_t nb, bool with_sum) {
     block_q8_1 *y1 = (block_q8_1 *)(void *)y;
     for (int64_t i = 0; i < nb; i++, x += 32) {
         const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float amax =
+            _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
         const float d = amax / ((1 << 7) - 1);
         const float id = d ? 1.0f / d : 0.0f;
         const __m512 vid = _mm512_set1_ps(id);
@@ -537,8 +547,7 @@ static void act_q8_0(const float *x, block_q8_0 *y, int64_t nb, bool with_sum)
     }
 }
 
-static void act_q8_K(const float *x, block_q8_K *y, int64_t nb)
-{
+static void act_q8_K(const float *x, block_q8_K *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         __m512 am = _mm512_setzero_ps();
         for (int j = 0; j < QK_K; j += 16)
@@ -568,12 +577,51 @@ static void act_q8_K(const float *x, block_q8_K *y, int64_t nb)
     }
 }
 
-void cpu_quantize_act_avx512(rt_type_t vt, const float *src, void *dst, int64_t n)
-{
+static void act_f16(const float *x, uint16_t *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(y + i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        y[i] = rt_fp32_to_fp16(x[i]);
+}
+
+/* Same rounding as rt_fp32_to_bf16: nearest even, NaN quieted. */
+static void act_bf16(const float *x, uint16_t *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i u = _mm512_loadu_si512(x + i);
+        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        __m512i r = _mm512_srli_epi32(
+            _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+        const __mmask16 nan = _mm512_cmpgt_epu32_mask(
+            _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+        r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(64));
+        _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtepi32_epi16(r));
+    }
+    for (; i < n; i++)
+        y[i] = rt_fp32_to_bf16(x[i]);
+}
+
+void cpu_quantize_act_avx512(rt_type_t vt, const float *src, void *dst, int64_t n) {
     switch (vt) {
-    case RT_TYPE_Q8_0: act_q8_0(src, dst, n / 32, false); break;
-    case RT_TYPE_Q8_1: act_q8_0(src, dst, n / 32, true); break;
-    case RT_TYPE_Q8_K: act_q8_K(src, dst, n / QK_K); break;
-    default: (void)cpu_ref_quantize(vt, src, dst, n); break;
+    case RT_TYPE_Q8_0:
+        act_q8_0(src, dst, n / 32, false);
+        break;
+    case RT_TYPE_Q8_1:
+        act_q8_0(src, dst, n / 32, true);
+        break;
+    case RT_TYPE_Q8_K:
+        act_q8_K(src, dst, n / QK_K);
+        break;
+    case RT_TYPE_F16:
+        act_f16(src, dst, n);
+        break;
+    case RT_TYPE_BF16:
+        act_bf16(src, dst, n);
+        break;
+    default:
+        (void)cpu_ref_quantize(vt, src, dst, n);
+        break;
     }
 }

@@ -10,8 +10,7 @@
 
 typedef float (*dot1_fn)(int64_t n, const void *w, const void *x);
 
-static float dot_f32(int64_t n, const void *w, const void *x)
-{
+static float dot_f32(int64_t n, const void *w, const void *x) {
     const float *a = w, *b = x;
     float s = 0.0f;
     for (int64_t i = 0; i < n; i++)
@@ -19,8 +18,7 @@ static float dot_f32(int64_t n, const void *w, const void *x)
     return s;
 }
 
-static float dot_f16(int64_t n, const void *w, const void *x)
-{
+static float dot_f16(int64_t n, const void *w, const void *x) {
     const uint16_t *a = w, *b = x;
     float s = 0.0f;
     for (int64_t i = 0; i < n; i++)
@@ -28,8 +26,7 @@ static float dot_f16(int64_t n, const void *w, const void *x)
     return s;
 }
 
-static float dot_bf16(int64_t n, const void *w, const void *x)
-{
+static float dot_bf16(int64_t n, const void *w, const void *x) {
     const uint16_t *a = w, *b = x;
     float s = 0.0f;
     for (int64_t i = 0; i < n; i++)
@@ -37,8 +34,7 @@ static float dot_bf16(int64_t n, const void *w, const void *x)
     return s;
 }
 
-static float dot_q4_0(int64_t n, const void *w, const void *x)
-{
+static float dot_q4_0(int64_t n, const void *w, const void *x) {
     const block_q4_0 *a = w;
     const block_q8_0 *b = x;
     float s = 0.0f;
@@ -53,8 +49,7 @@ static float dot_q4_0(int64_t n, const void *w, const void *x)
     return s;
 }
 
-static float dot_q4_1(int64_t n, const void *w, const void *x)
-{
+static float dot_q4_1(int64_t n, const void *w, const void *x) {
     const block_q4_1 *a = w;
     const block_q8_1 *b = x;
     float s = 0.0f;
@@ -64,14 +59,12 @@ static float dot_q4_1(int64_t n, const void *w, const void *x)
             sumi += (a[i].qs[j] & 0xF) * b[i].qs[j];
             sumi += (a[i].qs[j] >> 4) * b[i].qs[j + 16];
         }
-        s += (float)sumi * (cpu_h2f(a[i].d) * cpu_h2f(b[i].d)) +
-             cpu_h2f(a[i].m) * cpu_h2f(b[i].s);
+        s += (float)sumi * (cpu_h2f(a[i].d) * cpu_h2f(b[i].d)) + cpu_h2f(a[i].m) * cpu_h2f(b[i].s);
     }
     return s;
 }
 
-static float dot_q5_0(int64_t n, const void *w, const void *x)
-{
+static float dot_q5_0(int64_t n, const void *w, const void *x) {
     const block_q5_0 *a = w;
     const block_q8_0 *b = x;
     float s = 0.0f;
@@ -90,8 +83,7 @@ static float dot_q5_0(int64_t n, const void *w, const void *x)
     return s;
 }
 
-static float dot_q5_1(int64_t n, const void *w, const void *x)
-{
+static float dot_q5_1(int64_t n, const void *w, const void *x) {
     const block_q5_1 *a = w;
     const block_q8_1 *b = x;
     float s = 0.0f;
@@ -105,14 +97,12 @@ static float dot_q5_1(int64_t n, const void *w, const void *x)
             sumi += ((a[i].qs[j] & 0xF) | h0) * b[i].qs[j];
             sumi += ((a[i].qs[j] >> 4) | h1) * b[i].qs[j + 16];
         }
-        s += (float)sumi * (cpu_h2f(a[i].d) * cpu_h2f(b[i].d)) +
-             cpu_h2f(a[i].m) * cpu_h2f(b[i].s);
+        s += (float)sumi * (cpu_h2f(a[i].d) * cpu_h2f(b[i].d)) + cpu_h2f(a[i].m) * cpu_h2f(b[i].s);
     }
     return s;
 }
 
-static float dot_q8_0(int64_t n, const void *w, const void *x)
-{
+static float dot_q8_0(int64_t n, const void *w, const void *x) {
     const block_q8_0 *a = w;
     const block_q8_0 *b = x;
     float s = 0.0f;
@@ -125,8 +115,7 @@ static float dot_q8_0(int64_t n, const void *w, const void *x)
     return s;
 }
 
-static float dot_q2_K(int64_t n, const void *w, const void *x)
-{
+static float dot_q2_K(int64_t n, const void *w, const void *x) {
     const block_q2_K *a = w;
     const block_q8_K *b = x;
     float s = 0.0f;
@@ -151,8 +140,7 @@ static float dot_q2_K(int64_t n, const void *w, const void *x)
     return s;
 }
 
-static float dot_q3_K(int64_t n, const void *w, const void *x)
-{
+static float dot_q3_K(int64_t n, const void *w, const void *x) {
     const block_q3_K *a = w;
     const block_q8_K *b = x;
     float s = 0.0f;
@@ -186,8 +174,7 @@ static float dot_q3_K(int64_t n, const void *w, const void *x)
     return s;
 }
 
-static float dot_q4_K(int64_t n, const void *w, const void *x)
-{
+static float dot_q4_K(int64_t n, const void *w, const void *x) {
     const block_q4_K *a = w;
     const block_q8_K *b = x;
     float s = 0.0f;
@@ -211,8 +198,7 @@ static float dot_q4_K(int64_t n, const void *w, const void *x)
     return s;
 }
 
-static float dot_q5_K(int64_t n, const void *w, const void *x)
-{
+static float dot_q5_K(int64_t n, const void *w, const void *x) {
     const block_q5_K *a = w;
     const block_q8_K *b = x;
     float s = 0.0f;
@@ -238,8 +224,7 @@ static float dot_q5_K(int64_t n, const void *w, const void *x)
     return s;
 }
 
-static float dot_q6_K(int64_t n, const void *w, const void *x)
-{
+static float dot_q6_K(int64_t n, const void *w, const void *x) {
     const block_q6_K *a = w;
     const block_q8_K *b = x;
     float s = 0.0f;
@@ -269,14 +254,13 @@ static float dot_q6_K(int64_t n, const void *w, const void *x)
     return s;
 }
 
-#define TILE(name)                                                                            \
-    static void tile_##name(int64_t n, const void *w, size_t ws, int nw, const void *x,       \
-                            size_t xs, int nr, float *out)                                    \
-    {                                                                                         \
-        for (int iw = 0; iw < nw; iw++)                                                       \
-            for (int k = 0; k < nr; k++)                                                      \
-                out[iw * CPU_DOT_NR + k] = dot_##name(n, (const char *)w + (size_t)iw * ws,  \
-                                                      (const char *)x + (size_t)k * xs);      \
+#define TILE(name)                                                                                 \
+    static void tile_##name(int64_t n, const void *w, size_t ws, int nw, const void *x, size_t xs, \
+                            int nr, float *out) {                                                  \
+        for (int iw = 0; iw < nw; iw++)                                                            \
+            for (int k = 0; k < nr; k++)                                                           \
+                out[iw * CPU_DOT_NR + k] = dot_##name(n, (const char *)w + (size_t)iw * ws,        \
+                                                      (const char *)x + (size_t)k * xs);           \
     }
 
 TILE(f32)

@@ -28,19 +28,19 @@
 typedef uint16_t rt_half;
 
 typedef struct {
-    rt_half d;          /* delta */
+    rt_half d;             /* delta */
     uint8_t qs[QK4_0 / 2]; /* nibbles: low = element j, high = element j+16 */
 } block_q4_0;
 
 typedef struct {
-    rt_half d;          /* delta */
-    rt_half m;          /* min */
+    rt_half d; /* delta */
+    rt_half m; /* min */
     uint8_t qs[QK4_1 / 2];
 } block_q4_1;
 
 typedef struct {
     rt_half d;
-    uint8_t qh[4];      /* 5th bit of each element */
+    uint8_t qh[4]; /* 5th bit of each element */
     uint8_t qs[QK5_0 / 2];
 } block_q5_0;
 
@@ -58,7 +58,7 @@ typedef struct {
 
 typedef struct {
     rt_half d;
-    rt_half s;          /* d * sum(qs) */
+    rt_half s; /* d * sum(qs) */
     int8_t qs[QK8_1];
 } block_q8_1;
 
@@ -70,9 +70,9 @@ typedef struct {
 } block_q2_K;
 
 typedef struct {
-    uint8_t hmask[QK_K / 8];   /* high bit */
-    uint8_t qs[QK_K / 4];      /* low 2 bits */
-    uint8_t scales[12];        /* 6-bit scales, packed */
+    uint8_t hmask[QK_K / 8]; /* high bit */
+    uint8_t qs[QK_K / 4];    /* low 2 bits */
+    uint8_t scales[12];      /* 6-bit scales, packed */
     rt_half d;
 } block_q3_K;
 
@@ -92,16 +92,16 @@ typedef struct {
 } block_q5_K;
 
 typedef struct {
-    uint8_t ql[QK_K / 2];      /* low 4 bits */
-    uint8_t qh[QK_K / 4];      /* high 2 bits */
-    int8_t scales[QK_K / 16];  /* 8-bit scales */
+    uint8_t ql[QK_K / 2];     /* low 4 bits */
+    uint8_t qh[QK_K / 4];     /* high 2 bits */
+    int8_t scales[QK_K / 16]; /* 8-bit scales */
     rt_half d;
 } block_q6_K;
 
 typedef struct {
     float d;
     int8_t qs[QK_K];
-    int16_t bsums[QK_K / 16];  /* sum of qs in groups of 16 */
+    int16_t bsums[QK_K / 16]; /* sum of qs in groups of 16 */
 } block_q8_K;
 
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 layout");
@@ -118,8 +118,7 @@ _Static_assert(sizeof(block_q6_K) == 210, "q6_K layout");
 _Static_assert(sizeof(block_q8_K) == 292, "q8_K layout");
 
 /* Exact half -> float without tables (same value as rt_fp16_to_fp32). */
-static inline float cpu_h2f(rt_half h)
-{
+static inline float cpu_h2f(rt_half h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
     uint32_t mant = h & 0x3ffu;
@@ -138,8 +137,7 @@ static inline float cpu_h2f(rt_half h)
     return out;
 }
 
-static inline float cpu_bf2f(uint16_t h)
-{
+static inline float cpu_bf2f(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
     float out;
     memcpy(&out, &bits, 4);
@@ -147,8 +145,7 @@ static inline float cpu_bf2f(uint16_t h)
 }
 
 /* ggml's nearest_int: round half to even for |f| < 2^22. */
-static inline int cpu_nearest_int(float f)
-{
+static inline int cpu_nearest_int(float f) {
     float v = f + 12582912.f;
     int32_t i;
     memcpy(&i, &v, 4);
@@ -156,8 +153,7 @@ static inline int cpu_nearest_int(float f)
 }
 
 /* 6-bit scale and min j of a Q4_K/Q5_K block. */
-static inline void cpu_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
-{
+static inline void cpu_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
     if (j < 4) {
         *d = q[j] & 63;
         *m = q[j + 4] & 63;
@@ -174,8 +170,8 @@ static inline void cpu_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t
  * in the vec_dot type. The value for a given (weight row, x row) pair must
  * not depend on nw, nr or its place in the tile (batch invariance).
  */
-typedef void (*cpu_dot_tile_fn)(int64_t n, const void *w, size_t w_stride, int nw,
-                                const void *x, size_t x_stride, int nr, float *out);
+typedef void (*cpu_dot_tile_fn)(int64_t n, const void *w, size_t w_stride, int nw, const void *x,
+                                size_t x_stride, int nr, float *out);
 #define CPU_DOT_NW 4
 #define CPU_DOT_NR 4
 /* Tile shapes matmul asks for: GEMV (m = 1) 4 weight rows per call,

@@ -19,8 +19,7 @@
 
 /* ---------------------------------------------------------------- dequant */
 
-static void deq_q4_0(const block_q4_0 *x, float *y, int64_t nb)
-{
+static void deq_q4_0(const block_q4_0 *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const float d = cpu_h2f(x[i].d);
         for (int j = 0; j < 16; j++) {
@@ -30,8 +29,7 @@ static void deq_q4_0(const block_q4_0 *x, float *y, int64_t nb)
     }
 }
 
-static void deq_q4_1(const block_q4_1 *x, float *y, int64_t nb)
-{
+static void deq_q4_1(const block_q4_1 *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const float d = cpu_h2f(x[i].d), m = cpu_h2f(x[i].m);
         for (int j = 0; j < 16; j++) {
@@ -41,8 +39,7 @@ static void deq_q4_1(const block_q4_1 *x, float *y, int64_t nb)
     }
 }
 
-static void deq_q5_0(const block_q5_0 *x, float *y, int64_t nb)
-{
+static void deq_q5_0(const block_q5_0 *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const float d = cpu_h2f(x[i].d);
         uint32_t qh;
@@ -56,8 +53,7 @@ static void deq_q5_0(const block_q5_0 *x, float *y, int64_t nb)
     }
 }
 
-static void deq_q5_1(const block_q5_1 *x, float *y, int64_t nb)
-{
+static void deq_q5_1(const block_q5_1 *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const float d = cpu_h2f(x[i].d), m = cpu_h2f(x[i].m);
         uint32_t qh;
@@ -71,8 +67,7 @@ static void deq_q5_1(const block_q5_1 *x, float *y, int64_t nb)
     }
 }
 
-static void deq_q8_0(const block_q8_0 *x, float *y, int64_t nb)
-{
+static void deq_q8_0(const block_q8_0 *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const float d = cpu_h2f(x[i].d);
         for (int j = 0; j < 32; j++)
@@ -80,8 +75,7 @@ static void deq_q8_0(const block_q8_0 *x, float *y, int64_t nb)
     }
 }
 
-static void deq_q8_1(const block_q8_1 *x, float *y, int64_t nb)
-{
+static void deq_q8_1(const block_q8_1 *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const float d = cpu_h2f(x[i].d);
         for (int j = 0; j < 32; j++)
@@ -89,8 +83,7 @@ static void deq_q8_1(const block_q8_1 *x, float *y, int64_t nb)
     }
 }
 
-static void deq_q2_K(const block_q2_K *x, float *y, int64_t nb)
-{
+static void deq_q2_K(const block_q2_K *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const float d = cpu_h2f(x[i].d), min = cpu_h2f(x[i].dmin);
         const uint8_t *q = x[i].qs;
@@ -110,8 +103,7 @@ static void deq_q2_K(const block_q2_K *x, float *y, int64_t nb)
 }
 
 /* The 16 6-bit signed scales of a Q3_K block, unpacked (value - 32). */
-static void q3k_scales(const uint8_t *s, int8_t *out)
-{
+static void q3k_scales(const uint8_t *s, int8_t *out) {
     for (int j = 0; j < 16; j++) {
         int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
         int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
@@ -119,8 +111,7 @@ static void q3k_scales(const uint8_t *s, int8_t *out)
     }
 }
 
-static void deq_q3_K(const block_q3_K *x, float *y, int64_t nb)
-{
+static void deq_q3_K(const block_q3_K *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const float d_all = cpu_h2f(x[i].d);
         int8_t sc[16];
@@ -145,8 +136,7 @@ static void deq_q3_K(const block_q3_K *x, float *y, int64_t nb)
     }
 }
 
-static void deq_q4_K(const block_q4_K *x, float *y, int64_t nb)
-{
+static void deq_q4_K(const block_q4_K *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *q = x[i].qs;
         const float d = cpu_h2f(x[i].d), min = cpu_h2f(x[i].dmin);
@@ -165,8 +155,7 @@ static void deq_q4_K(const block_q4_K *x, float *y, int64_t nb)
     }
 }
 
-static void deq_q5_K(const block_q5_K *x, float *y, int64_t nb)
-{
+static void deq_q5_K(const block_q5_K *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *ql = x[i].qs, *qh = x[i].qh;
         const float d = cpu_h2f(x[i].d), min = cpu_h2f(x[i].dmin);
@@ -187,8 +176,7 @@ static void deq_q5_K(const block_q5_K *x, float *y, int64_t nb)
     }
 }
 
-static void deq_q6_K(const block_q6_K *x, float *y, int64_t nb)
-{
+static void deq_q6_K(const block_q6_K *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const float d = cpu_h2f(x[i].d);
         const uint8_t *ql = x[i].ql, *qh = x[i].qh;
@@ -213,22 +201,22 @@ static void deq_q6_K(const block_q6_K *x, float *y, int64_t nb)
     }
 }
 
-static void deq_q8_K(const block_q8_K *x, float *y, int64_t nb)
-{
+static void deq_q8_K(const block_q8_K *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++)
         for (int j = 0; j < QK_K; j++)
             *y++ = x[i].d * x[i].qs[j];
 }
 
-rt_status_t cpu_ref_dequantize(rt_type_t t, const void *src, float *dst, int64_t n)
-{
+rt_status_t cpu_ref_dequantize(rt_type_t t, const void *src, float *dst, int64_t n) {
     const rt_type_traits_t *tr = rt_type_traits((int)t);
     if (tr == NULL || n % tr->block_size != 0)
         return rt_error_set(RT_ERR_INVALID, "dequantize: bad type %d or length %lld", (int)t,
                             (long long)n);
     const int64_t nb = n / tr->block_size;
     switch (t) {
-    case RT_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case RT_TYPE_F32:
+        memcpy(dst, src, (size_t)n * 4);
+        break;
     case RT_TYPE_F16: {
         const uint16_t *h = src;
         for (int64_t i = 0; i < n; i++)
@@ -241,18 +229,42 @@ rt_status_t cpu_ref_dequantize(rt_type_t t, const void *src, float *dst, int64_t
             dst[i] = cpu_bf2f(h[i]);
         break;
     }
-    case RT_TYPE_Q4_0: deq_q4_0(src, dst, nb); break;
-    case RT_TYPE_Q4_1: deq_q4_1(src, dst, nb); break;
-    case RT_TYPE_Q5_0: deq_q5_0(src, dst, nb); break;
-    case RT_TYPE_Q5_1: deq_q5_1(src, dst, nb); break;
-    case RT_TYPE_Q8_0: deq_q8_0(src, dst, nb); break;
-    case RT_TYPE_Q8_1: deq_q8_1(src, dst, nb); break;
-    case RT_TYPE_Q2_K: deq_q2_K(src, dst, nb); break;
-    case RT_TYPE_Q3_K: deq_q3_K(src, dst, nb); break;
-    case RT_TYPE_Q4_K: deq_q4_K(src, dst, nb); break;
-    case RT_TYPE_Q5_K: deq_q5_K(src, dst, nb); break;
-    case RT_TYPE_Q6_K: deq_q6_K(src, dst, nb); break;
-    case RT_TYPE_Q8_K: deq_q8_K(src, dst, nb); break;
+    case RT_TYPE_Q4_0:
+        deq_q4_0(src, dst, nb);
+        break;
+    case RT_TYPE_Q4_1:
+        deq_q4_1(src, dst, nb);
+        break;
+    case RT_TYPE_Q5_0:
+        deq_q5_0(src, dst, nb);
+        break;
+    case RT_TYPE_Q5_1:
+        deq_q5_1(src, dst, nb);
+        break;
+    case RT_TYPE_Q8_0:
+        deq_q8_0(src, dst, nb);
+        break;
+    case RT_TYPE_Q8_1:
+        deq_q8_1(src, dst, nb);
+        break;
+    case RT_TYPE_Q2_K:
+        deq_q2_K(src, dst, nb);
+        break;
+    case RT_TYPE_Q3_K:
+        deq_q3_K(src, dst, nb);
+        break;
+    case RT_TYPE_Q4_K:
+        deq_q4_K(src, dst, nb);
+        break;
+    case RT_TYPE_Q5_K:
+        deq_q5_K(src, dst, nb);
+        break;
+    case RT_TYPE_Q6_K:
+        deq_q6_K(src, dst, nb);
+        break;
+    case RT_TYPE_Q8_K:
+        deq_q8_K(src, dst, nb);
+        break;
     default:
         return rt_error_set(RT_ERR_UNSUPPORTED, "dequantize: type %s", rt_type_name((int)t));
     }
@@ -261,8 +273,7 @@ rt_status_t cpu_ref_dequantize(rt_type_t t, const void *src, float *dst, int64_t
 
 /* ----------------------------------------------------- simple quantizers */
 
-static void q_q4_0(const float *x, block_q4_0 *y, int64_t nb)
-{
+static void q_q4_0(const float *x, block_q4_0 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         float amax = 0.0f, max = 0.0f;
         for (int j = 0; j < 32; j++) {
@@ -285,16 +296,13 @@ static void q_q4_0(const float *x, block_q4_0 *y, int64_t nb)
     }
 }
 
-static void q_q4_1(const float *x, block_q4_1 *y, int64_t nb)
-{
+static void q_q4_1(const float *x, block_q4_1 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         float min = FLT_MAX, max = -FLT_MAX;
         for (int j = 0; j < 32; j++) {
             const float v = x[i * 32 + j];
-            if (v < min)
-                min = v;
-            if (v > max)
-                max = v;
+            if (v < min) min = v;
+            if (v > max) max = v;
         }
         const float d = (max - min) / ((1 << 4) - 1);
         const float id = d ? 1.0f / d : 0.0f;
@@ -310,8 +318,7 @@ static void q_q4_1(const float *x, block_q4_1 *y, int64_t nb)
     }
 }
 
-static void q_q5_0(const float *x, block_q5_0 *y, int64_t nb)
-{
+static void q_q5_0(const float *x, block_q5_0 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         float amax = 0.0f, max = 0.0f;
         for (int j = 0; j < 32; j++) {
@@ -338,16 +345,13 @@ static void q_q5_0(const float *x, block_q5_0 *y, int64_t nb)
     }
 }
 
-static void q_q5_1(const float *x, block_q5_1 *y, int64_t nb)
-{
+static void q_q5_1(const float *x, block_q5_1 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         float min = FLT_MAX, max = -FLT_MAX;
         for (int j = 0; j < 32; j++) {
             const float v = x[i * 32 + j];
-            if (v < min)
-                min = v;
-            if (v > max)
-                max = v;
+            if (v < min) min = v;
+            if (v > max) max = v;
         }
         const float d = (max - min) / ((1 << 5) - 1);
         const float id = d ? 1.0f / d : 0.0f;
@@ -367,8 +371,7 @@ static void q_q5_1(const float *x, block_q5_1 *y, int64_t nb)
     }
 }
 
-static void q_q8_0(const float *x, block_q8_0 *y, int64_t nb)
-{
+static void q_q8_0(const float *x, block_q8_0 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         float amax = 0.0f;
         for (int j = 0; j < 32; j++)
@@ -381,8 +384,7 @@ static void q_q8_0(const float *x, block_q8_0 *y, int64_t nb)
     }
 }
 
-static void q_q8_1(const float *x, block_q8_1 *y, int64_t nb)
-{
+static void q_q8_1(const float *x, block_q8_1 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         float amax = 0.0f;
         for (int j = 0; j < 32; j++)
@@ -399,8 +401,7 @@ static void q_q8_1(const float *x, block_q8_1 *y, int64_t nb)
     }
 }
 
-static void q_q8_K(const float *x, block_q8_K *y, int64_t nb)
-{
+static void q_q8_K(const float *x, block_q8_K *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         float max = 0, amax = 0;
         for (int j = 0; j < QK_K; j++) {
@@ -432,8 +433,7 @@ static void q_q8_K(const float *x, block_q8_K *y, int64_t nb)
 /* ----------------------------------------------------- k-quant helpers */
 
 static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type,
-                            const float *qw)
-{
+                            const float *qw) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; i++) {
         const float ax = fabsf(x[i]);
@@ -460,12 +460,12 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse
         rmse_type = -rmse_type;
         return_early = true;
     }
-#define QX_W(i)                                                                               \
-    (qw ? qw[i]                                                                               \
-        : rmse_type == 1 ? x[i] * x[i]                                                        \
-        : rmse_type == 2 ? 1                                                                  \
-        : rmse_type == 3 ? fabsf(x[i])                                                        \
-                         : sqrtf(fabsf(x[i])))
+#define QX_W(i)                                                                                    \
+    (qw               ? qw[i]                                                                      \
+     : rmse_type == 1 ? x[i] * x[i]                                                                \
+     : rmse_type == 2 ? 1                                                                          \
+     : rmse_type == 3 ? fabsf(x[i])                                                                \
+                      : sqrtf(fabsf(x[i])))
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; i++) {
         int l = cpu_nearest_int(iscale * x[i]);
@@ -476,12 +476,10 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse
         suml2 += w * l * l;
     }
     float scale = suml2 ? sumlx / suml2 : 0.0f;
-    if (return_early)
-        return suml2 > 0 ? 0.5f * (scale + 1 / iscale) : 1 / iscale;
+    if (return_early) return suml2 > 0 ? 0.5f * (scale + 1 / iscale) : 1 / iscale;
     float best = scale * sumlx;
     for (int is = -9; is <= 9; is++) {
-        if (is == 0)
-            continue;
+        if (is == 0) continue;
         iscale = -(nmax + 0.1f * is) / max;
         sumlx = suml2 = 0;
         for (int i = 0; i < n; i++) {
@@ -504,8 +502,7 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse
     return scale;
 }
 
-static float make_q3_quants(int n, int nmax, const float *x, int8_t *L, bool do_rmse)
-{
+static float make_q3_quants(int n, int nmax, const float *x, int8_t *L, bool do_rmse) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; i++) {
         const float ax = fabsf(x[i]);
@@ -551,8 +548,7 @@ static float make_q3_quants(int n, int nmax, const float *x, int8_t *L, bool do_
                     }
                 }
             }
-            if (!n_changed)
-                break;
+            if (!n_changed) break;
         }
         for (int i = 0; i < n; i++)
             L[i] = (int8_t)(L[i] + nmax);
@@ -568,22 +564,18 @@ static float make_q3_quants(int n, int nmax, const float *x, int8_t *L, bool do_
 
 static float make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
                               float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
-                              bool use_mad)
-{
+                              bool use_mad) {
     float min = x[0], max = x[0];
     float sum_w = weights[0];
     float sum_x = sum_w * x[0];
     for (int i = 1; i < n; i++) {
-        if (x[i] < min)
-            min = x[i];
-        if (x[i] > max)
-            max = x[i];
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
         const float w = weights[i];
         sum_w += w;
         sum_x += w * x[i];
     }
-    if (min > 0)
-        min = 0;
+    if (min > 0) min = 0;
     if (max == min) {
         for (int i = 0; i < n; i++)
             L[i] = 0;
@@ -645,8 +637,7 @@ static float make_qkx2_quants(int n, int nmax, const float *x, const float *weig
 
 /* ----------------------------------------------------- k-quantizers */
 
-static void q_q2_K(const float *x, block_q2_K *y, int64_t nb)
-{
+static void q_q2_K(const float *x, block_q2_K *y, int64_t nb) {
     uint8_t L[QK_K], Laux[16];
     float weights[16], mins[QK_K / 16], scales[QK_K / 16];
     const float q4scale = 15.f;
@@ -657,10 +648,8 @@ static void q_q2_K(const float *x, block_q2_K *y, int64_t nb)
                 weights[l] = fabsf(x[16 * j + l]);
             scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux,
                                          -0.5f, 0.1f, 15, true);
-            if (scales[j] > max_scale)
-                max_scale = scales[j];
-            if (mins[j] > max_min)
-                max_min = mins[j];
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
         }
         if (max_scale > 0) {
             const float iscale = q4scale / max_scale;
@@ -684,8 +673,7 @@ static void q_q2_K(const float *x, block_q2_K *y, int64_t nb)
         }
         for (int j = 0; j < QK_K / 16; j++) {
             const float d = rt_fp16_to_fp32(y[i].d) * (y[i].scales[j] & 0xF);
-            if (!d)
-                continue;
+            if (!d) continue;
             const float dm = rt_fp16_to_fp32(y[i].dmin) * (y[i].scales[j] >> 4);
             for (int ii = 0; ii < 16; ii++) {
                 int l = cpu_nearest_int((x[16 * j + ii] + dm) / d);
@@ -699,8 +687,7 @@ static void q_q2_K(const float *x, block_q2_K *y, int64_t nb)
     }
 }
 
-static void q_q3_K(const float *x, block_q3_K *y, int64_t nb)
-{
+static void q_q3_K(const float *x, block_q3_K *y, int64_t nb) {
     int8_t L[QK_K];
     float scales[QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
@@ -734,8 +721,7 @@ static void q_q3_K(const float *x, block_q3_K *y, int64_t nb)
         q3k_scales(y[i].scales, sc);
         for (int j = 0; j < QK_K / 16; j++) {
             const float d = rt_fp16_to_fp32(y[i].d) * sc[j];
-            if (!d)
-                continue;
+            if (!d) continue;
             for (int ii = 0; ii < 16; ii++) {
                 int l = cpu_nearest_int(x[16 * j + ii] / d);
                 l = MAX(-4, MIN(3, l));
@@ -764,8 +750,7 @@ static void q_q3_K(const float *x, block_q3_K *y, int64_t nb)
 
 /* Shared by Q4_K and Q5_K: 8 sub-blocks of 32 with a 6-bit scale and min. */
 static void qk_scales_mins(const float *x, int nmax, float rmin, float rdelta, int nstep,
-                           uint8_t *L, uint8_t *packed, rt_half *d_out, rt_half *dmin_out)
-{
+                           uint8_t *L, uint8_t *packed, rt_half *d_out, rt_half *dmin_out) {
     uint8_t Laux[32];
     float weights[32], mins[QK_K / 32], scales[QK_K / 32];
     float max_scale = 0, max_min = 0;
@@ -778,10 +763,8 @@ static void qk_scales_mins(const float *x, int nmax, float rmin, float rdelta, i
             weights[l] = av_x + fabsf(x[32 * j + l]);
         scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
                                      rmin, rdelta, nstep, false);
-        if (scales[j] > max_scale)
-            max_scale = scales[j];
-        if (mins[j] > max_min)
-            max_min = mins[j];
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
     }
     const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
     const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
@@ -805,8 +788,7 @@ static void qk_scales_mins(const float *x, int nmax, float rmin, float rdelta, i
         uint8_t sc, m;
         cpu_scale_min_k4(j, packed, &sc, &m);
         const float d = rt_fp16_to_fp32(*d_out) * sc;
-        if (!d)
-            continue;
+        if (!d) continue;
         const float dm = rt_fp16_to_fp32(*dmin_out) * m;
         for (int ii = 0; ii < 32; ii++) {
             int l = cpu_nearest_int((x[32 * j + ii] + dm) / d);
@@ -815,8 +797,7 @@ static void qk_scales_mins(const float *x, int nmax, float rmin, float rdelta, i
     }
 }
 
-static void q_q4_K(const float *x, block_q4_K *y, int64_t nb)
-{
+static void q_q4_K(const float *x, block_q4_K *y, int64_t nb) {
     uint8_t L[QK_K];
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         memset(y[i].scales, 0, K_SCALE_SIZE);
@@ -828,8 +809,7 @@ static void q_q4_K(const float *x, block_q4_K *y, int64_t nb)
     }
 }
 
-static void q_q5_K(const float *x, block_q5_K *y, int64_t nb)
-{
+static void q_q5_K(const float *x, block_q5_K *y, int64_t nb) {
     uint8_t L[QK_K];
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         memset(y[i].scales, 0, K_SCALE_SIZE);
@@ -858,8 +838,7 @@ static void q_q5_K(const float *x, block_q5_K *y, int64_t nb)
     }
 }
 
-static void q_q6_K(const float *x, block_q6_K *y, int64_t nb)
-{
+static void q_q6_K(const float *x, block_q6_K *y, int64_t nb) {
     int8_t L[QK_K];
     float scales[QK_K / 16];
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
@@ -883,8 +862,7 @@ static void q_q6_K(const float *x, block_q6_K *y, int64_t nb)
             y[i].scales[ib] = (int8_t)MIN(127, cpu_nearest_int(iscale * scales[ib]));
         for (int j = 0; j < QK_K / 16; j++) {
             const float d = rt_fp16_to_fp32(y[i].d) * y[i].scales[j];
-            if (!d)
-                continue;
+            if (!d) continue;
             for (int ii = 0; ii < 16; ii++) {
                 int l = cpu_nearest_int(x[16 * j + ii] / d);
                 l = MAX(-32, MIN(31, l));
@@ -909,15 +887,16 @@ static void q_q6_K(const float *x, block_q6_K *y, int64_t nb)
     }
 }
 
-rt_status_t cpu_ref_quantize(rt_type_t t, const float *src, void *dst, int64_t n)
-{
+rt_status_t cpu_ref_quantize(rt_type_t t, const float *src, void *dst, int64_t n) {
     const rt_type_traits_t *tr = rt_type_traits((int)t);
     if (tr == NULL || n % tr->block_size != 0)
         return rt_error_set(RT_ERR_INVALID, "quantize: bad type %d or length %lld", (int)t,
                             (long long)n);
     const int64_t nb = n / tr->block_size;
     switch (t) {
-    case RT_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case RT_TYPE_F32:
+        memcpy(dst, src, (size_t)n * 4);
+        break;
     case RT_TYPE_F16: {
         uint16_t *h = dst;
         for (int64_t i = 0; i < n; i++)
@@ -930,18 +909,42 @@ rt_status_t cpu_ref_quantize(rt_type_t t, const float *src, void *dst, int64_t n
             h[i] = rt_fp32_to_bf16(src[i]);
         break;
     }
-    case RT_TYPE_Q4_0: q_q4_0(src, dst, nb); break;
-    case RT_TYPE_Q4_1: q_q4_1(src, dst, nb); break;
-    case RT_TYPE_Q5_0: q_q5_0(src, dst, nb); break;
-    case RT_TYPE_Q5_1: q_q5_1(src, dst, nb); break;
-    case RT_TYPE_Q8_0: q_q8_0(src, dst, nb); break;
-    case RT_TYPE_Q8_1: q_q8_1(src, dst, nb); break;
-    case RT_TYPE_Q2_K: q_q2_K(src, dst, nb); break;
-    case RT_TYPE_Q3_K: q_q3_K(src, dst, nb); break;
-    case RT_TYPE_Q4_K: q_q4_K(src, dst, nb); break;
-    case RT_TYPE_Q5_K: q_q5_K(src, dst, nb); break;
-    case RT_TYPE_Q6_K: q_q6_K(src, dst, nb); break;
-    case RT_TYPE_Q8_K: q_q8_K(src, dst, nb); break;
+    case RT_TYPE_Q4_0:
+        q_q4_0(src, dst, nb);
+        break;
+    case RT_TYPE_Q4_1:
+        q_q4_1(src, dst, nb);
+        break;
+    case RT_TYPE_Q5_0:
+        q_q5_0(src, dst, nb);
+        break;
+    case RT_TYPE_Q5_1:
+        q_q5_1(src, dst, nb);
+        break;
+    case RT_TYPE_Q8_0:
+        q_q8_0(src, dst, nb);
+        break;
+    case RT_TYPE_Q8_1:
+        q_q8_1(src, dst, nb);
+        break;
+    case RT_TYPE_Q2_K:
+        q_q2_K(src, dst, nb);
+        break;
+    case RT_TYPE_Q3_K:
+        q_q3_K(src, dst, nb);
+        break;
+    case RT_TYPE_Q4_K:
+        q_q4_K(src, dst, nb);
+        break;
+    case RT_TYPE_Q5_K:
+        q_q5_K(src, dst, nb);
+        break;
+    case RT_TYPE_Q6_K:
+        q_q6_K(src, dst, nb);
+        break;
+    case RT_TYPE_Q8_K:
+        q_q8_K(src, dst, nb);
+        break;
     default:
         return rt_error_set(RT_ERR_UNSUPPORTED, "quantize: type %s", rt_type_name((int)t));
     }

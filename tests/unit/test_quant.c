@@ -29,26 +29,22 @@ static const rt_type_t k_weight_types[] = {
 
 /* xorshift + Box-Muller: deterministic normal samples. */
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static double urand(void)
-{
+static double urand(void) {
     g_rng ^= g_rng << 13;
     g_rng ^= g_rng >> 7;
     g_rng ^= g_rng << 17;
     return ((g_rng >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
-static float nrand(void)
-{
+static float nrand(void) {
     return (float)(sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand()));
 }
 
-static uint32_t fbits(float f)
-{
+static uint32_t fbits(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     return u;
 }
-static float bitsf(uint32_t u)
-{
+static float bitsf(uint32_t u) {
     float f;
     memcpy(&f, &u, 4);
     return f;
@@ -56,8 +52,7 @@ static float bitsf(uint32_t u)
 
 /* ---------------------------------------------------------------- traits */
 
-static void test_traits(void **state)
-{
+static void test_traits(void **state) {
     (void)state;
     assert_int_equal(rt_type_traits(RT_TYPE_Q4_0)->type_size, 18);
     assert_int_equal(rt_type_traits(RT_TYPE_Q4_1)->type_size, 20);
@@ -93,17 +88,14 @@ static void test_traits(void **state)
 
 /* ---------------------------------------------------------- fp16 / bf16 */
 
-__attribute__((target("f16c"))) static uint16_t hw_f2h(float f)
-{
+__attribute__((target("f16c"))) static uint16_t hw_f2h(float f) {
     return _cvtss_sh(f, 0);
 }
-__attribute__((target("f16c"))) static float hw_h2f(uint16_t h)
-{
+__attribute__((target("f16c"))) static float hw_h2f(uint16_t h) {
     return _cvtsh_ss(h);
 }
 
-static void test_fp16(void **state)
-{
+static void test_fp16(void **state) {
     (void)state;
     /* every half round-trips (NaNs stay NaN) */
     for (uint32_t h = 0; h < 65536; h++) {
@@ -121,11 +113,11 @@ static void test_fp16(void **state)
     assert_int_equal(rt_fp32_to_fp16(-1e9f), 0xfc00);
     assert_int_equal(rt_fp32_to_fp16(INFINITY), 0x7c00);
     assert_int_equal(rt_fp32_to_fp16(-0.0f), 0x8000);
-    assert_int_equal(rt_fp32_to_fp16(0x1p-24f), 0x0001);  /* smallest subnormal */
-    assert_int_equal(rt_fp32_to_fp16(0x1p-25f), 0x0000);  /* tie -> even (0) */
+    assert_int_equal(rt_fp32_to_fp16(0x1p-24f), 0x0001);   /* smallest subnormal */
+    assert_int_equal(rt_fp32_to_fp16(0x1p-25f), 0x0000);   /* tie -> even (0) */
     assert_int_equal(rt_fp32_to_fp16(0x1.8p-24f), 0x0002); /* tie -> even (2) */
     assert_int_equal(rt_fp32_to_fp16(0x1.000002p-25f), 0x0001);
-    assert_int_equal(rt_fp32_to_fp16(1.0f + 0x1p-11f), 0x3c00);             /* tie -> even */
+    assert_int_equal(rt_fp32_to_fp16(1.0f + 0x1p-11f), 0x3c00);            /* tie -> even */
     assert_int_equal(rt_fp32_to_fp16(1.0f + 0x1p-11f + 0x1p-10f), 0x3c02); /* tie -> even */
     assert_int_equal(rt_fp32_to_fp16(0x1.ffcp-15f), 0x0400); /* rounds up into normals */
     assert_true(isnan(rt_fp16_to_fp32(rt_fp32_to_fp16(NAN))));
@@ -147,8 +139,7 @@ static void test_fp16(void **state)
     }
 }
 
-static void test_bf16(void **state)
-{
+static void test_bf16(void **state) {
     (void)state;
     for (uint32_t h = 0; h < 65536; h++) {
         const float f = rt_bf16_to_fp32((uint16_t)h);
@@ -170,8 +161,7 @@ static void test_bf16(void **state)
 
 /* ----------------------------------------------- reference quantizers */
 
-static void test_kat_q8_0(void **state)
-{
+static void test_kat_q8_0(void **state) {
     (void)state;
     float x[32];
     for (int j = 0; j < 32; j++)
@@ -187,8 +177,7 @@ static void test_kat_q8_0(void **state)
     assert_int_equal(b.qs[31], 119);
     /* the fast activation path gives the same bits on every ISA */
     for (int isa = 0; isa <= 2; isa++) {
-        if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa)
-            continue;
+        if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
         block_q8_0 c;
         cpu_quantize_act(RT_TYPE_Q8_0, x, &c, 32);
         assert_memory_equal(&b, &c, sizeof(b));
@@ -196,8 +185,7 @@ static void test_kat_q8_0(void **state)
     cpu_quant_set_isa(CPU_ISA_AVX512);
 }
 
-static void test_kat_q4_0_q4_1(void **state)
-{
+static void test_kat_q4_0_q4_1(void **state) {
     (void)state;
     float x[32];
     for (int j = 0; j < 32; j++)
@@ -223,8 +211,7 @@ static void test_kat_q4_0_q4_1(void **state)
     assert_int_equal(b.qs[15], 0xF7);
 }
 
-static void test_kat_k_quants(void **state)
-{
+static void test_kat_k_quants(void **state) {
     (void)state;
     float x[256];
     for (int j = 0; j < 256; j++)
@@ -264,17 +251,16 @@ static void test_kat_k_quants(void **state)
     cpu_quantize_row(RT_TYPE_Q8_K, x, &k8, 256);
     assert_float_equal(k8.d, 1.0f / (-127.f / -128.f), 0.0f);
     assert_int_equal(k8.qs[0], -127);
-    assert_int_equal(k8.qs[1], -126);   /* -127 * 0.9921875 = -126.0 */
-    assert_int_equal(k8.qs[64], -64);   /* -63.5 -> even */
-    assert_int_equal(k8.qs[192], 64);   /* 63.5 -> even */
-    assert_int_equal(k8.qs[255], 126);  /* 125.99 */
+    assert_int_equal(k8.qs[1], -126);  /* -127 * 0.9921875 = -126.0 */
+    assert_int_equal(k8.qs[64], -64);  /* -63.5 -> even */
+    assert_int_equal(k8.qs[192], 64);  /* 63.5 -> even */
+    assert_int_equal(k8.qs[255], 126); /* 125.99 */
     int sum = 0;
     for (int j = 0; j < 16; j++)
         sum += k8.qs[j];
     assert_int_equal(k8.bsums[0], sum);
     for (int isa = 0; isa <= 2; isa++) {
-        if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa)
-            continue;
+        if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
         block_q8_K c;
         cpu_quantize_act(RT_TYPE_Q8_K, x, &c, 256);
         assert_memory_equal(&k8, &c, sizeof(c));
@@ -284,26 +270,43 @@ static void test_kat_k_quants(void **state)
 
 /* Activation quantizers: fast path == reference bits on random data,
  * including exact .5 ties. */
-static void test_act_quant_bits(void **state)
-{
+static void test_act_quant_bits(void **state) {
     (void)state;
     enum { N = 4096 };
     static float x[N];
     static uint8_t a[N * 4], b[N * 4];
-    const rt_type_t vts[] = {RT_TYPE_Q8_0, RT_TYPE_Q8_1, RT_TYPE_Q8_K, RT_TYPE_F16,
-                             RT_TYPE_BF16, RT_TYPE_F32};
+    const rt_type_t vts[] = {RT_TYPE_Q8_0, RT_TYPE_Q8_1, RT_TYPE_Q8_K,
+                             RT_TYPE_F16,  RT_TYPE_BF16, RT_TYPE_F32};
     for (int rep = 0; rep < 20; rep++) {
         for (int j = 0; j < N; j++)
             x[j] = rep % 2 ? nrand() * 3.0f : (float)((int)(nrand() * 20)) * 0.5f;
         for (size_t t = 0; t < sizeof(vts) / sizeof(vts[0]); t++) {
             cpu_quantize_row(vts[t], x, a, N);
             for (int isa = 0; isa <= 2; isa++) {
-                if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa)
-                    continue;
+                if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
                 memset(b, 0xAA, sizeof(b));
                 cpu_quantize_act(vts[t], x, b, N);
                 assert_memory_equal(a, b, rt_type_row_size(vts[t], N));
             }
+        }
+    }
+    /* f16/bf16 conversions of special values (16-wide body + scalar tail) */
+    static const uint32_t specials[] = {
+        0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u, 0xffa00000u, 0x00000001u,
+        0x80000001u, 0x3f808000u, 0x3f818000u, 0x477ff000u, 0x477fefffu, 0x33000000u,
+        0x33000001u, 0x387fc000u, 0x00018000u, 0x7f7fffffu, 0x80000000u, 0x3c000800u,
+        0x38800000u, 0xc7800000u, 0x3f800000u, 0x12345678u, 0xdeadbeefu};
+    enum { NS = sizeof(specials) / sizeof(specials[0]) };
+    float sx[NS];
+    memcpy(sx, specials, sizeof(sx));
+    for (int vt = 0; vt < 2; vt++) {
+        const rt_type_t t = vt ? RT_TYPE_BF16 : RT_TYPE_F16;
+        uint16_t ra[NS], rb[NS];
+        cpu_quantize_row(t, sx, ra, NS);
+        for (int isa = 0; isa <= 2; isa++) {
+            if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
+            cpu_quantize_act(t, sx, rb, NS);
+            assert_memory_equal(ra, rb, sizeof(ra));
         }
     }
     cpu_quant_set_isa(CPU_ISA_AVX512);
@@ -311,8 +314,7 @@ static void test_act_quant_bits(void **state)
 
 /* ------------------------------------------------ round-trip error bounds */
 
-static void test_roundtrip_error(void **state)
-{
+static void test_roundtrip_error(void **state) {
     (void)state;
     enum { N = 8192 };
     static float x[N], y[N];
@@ -321,11 +323,10 @@ static void test_roundtrip_error(void **state)
         rt_type_t t;
         double max_rel_rmse;
     } cases[] = {
-        {RT_TYPE_F32, 0.0},     {RT_TYPE_F16, 0.0005},  {RT_TYPE_BF16, 0.004},
-        {RT_TYPE_Q8_0, 0.006},  {RT_TYPE_Q8_1, 0.006},  {RT_TYPE_Q8_K, 0.008},
-        {RT_TYPE_Q4_0, 0.12},   {RT_TYPE_Q4_1, 0.11},   {RT_TYPE_Q5_0, 0.06},
-        {RT_TYPE_Q5_1, 0.055},  {RT_TYPE_Q2_K, 0.45},   {RT_TYPE_Q3_K, 0.22},
-        {RT_TYPE_Q4_K, 0.11},   {RT_TYPE_Q5_K, 0.055},  {RT_TYPE_Q6_K, 0.028},
+        {RT_TYPE_F32, 0.0},    {RT_TYPE_F16, 0.0005}, {RT_TYPE_BF16, 0.004}, {RT_TYPE_Q8_0, 0.006},
+        {RT_TYPE_Q8_1, 0.006}, {RT_TYPE_Q8_K, 0.008}, {RT_TYPE_Q4_0, 0.12},  {RT_TYPE_Q4_1, 0.11},
+        {RT_TYPE_Q5_0, 0.06},  {RT_TYPE_Q5_1, 0.055}, {RT_TYPE_Q2_K, 0.45},  {RT_TYPE_Q3_K, 0.22},
+        {RT_TYPE_Q4_K, 0.11},  {RT_TYPE_Q5_K, 0.055}, {RT_TYPE_Q6_K, 0.028},
     };
     for (int j = 0; j < N; j++)
         x[j] = nrand();
@@ -362,8 +363,7 @@ static void test_roundtrip_error(void **state)
 /* Double-precision reference: dequantized weight . dequantized activation.
  * For Q4_1/Q5_1 the min term uses the activation's stored s = d*sum(q)
  * (rounded to fp16 by design, as in ggml) instead of the exact sum. */
-static double ref_dot(rt_type_t t, int64_t n, const void *w, const void *a)
-{
+static double ref_dot(rt_type_t t, int64_t n, const void *w, const void *a) {
     static float dw[1 << 14], da[1 << 14];
     static uint8_t wcopy[1 << 16];
     const rt_type_t vt = rt_type_traits(t)->vec_dot_type;
@@ -387,8 +387,7 @@ static double ref_dot(rt_type_t t, int64_t n, const void *w, const void *a)
     return s;
 }
 
-static double abs_dot(rt_type_t t, int64_t n, const void *w, const void *a)
-{
+static double abs_dot(rt_type_t t, int64_t n, const void *w, const void *a) {
     static float dw[1 << 14], da[1 << 14];
     cpu_dequantize_row(t, w, dw, n);
     cpu_dequantize_row(rt_type_traits(t)->vec_dot_type, a, da, n);
@@ -398,8 +397,7 @@ static double abs_dot(rt_type_t t, int64_t n, const void *w, const void *a)
     return s;
 }
 
-static void test_vec_dot(void **state)
-{
+static void test_vec_dot(void **state) {
     (void)state;
     static const int64_t lens[] = {96, 256, 512, 768, 800, 1536, 4096, 40, 23};
     static float xw[4096], xa[4096];
@@ -409,8 +407,7 @@ static void test_vec_dot(void **state)
         const rt_type_t vt = rt_type_traits(t)->vec_dot_type;
         for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
             const int64_t n = lens[li];
-            if (n % rt_type_traits(t)->block_size != 0)
-                continue;
+            if (n % rt_type_traits(t)->block_size != 0) continue;
             for (int rep = 0; rep < 4; rep++) {
                 for (int64_t j = 0; j < n; j++) {
                     xw[j] = nrand() * (rep == 3 ? 100.0f : 1.0f);
@@ -423,15 +420,14 @@ static void test_vec_dot(void **state)
                 cpu_quant_set_isa(CPU_ISA_SCALAR);
                 const float scalar = cpu_vec_dot(t, n, w, a);
                 for (int isa = 0; isa <= 2; isa++) {
-                    if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa)
-                        continue;
+                    if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
                     const float got = cpu_vec_dot(t, n, w, a);
                     /* only float rounding of scales and partial sums */
                     const double tol = mag * 2e-6 + 1e-30;
                     if (fabs(got - ref) > tol || fabs(got - scalar) > tol)
                         fail_msg("%s n=%lld isa=%s: got %.9g ref %.9g scalar %.9g (tol %g)",
-                                 rt_type_name(t), (long long)n, cpu_isa_name((cpu_isa_t)isa),
-                                 got, ref, scalar, tol);
+                                 rt_type_name(t), (long long)n, cpu_isa_name((cpu_isa_t)isa), got,
+                                 ref, scalar, tol);
                 }
             }
         }
@@ -441,8 +437,7 @@ static void test_vec_dot(void **state)
 
 /* ------------------------------------------------- matmul invariance */
 
-static void matmul_invariance(const int N_IN)
-{
+static void matmul_invariance(const int N_IN) {
     enum { N_OUT = 37, M = 64, MAX_IN = 800 };
     static float xw[N_OUT * MAX_IN], xa[M * MAX_IN];
     static uint8_t W[N_OUT * MAX_IN * 4], X[M * MAX_IN * 4];
@@ -454,14 +449,12 @@ static void matmul_invariance(const int N_IN)
     for (size_t ti = 0; ti < N_WTYPES; ti++) {
         const rt_type_t t = k_weight_types[ti];
         const rt_type_t vt = rt_type_traits(t)->vec_dot_type;
-        if (N_IN % rt_type_traits(t)->block_size != 0)
-            continue;
+        if (N_IN % rt_type_traits(t)->block_size != 0) continue;
         const size_t ws = rt_type_row_size(t, N_IN), xs = rt_type_row_size(vt, N_IN);
         for (int r = 0; r < N_OUT; r++)
             cpu_quantize_row(t, xw + r * N_IN, W + r * ws, N_IN);
         for (int isa = 0; isa <= 2; isa++) {
-            if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa)
-                continue;
+            if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
             for (int i = 0; i < M; i++)
                 cpu_quantize_act(vt, xa + i * N_IN, X + i * xs, N_IN);
             cpu_matmul(t, N_IN, W, ws, X, xs, M, Y64, N_OUT, 0, N_OUT);
@@ -480,8 +473,7 @@ static void matmul_invariance(const int N_IN)
             for (int i0 = 0; i0 < M; i0 += 7) {
                 const int mm = M - i0 < 7 ? M - i0 : 7;
                 cpu_matmul(t, N_IN, W, ws, X + i0 * xs, xs, mm, Yk + i0 * N_OUT, N_OUT, 0, 11);
-                cpu_matmul(t, N_IN, W, ws, X + i0 * xs, xs, mm, Yk + i0 * N_OUT, N_OUT, 11,
-                           N_OUT);
+                cpu_matmul(t, N_IN, W, ws, X + i0 * xs, xs, mm, Yk + i0 * N_OUT, N_OUT, 11, N_OUT);
             }
             if (memcmp(Yk, Y64, sizeof(Yk)) != 0)
                 fail_msg("%s isa=%s: m=7 differs from m=64", rt_type_name(t),
@@ -498,16 +490,14 @@ static void matmul_invariance(const int N_IN)
     cpu_quant_set_isa(CPU_ISA_AVX512);
 }
 
-static void test_matmul_batch_invariance(void **state)
-{
+static void test_matmul_batch_invariance(void **state) {
     (void)state;
     matmul_invariance(512);
     matmul_invariance(800); /* odd number of 32-blocks: tail paths */
     matmul_invariance(80);  /* float types: masked tails */
 }
 
-static void test_isa_select(void **state)
-{
+static void test_isa_select(void **state) {
     (void)state;
     const cpu_isa_t best = cpu_quant_detect_isa();
     assert_int_equal(cpu_quant_set_isa(CPU_ISA_SCALAR), CPU_ISA_SCALAR);
@@ -516,8 +506,7 @@ static void test_isa_select(void **state)
     assert_string_equal(cpu_isa_name(CPU_ISA_AVX2), "avx2");
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_traits),
         cmocka_unit_test(test_isa_select),
