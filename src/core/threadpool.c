@@ -89,14 +89,16 @@ rt_status_t threadpool_create(int n_threads, threadpool_t **out)
     }
     for (int i = 1; i < n_threads; i++) {
         tp_worker_arg_t *wa = malloc(sizeof *wa);
+        if (wa) {
+            wa->pool = pool;
+            wa->ith = i;
+        }
         if (!wa || pthread_create(&pool->threads[i], NULL, tp_worker, wa) != 0) {
             free(wa);
             pool->n = i; /* join only those started */
             threadpool_destroy(pool);
             return rt_error_set(RT_ERR_NOMEM, "threadpool: cannot start thread %d", i);
         }
-        wa->pool = pool;
-        wa->ith = i;
     }
     *out = pool;
     return RT_OK;
