@@ -73,6 +73,15 @@ const char *cpu_isa_name(cpu_isa_t isa) {
 
 cpu_dot_tile_fn cpu_dot_kernel(rt_type_t t) {
     if ((int)t < 0 || t >= RT_TYPE_COUNT) return NULL;
+    if (t == RT_TYPE_Q4_1 || t == RT_TYPE_Q8_0) {
+        /* llama.cpp's floating-point order (quant_compat*.c) */
+        const bool q41 = t == RT_TYPE_Q4_1;
+        switch (cpu_quant_get_isa()) {
+        case CPU_ISA_AVX512: return q41 ? cpu_compat_q4_1_avx512 : cpu_compat_q8_0_avx512;
+        case CPU_ISA_AVX2: return q41 ? cpu_compat_q4_1_avx2 : cpu_compat_q8_0_avx2;
+        case CPU_ISA_SCALAR: return q41 ? cpu_compat_q4_1_scalar : cpu_compat_q8_0_scalar;
+        }
+    }
     cpu_dot_tile_fn fn = NULL;
     switch (cpu_quant_get_isa()) {
     case CPU_ISA_AVX512:
@@ -101,6 +110,10 @@ void cpu_quantize_act(rt_type_t vt, const float *src, void *dst, int64_t n) {
         (vt == RT_TYPE_Q8_0 || vt == RT_TYPE_Q8_1 || vt == RT_TYPE_Q8_K || vt == RT_TYPE_F16 ||
          vt == RT_TYPE_BF16)) {
         cpu_quantize_act_avx512(vt, src, dst, n);
+        return;
+    }
+    if (vt == RT_TYPE_Q8_0 || vt == RT_TYPE_Q8_1) {
+        cpu_compat_quantize_q8(src, dst, n, vt == RT_TYPE_Q8_1);
         return;
     }
     (void)cpu_ref_quantize(vt, src, dst, n);

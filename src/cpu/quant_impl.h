@@ -192,7 +192,18 @@ cpu_dot_tile_fn cpu_dot_kernel(rt_type_t t);
 rt_status_t cpu_ref_dequantize(rt_type_t t, const void *src, float *dst, int64_t n);
 rt_status_t cpu_ref_quantize(rt_type_t t, const float *src, void *dst, int64_t n);
 
-/* Fast activation quantizers (same bits as the reference), per ISA. */
+/* llama.cpp-order Q4_1/Q8_0 dot tiles (quant_compat*.c) and the Q8_0/Q8_1
+ * activation quantizer with llama.cpp's run-time semantics. */
+void cpu_compat_q4_1_scalar(int64_t n, const void *w, size_t ws, int nw, const void *x, size_t xs, int nr, float *out);
+void cpu_compat_q8_0_scalar(int64_t n, const void *w, size_t ws, int nw, const void *x, size_t xs, int nr, float *out);
+void cpu_compat_q4_1_avx2(int64_t n, const void *w, size_t ws, int nw, const void *x, size_t xs, int nr, float *out);
+void cpu_compat_q8_0_avx2(int64_t n, const void *w, size_t ws, int nw, const void *x, size_t xs, int nr, float *out);
+void cpu_compat_q4_1_avx512(int64_t n, const void *w, size_t ws, int nw, const void *x, size_t xs, int nr, float *out);
+void cpu_compat_q8_0_avx512(int64_t n, const void *w, size_t ws, int nw, const void *x, size_t xs, int nr, float *out);
+void cpu_compat_quantize_q8(const float *x, void *dst, int64_t n, bool with_sum);
+
+/* Fast activation quantizers, per ISA (Q8_0/Q8_1 with llama.cpp's run-time
+ * semantics as cpu_compat_quantize_q8, the others as the reference). */
 void cpu_quantize_act_avx512(rt_type_t vt, const float *src, void *dst, int64_t n);
 
 #endif

@@ -281,7 +281,12 @@ static void test_act_quant_bits(void **state) {
         for (int j = 0; j < N; j++)
             x[j] = rep % 2 ? nrand() * 3.0f : (float)((int)(nrand() * 20)) * 0.5f;
         for (size_t t = 0; t < sizeof(vts) / sizeof(vts[0]); t++) {
-            cpu_quantize_row(vts[t], x, a, N);
+            /* Q8_0/Q8_1 activations follow llama.cpp's run-time quantizer
+             * (id = 127/amax, round half to even); the rest the reference */
+            if (vts[t] == RT_TYPE_Q8_0 || vts[t] == RT_TYPE_Q8_1)
+                cpu_compat_quantize_q8(x, a, N, vts[t] == RT_TYPE_Q8_1);
+            else
+                cpu_quantize_row(vts[t], x, a, N);
             for (int isa = 0; isa <= 2; isa++) {
                 if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
                 memset(b, 0xAA, sizeof(b));
@@ -309,6 +314,55 @@ static void test_act_quant_bits(void **state) {
             assert_memory_equal(ra, rb, sizeof(ra));
         }
     }
+    cpu_quant_set_isa(CPU_ISA_AVX512);
+}
+
+
+/* llama.cpp-order Q4_1/Q8_0 kernels: the same bits on every ISA, and the
+ * activation quantizer rounds halves to even (ggml's run-time quantizer). */
+static void test_compat_kernels(void **state) {
+    (void)state;
+    enum { N = 576, R = 4 };
+    static float w[R * N], x[N];
+    static uint8_t wq[R * N * 2], xq[N * 2];
+    for (int j = 0; j < R * N; j++) w[j] = nrand();
+    for (int j = 0; j < N; j++) x[j] = nrand() * (j % 97 == 0 ? 40.0f : 1.0f);
+    const rt_type_t types[] = {RT_TYPE_Q4_1, RT_TYPE_Q8_0};
+    for (int t = 0; t < 2; t++) {
+        const rt_type_t vt = rt_type_traits(types[t])->vec_dot_type;
+        const size_t rb = rt_type_row_size(types[t], N);
+        for (int r = 0; r < R; r++) cpu_quantize_row(types[t], w + r * N, wq + r * rb, N);
+        cpu_compat_quantize_q8(x, xq, N, vt == RT_TYPE_Q8_1);
+        float ref[R], got[R];
+        cpu_quant_set_isa(CPU_ISA_SCALAR);
+        cpu_matmul(types[t], N, wq, rb, xq, 0, 1, ref, R, 0, R);
+        for (int isa = 1; isa <= 2; isa++) {
+            if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
+            cpu_matmul(types[t], N, wq, rb, xq, 0, 1, got, R, 0, R);
+            assert_memory_equal(ref, got, sizeof ref);
+        }
+        for (int r = 0; r < R; r++) { /* and close to the exact dot */
+            float dw[N], dx[N];
+            cpu_dequantize_row(types[t], wq + r * rb, dw, N);
+            cpu_dequantize_row(RT_TYPE_Q8_0 == vt ? RT_TYPE_Q8_0 : RT_TYPE_Q8_1, xq, dx, N);
+            double e = 0, mag = 0;
+            for (int j = 0; j < N; j++) {
+                e += (double)dw[j] * dx[j];
+                mag += fabs((double)dw[j] * dx[j]);
+            }
+            /* Q4_1: the min term uses s = fp16(d * sum q), an fp16 rounding */
+            assert_true(fabs(ref[r] - e) <= mag * (t == 0 ? 2e-3 : 1e-5));
+        }
+    }
+    /* 2.5 * (127/127) rounds to 2 (half to even); the reference rounds to 3 */
+    float tie[32] = {127.0f, 2.5f, -2.5f, 3.5f};
+    block_q8_0 a, b;
+    cpu_compat_quantize_q8(tie, &a, 32, false);
+    cpu_quantize_row(RT_TYPE_Q8_0, tie, &b, 32);
+    assert_int_equal(a.qs[1], 2);
+    assert_int_equal(a.qs[2], -2);
+    assert_int_equal(a.qs[3], 4);
+    assert_int_equal(b.qs[1], 3);
     cpu_quant_set_isa(CPU_ISA_AVX512);
 }
 
@@ -516,6 +570,7 @@ int main(void) {
         cmocka_unit_test(test_kat_q4_0_q4_1),
         cmocka_unit_test(test_kat_k_quants),
         cmocka_unit_test(test_act_quant_bits),
+        cmocka_unit_test(test_compat_kernels),
         cmocka_unit_test(test_roundtrip_error),
         cmocka_unit_test(test_vec_dot),
         cmocka_unit_test(test_matmul_batch_invariance),
