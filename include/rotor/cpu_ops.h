@@ -29,4 +29,14 @@ void cpu_swiglu(float *g, const float *u, int n);
 void cpu_f16_to_f32_row(const uint16_t *src, float *dst, int n);
 void cpu_f32_to_f16_row(const float *src, uint16_t *dst, int n);
 
+
+/* ---- llama.cpp-compatible numerics (ops_compat.c) ----
+ * exp, SwiGLU and one head of attention in the exact floating-point order
+ * of llama.cpp's AVX-512 CPU backend; see ops_compat.c. */
+float cpu_compat_expf(float x);
+void cpu_compat_swiglu(float *g, const float *u, int n);
+void cpu_compat_attn_head(const float *q, const float *kt, const float *vt, int hd, int n_pos, int n_pad,
+                          float scale, bool gemm, bool kq_gemv_always, bool round_p_f16, float *p,
+                          float *out);
+
 #endif

@@ -46,8 +46,9 @@ void cpu_rope_apply(float *x, int n_heads, int head_dim, int n_dims, bool neox, 
             for (int i0 = 0; i0 < n_dims; i0 += 2) {
                 const float c = cs[i0], s = cs[i0 + 1];
                 const float x0 = v[i0], x1 = v[i0 + 1];
-                v[i0] = x0 * c - x1 * s;
-                v[i0 + 1] = x0 * s + x1 * c;
+                /* llama.cpp's build contracts these to FMAs this way */
+                v[i0] = fmaf(x0, c, -(x1 * s));
+                v[i0 + 1] = fmaf(x0, s, x1 * c);
             }
         } else {
             const int half = n_dims / 2;
@@ -55,8 +56,8 @@ void cpu_rope_apply(float *x, int n_heads, int head_dim, int n_dims, bool neox, 
                 const float c = cs[i0], s = cs[i0 + 1];
                 const int i = i0 / 2;
                 const float x0 = v[i], x1 = v[i + half];
-                v[i] = x0 * c - x1 * s;
-                v[i + half] = x0 * s + x1 * c;
+                v[i] = fmaf(x0, c, -(x1 * s));
+                v[i + half] = fmaf(x0, s, x1 * c);
             }
         }
     }

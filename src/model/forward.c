@@ -62,6 +62,7 @@ rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, mo
     c->xq_stride = (xq_row + 63) & ~(size_t)63;
     c->att_cap = hp->n_ctx_train < FWD_MAX_CTX ? hp->n_ctx_train : FWD_MAX_CTX;
     if (c->att_cap < 4096) c->att_cap = 4096;
+    c->att_cap = (c->att_cap + 63) & ~63; /* attention pads positions to 64 */
     if ((st = threadpool_create(n_threads, &c->pool))) goto err;
 #define ALLOC(ptr, n)                                                            \
     if (!(ptr = aligned_alloc(64, (((n) * sizeof *ptr) + 63) & ~(size_t)63))) { \
@@ -204,40 +205,49 @@ static void attn_worker(void *arg, int ith, int nth)
     const int HD = hp->head_dim, KVD = kv->kv_dim, QD = hp->n_head * HD;
     const int group = hp->n_head / hp->n_head_kv;
     const float scale = 1.0f / sqrtf((float)HD);
+    const bool f16 = kv->type == RT_TYPE_F16;
     float *scores = c->att_scores + (size_t)ith * c->att_cap;
     float *kt = c->kv_tmp + (size_t)ith * 2 * c->att_cap * HD;
-    float *vt = kt + (size_t)c->att_cap * HD;
+    float *vt = kt + (size_t)c->att_cap * HD; /* transposed: (HD, n_pad) */
+    float qh[4096];
     const size_t layer_off = (size_t)a->layer * kv->n_blocks * kv->block_size * KVD;
     int n_tasks = b->n_seqs * hp->n_head_kv;
     for (int task = ith; task < n_tasks; task += nth) {
         int s = task / hp->n_head_kv, hk = task % hp->n_head_kv;
-        int max_pos = -1;
+        int max_pos = -1, n_tok = 0;
         for (int i = 0; i < b->n_tokens; i++)
-            if (b->seq[i] == s && b->pos[i] > max_pos) max_pos = b->pos[i];
+            if (b->seq[i] == s) {
+                n_tok++;
+                if (b->pos[i] > max_pos) max_pos = b->pos[i];
+            }
         if (max_pos < 0) continue;
-        /* gather this kv head's K and V for positions 0..max_pos as f32 */
+        const int n_pad = (max_pos + 1 + 63) & ~63;
+        /* gather this kv head's K (rows) and V (transposed) as f32 */
         const kv_block_table_t *bt = &b->seq_tables[s];
         for (int p = 0; p <= max_pos; p++) {
             size_t slot = (size_t)bt->blocks[p / kv->block_size] * kv->block_size + p % kv->block_size;
             size_t off = (layer_off + slot * KVD + (size_t)hk * HD) * kv->elt;
-            if (kv->type == RT_TYPE_F16) {
+            float *vrow = scores; /* staging row */
+            if (f16) {
                 cpu_f16_to_f32_row((const uint16_t *)((const char *)kv->k + off), kt + (size_t)p * HD, HD);
-                cpu_f16_to_f32_row((const uint16_t *)((const char *)kv->v + off), vt + (size_t)p * HD, HD);
+                cpu_f16_to_f32_row((const uint16_t *)((const char *)kv->v + off), vrow, HD);
             } else {
                 memcpy(kt + (size_t)p * HD, (const char *)kv->k + off, (size_t)HD * 4);
-                memcpy(vt + (size_t)p * HD, (const char *)kv->v + off, (size_t)HD * 4);
+                memcpy(vrow, (const char *)kv->v + off, (size_t)HD * 4);
             }
+            for (int d = 0; d < HD; d++) vt[(size_t)d * n_pad + p] = vrow[d];
         }
+        for (int d = 0; d < HD; d++)
+            for (int p = max_pos + 1; p < n_pad; p++) vt[(size_t)d * n_pad + p] = 0.0f;
         for (int i = 0; i < b->n_tokens; i++) {
             if (b->seq[i] != s) continue;
-            int n_pos = b->pos[i] + 1;
+            const int n_pos = b->pos[i] + 1;
             for (int h = hk * group; h < (hk + 1) * group; h++) {
                 const float *q = c->q + (size_t)i * QD + (size_t)h * HD;
-                for (int p = 0; p < n_pos; p++) scores[p] = cpu_dot_f32(q, kt + (size_t)p * HD, HD);
-                cpu_softmax(scores, n_pos, scale);
+                /* llama.cpp converts q to the K type (f16) before KQ */
+                for (int d = 0; d < HD; d++) qh[d] = f16 ? rt_fp16_to_fp32(rt_fp32_to_fp16(q[d])) : q[d];
                 float *o = c->attn + (size_t)i * QD + (size_t)h * HD;
-                memset(o, 0, (size_t)HD * sizeof *o);
-                for (int p = 0; p < n_pos; p++) cpu_axpy_f32(o, scores[p], vt + (size_t)p * HD, HD);
+                cpu_compat_attn_head(qh, kt, vt, HD, n_pos, n_pad, scale, n_tok >= 2, !f16, f16, scores, o);
             }
         }
     }
@@ -334,7 +344,7 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
             int64_t ys[2] = {FF, FF};
             fwd_matmul(c, 2, w, c->xn, E, T, y, ys);
         }
-        for (int i = 0; i < T; i++) cpu_swiglu(c->g + (size_t)i * FF, c->u + (size_t)i * FF, FF);
+        for (int i = 0; i < T; i++) cpu_compat_swiglu(c->g + (size_t)i * FF, c->u + (size_t)i * FF, FF);
         {
             const model_weight_t *w[1] = {&L->w_down};
             float *y[1] = {c->xn};
