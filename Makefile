@@ -136,3 +136,6 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# keep test objects (make would delete them as intermediates)
+.SECONDARY:

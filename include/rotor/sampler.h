@@ -52,7 +52,8 @@ typedef struct stop_matcher stop_matcher_t;
 /* stops: n NUL-terminated strings, copied. */
 rt_status_t stop_matcher_create(const char *const *stops, size_t n, stop_matcher_t **out);
 void stop_matcher_destroy(stop_matcher_t *m);
-/* Feed newly generated text. Appends to out (cap bytes, NUL-terminated) the
+/* Feed newly generated text. Writes to out (from out[0], cap bytes,
+ * NUL-terminated) the
  * text that is now safe to emit; returns true when a stop string was found
  * (the stop string and anything after it are never emitted). */
 bool stop_matcher_push(stop_matcher_t *m, const char *text, size_t len, char *out, size_t cap,

@@ -25,8 +25,9 @@ import sys
 
 import pytest
 
-llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (module llama_cpp) is not installed")
-gguf = pytest.importorskip("gguf", reason="the gguf package is not installed")
+# hard requirements (make deps installs both): a missing one fails the tests
+import gguf  # noqa: E402
+import llama_cpp  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROTOR_BUILD = os.environ.get("ROTOR_BUILD", "build")
