@@ -17,6 +17,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "rotor/cpu_quant.h"
 #include "rotor/types.h"
 
 #if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
@@ -50,9 +51,28 @@ static inline float compat_exp1(float x)
 
 float cpu_compat_expf(float x) { return compat_exp1(x); }
 
+void cpu_compat_swiglu_avx512(float *g, const float *u, int n);
+void cpu_compat_attn_head_avx512(const float *q, const float *kt, const float *vt, int hd, int n_pos,
+                                 int n_pad, float scale, bool gemm, bool kq_gemv_always, bool round_p_f16,
+                                 float *p, float *out);
+
+static bool compat_has_avx512(void)
+{
+#if defined(__x86_64__)
+    /* follows the kernels' ISA choice (ROTOR_ISA can force a lower one) */
+    return cpu_quant_get_isa() == CPU_ISA_AVX512;
+#else
+    return false;
+#endif
+}
+
 COMPAT_CLONES
 void cpu_compat_swiglu(float *g, const float *u, int n)
 {
+    if (compat_has_avx512()) {
+        cpu_compat_swiglu_avx512(g, u, n);
+        return;
+    }
     int i = 0;
     for (; i + 16 <= n; i += 16)
         for (int l = 0; l < 16; l++) {
@@ -104,6 +124,10 @@ COMPAT_CLONES
 void cpu_compat_attn_head(const float *q, const float *kt, const float *vt, int hd, int n_pos, int n_pad,
                           float scale, bool gemm, bool kq_gemv_always, bool round_p_f16, float *p, float *out)
 {
+    if (compat_has_avx512()) {
+        cpu_compat_attn_head_avx512(q, kt, vt, hd, n_pos, n_pad, scale, gemm, kq_gemv_always, round_p_f16, p, out);
+        return;
+    }
     const bool kq_gemm = gemm && !kq_gemv_always && hd % 16 == 0;
     float mx = -INFINITY;
     for (int i = 0; i < n_pos; i++) {

@@ -1,0 +1,106 @@
+/*
+ * ops_compat_avx512.c - AVX-512 versions of ops_compat.c's attention head
+ * and exp, with the same operations in the same order (so the same bits);
+ * compiled with -mavx512*, called only after a cpuid check.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define AI static inline __attribute__((always_inline))
+
+AI __m512 exp16(__m512 x)
+{
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+    const __m512 res = _mm512_scalef_ps(j, n);
+    if (!big) return res;
+    const __m512 alt = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ),
+                                            _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(big, res, alt);
+}
+
+void cpu_compat_swiglu_avx512(float *g, const float *u, int n);
+void cpu_compat_swiglu_avx512(float *g, const float *u, int n)
+{
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(g + i);
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        const __m512 s = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(s, _mm512_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
+}
+
+AI float dot_gemm(const float *a, const float *b, int n)
+{
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+    return _mm512_reduce_add_ps(acc);
+}
+
+AI float dot_gemv(const float *a, const float *b, int n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    const int np = n & ~63;
+    for (int i = 0; i < np; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    s0 = _mm512_add_ps(s0, s2);
+    s1 = _mm512_add_ps(s1, s3);
+    s0 = _mm512_add_ps(s0, s1);
+    double sum = _mm512_reduce_add_ps(s0);
+    for (int i = np; i < n; i++) sum += (double)(a[i] * b[i]);
+    return (float)sum;
+}
+
+void cpu_compat_attn_head_avx512(const float *q, const float *kt, const float *vt, int hd, int n_pos,
+                                 int n_pad, float scale, bool gemm, bool kq_gemv_always, bool round_p_f16,
+                                 float *p, float *out);
+void cpu_compat_attn_head_avx512(const float *q, const float *kt, const float *vt, int hd, int n_pos,
+                                 int n_pad, float scale, bool gemm, bool kq_gemv_always, bool round_p_f16,
+                                 float *p, float *out)
+{
+    const bool kq_gemm = gemm && !kq_gemv_always && hd % 16 == 0;
+    float mx = -INFINITY;
+    for (int i = 0; i < n_pos; i++) {
+        const float s = (kq_gemm ? dot_gemm(kt + (size_t)i * hd, q, hd) : dot_gemv(kt + (size_t)i * hd, q, hd)) * scale;
+        p[i] = s;
+        if (s > mx) mx = s;
+    }
+    double sum = 0.0;
+    const int n16 = (n_pos + 15) & ~15;
+    const __m512 vmx = _mm512_set1_ps(mx);
+    for (int i = 0; i < n16; i += 16) {
+        const __mmask16 live = n_pos - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - i)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(live, p + i);
+        const __m512 e = _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(x, vmx)));
+        _mm512_storeu_ps(p + i, e);
+        sum += (double)_mm512_reduce_add_ps(e);
+    }
+    const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+    for (int i = 0; i < n16; i += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(p + i), inv);
+        if (round_p_f16) v = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm512_storeu_ps(p + i, v);
+    }
+    for (int i = n16; i < n_pad; i++) p[i] = 0.0f;
+    for (int d = 0; d < hd; d++) {
+        const float *v = vt + (size_t)d * n_pad;
+        out[d] = gemm ? dot_gemm(v, p, n_pad) : dot_gemv(v, p, n_pad);
+    }
+}
