@@ -224,18 +224,24 @@ static void attn_worker(void *arg, int ith, int nth)
         const int n_pad = (max_pos + 1 + 63) & ~63;
         /* gather this kv head's K (rows) and V (transposed) as f32 */
         const kv_block_table_t *bt = &b->seq_tables[s];
+        const int BS = kv->block_size;
         for (int p = 0; p <= max_pos; p++) {
-            size_t slot = (size_t)bt->blocks[p / kv->block_size] * kv->block_size + p % kv->block_size;
+            size_t slot = (size_t)bt->blocks[p / BS] * BS + p % BS;
             size_t off = (layer_off + slot * KVD + (size_t)hk * HD) * kv->elt;
-            float *vrow = scores; /* staging row */
-            if (f16) {
+            if (f16)
                 cpu_f16_to_f32_row((const uint16_t *)((const char *)kv->k + off), kt + (size_t)p * HD, HD);
-                cpu_f16_to_f32_row((const uint16_t *)((const char *)kv->v + off), vrow, HD);
-            } else {
+            else
                 memcpy(kt + (size_t)p * HD, (const char *)kv->k + off, (size_t)HD * 4);
-                memcpy(vrow, (const char *)kv->v + off, (size_t)HD * 4);
+        }
+        for (int p0 = 0; p0 <= max_pos; p0 += BS) {
+            const int run = max_pos + 1 - p0 < BS ? max_pos + 1 - p0 : BS;
+            const size_t blk = (size_t)bt->blocks[p0 / BS];
+            for (int d = 0; d < HD; d++) {
+                size_t off = (layer_off + blk * BS * KVD + ((size_t)hk * HD + d) * BS) * kv->elt;
+                float *dst = vt + (size_t)d * n_pad + p0;
+                if (f16) cpu_f16_to_f32_row((const uint16_t *)((const char *)kv->v + off), dst, run);
+                else memcpy(dst, (const char *)kv->v + off, (size_t)run * 4);
             }
-            for (int d = 0; d < HD; d++) vt[(size_t)d * n_pad + p] = vrow[d];
         }
         for (int d = 0; d < HD; d++)
             for (int p = max_pos + 1; p < n_pad; p++) vt[(size_t)d * n_pad + p] = 0.0f;
@@ -320,12 +326,17 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
             int p = b->pos[i];
             size_t slot = (size_t)bt->blocks[p / kv->block_size] * kv->block_size + p % kv->block_size;
             size_t off = (layer_off + slot * KVD) * kv->elt;
+            /* V is transposed within its block: (kv_dim, block_size) */
+            const size_t bs = (size_t)kv->block_size;
+            const size_t voff = layer_off + (size_t)bt->blocks[p / kv->block_size] * bs * KVD + (size_t)(p % kv->block_size);
             if (kv->type == RT_TYPE_F16) {
                 cpu_f32_to_f16_row(k, (uint16_t *)((char *)kv->k + off), KVD);
-                cpu_f32_to_f16_row(v, (uint16_t *)((char *)kv->v + off), KVD);
+                uint16_t *vd = (uint16_t *)kv->v + voff;
+                for (int d = 0; d < KVD; d++) vd[(size_t)d * bs] = rt_fp32_to_fp16(v[d]);
             } else {
                 memcpy((char *)kv->k + off, k, (size_t)KVD * 4);
-                memcpy((char *)kv->v + off, v, (size_t)KVD * 4);
+                float *vd = (float *)kv->v + voff;
+                for (int d = 0; d < KVD; d++) vd[(size_t)d * bs] = v[d];
             }
         }
         attn_job_t aj = {c, kv, b, l, 0};

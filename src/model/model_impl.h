@@ -41,7 +41,9 @@ struct kv_cache {
     rt_type_t type;
     size_t elt;  /* bytes per element */
     void *k;     /* (n_layer, n_blocks, block_size, kv_dim), owned */
-    void *v;     /* same */
+    void *v;     /* (n_layer, n_blocks, kv_dim, block_size), owned: transposed within
+                  * a block so a head's values for consecutive positions are
+                  * contiguous (vectorized gather of V^T for attention) */
 };
 
 struct model_ctx {
