@@ -11,9 +11,167 @@
  *                         acc[l]   = fma(dw_b * dx_b, (float)lanes[l], acc[l])
  *                         (Q4_1)  mins = fma(m_b, s_b, mins)
  *   result = hsum8(acc) (+ mins), hsum8 = ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))
- * Every pair has its own accumulators: batch invariant as required by
- * cpu_quant.h. Compiled with -mavx512*; called only after cpuid.
+ * Here two weight rows share a zmm (row r in the low 256 bits, r+1 in the
+ * high), which halves the instruction count without changing any lane's
+ * sequence of operations. Every pair has its own accumulators: batch
+ * invariant. Compiled with -mavx512*; called only after cpuid.
  */
-#define COMPAT_DOT4(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
-#define COMPAT_NAME(t) cpu_compat_##t##_avx512
-#include "cpu/quant_compat_body.h"
+#include <immintrin.h>
+#include <string.h>
+
+#include "cpu/quant_impl.h"
+
+#define AI static inline __attribute__((always_inline))
+
+AI float hsum8(__m256 x)
+{
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+/* [lo_r hi_r lo_r1 hi_r1]: 32 unsigned nibbles of two q4 blocks in element order */
+AI __m512i nibbles2(const uint8_t *qs0, const uint8_t *qs1)
+{
+    const __m256i x = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qs0)),
+                                              _mm_loadu_si128((const __m128i *)qs1), 1);
+    const __m256i m = _mm256_set1_epi8(0x0F);
+    const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(x, m)),
+                                         _mm256_and_si256(_mm256_srli_epi16(x, 4), m), 1);
+    /* z = [lo_r lo_r1 hi_r hi_r1] -> [lo_r hi_r lo_r1 hi_r1] */
+    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+AI __m512 dpair(float a, float b) /* [a x8, b x8] */
+{
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(a)), _mm256_set1_ps(b), 1);
+}
+
+AI float h2f(rt_half h) { return _cvtsh_ss(h); }
+
+#define WROW(T, i) ((const T *)((const char *)w + (size_t)(i) * ws))
+#define XROW(T, k) ((const T *)((const char *)x + (size_t)(k) * xs))
+
+/* fp16 pairs (d, m) at the start of four blocks -> [d0 m0 d1 m1 d2 m2 d3 m3] */
+AI __m256 heads4(const void *b0, const void *b1, const void *b2, const void *b3)
+{
+    uint32_t h0, h1, h2, h3;
+    memcpy(&h0, b0, 4);
+    memcpy(&h1, b1, 4);
+    memcpy(&h2, b2, 4);
+    memcpy(&h3, b3, 4);
+    return _mm256_cvtph_ps(_mm_set_epi32((int)h3, (int)h2, (int)h1, (int)h0));
+}
+
+/* NW even (2 or 4) */
+AI void q4_1_body(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs, const int NR,
+                  float *out)
+{
+    const int64_t nb = n / 32;
+    const int NP = NW / 2;
+    /* lanes 8i..8i+7 of pair p take element 2*(2p + i) of [d0 m0 d1 m1 ...] */
+    const __m512i sel[2] = {_mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0),
+                            _mm512_set_epi32(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4)};
+    __m512 acc[2][CPU_DOT_NR];
+    __m256 mins[CPU_DOT_NR]; /* odd lanes: the min-term chains of rows 0..3 */
+    for (int k = 0; k < NR; k++) {
+        mins[k] = _mm256_setzero_ps();
+        for (int i = 0; i < NP; i++) acc[i][k] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q4_1 *a[4];
+        for (int i = 0; i < 4; i++) a[i] = WROW(block_q4_1, i < NW ? i : NW - 1) + b;
+        const __m256 dm = heads4(a[0], a[1], a[2], a[3]);
+        __m512i qx[2];
+        for (int i = 0; i < NP; i++) qx[i] = nibbles2(a[2 * i]->qs, a[2 * i + 1]->qs);
+        for (int k = 0; k < NR; k++) {
+            const block_q8_1 *y = XROW(block_q8_1, k) + b;
+            const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)y->qs));
+            const __m256 ds = _mm256_cvtph_ps(_mm_set1_epi32((int)((uint32_t)y->d | ((uint32_t)y->s << 16))));
+            const __m256 dy = _mm256_moveldup_ps(ds), sy = _mm256_movehdup_ps(ds);
+            const __m512 dd = _mm512_castps256_ps512(_mm256_mul_ps(dm, dy)); /* d_i * dy */
+            mins[k] = _mm256_fmadd_ps(dm, sy, mins[k]);                      /* m_i * sy + mins */
+            for (int i = 0; i < NP; i++) {
+                const __m512 xy = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qx[i], qy));
+                acc[i][k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(sel[i], dd), xy, acc[i][k]);
+            }
+        }
+    }
+    for (int k = 0; k < NR; k++) {
+        float mm[8];
+        _mm256_storeu_ps(mm, mins[k]);
+        for (int i = 0; i < NP; i++) {
+            out[(2 * i) * CPU_DOT_NR + k] = hsum8(_mm512_castps512_ps256(acc[i][k])) + mm[4 * i + 1];
+            out[(2 * i + 1) * CPU_DOT_NR + k] = hsum8(_mm512_extractf32x8_ps(acc[i][k], 1)) + mm[4 * i + 3];
+        }
+    }
+}
+
+AI void q8_0_body(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs, const int NR,
+                  float *out)
+{
+    const int64_t nb = n / 32;
+    const int NP = NW / 2;
+    const __m512i sel[2] = {_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                            _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2)};
+    __m512 acc[2][CPU_DOT_NR];
+    for (int i = 0; i < NP; i++)
+        for (int k = 0; k < NR; k++) acc[i][k] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_0 *a[4];
+        for (int i = 0; i < 4; i++) a[i] = WROW(block_q8_0, i < NW ? i : NW - 1) + b;
+        for (int i = 0; i < NW; i++) _mm_prefetch((const char *)(a[i] + 12), _MM_HINT_T0);
+        const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16((short)a[0]->d, (short)a[1]->d, (short)a[2]->d,
+                                                      (short)a[3]->d, 0, 0, 0, 0));
+        __m512i ax[2];
+        __mmask64 neg[2];
+        for (int i = 0; i < NP; i++) {
+            const __m512i qx = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[2 * i]->qs)),
+                _mm256_loadu_si256((const __m256i *)a[2 * i + 1]->qs), 1);
+            ax[i] = _mm512_abs_epi8(qx);
+            neg[i] = _mm512_movepi8_mask(qx);
+        }
+        for (int k = 0; k < NR; k++) {
+            const block_q8_0 *y = XROW(block_q8_0, k) + b;
+            const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)y->qs));
+            const __m512 dd = _mm512_castps128_ps512(_mm_mul_ps(dw, _mm_set1_ps(h2f(y->d))));
+            for (int i = 0; i < NP; i++) {
+                /* sign(y, x): negate y where x < 0 (x == 0 gives 0 via |x|) */
+                const __m512i sy = _mm512_mask_sub_epi8(qy, neg[i], _mm512_setzero_si512(), qy);
+                const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ax[i], sy));
+                acc[i][k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(sel[i], dd), q, acc[i][k]);
+            }
+        }
+    }
+    for (int i = 0; i < NP; i++)
+        for (int k = 0; k < NR; k++) {
+            out[(2 * i) * CPU_DOT_NR + k] = hsum8(_mm512_castps512_ps256(acc[i][k]));
+            out[(2 * i + 1) * CPU_DOT_NR + k] = hsum8(_mm512_extractf32x8_ps(acc[i][k], 1));
+        }
+}
+
+/* odd nw: the last row is computed as a pair with itself (same lanes, same
+ * order), the duplicate result dropped */
+#define COMPAT_ENTRY(name)                                                                         \
+    void cpu_compat_##name##_avx512(int64_t n, const void *w, size_t ws, int nw, const void *x,    \
+                                    size_t xs, int nr, float *out)                                 \
+    {                                                                                              \
+        if (nw == 4 && nr == 1) { name##_body(n, w, ws, 4, x, xs, 1, out); return; }              \
+        if (nw == 4 && nr == 4) { name##_body(n, w, ws, 4, x, xs, 4, out); return; }              \
+        int done = 0;                                                                              \
+        if (nw >= 2) {                                                                             \
+            name##_body(n, w, ws, nw & ~1, x, xs, nr, out);                                        \
+            done = nw & ~1;                                                                        \
+        }                                                                                          \
+        if (done < nw) {                                                                           \
+            float tmp[2 * CPU_DOT_NR];                                                             \
+            const void *wl = (const char *)w + (size_t)done * ws;                                  \
+            name##_body(n, wl, 0, 2, x, xs, nr, tmp);                                              \
+            for (int k = 0; k < nr; k++) out[done * CPU_DOT_NR + k] = tmp[k];                      \
+        }                                                                                          \
+    }
+
+COMPAT_ENTRY(q4_1)
+COMPAT_ENTRY(q8_0)
