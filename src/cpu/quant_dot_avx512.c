@@ -422,6 +422,37 @@ FLOAT_TILE(f32, float, ld_f32)
 FLOAT_TILE(f16, uint16_t, ld_f16)
 FLOAT_TILE(bf16, uint16_t, ld_bf16)
 
+/* F16 weights x F16 activations, up to 4 x 4 pairs with one 16-lane
+ * accumulator each (16 zmm): per 16 elements 8 conversions feed 16 FMAs.
+ * The per-pair order (16-lane chain, fixed hsum) does not depend on the
+ * tile shape. */
+AI void f16w_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs, const int NR,
+                  float *out) {
+    __m512 acc[CPU_DOT_NW][CPU_DOT_NR];
+    for (int iw = 0; iw < NW; iw++)
+        for (int k = 0; k < NR; k++) acc[iw][k] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 wv[CPU_DOT_NW];
+        for (int iw = 0; iw < NW; iw++) wv[iw] = ld_f16(XROW(uint16_t, w, ws, iw) + i, 0xFFFF, true);
+        for (int k = 0; k < NR; k++) {
+            const __m512 y = ld_f16(XROW(uint16_t, x, xs, k) + i, 0xFFFF, true);
+            for (int iw = 0; iw < NW; iw++) acc[iw][k] = _mm512_fmadd_ps(wv[iw], y, acc[iw][k]);
+        }
+    }
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 wv[CPU_DOT_NW];
+        for (int iw = 0; iw < NW; iw++) wv[iw] = ld_f16(XROW(uint16_t, w, ws, iw) + i, m, false);
+        for (int k = 0; k < NR; k++) {
+            const __m512 y = ld_f16(XROW(uint16_t, x, xs, k) + i, m, false);
+            for (int iw = 0; iw < NW; iw++) acc[iw][k] = _mm512_fmadd_ps(wv[iw], y, acc[iw][k]);
+        }
+    }
+    for (int iw = 0; iw < NW; iw++)
+        for (int k = 0; k < NR; k++) out[iw * CPU_DOT_NR + k] = hsum512(acc[iw][k]);
+}
+
 /* ---------------------------------------------------------------- tables */
 
 /* Instantiate the (nw, nr) shapes matmul uses: nr = 1 with nw <= 4, and
@@ -500,11 +531,11 @@ TILE_ENTRY(q4_K, 2)
 TILE_ENTRY(q5_K, 2)
 TILE_ENTRY(q6_K, 2)
 TILE_ENTRY(f32, 2)
-TILE_ENTRY(f16, 2)
+TILE_ENTRY(f16w, 4)
 TILE_ENTRY(bf16, 2)
 
 const cpu_dot_tile_fn cpu_dot_avx512[RT_TYPE_COUNT] = {
-    [RT_TYPE_F32] = tile512_f32,   [RT_TYPE_F16] = tile512_f16,   [RT_TYPE_BF16] = tile512_bf16,
+    [RT_TYPE_F32] = tile512_f32,   [RT_TYPE_F16] = tile512_f16w,   [RT_TYPE_BF16] = tile512_bf16,
     [RT_TYPE_Q4_0] = tile512_q4_0, [RT_TYPE_Q4_1] = tile512_q4_1, [RT_TYPE_Q8_0] = tile512_q8_0,
     [RT_TYPE_Q5_0] = tile512_q5_0, [RT_TYPE_Q5_1] = tile512_q5_1, [RT_TYPE_Q4_K] = tile512_q4_K,
     [RT_TYPE_Q5_K] = tile512_q5_K, [RT_TYPE_Q6_K] = tile512_q6_K,
