@@ -38,5 +38,10 @@ void cpu_compat_swiglu(float *g, const float *u, int n);
 void cpu_compat_attn_head(const float *q, const float *kt, const float *vt, int hd, int n_pos, int n_pad,
                           float scale, bool gemm, bool kq_gemv_always, bool round_p_f16, float *p,
                           float *out);
+/* The same head reading an f16 paged KV cache in place (AVX-512 only; the
+ * caller checks cpu_quant_get_isa() and block_size % 16 == 0). */
+void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const uint16_t *v,
+                                       const int32_t *blocks, int bs, int kvd, int hoff, int hd,
+                                       int n_pos, float scale, bool gemm, float *p, float *out);
 
 #endif

@@ -104,3 +104,96 @@ void cpu_compat_attn_head_avx512(const float *q, const float *kt, const float *v
         out[d] = gemm ? dot_gemm(v, p, n_pad) : dot_gemv(v, p, n_pad);
     }
 }
+
+/*
+ * The same head, reading an f16 paged KV cache in place (no gather):
+ * K row of position i at k + (blocks[i/bs]*bs + i%bs)*kvd + hoff; V stored
+ * transposed within blocks: value d of position i at
+ * v + blocks[i/bs]*bs*kvd + (hoff + d)*bs + i%bs. Needs bs % 16 == 0 so a
+ * 16-position chunk lies in one block. Chunks past n_pos contribute exact
+ * zeros in llama.cpp and are skipped here (adding +0 changes nothing).
+ */
+AI __m512 ld16h(const uint16_t *p, __mmask16 m)
+{
+    return _mm512_cvtph_ps(m == 0xFFFF ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(m, p));
+}
+
+void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const uint16_t *v, const int32_t *blocks,
+                                       int bs, int kvd, int hoff, int hd, int n_pos, float scale, bool gemm,
+                                       float *p, float *out);
+void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const uint16_t *v, const int32_t *blocks,
+                                       int bs, int kvd, int hoff, int hd, int n_pos, float scale, bool gemm,
+                                       float *p, float *out)
+{
+    const bool kq_gemm = gemm && hd % 16 == 0;
+    float mx = -INFINITY;
+    for (int i = 0; i < n_pos; i++) {
+        const uint16_t *kr = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
+        float s;
+        if (kq_gemm) {
+            __m512 acc = _mm512_setzero_ps();
+            for (int l = 0; l < hd; l += 16) acc = _mm512_fmadd_ps(ld16h(kr + l, 0xFFFF), _mm512_loadu_ps(q + l), acc);
+            s = _mm512_reduce_add_ps(acc);
+        } else {
+            __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+            const int np = hd & ~63;
+            for (int l = 0; l < np; l += 64) {
+                s0 = _mm512_fmadd_ps(ld16h(kr + l, 0xFFFF), _mm512_loadu_ps(q + l), s0);
+                s1 = _mm512_fmadd_ps(ld16h(kr + l + 16, 0xFFFF), _mm512_loadu_ps(q + l + 16), s1);
+                s2 = _mm512_fmadd_ps(ld16h(kr + l + 32, 0xFFFF), _mm512_loadu_ps(q + l + 32), s2);
+                s3 = _mm512_fmadd_ps(ld16h(kr + l + 48, 0xFFFF), _mm512_loadu_ps(q + l + 48), s3);
+            }
+            s0 = _mm512_add_ps(s0, s2);
+            s1 = _mm512_add_ps(s1, s3);
+            s0 = _mm512_add_ps(s0, s1);
+            double sum = _mm512_reduce_add_ps(s0);
+            for (int l = np; l < hd; l++) sum += (double)(_cvtsh_ss(kr[l]) * q[l]);
+            s = (float)sum;
+        }
+        s *= scale;
+        p[i] = s;
+        if (s > mx) mx = s;
+    }
+    double sum = 0.0;
+    const int n16 = (n_pos + 15) & ~15;
+    const __m512 vmx = _mm512_set1_ps(mx);
+    for (int i = 0; i < n16; i += 16) {
+        const __mmask16 live = n_pos - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - i)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(live, p + i);
+        const __m512 e = _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(x, vmx)));
+        _mm512_storeu_ps(p + i, e);
+        sum += (double)_mm512_reduce_add_ps(e);
+    }
+    const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+    for (int i = 0; i < n16; i += 16) {
+        const __m512 r = _mm512_mul_ps(_mm512_loadu_ps(p + i), inv);
+        _mm512_storeu_ps(p + i, _mm512_cvtph_ps(_mm512_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+    }
+    const int n_pad = (n_pos + 63) & ~63;
+    for (int d = 0; d < hd; d++) {
+        const size_t doff = (size_t)(hoff + d) * bs;
+        if (gemm) {
+            __m512 acc = _mm512_setzero_ps();
+            for (int p0 = 0; p0 < n_pos; p0 += 16) {
+                const __mmask16 m = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
+                const uint16_t *vr = v + (size_t)blocks[p0 / bs] * bs * kvd + doff + p0 % bs;
+                acc = _mm512_fmadd_ps(ld16h(vr, m), _mm512_loadu_ps(p + p0), acc);
+            }
+            out[d] = _mm512_reduce_add_ps(acc);
+        } else {
+            __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (int i0 = 0; i0 < n_pad; i0 += 64)
+                for (int j = 0; j < 4; j++) {
+                    const int p0 = i0 + 16 * j;
+                    if (p0 >= n_pos) break;
+                    const __mmask16 m = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
+                    const uint16_t *vr = v + (size_t)blocks[p0 / bs] * bs * kvd + doff + p0 % bs;
+                    s[j] = _mm512_fmadd_ps(ld16h(vr, m), _mm512_loadu_ps(p + p0), s[j]);
+                }
+            s[0] = _mm512_add_ps(s[0], s[2]);
+            s[1] = _mm512_add_ps(s[1], s[3]);
+            s[0] = _mm512_add_ps(s[0], s[1]);
+            out[d] = (float)(double)_mm512_reduce_add_ps(s[0]);
+        }
+    }
+}
