@@ -170,7 +170,42 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
         _mm512_storeu_ps(p + i, _mm512_cvtph_ps(_mm512_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
     }
     const int n_pad = (n_pos + 63) & ~63;
-    for (int d = 0; d < hd; d++) {
+    int d0 = 0;
+    if (gemm) {
+        /* 8 value rows at a time: rows d..d+7 of a block are contiguous */
+        for (; d0 + 8 <= hd; d0 += 8) {
+            __m512 acc[8];
+            for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_ps();
+            for (int p0 = 0; p0 < n_pos; p0 += 16) {
+                const __mmask16 m = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
+                const uint16_t *vb = v + (size_t)blocks[p0 / bs] * bs * kvd + (size_t)(hoff + d0) * bs + p0 % bs;
+                const __m512 pv = _mm512_loadu_ps(p + p0);
+                for (int j = 0; j < 8; j++) acc[j] = _mm512_fmadd_ps(ld16h(vb + (size_t)j * bs, m), pv, acc[j]);
+            }
+            for (int j = 0; j < 8; j++) out[d0 + j] = _mm512_reduce_add_ps(acc[j]);
+        }
+    } else {
+        /* 4 value rows at a time, each with ggml_vec_dot_f16's 4 chains */
+        for (; d0 + 4 <= hd; d0 += 4) {
+            __m512 s4[4][4];
+            for (int r = 0; r < 4; r++)
+                for (int j = 0; j < 4; j++) s4[r][j] = _mm512_setzero_ps();
+            for (int i0 = 0; i0 < n_pad; i0 += 64)
+                for (int j = 0; j < 4; j++) {
+                    const int p0 = i0 + 16 * j;
+                    if (p0 >= n_pos) break;
+                    const __mmask16 m = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
+                    const uint16_t *vb = v + (size_t)blocks[p0 / bs] * bs * kvd + (size_t)(hoff + d0) * bs + p0 % bs;
+                    const __m512 pv = _mm512_loadu_ps(p + p0);
+                    for (int r = 0; r < 4; r++) s4[r][j] = _mm512_fmadd_ps(ld16h(vb + (size_t)r * bs, m), pv, s4[r][j]);
+                }
+            for (int r = 0; r < 4; r++) {
+                __m512 a = _mm512_add_ps(s4[r][0], s4[r][2]), c = _mm512_add_ps(s4[r][1], s4[r][3]);
+                out[d0 + r] = (float)(double)_mm512_reduce_add_ps(_mm512_add_ps(a, c));
+            }
+        }
+    }
+    for (int d = d0; d < hd; d++) {
         const size_t doff = (size_t)(hoff + d) * bs;
         if (gemm) {
             __m512 acc = _mm512_setzero_ps();
