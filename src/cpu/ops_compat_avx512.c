@@ -129,6 +129,10 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
     float mx = -INFINITY;
     for (int i = 0; i < n_pos; i++) {
         const uint16_t *kr = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
+        if (i + 8 < n_pos) { /* K rows are kvd apart: prefetch a few positions ahead */
+            const char *pf = (const char *)(k + ((size_t)blocks[(i + 8) / bs] * bs + (i + 8) % bs) * kvd + hoff);
+            for (int l = 0; l < hd * 2; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
+        }
         float s;
         if (kq_gemm) {
             __m512 acc = _mm512_setzero_ps();
