@@ -300,6 +300,87 @@ static rt_status_t fwd_check_batch(const model_ctx_t *c, const kv_cache_t *kv, c
     return RT_OK;
 }
 
+/* ---- per-token (row) phases between matmuls, threaded for big batches ---- */
+
+typedef enum { ROWS_ATTN_NORM, ROWS_ROPE_STORE, ROWS_RESID_FFN_NORM, ROWS_SWIGLU, ROWS_RESID } rows_phase_t;
+
+typedef struct {
+    rows_phase_t phase;
+    model_ctx_t *c;
+    kv_cache_t *kv;
+    const model_batch_t *b;
+    const model_layer_t *L;
+    int layer;
+} rows_job_t;
+
+static void rope_store_row(const rows_job_t *j, int i)
+{
+    model_ctx_t *c = j->c;
+    const model_t *m = c->m;
+    const model_hparams_t *hp = &m->hp;
+    kv_cache_t *kv = j->kv;
+    const model_batch_t *b = j->b;
+    const model_layer_t *L = j->L;
+    const int HD = hp->head_dim, QD = hp->n_head * HD, KVD = hp->n_head_kv * HD;
+    float cs[4096 + 2];
+    float *q = c->q + (size_t)i * QD, *k = c->k + (size_t)i * KVD, *v = c->v + (size_t)i * KVD;
+    if (L->bq) {
+        for (int d = 0; d < QD; d++) q[d] += L->bq[d];
+        for (int d = 0; d < KVD; d++) k[d] += L->bk[d];
+        for (int d = 0; d < KVD; d++) v[d] += L->bv[d];
+    }
+    cpu_rope_table(b->pos[i], hp->rope_dim, hp->rope_base, hp->rope_freq_scale, m->rope_freqs, cs);
+    cpu_rope_apply(q, hp->n_head, HD, hp->rope_dim, hp->rope_neox, cs);
+    cpu_rope_apply(k, hp->n_head_kv, HD, hp->rope_dim, hp->rope_neox, cs);
+    const size_t layer_off = (size_t)j->layer * kv->n_blocks * kv->block_size * KVD;
+    const kv_block_table_t *bt = &b->seq_tables[b->seq[i]];
+    const int p = b->pos[i];
+    const size_t bs = (size_t)kv->block_size, blk = (size_t)bt->blocks[p / kv->block_size];
+    const size_t off = (layer_off + (blk * bs + (size_t)(p % kv->block_size)) * KVD) * kv->elt;
+    /* V is transposed within its block: (kv_dim, block_size) */
+    const size_t voff = layer_off + blk * bs * KVD + (size_t)(p % kv->block_size);
+    if (kv->type == RT_TYPE_F16) {
+        cpu_f32_to_f16_row(k, (uint16_t *)((char *)kv->k + off), KVD);
+        uint16_t *vd = (uint16_t *)kv->v + voff;
+        for (int d = 0; d < KVD; d++) vd[(size_t)d * bs] = rt_fp32_to_fp16(v[d]);
+    } else {
+        memcpy((char *)kv->k + off, k, (size_t)KVD * 4);
+        float *vd = (float *)kv->v + voff;
+        for (int d = 0; d < KVD; d++) vd[(size_t)d * bs] = v[d];
+    }
+}
+
+static void rows_worker(void *arg, int ith, int nth)
+{
+    const rows_job_t *j = arg;
+    model_ctx_t *c = j->c;
+    const model_hparams_t *hp = &c->m->hp;
+    const int E = hp->n_embd, FF = hp->n_ff;
+    int64_t r0, r1;
+    threadpool_split(j->b->n_tokens, ith, nth, 1, &r0, &r1);
+    for (int64_t i = r0; i < r1; i++) {
+        float *x = c->x + (size_t)i * E, *xn = c->xn + (size_t)i * E;
+        switch (j->phase) {
+        case ROWS_ATTN_NORM: cpu_rmsnorm(x, j->L->attn_norm, xn, E, hp->rms_eps); break;
+        case ROWS_ROPE_STORE: rope_store_row(j, (int)i); break;
+        case ROWS_RESID_FFN_NORM:
+            for (int d = 0; d < E; d++) x[d] += xn[d];
+            cpu_rmsnorm(x, j->L->ffn_norm, xn, E, hp->rms_eps);
+            break;
+        case ROWS_SWIGLU: cpu_compat_swiglu(c->g + (size_t)i * FF, c->u + (size_t)i * FF, FF); break;
+        case ROWS_RESID:
+            for (int d = 0; d < E; d++) x[d] += xn[d];
+            break;
+        }
+    }
+}
+
+static void fwd_rows(model_ctx_t *c, rows_job_t *j)
+{
+    if (j->b->n_tokens >= 8) threadpool_run(c->pool, rows_worker, j);
+    else rows_worker(j, 0, 1);
+}
+
 rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b, float *logits)
 {
     rt_status_t st = fwd_check_batch(c, kv, b);
@@ -308,7 +389,6 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
     const model_hparams_t *hp = &m->hp;
     const int T = b->n_tokens, E = hp->n_embd, HD = hp->head_dim;
     const int QD = hp->n_head * HD, KVD = hp->n_head_kv * HD, FF = hp->n_ff;
-    float cs[2 * 4096 / 2 + 2];
 
     /* embeddings */
     for (int i = 0; i < T; i++) {
@@ -319,42 +399,16 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
 
     for (int l = 0; l < hp->n_layer; l++) {
         const model_layer_t *L = &m->layers[l];
-        for (int i = 0; i < T; i++) cpu_rmsnorm(c->x + (size_t)i * E, L->attn_norm, c->xn + (size_t)i * E, E, hp->rms_eps);
+        rows_job_t rj = {ROWS_ATTN_NORM, c, kv, b, L, l};
+        fwd_rows(c, &rj);
         {
             const model_weight_t *w[3] = {&L->wq, &L->wk, &L->wv};
             float *y[3] = {c->q, c->k, c->v};
             int64_t ys[3] = {QD, KVD, KVD};
             fwd_matmul(c, 3, w, c->xn, E, T, y, ys);
         }
-        /* bias, RoPE, store K/V */
-        const size_t layer_off = (size_t)l * kv->n_blocks * kv->block_size * KVD;
-        for (int i = 0; i < T; i++) {
-            float *q = c->q + (size_t)i * QD, *k = c->k + (size_t)i * KVD, *v = c->v + (size_t)i * KVD;
-            if (L->bq) {
-                for (int d = 0; d < QD; d++) q[d] += L->bq[d];
-                for (int d = 0; d < KVD; d++) k[d] += L->bk[d];
-                for (int d = 0; d < KVD; d++) v[d] += L->bv[d];
-            }
-            cpu_rope_table(b->pos[i], hp->rope_dim, hp->rope_base, hp->rope_freq_scale, m->rope_freqs, cs);
-            cpu_rope_apply(q, hp->n_head, HD, hp->rope_dim, hp->rope_neox, cs);
-            cpu_rope_apply(k, hp->n_head_kv, HD, hp->rope_dim, hp->rope_neox, cs);
-            const kv_block_table_t *bt = &b->seq_tables[b->seq[i]];
-            int p = b->pos[i];
-            size_t slot = (size_t)bt->blocks[p / kv->block_size] * kv->block_size + p % kv->block_size;
-            size_t off = (layer_off + slot * KVD) * kv->elt;
-            /* V is transposed within its block: (kv_dim, block_size) */
-            const size_t bs = (size_t)kv->block_size;
-            const size_t voff = layer_off + (size_t)bt->blocks[p / kv->block_size] * bs * KVD + (size_t)(p % kv->block_size);
-            if (kv->type == RT_TYPE_F16) {
-                cpu_f32_to_f16_row(k, (uint16_t *)((char *)kv->k + off), KVD);
-                uint16_t *vd = (uint16_t *)kv->v + voff;
-                for (int d = 0; d < KVD; d++) vd[(size_t)d * bs] = rt_fp32_to_fp16(v[d]);
-            } else {
-                memcpy((char *)kv->k + off, k, (size_t)KVD * 4);
-                float *vd = (float *)kv->v + voff;
-                for (int d = 0; d < KVD; d++) vd[(size_t)d * bs] = v[d];
-            }
-        }
+        rj.phase = ROWS_ROPE_STORE;
+        fwd_rows(c, &rj);
         attn_job_t aj = {c, kv, b, l, 0};
         threadpool_run(c->pool, attn_worker, &aj);
         {
@@ -362,23 +416,25 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
             float *y[1] = {c->xn};
             int64_t ys[1] = {E};
             fwd_matmul(c, 1, w, c->attn, QD, T, y, ys);
-            for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xn[i];
         }
-        for (int i = 0; i < T; i++) cpu_rmsnorm(c->x + (size_t)i * E, L->ffn_norm, c->xn + (size_t)i * E, E, hp->rms_eps);
+        rj.phase = ROWS_RESID_FFN_NORM;
+        fwd_rows(c, &rj);
         {
             const model_weight_t *w[2] = {&L->w_gate, &L->w_up};
             float *y[2] = {c->g, c->u};
             int64_t ys[2] = {FF, FF};
             fwd_matmul(c, 2, w, c->xn, E, T, y, ys);
         }
-        for (int i = 0; i < T; i++) cpu_compat_swiglu(c->g + (size_t)i * FF, c->u + (size_t)i * FF, FF);
+        rj.phase = ROWS_SWIGLU;
+        fwd_rows(c, &rj);
         {
             const model_weight_t *w[1] = {&L->w_down};
             float *y[1] = {c->xn};
             int64_t ys[1] = {E};
             fwd_matmul(c, 1, w, c->g, FF, T, y, ys);
-            for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xn[i];
         }
+        rj.phase = ROWS_RESID;
+        fwd_rows(c, &rj);
     }
 
     /* head: only for the rows that want logits */
