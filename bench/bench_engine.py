@@ -4,7 +4,7 @@
 For each model: memory bandwidth (rotor-stream, triad and read-only), then R
 interleaved repeats of
   rotor:     build/bin/rotor generate --model F --prompt-tokens 512 -n 128
-             --threads T --json --ignore-eos   (numbers it reports itself)
+             --threads T --json --ignore-eos --warmup   (numbers it reports itself)
   llama.cpp: llama-cpp-python, n_threads = n_threads_batch = T, n_batch =
              n_ubatch = 512, n_ctx = 1024; prefill = wall time of one
              llama_decode of a 512-token prompt, decode = wall time per token
@@ -152,7 +152,8 @@ def parse_last_json(text):
 
 def run_rotor(tool, model, threads):
     cmd = [tool, "generate", "--model", model, "--prompt-tokens", str(PROMPT_TOKENS),
-           "-n", str(GEN_TOKENS), "--threads", str(threads), "--json", "--ignore-eos"]
+           "-n", str(GEN_TOKENS), "--threads", str(threads), "--json", "--ignore-eos",
+           "--warmup"]  # in-process warm-up, as llama.cpp gets one (page faults, first-touch buffers)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     if r.returncode != 0:
         raise RuntimeError(f"rotor generate exit {r.returncode}: {r.stderr.strip()[-800:]}")

@@ -346,7 +346,8 @@ rt_status_t gguf_open(const char *path, gguf_ctx_t **out)
         return rt_error_set(RT_ERR_FORMAT, "gguf: truncated file: %s has only %lld bytes", path,
                             (long long)sb.st_size);
     }
-    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    /* populate: fault the whole file in at load, not in the first forward pass */
+    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     int e = errno;
     close(fd);
     if (m == MAP_FAILED) return rt_error_set(RT_ERR_IO, "gguf: cannot mmap %s: %s", path, strerror(e));
