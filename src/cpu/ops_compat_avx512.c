@@ -118,6 +118,28 @@ AI __m512 ld16h(const uint16_t *p, __mmask16 m)
     return _mm512_cvtph_ps(m == 0xFFFF ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(m, p));
 }
 
+
+/* reduce16 (the order of _mm512_reduce_add_ps) of 16 vectors at once: the
+ * same pairwise additions, arranged as a transpose; result lane i is the
+ * sum of a[i]. */
+AI __m512 reduce16x16(const __m512 a[16])
+{
+    __m512 v1[8], v2[4], v3[2];
+    for (int k = 0; k < 8; k++)
+        v1[k] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], 0x44),
+                              _mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], 0xEE));
+    for (int k = 0; k < 4; k++)
+        v2[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v1[2 * k], v1[2 * k + 1], 0x88),
+                              _mm512_shuffle_f32x4(v1[2 * k], v1[2 * k + 1], 0xDD));
+    for (int k = 0; k < 2; k++)
+        v3[k] = _mm512_add_ps(_mm512_shuffle_ps(v2[2 * k], v2[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_ps(v2[2 * k], v2[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(v3[0], v3[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_ps(v3[0], v3[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    /* element 4j + s holds vector j + 4s */
+    const __m512i idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    return _mm512_permutexvar_ps(idx, r);
+}
 void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const uint16_t *v, const int32_t *blocks,
                                        int bs, int kvd, int hoff, int hd, int n_pos, float scale, bool gemm,
                                        float *p, float *out);
@@ -127,7 +149,26 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
 {
     const bool kq_gemm = gemm && hd % 16 == 0;
     float mx = -INFINITY;
-    for (int i = 0; i < n_pos; i++) {
+    int c0 = 0;
+    if (kq_gemm) /* 16 positions at a time, reduced together */
+        for (; c0 + 16 <= n_pos; c0 += 16) {
+            const uint16_t *kr[16];
+            __m512 acc[16];
+            for (int j = 0; j < 16; j++) {
+                const int i = c0 + j;
+                kr[j] = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
+                acc[j] = _mm512_setzero_ps();
+            }
+            for (int l = 0; l < hd; l += 16) {
+                const __m512 qv = _mm512_loadu_ps(q + l);
+                for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(ld16h(kr[j] + l, 0xFFFF), qv, acc[j]);
+            }
+            const __m512 sv = _mm512_mul_ps(reduce16x16(acc), _mm512_set1_ps(scale));
+            _mm512_storeu_ps(p + c0, sv);
+            const float m16 = _mm512_reduce_max_ps(sv);
+            if (m16 > mx) mx = m16;
+        }
+    for (int i = c0; i < n_pos; i++) {
         const uint16_t *kr = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
         if (i + 8 < n_pos) { /* K rows are kvd apart: prefetch a few positions ahead */
             const char *pf = (const char *)(k + ((size_t)blocks[(i + 8) / bs] * bs + (i + 8) % bs) * kvd + hoff);

@@ -34,6 +34,8 @@ PROMPTS = [
     "In physics, the speed of light",
     "Lists in Python can be sorted with",
     "Émile Zola était un écrivain",
+    "In the beginning of the twentieth century, physicists discovered that light behaves both as a wave "
+    "and as a particle, which led to quantum mechanics and a revolution in how we understand matter.",
 ]
 
 
@@ -116,7 +118,7 @@ def test_generated_model_greedy(llama_cpp, name, args, tol, kv_f32):
 
 def test_smollm2_first_step_logits(llama_cpp, smollm2):
     llm = open_llama(smollm2, n_ctx=512)
-    for text in PROMPTS[:4]:
+    for text in PROMPTS[:4] + PROMPTS[-1:]:
         ids = prompt_ids(llm, text)
         ref = llama_logits(llm, ids)
         got = rotor_logits(smollm2, ids, False)
