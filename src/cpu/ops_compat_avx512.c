@@ -168,6 +168,26 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
             const float m16 = _mm512_reduce_max_ps(sv);
             if (m16 > mx) mx = m16;
         }
+    else if (hd % 64 == 0) /* gemv order, no leftovers: 16 positions per reduction too */
+        for (; c0 + 16 <= n_pos; c0 += 16) {
+            __m512 acc[16];
+            for (int j = 0; j < 16; j++) {
+                const int i = c0 + j;
+                const uint16_t *kr = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
+                __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+                for (int l = 0; l < hd; l += 64) {
+                    s0 = _mm512_fmadd_ps(ld16h(kr + l, 0xFFFF), _mm512_loadu_ps(q + l), s0);
+                    s1 = _mm512_fmadd_ps(ld16h(kr + l + 16, 0xFFFF), _mm512_loadu_ps(q + l + 16), s1);
+                    s2 = _mm512_fmadd_ps(ld16h(kr + l + 32, 0xFFFF), _mm512_loadu_ps(q + l + 32), s2);
+                    s3 = _mm512_fmadd_ps(ld16h(kr + l + 48, 0xFFFF), _mm512_loadu_ps(q + l + 48), s3);
+                }
+                acc[j] = _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
+            }
+            const __m512 sv = _mm512_mul_ps(reduce16x16(acc), _mm512_set1_ps(scale));
+            _mm512_storeu_ps(p + c0, sv);
+            const float m16 = _mm512_reduce_max_ps(sv);
+            if (m16 > mx) mx = m16;
+        }
     for (int i = c0; i < n_pos; i++) {
         const uint16_t *kr = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
         if (i + 8 < n_pos) { /* K rows are kvd apart: prefetch a few positions ahead */
