@@ -211,6 +211,27 @@ static void attn_worker(void *arg, int ith, int nth)
     float *vt = kt + (size_t)c->att_cap * HD; /* transposed: (HD, n_pad) */
     float qh[4096];
     const size_t layer_off = (size_t)a->layer * kv->n_blocks * kv->block_size * KVD;
+    if (f16 && kv->block_size % 16 == 0 && cpu_quant_get_isa() == CPU_ISA_AVX512) {
+        /* read the f16 cache in place (same bits as the gather path below);
+         * one task per (sequence, query head) balances GQA models better */
+        const uint16_t *kl = (const uint16_t *)kv->k + layer_off, *vl = (const uint16_t *)kv->v + layer_off;
+        const int n_tasks = b->n_seqs * hp->n_head;
+        for (int task = ith; task < n_tasks; task += nth) {
+            const int s = task / hp->n_head, h = task % hp->n_head, hk = h / group;
+            int n_tok = 0;
+            for (int i = 0; i < b->n_tokens; i++) n_tok += b->seq[i] == s;
+            const kv_block_table_t *bt = &b->seq_tables[s];
+            for (int i = 0; i < b->n_tokens; i++) {
+                if (b->seq[i] != s) continue;
+                const float *q = c->q + (size_t)i * QD + (size_t)h * HD;
+                for (int d = 0; d < HD; d++) qh[d] = rt_fp16_to_fp32(rt_fp32_to_fp16(q[d]));
+                cpu_compat_attn_head_paged_avx512(qh, kl, vl, bt->blocks, kv->block_size, KVD, hk * HD, HD,
+                                                  b->pos[i] + 1, scale, n_tok >= 2, scores,
+                                                  c->attn + (size_t)i * QD + (size_t)h * HD);
+            }
+        }
+        return;
+    }
     int n_tasks = b->n_seqs * hp->n_head_kv;
     for (int task = ith; task < n_tasks; task += nth) {
         int s = task / hp->n_head_kv, hk = task % hp->n_head_kv;
@@ -221,22 +242,6 @@ static void attn_worker(void *arg, int ith, int nth)
                 if (b->pos[i] > max_pos) max_pos = b->pos[i];
             }
         if (max_pos < 0) continue;
-        const kv_block_table_t *bt0 = &b->seq_tables[s];
-        if (f16 && kv->block_size % 16 == 0 && cpu_quant_get_isa() == CPU_ISA_AVX512) {
-            /* read the f16 cache in place, same bits as the gather path */
-            const uint16_t *kl = (const uint16_t *)kv->k + layer_off, *vl = (const uint16_t *)kv->v + layer_off;
-            for (int i = 0; i < b->n_tokens; i++) {
-                if (b->seq[i] != s) continue;
-                for (int h = hk * group; h < (hk + 1) * group; h++) {
-                    const float *q = c->q + (size_t)i * QD + (size_t)h * HD;
-                    for (int d = 0; d < HD; d++) qh[d] = rt_fp16_to_fp32(rt_fp32_to_fp16(q[d]));
-                    cpu_compat_attn_head_paged_avx512(qh, kl, vl, bt0->blocks, kv->block_size, KVD, hk * HD, HD,
-                                                      b->pos[i] + 1, scale, n_tok >= 2, scores,
-                                                      c->attn + (size_t)i * QD + (size_t)h * HD);
-                }
-            }
-            continue;
-        }
         const int n_pad = (max_pos + 1 + 63) & ~63;
         /* gather this kv head's K (rows) and V (transposed) as f32 */
         const kv_block_table_t *bt = &b->seq_tables[s];
