@@ -29,6 +29,7 @@ typedef struct {
     int threads;
     bool json, ignore_eos, chat, no_special, echo, warmup;
     const char *kv_type;
+    const char *chat_template; /* family name overriding the GGUF's template */
     const char *logits_out;
     const char *stops[GEN_MAX_STOPS];
     int n_stops;
@@ -54,6 +55,7 @@ static void gen_usage(FILE *f)
             "  --stop STR               stop string (repeatable)\n"
             "  --threads N              CPU threads (default: all cores)\n"
             "  --chat                   render the prompt as a user message with the chat template\n"
+            "  --chat-template NAME     chatml, llama3, llama2, mistral: override the GGUF's template\n"
             "  --ignore-eos             keep generating past end-of-generation tokens\n"
             "  --kv-type f16|f32        KV cache element type (default f16)\n"
             "  --logits-out FILE        write the first step's logits (f32, n_vocab) to FILE\n"
@@ -65,7 +67,7 @@ static void gen_usage(FILE *f)
 static int parse_opts(int argc, char **argv, gen_opts_t *o)
 {
     enum { O_TEMP = 256, O_TOPK, O_TOPP, O_MINP, O_REP, O_FREQ, O_PRES, O_LASTN, O_SEED, O_STOP, O_THREADS,
-           O_JSON, O_IGN, O_CHAT, O_KV, O_LOGITS, O_TOKENS, O_PTOK, O_WARM, O_HELP };
+           O_JSON, O_IGN, O_CHAT, O_KV, O_LOGITS, O_TOKENS, O_PTOK, O_WARM, O_TMPL, O_HELP };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},   {"prompt", required_argument, 0, 'p'},
         {"n-predict", required_argument, 0, 'n'}, {"temp", required_argument, 0, O_TEMP},
@@ -79,7 +81,7 @@ static int parse_opts(int argc, char **argv, gen_opts_t *o)
         {"chat", no_argument, 0, O_CHAT}, {"kv-type", required_argument, 0, O_KV},
         {"logits-out", required_argument, 0, O_LOGITS}, {"tokens", required_argument, 0, O_TOKENS},
         {"prompt-tokens", required_argument, 0, O_PTOK}, {"help", no_argument, 0, O_HELP},
-        {"warmup", no_argument, 0, O_WARM},
+        {"warmup", no_argument, 0, O_WARM}, {"chat-template", required_argument, 0, O_TMPL},
         {0, 0, 0, 0}};
     o->n_predict = 32;
     o->kv_type = "f16";
@@ -118,6 +120,7 @@ static int parse_opts(int argc, char **argv, gen_opts_t *o)
         case O_TOKENS: o->tokens = optarg; break;
         case O_PTOK: o->prompt_tokens = atoi(optarg); break;
         case O_WARM: o->warmup = true; break;
+        case O_TMPL: o->chat_template = optarg; break;
         case O_HELP: gen_usage(stdout); exit(0);
         default: gen_usage(stderr); return -1;
         }
@@ -181,9 +184,20 @@ static rt_status_t build_prompt(const model_t *m, const gen_opts_t *o, int32_t *
     const char *text = o->prompt;
     char *rendered = NULL;
     if (o->chat) {
-        const char *jinja = gguf_get_str(model_gguf(m), "tokenizer.chat_template", "");
-        chat_tmpl_t t = chat_template_detect(jinja);
-        if (t == CHAT_TMPL_UNKNOWN) t = CHAT_TMPL_CHATML;
+        chat_tmpl_t t;
+        if (o->chat_template) {
+            t = chat_template_from_name(o->chat_template);
+            if (t == CHAT_TMPL_UNKNOWN)
+                return rt_error_set(RT_ERR_INVALID, "--chat-template: unknown template '%s'", o->chat_template);
+        } else {
+            const char *jinja = gguf_get_str(model_gguf(m), "tokenizer.chat_template", "");
+            t = chat_template_detect(jinja);
+            if (t == CHAT_TMPL_UNKNOWN) {
+                RT_LOG_WARN("the model's chat template is not one rotor knows; using ChatML "
+                            "(--chat-template or [model] chat_template overrides)");
+                t = CHAT_TMPL_CHATML;
+            }
+        }
         chat_msg_t msg = {"user", o->prompt};
         const char *bos = tok_bos(v) >= 0 ? tok_text(v, tok_bos(v)) : "";
         const char *eos = tok_eos(v) >= 0 ? tok_text(v, tok_eos(v)) : "";

@@ -21,6 +21,14 @@ GEN_MODELS = [
     ("tiny-q8_0-bpe", ["--type", "q8_0", "--tokenizer", "bpe", "--seed", "3"], 2e-2, False),
     ("tiny-q4_1-spm", ["--type", "q4_1", "--tokenizer", "spm", "--seed", "4"], 2e-2, False),
     ("tiny-qwen2-f32", ["--type", "f32", "--tokenizer", "bpe", "--arch", "qwen2", "--seed", "5"], 1e-4, True),
+    ("tiny-bf16-bpe", ["--type", "bf16", "--tokenizer", "bpe", "--seed", "6"], 2e-2, False),
+    ("tiny-q4_0-spm", ["--type", "q4_0", "--tokenizer", "spm", "--seed", "7"], 2e-2, False),
+    # K-quants need rows of 256: a wider model
+    ("small-q4_k-spm", ["--type", "q4_k", "--tokenizer", "spm", "--n-embd", "256", "--n-ff", "512",
+                        "--seed", "8"], 2e-2, False),
+    ("small-q6_k-bpe", ["--type", "q6_k", "--tokenizer", "bpe", "--n-embd", "256", "--n-ff", "512",
+                        "--seed", "9"], 2e-2, False),
+    ("tiny-tied-f32", ["--type", "f32", "--tokenizer", "spm", "--tied-embeddings", "--seed", "10"], 1e-4, True),
 ]
 
 PROMPTS = [
