@@ -68,6 +68,32 @@ AI float dot_gemv(const float *a, const float *b, int n)
     return (float)sum;
 }
 
+
+/* In place over p[0..n_pos): exp(p - mx) in 16-lane groups whose sums are
+ * added in double, times (float)(1/sum), optionally rounded to f16 (ggml's
+ * soft_max then the f16 conversion for the V product). Zero-fills up to
+ * the next multiple of 16, which it returns. */
+AI int softmax16(float *p, int n_pos, float mx, bool round_f16)
+{
+    double sum = 0.0;
+    const int n16 = (n_pos + 15) & ~15;
+    const __m512 vmx = _mm512_set1_ps(mx);
+    for (int i = 0; i < n16; i += 16) {
+        const __mmask16 live = n_pos - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - i)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(live, p + i);
+        const __m512 e = _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(x, vmx)));
+        _mm512_storeu_ps(p + i, e);
+        sum += (double)_mm512_reduce_add_ps(e);
+    }
+    const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+    for (int i = 0; i < n16; i += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(p + i), inv);
+        if (round_f16) v = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm512_storeu_ps(p + i, v);
+    }
+    return n16;
+}
+
 void cpu_compat_attn_head_avx512(const float *q, const float *kt, const float *vt, int hd, int n_pos,
                                  int n_pad, float scale, bool gemm, bool kq_gemv_always, bool round_p_f16,
                                  float *p, float *out);
@@ -82,22 +108,7 @@ void cpu_compat_attn_head_avx512(const float *q, const float *kt, const float *v
         p[i] = s;
         if (s > mx) mx = s;
     }
-    double sum = 0.0;
-    const int n16 = (n_pos + 15) & ~15;
-    const __m512 vmx = _mm512_set1_ps(mx);
-    for (int i = 0; i < n16; i += 16) {
-        const __mmask16 live = n_pos - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - i)) - 1);
-        const __m512 x = _mm512_maskz_loadu_ps(live, p + i);
-        const __m512 e = _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(x, vmx)));
-        _mm512_storeu_ps(p + i, e);
-        sum += (double)_mm512_reduce_add_ps(e);
-    }
-    const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
-    for (int i = 0; i < n16; i += 16) {
-        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(p + i), inv);
-        if (round_p_f16) v = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        _mm512_storeu_ps(p + i, v);
-    }
+    const int n16 = softmax16(p, n_pos, mx, round_p_f16);
     for (int i = n16; i < n_pad; i++) p[i] = 0.0f;
     for (int d = 0; d < hd; d++) {
         const float *v = vt + (size_t)d * n_pad;
@@ -118,6 +129,21 @@ AI __m512 ld16h(const uint16_t *p, __mmask16 m)
     return _mm512_cvtph_ps(m == 0xFFFF ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(m, p));
 }
 
+
+/* ggml_vec_dot_f16's four 16-lane chains over 64-element steps of np
+ * elements (np % 64 == 0), combined (s0+s2)+(s1+s3) as its reduce does
+ * before the final horizontal sum. */
+AI __m512 gemv4h(const uint16_t *a, const float *b, int np)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int l = 0; l < np; l += 64) {
+        s0 = _mm512_fmadd_ps(ld16h(a + l, 0xFFFF), _mm512_loadu_ps(b + l), s0);
+        s1 = _mm512_fmadd_ps(ld16h(a + l + 16, 0xFFFF), _mm512_loadu_ps(b + l + 16), s1);
+        s2 = _mm512_fmadd_ps(ld16h(a + l + 32, 0xFFFF), _mm512_loadu_ps(b + l + 32), s2);
+        s3 = _mm512_fmadd_ps(ld16h(a + l + 48, 0xFFFF), _mm512_loadu_ps(b + l + 48), s3);
+    }
+    return _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
+}
 
 /* reduce16 (the order of _mm512_reduce_add_ps) of 16 vectors at once: the
  * same pairwise additions, arranged as a transpose; result lane i is the
@@ -173,15 +199,7 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
             __m512 acc[16];
             for (int j = 0; j < 16; j++) {
                 const int i = c0 + j;
-                const uint16_t *kr = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
-                __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-                for (int l = 0; l < hd; l += 64) {
-                    s0 = _mm512_fmadd_ps(ld16h(kr + l, 0xFFFF), _mm512_loadu_ps(q + l), s0);
-                    s1 = _mm512_fmadd_ps(ld16h(kr + l + 16, 0xFFFF), _mm512_loadu_ps(q + l + 16), s1);
-                    s2 = _mm512_fmadd_ps(ld16h(kr + l + 32, 0xFFFF), _mm512_loadu_ps(q + l + 32), s2);
-                    s3 = _mm512_fmadd_ps(ld16h(kr + l + 48, 0xFFFF), _mm512_loadu_ps(q + l + 48), s3);
-                }
-                acc[j] = _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
+                acc[j] = gemv4h(k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff, q, hd);
             }
             const __m512 sv = _mm512_mul_ps(reduce16x16(acc), _mm512_set1_ps(scale));
             _mm512_storeu_ps(p + c0, sv);
@@ -200,40 +218,15 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
             for (int l = 0; l < hd; l += 16) acc = _mm512_fmadd_ps(ld16h(kr + l, 0xFFFF), _mm512_loadu_ps(q + l), acc);
             s = _mm512_reduce_add_ps(acc);
         } else {
-            __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-            const int np = hd & ~63;
-            for (int l = 0; l < np; l += 64) {
-                s0 = _mm512_fmadd_ps(ld16h(kr + l, 0xFFFF), _mm512_loadu_ps(q + l), s0);
-                s1 = _mm512_fmadd_ps(ld16h(kr + l + 16, 0xFFFF), _mm512_loadu_ps(q + l + 16), s1);
-                s2 = _mm512_fmadd_ps(ld16h(kr + l + 32, 0xFFFF), _mm512_loadu_ps(q + l + 32), s2);
-                s3 = _mm512_fmadd_ps(ld16h(kr + l + 48, 0xFFFF), _mm512_loadu_ps(q + l + 48), s3);
-            }
-            s0 = _mm512_add_ps(s0, s2);
-            s1 = _mm512_add_ps(s1, s3);
-            s0 = _mm512_add_ps(s0, s1);
-            double sum = _mm512_reduce_add_ps(s0);
-            for (int l = np; l < hd; l++) sum += (double)(_cvtsh_ss(kr[l]) * q[l]);
+            double sum = _mm512_reduce_add_ps(gemv4h(kr, q, hd & ~63));
+            for (int l = hd & ~63; l < hd; l++) sum += (double)(_cvtsh_ss(kr[l]) * q[l]);
             s = (float)sum;
         }
         s *= scale;
         p[i] = s;
         if (s > mx) mx = s;
     }
-    double sum = 0.0;
-    const int n16 = (n_pos + 15) & ~15;
-    const __m512 vmx = _mm512_set1_ps(mx);
-    for (int i = 0; i < n16; i += 16) {
-        const __mmask16 live = n_pos - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - i)) - 1);
-        const __m512 x = _mm512_maskz_loadu_ps(live, p + i);
-        const __m512 e = _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(x, vmx)));
-        _mm512_storeu_ps(p + i, e);
-        sum += (double)_mm512_reduce_add_ps(e);
-    }
-    const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
-    for (int i = 0; i < n16; i += 16) {
-        const __m512 r = _mm512_mul_ps(_mm512_loadu_ps(p + i), inv);
-        _mm512_storeu_ps(p + i, _mm512_cvtph_ps(_mm512_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
-    }
+    softmax16(p, n_pos, mx, true);
     const int n_pad = (n_pos + 63) & ~63;
     int d0 = 0;
     if (gemm) {
