@@ -121,26 +121,27 @@ AI void q8_0_body(int64_t n, const void *w, size_t ws, const int NW, const void 
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_0 *a[4];
         for (int i = 0; i < 4; i++) a[i] = WROW(block_q8_0, i < NW ? i : NW - 1) + b;
+        if ((b & 1) == 0) /* rows stream from DRAM for big matrices: fetch ahead */
+            for (int i = 0; i < NW; i++) _mm_prefetch((const char *)a[i] + 768, _MM_HINT_T0);
         for (int i = 0; i < NW; i++) _mm_prefetch((const char *)(a[i] + 12), _MM_HINT_T0);
         const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16((short)a[0]->d, (short)a[1]->d, (short)a[2]->d,
                                                       (short)a[3]->d, 0, 0, 0, 0));
-        __m512i ax[2];
-        __mmask64 neg[2];
-        for (int i = 0; i < NP; i++) {
-            const __m512i qx = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[2 * i]->qs)),
-                _mm256_loadu_si256((const __m256i *)a[2 * i + 1]->qs), 1);
-            ax[i] = _mm512_abs_epi8(qx);
-            neg[i] = _mm512_movepi8_mask(qx);
-        }
+        /* x + 128 is unsigned: dpbusd(-128 * sum4(y), x ^ 0x80, y) gives the
+         * same exact integer lane sums as sum4(x * y) */
+        __m512i xu[2];
+        for (int i = 0; i < NP; i++)
+            xu[i] = _mm512_xor_si512(
+                _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[2 * i]->qs)),
+                                   _mm256_loadu_si256((const __m256i *)a[2 * i + 1]->qs), 1),
+                _mm512_set1_epi8((char)0x80));
         for (int k = 0; k < NR; k++) {
             const block_q8_0 *y = XROW(block_q8_0, k) + b;
             const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)y->qs));
+            const __m512i base = _mm512_sub_epi32(
+                _mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), qy));
             const __m512 dd = _mm512_castps128_ps512(_mm_mul_ps(dw, _mm_set1_ps(h2f(y->d))));
             for (int i = 0; i < NP; i++) {
-                /* sign(y, x): negate y where x < 0 (x == 0 gives 0 via |x|) */
-                const __m512i sy = _mm512_mask_sub_epi8(qy, neg[i], _mm512_setzero_si512(), qy);
-                const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ax[i], sy));
+                const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, xu[i], qy));
                 acc[i][k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(sel[i], dd), q, acc[i][k]);
             }
         }

@@ -86,6 +86,20 @@ def llama_greedy(llm, ids, n):
     return out
 
 
+def assert_same_choice(got, ref, what):
+    """Same argmax, unless llama.cpp's own top two are closer than the two
+    sides differ (random models have near-flat logits, and llama.cpp runs
+    other algorithms for some types in prefill, e.g. repacked Q4_K): then
+    rotor's choice must be within that difference of llama.cpp's best."""
+    a, b = int(np.argmax(got)), int(np.argmax(ref))
+    top = np.sort(ref)[::-1]
+    diff = float(np.abs(got - ref).max())
+    if top[0] - top[1] > 2 * diff:
+        assert a == b, f"{what}: argmax {a} != llama.cpp's {b}"
+    else:
+        assert ref[a] >= top[0] - 2 * diff, f"{what}: rotor's token {a} is not a near-tie of llama.cpp's {b}"
+
+
 def rel_err(a, b):
     return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b.astype(np.float64)))
 
@@ -109,7 +123,7 @@ def test_generated_model_first_step_logits(llama_cpp, name, args, tol, kv_f32):
         err = rel_err(got, ref)
         assert err < tol, f"{name} len {length}: relative error {err:.3g} >= {tol}"
         if tol > 1e-4:
-            assert int(np.argmax(got)) == int(np.argmax(ref)), f"{name} len {length}: argmax differs"
+            assert_same_choice(got, ref, f"{name} len {length}")
 
 
 @pytest.mark.parametrize("name,args,tol,kv_f32", GEN_MODELS[:1], ids=[GEN_MODELS[0][0]])
