@@ -14,7 +14,8 @@ static const cfg_key_t cfg_key_table[] = {
      "Context length in tokens; 0 = the model's own (capped at 8192 to bound KV memory)."},
     {"model:chat_template", CFG_STRING, "", 1, 0,
      "Chat template family overriding the GGUF's tokenizer.chat_template: chatml, llama3, "
-     "llama2, mistral. Empty = detect from the file."},
+     "llama2, llama2-sys-bos, llama2-sys-strip, mistral, mistral-v1, mistral-v3, "
+     "mistral-v3-tekken. Empty = detect from the file."},
     {"sampling:temperature", CFG_FLOAT, "1.0", 0, 10, "Default sampling temperature; 0 = greedy."},
     {"sampling:top_k", CFG_INT, "0", 0, 1000000, "Default top-k; 0 = off."},
     {"sampling:top_p", CFG_FLOAT, "1.0", 0, 1, "Default top-p (nucleus); 1 = off."},
