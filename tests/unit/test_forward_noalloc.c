@@ -1,0 +1,109 @@
+/* test_forward_noalloc.c - a decode step (and a prefill chunk) of
+ * model_forward allocates no memory: malloc and friends are counted by
+ * wrappers defined in this binary (they interpose on glibc's). Not under
+ * AddressSanitizer, which owns malloc itself. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <libgen.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rotor/model.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define NOALLOC_COUNTING 0
+#else
+#define NOALLOC_COUNTING 1
+static _Atomic long g_allocs;
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+void *malloc(size_t n) { atomic_fetch_add(&g_allocs, 1); return __libc_malloc(n); }
+void *calloc(size_t a, size_t b) { atomic_fetch_add(&g_allocs, 1); return __libc_calloc(a, b); }
+void *realloc(void *p, size_t n) { atomic_fetch_add(&g_allocs, 1); return __libc_realloc(p, n); }
+void *aligned_alloc(size_t al, size_t n) { atomic_fetch_add(&g_allocs, 1); return __libc_memalign(al, n); }
+int posix_memalign(void **p, size_t al, size_t n)
+{
+    atomic_fetch_add(&g_allocs, 1);
+    *p = __libc_memalign(al, n);
+    return *p ? 0 : 12;
+}
+#endif
+
+static char model_path[512];
+
+static int setup(void **state)
+{
+    (void)state;
+    char exe[512], cmd[1400];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = '\0';
+    snprintf(model_path, sizeof model_path, "/tmp/rotor-test-noalloc-%d.gguf", (int)getpid());
+    snprintf(cmd, sizeof cmd, "%s/../bin/rotor-model gen --out %s --type q4_1 --tokenizer bpe --seed 4 >/dev/null",
+             dirname(exe), model_path);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    unlink(model_path);
+    return 0;
+}
+
+static void test_forward_allocates_nothing(void **state)
+{
+    (void)state;
+    if (!NOALLOC_COUNTING) skip();
+    model_t *m = NULL;
+    kv_cache_t *kv = NULL;
+    model_ctx_t *c = NULL;
+    assert_int_equal(model_load(model_path, &m), RT_OK);
+    assert_int_equal(kv_cache_create(m, 8, 16, RT_TYPE_F16, &kv), RT_OK);
+#if NOALLOC_COUNTING
+    const long at_create = atomic_load(&g_allocs);
+#endif
+    assert_int_equal(model_ctx_create(m, 32, 2, &c), RT_OK);
+#if NOALLOC_COUNTING
+    assert_true(atomic_load(&g_allocs) > at_create); /* the counter does see the library's allocations */
+#endif
+    float *logits = malloc(sizeof(float) * model_hparams(m)->n_vocab);
+    const int32_t blocks[8] = {3, 1, 4, 0, 5, 2, 7, 6};
+    kv_block_table_t t = {blocks, 8};
+    int32_t tok[32], pos[32], seq[32] = {0};
+    uint8_t want[32] = {0};
+    for (int i = 0; i < 32; i++) tok[i] = 10 + 7 * i, pos[i] = i;
+    want[31] = 1;
+    model_batch_t pre = {32, tok, pos, seq, want, &t, 1};
+    assert_int_equal(model_forward(c, kv, &pre, logits), RT_OK); /* warm-up: first-touch only */
+#if NOALLOC_COUNTING
+    const long before = atomic_load(&g_allocs);
+    assert_int_equal(model_forward(c, kv, &pre, logits), RT_OK); /* a prefill chunk */
+    for (int step = 0; step < 40; step++) {                   /* decode steps */
+        int32_t tk = 5 + step, p = 32 + step, s = 0;
+        uint8_t w = 1;
+        model_batch_t dec = {1, &tk, &p, &s, &w, &t, 1};
+        assert_int_equal(model_forward(c, kv, &dec, logits), RT_OK);
+    }
+    assert_int_equal(atomic_load(&g_allocs) - before, 0);
+#endif
+    free(logits);
+    model_ctx_destroy(c);
+    kv_cache_destroy(kv);
+    model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_forward_allocates_nothing)};
+    return cmocka_run_group_tests_name("forward-noalloc", tests, setup, teardown);
+}
