@@ -1,0 +1,126 @@
+/*
+ * engine.h - one worker's inference engine: requests in (token ids, sampling
+ * parameters, an id), events out (tokens, finish with reason, errors), a step
+ * function driven by the worker's loop, cancellation at any point.
+ *
+ * Scheduling is vLLM's: continuous batching (requests join and leave between
+ * steps), decodes scheduled first, then chunked prefill under a token budget
+ * per step (max_num_batched_tokens), at most max_num_seqs running, preemption
+ * by recompute when the KV pool is full. The KV cache is paged (block_size
+ * tokens per block) with prefix caching: full blocks are identified by chained
+ * xxh3 hashes (include/rotor/block_pool.h) and reused across requests; every
+ * block stored or removed is published as a KV event.
+ *
+ * Backends sit behind engine_backend_ops_t (cpu now; cuda and sim later) and
+ * only run forward passes over a model_batch_t; everything else (scheduling,
+ * blocks, sampling, stop conditions) is backend-independent.
+ *
+ * Ownership: the engine copies requests (prompt, stop lists); events and
+ * stats are written into caller buffers. Nothing is allocated per step.
+ */
+#ifndef ROTOR_ENGINE_H
+#define ROTOR_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rotor/block_pool.h"
+#include "rotor/model.h"
+#include "rotor/sampler.h"
+#include "rotor/status.h"
+
+typedef struct engine engine_t;
+
+typedef struct {
+    const char *backend;        /* "cpu" */
+    const char *model_path;
+    int threads;                /* 0 = all cores */
+    int block_size;             /* tokens per KV block (default 16) */
+    int64_t kv_blocks;          /* pool size in blocks; 0 = from kv_bytes */
+    int64_t kv_bytes;           /* pool size in bytes when kv_blocks is 0 */
+    int max_num_seqs;           /* running sequences (default 64) */
+    int max_num_batched_tokens; /* tokens per step (default 512) */
+    int max_model_len;          /* prompt + output tokens per request; 0 = model's */
+    rt_type_t kv_type;          /* RT_TYPE_F16 (default) or RT_TYPE_F32 */
+} engine_config_t;
+
+engine_config_t engine_config_default(void);
+
+typedef struct {
+    uint64_t id;                /* caller's id, unique among live requests */
+    const int32_t *prompt;      /* (n_prompt) copied */
+    size_t n_prompt;
+    sampler_params_t sampling;
+    int max_tokens;
+    bool ignore_eos;
+    const int32_t *stop_tokens; /* (n_stop_tokens) extra stop ids, copied */
+    size_t n_stop_tokens;
+} engine_request_t;
+
+typedef enum { ENGINE_EV_TOKEN = 1, ENGINE_EV_FINISH, ENGINE_EV_ERROR } engine_event_kind_t;
+
+typedef enum {
+    ENGINE_FINISH_NONE = 0,
+    ENGINE_FINISH_STOP,      /* end-of-generation or stop token */
+    ENGINE_FINISH_LENGTH,    /* max_tokens or max_model_len */
+    ENGINE_FINISH_CANCELLED, /* engine_cancel */
+    ENGINE_FINISH_ERROR,
+} engine_finish_t;
+
+typedef struct {
+    engine_event_kind_t kind;
+    uint64_t request_id;
+    int32_t token;            /* TOKEN */
+    float logprob;            /* TOKEN: log-softmax of the chosen token */
+    engine_finish_t finish;   /* FINISH */
+    int n_prompt;             /* FINISH: prompt tokens */
+    int n_cached;             /* FINISH: prompt tokens served from the prefix cache */
+    int n_generated;          /* FINISH */
+    rt_status_t status;       /* ERROR */
+} engine_event_t;
+
+typedef struct {
+    int n_seqs;               /* sequences in this step's batch */
+    int n_prefill_tokens;
+    int n_decode_tokens;
+    int n_running, n_waiting, n_preempted_total;
+    int blocks_total, blocks_used, blocks_cached, blocks_free;
+    double step_s;
+} engine_step_stats_t;
+
+/* Backend ops table: designated initializers in a static registry. */
+typedef struct {
+    const char *name;
+    /* load the model and a KV pool sized by cfg (kv_blocks, else kv_bytes);
+     * reports the pool's block count, the vocabulary size and tokenizer */
+    rt_status_t (*create)(const engine_config_t *cfg, void **state, int *n_blocks, int *n_vocab,
+                          const tok_vocab_t **vocab, int *n_ctx);
+    void (*destroy)(void *state);
+    /* run one batch; logits of flagged tokens in batch order */
+    rt_status_t (*forward)(void *state, const model_batch_t *batch, float *logits);
+} engine_backend_ops_t;
+
+/* The registered backend called name, or NULL. */
+const engine_backend_ops_t *engine_backend_find(const char *name);
+
+rt_status_t engine_create(const engine_config_t *cfg, engine_t **out);
+void engine_destroy(engine_t *e);
+
+/* Queue a request. RT_ERR_INVALID for bad ones (empty prompt, bad ids, a
+ * prompt longer than max_model_len), RT_ERR_FULL when the queue is full. */
+rt_status_t engine_add_request(engine_t *e, const engine_request_t *r);
+/* Cancel a waiting or running request; its FINISH (CANCELLED) comes with the
+ * next step. RT_ERR_NOT_FOUND if unknown. */
+rt_status_t engine_cancel(engine_t *e, uint64_t id);
+/* Run one scheduling step and forward pass. Writes up to cap events; cap must
+ * be at least 2 * max_num_seqs (a token and a finish per sequence). */
+rt_status_t engine_step(engine_t *e, engine_event_t *events, size_t cap, size_t *n_events,
+                        engine_step_stats_t *stats);
+/* True while requests are waiting or running. */
+bool engine_has_work(const engine_t *e);
+/* KV events (blocks stored in / removed from the prefix cache) since the last
+ * drain, oldest first; see block_pool.h. */
+size_t engine_kv_events_drain(engine_t *e, bp_event_t *out, size_t max);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * backend_cpu.c - the engine's CPU backend: the model runtime of src/model
+ * (weights from the GGUF mapping, paged KV cache in host memory, the batched
+ * forward pass on the thread pool).
+ */
+#include <stdlib.h>
+
+#include "rotor/engine.h"
+
+typedef struct {
+    model_t *model;
+    kv_cache_t *kv;
+    model_ctx_t *ctx;
+} cpu_backend_t;
+
+static void cpu_destroy(void *state)
+{
+    cpu_backend_t *b = state;
+    if (!b) return;
+    model_ctx_destroy(b->ctx);
+    kv_cache_destroy(b->kv);
+    model_free(b->model);
+    free(b);
+}
+
+static rt_status_t cpu_create(const engine_config_t *cfg, void **state, int *n_blocks, int *n_vocab,
+                              const tok_vocab_t **vocab, int *n_ctx)
+{
+    rt_status_t st;
+    cpu_backend_t *b = calloc(1, sizeof *b);
+    if (!b) return rt_error_set(RT_ERR_NOMEM, "engine cpu: out of memory");
+    if ((st = model_load(cfg->model_path, &b->model))) goto err;
+    const model_hparams_t *hp = model_hparams(b->model);
+    int64_t nb = cfg->kv_blocks;
+    if (nb <= 0) {
+        /* K and V, every layer, one block of f16/f32 values */
+        const int64_t elt = cfg->kv_type == RT_TYPE_F32 ? 4 : 2;
+        const int64_t per_block = 2 * (int64_t)hp->n_layer * cfg->block_size * hp->n_head_kv * hp->head_dim * elt;
+        nb = cfg->kv_bytes / per_block;
+    }
+    if (nb < 1 || nb > (1 << 24)) {
+        st = rt_error_set(RT_ERR_RANGE, "engine cpu: KV pool of %lld blocks (from kv_blocks/kv_bytes) is not usable",
+                          (long long)nb);
+        goto err;
+    }
+    if ((st = kv_cache_create(b->model, (int)nb, cfg->block_size, cfg->kv_type, &b->kv))) goto err;
+    if ((st = model_ctx_create(b->model, cfg->max_num_batched_tokens, cfg->threads, &b->ctx))) goto err;
+    *n_blocks = (int)nb;
+    *n_vocab = hp->n_vocab;
+    *vocab = model_vocab(b->model);
+    *n_ctx = hp->n_ctx_train;
+    *state = b;
+    return RT_OK;
+err:
+    cpu_destroy(b);
+    return st;
+}
+
+static rt_status_t cpu_forward(void *state, const model_batch_t *batch, float *logits)
+{
+    cpu_backend_t *b = state;
+    return model_forward(b->ctx, b->kv, batch, logits);
+}
+
+const engine_backend_ops_t engine_backend_cpu = {
+    .name = "cpu",
+    .create = cpu_create,
+    .destroy = cpu_destroy,
+    .forward = cpu_forward,
+};

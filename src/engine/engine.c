@@ -1,0 +1,494 @@
+/*
+ * engine.c - the scheduler of one worker's engine (see engine.h): a request
+ * table, a waiting queue and a running list; each step schedules decodes
+ * first, then chunked prefills under the token budget, builds one
+ * model_batch_t over the paged KV pool, runs the backend, samples, commits
+ * full blocks to the prefix cache and emits events. Preemption by recompute
+ * when the pool cannot hold a running sequence's next token.
+ *
+ * Memory: request slots (prompt+output token arrays, block tables, samplers)
+ * are allocated when a request is added and freed when it finishes; the
+ * per-step buffers (batch arrays, logits) are allocated once at create.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rotor/block_pool.h"
+#include "rotor/engine.h"
+
+extern const engine_backend_ops_t engine_backend_cpu;
+
+static const engine_backend_ops_t *const engine_backends[] = {&engine_backend_cpu};
+
+const engine_backend_ops_t *engine_backend_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof engine_backends / sizeof *engine_backends; i++)
+        if (strcmp(engine_backends[i]->name, name ? name : "cpu") == 0) return engine_backends[i];
+    return NULL;
+}
+
+engine_config_t engine_config_default(void)
+{
+    engine_config_t c = {.backend = "cpu", .threads = 0, .block_size = 16, .kv_blocks = 0,
+                         .kv_bytes = 256ll << 20, .max_num_seqs = 64, .max_num_batched_tokens = 512,
+                         .max_model_len = 0, .kv_type = RT_TYPE_F16};
+    return c;
+}
+
+typedef enum { SEQ_FREE = 0, SEQ_WAITING, SEQ_RUNNING } seq_state_t;
+
+typedef struct {
+    seq_state_t state;
+    uint64_t id;
+    int32_t *tokens;       /* (n_prompt + max_tokens) prompt then output, owned */
+    int n_prompt, n_tokens, max_tokens;
+    int n_computed;        /* tokens whose KV is in the cache */
+    int n_cached;          /* prompt tokens that came from the prefix cache */
+    int32_t *blocks;       /* (max_blocks) block table, owned */
+    int n_blocks, max_blocks;
+    int n_committed;       /* leading full blocks already in the prefix cache */
+    uint64_t *seq_hashes;  /* (max_blocks) chained hashes of the full blocks, owned */
+    uint64_t *blk_hashes;  /* (max_blocks) owned */
+    sampler_t *sampler;    /* owned */
+    bool ignore_eos, cancelled;
+    int32_t *stop_tokens;  /* owned */
+    int n_stop_tokens;
+    uint64_t admit_order;  /* for preemption: the newest running goes first */
+} seq_t;
+
+struct engine {
+    engine_config_t cfg;
+    const engine_backend_ops_t *ops;
+    void *backend;
+    const tok_vocab_t *vocab;
+    int n_vocab, n_blocks, max_model_len;
+    bp_pool_t *pool;
+    seq_t *seqs;           /* (max_slots) */
+    int max_slots;
+    int *waiting;          /* (max_slots) FIFO of slot indices */
+    int n_waiting;
+    int *running;          /* (max_num_seqs) slot indices */
+    int n_running;
+    uint64_t admit_counter;
+    int n_preempted;
+    /* per-step buffers, (max_num_batched_tokens) */
+    int32_t *b_tokens, *b_pos, *b_seq;
+    uint8_t *b_logits;
+    kv_block_table_t *b_tables; /* (max_num_seqs) */
+    int *b_slot;                /* (max_num_seqs) slot of batch sequence i */
+    int *b_count;               /* (max_num_seqs) tokens of batch sequence i */
+    int *order;                 /* (max_slots) scratch copy of running */
+    uint8_t *scheduled;         /* (max_slots) scheduled in this step */
+    float *logits;              /* (max_num_seqs, n_vocab) */
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void seq_free(seq_t *s)
+{
+    free(s->tokens);
+    free(s->blocks);
+    free(s->seq_hashes);
+    free(s->blk_hashes);
+    free(s->stop_tokens);
+    sampler_destroy(s->sampler);
+    memset(s, 0, sizeof *s);
+}
+
+/* give back every block of s (prefix-cached ones stay cached) */
+static void seq_release_blocks(engine_t *e, seq_t *s)
+{
+    if (s->n_blocks && bp_release(e->pool, s->blocks, (size_t)s->n_blocks) != RT_OK)
+        abort(); /* a block table holding a reference we do not own: broken invariant */
+    s->n_blocks = 0;
+    s->n_committed = 0;
+    s->n_computed = 0;
+}
+
+static bool is_stop_token(const engine_t *e, const seq_t *s, int32_t t)
+{
+    if (!s->ignore_eos && tok_is_eog(e->vocab, t)) return true;
+    for (int i = 0; i < s->n_stop_tokens; i++)
+        if (s->stop_tokens[i] == t) return true;
+    return false;
+}
+
+/* hash the full blocks of s's tokens [0, n_computed) not yet committed and
+ * put them in the prefix cache */
+static void seq_commit_blocks(engine_t *e, seq_t *s)
+{
+    const int B = e->cfg.block_size;
+    const int full = s->n_computed / B;
+    while (s->n_committed < full) {
+        const int j = s->n_committed;
+        const uint64_t parent = j ? s->seq_hashes[j - 1] : 0;
+        s->blk_hashes[j] = bp_hash_block(s->tokens + (size_t)j * B, B);
+        s->seq_hashes[j] = j ? bp_hash_chain(parent, s->blk_hashes[j]) : s->blk_hashes[j];
+        int32_t use = s->blocks[j];
+        if (bp_commit_full(e->pool, s->blocks[j], s->blk_hashes[j], s->seq_hashes[j], j ? &parent : NULL, B,
+                           &use) == RT_OK)
+            s->blocks[j] = use; /* may be another block caching the same prefix */
+        s->n_committed++;
+    }
+}
+
+/* make room for s's positions [0, upto): allocate blocks past its table */
+static rt_status_t seq_grow(engine_t *e, seq_t *s, int upto)
+{
+    const int B = e->cfg.block_size;
+    const int need = (upto + B - 1) / B - s->n_blocks;
+    if (need <= 0) return RT_OK;
+    if (s->n_blocks + need > s->max_blocks) return rt_error_set(RT_ERR_INTERNAL, "engine: block table overflow");
+    rt_status_t st = bp_alloc(e->pool, (size_t)need, s->blocks + s->n_blocks);
+    if (st) return st;
+    s->n_blocks += need;
+    return RT_OK;
+}
+
+static void running_remove(engine_t *e, int slot)
+{
+    for (int i = 0; i < e->n_running; i++)
+        if (e->running[i] == slot) {
+            memmove(e->running + i, e->running + i + 1, (size_t)(e->n_running - i - 1) * sizeof *e->running);
+            e->n_running--;
+            return;
+        }
+}
+
+static void waiting_remove(engine_t *e, int slot)
+{
+    for (int i = 0; i < e->n_waiting; i++)
+        if (e->waiting[i] == slot) {
+            memmove(e->waiting + i, e->waiting + i + 1, (size_t)(e->n_waiting - i - 1) * sizeof *e->waiting);
+            e->n_waiting--;
+            return;
+        }
+}
+
+/* preempt the most recently admitted running sequence (other than keep):
+ * release its KV, back to the front of the waiting queue to be recomputed */
+static bool preempt_one(engine_t *e, int keep)
+{
+    int victim = -1;
+    for (int i = 0; i < e->n_running; i++) {
+        const int sl = e->running[i];
+        if (sl == keep || e->scheduled[sl]) continue; /* never one already in this batch */
+        if (victim < 0 || e->seqs[sl].admit_order > e->seqs[victim].admit_order) victim = sl;
+    }
+    if (victim < 0) return false;
+    seq_t *s = &e->seqs[victim];
+    running_remove(e, victim);
+    seq_release_blocks(e, s);
+    s->state = SEQ_WAITING;
+    memmove(e->waiting + 1, e->waiting, (size_t)e->n_waiting * sizeof *e->waiting);
+    e->waiting[0] = victim;
+    e->n_waiting++;
+    e->n_preempted++;
+    return true;
+}
+
+static void emit(engine_event_t *ev, size_t cap, size_t *n, engine_event_t x)
+{
+    if (*n < cap) ev[(*n)++] = x;
+}
+
+static void finish(engine_t *e, int slot, engine_finish_t why, engine_event_t *ev, size_t cap, size_t *n)
+{
+    seq_t *s = &e->seqs[slot];
+    engine_event_t x = {.kind = ENGINE_EV_FINISH, .request_id = s->id, .finish = why, .n_prompt = s->n_prompt,
+                        .n_cached = s->n_cached, .n_generated = s->n_tokens - s->n_prompt};
+    emit(ev, cap, n, x);
+    if (s->state == SEQ_RUNNING) running_remove(e, slot);
+    else if (s->state == SEQ_WAITING) waiting_remove(e, slot);
+    seq_release_blocks(e, s);
+    seq_free(s);
+}
+
+/* ------------------------------------------------------------------- step */
+
+/* admit slot: prefix-match its full blocks (never the one holding the last
+ * known token, whose logits we need) */
+static void admit(engine_t *e, int slot)
+{
+    seq_t *s = &e->seqs[slot];
+    const int B = e->cfg.block_size;
+    const int full = (s->n_tokens - 1) / B;
+    for (int j = 0; j < full; j++) {
+        s->blk_hashes[j] = bp_hash_block(s->tokens + (size_t)j * B, B);
+        s->seq_hashes[j] = j ? bp_hash_chain(s->seq_hashes[j - 1], s->blk_hashes[j]) : s->blk_hashes[j];
+    }
+    const int hit = (int)bp_match_prefix(e->pool, s->seq_hashes, (size_t)full, s->blocks);
+    s->n_blocks = hit;
+    s->n_committed = hit;
+    s->n_computed = hit * B;
+    if (s->n_tokens == s->n_prompt) s->n_cached = s->n_computed; /* first admission */
+    s->state = SEQ_RUNNING;
+    s->admit_order = ++e->admit_counter;
+    e->running[e->n_running++] = slot;
+}
+
+typedef struct {
+    int nt, nseq, n_pre, n_dec, budget;
+} plan_t;
+
+/* put up to max tokens of slot's pending tokens in the batch; 0 if no room */
+static int schedule(engine_t *e, plan_t *pl, int slot, bool may_preempt)
+{
+    seq_t *s = &e->seqs[slot];
+    int chunk = s->n_tokens - s->n_computed;
+    if (chunk > pl->budget) chunk = pl->budget;
+    if (chunk <= 0) return 0;
+    while (seq_grow(e, s, s->n_computed + chunk) != RT_OK) {
+        if (!may_preempt || !preempt_one(e, slot)) return 0;
+    }
+    const int i = pl->nseq++;
+    e->b_tables[i] = (kv_block_table_t){s->blocks, s->n_blocks};
+    e->b_slot[i] = slot;
+    e->b_count[i] = chunk;
+    for (int k = 0; k < chunk; k++) {
+        const int p = s->n_computed + k;
+        e->b_tokens[pl->nt] = s->tokens[p];
+        e->b_pos[pl->nt] = p;
+        e->b_seq[pl->nt] = i;
+        e->b_logits[pl->nt] = p == s->n_tokens - 1;
+        pl->nt++;
+    }
+    pl->budget -= chunk;
+    if (chunk == 1 && s->n_computed == s->n_tokens - 1 && s->n_tokens > s->n_prompt) pl->n_dec++;
+    else pl->n_pre += chunk;
+    return chunk;
+}
+
+rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_events, engine_step_stats_t *stats)
+{
+    const double t0 = now_s();
+    size_t n = 0;
+    *n_events = 0;
+    if (cap < (size_t)(2 * e->cfg.max_num_seqs))
+        return rt_error_set(RT_ERR_INVALID, "engine_step: event buffer of %zu < 2 x max_num_seqs", cap);
+    for (int i = 0; i < e->max_slots; i++)
+        if (e->seqs[i].state != SEQ_FREE && e->seqs[i].cancelled) finish(e, i, ENGINE_FINISH_CANCELLED, ev, cap, &n);
+
+    plan_t pl = {.budget = e->cfg.max_num_batched_tokens};
+    /* 1. decodes first (one pending token), oldest first; preempting the newest */
+    memcpy(e->order, e->running, (size_t)e->n_running * sizeof *e->order);
+    int n_order = e->n_running;
+    for (int r = 0; r < n_order && pl.budget > 0; r++) {
+        const int sl = e->order[r];
+        seq_t *s = &e->seqs[sl];
+        if (s->state != SEQ_RUNNING || s->n_tokens - s->n_computed != 1 || e->scheduled[sl]) continue;
+        if (schedule(e, &pl, sl, true)) e->scheduled[sl] = 1;
+    }
+    /* 2. running prefills continue, chunked */
+    for (int r = 0; r < e->n_running && pl.budget > 0; r++) {
+        const int sl = e->running[r];
+        if (e->scheduled[sl]) continue;
+        if (schedule(e, &pl, sl, false)) e->scheduled[sl] = 1;
+    }
+    /* 3. admit waiting requests while there is budget, room and blocks */
+    while (e->n_waiting > 0 && e->n_running < e->cfg.max_num_seqs && pl.budget > 0) {
+        const int sl = e->waiting[0];
+        admit(e, sl);
+        memmove(e->waiting, e->waiting + 1, (size_t)(e->n_waiting - 1) * sizeof *e->waiting);
+        e->n_waiting--;
+        if (!schedule(e, &pl, sl, false)) {
+            /* no blocks: back to the queue's front, as it was */
+            seq_t *s = &e->seqs[sl];
+            running_remove(e, sl);
+            seq_release_blocks(e, s);
+            s->state = SEQ_WAITING;
+            memmove(e->waiting + 1, e->waiting, (size_t)e->n_waiting * sizeof *e->waiting);
+            e->waiting[0] = sl;
+            e->n_waiting++;
+            break;
+        }
+        e->scheduled[sl] = 1;
+    }
+
+    rt_status_t st = RT_OK;
+    if (pl.nseq > 0) {
+        model_batch_t b = {pl.nt, e->b_tokens, e->b_pos, e->b_seq, e->b_logits, e->b_tables, pl.nseq};
+        st = e->ops->forward(e->backend, &b, e->logits);
+    }
+    /* outputs: advance, commit full blocks, sample where the batch had logits */
+    int row = 0;
+    for (int i = 0; i < pl.nseq; i++) {
+        const int sl = e->b_slot[i];
+        seq_t *s = &e->seqs[sl];
+        e->scheduled[sl] = 0;
+        if (st) {
+            engine_event_t x = {.kind = ENGINE_EV_ERROR, .request_id = s->id, .status = st};
+            emit(ev, cap, &n, x);
+            finish(e, sl, ENGINE_FINISH_ERROR, ev, cap, &n);
+            continue;
+        }
+        s->n_computed += e->b_count[i];
+        seq_commit_blocks(e, s);
+        if (s->n_computed != s->n_tokens) continue; /* prefill not done */
+        float *lg = e->logits + (size_t)row++ * e->n_vocab;
+        float lp = 0.0f;
+        const int32_t tok = sampler_sample(s->sampler, lg, &lp);
+        sampler_accept(s->sampler, tok);
+        s->tokens[s->n_tokens++] = tok;
+        engine_event_t x = {.kind = ENGINE_EV_TOKEN, .request_id = s->id, .token = tok, .logprob = lp};
+        emit(ev, cap, &n, x);
+        if (is_stop_token(e, s, tok)) finish(e, sl, ENGINE_FINISH_STOP, ev, cap, &n);
+        else if (s->n_tokens - s->n_prompt >= s->max_tokens || s->n_tokens >= e->max_model_len)
+            finish(e, sl, ENGINE_FINISH_LENGTH, ev, cap, &n);
+    }
+    if (stats) {
+        bp_stats_t bs;
+        bp_stats(e->pool, &bs);
+        *stats = (engine_step_stats_t){.n_seqs = pl.nseq, .n_prefill_tokens = pl.n_pre, .n_decode_tokens = pl.n_dec,
+                                       .n_running = e->n_running, .n_waiting = e->n_waiting,
+                                       .n_preempted_total = e->n_preempted, .blocks_total = bs.total,
+                                       .blocks_used = bs.used, .blocks_cached = bs.cached, .blocks_free = bs.free,
+                                       .step_s = now_s() - t0};
+    }
+    *n_events = n;
+    return st;
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+rt_status_t engine_add_request(engine_t *e, const engine_request_t *r)
+{
+    if (!r->prompt || r->n_prompt == 0) return rt_error_set(RT_ERR_INVALID, "engine: empty prompt");
+    if (r->max_tokens < 1) return rt_error_set(RT_ERR_INVALID, "engine: max_tokens must be at least 1");
+    if ((int64_t)r->n_prompt >= e->max_model_len)
+        return rt_error_set(RT_ERR_INVALID, "engine: prompt of %zu tokens does not fit max_model_len %d", r->n_prompt,
+                            e->max_model_len);
+    for (size_t i = 0; i < r->n_prompt; i++)
+        if (r->prompt[i] < 0 || r->prompt[i] >= e->n_vocab)
+            return rt_error_set(RT_ERR_INVALID, "engine: prompt token %d out of range (vocab %d)", r->prompt[i],
+                                e->n_vocab);
+    for (int i = 0; i < e->max_slots; i++)
+        if (e->seqs[i].state != SEQ_FREE && e->seqs[i].id == r->id)
+            return rt_error_set(RT_ERR_INVALID, "engine: request id %llu is already live", (unsigned long long)r->id);
+    int slot = -1;
+    for (int i = 0; i < e->max_slots && slot < 0; i++)
+        if (e->seqs[i].state == SEQ_FREE) slot = i;
+    if (slot < 0) return rt_error_set(RT_ERR_FULL, "engine: %d requests queued or running", e->max_slots);
+    seq_t *s = &e->seqs[slot];
+    int total = (int)r->n_prompt + r->max_tokens;
+    if (total > e->max_model_len) total = e->max_model_len;
+    const int B = e->cfg.block_size;
+    s->max_blocks = (total + B - 1) / B;
+    s->tokens = malloc((size_t)total * sizeof *s->tokens);
+    s->blocks = malloc((size_t)s->max_blocks * sizeof *s->blocks);
+    s->seq_hashes = malloc((size_t)s->max_blocks * sizeof *s->seq_hashes);
+    s->blk_hashes = malloc((size_t)s->max_blocks * sizeof *s->blk_hashes);
+    s->stop_tokens = malloc((r->n_stop_tokens ? r->n_stop_tokens : 1) * sizeof *s->stop_tokens);
+    rt_status_t st = RT_OK;
+    if (!s->tokens || !s->blocks || !s->seq_hashes || !s->blk_hashes || !s->stop_tokens)
+        st = rt_error_set(RT_ERR_NOMEM, "engine: out of memory");
+    else
+        st = sampler_create(&r->sampling, e->n_vocab, &s->sampler);
+    if (st) {
+        seq_free(s);
+        return st;
+    }
+    memcpy(s->tokens, r->prompt, r->n_prompt * sizeof *s->tokens);
+    if (r->n_stop_tokens) memcpy(s->stop_tokens, r->stop_tokens, r->n_stop_tokens * sizeof *s->stop_tokens);
+    for (size_t i = 0; i < r->n_prompt; i++) sampler_accept(s->sampler, r->prompt[i]);
+    s->id = r->id;
+    s->n_prompt = s->n_tokens = (int)r->n_prompt;
+    s->max_tokens = r->max_tokens;
+    s->n_stop_tokens = (int)r->n_stop_tokens;
+    s->ignore_eos = r->ignore_eos;
+    s->state = SEQ_WAITING;
+    e->waiting[e->n_waiting++] = slot;
+    return RT_OK;
+}
+
+rt_status_t engine_cancel(engine_t *e, uint64_t id)
+{
+    for (int i = 0; i < e->max_slots; i++)
+        if (e->seqs[i].state != SEQ_FREE && e->seqs[i].id == id) {
+            e->seqs[i].cancelled = true;
+            return RT_OK;
+        }
+    return rt_error_set(RT_ERR_NOT_FOUND, "engine: no live request %llu", (unsigned long long)id);
+}
+
+bool engine_has_work(const engine_t *e) { return e->n_running > 0 || e->n_waiting > 0; }
+
+size_t engine_kv_events_drain(engine_t *e, bp_event_t *out, size_t max) { return bp_events_drain(e->pool, out, max); }
+
+void engine_destroy(engine_t *e)
+{
+    if (!e) return;
+    if (e->seqs)
+        for (int i = 0; i < e->max_slots; i++)
+            if (e->seqs[i].state != SEQ_FREE) {
+                seq_release_blocks(e, &e->seqs[i]);
+                seq_free(&e->seqs[i]);
+            }
+    free(e->seqs);
+    free(e->waiting);
+    free(e->running);
+    free(e->order);
+    free(e->scheduled);
+    free(e->b_tokens);
+    free(e->b_pos);
+    free(e->b_seq);
+    free(e->b_logits);
+    free(e->b_tables);
+    free(e->b_slot);
+    free(e->b_count);
+    free(e->logits);
+    bp_destroy(e->pool);
+    if (e->ops && e->backend) e->ops->destroy(e->backend);
+    free(e);
+}
+
+rt_status_t engine_create(const engine_config_t *cfg, engine_t **out)
+{
+    rt_status_t st;
+    if (cfg->block_size < 1 || cfg->block_size > 1024 || cfg->max_num_seqs < 1 || cfg->max_num_batched_tokens < 1 ||
+        cfg->max_num_seqs > cfg->max_num_batched_tokens)
+        return rt_error_set(RT_ERR_INVALID, "engine: block_size, max_num_seqs or max_num_batched_tokens out of range");
+    const engine_backend_ops_t *ops = engine_backend_find(cfg->backend);
+    if (!ops) return rt_error_set(RT_ERR_NOT_FOUND, "engine: unknown backend '%s'", cfg->backend);
+    engine_t *e = calloc(1, sizeof *e);
+    if (!e) return rt_error_set(RT_ERR_NOMEM, "engine: out of memory");
+    e->cfg = *cfg;
+    e->ops = ops;
+    int n_ctx = 0;
+    if ((st = ops->create(cfg, &e->backend, &e->n_blocks, &e->n_vocab, &e->vocab, &n_ctx))) goto err;
+    e->max_model_len = cfg->max_model_len > 0 ? cfg->max_model_len : n_ctx;
+    if ((st = bp_create(e->n_blocks, cfg->block_size, 0, &e->pool))) goto err;
+    e->max_slots = 4 * cfg->max_num_seqs;
+    const size_t T = (size_t)cfg->max_num_batched_tokens, S = (size_t)cfg->max_num_seqs;
+    e->seqs = calloc((size_t)e->max_slots, sizeof *e->seqs);
+    e->waiting = calloc((size_t)e->max_slots, sizeof *e->waiting);
+    e->running = calloc((size_t)e->max_slots, sizeof *e->running);
+    e->order = calloc((size_t)e->max_slots, sizeof *e->order);
+    e->scheduled = calloc((size_t)e->max_slots, 1);
+    e->b_tokens = calloc(T, sizeof *e->b_tokens);
+    e->b_pos = calloc(T, sizeof *e->b_pos);
+    e->b_seq = calloc(T, sizeof *e->b_seq);
+    e->b_logits = calloc(T, 1);
+    e->b_tables = calloc(S, sizeof *e->b_tables);
+    e->b_slot = calloc(S, sizeof *e->b_slot);
+    e->b_count = calloc(S, sizeof *e->b_count);
+    e->logits = calloc(S * (size_t)e->n_vocab, sizeof *e->logits);
+    if (!e->seqs || !e->waiting || !e->running || !e->order || !e->scheduled || !e->b_tokens || !e->b_pos ||
+        !e->b_seq || !e->b_logits || !e->b_tables || !e->b_slot || !e->b_count || !e->logits) {
+        st = rt_error_set(RT_ERR_NOMEM, "engine: out of memory");
+        goto err;
+    }
+    *out = e;
+    return RT_OK;
+err:
+    engine_destroy(e);
+    return st;
+}
