@@ -5,7 +5,8 @@
 #   make test       unit tests (cmocka) + integration tests (pytest, vs llama.cpp)
 #   make asan       the same tests built with AddressSanitizer + UBSan
 #   make fuzz       run the GGUF reader fuzzer (libFuzzer, clang) for FUZZ_SECONDS
-#   make bench      engine benchmark against llama.cpp (see docs/performance.md)
+#   make bench      model benchmark against llama.cpp (see docs/performance.md)
+#   make bench-batch  engine: batched decode at 1/4/16/64 sequences, cached-prefix TTFT
 #   make deps       install missing Debian and Python packages (idempotent)
 #   make format     clang-format every C source
 #
@@ -56,7 +57,7 @@ CU_SRC := $(sort $(wildcard kernels/*.cu))
 CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CUDA_BIN := $(if $(NVCC),$(BUILD)/bin/rotor-cuda-check,)
 
-.PHONY: all deps run test test-unit test-py asan fuzz bench format clean cuda
+.PHONY: all deps run test test-unit test-py asan fuzz bench bench-batch format clean cuda
 all: deps build
 build: $(TOOLS) $(BENCH_BIN) $(UNIT_BIN) $(FUZZ_REPLAY) $(CUDA_BIN)
 
@@ -72,7 +73,7 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/bin/rotor: $(BUILD)/obj/src/tools/rotor_main.o $(BUILD)/obj/src/tools/generate.o $(BUILD)/obj/src/tools/tokenize.o $(LIB)
+$(BUILD)/bin/rotor: $(BUILD)/obj/src/tools/rotor_main.o $(BUILD)/obj/src/tools/generate.o $(BUILD)/obj/src/tools/tokenize.o $(BUILD)/obj/src/tools/bench_engine.o $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(filter 1,$(V)),,echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
@@ -125,6 +126,9 @@ fuzz: deps
 
 bench: deps build
 	$(Q)ROTOR_BUILD=$(BUILD) $(VPY) bench/bench_engine.py $(BENCH_ARGS)
+
+bench-batch: deps build
+	$(Q)$(VPY) bench/bench_batch.py --build $(BUILD) $(BENCH_ARGS)
 
 run: deps build
 	$(Q)bash tools/run_local.sh
