@@ -84,17 +84,21 @@ AI void q4_1_body(int64_t n, const void *w, size_t ws, const int NW, const void 
         for (int i = 0; i < 4; i++) a[i] = WROW(block_q4_1, i < NW ? i : NW - 1) + b;
         const __m256 dm = heads4(a[0], a[1], a[2], a[3]);
         __m512i qx[2];
-        for (int i = 0; i < NP; i++) qx[i] = nibbles2(a[2 * i]->qs, a[2 * i + 1]->qs);
+        __m512 dw[2]; /* [d_2i x8, d_2i+1 x8]: times dy below gives the same products d_i * dy */
+        for (int i = 0; i < NP; i++) {
+            qx[i] = nibbles2(a[2 * i]->qs, a[2 * i + 1]->qs);
+            dw[i] = _mm512_permutexvar_ps(sel[i], _mm512_castps256_ps512(dm));
+        }
         for (int k = 0; k < NR; k++) {
             const block_q8_1 *y = XROW(block_q8_1, k) + b;
             const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)y->qs));
             const __m256 ds = _mm256_cvtph_ps(_mm_set1_epi32((int)((uint32_t)y->d | ((uint32_t)y->s << 16))));
-            const __m256 dy = _mm256_moveldup_ps(ds), sy = _mm256_movehdup_ps(ds);
-            const __m512 dd = _mm512_castps256_ps512(_mm256_mul_ps(dm, dy)); /* d_i * dy */
-            mins[k] = _mm256_fmadd_ps(dm, sy, mins[k]);                      /* m_i * sy + mins */
+            const __m256 sy = _mm256_movehdup_ps(ds);
+            const __m512 dy = _mm512_broadcastss_ps(_mm256_castps256_ps128(ds));
+            mins[k] = _mm256_fmadd_ps(dm, sy, mins[k]); /* m_i * sy + mins */
             for (int i = 0; i < NP; i++) {
                 const __m512 xy = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qx[i], qy));
-                acc[i][k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(sel[i], dd), xy, acc[i][k]);
+                acc[i][k] = _mm512_fmadd_ps(_mm512_mul_ps(dw[i], dy), xy, acc[i][k]);
             }
         }
     }
