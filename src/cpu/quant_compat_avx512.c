@@ -138,15 +138,17 @@ AI void q8_0_body(int64_t n, const void *w, size_t ws, const int NW, const void 
                 _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[2 * i]->qs)),
                                    _mm256_loadu_si256((const __m256i *)a[2 * i + 1]->qs), 1),
                 _mm512_set1_epi8((char)0x80));
+        __m512 dwp[2]; /* [d_2i x8, d_2i+1 x8] */
+        for (int i = 0; i < NP; i++) dwp[i] = _mm512_permutexvar_ps(sel[i], _mm512_castps128_ps512(dw));
         for (int k = 0; k < NR; k++) {
             const block_q8_0 *y = XROW(block_q8_0, k) + b;
             const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)y->qs));
             const __m512i base = _mm512_sub_epi32(
                 _mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), qy));
-            const __m512 dd = _mm512_castps128_ps512(_mm_mul_ps(dw, _mm_set1_ps(h2f(y->d))));
+            const __m512 dy = _mm512_set1_ps(h2f(y->d));
             for (int i = 0; i < NP; i++) {
                 const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, xu[i], qy));
-                acc[i][k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(sel[i], dd), q, acc[i][k]);
+                acc[i][k] = _mm512_fmadd_ps(_mm512_mul_ps(dwp[i], dy), q, acc[i][k]);
             }
         }
     }
