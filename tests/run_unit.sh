@@ -9,7 +9,12 @@ for t in "$BUILD"/tests/test_*; do
     if "$t"; then pass=$((pass+1)); else fail=$((fail+1)); failed+=("$(basename "$t")"); fi
 done
 if [ -x "$BUILD/tests/fuzz_gguf_replay" ]; then
-    if "$BUILD/tests/fuzz_gguf_replay" tests/fuzz/corpus >/dev/null; then pass=$((pass+1));
+    # the seed GGUFs are generated (tests/fuzz/make_seeds.py, standard library
+    # only); tests/fuzz/corpus holds the inputs libFuzzer found
+    SEEDS="$BUILD/fuzz-seeds"
+    rm -rf "$SEEDS"
+    if python3 tests/fuzz/make_seeds.py --rotor-model "$BUILD/bin/rotor-model" --out "$SEEDS" >/dev/null &&
+       "$BUILD/tests/fuzz_gguf_replay" "$SEEDS" tests/fuzz/corpus >/dev/null; then pass=$((pass+1));
     else fail=$((fail+1)); failed+=("fuzz_gguf_replay"); fi
 fi
 echo "unit: $pass passed, $fail failed"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make_seeds.py - (re)create the seed corpus of the GGUF reader fuzzer.
 
-    python3 tests/fuzz/make_seeds.py [--rotor-model build/bin/rotor-model] [--out tests/fuzz/corpus]
+    python3 tests/fuzz/make_seeds.py [--rotor-model build/bin/rotor-model] [--out build/fuzz/seeds]
 
 Writes small valid GGUFs (v3 and v2; from rotor-model when given, and built
 here byte by byte: every metadata type, every tensor type, alignments) and
@@ -195,7 +195,7 @@ def rotor_seeds(tool, tmp):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--rotor-model', help='rotor-model binary for model-shaped seeds')
-    ap.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'corpus'))
+    ap.add_argument('--out', default='build/fuzz/seeds')
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     seeds = valid_seeds()

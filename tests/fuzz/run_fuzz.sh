@@ -29,6 +29,8 @@ SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=c17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc -Wall -Wextra -Wno-unused-parameter"
 
 mkdir -p "$OUT/obj" "$OUT/artifacts" "$OUT/corpus" "$CORPUS"
+# generated seeds (valid files and hand-broken ones) start every run
+python3 tests/fuzz/make_seeds.py --out "$OUT/seeds" >/dev/null
 objs=()
 for src in $FUZZ_SRCS tests/fuzz/fuzz_gguf.c; do
     obj="$OUT/obj/$(echo "$src" | tr / _).o"
@@ -51,7 +53,7 @@ echo "run_fuzz: fuzzing for ${SECONDS_TO_RUN}s from $CORPUS ($n_before inputs)"
 set +e
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-"$OUT/fuzz_gguf" "$OUT/corpus" "$CORPUS" "${DICT[@]}" \
+"$OUT/fuzz_gguf" "$OUT/corpus" "$CORPUS" "$OUT/seeds" "${DICT[@]}" \
     -max_total_time="$SECONDS_TO_RUN" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
     "${JOBS[@]}" \
     -artifact_prefix="$OUT/artifacts/" -print_final_stats=1 ${FUZZ_ARGS:-} 2>&1 | tee "$OUT/last_run.log" | \
