@@ -1,9 +1,7 @@
 /*
  * cpu_ops.h - small CPU kernels of the transformer besides matmul: RMSNorm,
- * RoPE, softmax, SwiGLU, dot/axpy for attention, f16 row conversion. Scalar
- * C written so the compiler vectorizes it (fixed 8/16-lane accumulation, so
- * results do not depend on the ISA clone chosen), with AVX2/AVX-512 clones
- * picked at load time.
+ * RoPE and f16 row conversion (ops.c), and attention, softmax and SwiGLU in
+ * llama.cpp's floating-point order (ops_compat*.c).
  */
 #ifndef ROTOR_CPU_OPS_H
 #define ROTOR_CPU_OPS_H
@@ -18,22 +16,13 @@ void cpu_rmsnorm(const float *x, const float *w, float *y, int n, float eps);
 void cpu_rope_table(int pos, int n_dims, float base, float freq_scale, const float *freq_factors, float *cs);
 /* Rotate n_heads heads of head_dim values in place with table cs. */
 void cpu_rope_apply(float *x, int n_heads, int head_dim, int n_dims, bool neox, const float *cs);
-/* Dot product of n floats (fixed 16-lane accumulation order). */
-float cpu_dot_f32(const float *a, const float *b, int n);
-/* y += a * x */
-void cpu_axpy_f32(float *y, float a, const float *x, int n);
-/* In place softmax of x[0..n) after scaling by `scale`. */
-void cpu_softmax(float *x, int n, float scale);
-/* g = silu(g) * u */
-void cpu_swiglu(float *g, const float *u, int n);
 void cpu_f16_to_f32_row(const uint16_t *src, float *dst, int n);
 void cpu_f32_to_f16_row(const float *src, uint16_t *dst, int n);
 
 
 /* ---- llama.cpp-compatible numerics (ops_compat.c) ----
- * exp, SwiGLU and one head of attention in the exact floating-point order
+ * SwiGLU (g = silu(g) * u) and one head of attention in the exact floating-point order
  * of llama.cpp's AVX-512 CPU backend; see ops_compat.c. */
-float cpu_compat_expf(float x);
 void cpu_compat_swiglu(float *g, const float *u, int n);
 void cpu_compat_attn_head(const float *q, const float *kt, const float *vt, int hd, int n_pos, int n_pad,
                           float scale, bool gemm, bool kq_gemv_always, bool round_p_f16, float *p,

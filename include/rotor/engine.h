@@ -117,6 +117,8 @@ rt_status_t engine_cancel(engine_t *e, uint64_t id);
  * be at least 2 * max_num_seqs (a token and a finish per sequence). */
 rt_status_t engine_step(engine_t *e, engine_event_t *events, size_t cap, size_t *n_events,
                         engine_step_stats_t *stats);
+/* Vocabulary size of the engine's model (valid token ids are below it). */
+int engine_n_vocab(const engine_t *e);
 /* True while requests are waiting or running. */
 bool engine_has_work(const engine_t *e);
 /* KV events (blocks stored in / removed from the prefix cache) since the last

@@ -1,7 +1,6 @@
 /*
- * ops.c - non-matmul CPU kernels. Written as plain loops with explicit
- * lanes; GCC's target_clones builds AVX-512, AVX2 and baseline versions and
- * picks one at load time. The lane structure fixes the reduction order.
+ * ops.c - RMSNorm, RoPE and f16 row conversion, in the order llama.cpp's
+ * CPU backend computes them (see docs/architecture.md, "Numerics").
  */
 #include "rotor/cpu_ops.h"
 
@@ -9,12 +8,6 @@
 #include <string.h>
 
 #include "rotor/types.h"
-
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CPU_CLONES
-#endif
 
 void cpu_rmsnorm(const float *x, const float *w, float *y, int n, float eps)
 {
@@ -61,47 +54,6 @@ void cpu_rope_apply(float *x, int n_heads, int head_dim, int n_dims, bool neox, 
             }
         }
     }
-}
-
-CPU_CLONES
-float cpu_dot_f32(const float *a, const float *b, int n)
-{
-    float acc[16] = {0};
-    int i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
-    for (int j = 0; i < n; i++, j++) acc[j] += a[i] * b[i];
-    for (int w = 8; w >= 1; w /= 2)
-        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
-    return acc[0];
-}
-
-CPU_CLONES
-void cpu_axpy_f32(float *y, float a, const float *x, int n)
-{
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-void cpu_softmax(float *x, int n, float scale)
-{
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++) {
-        x[i] *= scale;
-        if (x[i] > mx) mx = x[i];
-    }
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        const float e = expf(x[i] - mx);
-        x[i] = e;
-        sum += e;
-    }
-    const float inv = (float)(1.0 / sum);
-    for (int i = 0; i < n; i++) x[i] *= inv;
-}
-
-void cpu_swiglu(float *g, const float *u, int n)
-{
-    for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 void cpu_f16_to_f32_row_avx2(const uint16_t *src, float *dst, int n);

@@ -49,8 +49,6 @@ static inline float compat_exp1(float x)
     return scalbnf(j, (int)n);
 }
 
-float cpu_compat_expf(float x) { return compat_exp1(x); }
-
 void cpu_compat_swiglu_avx512(float *g, const float *u, int n);
 void cpu_compat_attn_head_avx512(const float *q, const float *kt, const float *vt, int hd, int n_pos,
                                  int n_pad, float scale, bool gemm, bool kq_gemv_always, bool round_p_f16,

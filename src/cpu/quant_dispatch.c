@@ -73,15 +73,6 @@ const char *cpu_isa_name(cpu_isa_t isa) {
 
 cpu_dot_tile_fn cpu_dot_kernel(rt_type_t t) {
     if ((int)t < 0 || t >= RT_TYPE_COUNT) return NULL;
-    if (t == RT_TYPE_Q4_1 || t == RT_TYPE_Q8_0) {
-        /* llama.cpp's floating-point order (quant_compat*.c) */
-        const bool q41 = t == RT_TYPE_Q4_1;
-        switch (cpu_quant_get_isa()) {
-        case CPU_ISA_AVX512: return q41 ? cpu_compat_q4_1_avx512 : cpu_compat_q8_0_avx512;
-        case CPU_ISA_AVX2: return q41 ? cpu_compat_q4_1_avx2 : cpu_compat_q8_0_avx2;
-        case CPU_ISA_SCALAR: return q41 ? cpu_compat_q4_1_scalar : cpu_compat_q8_0_scalar;
-        }
-    }
     cpu_dot_tile_fn fn = NULL;
     switch (cpu_quant_get_isa()) {
     case CPU_ISA_AVX512:

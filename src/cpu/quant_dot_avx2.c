@@ -50,10 +50,11 @@ AI __m256i dot_us8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-/* ------------------------------------------ 32-blocks: Q4_0, Q4_1, Q8_0 */
+/* ------------------------------------- 32-blocks: Q4_0, Q5_0, Q5_1
+ * (Q4_1 and Q8_0 use the llama.cpp-order tiles of quant_compat_avx2.c) */
 
-enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
-#define HAS_MIN(K) ((K) == K_Q4_1 || (K) == K_Q5_1)
+enum { K_Q4_0, K_Q5_0, K_Q5_1 };
+#define HAS_MIN(K) ((K) == K_Q5_1)
 
 AI void q32_tile(const int KIND, int64_t n, const void *w, size_t ws, const int NW, const void *x,
                  size_t xs, const int NR, float *out) {
@@ -70,12 +71,7 @@ AI void q32_tile(const int KIND, int64_t n, const void *w, size_t ws, const int 
         __m256i wq[CPU_DOT_NW];
         float dw[CPU_DOT_NW], mw[CPU_DOT_NW];
         for (int iw = 0; iw < NW; iw++) {
-            if (KIND == K_Q4_1) {
-                const block_q4_1 *a = XROW(block_q4_1, w, ws, iw) + i;
-                wq[iw] = unpack_q4(a->qs);
-                dw[iw] = h2f(a->d);
-                mw[iw] = h2f(a->m);
-            } else if (KIND == K_Q5_1) {
+            if (KIND == K_Q5_1) {
                 const block_q5_1 *a = XROW(block_q5_1, w, ws, iw) + i;
                 wq[iw] = _mm256_or_si256(unpack_q4(a->qs), hbits(a->qh));
                 dw[iw] = h2f(a->d);
@@ -85,13 +81,9 @@ AI void q32_tile(const int KIND, int64_t n, const void *w, size_t ws, const int 
                 wq[iw] = _mm256_sub_epi8(_mm256_or_si256(unpack_q4(a->qs), hbits(a->qh)),
                                          _mm256_set1_epi8(16));
                 dw[iw] = h2f(a->d);
-            } else if (KIND == K_Q4_0) {
+            } else {
                 const block_q4_0 *a = XROW(block_q4_0, w, ws, iw) + i;
                 wq[iw] = _mm256_sub_epi8(unpack_q4(a->qs), _mm256_set1_epi8(8));
-                dw[iw] = h2f(a->d);
-            } else {
-                const block_q8_0 *a = XROW(block_q8_0, w, ws, iw) + i;
-                wq[iw] = _mm256_loadu_si256((const __m256i *)a->qs);
                 dw[iw] = h2f(a->d);
             }
         }
@@ -131,11 +123,6 @@ AI void q4_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void 
     q32_tile(K_Q4_0, n, w, ws, NW, x, xs, NR, out);
 }
 
-AI void q4_1_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out) {
-    q32_tile(K_Q4_1, n, w, ws, NW, x, xs, NR, out);
-}
-
 AI void q5_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
                   const int NR, float *out) {
     q32_tile(K_Q5_0, n, w, ws, NW, x, xs, NR, out);
@@ -144,11 +131,6 @@ AI void q5_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void 
 AI void q5_1_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
                   const int NR, float *out) {
     q32_tile(K_Q5_1, n, w, ws, NW, x, xs, NR, out);
-}
-
-AI void q8_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out) {
-    q32_tile(K_Q8_0, n, w, ws, NW, x, xs, NR, out);
 }
 
 /* ------------------------------------------------------------- Q6_K x Q8_K */
@@ -395,8 +377,6 @@ FLOAT_TILE(bf16, uint16_t, ld_bf16)
     }
 
 TILE_ENTRY(q4_0)
-TILE_ENTRY(q4_1)
-TILE_ENTRY(q8_0)
 TILE_ENTRY(q5_0)
 TILE_ENTRY(q5_1)
 TILE_ENTRY(q4_K)
@@ -408,7 +388,7 @@ TILE_ENTRY(bf16)
 
 const cpu_dot_tile_fn cpu_dot_avx2[RT_TYPE_COUNT] = {
     [RT_TYPE_F32] = tile2_f32,   [RT_TYPE_F16] = tile2_f16,   [RT_TYPE_BF16] = tile2_bf16,
-    [RT_TYPE_Q4_0] = tile2_q4_0, [RT_TYPE_Q4_1] = tile2_q4_1, [RT_TYPE_Q8_0] = tile2_q8_0,
+    [RT_TYPE_Q4_0] = tile2_q4_0, [RT_TYPE_Q4_1] = cpu_compat_q4_1_avx2, [RT_TYPE_Q8_0] = cpu_compat_q8_0_avx2,
     [RT_TYPE_Q5_0] = tile2_q5_0, [RT_TYPE_Q5_1] = tile2_q5_1, [RT_TYPE_Q4_K] = tile2_q4_K,
     [RT_TYPE_Q5_K] = tile2_q5_K, [RT_TYPE_Q6_K] = tile2_q6_K,
 };

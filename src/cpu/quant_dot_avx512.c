@@ -110,18 +110,18 @@ AI __m512 spread13(__m128 v) {
 
 #define XROW(T, x, xs, k) ((const T *)((const char *)(x) + (size_t)(k) * (xs)))
 
-/* -------------------------- 32-blocks: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 */
+/* ------------------------------------- 32-blocks: Q4_0, Q5_0, Q5_1
+ * (Q4_1 and Q8_0 use the llama.cpp-order tiles of quant_compat_avx512.c) */
 
-enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
-#define HAS_MIN(K) ((K) == K_Q4_1 || (K) == K_Q5_1)
+enum { K_Q4_0, K_Q5_0, K_Q5_1 };
+#define HAS_MIN(K) ((K) == K_Q5_1)
 
 /*
  * One block pair (i, i1) of every weight and activation row of the tile.
- * Weights become unsigned bytes (nibbles, 5-bit values, q8_0 + 128) and the
- * offset goes into the dpbusd start value: -8, -16 or -128 * sum(y) per
- * 4-lane group.
+ * Weights become unsigned bytes (nibbles, 5-bit values) and the offset goes
+ * into the dpbusd start value: -8 or -16 * sum(y) per 4-lane group.
  * Per (w, y): p = dpbusd(base_y, w, y); acc += dw * (float(p) * dy); for
- * Q4_1 also acc += [m0 0.. m1 0..] * [s0.. s1..]. One accumulator per pair.
+ * Q5_1 also acc += [m0 0.. m1 0..] * [s0.. s1..]. One accumulator per pair.
  */
 AI void q32_step(const int KIND, const char *w, size_t ws, const int NW, const char *x, size_t xs,
                  const int NR, int64_t i, bool two, const bool safe, __m512 acc[][CPU_DOT_NR]) {
@@ -132,22 +132,15 @@ AI void q32_step(const int KIND, const char *w, size_t ws, const int NW, const c
     __m512 wm[CPU_DOT_NW];
     __m512 dw[CPU_DOT_NW];
     for (int iw = 0; iw < NW; iw++) {
-        if (KIND == K_Q8_0) {
-            const block_q8_0 *a = (const block_q8_0 *)(w + iw * ws);
-            wq[iw] = _mm512_xor_si512(load2x256(a[i].qs, a[i1].qs), _mm512_set1_epi8(-128));
-            dw[iw] = spread02(head2(&a[i], two ? &a[i1] : NULL));
-        } else if (KIND == K_Q4_0) {
+        if (KIND == K_Q4_0) {
             const block_q4_0 *a = (const block_q4_0 *)(w + iw * ws);
             q4_pair((const uint8_t *)&a[i], 18, two, safe, &wq[iw], &dw[iw], NULL);
         } else if (KIND == K_Q5_0) {
             const block_q5_0 *a = (const block_q5_0 *)(w + iw * ws);
             q4_pair((const uint8_t *)&a[i], 22, two, safe, &wq[iw], &dw[iw], NULL);
-        } else if (KIND == K_Q5_1) {
+        } else {
             const block_q5_1 *a = (const block_q5_1 *)(w + iw * ws);
             q4_pair((const uint8_t *)&a[i], 24, two, safe, &wq[iw], &dw[iw], &wm[iw]);
-        } else {
-            const block_q4_1 *a = (const block_q4_1 *)(w + iw * ws);
-            q4_pair((const uint8_t *)&a[i], 20, two, safe, &wq[iw], &dw[iw], &wm[iw]);
         }
     }
     for (int k = 0; k < NR; k++) {
@@ -160,8 +153,6 @@ AI void q32_step(const int KIND, const char *w, size_t ws, const int NW, const c
             base = _mm512_sub_epi32(base, _mm512_dpbusd_epi32(base, _mm512_set1_epi8(8), y));
         else if (KIND == K_Q5_0)
             base = _mm512_sub_epi32(base, _mm512_dpbusd_epi32(base, _mm512_set1_epi8(16), y));
-        else if (KIND == K_Q8_0)
-            base = _mm512_sub_epi32(base, _mm512_dpbusd_epi32(base, _mm512_set1_epi8(-128), y));
         const __m128 yf = head2(y0, two ? y1 : NULL);
         const __m512 dy = spread02(yf);
         __m512 sy = _mm512_setzero_ps();
@@ -198,11 +189,6 @@ AI void q4_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void 
     q32_tile(K_Q4_0, n, w, ws, NW, x, xs, NR, out);
 }
 
-AI void q4_1_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out) {
-    q32_tile(K_Q4_1, n, w, ws, NW, x, xs, NR, out);
-}
-
 AI void q5_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
                   const int NR, float *out) {
     q32_tile(K_Q5_0, n, w, ws, NW, x, xs, NR, out);
@@ -211,11 +197,6 @@ AI void q5_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void 
 AI void q5_1_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
                   const int NR, float *out) {
     q32_tile(K_Q5_1, n, w, ws, NW, x, xs, NR, out);
-}
-
-AI void q8_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out) {
-    q32_tile(K_Q8_0, n, w, ws, NW, x, xs, NR, out);
 }
 
 /* ------------------------------------------------------------- Q6_K x Q8_K */
@@ -419,7 +400,6 @@ AI __m512 ld_bf16(const uint16_t *p, __mmask16 m, const bool full) {
     }
 
 FLOAT_TILE(f32, float, ld_f32)
-FLOAT_TILE(f16, uint16_t, ld_f16)
 FLOAT_TILE(bf16, uint16_t, ld_bf16)
 
 /* F16 weights x F16 activations, up to 4 x 4 pairs with one 16-lane
@@ -523,8 +503,6 @@ AI void f16w_tile(int64_t n, const void *w, size_t ws, const int NW, const void 
     }
 
 TILE_ENTRY(q4_0, 4)
-TILE_ENTRY(q4_1, 4)
-TILE_ENTRY(q8_0, 4)
 TILE_ENTRY(q5_0, 4)
 TILE_ENTRY(q5_1, 4)
 TILE_ENTRY(q4_K, 2)
@@ -536,21 +514,12 @@ TILE_ENTRY(bf16, 2)
 
 const cpu_dot_tile_fn cpu_dot_avx512[RT_TYPE_COUNT] = {
     [RT_TYPE_F32] = tile512_f32,   [RT_TYPE_F16] = tile512_f16w,   [RT_TYPE_BF16] = tile512_bf16,
-    [RT_TYPE_Q4_0] = tile512_q4_0, [RT_TYPE_Q4_1] = tile512_q4_1, [RT_TYPE_Q8_0] = tile512_q8_0,
+    [RT_TYPE_Q4_0] = tile512_q4_0, [RT_TYPE_Q4_1] = cpu_compat_q4_1_avx512, [RT_TYPE_Q8_0] = cpu_compat_q8_0_avx512,
     [RT_TYPE_Q5_0] = tile512_q5_0, [RT_TYPE_Q5_1] = tile512_q5_1, [RT_TYPE_Q4_K] = tile512_q4_K,
     [RT_TYPE_Q5_K] = tile512_q5_K, [RT_TYPE_Q6_K] = tile512_q6_K,
 };
 
 /* ------------------------------------------------- activation quantizers */
-
-/* roundf (half away from zero), exactly, for |v| < 2^23. */
-AI __m512 round_away(__m512 v) {
-    const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
-    const __mmask16 up = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-    const __m512 one = _mm512_or_ps(_mm512_set1_ps(1.0f), _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
-    return _mm512_mask_add_ps(t, up, t, one);
-}
 
 static void act_q8_0(const float *x, block_q8_0 *y, int64_t nb, bool with_sum) {
     block_q8_1 *y1 = (block_q8_1 *)(void *)y;

@@ -49,21 +49,6 @@ static float dot_q4_0(int64_t n, const void *w, const void *x) {
     return s;
 }
 
-static float dot_q4_1(int64_t n, const void *w, const void *x) {
-    const block_q4_1 *a = w;
-    const block_q8_1 *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n / 32; i++) {
-        int sumi = 0;
-        for (int j = 0; j < 16; j++) {
-            sumi += (a[i].qs[j] & 0xF) * b[i].qs[j];
-            sumi += (a[i].qs[j] >> 4) * b[i].qs[j + 16];
-        }
-        s += (float)sumi * (cpu_h2f(a[i].d) * cpu_h2f(b[i].d)) + cpu_h2f(a[i].m) * cpu_h2f(b[i].s);
-    }
-    return s;
-}
-
 static float dot_q5_0(int64_t n, const void *w, const void *x) {
     const block_q5_0 *a = w;
     const block_q8_0 *b = x;
@@ -98,19 +83,6 @@ static float dot_q5_1(int64_t n, const void *w, const void *x) {
             sumi += ((a[i].qs[j] >> 4) | h1) * b[i].qs[j + 16];
         }
         s += (float)sumi * (cpu_h2f(a[i].d) * cpu_h2f(b[i].d)) + cpu_h2f(a[i].m) * cpu_h2f(b[i].s);
-    }
-    return s;
-}
-
-static float dot_q8_0(int64_t n, const void *w, const void *x) {
-    const block_q8_0 *a = w;
-    const block_q8_0 *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n / 32; i++) {
-        int sumi = 0;
-        for (int j = 0; j < 32; j++)
-            sumi += a[i].qs[j] * b[i].qs[j];
-        s += (float)sumi * (cpu_h2f(a[i].d) * cpu_h2f(b[i].d));
     }
     return s;
 }
@@ -267,10 +239,8 @@ TILE(f32)
 TILE(f16)
 TILE(bf16)
 TILE(q4_0)
-TILE(q4_1)
 TILE(q5_0)
 TILE(q5_1)
-TILE(q8_0)
 TILE(q2_K)
 TILE(q3_K)
 TILE(q4_K)
@@ -279,8 +249,8 @@ TILE(q6_K)
 
 const cpu_dot_tile_fn cpu_dot_scalar[RT_TYPE_COUNT] = {
     [RT_TYPE_F32] = tile_f32,   [RT_TYPE_F16] = tile_f16,   [RT_TYPE_BF16] = tile_bf16,
-    [RT_TYPE_Q4_0] = tile_q4_0, [RT_TYPE_Q4_1] = tile_q4_1, [RT_TYPE_Q5_0] = tile_q5_0,
-    [RT_TYPE_Q5_1] = tile_q5_1, [RT_TYPE_Q8_0] = tile_q8_0, [RT_TYPE_Q2_K] = tile_q2_K,
+    [RT_TYPE_Q4_0] = tile_q4_0, [RT_TYPE_Q4_1] = cpu_compat_q4_1_scalar, /* llama.cpp order */ [RT_TYPE_Q5_0] = tile_q5_0,
+    [RT_TYPE_Q5_1] = tile_q5_1, [RT_TYPE_Q8_0] = cpu_compat_q8_0_scalar, [RT_TYPE_Q2_K] = tile_q2_K,
     [RT_TYPE_Q3_K] = tile_q3_K, [RT_TYPE_Q4_K] = tile_q4_K, [RT_TYPE_Q5_K] = tile_q5_K,
     [RT_TYPE_Q6_K] = tile_q6_K,
 };

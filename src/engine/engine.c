@@ -419,6 +419,8 @@ rt_status_t engine_cancel(engine_t *e, uint64_t id)
     return rt_error_set(RT_ERR_NOT_FOUND, "engine: no live request %llu", (unsigned long long)id);
 }
 
+int engine_n_vocab(const engine_t *e) { return e->n_vocab; }
+
 bool engine_has_work(const engine_t *e) { return e->n_running > 0 || e->n_waiting > 0; }
 
 size_t engine_kv_events_drain(engine_t *e, bp_event_t *out, size_t max) { return bp_events_drain(e->pool, out, max); }

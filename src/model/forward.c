@@ -192,7 +192,6 @@ typedef struct {
     const kv_cache_t *kv;
     const model_batch_t *b;
     int layer;
-    int max_pos_seq_count; /* tasks = n_seqs * n_head_kv */
 } attn_job_t;
 
 static void attn_worker(void *arg, int ith, int nth)
@@ -414,7 +413,7 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
         }
         rj.phase = ROWS_ROPE_STORE;
         fwd_rows(c, &rj);
-        attn_job_t aj = {c, kv, b, l, 0};
+        attn_job_t aj = {c, kv, b, l};
         threadpool_run(c->pool, attn_worker, &aj);
         {
             const model_weight_t *w[1] = {&L->wo};

@@ -26,13 +26,15 @@ static void fill_prompt(int32_t *p, int n, unsigned seed, int n_vocab)
 {
     for (int i = 0; i < n; i++) {
         seed = seed * 1103515245u + 12345u;
-        p[i] = (int32_t)(300 + (seed >> 8) % (unsigned)(n_vocab > 1000 ? n_vocab - 600 : 100));
+        /* ordinary tokens: skip the specials at the start and the end of big vocabularies */
+        p[i] = n_vocab > 1000 ? (int32_t)(300 + (seed >> 8) % (unsigned)(n_vocab - 600))
+                              : (int32_t)((seed >> 8) % (unsigned)n_vocab);
     }
 }
 
 /* decode throughput with n sequences: prefill all, then time the steps in
  * which every sequence decodes */
-static rt_status_t run_decode(engine_t *e, int n, int prompt, int gen, int n_vocab, double *tok_s)
+static rt_status_t run_decode(engine_t *e, int n, int prompt, int gen, double *tok_s)
 {
     int32_t *p = malloc(sizeof(int32_t) * (size_t)prompt);
     engine_event_t *ev = malloc(sizeof(engine_event_t) * 4096);
@@ -43,7 +45,7 @@ static rt_status_t run_decode(engine_t *e, int n, int prompt, int gen, int n_voc
     }
     rt_status_t st = RT_OK;
     for (int i = 0; i < n && !st; i++) {
-        fill_prompt(p, prompt, 1000u + (unsigned)i, n_vocab);
+        fill_prompt(p, prompt, 1000u + (unsigned)i, engine_n_vocab(e));
         engine_request_t r = {.id = (uint64_t)i + 1, .prompt = p, .n_prompt = (size_t)prompt,
                               .sampling = sampler_params_default(), .max_tokens = gen, .ignore_eos = true};
         r.sampling.temperature = 0.0f;
@@ -126,7 +128,7 @@ int cmd_bench_engine(int argc, char **argv)
         c.kv_blocks = (int64_t)n * ((prompt + gen) / c.block_size + 2) + 8;
         engine_t *e = NULL;
         double tps = 0;
-        if ((st = engine_create(&c, &e)) == RT_OK) st = run_decode(e, n, prompt, gen, 49152, &tps);
+        if ((st = engine_create(&c, &e)) == RT_OK) st = run_decode(e, n, prompt, gen, &tps);
         engine_destroy(e);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "seqs", n);
@@ -145,7 +147,7 @@ int cmd_bench_engine(int argc, char **argv)
         if (!p) st = rt_error_set(RT_ERR_NOMEM, "out of memory");
         if (!st) st = engine_create(&c, &e);
         if (!st) {
-            fill_prompt(p, prefix + 16, 77u, 49152);
+            fill_prompt(p, prefix + 16, 77u, engine_n_vocab(e));
             st = run_ttft(e, p, prefix + 8, 1, &cold); /* cold: the whole prompt is prefilled */
             p[prefix + 8] = p[prefix + 9];           /* a different ending after the shared prefix */
             if (!st) st = run_ttft(e, p, prefix + 9, 2, &warm); /* its first prefix/16 blocks are cached */

@@ -27,7 +27,7 @@ typedef struct {
     int prompt_tokens;       /* synthetic prompt of this many tokens */
     int n_predict;
     int threads;
-    bool json, ignore_eos, chat, no_special, echo, warmup;
+    bool json, ignore_eos, chat, warmup;
     const char *kv_type;
     const char *chat_template; /* family name overriding the GGUF's template */
     const char *logits_out;
@@ -214,11 +214,6 @@ static rt_status_t build_prompt(const model_t *m, const gen_opts_t *o, int32_t *
     return st;
 }
 
-static void json_add_str_bytes(cJSON *obj, const char *key, const char *s)
-{
-    cJSON_AddStringToObject(obj, key, s);
-}
-
 int cmd_generate(int argc, char **argv)
 {
     gen_opts_t o = {0};
@@ -361,7 +356,7 @@ int cmd_generate(int argc, char **argv)
         for (int i = 0; i < n_out; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(out_ids[i]));
         cJSON *pids = cJSON_AddArrayToObject(j, "prompt_ids");
         for (size_t i = 0; i < n_prompt; i++) cJSON_AddItemToArray(pids, cJSON_CreateNumber(prompt[i]));
-        json_add_str_bytes(j, "text", text);
+        cJSON_AddStringToObject(j, "text", text);
         cJSON_AddStringToObject(j, "finish_reason", finish);
         cJSON_AddNumberToObject(j, "prefill_tokens", (double)n_prompt);
         cJSON_AddNumberToObject(j, "prefill_s", prefill_s);

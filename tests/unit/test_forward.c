@@ -9,12 +9,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "test_model_util.h"
 #include "rotor/model.h"
 
 static char model_path[512];
@@ -22,14 +22,7 @@ static char model_path[512];
 static int setup(void **state)
 {
     (void)state;
-    char exe[512], cmd[1400];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return -1;
-    exe[n] = '\0';
-    snprintf(model_path, sizeof model_path, "/tmp/rotor-test-forward-%d.gguf", (int)getpid());
-    snprintf(cmd, sizeof cmd, "%s/../bin/rotor-model gen --out %s --type q8_0 --tokenizer bpe --seed 3 >/dev/null",
-             dirname(exe), model_path);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_gen_model(model_path, sizeof model_path, "forward", "--type q8_0 --tokenizer bpe --seed 3");
 }
 
 static int teardown(void **state)

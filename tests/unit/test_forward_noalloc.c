@@ -8,13 +8,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <libgen.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "test_model_util.h"
 #include "rotor/model.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -43,14 +43,7 @@ static char model_path[512];
 static int setup(void **state)
 {
     (void)state;
-    char exe[512], cmd[1400];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return -1;
-    exe[n] = '\0';
-    snprintf(model_path, sizeof model_path, "/tmp/rotor-test-noalloc-%d.gguf", (int)getpid());
-    snprintf(cmd, sizeof cmd, "%s/../bin/rotor-model gen --out %s --type q4_1 --tokenizer bpe --seed 4 >/dev/null",
-             dirname(exe), model_path);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_gen_model(model_path, sizeof model_path, "noalloc", "--type q4_1 --tokenizer bpe --seed 4");
 }
 
 static int teardown(void **state)
