@@ -24,7 +24,8 @@ VPY := $(VENV)/bin/python
 NVCC ?= $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc))
 CUDA_HOME ?= $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)),)
 
-PKGS := libpcre2-8 libcjson libxxhash
+# hdf5-openmpi brings Open MPI's include path; ompi-c its library.
+PKGS := libpcre2-8 libcjson libxxhash libevent libevent_pthreads hdf5-openmpi ompi-c libcurl
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian's iniparser ships no .pc file: fall back to its known location.
@@ -43,7 +44,7 @@ AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/model/*.c src/cpu/*.c src/tokenizer/*.c \
-  src/chat/*.c src/sampling/*.c src/engine/*.c))
+  src/chat/*.c src/sampling/*.c src/engine/*.c src/hlog/*.c src/frontend/*.c src/job/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/librotor.a
 
@@ -73,7 +74,7 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/bin/rotor: $(BUILD)/obj/src/tools/rotor_main.o $(BUILD)/obj/src/tools/generate.o $(BUILD)/obj/src/tools/tokenize.o $(BUILD)/obj/src/tools/bench_engine.o $(LIB)
+$(BUILD)/bin/rotor: $(BUILD)/obj/src/tools/rotor_main.o $(BUILD)/obj/src/tools/generate.o $(BUILD)/obj/src/tools/tokenize.o $(BUILD)/obj/src/tools/bench_engine.o $(BUILD)/obj/src/tools/serve.o $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(filter 1,$(V)),,echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)

@@ -46,6 +46,11 @@ typedef struct {
 } engine_config_t;
 
 engine_config_t engine_config_default(void);
+/* The engine:* and model:* keys of a config (model:path unless model_path is
+ * non-NULL). Strings point into cfg, which must outlive the result.
+ * RT_ERR_INVALID for an unknown engine:kv_type or backend. */
+struct cfg;
+rt_status_t engine_config_from_cfg(const struct cfg *cfg, const char *model_path, engine_config_t *out);
 
 typedef struct {
     uint64_t id;                /* caller's id, unique among live requests */
@@ -56,7 +61,11 @@ typedef struct {
     bool ignore_eos;
     const int32_t *stop_tokens; /* (n_stop_tokens) extra stop ids, copied */
     size_t n_stop_tokens;
+    int top_logprobs;           /* 0..ENGINE_MAX_TOP_LOGPROBS alternatives per token */
 } engine_request_t;
+
+/* OpenAI caps top_logprobs at 20. */
+#define ENGINE_MAX_TOP_LOGPROBS 20
 
 typedef enum { ENGINE_EV_TOKEN = 1, ENGINE_EV_FINISH, ENGINE_EV_ERROR } engine_event_kind_t;
 
@@ -73,10 +82,15 @@ typedef struct {
     uint64_t request_id;
     int32_t token;            /* TOKEN */
     float logprob;            /* TOKEN: log-softmax of the chosen token */
+    int n_top;                /* TOKEN: alternatives below (request's top_logprobs) */
+    int32_t top_ids[ENGINE_MAX_TOP_LOGPROBS];  /* TOKEN: most likely ids, best first */
+    float top_logprobs[ENGINE_MAX_TOP_LOGPROBS]; /* TOKEN: their log-softmax */
     engine_finish_t finish;   /* FINISH */
     int n_prompt;             /* FINISH: prompt tokens */
     int n_cached;             /* FINISH: prompt tokens served from the prefix cache */
     int n_generated;          /* FINISH */
+    double t_scheduled;       /* FINISH: CLOCK_REALTIME s when first scheduled (0: never) */
+    double t_prefill_done;    /* FINISH: CLOCK_REALTIME s when its prompt was done (0: never) */
     rt_status_t status;       /* ERROR */
 } engine_event_t;
 
@@ -86,6 +100,8 @@ typedef struct {
     int n_decode_tokens;
     int n_running, n_waiting, n_preempted_total;
     int blocks_total, blocks_used, blocks_cached, blocks_free;
+    int64_t prefix_query_tokens_total; /* prompt tokens looked up in the prefix cache */
+    int64_t prefix_hit_tokens_total;   /* of those, found cached */
     double step_s;
 } engine_step_stats_t;
 

@@ -23,6 +23,8 @@ typedef enum {
     RT_ERR_NOT_FOUND = -7,   /* key, token or file missing */
     RT_ERR_FULL = -8,        /* a pool or queue has no room */
     RT_ERR_INTERNAL = -9,    /* broken invariant that we chose not to abort on */
+    RT_ERR_UNAVAILABLE = -10, /* no worker can take it now (down, shutting down) */
+    RT_ERR_TIMEOUT = -11,    /* a peer did not answer in time */
 } rt_status_t;
 
 /* Short constant name of a status ("RT_ERR_FORMAT"). */

@@ -20,6 +20,8 @@ const char *rt_status_str(rt_status_t st)
     case RT_ERR_NOT_FOUND: return "RT_ERR_NOT_FOUND";
     case RT_ERR_FULL: return "RT_ERR_FULL";
     case RT_ERR_INTERNAL: return "RT_ERR_INTERNAL";
+    case RT_ERR_UNAVAILABLE: return "RT_ERR_UNAVAILABLE";
+    case RT_ERR_TIMEOUT: return "RT_ERR_TIMEOUT";
     }
     return "RT_ERR_UNKNOWN";
 }

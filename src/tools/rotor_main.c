@@ -1,5 +1,6 @@
 /*
  * rotor_main.c - the `rotor` binary: one entry point, subcommands.
+ *   rotor serve CONFIG        the MPI job (mpirun -np N rotor serve ...)
  *   rotor generate ...        single-process generation (no MPI)
  *   rotor tokenize ...        tokenizer ids for a text
  *   rotor chat-template ...   render chat messages with the model's template
@@ -18,6 +19,7 @@ static void usage(FILE *f)
     fprintf(f,
             "rotor %s - distributed LLM inference server\n\n"
             "usage:\n"
+            "  mpirun -np N rotor serve CONFIG.ini [--set section:key=value ...]\n"
             "  rotor generate --model FILE --prompt TEXT [-n N] [--temp T] [--seed S] [--threads N] [--json]\n"
             "  rotor tokenize --model FILE --text TEXT [--json]\n"
             "  rotor chat-template --model FILE --messages-json FILE\n"
@@ -35,6 +37,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "chat-template") == 0) return cmd_chat_template(argc - 1, argv + 1);

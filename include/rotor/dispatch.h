@@ -1,0 +1,62 @@
+/*
+ * dispatch.h - how rank 0's front end hands token-level requests to engines
+ * and gets their events back. Two implementations sit behind this table:
+ *   - local (src/frontend/dispatch_local.c): one in-process engine stepped on
+ *     the front end's event loop; `rotor serve` without mpirun (1 rank);
+ *   - mpi (src/job/dispatch_mpi.c): the job's worker ranks, chosen by the
+ *     router policy (round-robin or least-loaded; KV-aware later).
+ * The KV-aware router and disaggregation plug in here without touching the
+ * front end.
+ *
+ * Threading: every call and every sink callback happens on rank 0's event
+ * loop thread. Events for a request arrive in order; exactly one FINISH or
+ * ERROR ends it (also after dispatch_cancel, with ENGINE_FINISH_CANCELLED).
+ *
+ * Ownership: submit copies the request (prompt, stop tokens). Events passed
+ * to the sink are valid only during the callback.
+ */
+#ifndef ROTOR_DISPATCH_H
+#define ROTOR_DISPATCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rotor/engine.h"
+#include "rotor/status.h"
+
+/* Where events go: set once, before the first submit. worker is the rank (or
+ * 0 for the local engine) that produced the event. */
+typedef struct {
+    void (*on_event)(void *ctx, const engine_event_t *ev, int worker);
+    void *ctx;
+} dispatch_sink_t;
+
+typedef struct {
+    int n_workers;          /* engines configured */
+    int n_up;               /* engines answering */
+    int n_running;          /* sequences running, all engines */
+    int n_waiting;          /* queued in engines */
+    double kv_usage;        /* used KV blocks / total, all engines, 0..1 */
+    int64_t prefix_query_tokens_total;
+    int64_t prefix_hit_tokens_total;
+    int64_t preemptions_total;
+    int64_t steps_total;
+} dispatch_status_t;
+
+typedef struct {
+    const char *name; /* "local", "mpi" */
+    void (*set_sink)(void *self, dispatch_sink_t sink);
+    /* RT_ERR_UNAVAILABLE when no engine is up, RT_ERR_INVALID for a request
+     * no engine can take (message says why). *worker receives the choice. */
+    rt_status_t (*submit)(void *self, const engine_request_t *r, int *worker);
+    /* Cancel a submitted request (unknown ids are ignored). */
+    void (*cancel)(void *self, uint64_t id);
+    void (*status)(void *self, dispatch_status_t *st);
+} dispatch_ops_t;
+
+typedef struct {
+    const dispatch_ops_t *ops;
+    void *self;
+} dispatch_t;
+
+#endif

@@ -1,0 +1,92 @@
+/*
+ * hlog.h - the job's HDF5 log: one file per job, written by rank 0, readable
+ * with h5py and h5dump. Layout (docs/hdf5-log.md):
+ *   /meta        attributes: rotor version, model, config text, roles, start time
+ *   /requests    compound records, one per finished request (hlog_request_t)
+ *   /tokens      (request id, token index, time) per generated token, for ITL
+ *   /steps       one record per engine step of every worker (hlog_step_t)
+ *   /workers     worker events: up, down, role (hlog_worker_t)
+ * Times are CLOCK_REALTIME seconds (double), the same clock on every rank of
+ * a node (NTP across nodes).
+ *
+ * Writing never stalls the caller: records are copied into an in-memory
+ * queue and a writer thread appends them to extendible chunked datasets and
+ * flushes (H5Fflush) every flush interval, so a killed job loses at most that
+ * interval. If the queue is full, records are dropped and counted (reported
+ * at close and in /meta:dropped_records).
+ *
+ * Ownership: hlog_t owns its thread, queue and file; records are copied.
+ * The hlog_* append calls are safe from any single thread at a time.
+ */
+#ifndef ROTOR_HLOG_H
+#define ROTOR_HLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rotor/status.h"
+
+typedef struct hlog hlog_t;
+
+#define HLOG_REASON_LEN 16
+#define HLOG_ERROR_LEN 128
+#define HLOG_KIND_LEN 16
+#define HLOG_ROLE_LEN 16
+
+typedef struct {
+    uint64_t id;
+    int32_t worker;          /* routed worker rank; -1 if never routed */
+    double t_arrival;        /* request fully received by the front end */
+    double t_routed;         /* handed to the worker */
+    double t_scheduled;      /* first scheduled by the engine (0: never) */
+    double t_prefill_done;   /* prompt processed (0: never) */
+    double t_first_token;    /* first token reached the front end (0: none) */
+    double t_finish;         /* last byte queued to the client */
+    double queue_wait_s;     /* t_scheduled - t_routed (0 when never scheduled) */
+    int32_t tokens_in;       /* prompt tokens */
+    int32_t tokens_out;      /* completion tokens */
+    int32_t tokens_cached;   /* prompt tokens from the prefix cache */
+    int32_t http_status;
+    char finish_reason[HLOG_REASON_LEN]; /* stop, length, cancelled, error */
+    char error[HLOG_ERROR_LEN];          /* "" when none */
+} hlog_request_t;
+
+typedef struct {
+    int32_t worker;
+    double t;                /* step end */
+    double step_s;
+    int32_t n_seqs, n_prefill_tokens, n_decode_tokens, n_running, n_waiting;
+    int32_t blocks_used, blocks_cached, blocks_free;
+} hlog_step_t;
+
+typedef struct {
+    int32_t rank;
+    double t;
+    char kind[HLOG_KIND_LEN]; /* up, down, shutdown, ... */
+    char role[HLOG_ROLE_LEN]; /* router, worker, prefill, decode, planner */
+    char detail[HLOG_ERROR_LEN];
+} hlog_worker_t;
+
+typedef struct {
+    double flush_interval_s; /* default 1 */
+    size_t queue_records;    /* capacity of the in-memory queue (all kinds); default 1<<20 */
+} hlog_config_t;
+
+/* Create path (truncating) and start the writer thread. meta_* are written as
+ * attributes of /meta (NULL skips). */
+rt_status_t hlog_open(const char *path, const hlog_config_t *cfg, const char *meta_model,
+                      const char *meta_config_text, const char *meta_roles, hlog_t **out);
+void hlog_request(hlog_t *h, const hlog_request_t *r);
+/* n token times of one request, token indices first_index.. */
+void hlog_tokens(hlog_t *h, uint64_t request_id, int32_t first_index, const double *t, size_t n);
+void hlog_step(hlog_t *h, const hlog_step_t *s);
+void hlog_worker(hlog_t *h, const hlog_worker_t *w);
+/* Flush everything queued, stop the thread, close the file. NULL is a no-op. */
+rt_status_t hlog_close(hlog_t *h);
+/* Records dropped so far because the queue was full. */
+uint64_t hlog_dropped(const hlog_t *h);
+
+/* CLOCK_REALTIME in seconds. */
+double hlog_now(void);
+
+#endif

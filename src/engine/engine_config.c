@@ -1,0 +1,32 @@
+/*
+ * engine_config.c - an engine_config_t from the engine:* and model:* keys.
+ */
+#include <string.h>
+
+#include "rotor/config.h"
+#include "rotor/engine.h"
+
+rt_status_t engine_config_from_cfg(const cfg_t *c, const char *model_path, engine_config_t *out)
+{
+    engine_config_t e = engine_config_default();
+    e.backend = cfg_str(c, "engine:backend");
+    if (!engine_backend_find(e.backend))
+        return rt_error_set(RT_ERR_INVALID, "engine:backend: unknown backend '%s' (known: cpu)", e.backend);
+    e.model_path = model_path ? model_path : cfg_str(c, "model:path");
+    e.threads = (int)cfg_int(c, "model:threads");
+    e.block_size = (int)cfg_int(c, "engine:block_size");
+    e.kv_blocks = cfg_int(c, "engine:kv_cache_blocks");
+    e.kv_bytes = cfg_int(c, "engine:kv_cache_bytes");
+    e.max_num_seqs = (int)cfg_int(c, "engine:max_num_seqs");
+    e.max_num_batched_tokens = (int)cfg_int(c, "engine:max_num_batched_tokens");
+    e.max_model_len = (int)cfg_int(c, "model:ctx_size");
+    const char *kv = cfg_str(c, "engine:kv_type");
+    if (strcmp(kv, "f16") == 0)
+        e.kv_type = RT_TYPE_F16;
+    else if (strcmp(kv, "f32") == 0)
+        e.kv_type = RT_TYPE_F32;
+    else
+        return rt_error_set(RT_ERR_INVALID, "engine:kv_type: '%s' is not f16 or f32", kv);
+    *out = e;
+    return RT_OK;
+}
