@@ -79,7 +79,7 @@ $(BUILD)/bin/rotor: $(BUILD)/obj/src/tools/rotor_main.o $(BUILD)/obj/src/tools/g
 	@$(if $(filter 1,$(V)),,echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
-$(BUILD)/bin/rotor-model: $(BUILD)/obj/src/tools/rotor_model.o $(BUILD)/obj/src/tools/model_vocab.o $(LIB)
+$(BUILD)/bin/rotor-model: $(BUILD)/obj/src/tools/rotor_model.o $(BUILD)/obj/src/tools/model_vocab.o $(BUILD)/obj/src/tools/tokenizer_export.o $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(filter 1,$(V)),,echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)

@@ -1,0 +1,2 @@
+/* tokenizer_export.c - `rotor-model export-tokenizer` (being written). */
+#include "tokenizer_export.h"
