@@ -135,6 +135,10 @@ rt_status_t engine_step(engine_t *e, engine_event_t *events, size_t cap, size_t 
                         engine_step_stats_t *stats);
 /* Vocabulary size of the engine's model (valid token ids are below it). */
 int engine_n_vocab(const engine_t *e);
+/* Prompt + output tokens a request may reach (the context length). */
+int engine_max_model_len(const engine_t *e);
+/* The engine's state now, without a step (per-step fields zero). */
+void engine_stats(const engine_t *e, engine_step_stats_t *stats);
 /* True while requests are waiting or running. */
 bool engine_has_work(const engine_t *e);
 /* KV events (blocks stored in / removed from the prefix cache) since the last

@@ -494,3 +494,14 @@ err:
     engine_destroy(e);
     return st;
 }
+
+int engine_max_model_len(const engine_t *e) { return e->max_model_len; }
+
+void engine_stats(const engine_t *e, engine_step_stats_t *stats)
+{
+    bp_stats_t bs;
+    bp_stats(e->pool, &bs);
+    *stats = (engine_step_stats_t){.n_running = e->n_running, .n_waiting = e->n_waiting,
+                                   .n_preempted_total = e->n_preempted, .blocks_total = bs.total,
+                                   .blocks_used = bs.used, .blocks_cached = bs.cached, .blocks_free = bs.free};
+}
