@@ -1,0 +1,70 @@
+/*
+ * ctrl.h - the job's control plane: messages between rank 0 (router) and the
+ * worker ranks over MPI_COMM_WORLD, one tag per kind. Every message is a
+ * byte buffer: a fixed header struct, then arrays. Ranks of one job run the
+ * same binary, so structs travel as they are (no byte swapping).
+ *
+ *   HELLO     worker -> 0   ctrl_hello_t: the engine is up (vocab, context, pool)
+ *   REQUEST   0 -> worker   ctrl_request_t + prompt ids + stop ids
+ *   CANCEL    0 -> worker   uint64_t request id
+ *   SHUTDOWN  0 -> worker   (empty) finish, cancel what is left, say BYE
+ *   EVENTS    worker -> 0   ctrl_events_t + n engine_event_t; with no events
+ *                           it is the heartbeat; every step's stats ride on it
+ *   BYE       worker -> 0   (empty) the worker has stopped and will finalize
+ *
+ * Ownership: ctrl_request_pack returns a malloc'd buffer the caller frees
+ * (after the send completes); unpack points into the caller's buffer.
+ */
+#ifndef ROTOR_CTRL_H
+#define ROTOR_CTRL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rotor/engine.h"
+#include "rotor/status.h"
+
+enum {
+    CTRL_TAG_HELLO = 101,
+    CTRL_TAG_REQUEST,
+    CTRL_TAG_CANCEL,
+    CTRL_TAG_SHUTDOWN,
+    CTRL_TAG_EVENTS,
+    CTRL_TAG_BYE,
+};
+
+typedef struct {
+    int32_t n_vocab;
+    int32_t n_ctx;
+    int32_t n_blocks;
+    int32_t max_num_seqs;
+    int32_t role; /* job_role_t */
+} ctrl_hello_t;
+
+typedef struct {
+    uint64_t id;
+    int32_t n_prompt;
+    int32_t n_stop_tokens;
+    int32_t max_tokens;
+    int32_t top_logprobs;
+    int32_t ignore_eos;
+    int32_t pad;
+    sampler_params_t sampling;
+} ctrl_request_t;
+
+typedef struct {
+    int32_t n_events;
+    int32_t pad;
+    double t_sent;               /* CLOCK_REALTIME at send */
+    engine_step_stats_t stats;   /* the step that made these events (zero for heartbeats) */
+    int32_t stepped;             /* 1 if stats describe a step */
+    int32_t pad2;
+} ctrl_events_t;
+
+/* Pack a request for REQUEST (malloc'd into *buf, *len bytes). */
+rt_status_t ctrl_request_pack(const engine_request_t *r, void **buf, size_t *len);
+/* Unpack a REQUEST buffer into r (pointers into buf). RT_ERR_FORMAT if the
+ * sizes do not add up. */
+rt_status_t ctrl_request_unpack(const void *buf, size_t len, engine_request_t *r);
+
+#endif

@@ -1,0 +1,490 @@
+/*
+ * dispatch_mpi.c - rank 0's dispatcher over the job's worker ranks.
+ *
+ * Requests go out with MPI_Isend (rank 0 never blocks on a slow or stopped
+ * worker); a libevent timer polls for worker messages with MPI_Improbe, every
+ * 100 us while anything is in flight and every 2 ms otherwise. Each worker's
+ * EVENTS message carries one engine step's events and stats; with no events it
+ * is the heartbeat. A worker silent for job:heartbeat_timeout_s is taken out
+ * of routing and its requests fail (ERROR events, RT_ERR_UNAVAILABLE); if it
+ * speaks again it is put back.
+ *
+ * Routing (router:policy): round_robin, or least_loaded = the up worker with
+ * the fewest requests in flight from rank 0 (ties go round-robin). The
+ * KV-aware policy replaces pick_worker later.
+ */
+#include <event2/event.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "job_impl.h"
+#include "rotor/ctrl.h"
+#include "rotor/log.h"
+
+typedef struct {
+    int rank;
+    job_role_t role;
+    int hello, up, bye;
+    double last_seen;
+    int n_inflight;
+    ctrl_hello_t info;
+    engine_step_stats_t stats;
+} mpi_worker_t;
+
+typedef struct {
+    uint64_t id;
+    int32_t worker; /* index into workers; -1 = empty slot */
+} route_t;
+
+typedef struct {
+    MPI_Request req;
+    void *buf;
+} send_t;
+
+typedef enum { POLICY_ROUND_ROBIN, POLICY_LEAST_LOADED } policy_t;
+
+typedef struct {
+    struct event_base *base;
+    struct event *poll_ev;
+    dispatch_sink_t sink;
+    hlog_t *hlog;
+    policy_t policy;
+    double hb_timeout;
+    mpi_worker_t *w;
+    int n_w, rr;
+    route_t *tab; /* open addressing, linear probing, power-of-two size */
+    size_t tab_cap, tab_n;
+    send_t *sends;
+    size_t n_sends, cap_sends;
+    uint8_t *rx;
+    size_t rx_cap;
+    int64_t steps_total;
+    /* shutdown */
+    int shutting;
+    double shutdown_deadline;
+    void (*done)(void *);
+    void *done_arg;
+} dmpi_t;
+
+/* ------------------------------------------------------------ route table */
+
+static size_t slot_of(const dmpi_t *d, uint64_t id) { return XXH3_64bits(&id, sizeof id) & (d->tab_cap - 1); }
+
+static route_t *route_find(dmpi_t *d, uint64_t id)
+{
+    for (size_t i = slot_of(d, id);; i = (i + 1) & (d->tab_cap - 1)) {
+        if (d->tab[i].worker < 0) return NULL;
+        if (d->tab[i].id == id) return &d->tab[i];
+    }
+}
+
+static rt_status_t route_grow(dmpi_t *d);
+
+static rt_status_t route_add(dmpi_t *d, uint64_t id, int worker)
+{
+    if ((d->tab_n + 1) * 2 > d->tab_cap) {
+        rt_status_t st = route_grow(d);
+        if (st) return st;
+    }
+    size_t i = slot_of(d, id);
+    while (d->tab[i].worker >= 0) {
+        if (d->tab[i].id == id) return rt_error_set(RT_ERR_INVALID, "dispatch: request id %llu is already live",
+                                                    (unsigned long long)id);
+        i = (i + 1) & (d->tab_cap - 1);
+    }
+    d->tab[i] = (route_t){.id = id, .worker = worker};
+    d->tab_n++;
+    return RT_OK;
+}
+
+static rt_status_t route_grow(dmpi_t *d)
+{
+    size_t old_cap = d->tab_cap;
+    route_t *old = d->tab;
+    size_t cap = old_cap ? old_cap * 2 : 1024;
+    route_t *t = malloc(cap * sizeof *t);
+    if (!t) return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
+    for (size_t i = 0; i < cap; i++) t[i].worker = -1;
+    d->tab = t;
+    d->tab_cap = cap;
+    d->tab_n = 0;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].worker >= 0) route_add(d, old[i].id, old[i].worker);
+    free(old);
+    return RT_OK;
+}
+
+/* Backward-shift deletion keeps probe chains intact without tombstones. */
+static void route_del(dmpi_t *d, route_t *r)
+{
+    size_t mask = d->tab_cap - 1, i = (size_t)(r - d->tab), j = i;
+    d->tab[i].worker = -1;
+    d->tab_n--;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (d->tab[j].worker < 0) return;
+        size_t k = slot_of(d, d->tab[j].id);
+        /* move j back to i unless its home k lies cyclically in (i, j] */
+        if ((i <= j) ? (i < k && k <= j) : (i < k || k <= j)) continue;
+        d->tab[i] = d->tab[j];
+        d->tab[j].worker = -1;
+        i = j;
+    }
+}
+
+/* ------------------------------------------------------------- messaging */
+
+static void send_async(dmpi_t *d, int rank, int tag, void *buf, size_t len)
+{
+    if (d->n_sends == d->cap_sends) {
+        size_t cap = d->cap_sends ? d->cap_sends * 2 : 64;
+        send_t *s = realloc(d->sends, cap * sizeof *s);
+        if (!s) RT_PANIC("dispatch: out of memory");
+        d->sends = s;
+        d->cap_sends = cap;
+    }
+    send_t *s = &d->sends[d->n_sends++];
+    s->buf = buf;
+    MPI_Isend(buf, (int)len, MPI_BYTE, rank, tag, MPI_COMM_WORLD, &s->req);
+}
+
+static void reap_sends(dmpi_t *d)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < d->n_sends; i++) {
+        int flag = 0;
+        MPI_Test(&d->sends[i].req, &flag, MPI_STATUS_IGNORE);
+        if (flag) free(d->sends[i].buf);
+        else d->sends[j++] = d->sends[i];
+    }
+    d->n_sends = j;
+}
+
+static void send_cancel(dmpi_t *d, int rank, uint64_t id)
+{
+    uint64_t *b = malloc(sizeof *b);
+    if (!b) RT_PANIC("dispatch: out of memory");
+    *b = id;
+    send_async(d, rank, CTRL_TAG_CANCEL, b, sizeof *b);
+}
+
+static mpi_worker_t *worker_of_rank(dmpi_t *d, int rank)
+{
+    for (int i = 0; i < d->n_w; i++)
+        if (d->w[i].rank == rank) return &d->w[i];
+    return NULL;
+}
+
+static void worker_event(dmpi_t *d, const mpi_worker_t *w, const char *kind, const char *detail)
+{
+    if (!d->hlog) return;
+    hlog_worker_t rec = {.rank = w->rank, .t = hlog_now()};
+    snprintf(rec.kind, sizeof rec.kind, "%s", kind);
+    snprintf(rec.role, sizeof rec.role, "%s", job_role_name(w->role));
+    snprintf(rec.detail, sizeof rec.detail, "%s", detail ? detail : "");
+    hlog_worker(d->hlog, &rec);
+}
+
+/* Fail every request routed to w (it stopped answering). */
+static void fail_worker_requests(dmpi_t *d, int wi)
+{
+    mpi_worker_t *w = &d->w[wi];
+    for (size_t i = 0; i < d->tab_cap;) {
+        route_t *r = &d->tab[i];
+        if (r->worker != wi) {
+            i++;
+            continue;
+        }
+        uint64_t id = r->id;
+        route_del(d, r); /* may move a later entry into slot i: look at i again */
+        w->n_inflight--;
+        send_cancel(d, w->rank, id);
+        engine_event_t ev = {.kind = ENGINE_EV_ERROR, .request_id = id, .status = RT_ERR_UNAVAILABLE};
+        rt_error_set(RT_ERR_UNAVAILABLE, "worker rank %d stopped answering; the request was cancelled", w->rank);
+        if (d->sink.on_event) d->sink.on_event(d->sink.ctx, &ev, w->rank);
+    }
+}
+
+static void mark_down(dmpi_t *d, int wi, const char *why)
+{
+    mpi_worker_t *w = &d->w[wi];
+    if (!w->up) return;
+    w->up = 0;
+    RT_LOG_WARN("worker rank %d is out of routing: %s", w->rank, why);
+    worker_event(d, w, "down", why);
+    fail_worker_requests(d, wi);
+}
+
+static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len)
+{
+    ctrl_events_t h;
+    if (len < sizeof h) return;
+    memcpy(&h, buf, sizeof h);
+    if (h.n_events < 0 || len != sizeof h + (size_t)h.n_events * sizeof(engine_event_t)) {
+        RT_LOG_WARN("rank %d sent a malformed EVENTS message (%zu bytes)", w->rank, len);
+        return;
+    }
+    w->stats = h.stats;
+    if (h.stepped) {
+        d->steps_total++;
+        if (d->hlog) {
+            hlog_step_t s = {.worker = w->rank,
+                             .t = h.t_sent,
+                             .step_s = h.stats.step_s,
+                             .n_seqs = h.stats.n_seqs,
+                             .n_prefill_tokens = h.stats.n_prefill_tokens,
+                             .n_decode_tokens = h.stats.n_decode_tokens,
+                             .n_running = h.stats.n_running,
+                             .n_waiting = h.stats.n_waiting,
+                             .blocks_used = h.stats.blocks_used,
+                             .blocks_cached = h.stats.blocks_cached,
+                             .blocks_free = h.stats.blocks_free};
+            hlog_step(d->hlog, &s);
+        }
+    }
+    int wi = (int)(w - d->w);
+    for (int i = 0; i < h.n_events; i++) {
+        engine_event_t ev;
+        memcpy(&ev, buf + sizeof h + (size_t)i * sizeof ev, sizeof ev);
+        route_t *r = route_find(d, ev.request_id);
+        if (!r || r->worker != wi) continue; /* already failed or finished */
+        if (ev.kind == ENGINE_EV_FINISH || ev.kind == ENGINE_EV_ERROR) {
+            route_del(d, r);
+            w->n_inflight--;
+            if (ev.kind == ENGINE_EV_ERROR)
+                rt_error_set(ev.status, "worker rank %d could not run the request (%s)", w->rank,
+                             rt_status_str(ev.status));
+        }
+        if (d->sink.on_event) d->sink.on_event(d->sink.ctx, &ev, w->rank);
+    }
+}
+
+static void poll_messages(dmpi_t *d)
+{
+    for (;;) {
+        int flag = 0;
+        MPI_Message m;
+        MPI_Status s;
+        MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &m, &s);
+        if (!flag) return;
+        int count = 0;
+        MPI_Get_count(&s, MPI_BYTE, &count);
+        if ((size_t)count > d->rx_cap) {
+            size_t cap = (size_t)count * 2;
+            uint8_t *b = realloc(d->rx, cap);
+            if (!b) RT_PANIC("dispatch: out of memory for a %d-byte message", count);
+            d->rx = b;
+            d->rx_cap = cap;
+        }
+        MPI_Mrecv(d->rx, count, MPI_BYTE, &m, &s);
+        mpi_worker_t *w = worker_of_rank(d, s.MPI_SOURCE);
+        if (!w) {
+            RT_LOG_WARN("message tag %d from rank %d, which is no worker", s.MPI_TAG, s.MPI_SOURCE);
+            continue;
+        }
+        w->last_seen = hlog_now();
+        if (!w->up && w->hello && !w->bye && s.MPI_TAG != CTRL_TAG_BYE) {
+            w->up = 1;
+            RT_LOG_INFO("worker rank %d answers again: back in routing", w->rank);
+            worker_event(d, w, "up", "answers again");
+        }
+        switch (s.MPI_TAG) {
+        case CTRL_TAG_HELLO:
+            if ((size_t)count == sizeof w->info) memcpy(&w->info, d->rx, sizeof w->info);
+            w->hello = w->up = 1;
+            RT_LOG_INFO("worker rank %d up (%s, %d KV blocks, context %d)", w->rank, job_role_name(w->role),
+                        w->info.n_blocks, w->info.n_ctx);
+            worker_event(d, w, "up", "hello");
+            break;
+        case CTRL_TAG_EVENTS: on_events(d, w, d->rx, (size_t)count); break;
+        case CTRL_TAG_BYE:
+            w->bye = 1;
+            w->up = 0;
+            worker_event(d, w, "shutdown", "bye");
+            break;
+        default: RT_LOG_WARN("unexpected message tag %d from rank %d", s.MPI_TAG, s.MPI_SOURCE); break;
+        }
+    }
+}
+
+static void check_heartbeats(dmpi_t *d)
+{
+    double now = hlog_now();
+    for (int i = 0; i < d->n_w; i++) {
+        mpi_worker_t *w = &d->w[i];
+        if (w->up && now - w->last_seen > d->hb_timeout) {
+            char why[96];
+            snprintf(why, sizeof why, "no message for %.1f s (job:heartbeat_timeout_s)", now - w->last_seen);
+            mark_down(d, i, why);
+        }
+    }
+}
+
+static void check_shutdown(dmpi_t *d)
+{
+    if (!d->shutting || !d->done) return;
+    int waiting = 0;
+    for (int i = 0; i < d->n_w; i++) waiting += d->w[i].hello && !d->w[i].bye && d->w[i].up;
+    if (waiting && hlog_now() < d->shutdown_deadline) return;
+    if (waiting) RT_LOG_WARN("shutdown: %d worker(s) did not say goodbye in time", waiting);
+    void (*done)(void *) = d->done;
+    d->done = NULL;
+    done(d->done_arg);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    dmpi_t *d = arg;
+    poll_messages(d);
+    reap_sends(d);
+    check_heartbeats(d);
+    check_shutdown(d);
+    struct timeval tv = {0, (d->tab_n || d->n_sends || d->shutting) ? 100 : 2000};
+    evtimer_add(d->poll_ev, &tv);
+}
+
+/* ------------------------------------------------------------ dispatch ops */
+
+static void dm_set_sink(void *self, dispatch_sink_t sink) { ((dmpi_t *)self)->sink = sink; }
+
+static int pick_worker(dmpi_t *d)
+{
+    int best = -1;
+    for (int k = 0; k < d->n_w; k++) {
+        int i = (d->rr + k) % d->n_w;
+        if (!d->w[i].up) continue;
+        if (d->policy == POLICY_ROUND_ROBIN) {
+            best = i;
+            break;
+        }
+        if (best < 0 || d->w[i].n_inflight < d->w[best].n_inflight) best = i;
+    }
+    if (best >= 0) d->rr = (best + 1) % d->n_w;
+    return best;
+}
+
+static rt_status_t dm_submit(void *self, const engine_request_t *r, int *worker)
+{
+    dmpi_t *d = self;
+    if (d->shutting) return rt_error_set(RT_ERR_UNAVAILABLE, "the job is shutting down");
+    int wi = pick_worker(d);
+    if (wi < 0) return rt_error_set(RT_ERR_UNAVAILABLE, "no worker is up (%d configured)", d->n_w);
+    if (d->w[wi].info.n_vocab > 0)
+        for (size_t i = 0; i < r->n_prompt; i++)
+            if (r->prompt[i] < 0 || r->prompt[i] >= d->w[wi].info.n_vocab)
+                return rt_error_set(RT_ERR_INVALID, "token id %d is outside the vocabulary (0..%d)", r->prompt[i],
+                                    d->w[wi].info.n_vocab - 1);
+    void *buf;
+    size_t len;
+    rt_status_t st = ctrl_request_pack(r, &buf, &len);
+    if (st) return st;
+    if ((st = route_add(d, r->id, wi))) {
+        free(buf);
+        return st;
+    }
+    send_async(d, d->w[wi].rank, CTRL_TAG_REQUEST, buf, len);
+    d->w[wi].n_inflight++;
+    *worker = d->w[wi].rank;
+    /* poll soon: the first token matters */
+    struct timeval tv = {0, 100};
+    evtimer_del(d->poll_ev);
+    evtimer_add(d->poll_ev, &tv);
+    return RT_OK;
+}
+
+static void dm_cancel(void *self, uint64_t id)
+{
+    dmpi_t *d = self;
+    route_t *r = route_find(d, id);
+    if (r) send_cancel(d, d->w[r->worker].rank, id);
+}
+
+static void dm_status(void *self, dispatch_status_t *st)
+{
+    dmpi_t *d = self;
+    memset(st, 0, sizeof *st);
+    st->n_workers = d->n_w;
+    int64_t used = 0, total = 0;
+    for (int i = 0; i < d->n_w; i++) {
+        const mpi_worker_t *w = &d->w[i];
+        st->prefix_query_tokens_total += w->stats.prefix_query_tokens_total;
+        st->prefix_hit_tokens_total += w->stats.prefix_hit_tokens_total;
+        st->preemptions_total += w->stats.n_preempted_total;
+        if (!w->up) continue;
+        st->n_up++;
+        st->n_running += w->stats.n_running;
+        st->n_waiting += w->stats.n_waiting;
+        used += w->stats.blocks_used;
+        total += w->stats.blocks_total;
+    }
+    st->kv_usage = total ? (double)used / (double)total : 0;
+    st->steps_total = d->steps_total;
+}
+
+static const dispatch_ops_t dmpi_ops = {
+    .name = "mpi", .set_sink = dm_set_sink, .submit = dm_submit, .cancel = dm_cancel, .status = dm_status};
+
+rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const job_role_t *roles, int n_ranks,
+                                hlog_t *hlog, dispatch_t *out)
+{
+    const char *pol = cfg_str(cfg, "router:policy");
+    policy_t policy;
+    if (strcmp(pol, "round_robin") == 0) policy = POLICY_ROUND_ROBIN;
+    else if (strcmp(pol, "least_loaded") == 0) policy = POLICY_LEAST_LOADED;
+    else return rt_error_set(RT_ERR_INVALID, "router:policy: '%s' is not round_robin or least_loaded", pol);
+    dmpi_t *d = calloc(1, sizeof *d);
+    if (!d) return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
+    d->base = base;
+    d->hlog = hlog;
+    d->policy = policy;
+    d->hb_timeout = cfg_float(cfg, "job:heartbeat_timeout_s");
+    d->w = calloc((size_t)n_ranks, sizeof *d->w);
+    d->rx_cap = 1 << 20;
+    d->rx = malloc(d->rx_cap);
+    d->poll_ev = evtimer_new(base, on_poll, d);
+    if (!d->w || !d->rx || !d->poll_ev || route_grow(d)) {
+        dispatch_mpi_destroy((dispatch_t){.ops = &dmpi_ops, .self = d});
+        return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
+    }
+    double now = hlog_now();
+    for (int r = 0; r < n_ranks; r++)
+        if (roles[r] == JOB_ROLE_WORKER || roles[r] == JOB_ROLE_PREFILL || roles[r] == JOB_ROLE_DECODE)
+            d->w[d->n_w++] = (mpi_worker_t){.rank = r, .role = roles[r], .last_seen = now};
+    struct timeval tv = {0, 1000};
+    evtimer_add(d->poll_ev, &tv);
+    *out = (dispatch_t){.ops = &dmpi_ops, .self = d};
+    return RT_OK;
+}
+
+void dispatch_mpi_shutdown(dispatch_t dd, double timeout_s, void (*done)(void *), void *arg)
+{
+    dmpi_t *d = dd.self;
+    d->shutting = 1;
+    d->shutdown_deadline = hlog_now() + timeout_s;
+    d->done = done;
+    d->done_arg = arg;
+    for (int i = 0; i < d->n_w; i++)
+        if (!d->w[i].bye) send_async(d, d->w[i].rank, CTRL_TAG_SHUTDOWN, NULL, 0);
+}
+
+void dispatch_mpi_destroy(dispatch_t dd)
+{
+    dmpi_t *d = dd.self;
+    if (!d) return;
+    if (d->poll_ev) event_free(d->poll_ev);
+    /* sends to workers that never answered cannot complete; leave them */
+    for (size_t i = 0; i < d->n_sends; i++) {
+        int flag = 0;
+        MPI_Test(&d->sends[i].req, &flag, MPI_STATUS_IGNORE);
+        if (flag) free(d->sends[i].buf);
+    }
+    free(d->sends);
+    free(d->tab);
+    free(d->rx);
+    free(d->w);
+    free(d);
+}

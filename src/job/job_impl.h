@@ -1,0 +1,38 @@
+/*
+ * job_impl.h - parts of the job shared between its files (not public).
+ */
+#ifndef ROTOR_JOB_IMPL_H
+#define ROTOR_JOB_IMPL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "rotor/config.h"
+#include "rotor/dispatch.h"
+#include "rotor/hlog.h"
+#include "rotor/job.h"
+
+struct event_base;
+
+/* A broken invariant: log and abort the job. */
+#define RT_PANIC(...)                                                                                        \
+    do {                                                                                                     \
+        fprintf(stderr, "rotor: fatal: " __VA_ARGS__);                                                       \
+        fputc('\n', stderr);                                                                                 \
+        abort();                                                                                             \
+    } while (0)
+
+/* worker.c: a worker rank's loop until SHUTDOWN; returns the exit code. */
+int job_worker_main(const cfg_t *cfg, job_role_t role);
+
+/* dispatch_mpi.c: rank 0's dispatcher over the worker ranks (roles[r] is
+ * WORKER, PREFILL or DECODE). Polls MPI from a timer on base. hlog may be
+ * NULL. The dispatcher owns its state; destroy after shutdown completed. */
+rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const job_role_t *roles, int n_ranks,
+                                hlog_t *hlog, dispatch_t *out);
+/* Send SHUTDOWN to every worker; done(arg) runs once all said BYE (or were
+ * down, or timeout_s passed). */
+void dispatch_mpi_shutdown(dispatch_t d, double timeout_s, void (*done)(void *arg), void *arg);
+void dispatch_mpi_destroy(dispatch_t d);
+
+#endif

@@ -1,0 +1,166 @@
+/*
+ * worker.c - a worker rank's loop: take requests and cancellations from
+ * rank 0, step the engine while it has work, send each step's events and
+ * stats back (a heartbeat when idle), stop on SHUTDOWN.
+ */
+#include <mpi.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "job_impl.h"
+#include "rotor/ctrl.h"
+#include "rotor/hlog.h"
+#include "rotor/log.h"
+
+typedef struct {
+    engine_t *engine;
+    engine_event_t *events; /* (cap) step output, then sent as is */
+    size_t cap;
+    uint8_t *msg;           /* ctrl_events_t + cap events */
+    uint8_t *rx;            /* receive buffer, rx_cap bytes */
+    size_t rx_cap;
+    double last_sent;
+    double heartbeat_s;
+    int shutdown;
+} worker_t;
+
+static void send_events(worker_t *w, const engine_event_t *ev, size_t n, const engine_step_stats_t *stats)
+{
+    ctrl_events_t h = {.n_events = (int32_t)n, .t_sent = hlog_now(), .stepped = stats != NULL};
+    if (stats) h.stats = *stats;
+    memcpy(w->msg, &h, sizeof h);
+    if (n) memcpy(w->msg + sizeof h, ev, n * sizeof *ev);
+    MPI_Send(w->msg, (int)(sizeof h + n * sizeof *ev), MPI_BYTE, 0, CTRL_TAG_EVENTS, MPI_COMM_WORLD);
+    w->last_sent = h.t_sent;
+}
+
+/* A request the engine refused: answer with an ERROR event at once. */
+static void refuse(worker_t *w, uint64_t id, rt_status_t st)
+{
+    engine_event_t ev = {.kind = ENGINE_EV_ERROR, .request_id = id, .status = st};
+    RT_LOG_WARN("request %llu refused: %s", (unsigned long long)id, rt_error_msg());
+    send_events(w, &ev, 1, NULL);
+}
+
+/* Receive everything rank 0 has sent; returns the number of messages. */
+static int poll_inbox(worker_t *w)
+{
+    int n = 0;
+    for (;;) {
+        int flag = 0;
+        MPI_Message m;
+        MPI_Status s;
+        MPI_Improbe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &m, &s);
+        if (!flag) return n;
+        int count = 0;
+        MPI_Get_count(&s, MPI_BYTE, &count);
+        if ((size_t)count > w->rx_cap) {
+            size_t cap = (size_t)count * 2;
+            uint8_t *b = realloc(w->rx, cap);
+            if (!b) RT_PANIC("worker: out of memory for a %d-byte message", count);
+            w->rx = b;
+            w->rx_cap = cap;
+        }
+        MPI_Mrecv(w->rx, count, MPI_BYTE, &m, &s);
+        n++;
+        switch (s.MPI_TAG) {
+        case CTRL_TAG_REQUEST: {
+            engine_request_t r;
+            rt_status_t st = ctrl_request_unpack(w->rx, (size_t)count, &r);
+            if (!st) st = engine_add_request(w->engine, &r);
+            if (st) {
+                ctrl_request_t h;
+                memcpy(&h, w->rx, (size_t)count >= sizeof h ? sizeof h : 0);
+                refuse(w, (size_t)count >= sizeof h ? h.id : 0, st);
+            }
+            break;
+        }
+        case CTRL_TAG_CANCEL: {
+            uint64_t id;
+            if (count == sizeof id) {
+                memcpy(&id, w->rx, sizeof id);
+                engine_cancel(w->engine, id); /* unknown: already finished */
+            }
+            break;
+        }
+        case CTRL_TAG_SHUTDOWN: w->shutdown = 1; break;
+        default: RT_LOG_WARN("worker: unexpected message tag %d from rank 0", s.MPI_TAG); break;
+        }
+    }
+}
+
+static void nap(double s)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(s * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+int job_worker_main(const cfg_t *cfg, job_role_t role)
+{
+    engine_config_t ec;
+    rt_status_t st = engine_config_from_cfg(cfg, NULL, &ec);
+    worker_t w = {.heartbeat_s = cfg_float(cfg, "job:heartbeat_interval_s")};
+    if (!st) st = engine_create(&ec, &w.engine);
+    if (st) {
+        RT_LOG_ERROR("engine: %s", rt_error_msg());
+        return 1;
+    }
+    w.cap = 2 * (size_t)ec.max_num_seqs + 16;
+    w.events = calloc(w.cap, sizeof *w.events);
+    w.msg = malloc(sizeof(ctrl_events_t) + w.cap * sizeof(engine_event_t));
+    w.rx_cap = 1 << 16;
+    w.rx = malloc(w.rx_cap);
+    if (!w.events || !w.msg || !w.rx) RT_PANIC("worker: out of memory");
+
+    ctrl_hello_t hello = {.n_vocab = engine_n_vocab(w.engine), .max_num_seqs = ec.max_num_seqs, .role = (int32_t)role};
+    engine_step_stats_t stats0 = {0};
+    engine_stats(w.engine, &stats0);
+    hello.n_blocks = stats0.blocks_total;
+    hello.n_ctx = engine_max_model_len(w.engine);
+    MPI_Send(&hello, sizeof hello, MPI_BYTE, 0, CTRL_TAG_HELLO, MPI_COMM_WORLD);
+    RT_LOG_INFO("worker up: %s, %d KV blocks of %d tokens, max %d sequences", ec.model_path, hello.n_blocks,
+                ec.block_size, ec.max_num_seqs);
+    w.last_sent = hlog_now();
+
+    double idle_nap = 50e-6;
+    while (!(w.shutdown && !engine_has_work(w.engine))) {
+        int got = poll_inbox(&w);
+        if (w.shutdown) {
+            /* rank 0 drained the front end first: whatever is left is cancelled */
+            /* (engine_cancel of every live request happens through CANCELs it sent) */
+        }
+        if (engine_has_work(w.engine)) {
+            size_t n = 0;
+            engine_step_stats_t stats;
+            st = engine_step(w.engine, w.events, w.cap, &n, &stats);
+            if (st) RT_LOG_ERROR("engine step: %s", rt_error_msg());
+            send_events(&w, w.events, n, &stats);
+            idle_nap = 50e-6;
+            continue;
+        }
+        double now = hlog_now();
+        if (now - w.last_sent >= w.heartbeat_s) {
+            engine_step_stats_t stats;
+            engine_stats(w.engine, &stats);
+            ctrl_events_t h = {.t_sent = now, .stats = stats};
+            memcpy(w.msg, &h, sizeof h);
+            MPI_Send(w.msg, sizeof h, MPI_BYTE, 0, CTRL_TAG_EVENTS, MPI_COMM_WORLD);
+            w.last_sent = now;
+        }
+        if (!got) {
+            nap(idle_nap);
+            if (idle_nap < 1e-3) idle_nap *= 2;
+        } else {
+            idle_nap = 50e-6;
+        }
+    }
+    MPI_Send(NULL, 0, MPI_BYTE, 0, CTRL_TAG_BYE, MPI_COMM_WORLD);
+    RT_LOG_INFO("worker stopped");
+    engine_destroy(w.engine);
+    free(w.events);
+    free(w.msg);
+    free(w.rx);
+    return 0;
+}
