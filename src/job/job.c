@@ -112,6 +112,7 @@ typedef struct {
     int n_signals;
     int stopping;
     char endpoint_path[PATH_MAX];
+    char pid_path[PATH_MAX];
 } router_t;
 
 static void on_workers_stopped(void *arg)
@@ -250,6 +251,10 @@ static int router_main(const cfg_t *cfg, const char *config_path, const job_role
 
     const char *ep = fe_server_endpoint(r.fe);
     char line[512];
+    /* scripts signal rank 0 itself (mpirun turns a signal into SIGKILL after a second) */
+    snprintf(r.pid_path, sizeof r.pid_path, "%s/rank0.pid", log_dir);
+    snprintf(line, sizeof line, "%d\n", (int)getpid());
+    if ((st = write_file_atomic(r.pid_path, line))) goto out;
     snprintf(r.endpoint_path, sizeof r.endpoint_path, "%s/endpoint", log_dir);
     snprintf(line, sizeof line, "%s\n", ep);
     if ((st = write_file_atomic(r.endpoint_path, line))) goto out;
@@ -270,6 +275,7 @@ out:
         fprintf(stderr, "rotor serve: %s\n", rt_error_msg());
     }
     if (r.endpoint_path[0]) unlink(r.endpoint_path);
+    if (r.pid_path[0]) unlink(r.pid_path);
     if (sig_int) event_free(sig_int);
     if (sig_term) event_free(sig_term);
     if (r.fe) fe_server_destroy(r.fe);
