@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,6 +171,12 @@ static int router_main(const cfg_t *cfg, const char *config_path, const job_role
     char name_buf[256], roles_text[1024] = "", path[PATH_MAX];
     struct event_config *ecfg = NULL;
 
+    /* every client connection is a descriptor: take the hard limit */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     rt_status_t st;
     if ((st = mkdir_p(log_dir))) goto out;
     if ((st = gguf_open(model_path, &g)) || (st = tok_vocab_from_gguf(g, &vocab))) goto out;
