@@ -141,6 +141,12 @@ int engine_max_model_len(const engine_t *e);
 void engine_stats(const engine_t *e, engine_step_stats_t *stats);
 /* True while requests are waiting or running. */
 bool engine_has_work(const engine_t *e);
+/* Test and debugging hook: fn sees each sequence's raw logits (n_vocab
+ * floats, read-only, valid during the call) right before a token is chosen
+ * from them; step is the index of that output token (0 = the first). NULL
+ * removes it. Called from engine_step on the caller's thread. */
+typedef void (*engine_logits_fn)(void *ud, uint64_t request_id, int step, const float *logits, int n_vocab);
+void engine_set_logits_observer(engine_t *e, engine_logits_fn fn, void *ud);
 /* KV events (blocks stored in / removed from the prefix cache) since the last
  * drain, oldest first; see block_pool.h. */
 size_t engine_kv_events_drain(engine_t *e, bp_event_t *out, size_t max);

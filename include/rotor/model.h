@@ -101,6 +101,24 @@ void model_ctx_destroy(model_ctx_t *c);
 int model_ctx_threads(const model_ctx_t *c);
 
 /*
+ * Order of the attention dot products (both orders are llama.cpp's; they
+ * differ in the last bits):
+ *   MODEL_ATTN_LLAMACPP (the default): a sequence with 2+ tokens in the
+ *     batch uses the multi-token (tinyBLAS) order, one with a single token
+ *     the vec_dot order, as llama.cpp chooses. A whole prompt in one batch
+ *     then one token per step is bit-identical to llama.cpp, but a token's
+ *     bits depend on how many tokens of its sequence share its batch.
+ *   MODEL_ATTN_INVARIANT: every token in the multi-token order. The logits
+ *     and KV of a token are then a function of its sequence's tokens so far
+ *     only, whatever the chunking, the batch company or where its earlier KV
+ *     came from (the engine's batch invariance). A prompt's last token gets
+ *     the same bits as under MODEL_ATTN_LLAMACPP with the prompt in one batch.
+ */
+typedef enum { MODEL_ATTN_LLAMACPP = 0, MODEL_ATTN_INVARIANT } model_attn_order_t;
+
+void model_ctx_set_attn_order(model_ctx_t *c, model_attn_order_t order);
+
+/*
  * Run the batch. Token i attends to positions 0..pos[i] of its sequence,
  * whose KV for positions < pos[i] must already be in the cache (earlier
  * batches, or earlier tokens of this batch). Logits of the tokens flagged in

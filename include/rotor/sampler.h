@@ -43,6 +43,12 @@ void sampler_accept(sampler_t *s, int32_t token);
  * If logprob is non-NULL, it receives log-softmax of the chosen token over the
  * raw (pre-penalty, temperature 1) logits as OpenAI reports them. */
 int32_t sampler_sample(sampler_t *s, float *logits, float *logprob);
+/* The n most likely tokens of logits[0..n_vocab) (n clamped to n_vocab),
+ * best first, ties to the lower id, into ids[0..n) and their log-softmax over
+ * the raw logits into logprobs[0..n): the values sampler_sample reports for
+ * a chosen token, to the bit. Call it before sampler_sample, which may change
+ * logits. Uses the sampler's scratch; allocates nothing. Returns n. */
+int sampler_top_logprobs(sampler_t *s, const float *logits, int n, int32_t *ids, float *logprobs);
 /* Reset history and reseed. */
 void sampler_reset(sampler_t *s, uint64_t seed);
 

@@ -1,7 +1,8 @@
 /*
  * backend_cpu.c - the engine's CPU backend: the model runtime of src/model
  * (weights from the GGUF mapping, paged KV cache in host memory, the batched
- * forward pass on the thread pool).
+ * forward pass on the thread pool), with the batch-invariant attention
+ * order (model.h: MODEL_ATTN_INVARIANT).
  */
 #include <stdlib.h>
 
@@ -45,6 +46,9 @@ static rt_status_t cpu_create(const engine_config_t *cfg, void **state, int *n_b
     }
     if ((st = kv_cache_create(b->model, (int)nb, cfg->block_size, cfg->kv_type, &b->kv))) goto err;
     if ((st = model_ctx_create(b->model, cfg->max_num_batched_tokens, cfg->threads, &b->ctx))) goto err;
+    /* a sequence's bits must not depend on chunking, batch company or the
+     * prefix cache: one attention order for every token */
+    model_ctx_set_attn_order(b->ctx, MODEL_ATTN_INVARIANT);
     *n_blocks = (int)nb;
     *n_vocab = hp->n_vocab;
     *vocab = model_vocab(b->model);

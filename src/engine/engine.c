@@ -54,6 +54,9 @@ typedef struct {
     bool ignore_eos, cancelled;
     int32_t *stop_tokens;  /* owned */
     int n_stop_tokens;
+    int top_n;             /* top logprobs per token */
+    double t_scheduled;    /* CLOCK_REALTIME s of its first step, 0 before */
+    double t_prefill_done; /* CLOCK_REALTIME s when its prompt was first all computed */
     uint64_t admit_order;  /* for preemption: the newest running goes first */
 } seq_t;
 
@@ -72,6 +75,9 @@ struct engine {
     int n_running;
     uint64_t admit_counter;
     int n_preempted;
+    int64_t prefix_query, prefix_hit; /* prompt tokens looked up / found at first admission */
+    engine_logits_fn observer;
+    void *observer_ud;
     /* per-step buffers, (max_num_batched_tokens) */
     int32_t *b_tokens, *b_pos, *b_seq;
     uint8_t *b_logits;
@@ -89,6 +95,13 @@ static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double now_real_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -204,7 +217,8 @@ static void finish(engine_t *e, int slot, engine_finish_t why, engine_event_t *e
 {
     seq_t *s = &e->seqs[slot];
     engine_event_t x = {.kind = ENGINE_EV_FINISH, .request_id = s->id, .finish = why, .n_prompt = s->n_prompt,
-                        .n_cached = s->n_cached, .n_generated = s->n_tokens - s->n_prompt};
+                        .n_cached = s->n_cached, .n_generated = s->n_tokens - s->n_prompt,
+                        .t_scheduled = s->t_scheduled, .t_prefill_done = s->t_prefill_done};
     emit(ev, cap, n, x);
     if (s->state == SEQ_RUNNING) running_remove(e, slot);
     else if (s->state == SEQ_WAITING) waiting_remove(e, slot);
@@ -229,7 +243,6 @@ static void admit(engine_t *e, int slot)
     s->n_blocks = hit;
     s->n_committed = hit;
     s->n_computed = hit * B;
-    if (s->n_tokens == s->n_prompt) s->n_cached = s->n_computed; /* first admission */
     s->state = SEQ_RUNNING;
     s->admit_order = ++e->admit_counter;
     e->running[e->n_running++] = slot;
@@ -269,7 +282,7 @@ static int schedule(engine_t *e, plan_t *pl, int slot, bool may_preempt)
 
 rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_events, engine_step_stats_t *stats)
 {
-    const double t0 = now_s();
+    const double t0 = now_s(), t0_real = now_real_s();
     size_t n = 0;
     *n_events = 0;
     if (cap < (size_t)(2 * e->cfg.max_num_seqs))
@@ -311,6 +324,13 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
             break;
         }
         e->scheduled[sl] = 1;
+        seq_t *s = &e->seqs[sl];
+        if (s->t_scheduled == 0.0) { /* first admission (not a resumed preemption) */
+            s->t_scheduled = t0_real;
+            s->n_cached = s->n_computed;
+            e->prefix_query += s->n_prompt;
+            e->prefix_hit += s->n_computed;
+        }
     }
 
     rt_status_t st = RT_OK;
@@ -318,6 +338,7 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
         model_batch_t b = {pl.nt, e->b_tokens, e->b_pos, e->b_seq, e->b_logits, e->b_tables, pl.nseq};
         st = e->ops->forward(e->backend, &b, e->logits);
     }
+    const double t_fwd_real = pl.nseq > 0 ? now_real_s() : t0_real;
     /* outputs: advance, commit full blocks, sample where the batch had logits */
     int row = 0;
     for (int i = 0; i < pl.nseq; i++) {
@@ -331,14 +352,17 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
             continue;
         }
         s->n_computed += e->b_count[i];
+        if (s->t_prefill_done == 0.0 && s->n_computed >= s->n_prompt) s->t_prefill_done = t_fwd_real;
         seq_commit_blocks(e, s);
         if (s->n_computed != s->n_tokens) continue; /* prefill not done */
         float *lg = e->logits + (size_t)row++ * e->n_vocab;
-        float lp = 0.0f;
-        const int32_t tok = sampler_sample(s->sampler, lg, &lp);
+        if (e->observer) e->observer(e->observer_ud, s->id, s->n_tokens - s->n_prompt, lg, e->n_vocab);
+        engine_event_t x = {.kind = ENGINE_EV_TOKEN, .request_id = s->id};
+        if (s->top_n > 0) x.n_top = sampler_top_logprobs(s->sampler, lg, s->top_n, x.top_ids, x.top_logprobs);
+        const int32_t tok = sampler_sample(s->sampler, lg, &x.logprob);
+        x.token = tok;
         sampler_accept(s->sampler, tok);
         s->tokens[s->n_tokens++] = tok;
-        engine_event_t x = {.kind = ENGINE_EV_TOKEN, .request_id = s->id, .token = tok, .logprob = lp};
         emit(ev, cap, &n, x);
         if (is_stop_token(e, s, tok)) finish(e, sl, ENGINE_FINISH_STOP, ev, cap, &n);
         else if (s->n_tokens - s->n_prompt >= s->max_tokens || s->n_tokens >= e->max_model_len)
@@ -351,6 +375,8 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
                                        .n_running = e->n_running, .n_waiting = e->n_waiting,
                                        .n_preempted_total = e->n_preempted, .blocks_total = bs.total,
                                        .blocks_used = bs.used, .blocks_cached = bs.cached, .blocks_free = bs.free,
+                                       .prefix_query_tokens_total = e->prefix_query,
+                                       .prefix_hit_tokens_total = e->prefix_hit,
                                        .step_s = now_s() - t0};
     }
     *n_events = n;
@@ -363,6 +389,9 @@ rt_status_t engine_add_request(engine_t *e, const engine_request_t *r)
 {
     if (!r->prompt || r->n_prompt == 0) return rt_error_set(RT_ERR_INVALID, "engine: empty prompt");
     if (r->max_tokens < 1) return rt_error_set(RT_ERR_INVALID, "engine: max_tokens must be at least 1");
+    if (r->top_logprobs < 0 || r->top_logprobs > ENGINE_MAX_TOP_LOGPROBS)
+        return rt_error_set(RT_ERR_INVALID, "engine: top_logprobs %d out of range 0..%d", r->top_logprobs,
+                            ENGINE_MAX_TOP_LOGPROBS);
     if ((int64_t)r->n_prompt >= e->max_model_len)
         return rt_error_set(RT_ERR_INVALID, "engine: prompt of %zu tokens does not fit max_model_len %d", r->n_prompt,
                             e->max_model_len);
@@ -404,6 +433,7 @@ rt_status_t engine_add_request(engine_t *e, const engine_request_t *r)
     s->max_tokens = r->max_tokens;
     s->n_stop_tokens = (int)r->n_stop_tokens;
     s->ignore_eos = r->ignore_eos;
+    s->top_n = r->top_logprobs;
     s->state = SEQ_WAITING;
     e->waiting[e->n_waiting++] = slot;
     return RT_OK;
@@ -420,6 +450,12 @@ rt_status_t engine_cancel(engine_t *e, uint64_t id)
 }
 
 int engine_n_vocab(const engine_t *e) { return e->n_vocab; }
+
+void engine_set_logits_observer(engine_t *e, engine_logits_fn fn, void *ud)
+{
+    e->observer = fn;
+    e->observer_ud = ud;
+}
 
 bool engine_has_work(const engine_t *e) { return e->n_running > 0 || e->n_waiting > 0; }
 

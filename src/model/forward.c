@@ -15,6 +15,12 @@
  * Activations are converted once per matmul input to the weight's vec_dot
  * type (Q8_0/Q8_1/Q8_K/F16/...), like ggml. No allocation here: model_ctx_t
  * owns every buffer.
+ *
+ * Batch invariance: every step but attention works row by row with the same
+ * operations whatever the batch (cpu_matmul's tiles give each output element
+ * the same bits for any m or row range). Attention's dot-product order is
+ * llama.cpp's choice by token count unless the context was set to
+ * MODEL_ATTN_INVARIANT (model.h), which the engine does.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -116,6 +122,8 @@ void model_ctx_destroy(model_ctx_t *c)
 
 int model_ctx_threads(const model_ctx_t *c) { return threadpool_size(c->pool); }
 
+void model_ctx_set_attn_order(model_ctx_t *c, model_attn_order_t order) { c->attn_order = order; }
+
 /* ---- threaded matmul over up to 3 weights sharing one input ---- */
 
 typedef struct {
@@ -205,6 +213,7 @@ static void attn_worker(void *arg, int ith, int nth)
     const int group = hp->n_head / hp->n_head_kv;
     const float scale = 1.0f / sqrtf((float)HD);
     const bool f16 = kv->type == RT_TYPE_F16;
+    const bool invariant = c->attn_order == MODEL_ATTN_INVARIANT;
     float *scores = c->att_scores + (size_t)ith * c->att_cap;
     float *kt = c->kv_tmp + (size_t)ith * 2 * c->att_cap * HD;
     float *vt = kt + (size_t)c->att_cap * HD; /* transposed: (HD, n_pad) */
@@ -219,13 +228,14 @@ static void attn_worker(void *arg, int ith, int nth)
             const int s = task / hp->n_head, h = task % hp->n_head, hk = h / group;
             int n_tok = 0;
             for (int i = 0; i < b->n_tokens; i++) n_tok += b->seq[i] == s;
+            const bool gemm = invariant || n_tok >= 2;
             const kv_block_table_t *bt = &b->seq_tables[s];
             for (int i = 0; i < b->n_tokens; i++) {
                 if (b->seq[i] != s) continue;
                 const float *q = c->q + (size_t)i * QD + (size_t)h * HD;
                 for (int d = 0; d < HD; d++) qh[d] = rt_fp16_to_fp32(rt_fp32_to_fp16(q[d]));
                 cpu_compat_attn_head_paged_avx512(qh, kl, vl, bt->blocks, kv->block_size, KVD, hk * HD, HD,
-                                                  b->pos[i] + 1, scale, n_tok >= 2, scores,
+                                                  b->pos[i] + 1, scale, gemm, scores,
                                                   c->attn + (size_t)i * QD + (size_t)h * HD);
             }
         }
@@ -241,6 +251,7 @@ static void attn_worker(void *arg, int ith, int nth)
                 if (b->pos[i] > max_pos) max_pos = b->pos[i];
             }
         if (max_pos < 0) continue;
+        const bool gemm = invariant || n_tok >= 2;
         const int n_pad = (max_pos + 1 + 63) & ~63;
         /* gather this kv head's K (rows) and V (transposed) as f32 */
         const kv_block_table_t *bt = &b->seq_tables[s];
@@ -273,7 +284,7 @@ static void attn_worker(void *arg, int ith, int nth)
                 /* llama.cpp converts q to the K type (f16) before KQ */
                 for (int d = 0; d < HD; d++) qh[d] = f16 ? rt_fp16_to_fp32(rt_fp32_to_fp16(q[d])) : q[d];
                 float *o = c->attn + (size_t)i * QD + (size_t)h * HD;
-                cpu_compat_attn_head(qh, kt, vt, HD, n_pos, n_pad, scale, n_tok >= 2, !f16, f16, scores, o);
+                cpu_compat_attn_head(qh, kt, vt, HD, n_pos, n_pad, scale, gemm, !f16, f16, scores, o);
             }
         }
     }

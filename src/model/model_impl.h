@@ -50,6 +50,7 @@ struct model_ctx {
     const model_t *m;
     threadpool_t *pool;
     int max_tokens;
+    model_attn_order_t attn_order; /* MODEL_ATTN_LLAMACPP unless set */
     /* activations, (max_tokens, dim) each, owned */
     float *x, *xn, *q, *k, *v, *attn, *g, *u;
     void *xq;            /* quantized activations, (max_tokens, max row bytes) */

@@ -392,23 +392,51 @@ static int32_t draw(sampler_t *s, cand_t *c, size_t n)
     return c[n - 1].id;
 }
 
+/* log-sum-exp of raw logits: the normalizer of the reported logprobs */
+static double log_sum_exp(const float *logits, int32_t nv)
+{
+    float mx = -INFINITY;
+    for (int32_t i = 0; i < nv; i++)
+        if (logits[i] > mx)
+            mx = logits[i];
+    double sum = 0.0;
+    if (mx != -INFINITY)
+        for (int32_t i = 0; i < nv; i++)
+            sum += expf(logits[i] - mx);
+    return (double)mx + log(sum);
+}
+
+static inline float logprob_of(float raw, double lse)
+{
+    return isfinite(lse) ? (float)((double)raw - lse) : -INFINITY;
+}
+
+int sampler_top_logprobs(sampler_t *s, const float *logits, int n, int32_t *ids, float *logprobs)
+{
+    if (n <= 0)
+        return 0;
+    if (n > s->n_vocab)
+        n = (int)s->n_vocab;
+    cand_t *c = s->cand;
+    for (int32_t i = 0; i < s->n_vocab; i++) {
+        c[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];
+        c[i].id = i;
+    }
+    select_top_sorted(c, (size_t)s->n_vocab, (size_t)n);
+    const double lse = log_sum_exp(logits, s->n_vocab);
+    for (int k = 0; k < n; k++) {
+        ids[k] = c[k].id;
+        logprobs[k] = logprob_of(logits[c[k].id], lse);
+    }
+    return n;
+}
+
 int32_t sampler_sample(sampler_t *s, float *logits, float *logprob)
 {
     const int32_t nv = s->n_vocab;
 
     /* log-sum-exp of the raw logits, before anything changes them. */
-    double lse = 0.0;
-    if (logprob) {
-        float mx = -INFINITY;
-        for (int32_t i = 0; i < nv; i++)
-            if (logits[i] > mx)
-                mx = logits[i];
-        double sum = 0.0;
-        if (mx != -INFINITY)
-            for (int32_t i = 0; i < nv; i++)
-                sum += expf(logits[i] - mx);
-        lse = (double)mx + log(sum);
-    }
+    const double lse = logprob ? log_sum_exp(logits, nv) : 0.0;
 
     if (s->penalize)
         apply_penalties(s, logits);
@@ -438,7 +466,7 @@ int32_t sampler_sample(sampler_t *s, float *logits, float *logprob)
         float raw = logits[id];
         if (s->penalize && s->count[id] > 0)
             raw = s->saved[s->pos[id]];
-        *logprob = isfinite(lse) ? (float)((double)raw - lse) : -INFINITY;
+        *logprob = logprob_of(raw, lse);
     }
     return id;
 }

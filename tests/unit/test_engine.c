@@ -1,36 +1,50 @@
 /* test_engine.c - continuous batching, chunked prefill, prefix caching,
- * preemption and cancellation in the engine, on a small generated model
+ * preemption and cancellation in the engine, on small generated models
  * (written by ../bin/rotor-model beside this binary). Greedy outputs of
- * requests batched together must equal the same requests run one at a time. */
+ * requests batched together must equal the same requests run one at a time;
+ * top logprobs against a log-softmax of direct model_forward logits; finish
+ * timings and prefix-cache counters; batch invariance: every step's logits
+ * bit-identical whatever the chunk size, the prefix cache, preemption or the
+ * other sequences in the step, on every ISA and KV type. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test_model_util.h"
+#include "rotor/cpu_quant.h"
 #include "rotor/engine.h"
 
 #define NREQ 6
 #define MAXOUT 12
 
 static char model_path[512];
+/* q4_1 like SmolLM2 (llama.cpp-order kernels), head_dim 64, GQA 2:1 */
+static char q_model_path[512];
 
 static int setup(void **state)
 {
     (void)state;
-    return test_gen_model(model_path, sizeof model_path, "engine", "--type f32 --tokenizer bpe --seed 11 --n-ctx 512");
+    if (test_gen_model(model_path, sizeof model_path, "engine", "--type f32 --tokenizer bpe --seed 11 --n-ctx 512"))
+        return -1;
+    return test_gen_model(q_model_path, sizeof q_model_path, "engine-q",
+                          "--type q4_1 --embd-type q8_0 --tokenizer bpe --seed 12 --n-ctx 512 --n-embd 128 "
+                          "--n-head 2 --n-head-kv 1 --n-ff 256 --n-layer 2");
 }
 
 static int teardown(void **state)
 {
     (void)state;
     unlink(model_path);
+    unlink(q_model_path);
     return 0;
 }
 
@@ -240,6 +254,486 @@ static void test_bad_requests(void **state)
     engine_destroy(e);
 }
 
+
+/* ------------------------------------------------ logits, references */
+
+#define LMAXOUT 8  /* output tokens per request in the logits tests */
+#define LNREQ 16
+#define LMAXPROMPT 100
+
+/* every request's logits at every output step, recorded by the observer */
+typedef struct {
+    float *logits; /* (LNREQ, LMAXOUT, n_vocab) */
+    int n_vocab;
+    int seen[LNREQ][LMAXOUT];
+} rec_t;
+
+static void observe(void *ud, uint64_t id, int step, const float *logits, int n_vocab)
+{
+    rec_t *r = ud;
+    assert_true(id < LNREQ && step >= 0 && step < LMAXOUT && n_vocab == r->n_vocab);
+    r->seen[id][step]++;
+    memcpy(r->logits + ((size_t)id * LMAXOUT + (size_t)step) * (size_t)n_vocab, logits,
+           sizeof(float) * (size_t)n_vocab);
+}
+
+static rec_t *rec_new(int n_vocab)
+{
+    rec_t *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->n_vocab = n_vocab;
+    r->logits = calloc((size_t)LNREQ * LMAXOUT * (size_t)n_vocab, sizeof(float));
+    assert_non_null(r->logits);
+    return r;
+}
+
+static void rec_free(rec_t *r)
+{
+    free(r->logits);
+    free(r);
+}
+
+static const float *rec_at(const rec_t *r, int id, int step)
+{
+    return r->logits + ((size_t)id * LMAXOUT + (size_t)step) * (size_t)r->n_vocab;
+}
+
+typedef struct {
+    int32_t prompt[LMAXPROMPT];
+    int n_prompt;
+    int top;               /* top_logprobs asked for */
+    float temperature;     /* 0: greedy */
+    int32_t out[LMAXOUT];
+    int n_out;
+    engine_event_t tok_ev[LMAXOUT];
+    engine_event_t fin;
+} lreq_t;
+
+static void lreq_prompt(lreq_t *q, int n, unsigned seed)
+{
+    memset(q, 0, sizeof *q);
+    q->n_prompt = n;
+    for (int j = 0; j < n; j++) {
+        seed = seed * 1103515245u + 12345u;
+        q->prompt[j] = (int32_t)(10 + (seed >> 8) % 480);
+    }
+}
+
+static engine_config_t lcfg(const char *path, int max_seqs, int kv_blocks, int budget, rt_type_t kv_type)
+{
+    engine_config_t c = engine_config_default();
+    c.model_path = path;
+    c.threads = 2;
+    c.block_size = 16;
+    c.kv_blocks = kv_blocks;
+    c.max_num_seqs = max_seqs;
+    c.max_num_batched_tokens = budget;
+    c.kv_type = kv_type;
+    return c;
+}
+
+static void ladd(engine_t *e, lreq_t *q, uint64_t id)
+{
+    engine_request_t r = {.id = id, .prompt = q->prompt, .n_prompt = (size_t)q->n_prompt,
+                          .sampling = sampler_params_default(), .max_tokens = LMAXOUT, .ignore_eos = true,
+                          .top_logprobs = q->top};
+    r.sampling.temperature = q->temperature;
+    r.sampling.seed = 1000 + id;
+    q->n_out = 0;
+    assert_int_equal(engine_add_request(e, &r), RT_OK);
+}
+
+/* requests [0, n_first) now, [n_first, n) after join_step steps; until idle */
+static void lrun(engine_t *e, lreq_t *q, int n, int n_first, int join_step, engine_step_stats_t *last)
+{
+    engine_event_t ev[256];
+    for (int i = 0; i < n_first; i++) ladd(e, &q[i], (uint64_t)i);
+    for (int step = 0; engine_has_work(e) || step <= join_step; step++) {
+        if (step == join_step)
+            for (int i = n_first; i < n; i++) ladd(e, &q[i], (uint64_t)i);
+        size_t ne = 0;
+        assert_int_equal(engine_step(e, ev, 256, &ne, last), RT_OK);
+        for (size_t k = 0; k < ne; k++) {
+            lreq_t *r = &q[ev[k].request_id];
+            if (ev[k].kind == ENGINE_EV_TOKEN) {
+                assert_true(r->n_out < LMAXOUT);
+                r->tok_ev[r->n_out] = ev[k];
+                r->out[r->n_out++] = ev[k].token;
+            } else if (ev[k].kind == ENGINE_EV_FINISH) {
+                r->fin = ev[k];
+            }
+        }
+        assert_true(step < 20000);
+    }
+}
+
+/* one engine, requests q[0..n), logits recorded into rec */
+static void lrun_fresh(const engine_config_t *c, lreq_t *q, int n, int n_first, int join_step, rec_t *rec,
+                       engine_step_stats_t *last)
+{
+    engine_t *e = NULL;
+    assert_int_equal(engine_create(c, &e), RT_OK);
+    engine_set_logits_observer(e, observe, rec);
+    lrun(e, q, n, n_first, join_step, last);
+    engine_destroy(e);
+}
+
+/* logits of the last of tokens[0..n) from one model_forward over all of
+ * them in one batch, llama.cpp's order (the default; `rotor generate`) */
+static void direct_logits(const char *path, rt_type_t kv_type, const int32_t *tokens, int n, float *out)
+{
+    model_t *m = NULL;
+    kv_cache_t *kv = NULL;
+    model_ctx_t *c = NULL;
+    assert_int_equal(model_load(path, &m), RT_OK);
+    assert_int_equal(kv_cache_create(m, 16, 16, kv_type, &kv), RT_OK);
+    assert_int_equal(model_ctx_create(m, 256, 2, &c), RT_OK);
+    int32_t blocks[16], pos[256], seq[256];
+    uint8_t want[256];
+    assert_true(n <= 256);
+    for (int i = 0; i < 16; i++) blocks[i] = 15 - i;
+    for (int i = 0; i < n; i++) pos[i] = i, seq[i] = 0, want[i] = i == n - 1;
+    kv_block_table_t t = {blocks, 16};
+    model_batch_t b = {n, tokens, pos, seq, want, &t, 1};
+    assert_int_equal(model_forward(c, kv, &b, out), RT_OK);
+    model_ctx_destroy(c);
+    kv_cache_destroy(kv);
+    model_free(m);
+}
+
+/* ------------------------------------------------------- top logprobs */
+
+static void test_top_logprobs(void **state)
+{
+    (void)state;
+    lreq_t q[3];
+    lreq_prompt(&q[0], 21, 5);
+    q[0].top = ENGINE_MAX_TOP_LOGPROBS;
+    lreq_prompt(&q[1], 9, 6);
+    q[1].top = 3;
+    q[1].temperature = 0.9f;
+    lreq_prompt(&q[2], 30, 7); /* no top logprobs */
+    engine_config_t c = lcfg(model_path, 4, 64, 512, RT_TYPE_F32);
+    engine_t *e = NULL;
+    assert_int_equal(engine_create(&c, &e), RT_OK);
+    const int V = engine_n_vocab(e);
+    engine_destroy(e);
+    rec_t *rec = rec_new(V);
+    engine_step_stats_t st;
+    lrun_fresh(&c, q, 3, 3, 0, rec, &st);
+    for (int i = 0; i < 3; i++) assert_int_equal(q[i].n_out, LMAXOUT);
+
+    /* request 0, greedy, 20 alternatives: against a double-precision
+     * log-softmax of model_forward's logits for the sequence so far */
+    float *ref = malloc(sizeof(float) * (size_t)V);
+    int32_t toks[LMAXPROMPT + LMAXOUT];
+    memcpy(toks, q[0].prompt, sizeof(int32_t) * (size_t)q[0].n_prompt);
+    for (int k = 0; k < LMAXOUT; k++) {
+        const engine_event_t *x = &q[0].tok_ev[k];
+        const int n = q[0].n_prompt + k;
+        direct_logits(model_path, RT_TYPE_F32, toks, n, ref);
+        assert_memory_equal(ref, rec_at(rec, 0, k), sizeof(float) * (size_t)V);
+        double mx = -INFINITY, sum = 0.0;
+        for (int v = 0; v < V; v++) mx = ref[v] > mx ? ref[v] : mx;
+        for (int v = 0; v < V; v++) sum += exp((double)ref[v] - mx);
+        const double lse = mx + log(sum);
+        assert_int_equal(x->n_top, ENGINE_MAX_TOP_LOGPROBS);
+        bool taken[4096] = {false};
+        assert_true(V <= 4096);
+        for (int j = 0; j < x->n_top; j++) {
+            /* the j-th best of the reference: highest logit not taken, lower id on ties */
+            int best = -1;
+            for (int v = 0; v < V; v++)
+                if (!taken[v] && (best < 0 || ref[v] > ref[best])) best = v;
+            taken[best] = true;
+            assert_int_equal(x->top_ids[j], best);
+            assert_float_equal(x->top_logprobs[j], (float)((double)ref[best] - lse), 1e-5);
+            if (j > 0) assert_true(x->top_logprobs[j] <= x->top_logprobs[j - 1]);
+        }
+        /* greedy: the chosen token is the best one, same logprob bits */
+        assert_int_equal(x->token, x->top_ids[0]);
+        assert_memory_equal(&x->logprob, &x->top_logprobs[0], sizeof(float));
+        toks[n] = x->token;
+    }
+    /* request 1, sampled, 3 alternatives: sorted, and the chosen token's
+     * logprob is its entry when it is among them */
+    for (int k = 0; k < LMAXOUT; k++) {
+        const engine_event_t *x = &q[1].tok_ev[k];
+        assert_int_equal(x->n_top, 3);
+        assert_true(x->top_logprobs[0] >= x->top_logprobs[1] && x->top_logprobs[1] >= x->top_logprobs[2]);
+        for (int j = 0; j < 3; j++)
+            if (x->top_ids[j] == x->token) assert_memory_equal(&x->logprob, &x->top_logprobs[j], sizeof(float));
+    }
+    for (int k = 0; k < LMAXOUT; k++) assert_int_equal(q[2].tok_ev[k].n_top, 0);
+    free(ref);
+    rec_free(rec);
+
+    /* out of range */
+    assert_int_equal(engine_create(&c, &e), RT_OK);
+    engine_request_t r = {.id = 1, .prompt = q[0].prompt, .n_prompt = 4, .sampling = sampler_params_default(),
+                          .max_tokens = 2, .top_logprobs = ENGINE_MAX_TOP_LOGPROBS + 1};
+    assert_int_equal(engine_add_request(e, &r), RT_ERR_INVALID);
+    r.top_logprobs = -1;
+    assert_int_equal(engine_add_request(e, &r), RT_ERR_INVALID);
+    r.top_logprobs = ENGINE_MAX_TOP_LOGPROBS;
+    assert_int_equal(engine_add_request(e, &r), RT_OK);
+    engine_destroy(e);
+}
+
+/* ------------------------------------------- timings and prefix counters */
+
+static double real_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* t_scheduled lies within the step that first scheduled the request,
+ * t_prefill_done within the step that computed its last prompt token
+ * (the one with its first TOKEN); never-scheduled requests report 0 */
+static void test_finish_timings(void **state)
+{
+    (void)state;
+    lreq_t q[3];
+    lreq_prompt(&q[0], 70, 1); /* 5 steps of 16-token chunks */
+    lreq_prompt(&q[1], 5, 2);
+    lreq_prompt(&q[2], 5, 3);
+    engine_config_t c = lcfg(model_path, 1, 64, 16, RT_TYPE_F32);
+    engine_t *e = NULL;
+    assert_int_equal(engine_create(&c, &e), RT_OK);
+    for (int i = 0; i < 3; i++) ladd(e, &q[i], (uint64_t)i);
+    assert_int_equal(engine_cancel(e, 2), RT_OK); /* cancelled while waiting */
+    double t_before[64], t_after[64];
+    int first_sched[3] = {-1, -1, -1}, first_tok[3] = {-1, -1, -1}, fin_step[3] = {-1, -1, -1};
+    engine_event_t ev[64];
+    int step = 0;
+    for (; engine_has_work(e); step++) {
+        assert_true(step < 64);
+        engine_step_stats_t st;
+        size_t ne = 0;
+        t_before[step] = real_now();
+        assert_int_equal(engine_step(e, ev, 64, &ne, &st), RT_OK);
+        t_after[step] = real_now();
+        for (size_t k = 0; k < ne; k++) {
+            const int id = (int)ev[k].request_id;
+            if (ev[k].kind == ENGINE_EV_TOKEN && first_tok[id] < 0) first_tok[id] = step;
+            if (ev[k].kind == ENGINE_EV_FINISH) {
+                q[id].fin = ev[k];
+                fin_step[id] = step;
+            }
+        }
+    }
+    first_sched[0] = 0;
+    first_sched[1] = fin_step[0] + 1; /* max_num_seqs 1: admitted once request 0 is done */
+    /* request 0: scheduled in step 0, prompt done in step 4 (70 = 4 * 16 + 6) */
+    assert_int_equal(first_tok[0], 4);
+    for (int i = 0; i < 2; i++) {
+        const engine_event_t *f = &q[i].fin;
+        assert_int_equal(f->finish, ENGINE_FINISH_LENGTH);
+        assert_true(f->t_scheduled >= t_before[first_sched[i]] && f->t_scheduled <= t_after[first_sched[i]]);
+        assert_true(f->t_prefill_done >= t_before[first_tok[i]] && f->t_prefill_done <= t_after[first_tok[i]]);
+        assert_true(f->t_prefill_done >= f->t_scheduled);
+    }
+    assert_true(q[0].fin.t_prefill_done > t_after[0]); /* chunked: done steps after it started */
+    assert_int_equal(q[2].fin.finish, ENGINE_FINISH_CANCELLED);
+    assert_true(q[2].fin.t_scheduled == 0.0 && q[2].fin.t_prefill_done == 0.0);
+    assert_int_equal(fin_step[2], 0);
+    engine_destroy(e);
+}
+
+static void test_prefix_counters(void **state)
+{
+    (void)state;
+    lreq_t q[2];
+    lreq_prompt(&q[0], 50, 9);
+    lreq_prompt(&q[1], 20, 10);
+    engine_config_t c = lcfg(model_path, 2, 64, 512, RT_TYPE_F32);
+    engine_t *e = NULL;
+    engine_step_stats_t st;
+    assert_int_equal(engine_create(&c, &e), RT_OK);
+    lrun(e, q, 2, 2, 0, &st);
+    assert_int_equal(st.prefix_query_tokens_total, 70);
+    assert_int_equal(st.prefix_hit_tokens_total, 0);
+    /* again: (50 - 1) / 16 = 3 and (20 - 1) / 16 = 1 full blocks hit */
+    lrun(e, q, 2, 2, 0, &st);
+    assert_int_equal(st.prefix_query_tokens_total, 140);
+    assert_int_equal(st.prefix_hit_tokens_total, 48 + 16);
+    assert_int_equal(q[0].fin.n_cached, 48);
+    assert_int_equal(q[1].fin.n_cached, 16);
+    engine_destroy(e);
+}
+
+/* ------------------------------------------------------ batch invariance */
+
+static void assert_same_run(const lreq_t *a, const rec_t *ra, int ia, const lreq_t *b, const rec_t *rb, int ib,
+                            const char *what)
+{
+    assert_int_equal(a->n_out, LMAXOUT);
+    assert_int_equal(b->n_out, LMAXOUT);
+    assert_memory_equal(a->out, b->out, sizeof a->out);
+    for (int k = 0; k < LMAXOUT; k++) {
+        assert_int_equal(ra->seen[ia][k], 1);
+        assert_int_equal(rb->seen[ib][k], 1);
+        if (memcmp(rec_at(ra, ia, k), rec_at(rb, ib, k), sizeof(float) * (size_t)ra->n_vocab) != 0)
+            fail_msg("%s: logits of output step %d differ (isa %s)", what, k, cpu_isa_name(cpu_quant_get_isa()));
+    }
+}
+
+/* one prompt: chunk sizes 1, 7, 16, 512, the prefix from the cache (one
+ * token left to compute, and a prompt extending an earlier request's output:
+ * cached blocks holding generated tokens) give the same bits at every step
+ * as one cold unchunked run, which gives the bits of one model_forward over
+ * the sequence so far in llama.cpp's order */
+static void chunking_and_cache(const char *path, rt_type_t kv_type)
+{
+    engine_config_t c = lcfg(path, 4, 64, 512, kv_type);
+    engine_t *e = NULL;
+    assert_int_equal(engine_create(&c, &e), RT_OK);
+    const int V = engine_n_vocab(e);
+    engine_destroy(e);
+    rec_t *ref = rec_new(V), *rec = rec_new(V);
+    engine_step_stats_t st;
+    lreq_t p, r;
+    lreq_prompt(&p, 60, 77);
+    lrun_fresh(&c, &p, 1, 1, 0, ref, &st);
+    float *direct = malloc(sizeof(float) * (size_t)V);
+    int32_t toks[LMAXPROMPT + LMAXOUT];
+    memcpy(toks, p.prompt, sizeof(int32_t) * 60);
+    memcpy(toks + 60, p.out, sizeof p.out);
+    for (int k = 0; k < LMAXOUT; k += 3) {
+        direct_logits(path, kv_type, toks, 60 + k, direct);
+        assert_memory_equal(direct, rec_at(ref, 0, k), sizeof(float) * (size_t)V);
+    }
+    free(direct);
+
+    const int budgets[4] = {1, 7, 16, 512};
+    for (int bi = 0; bi < 4; bi++) {
+        engine_config_t cb = lcfg(path, budgets[bi] < 4 ? budgets[bi] : 4, 64, budgets[bi], kv_type);
+        memset(rec->seen, 0, sizeof rec->seen);
+        r = p;
+        lrun_fresh(&cb, &r, 1, 1, 0, rec, &st);
+        assert_same_run(&p, ref, 0, &r, rec, 0, "chunked prefill");
+    }
+
+    /* prefix cache, in one engine with 16-token chunks */
+    engine_config_t cc = lcfg(path, 4, 64, 16, kv_type);
+    assert_int_equal(engine_create(&cc, &e), RT_OK);
+    engine_set_logits_observer(e, observe, rec);
+    memset(rec->seen, 0, sizeof rec->seen);
+    r = p;
+    lrun(e, &r, 1, 1, 0, &st);
+    assert_same_run(&p, ref, 0, &r, rec, 0, "warm-up run");
+    memset(rec->seen, 0, sizeof rec->seen);
+    lrun(e, &r, 1, 1, 0, &st);
+    assert_int_equal(r.fin.n_cached, 48);
+    assert_same_run(&p, ref, 0, &r, rec, 0, "prompt from the prefix cache");
+
+    /* 33 tokens of it: 32 cached, one token to compute */
+    lreq_t p33 = p, cold33;
+    p33.n_prompt = 33;
+    cold33 = p33;
+    rec_t *ref33 = rec_new(V);
+    lrun_fresh(&c, &cold33, 1, 1, 0, ref33, &st);
+    memset(rec->seen, 0, sizeof rec->seen);
+    lrun(e, &p33, 1, 1, 0, &st);
+    assert_int_equal(p33.fin.n_cached, 32);
+    assert_same_run(&cold33, ref33, 0, &p33, rec, 0, "one prompt token after the cache");
+
+    /* a next turn: the prompt, its output and 9 more tokens; the cached
+     * blocks hold 4 generated tokens (positions 60..63) */
+    lreq_t turn, cold_turn;
+    lreq_prompt(&turn, 60 + LMAXOUT + 9, 5);
+    memcpy(turn.prompt, p.prompt, sizeof(int32_t) * 60);
+    memcpy(turn.prompt + 60, p.out, sizeof p.out);
+    cold_turn = turn;
+    memset(ref33->seen, 0, sizeof ref33->seen);
+    lrun_fresh(&c, &cold_turn, 1, 1, 0, ref33, &st);
+    memset(rec->seen, 0, sizeof rec->seen);
+    lrun(e, &turn, 1, 1, 0, &st);
+    assert_int_equal(turn.fin.n_cached, 64);
+    assert_same_run(&cold_turn, ref33, 0, &turn, rec, 0, "next turn over cached output blocks");
+    engine_destroy(e);
+    rec_free(ref33);
+    rec_free(ref);
+    rec_free(rec);
+}
+
+/* 16 sequences of mixed lengths (1..96 tokens, half joining mid-flight,
+ * chunked prefills sharing steps with decodes; then a pool small enough to
+ * preempt) give every sequence the bits it gets alone */
+static void company(const char *path, rt_type_t kv_type)
+{
+    engine_config_t c1 = lcfg(path, 1, 64, 512, kv_type);
+    engine_t *e = NULL;
+    assert_int_equal(engine_create(&c1, &e), RT_OK);
+    const int V = engine_n_vocab(e);
+    engine_destroy(e);
+    lreq_t alone[LNREQ], together[LNREQ];
+    for (int i = 0; i < LNREQ; i++) {
+        lreq_prompt(&alone[i], i == 0 ? 1 : 1 + (i * 37) % 96, 300 + (unsigned)i);
+        alone[i].temperature = i % 3 == 0 ? 0.8f : 0.0f; /* some sampled, same seeds */
+    }
+    rec_t *ra = rec_new(V), *rb = rec_new(V);
+    engine_step_stats_t st;
+    for (int i = 0; i < LNREQ; i++) {
+        lreq_t one[LNREQ];
+        memcpy(one, alone, sizeof one);
+        assert_int_equal(engine_create(&c1, &e), RT_OK);
+        engine_set_logits_observer(e, observe, ra);
+        ladd(e, &one[i], (uint64_t)i);
+        engine_event_t ev[8];
+        while (engine_has_work(e)) {
+            size_t ne = 0;
+            assert_int_equal(engine_step(e, ev, 8, &ne, &st), RT_OK);
+            for (size_t k = 0; k < ne; k++)
+                if (ev[k].kind == ENGINE_EV_TOKEN) alone[i].out[alone[i].n_out++] = ev[k].token;
+        }
+        engine_destroy(e);
+    }
+    engine_config_t cb = lcfg(path, 16, 128, 40, kv_type);
+    memcpy(together, alone, sizeof together);
+    lrun_fresh(&cb, together, LNREQ, LNREQ / 2, 3, rb, &st);
+    for (int i = 0; i < LNREQ; i++) assert_same_run(&alone[i], ra, i, &together[i], rb, i, "16 sequences in one step");
+    assert_int_equal(st.n_preempted_total, 0);
+
+    /* 14 blocks: preemption by recompute */
+    engine_config_t cp = lcfg(path, 16, 14, 40, kv_type);
+    memcpy(together, alone, sizeof together);
+    memset(rb->seen, 0, sizeof rb->seen);
+    lrun_fresh(&cp, together, LNREQ, LNREQ, 0, rb, &st);
+    assert_true(st.n_preempted_total > 0);
+    for (int i = 0; i < LNREQ; i++) assert_same_run(&alone[i], ra, i, &together[i], rb, i, "with preemption");
+    rec_free(ra);
+    rec_free(rb);
+}
+
+static void test_batch_invariance_chunking_and_cache(void **state)
+{
+    (void)state;
+    const cpu_isa_t best = cpu_quant_detect_isa();
+    for (int isa = CPU_ISA_AVX512; isa >= CPU_ISA_SCALAR; isa--) {
+        if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
+        chunking_and_cache(q_model_path, RT_TYPE_F16);
+        chunking_and_cache(q_model_path, RT_TYPE_F32);
+    }
+    chunking_and_cache(model_path, RT_TYPE_F16);
+    cpu_quant_set_isa(best);
+}
+
+static void test_batch_invariance_company(void **state)
+{
+    (void)state;
+    const cpu_isa_t best = cpu_quant_detect_isa();
+    for (int isa = CPU_ISA_AVX512; isa >= CPU_ISA_SCALAR; isa--) {
+        if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
+        company(q_model_path, RT_TYPE_F16);
+    }
+    cpu_quant_set_isa(best);
+    company(q_model_path, RT_TYPE_F32);
+    company(model_path, RT_TYPE_F16);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +742,11 @@ int main(void)
         cmocka_unit_test(test_small_pool_preempts_and_completes),
         cmocka_unit_test(test_random_cancels_return_every_block),
         cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_top_logprobs),
+        cmocka_unit_test(test_finish_timings),
+        cmocka_unit_test(test_prefix_counters),
+        cmocka_unit_test(test_batch_invariance_chunking_and_cache),
+        cmocka_unit_test(test_batch_invariance_company),
     };
     return cmocka_run_group_tests_name("engine", tests, setup, teardown);
 }

@@ -1,7 +1,9 @@
 /* test_forward_noalloc.c - a decode step (and a prefill chunk) of
- * model_forward allocates no memory: malloc and friends are counted by
- * wrappers defined in this binary (they interpose on glibc's). Not under
- * AddressSanitizer, which owns malloc itself. */
+ * model_forward allocates no memory, and neither does an engine step
+ * (batched decode with sampling and top logprobs, prefill chunks, finishing):
+ * malloc and friends are counted by wrappers defined in this binary (they
+ * interpose on glibc's). Not under AddressSanitizer, which owns malloc
+ * itself. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "test_model_util.h"
+#include "rotor/engine.h"
 #include "rotor/model.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -95,8 +98,49 @@ static void test_forward_allocates_nothing(void **state)
     model_free(m);
 }
 
+static void test_engine_step_allocates_nothing(void **state)
+{
+    (void)state;
+    if (!NOALLOC_COUNTING) skip();
+    engine_config_t c = engine_config_default();
+    c.model_path = model_path;
+    c.threads = 2;
+    c.kv_blocks = 64;
+    c.max_num_seqs = 4;
+    c.max_num_batched_tokens = 24;
+    engine_t *e = NULL;
+    assert_int_equal(engine_create(&c, &e), RT_OK);
+    int32_t prompt[40];
+    for (int i = 0; i < 40; i++) prompt[i] = 10 + 11 * i;
+    for (int r = 0; r < 4; r++) {
+        engine_request_t q = {.id = (uint64_t)r, .prompt = prompt, .n_prompt = (size_t)(10 + 10 * r),
+                              .sampling = sampler_params_default(), .max_tokens = 30 + r,
+                              .ignore_eos = true, .top_logprobs = 5 * r};
+        q.sampling.temperature = r % 2 ? 0.7f : 0.0f;
+        q.sampling.repetition_penalty = 1.1f;
+        assert_int_equal(engine_add_request(e, &q), RT_OK);
+    }
+    engine_event_t ev[8];
+    engine_step_stats_t st;
+    size_t n = 0;
+    assert_int_equal(engine_step(e, ev, 8, &n, &st), RT_OK); /* warm-up: first-touch only */
+#if NOALLOC_COUNTING
+    const long before = atomic_load(&g_allocs);
+    int steps = 0, finished = 0;
+    for (; engine_has_work(e); steps++) {
+        assert_int_equal(engine_step(e, ev, 8, &n, &st), RT_OK);
+        for (size_t k = 0; k < n; k++) finished += ev[k].kind == ENGINE_EV_FINISH;
+    }
+    assert_int_equal(atomic_load(&g_allocs) - before, 0);
+    assert_int_equal(finished, 4);
+    assert_true(steps > 30);
+#endif
+    engine_destroy(e);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_forward_allocates_nothing)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_forward_allocates_nothing),
+                                       cmocka_unit_test(test_engine_step_allocates_nothing)};
     return cmocka_run_group_tests_name("forward-noalloc", tests, setup, teardown);
 }

@@ -1,8 +1,8 @@
 /*
  * test_sampler.c - sampler and stop matcher: greedy, seeds, the draw's
  * distribution (chi-square against softmax), top-k/top-p/min-p sets,
- * penalties (exact logit changes), logprobs, and stop strings split over
- * pushes with hold-back and flush.
+ * penalties (exact logit changes), logprobs and top-n logprobs, and stop
+ * strings split over pushes with hold-back and flush.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -650,6 +650,82 @@ static void test_logprob_of_raw_logits(void **state)
     sampler_destroy(s);
 }
 
+/* top-n logprobs: a full sort by (logit desc, id asc) in the test, values
+ * against a double-precision log-softmax; the chosen token's logprob equals
+ * its entry to the bit; the logits are not modified. */
+static int cmp_by_logit(const void *a, const void *b, void *ctx)
+{
+    const float *l = ctx;
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (l[x] != l[y])
+        return l[x] > l[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+static void test_top_logprobs(void **state)
+{
+    (void)state;
+    enum { NV = 3000 };
+    static float l[NV], copy[NV];
+    static int32_t order[NV];
+    fill_logits(l, NV, 5, 8.0f);
+    l[17] = l[2900] = l[400] = 9.5f; /* a tie at the top: lower ids first */
+    double mx = -INFINITY, sum = 0.0;
+    for (int i = 0; i < NV; i++)
+        mx = l[i] > mx ? l[i] : mx;
+    for (int i = 0; i < NV; i++)
+        sum += exp((double)l[i] - mx);
+    const double lse = mx + log(sum);
+    for (int i = 0; i < NV; i++)
+        order[i] = i;
+    qsort_r(order, NV, sizeof *order, cmp_by_logit, l);
+
+    sampler_params_t p = sampler_params_default();
+    p.temperature = 0.0f;
+    sampler_t *s = make(p, NV);
+    int32_t ids[20];
+    float lps[20];
+    memcpy(copy, l, sizeof l);
+    assert_int_equal(sampler_top_logprobs(s, l, 20, ids, lps), 20);
+    assert_memory_equal(copy, l, sizeof l);
+    assert_int_equal(ids[0], 17);
+    assert_int_equal(ids[1], 400);
+    assert_int_equal(ids[2], 2900);
+    for (int k = 0; k < 20; k++) {
+        assert_int_equal(ids[k], order[k]);
+        assert_float_equal(lps[k], (float)((double)l[ids[k]] - lse), 1e-5f);
+        if (k > 0)
+            assert_true(lps[k] <= lps[k - 1]);
+    }
+    float lp = 0.0f;
+    assert_int_equal(sample_copy(s, l, NV, &lp), ids[0]);
+    assert_memory_equal(&lp, &lps[0], sizeof lp);
+    /* sampled tokens: their logprob is bit-equal to their top-n entry */
+    sampler_destroy(s);
+    p = sampler_params_default();
+    p.seed = 3;
+    p.top_k = 5;
+    s = make(p, NV);
+    for (int i = 0; i < 40; i++) {
+        const int32_t id = sample_copy(s, l, NV, &lp);
+        int k = 0;
+        while (k < 5 && ids[k] != id)
+            k++;
+        assert_true(k < 5);
+        assert_memory_equal(&lp, &lps[k], sizeof lp);
+    }
+    /* n clamped to the vocabulary; 0 writes nothing */
+    sampler_destroy(s);
+    const float tiny[3] = {0.0f, 1.0f, NAN};
+    s = make(p, 3);
+    assert_int_equal(sampler_top_logprobs(s, tiny, 20, ids, lps), 3);
+    assert_int_equal(ids[0], 1);
+    assert_int_equal(ids[1], 0);
+    assert_int_equal(ids[2], 2);
+    assert_int_equal(sampler_top_logprobs(s, tiny, 0, ids, lps), 0);
+    sampler_destroy(s);
+}
+
 static void test_degenerate_logits(void **state)
 {
     (void)state;
@@ -932,6 +1008,7 @@ int main(void)
         cmocka_unit_test(test_frequency_presence_exact),
         cmocka_unit_test(test_penalty_window),
         cmocka_unit_test(test_logprob_of_raw_logits),
+        cmocka_unit_test(test_top_logprobs),
         cmocka_unit_test(test_degenerate_logits),
         cmocka_unit_test(test_stop_none_passthrough),
         cmocka_unit_test(test_stop_in_one_push),
