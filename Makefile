@@ -7,6 +7,7 @@
 #   make fuzz       run the GGUF reader fuzzer (libFuzzer, clang) for FUZZ_SECONDS
 #   make bench      model benchmark against llama.cpp (see docs/performance.md)
 #   make bench-batch  engine: batched decode at 1/4/16/64 sequences, cached-prefix TTFT
+#   make bench-server the job's front-end overhead, 1,000 streams, tiny requests/s
 #   make deps       install missing Debian and Python packages (idempotent)
 #   make format     clang-format every C source
 #
@@ -58,7 +59,7 @@ CU_SRC := $(sort $(wildcard kernels/*.cu))
 CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CUDA_BIN := $(if $(NVCC),$(BUILD)/bin/rotor-cuda-check,)
 
-.PHONY: all deps run test test-unit test-py asan fuzz bench bench-batch format clean cuda
+.PHONY: all build deps run test test-unit test-py asan fuzz bench bench-batch bench-server format clean cuda
 all: deps build
 build: $(TOOLS) $(BENCH_BIN) $(UNIT_BIN) $(FUZZ_REPLAY) $(CUDA_BIN)
 
@@ -127,6 +128,9 @@ fuzz: deps
 
 bench: deps build
 	$(Q)ROTOR_BUILD=$(BUILD) $(VPY) bench/bench_engine.py $(BENCH_ARGS)
+
+bench-server: deps build
+	$(Q)ROTOR_BUILD=$(BUILD) $(VPY) bench/bench_server.py --build $(BUILD) $(BENCH_ARGS)
 
 bench-batch: deps build
 	$(Q)$(VPY) bench/bench_batch.py --build $(BUILD) $(BENCH_ARGS)
