@@ -1,0 +1,152 @@
+"""The HDF5 job log as its users read it: h5py and h5dump on a file written
+by the C writer (the unit test binary test_hlog keeps its round-trip file at
+HLOG_TEST_KEEP), and the TTFT/ITL snippet of docs/hdf5-log.md run on it."""
+import os
+import re
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import BUILD, ROOT
+
+TEST_HLOG = os.path.join(BUILD, "tests", "test_hlog")
+
+REQUEST_FIELDS = ["id", "worker", "t_arrival", "t_routed", "t_scheduled", "t_prefill_done",
+                  "t_first_token", "t_finish", "queue_wait_s", "tokens_in", "tokens_out",
+                  "tokens_cached", "http_status", "finish_reason", "error"]
+TOKEN_FIELDS = ["request_id", "index", "t"]
+STEP_FIELDS = ["worker", "t", "step_s", "n_seqs", "n_prefill_tokens", "n_decode_tokens",
+               "n_running", "n_waiting", "blocks_used", "blocks_cached", "blocks_free"]
+WORKER_FIELDS = ["rank", "t", "kind", "role", "detail"]
+T0 = 1.7e9
+
+
+@pytest.fixture(scope="module")
+def log_file(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hlog")
+    path = str(d / "job.h5")
+    env = dict(os.environ, HLOG_TEST_KEEP=path)
+    r = subprocess.run([TEST_HLOG], cwd=str(d), env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert os.path.exists(path)
+    return path
+
+
+def test_layout_dtypes_and_counts(log_file):
+    with h5py.File(log_file, "r") as f:
+        assert set(f.keys()) == {"meta", "requests", "tokens", "steps", "workers"}
+        for name, fields, n, chunk in (("requests", REQUEST_FIELDS, 300, 1024),
+                                       ("tokens", TOKEN_FIELDS, 5000, 8192),
+                                       ("steps", STEP_FIELDS, 2000, 4096),
+                                       ("workers", WORKER_FIELDS, 20, 256)):
+            ds = f[name]
+            assert list(ds.dtype.names) == fields, name
+            assert ds.shape == (n,), name
+            assert ds.maxshape == (None,), name
+            assert ds.chunks == (chunk,), name
+            assert "CLOCK_REALTIME" in ds.attrs["units"]
+        rq = f["requests"].dtype
+        assert rq["id"] == np.dtype("<u8") and rq["t_arrival"] == np.dtype("<f8")
+        assert rq["finish_reason"] == np.dtype("S16") and rq["error"] == np.dtype("S128")
+        m = f["meta"].attrs
+        assert m["model"] == "smollm2.gguf"
+        assert m["roles"] == "0:router 1-2:worker"
+        assert m["config"].startswith("[roles]\n")
+        assert m["layout_version"] == 1
+        assert m["rotor_version"]
+        assert m["hostname"]
+        assert m["dropped_records"] == 0
+        assert (m["n_requests"], m["n_tokens"], m["n_steps"], m["n_workers"]) == (300, 5000, 2000, 20)
+        assert 0 < m["start_time"] <= m["end_time"]
+
+
+def test_values(log_file):
+    with h5py.File(log_file, "r", swmr=True) as f:
+        rq = f["requests"][:]
+        tok = f["tokens"][:]
+        steps = f["steps"][:]
+        workers = f["workers"][:]
+    assert list(rq["id"]) == list(range(1000, 1300))
+    r1 = rq[1]
+    assert r1["worker"] == 2 and r1["http_status"] == 200 and r1["tokens_in"] == 11
+    assert r1["finish_reason"] == b"stop" and r1["error"] == b""
+    assert r1["t_arrival"] == T0 + 1
+    assert r1["t_first_token"] - r1["t_arrival"] == pytest.approx(0.0125, abs=1e-6)
+    assert rq[0]["finish_reason"] == b"error" and rq[0]["worker"] == -1
+    assert rq[0]["error"] == b"worker 2 is down (request 0)"
+    assert rq[7]["finish_reason"] == b"x" * 15  # an unterminated field is cut to 15 bytes
+    assert tok[0]["request_id"] == 1000 and tok[49]["index"] == 49 and tok[50]["index"] == 0
+    assert tok[50]["request_id"] == 1001
+    assert steps[3]["n_prefill_tokens"] == 300 and steps[3]["blocks_free"] == 997
+    assert workers[1]["kind"] == b"down" and workers[0]["role"] == b"router"
+    assert workers[5]["detail"] == b"event 5"
+
+
+def test_h5dump_header(log_file):
+    r = subprocess.run(["h5dump", "-H", log_file], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for name in ("/", "meta", "requests", "tokens", "steps", "workers"):
+        assert re.search(r'(GROUP|DATASET) "%s"' % re.escape(name), r.stdout), name
+    assert "H5S_UNLIMITED" in r.stdout and '"t_first_token"' in r.stdout
+
+
+def test_docs_snippet_computes_ttft_and_itl(log_file):
+    doc = open(os.path.join(ROOT, "docs", "hdf5-log.md")).read()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert blocks, "docs/hdf5-log.md has no python block"
+    code = blocks[0]
+    assert '"LOG.h5"' in code
+    ns = {}
+    exec(compile(code.replace('"LOG.h5"', repr(log_file)), "hdf5-log.md", "exec"), ns)
+    ttft, itl = ns["ttft"], ns["itl"]
+    # 300 requests, those with i % 11 == 0 never got a token; 100 x 50 tokens
+    assert len(ttft) == 300 - 28
+    assert np.allclose(ttft, 0.0125, atol=1e-6)
+    assert len(itl) == 100 * 49
+    assert np.allclose(itl, 0.004, atol=1e-6)
+
+
+COUNTS = (300, 5000, 2000, 20)
+NAMES = ("requests", "tokens", "steps", "workers")
+
+
+def swmr_counts(path):
+    with h5py.File(path, "r", swmr=True) as f:
+        return tuple(f[k].shape[0] for k in NAMES)
+
+
+def test_killed_writer_keeps_flushed_records(tmp_path):
+    """Read while the writer runs (SWMR), SIGKILL it, and the flushed records
+    are all there; a plain open needs `h5clear -s` first (docs/hdf5-log.md)."""
+    path = str(tmp_path / "killed.h5")
+    p = subprocess.Popen([TEST_HLOG, "--write-and-wait", path], cwd=str(tmp_path))
+    try:
+        counts = None
+        for _ in range(1200):  # a cap that only keeps a broken writer from hanging the test
+            assert p.poll() is None, "writer exited"
+            try:
+                counts = swmr_counts(path)
+            except (OSError, KeyError):  # not created yet
+                counts = None
+            if counts == COUNTS:
+                break
+            time.sleep(0.1)
+        assert counts == COUNTS
+    finally:
+        p.kill()
+        p.wait()
+    assert swmr_counts(path) == COUNTS
+    with h5py.File(path, "r", swmr=True) as f:
+        assert f["meta"].attrs["model"] == "killed"
+        assert f["meta"].attrs["end_time"] == 0  # never closed
+        assert f["tokens"][4999]["index"] == 49
+        assert f["requests"][299]["id"] == 1299
+    with pytest.raises(OSError):
+        h5py.File(path, "r")  # the file is still marked open for writing
+    subprocess.run(["h5clear", "-s", path], check=True, capture_output=True, timeout=120)
+    with h5py.File(path, "r") as f:
+        assert tuple(f[k].shape[0] for k in NAMES) == COUNTS

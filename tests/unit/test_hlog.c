@@ -1,0 +1,622 @@
+/* test_hlog.c - the HDF5 job log: records written from the test thread come
+ * back field by field through the HDF5 C API after close; a full queue drops
+ * and counts; after a flush interval the records are readable (by another
+ * process, in SWMR mode) before the log is closed. Bad arguments fail.
+ *
+ * HLOG_TEST_KEEP=path keeps the round-trip file there (tests/py/
+ * test_hlog_h5py.py reads it with h5py). Run as `test_hlog --swmr-count FILE`
+ * the binary prints the record counts of FILE opened for SWMR reading (the
+ * flush test starts itself that way: only one thread of a process may call
+ * the non-thread-safe HDF5 while the log's writer thread runs). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <hdf5.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rotor/hlog.h"
+
+extern char **environ;
+
+#define N_REQ 300
+#define N_TOK_REQ 100 /* requests with tokens */
+#define TOK_PER_REQ 50
+#define N_STEP 2000
+#define N_WORKER 20
+#define T0 1.7e9
+
+static const char *const dset_names[4] = {"requests", "tokens", "steps", "workers"};
+
+/* ---- records the tests write ----------------------------------------- */
+
+static hlog_request_t gen_request(int i)
+{
+    hlog_request_t r;
+    memset(&r, 0, sizeof r);
+    r.id = 1000 + (uint64_t)i;
+    r.worker = i % 11 == 0 ? -1 : i % 3 + 1;
+    r.t_arrival = T0 + i;
+    r.t_routed = r.t_arrival + 0.0001;
+    r.t_scheduled = i % 11 == 0 ? 0 : r.t_arrival + 0.002;
+    r.t_prefill_done = i % 11 == 0 ? 0 : r.t_arrival + 0.01;
+    r.t_first_token = i % 11 == 0 ? 0 : r.t_arrival + 0.0125;
+    r.t_finish = r.t_arrival + 0.5 + i * 1e-3;
+    r.queue_wait_s = i % 11 == 0 ? 0 : r.t_scheduled - r.t_routed;
+    r.tokens_in = 10 + i;
+    r.tokens_out = i < N_TOK_REQ ? TOK_PER_REQ : i % 17;
+    r.tokens_cached = i % 4 * 16;
+    r.http_status = i % 11 == 0 ? 503 : 200;
+    snprintf(r.finish_reason, sizeof r.finish_reason, "%s",
+             i % 11 == 0 ? "error" : (i % 2 ? "stop" : "length"));
+    if (i % 11 == 0) snprintf(r.error, sizeof r.error, "worker %d is down (request %d)", 2, i);
+    if (i == 7) memset(r.finish_reason, 'x', sizeof r.finish_reason); /* no NUL: truncated */
+    return r;
+}
+
+static double gen_token_t(int req, int idx) { return T0 + req + 0.0125 + 0.004 * idx; }
+
+static hlog_step_t gen_step(int i)
+{
+    return (hlog_step_t){.worker = i % 2 + 1,
+                         .t = T0 + i * 0.01,
+                         .step_s = 0.003 + i * 1e-6,
+                         .n_seqs = i % 64,
+                         .n_prefill_tokens = i % 5 * 100,
+                         .n_decode_tokens = i % 64,
+                         .n_running = i % 64,
+                         .n_waiting = i % 9,
+                         .blocks_used = i % 1000,
+                         .blocks_cached = i % 77,
+                         .blocks_free = 1000 - i % 1000};
+}
+
+static hlog_worker_t gen_worker(int i)
+{
+    hlog_worker_t w;
+    memset(&w, 0, sizeof w);
+    w.rank = i % 3;
+    w.t = T0 + i;
+    snprintf(w.kind, sizeof w.kind, "%s", i % 2 ? "down" : "up");
+    snprintf(w.role, sizeof w.role, "%s", i % 3 ? "worker" : "router");
+    snprintf(w.detail, sizeof w.detail, "event %d", i);
+    return w;
+}
+
+/* Push everything from the test thread; tokens in batches of 1..7. */
+static void write_all(hlog_t *h)
+{
+    for (int i = 0; i < N_WORKER; i++) {
+        hlog_worker_t w = gen_worker(i);
+        hlog_worker(h, &w);
+    }
+    for (int r = 0; r < N_TOK_REQ; r++) {
+        double t[8];
+        int idx = 0;
+        while (idx < TOK_PER_REQ) {
+            int n = 1 + (r + idx) % 7;
+            if (n > TOK_PER_REQ - idx) n = TOK_PER_REQ - idx;
+            for (int j = 0; j < n; j++) t[j] = gen_token_t(r, idx + j);
+            hlog_tokens(h, 1000 + (uint64_t)r, idx, t, (size_t)n);
+            idx += n;
+        }
+    }
+    for (int i = 0; i < N_STEP; i++) {
+        hlog_step_t s = gen_step(i);
+        hlog_step(h, &s);
+    }
+    for (int i = 0; i < N_REQ; i++) {
+        hlog_request_t r = gen_request(i);
+        hlog_request(h, &r);
+    }
+}
+
+/* ---- reading back with the HDF5 C API -------------------------------- */
+
+static hid_t str_t(size_t n)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, n);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    return t;
+}
+
+#define INS(t, T, f, h5t) assert_true(H5Tinsert(t, #f, HOFFSET(T, f), h5t) >= 0)
+
+static hid_t read_type(int k)
+{
+    hid_t t, s1, s2, s3;
+    switch (k) {
+    case 0:
+        t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_request_t));
+        s1 = str_t(HLOG_REASON_LEN);
+        s2 = str_t(HLOG_ERROR_LEN);
+        INS(t, hlog_request_t, id, H5T_NATIVE_UINT64);
+        INS(t, hlog_request_t, worker, H5T_NATIVE_INT32);
+        INS(t, hlog_request_t, t_arrival, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_request_t, t_routed, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_request_t, t_scheduled, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_request_t, t_prefill_done, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_request_t, t_first_token, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_request_t, t_finish, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_request_t, queue_wait_s, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_request_t, tokens_in, H5T_NATIVE_INT32);
+        INS(t, hlog_request_t, tokens_out, H5T_NATIVE_INT32);
+        INS(t, hlog_request_t, tokens_cached, H5T_NATIVE_INT32);
+        INS(t, hlog_request_t, http_status, H5T_NATIVE_INT32);
+        INS(t, hlog_request_t, finish_reason, s1);
+        INS(t, hlog_request_t, error, s2);
+        H5Tclose(s1);
+        H5Tclose(s2);
+        return t;
+    case 1: {
+        typedef struct {
+            uint64_t request_id;
+            int32_t index;
+            double t;
+        } tok_t;
+        t = H5Tcreate(H5T_COMPOUND, sizeof(tok_t));
+        INS(t, tok_t, request_id, H5T_NATIVE_UINT64);
+        INS(t, tok_t, index, H5T_NATIVE_INT32);
+        INS(t, tok_t, t, H5T_NATIVE_DOUBLE);
+        return t;
+    }
+    case 2:
+        t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_step_t));
+        INS(t, hlog_step_t, worker, H5T_NATIVE_INT32);
+        INS(t, hlog_step_t, t, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_step_t, step_s, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_step_t, n_seqs, H5T_NATIVE_INT32);
+        INS(t, hlog_step_t, n_prefill_tokens, H5T_NATIVE_INT32);
+        INS(t, hlog_step_t, n_decode_tokens, H5T_NATIVE_INT32);
+        INS(t, hlog_step_t, n_running, H5T_NATIVE_INT32);
+        INS(t, hlog_step_t, n_waiting, H5T_NATIVE_INT32);
+        INS(t, hlog_step_t, blocks_used, H5T_NATIVE_INT32);
+        INS(t, hlog_step_t, blocks_cached, H5T_NATIVE_INT32);
+        INS(t, hlog_step_t, blocks_free, H5T_NATIVE_INT32);
+        return t;
+    default:
+        t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_worker_t));
+        s1 = str_t(HLOG_KIND_LEN);
+        s2 = str_t(HLOG_ROLE_LEN);
+        s3 = str_t(HLOG_ERROR_LEN);
+        INS(t, hlog_worker_t, rank, H5T_NATIVE_INT32);
+        INS(t, hlog_worker_t, t, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_worker_t, kind, s1);
+        INS(t, hlog_worker_t, role, s2);
+        INS(t, hlog_worker_t, detail, s3);
+        H5Tclose(s1);
+        H5Tclose(s2);
+        H5Tclose(s3);
+        return t;
+    }
+}
+
+static hsize_t dset_len(hid_t file, const char *name)
+{
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    assert_true(d >= 0);
+    hid_t s = H5Dget_space(d);
+    hsize_t n = 0, maxn = 0;
+    assert_int_equal(H5Sget_simple_extent_ndims(s), 1);
+    H5Sget_simple_extent_dims(s, &n, &maxn);
+    assert_true(maxn == H5S_UNLIMITED);
+    H5Sclose(s);
+    H5Dclose(d);
+    return n;
+}
+
+/* Read all records of dataset k into a malloc'd array (caller frees). */
+static void *read_all(hid_t file, int k, size_t elem, hsize_t *n)
+{
+    *n = dset_len(file, dset_names[k]);
+    void *buf = calloc(*n ? *n : 1, elem);
+    hid_t d = H5Dopen2(file, dset_names[k], H5P_DEFAULT);
+    hid_t t = read_type(k);
+    assert_true(H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    H5Tclose(t);
+    H5Dclose(d);
+    return buf;
+}
+
+static char *attr_str(hid_t obj, const char *name)
+{
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    assert_true(a >= 0);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    char *s = NULL;
+    assert_true(H5Aread(a, t, &s) >= 0);
+    char *copy = strdup(s);
+    H5free_memory(s);
+    H5Tclose(t);
+    H5Aclose(a);
+    return copy;
+}
+
+static double attr_f64(hid_t obj, const char *name)
+{
+    double v = -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    assert_true(a >= 0);
+    assert_true(H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0);
+    H5Aclose(a);
+    return v;
+}
+
+static uint64_t attr_u64(hid_t obj, const char *name)
+{
+    uint64_t v = UINT64_MAX;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    assert_true(a >= 0);
+    assert_true(H5Aread(a, H5T_NATIVE_UINT64, &v) >= 0);
+    H5Aclose(a);
+    return v;
+}
+
+static void tmp_path(char *buf, size_t n, const char *tag)
+{
+    snprintf(buf, n, "hlog_test_%d_%s.h5", (int)getpid(), tag);
+}
+
+/* ---- tests ----------------------------------------------------------- */
+
+static void test_roundtrip(void **state)
+{
+    (void)state;
+    char path[256];
+    const char *keep = getenv("HLOG_TEST_KEEP");
+    if (keep && *keep)
+        snprintf(path, sizeof path, "%s", keep);
+    else
+        tmp_path(path, sizeof path, "roundtrip");
+    const char *config = "[roles]\nrouter = 0\nworker = 1-2\n";
+    hlog_t *h = NULL;
+    double before = hlog_now();
+    hlog_config_t cfg = {.flush_interval_s = 0.05, .queue_records = 1 << 16};
+    assert_int_equal(hlog_open(path, &cfg, "smollm2.gguf", config, "0:router 1-2:worker", &h),
+                     RT_OK);
+    assert_non_null(h);
+    write_all(h);
+    assert_int_equal(hlog_dropped(h), 0);
+    assert_int_equal(hlog_close(h), RT_OK);
+    double after = hlog_now();
+
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+
+    /* /meta */
+    hid_t g = H5Gopen2(f, "meta", H5P_DEFAULT);
+    assert_true(g >= 0);
+    char *s = attr_str(g, "model");
+    assert_string_equal(s, "smollm2.gguf");
+    free(s);
+    s = attr_str(g, "config");
+    assert_string_equal(s, config);
+    free(s);
+    s = attr_str(g, "roles");
+    assert_string_equal(s, "0:router 1-2:worker");
+    free(s);
+    s = attr_str(g, "rotor_version");
+    assert_true(strlen(s) > 0);
+    free(s);
+    s = attr_str(g, "hostname");
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    assert_string_equal(s, host);
+    free(s);
+    double t_start = attr_f64(g, "start_time"), t_end = attr_f64(g, "end_time");
+    assert_true(t_start >= before - 1e-3 && t_start <= t_end && t_end <= after + 1e-3);
+    assert_int_equal(attr_u64(g, "dropped_records"), 0);
+    assert_int_equal(attr_u64(g, "n_requests"), N_REQ);
+    assert_int_equal(attr_u64(g, "n_tokens"), N_TOK_REQ * TOK_PER_REQ);
+    assert_int_equal(attr_u64(g, "n_steps"), N_STEP);
+    assert_int_equal(attr_u64(g, "n_workers"), N_WORKER);
+    H5Gclose(g);
+
+    /* /requests */
+    hsize_t n;
+    hlog_request_t *rq = read_all(f, 0, sizeof *rq, &n);
+    assert_int_equal(n, N_REQ);
+    for (int i = 0; i < N_REQ; i++) {
+        hlog_request_t e = gen_request(i), *r = &rq[i];
+        assert_int_equal(r->id, e.id);
+        assert_int_equal(r->worker, e.worker);
+        assert_true(r->t_arrival == e.t_arrival);
+        assert_true(r->t_routed == e.t_routed);
+        assert_true(r->t_scheduled == e.t_scheduled);
+        assert_true(r->t_prefill_done == e.t_prefill_done);
+        assert_true(r->t_first_token == e.t_first_token);
+        assert_true(r->t_finish == e.t_finish);
+        assert_true(r->queue_wait_s == e.queue_wait_s);
+        assert_int_equal(r->tokens_in, e.tokens_in);
+        assert_int_equal(r->tokens_out, e.tokens_out);
+        assert_int_equal(r->tokens_cached, e.tokens_cached);
+        assert_int_equal(r->http_status, e.http_status);
+        if (i == 7)
+            assert_string_equal(r->finish_reason, "xxxxxxxxxxxxxxx");
+        else
+            assert_string_equal(r->finish_reason, e.finish_reason);
+        assert_string_equal(r->error, e.error);
+    }
+    assert_string_equal(rq[11].error, "worker 2 is down (request 11)");
+    free(rq);
+
+    /* /tokens: push order, contiguous indices per request */
+    struct {
+        uint64_t request_id;
+        int32_t index;
+        double t;
+    } *tk = read_all(f, 1, sizeof *tk, &n);
+    assert_int_equal(n, N_TOK_REQ * TOK_PER_REQ);
+    for (int r = 0; r < N_TOK_REQ; r++)
+        for (int j = 0; j < TOK_PER_REQ; j++) {
+            size_t k = (size_t)r * TOK_PER_REQ + (size_t)j;
+            assert_int_equal(tk[k].request_id, 1000 + r);
+            assert_int_equal(tk[k].index, j);
+            assert_true(tk[k].t == gen_token_t(r, j));
+        }
+    free(tk);
+
+    /* /steps */
+    hlog_step_t *st = read_all(f, 2, sizeof *st, &n);
+    assert_int_equal(n, N_STEP);
+    for (int i = 0; i < N_STEP; i++) {
+        hlog_step_t e = gen_step(i);
+        assert_int_equal(st[i].worker, e.worker);
+        assert_true(st[i].t == e.t);
+        assert_true(st[i].step_s == e.step_s);
+        assert_int_equal(st[i].n_seqs, e.n_seqs);
+        assert_int_equal(st[i].n_prefill_tokens, e.n_prefill_tokens);
+        assert_int_equal(st[i].n_decode_tokens, e.n_decode_tokens);
+        assert_int_equal(st[i].n_running, e.n_running);
+        assert_int_equal(st[i].n_waiting, e.n_waiting);
+        assert_int_equal(st[i].blocks_used, e.blocks_used);
+        assert_int_equal(st[i].blocks_cached, e.blocks_cached);
+        assert_int_equal(st[i].blocks_free, e.blocks_free);
+    }
+    free(st);
+
+    /* /workers */
+    hlog_worker_t *wk = read_all(f, 3, sizeof *wk, &n);
+    assert_int_equal(n, N_WORKER);
+    for (int i = 0; i < N_WORKER; i++) {
+        hlog_worker_t e = gen_worker(i);
+        assert_int_equal(wk[i].rank, e.rank);
+        assert_true(wk[i].t == e.t);
+        assert_string_equal(wk[i].kind, e.kind);
+        assert_string_equal(wk[i].role, e.role);
+        assert_string_equal(wk[i].detail, e.detail);
+    }
+    free(wk);
+
+    /* every dataset says its units */
+    for (int k = 0; k < 4; k++) {
+        hid_t d = H5Dopen2(f, dset_names[k], H5P_DEFAULT);
+        char *u = attr_str(d, "units");
+        assert_non_null(strstr(u, "CLOCK_REALTIME"));
+        free(u);
+        H5Dclose(d);
+    }
+    assert_true(H5Fclose(f) >= 0);
+    if (!(keep && *keep)) unlink(path);
+}
+
+static void test_queue_full_drops_and_counts(void **state)
+{
+    (void)state;
+    char path[256];
+    tmp_path(path, sizeof path, "full");
+    hlog_t *h = NULL;
+    hlog_config_t cfg = {.flush_interval_s = 0.05, .queue_records = 8};
+    assert_int_equal(hlog_open(path, &cfg, NULL, NULL, NULL, &h), RT_OK);
+    /* a token batch larger than the whole queue never fits: all dropped */
+    double t[9];
+    for (int i = 0; i < 9; i++) t[i] = T0 + i;
+    hlog_tokens(h, 1, 0, t, 9);
+    assert_int_equal(hlog_dropped(h), 9);
+    /* a flood of single records overruns the 8-record queue */
+    enum { FLOOD = 200000 };
+    for (int i = 0; i < FLOOD; i++) {
+        hlog_step_t s = gen_step(i);
+        hlog_step(h, &s);
+    }
+    uint64_t dropped = hlog_dropped(h);
+    assert_true(dropped > 9);
+    assert_int_equal(hlog_close(h), RT_OK);
+
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hsize_t n_steps = dset_len(f, "steps");
+    assert_int_equal(dset_len(f, "tokens"), 0);
+    assert_int_equal(n_steps + (dropped - 9), FLOOD);
+    hid_t g = H5Gopen2(f, "meta", H5P_DEFAULT);
+    assert_int_equal(attr_u64(g, "dropped_records"), dropped);
+    assert_int_equal(attr_u64(g, "n_steps"), n_steps);
+    H5Gclose(g);
+    /* what was kept is in push order: strictly increasing times */
+    hlog_step_t *st = read_all(f, 2, sizeof *st, &n_steps);
+    for (hsize_t i = 1; i < n_steps; i++) assert_true(st[i].t > st[i - 1].t);
+    free(st);
+    H5Fclose(f);
+    unlink(path);
+}
+
+/* Run this binary with --swmr-count path; parse its four counts. Returns
+ * the child's exit status. */
+static int child_counts(const char *path, unsigned long long c[4])
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    char exe[] = "/proc/self/exe", flag[] = "--swmr-count";
+    char *argv[] = {exe, flag, (char *)path, NULL};
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, exe, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    FILE *in = fdopen(fds[0], "r");
+    assert_non_null(in);
+    int got = fscanf(in, "%llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3]);
+    fclose(in);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (got != 4) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+static void test_flush_interval_makes_records_readable(void **state)
+{
+    (void)state;
+    char path[256];
+    tmp_path(path, sizeof path, "flush");
+    hlog_t *h = NULL;
+    hlog_config_t cfg = {.flush_interval_s = 0.2, .queue_records = 1 << 16};
+    assert_int_equal(hlog_open(path, &cfg, "m", NULL, NULL, &h), RT_OK);
+    write_all(h);
+    /* wait past the interval, then ask another process (a SWMR reader, as
+     * h5py would be) until it sees every record; the log is still open and
+     * idle. The 600-try cap only keeps a broken writer from hanging. */
+    sleep_s(0.5);
+    unsigned long long c[4] = {0};
+    int rc = -1;
+    for (int tries = 0; tries < 600; tries++) {
+        rc = child_counts(path, c);
+        if (rc == 0 && c[0] == N_REQ && c[1] == N_TOK_REQ * TOK_PER_REQ && c[2] == N_STEP &&
+            c[3] == N_WORKER)
+            break;
+        sleep_s(0.1);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(c[0], N_REQ);
+    assert_int_equal(c[1], N_TOK_REQ * TOK_PER_REQ);
+    assert_int_equal(c[2], N_STEP);
+    assert_int_equal(c[3], N_WORKER);
+    /* more records after an idle period are flushed too */
+    for (int i = 0; i < 10; i++) {
+        hlog_worker_t w = gen_worker(i);
+        hlog_worker(h, &w);
+    }
+    sleep_s(0.5);
+    for (int tries = 0; tries < 600; tries++) {
+        rc = child_counts(path, c);
+        if (rc == 0 && c[3] == N_WORKER + 10) break;
+        sleep_s(0.1);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(c[3], N_WORKER + 10);
+    assert_int_equal(hlog_close(h), RT_OK);
+    unlink(path);
+}
+
+static void test_two_logs_at_once(void **state)
+{
+    (void)state;
+    char pa[256], pb[256];
+    tmp_path(pa, sizeof pa, "two_a");
+    tmp_path(pb, sizeof pb, "two_b");
+    hlog_t *a = NULL, *b = NULL;
+    hlog_config_t cfg = {.flush_interval_s = 0.01, .queue_records = 1 << 16};
+    assert_int_equal(hlog_open(pa, &cfg, "a", NULL, NULL, &a), RT_OK);
+    assert_int_equal(hlog_open(pb, &cfg, "b", NULL, NULL, &b), RT_OK);
+    write_all(a);
+    write_all(b);
+    write_all(a);
+    assert_int_equal(hlog_close(b), RT_OK);
+    assert_int_equal(hlog_close(a), RT_OK);
+    const char *paths[2] = {pa, pb};
+    for (int i = 0; i < 2; i++) {
+        int times = i == 0 ? 2 : 1;
+        hid_t f = H5Fopen(paths[i], H5F_ACC_RDONLY, H5P_DEFAULT);
+        assert_true(f >= 0);
+        assert_int_equal(dset_len(f, "requests"), times * N_REQ);
+        assert_int_equal(dset_len(f, "tokens"), times * N_TOK_REQ * TOK_PER_REQ);
+        assert_int_equal(dset_len(f, "steps"), times * N_STEP);
+        assert_int_equal(dset_len(f, "workers"), times * N_WORKER);
+        H5Fclose(f);
+        unlink(paths[i]);
+    }
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    hlog_t *h = NULL;
+    assert_int_equal(hlog_open("no-such-dir/x/log.h5", NULL, NULL, NULL, NULL, &h), RT_ERR_IO);
+    assert_null(h);
+    assert_non_null(strstr(rt_error_msg(), "no-such-dir/x/log.h5"));
+    hlog_config_t bad = {.flush_interval_s = -1};
+    assert_int_equal(hlog_open("x.h5", &bad, NULL, NULL, NULL, &h), RT_ERR_RANGE);
+    assert_int_equal(hlog_open(NULL, NULL, NULL, NULL, NULL, &h), RT_ERR_INVALID);
+    assert_null(h);
+    assert_int_equal(hlog_close(NULL), RT_OK);
+    double a = hlog_now(), b = hlog_now();
+    assert_true(a > 1.6e9 && b >= a);
+}
+
+/* Child mode: print the four dataset lengths of a file being written. */
+static int swmr_count(const char *path)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+    if (f < 0) return 2;
+    for (int k = 0; k < 4; k++) {
+        hid_t d = H5Dopen2(f, dset_names[k], H5P_DEFAULT);
+        if (d < 0) return 3;
+        hid_t s = H5Dget_space(d);
+        hsize_t n = 0;
+        H5Sget_simple_extent_dims(s, &n, NULL);
+        printf("%llu ", (unsigned long long)n);
+        H5Sclose(s);
+        H5Dclose(d);
+    }
+    printf("\n");
+    H5Fclose(f);
+    return 0;
+}
+
+/* Child mode for tests/py/test_hlog_h5py.py: write every record, then wait
+ * to be killed (the log is never closed). */
+static int write_and_wait(const char *path)
+{
+    hlog_t *h = NULL;
+    hlog_config_t cfg = {.flush_interval_s = 0.1, .queue_records = 1 << 16};
+    if (hlog_open(path, &cfg, "killed", NULL, NULL, &h) != RT_OK) {
+        fprintf(stderr, "%s\n", rt_error_msg());
+        return 1;
+    }
+    write_all(h);
+    for (;;) pause();
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--swmr-count")) return swmr_count(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "--write-and-wait")) return write_and_wait(argv[2]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_queue_full_drops_and_counts),
+        cmocka_unit_test(test_flush_interval_makes_records_readable),
+        cmocka_unit_test(test_two_logs_at_once),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
