@@ -4,6 +4,8 @@
  *
  *   rotor-model info FILE [--json]
  *   rotor-model gen --out FILE [options]      (rotor-model gen --help)
+ *   rotor-model export-tokenizer MODEL.gguf DIR  (Hugging Face tokenizer files;
+ *                                                tokenizer_export.c)
  *
  * gen writes a dense decoder (arch llama, qwen2, or "mistral", which llama.cpp
  * knows only as llama, so it is written with llama metadata and the Mistral
@@ -34,6 +36,7 @@
 #include <string.h>
 
 #include "model_vocab.h"
+#include "tokenizer_export.h"
 #include "rotor/cpu_quant.h"
 #include "rotor/gguf.h"
 #include "rotor/status.h"
@@ -682,7 +685,8 @@ static int cmd_gen(int argc, char **argv)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: " PROG " info FILE [--json]\n"
-               "       " PROG " gen --out FILE [options]   (see " PROG " gen --help)\n");
+               "       " PROG " gen --out FILE [options]   (see " PROG " gen --help)\n"
+               "       " PROG " export-tokenizer MODEL.gguf DIR\n");
 }
 
 int main(int argc, char **argv)
@@ -693,6 +697,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(argv[1], "gen") == 0) return cmd_gen(argc - 1, argv + 1);
+    if (strcmp(argv[1], "export-tokenizer") == 0) return tokenizer_export_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);
         return 0;
