@@ -89,5 +89,10 @@ int32_t tok_eot(const tok_vocab_t *v); /* end-of-turn id (metadata or auto-detec
 tok_type_t tok_token_type(const tok_vocab_t *v, int32_t id); /* TOK_TYPE_UNDEFINED if out of range */
 /* tokenizer.ggml.pre of a BPE vocabulary ("default" if absent; "default" for SPM). */
 const char *tok_pre(const tok_vocab_t *v);
+/* BPE: the pre-tokenizer regexes (PCRE2 syntax) applied one after another;
+ * returns their count (0 for SPM). The strings are static. */
+int tok_pretok_patterns(const tok_vocab_t *v, const char *const **rx);
+/* BPE: whole words are looked up before merging (llama3, tekken). */
+bool tok_ignore_merges(const tok_vocab_t *v);
 
 #endif

@@ -143,6 +143,7 @@ rt_status_t tok_pretok_init(tok_pretok_t *p, const char *pre, bool *ignore_merge
         pcre2_jit_compile(c, PCRE2_JIT_COMPLETE); /* falls back to the interpreter on failure */
         p->code[p->n++] = c;
     }
+    p->rx = d->rx;
     *ignore_merges = d->ignore_merges;
     *add_bos = d->add_bos;
     return RT_OK;

@@ -59,6 +59,7 @@ typedef struct {
 typedef struct {
     int n;
     void *code[TOK_MAX_REGEX]; /* pcre2_code_8 * */
+    const char *const *rx;     /* (n) their sources, PCRE2 syntax (static table) */
 } tok_pretok_t;
 
 struct tok_vocab {

@@ -492,6 +492,15 @@ const char *tok_pre(const tok_vocab_t *v) {
     return v->pre;
 }
 
+int tok_pretok_patterns(const tok_vocab_t *v, const char *const **rx) {
+    *rx = v->pretok.rx;
+    return v->kind == TOK_KIND_BPE ? v->pretok.n : 0;
+}
+
+bool tok_ignore_merges(const tok_vocab_t *v) {
+    return v->ignore_merges;
+}
+
 tok_type_t tok_token_type(const tok_vocab_t *v, int32_t id) {
     return id >= 0 && id < v->n_tokens ? (tok_type_t)v->tokens[id].type : TOK_TYPE_UNDEFINED;
 }

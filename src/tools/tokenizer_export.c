@@ -44,94 +44,6 @@
 
 #define TX_SPACE "\xe2\x96\x81" /* U+2581, SentencePiece's space */
 
-/* ------------------------------------------------------------------
- * Pre-tokenizer regexes per tokenizer.ggml.pre, as src/tokenizer/pretok.c
- * has them (PCRE2 syntax). A copy: pretok.c keeps its table private; the
- * tests compare the export with rotor for every type listed here.
- * ------------------------------------------------------------------ */
-
-#define TX_MAX_RX 6
-#define RX_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
-#define RX_CONTRACT "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
-#define RX_LLAMA3                                                                                  \
-    RX_CONTRACT "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"       \
-                "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define RX_QWEN2                                                                                   \
-    RX_CONTRACT "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"            \
-                "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define RX_TEKKEN                                                                                  \
-    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|"                        \
-    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}|"                 \
-    " ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define RX_GPT4O                                                                                   \
-    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+" RX_CONTRACT "?|"        \
-    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*" RX_CONTRACT "?|"        \
-    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define RX_PORO " ?[^(\\s|.,!?…。，、।۔،)]+"
-
-typedef struct {
-    const char *names; /* '|'-separated tokenizer.ggml.pre values */
-    const char *rx[TX_MAX_RX];
-    bool ignore_merges;
-} tx_pre_t;
-
-static const tx_pre_t tx_pres[] = {
-    {"default", {"[\\p{P}\\$\\+<=>\\^~\\|]+", RX_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}, false},
-    {"llama3|llama-v3|llama-bpe|falcon3|falcon-h1|pixtral|midm-2.0|lfm2", {RX_LLAMA3}, true},
-    {"dbrx|smaug-bpe|chatglm-bpe", {RX_LLAMA3}, false},
-    {"deepseek-llm",
-     {"[\r\n]",
-      "\\s?[A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-"
-      "\\x{1BF}\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}"
-      "\\x{37B}-\\x{37D}\\x{37F}\\x{386}\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}"
-      "\\x{3A3}-\\x{3F5}\\x{3F7}-\\x{481}\\x{48A}-\\x{52F}\\x{531}-\\x{556}\\x{10A0}-"
-      "\\x{10C5}\\x{13A0}-\\x{13F5}\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}\\x{1CBD}-"
-      "\\x{1CBF}\\x{1D00}-\\x{1D2B}\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-"
-      "\\x{1F15}\\x{1F18}-\\x{1F1D}\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}\\x{1F50}-"
-      "\\x{1F57}\\x{1F59}\\x{1F5B}\\x{1F5D}\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}"
-      "\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-\\x{1FC4}\\x{1FC6}-\\x{1FCC}\\x{1FD0}-"
-      "\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-\\x{1FEC}\\x{1FF2}-\\x{1FF4}\\x{1FF6}-"
-      "\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}\\x{2115}\\x{2119}-\\x{211D}"
-      "\\x{2124}\\x{2126}\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}\\x{2139}"
-      "\\x{213C}-\\x{213F}\\x{2145}-\\x{2149}\\x{214E}\\x{2183}\\x{2184}\\x{2C00}-"
-      "\\x{2C7B}\\x{2C7E}-\\x{2CE4}\\x{2CEB}-\\x{2CEE}\\x{2CF2}\\x{2CF3}\\x{A640}-"
-      "\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}\\x{A771}-\\x{A787}\\x{A78B}-"
-      "\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}\\x{FB13}-\\x{FB17}\\x{FF21}-"
-      "\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}-\\x{104D3}\\x{104D8}"
-      "-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}"
-      "\\x{1E900}-\\x{1E943}]+",
-      "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$", "[一-龥ࠀ-一가-퟿]+", "\\p{N}+"},
-     false},
-    {"deepseek-coder",
-     {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"},
-     false},
-    {"falcon", {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RX_GPT2, "[0-9][0-9][0-9]"}, false},
-    {"starcoder|refact|command-r|smollm|codeshell|exaone|minerva-7b", {"\\p{N}", RX_GPT2}, false},
-    {"gpt-2|mpt|olmo|jais|trillion|granite-docling|phi-2|jina-es|jina-de|jina-v2-es|jina-v2-de|"
-     "jina-v1-en|jina-v2-code|roberta-bpe",
-     {RX_GPT2},
-     false},
-    {"qwen2|deepseek-r1-qwen|stablelm2|megrez|hunyuan", {RX_QWEN2}, false},
-    {"poro-chat|bloom|gpt3-finnish", {RX_PORO}, false},
-    {"viking", {RX_PORO, "\\p{N}"}, false},
-    {"tekken", {RX_TEKKEN}, true},
-    {"gpt-4o", {RX_GPT4O}, false},
-};
-
-static const tx_pre_t *tx_find_pre(const char *pre) {
-    size_t n = strlen(pre);
-    for (size_t i = 0; i < sizeof tx_pres / sizeof tx_pres[0]; i++) {
-        for (const char *p = tx_pres[i].names; *p;) {
-            const char *e = strchr(p, '|');
-            size_t l = e ? (size_t)(e - p) : strlen(p);
-            if (l == n && memcmp(p, pre, n) == 0) return &tx_pres[i];
-            if (!e) break;
-            p = e + 1;
-        }
-    }
-    return NULL;
-}
-
 /* The PCRE2 pattern in Oniguruma's (Ruby) syntax, which the Rust tokenizers
  * use: there '$' is end of line, so an unescaped '$' outside a class becomes
  * '\z' (PCRE2_DOLLAR_ENDONLY: end of the subject). Everything else the
@@ -499,16 +411,13 @@ static rt_status_t tx_pre_tokenizer(tx_ctx_t *c, cJSON *root, bool *ignore_merge
         return tx_add(root, "pre_tokenizer", cJSON_CreateNull())
                    ? RT_OK
                    : rt_error_set(RT_ERR_NOMEM, "export-tokenizer: out of memory");
-    const char *pre = tok_pre(c->v);
-    const tx_pre_t *d = tx_find_pre(pre);
-    if (!d)
-        return rt_error_set(RT_ERR_UNSUPPORTED, "export-tokenizer: pre-tokenizer '%s' unknown",
-                            pre);
-    *ignore_merges = d->ignore_merges;
+    const char *const *rxs;
+    int n_rx = tok_pretok_patterns(c->v, &rxs);
+    *ignore_merges = tok_ignore_merges(c->v);
     cJSON *seq = tx_add(root, "pre_tokenizer", tx_typed("Sequence"));
     cJSON *list = tx_add(seq, "pretokenizers", cJSON_CreateArray());
-    for (int i = 0; i < TX_MAX_RX && d->rx[i]; i++) {
-        char *rx = tx_onig_pattern(d->rx[i]);
+    for (int i = 0; i < n_rx; i++) {
+        char *rx = tx_onig_pattern(rxs[i]);
         cJSON *split = tx_push(list, tx_typed("Split"));
         cJSON *pat = tx_add(split, "pattern", cJSON_CreateObject());
         tx_add(pat, "Regex", rx ? cJSON_CreateString(rx) : NULL);
