@@ -36,3 +36,16 @@ if [ ! -f "$STAMP" ]; then
     rm -f .venv/.req-*
     touch "$STAMP"
 fi
+
+# aiperf (NVIDIA's benchmark, used by one integration test) in its own venv:
+# its dependency pins clash with the test venv's (huggingface_hub, pillow).
+REQ2=tests/requirements-aiperf.txt
+STAMP2=.venv-aiperf/.req-$(sha1sum "$REQ2" | cut -c1-12)
+if [ ! -f "$STAMP2" ]; then
+    PY=${PYTHON:-python3}
+    [ -x .venv-aiperf/bin/python ] || "$PY" -m venv .venv-aiperf
+    echo "deps: installing aiperf into .venv-aiperf"
+    .venv-aiperf/bin/pip install -q --disable-pip-version-check -r "$REQ2"
+    rm -f .venv-aiperf/.req-*
+    touch "$STAMP2"
+fi
