@@ -7,9 +7,53 @@
  * call unpacks CPU_GEMM_NW weight rows once for up to CPU_DOT_NR activation
  * rows. The kernels compute each (weight row, activation row) pair with the
  * same operations whatever the tile shape, so the output does not depend on
- * m or on [r0, r1) (batch invariance).
+ * m or on [r0, r1) (batch invariance). Where the ISA has a batched tile for
+ * the type (cpu_gemm8_kernel), groups of 8 activation rows go through it:
+ * same bits per element, weights unpacked once per 8 rows.
  */
 #include "cpu/quant_impl.h"
+
+/* activation-scale scratch of the batched tiles, on the stack (32 KiB):
+ * rows of up to 512 32-blocks (n_in <= 16384); wider rows use the dot tiles */
+#define MATMUL_SC_FLOATS 8192
+#define MATMUL_SC_MAX_BLOCKS (MATMUL_SC_FLOATS / CPU_GEMM8_SC)
+
+/* activation rows [0, m8) (m8 a multiple of 8) through the batched tile:
+ * chunks of 8-row groups whose scales fit the scratch, converted once per
+ * chunk; in a chunk, each L1-sized block of weight rows serves every group */
+static void matmul_gemm8(const cpu_gemm8_t *g8, cpu_dot_tile_fn fn, int64_t n_in, const char *w, size_t w_stride,
+                         const char *x, size_t x_stride, int64_t m8, float *Y, int64_t y_stride, int64_t r0,
+                         int64_t r1, int64_t rb_rows) {
+    float sc[MATMUL_SC_FLOATS];
+    float tmp[CPU_DOT_NW * CPU_DOT_NR];
+    const int64_t nb = n_in / 32, per_group = nb * CPU_GEMM8_SC;
+    const int64_t chunk = MATMUL_SC_FLOATS / per_group * CPU_GEMM8_NR;
+    for (int64_t g0 = 0; g0 < m8; g0 += chunk) {
+        const int64_t g1 = g0 + chunk < m8 ? g0 + chunk : m8;
+        for (int64_t i = g0; i < g1; i += CPU_GEMM8_NR)
+            g8->prep(nb, x + (size_t)i * x_stride, x_stride, sc + (i - g0) / CPU_GEMM8_NR * per_group);
+        for (int64_t rb = r0; rb < r1; rb += rb_rows) {
+            const int64_t re = rb + rb_rows < r1 ? rb + rb_rows : r1;
+            for (int64_t i = g0; i < g1; i += CPU_GEMM8_NR) {
+                const char *xi = x + (size_t)i * x_stride;
+                const float *sci = sc + (i - g0) / CPU_GEMM8_NR * per_group;
+                int64_t r = rb;
+                for (; r + CPU_GEMM_NW <= re; r += CPU_GEMM_NW)
+                    g8->tile(n_in, w + (size_t)r * w_stride, w_stride, xi, x_stride, sci, Y + i * y_stride + r,
+                             y_stride);
+                /* fewer than 4 weight rows left: the dot tile, 4 activation rows at a time */
+                for (int64_t k0 = 0; r < re && k0 < CPU_GEMM8_NR; k0 += CPU_DOT_NR) {
+                    const int nw = (int)(re - r);
+                    fn(n_in, w + (size_t)r * w_stride, w_stride, nw, xi + (size_t)k0 * x_stride, x_stride,
+                       CPU_DOT_NR, tmp);
+                    for (int iw = 0; iw < nw; iw++)
+                        for (int k = 0; k < CPU_DOT_NR; k++)
+                            Y[(i + k0 + k) * y_stride + r + iw] = tmp[iw * CPU_DOT_NR + k];
+                }
+            }
+        }
+    }
+}
 
 void cpu_matmul(rt_type_t t, int64_t n_in, const void *W, size_t w_stride, const void *X,
                 size_t x_stride, int64_t m, float *Y, int64_t y_stride, int64_t r0, int64_t r1) {
@@ -34,9 +78,15 @@ void cpu_matmul(rt_type_t t, int64_t n_in, const void *W, size_t w_stride, const
     const size_t row_bytes = rt_type_row_size(t, n_in);
     int64_t rb_rows = row_bytes ? (int64_t)(24576 / row_bytes) : 1;
     rb_rows = rb_rows < CPU_GEMM_NW ? CPU_GEMM_NW : rb_rows - rb_rows % CPU_GEMM_NW;
-    for (int64_t rb = r0; rb < r1; rb += rb_rows) {
+    const cpu_gemm8_t *g8 = m >= CPU_GEMM8_NR ? cpu_gemm8_kernel(t) : NULL;
+    int64_t m8 = 0;
+    if (g8 && n_in % 32 == 0 && n_in / 32 <= MATMUL_SC_MAX_BLOCKS) {
+        m8 = m - m % CPU_GEMM8_NR;
+        matmul_gemm8(g8, fn, n_in, w, w_stride, x, x_stride, m8, Y, y_stride, r0, r1, rb_rows);
+    }
+    for (int64_t rb = r0; rb < r1 && m8 < m; rb += rb_rows) {
         const int64_t re = rb + rb_rows < r1 ? rb + rb_rows : r1;
-        for (int64_t i = 0; i < m; i += CPU_DOT_NR) {
+        for (int64_t i = m8; i < m; i += CPU_DOT_NR) {
             const int nr = (int)(m - i < CPU_DOT_NR ? m - i : CPU_DOT_NR);
             const char *xi = x + (size_t)i * x_stride;
             for (int64_t r = rb; r < re; r += CPU_GEMM_NW) {

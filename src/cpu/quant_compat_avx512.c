@@ -182,3 +182,143 @@ AI void q8_0_body(int64_t n, const void *w, size_t ws, const int NW, const void 
 
 COMPAT_ENTRY(q4_1)
 COMPAT_ENTRY(q8_0)
+
+/*
+ * Batched tiles for m >= 8: 4 weight rows x 8 activation rows per call, the
+ * same operations per (weight row, activation row) pair as the bodies above
+ * (so the same bits), with the weight blocks unpacked once for 8 activation
+ * rows instead of 4 and the activations' fp16 scales converted once per
+ * group of 8 rows (cpu_compat_*_gemm8_prep) instead of once per weight tile.
+ * Results go straight to y[k * ys + iw].
+ *
+ * sc layout, per 32-block b: sc[16 b + k] = d of activation row k,
+ * sc[16 b + 8 + k] = s of row k (Q8_1; unused for Q8_0).
+ */
+
+void cpu_compat_q4_1_gemm8_prep_avx512(int64_t nb, const void *x, size_t xs, float *sc);
+void cpu_compat_q4_1_gemm8_prep_avx512(int64_t nb, const void *x, size_t xs, float *sc)
+{
+    for (int k = 0; k < CPU_GEMM8_NR; k++) {
+        const block_q8_1 *y = XROW(block_q8_1, k);
+        for (int64_t b = 0; b < nb; b++) {
+            sc[16 * b + k] = h2f(y[b].d);
+            sc[16 * b + 8 + k] = h2f(y[b].s);
+        }
+    }
+}
+
+void cpu_compat_q8_0_gemm8_prep_avx512(int64_t nb, const void *x, size_t xs, float *sc);
+void cpu_compat_q8_0_gemm8_prep_avx512(int64_t nb, const void *x, size_t xs, float *sc)
+{
+    for (int k = 0; k < CPU_GEMM8_NR; k++) {
+        const block_q8_0 *y = XROW(block_q8_0, k);
+        for (int64_t b = 0; b < nb; b++) sc[16 * b + k] = h2f(y[b].d);
+    }
+}
+
+AI float hsum8_lo(__m512 v) { return hsum8(_mm512_castps512_ps256(v)); }
+AI float hsum8_hi(__m512 v) { return hsum8(_mm512_extractf32x8_ps(v, 1)); }
+
+void cpu_compat_q4_1_gemm8_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, const float *sc,
+                                  float *y, int64_t ys);
+void cpu_compat_q4_1_gemm8_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, const float *sc,
+                                  float *y, int64_t ys)
+{
+    const int64_t nb = n / 32;
+    /* [d0 m0 d1 m1 d2 m2 d3 m3] -> [d0 x8, d1 x8], [d2 x8, d3 x8] */
+    const __m512i sel0 = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i sel1 = _mm512_set_epi32(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4);
+    /* min terms of all 32 pairs in two vectors: lane 4 kk + i of mins[h] is
+     * (weight row i, activation row 4 h + kk) */
+    const __m512i selm = _mm512_set_epi32(7, 5, 3, 1, 7, 5, 3, 1, 7, 5, 3, 1, 7, 5, 3, 1);
+    const __m512i sely0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i sely1 = _mm512_set_epi32(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4);
+    __m512 acc0[CPU_GEMM8_NR], acc1[CPU_GEMM8_NR], mins0 = _mm512_setzero_ps(), mins1 = _mm512_setzero_ps();
+    for (int k = 0; k < CPU_GEMM8_NR; k++) acc0[k] = acc1[k] = _mm512_setzero_ps();
+    const block_q4_1 *a0 = WROW(block_q4_1, 0), *a1 = WROW(block_q4_1, 1), *a2 = WROW(block_q4_1, 2),
+                     *a3 = WROW(block_q4_1, 3);
+    for (int64_t b = 0; b < nb; b++) {
+        const __m512 dm = _mm512_castps256_ps512(heads4(a0 + b, a1 + b, a2 + b, a3 + b));
+        const __m512i qx0 = nibbles2(a0[b].qs, a1[b].qs), qx1 = nibbles2(a2[b].qs, a3[b].qs);
+        const __m512 dw0 = _mm512_permutexvar_ps(sel0, dm), dw1 = _mm512_permutexvar_ps(sel1, dm);
+        const __m512 mv = _mm512_permutexvar_ps(selm, dm);
+        const float *s = sc + 16 * b;
+        const __m512 sy = _mm512_castps256_ps512(_mm256_loadu_ps(s + 8));
+        mins0 = _mm512_fmadd_ps(mv, _mm512_permutexvar_ps(sely0, sy), mins0);
+        mins1 = _mm512_fmadd_ps(mv, _mm512_permutexvar_ps(sely1, sy), mins1);
+        for (int k = 0; k < CPU_GEMM8_NR; k++) {
+            const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)XROW(block_q8_1, k)[b].qs));
+            const __m512 dy = _mm512_set1_ps(s[k]);
+            const __m512 xy0 = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qx0, qy));
+            const __m512 xy1 = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qx1, qy));
+            acc0[k] = _mm512_fmadd_ps(_mm512_mul_ps(dw0, dy), xy0, acc0[k]);
+            acc1[k] = _mm512_fmadd_ps(_mm512_mul_ps(dw1, dy), xy1, acc1[k]);
+        }
+    }
+    float mm[32];
+    _mm512_storeu_ps(mm, mins0);
+    _mm512_storeu_ps(mm + 16, mins1);
+    for (int k = 0; k < CPU_GEMM8_NR; k++) {
+        float *yk = y + (size_t)k * (size_t)ys;
+        const float *mk = mm + 4 * k;
+        yk[0] = hsum8_lo(acc0[k]) + mk[0];
+        yk[1] = hsum8_hi(acc0[k]) + mk[1];
+        yk[2] = hsum8_lo(acc1[k]) + mk[2];
+        yk[3] = hsum8_hi(acc1[k]) + mk[3];
+    }
+}
+
+void cpu_compat_q8_0_gemm8_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, const float *sc,
+                                  float *y, int64_t ys);
+void cpu_compat_q8_0_gemm8_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, const float *sc,
+                                  float *y, int64_t ys)
+{
+    const int64_t nb = n / 32;
+    const __m512i sel0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i sel1 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    __m512 acc0[CPU_GEMM8_NR], acc1[CPU_GEMM8_NR];
+    for (int k = 0; k < CPU_GEMM8_NR; k++) acc0[k] = acc1[k] = _mm512_setzero_ps();
+    const block_q8_0 *a0 = WROW(block_q8_0, 0), *a1 = WROW(block_q8_0, 1), *a2 = WROW(block_q8_0, 2),
+                     *a3 = WROW(block_q8_0, 3);
+    for (int64_t b = 0; b < nb; b++) {
+        if ((b & 1) == 0) { /* rows stream from DRAM for big matrices: fetch ahead */
+            _mm_prefetch((const char *)(a0 + b) + 768, _MM_HINT_T0);
+            _mm_prefetch((const char *)(a1 + b) + 768, _MM_HINT_T0);
+            _mm_prefetch((const char *)(a2 + b) + 768, _MM_HINT_T0);
+            _mm_prefetch((const char *)(a3 + b) + 768, _MM_HINT_T0);
+        }
+        const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16((short)a0[b].d, (short)a1[b].d, (short)a2[b].d,
+                                                      (short)a3[b].d, 0, 0, 0, 0));
+        /* weights + 128 are unsigned: dpbusd(-128 * sum4(y), x ^ 0x80, y) gives
+         * the same exact integer lane sums as sum4(x * y) */
+        const __m512i xu0 = _mm512_xor_si512(
+            _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a0[b].qs)),
+                               _mm256_loadu_si256((const __m256i *)a1[b].qs), 1),
+            x80);
+        const __m512i xu1 = _mm512_xor_si512(
+            _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a2[b].qs)),
+                               _mm256_loadu_si256((const __m256i *)a3[b].qs), 1),
+            x80);
+        const __m512 dw0 = _mm512_permutexvar_ps(sel0, _mm512_castps128_ps512(dw));
+        const __m512 dw1 = _mm512_permutexvar_ps(sel1, _mm512_castps128_ps512(dw));
+        const float *s = sc + 16 * b;
+        for (int k = 0; k < CPU_GEMM8_NR; k++) {
+            const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)XROW(block_q8_0, k)[b].qs));
+            const __m512i base =
+                _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), x80, qy));
+            const __m512 dy = _mm512_set1_ps(s[k]);
+            const __m512 q0 = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, xu0, qy));
+            const __m512 q1 = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, xu1, qy));
+            acc0[k] = _mm512_fmadd_ps(_mm512_mul_ps(dw0, dy), q0, acc0[k]);
+            acc1[k] = _mm512_fmadd_ps(_mm512_mul_ps(dw1, dy), q1, acc1[k]);
+        }
+    }
+    for (int k = 0; k < CPU_GEMM8_NR; k++) {
+        float *yk = y + (size_t)k * (size_t)ys;
+        yk[0] = hsum8_lo(acc0[k]);
+        yk[1] = hsum8_hi(acc0[k]);
+        yk[2] = hsum8_lo(acc1[k]);
+        yk[3] = hsum8_hi(acc1[k]);
+    }
+}

@@ -88,6 +88,16 @@ cpu_dot_tile_fn cpu_dot_kernel(rt_type_t t) {
     return fn ? fn : cpu_dot_scalar[t];
 }
 
+static const cpu_gemm8_t gemm8_q4_1_avx512 = {cpu_compat_q4_1_gemm8_prep_avx512, cpu_compat_q4_1_gemm8_avx512};
+static const cpu_gemm8_t gemm8_q8_0_avx512 = {cpu_compat_q8_0_gemm8_prep_avx512, cpu_compat_q8_0_gemm8_avx512};
+
+const cpu_gemm8_t *cpu_gemm8_kernel(rt_type_t t) {
+    if (cpu_quant_get_isa() != CPU_ISA_AVX512) return NULL;
+    if (t == RT_TYPE_Q4_1) return &gemm8_q4_1_avx512;
+    if (t == RT_TYPE_Q8_0) return &gemm8_q8_0_avx512;
+    return NULL;
+}
+
 rt_status_t cpu_dequantize_row(rt_type_t t, const void *src, float *dst, int64_t n) {
     return cpu_ref_dequantize(t, src, dst, n);
 }

@@ -202,6 +202,27 @@ void cpu_compat_q4_1_avx512(int64_t n, const void *w, size_t ws, int nw, const v
 void cpu_compat_q8_0_avx512(int64_t n, const void *w, size_t ws, int nw, const void *x, size_t xs, int nr, float *out);
 void cpu_compat_quantize_q8(const float *x, void *dst, int64_t n, bool with_sum);
 
+/* Batched tiles for m >= 8 (AVX-512, llama.cpp-order Q4_1/Q8_0): 4 weight
+ * rows x CPU_GEMM8_NR activation rows per call, written to y[k * ys + iw],
+ * each element with the same bits as the dot tile's. prep converts the
+ * activation rows' block scales into sc (CPU_GEMM8_SC floats per 32-block)
+ * once per group of rows. */
+#define CPU_GEMM8_NR 8
+#define CPU_GEMM8_SC 16
+typedef struct {
+    void (*prep)(int64_t nb, const void *x, size_t xs, float *sc);
+    void (*tile)(int64_t n, const void *w, size_t ws, const void *x, size_t xs, const float *sc, float *y,
+                 int64_t ys);
+} cpu_gemm8_t;
+/* The batched tile for type t under the current ISA, or NULL. */
+const cpu_gemm8_t *cpu_gemm8_kernel(rt_type_t t);
+void cpu_compat_q4_1_gemm8_prep_avx512(int64_t nb, const void *x, size_t xs, float *sc);
+void cpu_compat_q8_0_gemm8_prep_avx512(int64_t nb, const void *x, size_t xs, float *sc);
+void cpu_compat_q4_1_gemm8_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, const float *sc,
+                                  float *y, int64_t ys);
+void cpu_compat_q8_0_gemm8_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, const float *sc,
+                                  float *y, int64_t ys);
+
 /* Fast activation quantizers, per ISA (Q8_0/Q8_1 with llama.cpp's run-time
  * semantics as cpu_compat_quantize_q8, the others as the reference). */
 void cpu_quantize_act_avx512(rt_type_t vt, const float *src, void *dst, int64_t n);

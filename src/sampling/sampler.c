@@ -27,6 +27,15 @@
 
 #include "sampling/rng.h"
 
+/* the lane loops (log-sum-exp, argmax) are built for AVX-512, AVX2 and
+ * baseline x86-64 and picked at load time */
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define LANE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define LANE_CLONES
+#endif
+#define LANES 16
+
 typedef struct {
     float logit; /* after penalties */
     float w;     /* scratch weight: exp(logit - max) at top-p, the draw's weight */
@@ -351,13 +360,90 @@ static size_t filter_min_p(cand_t *c, size_t n, float min_p)
     return k;
 }
 
+/* ---- log-sum-exp of the raw logits: the normalizer of the logprobs ---- */
+
+
+/* exp(x) for x <= 0 (NaN passes through): 2^n * p(b), n = round(x / ln 2),
+ * a degree-5 polynomial with the coefficients of ARM's optimized-routines
+ * expf (as ggml vectorizes it), relative error < 3e-7; results below 2^-126 flush to
+ * 0, which a sum holding exp(0) = 1 cannot see. Branch-free, so the lane
+ * loops below vectorize. */
+static inline float exp_le0(float x)
+{
+    const float r = 0x1.8p23f;
+    const float z = fmaf(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                         u, fmaf(0x1.ffffecp-1f, b, 1.0f));
+    const int32_t e = (int32_t)(n > -126.0f ? n : -126.0f) + 127;
+    uint32_t bits = (uint32_t)e << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    const float v = j * scale;
+    return n >= -125.0f ? v : (x != x ? x : 0.0f);
+}
+
+/* max over lanes, then sum of exp(x - max) in double per lane; NaN logits
+ * make the sum NaN (the logprobs are then -inf) */
+LANE_CLONES
+static double log_sum_exp(const float *logits, int32_t nv)
+{
+    float m16[LANES];
+    for (int l = 0; l < LANES; l++)
+        m16[l] = -INFINITY;
+    int32_t i = 0;
+    for (; i + LANES <= nv; i += LANES)
+        for (int l = 0; l < LANES; l++)
+            m16[l] = logits[i + l] > m16[l] ? logits[i + l] : m16[l];
+    float mx = -INFINITY;
+    for (int l = 0; l < LANES; l++)
+        mx = m16[l] > mx ? m16[l] : mx;
+    for (int32_t t = i; t < nv; t++)
+        mx = logits[t] > mx ? logits[t] : mx;
+    if (mx == -INFINITY)
+        return -INFINITY;
+    double s16[LANES] = {0};
+    for (i = 0; i + LANES <= nv; i += LANES)
+        for (int l = 0; l < LANES; l++)
+            s16[l] += (double)exp_le0(logits[i + l] - mx);
+    double sum = 0.0;
+    for (int l = 0; l < LANES; l++)
+        sum += s16[l];
+    for (; i < nv; i++)
+        sum += (double)exp_le0(logits[i] - mx);
+    return (double)mx + log(sum);
+}
+
+/* argmax, ties to the lowest id, NaN never chosen (token 0 if all are NaN
+ * or -inf); per-lane maxima then the best lane, so it vectorizes */
+LANE_CLONES
 static int32_t greedy(const float *logits, int32_t n)
 {
+    float bv[LANES];
+    int32_t bi[LANES];
+    for (int l = 0; l < LANES; l++) {
+        bv[l] = -INFINITY;
+        bi[l] = l;
+    }
+    int32_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            const bool gt = logits[i + l] > bv[l];
+            bv[l] = gt ? logits[i + l] : bv[l];
+            bi[l] = gt ? i + l : bi[l];
+        }
     int32_t best = 0;
-    float bv = isnan(logits[0]) ? -INFINITY : logits[0];
-    for (int32_t i = 1; i < n; i++)
-        if (logits[i] > bv) {
-            bv = logits[i];
+    float v = -INFINITY;
+    for (int l = 0; l < LANES && l < n; l++)
+        if (bv[l] > v || (bv[l] == v && bi[l] < best)) {
+            v = bv[l];
+            best = bi[l];
+        }
+    for (; i < n; i++)
+        if (logits[i] > v) {
+            v = logits[i];
             best = i;
         }
     return best;
@@ -390,20 +476,6 @@ static int32_t draw(sampler_t *s, cand_t *c, size_t n)
         if (c[i].w > 0.0f)
             return c[i].id;
     return c[n - 1].id;
-}
-
-/* log-sum-exp of raw logits: the normalizer of the reported logprobs */
-static double log_sum_exp(const float *logits, int32_t nv)
-{
-    float mx = -INFINITY;
-    for (int32_t i = 0; i < nv; i++)
-        if (logits[i] > mx)
-            mx = logits[i];
-    double sum = 0.0;
-    if (mx != -INFINITY)
-        for (int32_t i = 0; i < nv; i++)
-            sum += expf(logits[i] - mx);
-    return (double)mx + log(sum);
 }
 
 static inline float logprob_of(float raw, double lse)

@@ -1,8 +1,11 @@
 /* test_forward.c - the batched, paged forward pass: two sequences in one
  * batch, with their KV blocks interleaved in the pool, give bit-identical
  * logits to each sequence run alone; decode steps after a batched prefill
- * match too; bad batches are refused. The model is written by
- * rotor-model (found beside this binary: ../bin/rotor-model). */
+ * match too; with the batch-invariant attention order, every token's logits
+ * are the same in one 100-token batch as in chunks of 1 to 13 (the matmuls'
+ * batched tiles against the dot tiles, wide rows); bad batches are refused.
+ * The models are written by rotor-model (found beside this binary:
+ * ../bin/rotor-model). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,20 +18,27 @@
 #include <unistd.h>
 
 #include "test_model_util.h"
+#include "rotor/cpu_quant.h"
 #include "rotor/model.h"
 
 static char model_path[512];
+/* q4_1 with a wide FFN (2048: 64 blocks per row for the down projection) */
+static char wide_path[512];
 
 static int setup(void **state)
 {
     (void)state;
-    return test_gen_model(model_path, sizeof model_path, "forward", "--type q8_0 --tokenizer bpe --seed 3");
+    if (test_gen_model(model_path, sizeof model_path, "forward", "--type q8_0 --tokenizer bpe --seed 3")) return -1;
+    return test_gen_model(wide_path, sizeof wide_path, "forward-wide",
+                          "--type q4_1 --embd-type q8_0 --tokenizer bpe --seed 5 --n-embd 128 --n-head 2 "
+                          "--n-head-kv 1 --n-ff 2048");
 }
 
 static int teardown(void **state)
 {
     (void)state;
     unlink(model_path);
+    unlink(wide_path);
     return 0;
 }
 
@@ -101,6 +111,53 @@ static void test_two_sequences_in_one_batch(void **state)
     model_free(m);
 }
 
+static void chunked_vs_whole(cpu_isa_t isa, rt_type_t kv_type)
+{
+    enum { N = 100 };
+    if (cpu_quant_set_isa(isa) != isa) return;
+    model_t *m = NULL;
+    assert_int_equal(model_load(wide_path, &m), RT_OK);
+    const int V = model_hparams(m)->n_vocab;
+    kv_cache_t *kv = NULL;
+    model_ctx_t *c = NULL;
+    assert_int_equal(kv_cache_create(m, 8, 16, kv_type, &kv), RT_OK);
+    assert_int_equal(model_ctx_create(m, N, 2, &c), RT_OK);
+    model_ctx_set_attn_order(c, MODEL_ATTN_INVARIANT);
+    float *whole = malloc(sizeof(float) * (size_t)V * N), *part = malloc(sizeof(float) * (size_t)V * N);
+    int32_t tok[N], pos[N], seq[N] = {0}, blocks[8] = {5, 2, 7, 0, 3, 1, 6, 4};
+    uint8_t want[N];
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)((i * 37 + 11) % (V - 20) + 10), pos[i] = i, want[i] = 1;
+    kv_block_table_t t = {blocks, 8};
+    model_batch_t b = {N, tok, pos, seq, want, &t, 1};
+    assert_int_equal(model_forward(c, kv, &b, whole), RT_OK);
+    int done = 0;
+    for (int chunk = 1; done < N; chunk = chunk % 13 + 1) {
+        const int n = N - done < chunk ? N - done : chunk;
+        model_batch_t bc = {n, tok + done, pos + done, seq, want, &t, 1};
+        assert_int_equal(model_forward(c, kv, &bc, part + (size_t)done * V), RT_OK);
+        done += n;
+    }
+    for (int i = 0; i < N; i++)
+        if (memcmp(whole + (size_t)i * V, part + (size_t)i * V, sizeof(float) * (size_t)V) != 0)
+            fail_msg("token %d: logits differ between one batch and chunks (isa %s)", i, cpu_isa_name(isa));
+    free(whole);
+    free(part);
+    model_ctx_destroy(c);
+    kv_cache_destroy(kv);
+    model_free(m);
+}
+
+static void test_invariant_order_chunked_equals_whole(void **state)
+{
+    (void)state;
+    const cpu_isa_t best = cpu_quant_detect_isa();
+    for (int isa = CPU_ISA_AVX512; isa >= CPU_ISA_SCALAR; isa--) {
+        chunked_vs_whole((cpu_isa_t)isa, RT_TYPE_F16);
+        chunked_vs_whole((cpu_isa_t)isa, RT_TYPE_F32);
+    }
+    cpu_quant_set_isa(best);
+}
+
 static void test_bad_batches_are_refused(void **state)
 {
     (void)state;
@@ -133,6 +190,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_sequences_in_one_batch),
+        cmocka_unit_test(test_invariant_order_chunked_equals_whole),
         cmocka_unit_test(test_bad_batches_are_refused),
     };
     return cmocka_run_group_tests_name("forward", tests, setup, teardown);

@@ -136,8 +136,31 @@ static void test_greedy_argmax_and_ties(void **state)
     s = make(p, n);
     for (int rep = 0; rep < 3; rep++)
         assert_int_equal(sample_copy(s, big, n, NULL), argmax_ref(big, n));
+    /* ties in different 16-wide lanes and in the tail, NaNs among them */
+    const int32_t tie_ids[4] = {49999, 31, 20000, 17};
+    for (int t = 0; t < 4; t++)
+        big[tie_ids[t]] = 11.0f;
+    big[5] = big[40000] = NAN;
+    assert_int_equal(sample_copy(s, big, n, NULL), 17);
+    big[17] = big[31] = 10.5f;
+    assert_int_equal(sample_copy(s, big, n, NULL), 20000);
+    big[20000] = -INFINITY;
+    assert_int_equal(sample_copy(s, big, n, NULL), 49999); /* in the tail (50000 % 16 = 0: last lane) */
+    for (int32_t i = 0; i < n; i++)
+        big[i] = i % 3 ? -INFINITY : NAN;
+    assert_int_equal(sample_copy(s, big, n, NULL), 0);
     sampler_destroy(s);
     free(big);
+    /* a vocabulary that is not a multiple of 16: the best in the tail */
+    s = make(p, 37);
+    float odd[37];
+    for (int i = 0; i < 37; i++)
+        odd[i] = (float)(i % 5);
+    odd[35] = 9.0f;
+    assert_int_equal(sample_copy(s, odd, 37, NULL), 35);
+    odd[35] = 4.0f; /* ties with 4, 9, 14, ...: the lowest id */
+    assert_int_equal(sample_copy(s, odd, 37, NULL), 4);
+    sampler_destroy(s);
 }
 
 static void test_top_k_1_equals_greedy(void **state)
