@@ -1,0 +1,96 @@
+/*
+ * openai_parse.h - OpenAI request bodies (JSON, parsed with cJSON) turned
+ * into a validated oai_request_t, or an oai_error_t that says precisely what
+ * is wrong (HTTP status, OpenAI error type, the offending parameter).
+ *
+ * Both /v1/chat/completions and /v1/completions are covered, with vLLM's
+ * extensions (top_k, min_p, repetition_penalty, ignore_eos, stop_token_ids,
+ * skip_special_tokens, add_generation_prompt). Unknown fields are ignored;
+ * fields rotor cannot honour (tools, logit_bias, echo, suffix, non-text
+ * content parts, structured output) are refused rather than silently
+ * dropped. docs/http-api.md lists every parameter.
+ *
+ * Ownership: oai_request_t owns every string and array it points to;
+ * oai_request_free releases them (the struct itself is the caller's).
+ */
+#ifndef ROTOR_FRONTEND_OPENAI_PARSE_H
+#define ROTOR_FRONTEND_OPENAI_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rotor/chat.h"
+#include "rotor/sampler.h"
+#include "rotor/status.h"
+
+typedef enum { OAI_CHAT = 1, OAI_COMPLETION = 2 } oai_kind_t;
+
+/* Limits of what a request may ask for. */
+#define OAI_MAX_N 16              /* choices per request */
+#define OAI_MAX_STOPS 16          /* stop strings */
+#define OAI_MAX_STOP_LEN 1024     /* bytes per stop string */
+#define OAI_MAX_STOP_IDS 64       /* stop_token_ids */
+#define OAI_MAX_TOP_LOGPROBS 20   /* chat top_logprobs */
+#define OAI_MAX_LEGACY_LOGPROBS 5 /* completions logprobs */
+
+/* An OpenAI error: {"error": {"message", "type", "param", "code"}}. */
+typedef struct {
+    int status;       /* HTTP status */
+    const char *type; /* static: "invalid_request_error", "server_error", ... */
+    const char *code; /* static, or NULL for JSON null */
+    char param[64];   /* "" for JSON null */
+    char message[512];
+} oai_error_t;
+
+/* Fill e (message printf-style; param and code may be NULL). */
+void oai_error_set(oai_error_t *e, int status, const char *type, const char *code,
+                   const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Server-side defaults (the sampling:* config keys). */
+typedef struct {
+    float temperature;
+    int32_t top_k;
+    float top_p;
+    float min_p;
+} oai_defaults_t;
+
+typedef struct {
+    oai_kind_t kind;
+    char *model; /* owned */
+    /* chat */
+    chat_msg_t *msgs; /* (n_msgs) role is a static string, content owned */
+    size_t n_msgs;
+    bool add_generation_prompt;
+    /* completions: exactly one of prompt / prompt_ids */
+    char *prompt;        /* owned, NUL-terminated, or NULL */
+    int32_t *prompt_ids; /* (n_prompt_ids) owned, or NULL */
+    size_t n_prompt_ids;
+    /* both */
+    int max_tokens; /* 0 when not given (server default applies) */
+    sampler_params_t sampling;
+    bool has_seed; /* seed given; else the server picks one per choice */
+    char **stops;  /* (n_stops) owned, non-empty strings */
+    size_t n_stops;
+    int32_t *stop_token_ids; /* (n_stop_token_ids) owned; range-checked later */
+    size_t n_stop_token_ids;
+    int n;            /* choices, 1..OAI_MAX_N */
+    bool logprobs;    /* report logprobs */
+    int top_logprobs; /* alternatives per token */
+    bool ignore_eos;
+    bool skip_special_tokens; /* default true: control tokens are not rendered */
+    bool stream;
+    bool include_usage; /* stream_options.include_usage */
+} oai_request_t;
+
+/* Parse and validate body[0..len). On success *out owns its contents (free
+ * with oai_request_free). On failure *err says why (status 400) and *out is
+ * left zeroed. */
+rt_status_t oai_parse(oai_kind_t kind, const char *body, size_t len, const oai_defaults_t *d,
+                      oai_request_t *out, oai_error_t *err);
+void oai_request_free(oai_request_t *r);
+
+/* True when s[0..n) is well-formed UTF-8 (RFC 3629). */
+bool oai_utf8_valid(const char *s, size_t n);
+
+#endif

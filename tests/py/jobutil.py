@@ -1,0 +1,167 @@
+"""Start and stop `rotor serve` for integration tests.
+
+    with start_job(model, tmp_path, np=1, overrides={"server:api_key": "k"}) as job:
+        requests.get(job.url + "/health")
+
+One rank runs the front end with an in-process engine; np > 1 runs the MPI
+job under mpirun (rank 0 front end, the other ranks workers). The job binds
+an ephemeral port (server:port=0) and writes LOG_DIR/endpoint when ready;
+start_job waits for that file and for /health to answer 200, and on exit
+sends SIGINT to rank 0 and asserts that the job exits 0 (it is killed, and
+the test fails, if it does not exit in time).
+"""
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+import time
+
+import requests
+
+from conftest import BUILD, ROTOR
+
+MPIRUN = os.environ.get("MPIRUN", "mpirun")
+
+BASE_CONFIG = """\
+; written by tests/py/jobutil.py
+[roles]
+router = 0
+worker = 1-
+
+[model]
+threads = 1
+
+[engine]
+kv_cache_bytes = 67108864
+max_num_seqs = 16
+
+[sampling]
+temperature = 1.0
+max_tokens = 16
+
+[job]
+shutdown_grace_s = 5
+
+[log]
+level = info
+hdf5 = true
+flush_interval_s = 0.2
+"""
+
+
+@dataclasses.dataclass
+class Job:
+    url: str            # http://host:port
+    endpoint: str       # host:port
+    log_dir: str
+    proc: subprocess.Popen
+    stdout_path: str
+    stderr_path: str
+
+    @property
+    def host(self):
+        return self.endpoint.rsplit(":", 1)[0]
+
+    @property
+    def port(self):
+        return int(self.endpoint.rsplit(":", 1)[1])
+
+    def output(self):
+        """What the job printed so far (stdout and stderr)."""
+        out = []
+        for p in (self.stdout_path, self.stderr_path):
+            with open(p, errors="replace") as f:
+                out.append(f.read())
+        return "\n".join(out)
+
+    def h5_logs(self):
+        return sorted(os.path.join(self.log_dir, f) for f in os.listdir(self.log_dir) if f.endswith(".h5"))
+
+
+def _rank0_pid(log_dir, proc, np):
+    if np == 1:
+        return proc.pid
+    try:
+        with open(os.path.join(log_dir, "rank0.pid")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return proc.pid
+
+
+@contextlib.contextmanager
+def start_job(model, tmp_path, np=1, overrides=None, config=None, ready_timeout=120.0, stop_timeout=60.0,
+              wait_healthy=True):
+    """Run the job on model; yield a Job once it serves. tmp_path: a folder
+    for the config and the log folder (pytest's tmp_path)."""
+    tmp_path = str(tmp_path)
+    log_dir = os.path.join(tmp_path, "log")
+    os.makedirs(log_dir, exist_ok=True)
+    ini = os.path.join(tmp_path, "job.ini")
+    with open(ini, "w") as f:
+        f.write(config if config is not None else BASE_CONFIG)
+    sets = {"model:path": model, "server:port": "0", "server:host": "127.0.0.1", "log:dir": log_dir}
+    sets.update(overrides or {})
+    cmd = [ROTOR, "serve", ini]
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={v}"]
+    if np > 1:
+        cmd = [MPIRUN, "--oversubscribe", "--allow-run-as-root", "-np", str(np)] + cmd
+    stdout_path = os.path.join(tmp_path, "job.stdout")
+    stderr_path = os.path.join(tmp_path, "job.stderr")
+    endpoint_file = os.path.join(log_dir, "endpoint")
+    with open(stdout_path, "w") as out, open(stderr_path, "w") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=os.path.dirname(BUILD))
+    job = None
+    failed = False
+    try:
+        deadline = time.monotonic() + ready_timeout
+        endpoint = None
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if os.path.exists(endpoint_file):
+                with open(endpoint_file) as f:
+                    endpoint = f.read().strip()
+                if endpoint:
+                    break
+            time.sleep(0.05)
+        if not endpoint:
+            raise AssertionError(f"the job did not write {endpoint_file} (exit code {proc.poll()}):\n"
+                                 + open(stderr_path, errors="replace").read())
+        job = Job(url=f"http://{endpoint}", endpoint=endpoint, log_dir=log_dir, proc=proc,
+                  stdout_path=stdout_path, stderr_path=stderr_path)
+        if wait_healthy:
+            while True:
+                try:
+                    if requests.get(job.url + "/health", timeout=5).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("the job never became healthy:\n" + job.output())
+                time.sleep(0.05)
+        yield job
+    except BaseException:
+        failed = True  # the test's own failure says more than the exit code
+        raise
+    finally:
+        if proc.poll() is None:
+            pid = _rank0_pid(log_dir, proc, np)
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+            try:
+                rc = proc.wait(timeout=stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                if failed:
+                    return
+                raise AssertionError("the job did not stop within %.0f s of SIGINT:\n%s"
+                                     % (stop_timeout, open(stderr_path, errors="replace").read()))
+        else:
+            rc = proc.returncode
+        if job is not None and not failed:
+            assert rc == 0, f"the job exited {rc}:\n" + open(stderr_path, errors="replace").read()
