@@ -47,8 +47,14 @@ void rt_log_write(rt_log_level_t level, const char *file, int line, const char *
     gmtime_r(&ts.tv_sec, &tm);
     const char *base = strrchr(file, '/');
     base = base ? base + 1 : file;
-    fprintf(stderr, "[%02d:%02d:%02d.%03ld %c r%d %s] %s", tm.tm_hour, tm.tm_min, tm.tm_sec,
-            ts.tv_nsec / 1000000, lc[level], log_rank, log_role, msg);
-    if (level >= RT_LOG_WARN) fprintf(stderr, " (%s:%d)", base, line);
-    fputc('\n', stderr);
+    /* one write per line: ranks share a terminal through mpirun */
+    char out[1280];
+    int n = snprintf(out, sizeof out, "[%02d:%02d:%02d.%03ld %c r%d %s] %s", tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, lc[level], log_rank, log_role, msg);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof out - 64) n = (int)(sizeof out - 64);
+    if (level >= RT_LOG_WARN) n += snprintf(out + n, sizeof out - (size_t)n, " (%s:%d)", base, line);
+    if ((size_t)n >= sizeof out - 1) n = (int)(sizeof out - 2);
+    out[n++] = '\n';
+    fwrite(out, 1, (size_t)n, stderr);
 }
