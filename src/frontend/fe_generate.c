@@ -370,16 +370,26 @@ static sub_result_t submit_choice(fe_server_t *fe, fe_req_t *r, fe_choice_t *c) 
     er.sampling.seed = r->oai.has_seed ? r->oai.sampling.seed + (uint64_t)i : next_seed(fe);
     c->t_routed = fe_now();
     int worker = -1;
+    /* submitted before the call: events may in principle come from inside it */
+    const bool was_parked = c->parked;
+    c->edge = fe->cap_hint != SIZE_MAX && fe->n_inflight + 1 >= fe->cap_hint;
+    c->submitted = true;
+    c->parked = false;
+    fe->n_inflight++;
     r->busy++;
     rt_status_t st = fe->dispatch.ops->submit(fe->dispatch.self, &er, &worker);
     r->busy--;
     if (st == RT_OK) {
-        c->submitted = true;
-        c->parked = false;
-        c->worker = worker;
+        if (c->worker < 0) c->worker = worker;
         return SUB_OK;
     }
-    if (st == RT_ERR_FULL) return SUB_FULL;
+    c->submitted = false;
+    c->parked = was_parked;
+    fe->n_inflight--;
+    if (st == RT_ERR_FULL) {
+        fe->cap_hint = fe->n_inflight;
+        return SUB_FULL;
+    }
     oai_error_t e;
     if (st == RT_ERR_UNAVAILABLE)
         oai_error_set(&e, 503, "server_error", "service_unavailable", NULL,
@@ -415,7 +425,7 @@ static void park(fe_server_t *fe, fe_req_t *r, fe_choice_t *c) {
 
 /* Submit every choice, or park them behind what is already parked. */
 static void submit_all(fe_server_t *fe, fe_req_t *r) {
-    bool full = fe->bl_len > 0;
+    bool full = fe->bl_len > 0 || fe->n_inflight >= fe->cap_hint;
     for (int i = 0; i < r->n_choices && !r->failed; i++) {
         fe_choice_t *c = &r->choices[i];
         if (!full && submit_choice(fe, r, c) != SUB_FULL) continue;
@@ -424,11 +434,12 @@ static void submit_all(fe_server_t *fe, fe_req_t *r) {
     }
 }
 
-/* An engine request ended: submit parked choices while engines take them. */
-static void pump_backlog(fe_server_t *fe) {
+/* Submit parked choices while the engines have room (probe: one beyond the
+ * capacity hint). */
+static void pump_backlog(fe_server_t *fe, bool probe) {
     if (fe->pumping) return;
     fe->pumping = true;
-    while (fe->bl_len) {
+    while (fe->bl_len && (fe->n_inflight < fe->cap_hint || probe)) {
         uint64_t eid = fe->backlog[fe->bl_head];
         fe_choice_t *c = NULL;
         fe_req_t *r = lookup(fe, eid, &c);
@@ -437,6 +448,7 @@ static void pump_backlog(fe_server_t *fe) {
             sub_result_t res = submit_choice(fe, r, c);
             r->busy--;
             if (res == SUB_FULL) break; /* still no room: stays first in line */
+            probe = false;
             fe->bl_head = (fe->bl_head + 1) % fe->bl_cap;
             fe->bl_len--;
             progress(fe, r);
@@ -450,7 +462,7 @@ static void pump_backlog(fe_server_t *fe) {
 }
 
 void fe_pump_backlog(evutil_socket_t fd, short what, void *arg) {
-    pump_backlog(arg);
+    pump_backlog(arg, true);
 }
 
 /* ------------------------------------------------------------- events */
@@ -503,6 +515,16 @@ static void on_finish(fe_server_t *fe, fe_req_t *r, fe_choice_t *c, int index,
 }
 
 static void on_error(fe_server_t *fe, fe_req_t *r, fe_choice_t *c, const engine_event_t *ev) {
+    if (ev->status == RT_ERR_FULL && c->n_tokens == 0 && !c->text_done && !r->failed) {
+        /* a worker refused it for want of room (asynchronously, as the MPI
+         * dispatcher reports it): back in line, retried when room appears */
+        c->submitted = false;
+        c->cancel_sent = false;
+        c->worker = -1;
+        fe->cap_hint = fe->n_inflight;
+        park(fe, r, c);
+        return;
+    }
     c->engine_done = true;
     fe_choice_end(c, "error");
     const char *why = ev->status == RT_ERR_UNAVAILABLE ? "its worker went away"
@@ -520,9 +542,21 @@ void fe_server_on_event(void *ctx, const engine_event_t *ev, int worker) {
     if (!fe || !ev) return;
     fe_choice_t *c = NULL;
     fe_req_t *r = lookup(fe, ev->request_id, &c);
-    if (!r || c->engine_done) return; /* not ours, gone, or the FINISH that follows an ERROR */
+    /* not ours, gone, the FINISH that follows an ERROR, or a parked choice */
+    if (!r || c->engine_done || !c->submitted) return;
     int i = (int)(c - r->choices);
     if (worker >= 0) c->worker = worker;
+    /* an ended request makes room (a refusal does not: the timer retries) */
+    bool room =
+        ev->kind == ENGINE_EV_FINISH || (ev->kind == ENGINE_EV_ERROR && ev->status != RT_ERR_FULL);
+    if (ev->kind != ENGINE_EV_TOKEN) {
+        fe->n_inflight--; /* it ended (or was refused) */
+    } else if (c->edge) {
+        /* taken at the capacity hint: try one more (additive increase) */
+        c->edge = false;
+        if (fe->cap_hint != SIZE_MAX) fe->cap_hint++;
+        room = true;
+    }
     r->busy++;
     switch (ev->kind) {
     case ENGINE_EV_TOKEN:
@@ -537,7 +571,7 @@ void fe_server_on_event(void *ctx, const engine_event_t *ev, int worker) {
     }
     r->busy--;
     progress(fe, r); /* may free r */
-    if (ev->kind != ENGINE_EV_TOKEN && fe->bl_len) pump_backlog(fe);
+    if (room && fe->bl_len) pump_backlog(fe, false);
 }
 
 /* ---------------------------------------------------------- admission */

@@ -36,6 +36,7 @@ typedef struct {
     int worker;       /* -1 until routed */
     bool submitted;   /* dispatch.submit succeeded */
     bool parked;      /* waiting in the server's backlog for engine room */
+    bool edge;        /* submitted at the server's capacity hint (fe_server_impl.h) */
     bool engine_done; /* FINISH or ERROR arrived (or never submitted) */
     bool text_done;   /* finish_reason known, no more text */
     bool cancel_sent;

@@ -13,8 +13,13 @@
  * full) a choice is parked in a FIFO and submitted when an engine request
  * ends; while anything is parked, new choices queue behind it. So up to
  * server:max_queued_requests requests are held however small the engines'
- * own queues are. A timer retries the backlog too, in case room appears
- * without one of our requests ending.
+ * own queues are. A refusal may also come later as an ERROR (RT_ERR_FULL)
+ * event (the MPI dispatcher's workers): the choice is parked again. To
+ * avoid a storm of refusals, the number in flight at the last refusal is
+ * kept as a capacity hint: parked choices go out only below it. A choice
+ * submitted at the hint that is taken (its first token comes) raises it by
+ * one, and a timer probes one beyond it now and then, so the hint follows
+ * the engines' room up again (additive increase, reset on refusal).
  */
 #ifndef ROTOR_FRONTEND_FE_SERVER_IMPL_H
 #define ROTOR_FRONTEND_FE_SERVER_IMPL_H
@@ -64,6 +69,8 @@ struct fe_server {
     uint64_t *backlog; /* (bl_cap) ring of engine ids of parked choices; owned */
     size_t bl_head, bl_len, bl_cap;
     bool pumping;          /* inside pump_backlog */
+    size_t n_inflight;     /* choices submitted whose FINISH/ERROR has not come */
+    size_t cap_hint;       /* engines took at most this many at the last refusal */
     struct event *ev_pump; /* owned: retries the backlog while it is not empty */
     uint64_t next_seq;
     uint64_t salt;       /* random part of response ids */

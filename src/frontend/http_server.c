@@ -33,6 +33,7 @@
 #include <event2/util.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -431,6 +432,7 @@ rt_status_t fe_server_create(struct event_base *base, const cfg_t *cfg, const fe
     fe->hlog = hlog;
     fe->created = (int64_t)time(NULL);
     fe->next_seq = 1;
+    fe->cap_hint = SIZE_MAX;
     fe->model_name = strdup(model->model_name);
     if (!fe->model_name) goto nomem;
     fe->model.model_name = fe->model_name;

@@ -39,7 +39,7 @@ enum {
 typedef struct {
     uint64_t id;
     int mode, max_tokens, emitted;
-    bool cancelled, live;
+    bool cancelled, live, refused;
 } fake_req_t;
 
 typedef struct {
@@ -50,7 +50,8 @@ typedef struct {
     int n_up, n_workers;
     int32_t toks[3]; /* "a", "b", "c" */
     int n_submits, n_cancels, n_live;
-    int cap; /* requests it takes at once (RT_ERR_FULL above); 0 = 64 */
+    int cap;         /* requests it takes at once (RT_ERR_FULL above); 0 = 64 */
+    int refuse_next; /* accept this many requests, then refuse each with an ERROR (RT_ERR_FULL) */
 } fake_t;
 
 static void fake_emit(fake_t *f, engine_event_t ev) {
@@ -77,6 +78,13 @@ static void fake_tick(evutil_socket_t fd, short what, void *arg) {
         if (!q->live) continue;
         if (q->cancelled) {
             fake_end(f, q, ENGINE_FINISH_CANCELLED);
+            continue;
+        }
+        if (q->refused) { /* as a worker refuses: one ERROR, no FINISH */
+            q->live = false;
+            f->n_live--;
+            fake_emit(f, (engine_event_t){
+                             .kind = ENGINE_EV_ERROR, .request_id = q->id, .status = RT_ERR_FULL});
             continue;
         }
         if (q->mode == MODE_ERROR && q->emitted == 2) {
@@ -109,8 +117,12 @@ static rt_status_t fake_submit(void *self, const engine_request_t *r, int *worke
     if (f->cap && f->n_live >= f->cap) return rt_error_set(RT_ERR_FULL, "the engine queue is full");
     for (size_t i = 0; i < 64; i++)
         if (!f->reqs[i].live) {
-            f->reqs[i] =
-                (fake_req_t){.id = r->id, .mode = mode, .max_tokens = r->max_tokens, .live = true};
+            f->reqs[i] = (fake_req_t){.id = r->id,
+                                      .mode = mode,
+                                      .max_tokens = r->max_tokens,
+                                      .live = true,
+                                      .refused = f->refuse_next > 0};
+            if (f->refuse_next > 0) f->refuse_next--;
             f->n_submits++;
             f->n_live++;
             struct timeval tv = {0, 1000};
@@ -520,6 +532,14 @@ static void test_backlog(void **state) {
     finish_req(&a);
     wait_for(x, none_active);
     assert_int_equal(x->fake.n_submits, N + 1);
+
+    /* refusals that come back as ERROR (RT_ERR_FULL) events: retried */
+    x->fake.cap = 0;
+    x->fake.refuse_next = 2;
+    fetch(x, &a, EVHTTP_REQ_POST, "/v1/chat/completions", CHAT(",\"max_tokens\":3,\"seed\":5"));
+    assert_int_equal(a.status, 200);
+    assert_non_null(strstr(a.body, "\"content\":\"abc\""));
+    assert_int_equal(x->fake.n_submits, N + 4);
     free(r);
     stop(x);
 }
