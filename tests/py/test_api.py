@@ -622,9 +622,10 @@ def test_api_key_body_limit_and_slow_client(tiny, tmp_path):
 def test_drain_on_sigint(smollm2, tmp_path):
     """SIGINT: new requests get 503, a running stream may run for the grace
     period and is then cancelled (an error event, then [DONE]); exit 0."""
-    with start_job(smollm2, tmp_path, overrides={"job:shutdown_grace_s": "3", "server:model_name": "smollm2"}) as j:
+    with start_job(smollm2, tmp_path, overrides={"job:shutdown_grace_s": "1", "server:model_name": "smollm2"}) as j:
+        # 2500 tokens take far longer than the grace period on a CPU
         r = requests.post(j.url + "/v1/completions", stream=True, timeout=HANG_S,
-                          json={"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 1500,
+                          json={"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 2500,
                                 "ignore_eos": True, "stream": True})
         lines = r.iter_lines()
         first = next(ln for ln in lines if ln)
