@@ -19,7 +19,7 @@ import time
 
 import requests
 
-from conftest import BUILD, ROTOR
+from conftest import ROOT, ROTOR
 
 MPIRUN = os.environ.get("MPIRUN", "mpirun")
 
@@ -111,7 +111,7 @@ def start_job(model, tmp_path, np=1, overrides=None, config=None, ready_timeout=
     stderr_path = os.path.join(tmp_path, "job.stderr")
     endpoint_file = os.path.join(log_dir, "endpoint")
     with open(stdout_path, "w") as out, open(stderr_path, "w") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=os.path.dirname(BUILD))
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT)
     job = None
     failed = False
     try:
