@@ -12,6 +12,9 @@
  * loop thread. Events for a request arrive in order; exactly one FINISH or
  * ERROR ends it (also after dispatch_cancel, with ENGINE_FINISH_CANCELLED).
  *
+ * For an ERROR event, rt_error_msg() holds the reason (for example "worker
+ * rank 2 stopped answering") while the sink runs.
+ *
  * Ownership: submit copies the request (prompt, stop tokens). Events passed
  * to the sink are valid only during the callback.
  */

@@ -79,6 +79,8 @@ static void dl_step(evutil_socket_t fd, short what, void *arg)
         if (ev->kind == ENGINE_EV_FINISH && ev->finish == ENGINE_FINISH_ERROR && i > 0 &&
             d->events[i - 1].kind == ENGINE_EV_ERROR && d->events[i - 1].request_id == ev->request_id)
             continue; /* the ERROR before it already ended the request */
+        if (ev->kind == ENGINE_EV_ERROR)
+            rt_error_set(ev->status, "the engine failed on this request (%s)", rt_status_str(ev->status));
         if (d->sink.on_event)
             d->sink.on_event(d->sink.ctx, ev, 0);
     }

@@ -527,13 +527,17 @@ static void on_error(fe_server_t *fe, fe_req_t *r, fe_choice_t *c, const engine_
     }
     c->engine_done = true;
     fe_choice_end(c, "error");
-    const char *why = ev->status == RT_ERR_UNAVAILABLE ? "its worker went away"
-                      : ev->status == RT_ERR_TIMEOUT   ? "its worker stopped answering"
-                                                       : "the engine failed";
-    snprintf(c->error, sizeof c->error, "%s (%s)", why, rt_status_str(ev->status));
+    /* the dispatcher leaves the reason in rt_error_msg() during the callback */
+    const char *msg = rt_error_msg();
+    const char *why = msg && *msg ? msg
+                      : ev->status == RT_ERR_UNAVAILABLE ? "its worker went away"
+                      : ev->status == RT_ERR_TIMEOUT     ? "its worker stopped answering"
+                                                         : "the engine failed";
+    bool unavailable = ev->status == RT_ERR_UNAVAILABLE || ev->status == RT_ERR_TIMEOUT;
+    snprintf(c->error, sizeof c->error, "%.100s (%s)", why, rt_status_str(ev->status));
     oai_error_t e;
-    oai_error_set(&e, 500, "server_error", NULL, NULL, "The request failed: %s (%s).", why,
-                  rt_status_str(ev->status));
+    oai_error_set(&e, unavailable ? 503 : 500, unavailable ? "service_unavailable" : "server_error", NULL, NULL,
+                  "The request failed: %s (%s).", why, rt_status_str(ev->status));
     fail_request(fe, r, &e, "error");
 }
 

@@ -351,12 +351,18 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 
 static void dm_set_sink(void *self, dispatch_sink_t sink) { ((dmpi_t *)self)->sink = sink; }
 
+/* Requests one engine holds (running + its queue), as the engine bounds it. */
+static int worker_capacity(const mpi_worker_t *w) { return 4 * (w->info.max_num_seqs > 0 ? w->info.max_num_seqs : 64); }
+
+/* An up worker with room, by policy; -1 if none is up, -2 if all are full. */
 static int pick_worker(dmpi_t *d)
 {
-    int best = -1;
+    int best = -1, n_up = 0;
     for (int k = 0; k < d->n_w; k++) {
         int i = (d->rr + k) % d->n_w;
         if (!d->w[i].up) continue;
+        n_up++;
+        if (d->w[i].n_inflight >= worker_capacity(&d->w[i])) continue;
         if (d->policy == POLICY_ROUND_ROBIN) {
             best = i;
             break;
@@ -364,7 +370,7 @@ static int pick_worker(dmpi_t *d)
         if (best < 0 || d->w[i].n_inflight < d->w[best].n_inflight) best = i;
     }
     if (best >= 0) d->rr = (best + 1) % d->n_w;
-    return best;
+    return best >= 0 ? best : n_up ? -2 : -1;
 }
 
 static rt_status_t dm_submit(void *self, const engine_request_t *r, int *worker)
@@ -372,6 +378,7 @@ static rt_status_t dm_submit(void *self, const engine_request_t *r, int *worker)
     dmpi_t *d = self;
     if (d->shutting) return rt_error_set(RT_ERR_UNAVAILABLE, "the job is shutting down");
     int wi = pick_worker(d);
+    if (wi == -2) return rt_error_set(RT_ERR_FULL, "every worker is full");
     if (wi < 0) return rt_error_set(RT_ERR_UNAVAILABLE, "no worker is up (%d configured)", d->n_w);
     if (d->w[wi].info.n_vocab > 0)
         for (size_t i = 0; i < r->n_prompt; i++)

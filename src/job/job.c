@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "job_impl.h"
+#include "topology.h"
 #include "rotor/chat.h"
 #include "rotor/frontend.h"
 #include "rotor/gguf.h"
@@ -157,7 +158,8 @@ static int model_ctx_len(const cfg_t *cfg, const gguf_ctx_t *g)
     return v > 0 && v <= INT32_MAX ? (int)v : 2048;
 }
 
-static int router_main(const cfg_t *cfg, const char *config_path, const job_role_t *roles, int n_ranks)
+static int router_main(const cfg_t *cfg, const char *config_path, const job_role_t *roles, int n_ranks,
+                       const char *placement)
 {
     const char *model_path = cfg_str(cfg, "model:path");
     const char *log_dir = cfg_str(cfg, "log:dir");
@@ -206,6 +208,10 @@ static int router_main(const cfg_t *cfg, const char *config_path, const job_role
     for (int i = 0; i < n_ranks; i++) {
         size_t l = strlen(roles_text);
         snprintf(roles_text + l, sizeof roles_text - l, "%s%d:%s", i ? "," : "", i, job_role_name(roles[i]));
+    }
+    if (*placement) {
+        size_t l = strlen(roles_text);
+        snprintf(roles_text + l, sizeof roles_text - l, "; placement: %s", placement);
     }
 
     /* HDF5 log */
@@ -283,8 +289,6 @@ out:
     }
     if (r.endpoint_path[0]) unlink(r.endpoint_path);
     if (r.pid_path[0]) unlink(r.pid_path);
-    if (sig_int) event_free(sig_int);
-    if (sig_term) event_free(sig_term);
     if (r.fe) fe_server_destroy(r.fe);
     if (r.dispatch.self) {
         if (r.local) dispatch_local_destroy(r.dispatch);
@@ -298,6 +302,12 @@ out:
         }
         if (dropped) RT_LOG_WARN("HDF5 log: %llu records dropped (queue full)", (unsigned long long)dropped);
     }
+    /* Slurm may send more SIGTERMs (slurmstepd, srun, the batch script): once
+     * the loop's handlers are gone they must not kill rank 0 mid-cleanup */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    if (sig_int) event_free(sig_int);
+    if (sig_term) event_free(sig_term);
     if (r.base) event_base_free(r.base);
     if (ecfg) event_config_free(ecfg);
     tok_vocab_destroy(vocab);
@@ -349,9 +359,27 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
     }
     rt_log_set_identity(rank, job_role_name(roles[rank]));
 
+    /* where every rank sits: prefill ranks pair with the nearest decode rank */
+    job_topo_id_t me;
+    memset(&me, 0, sizeof me);
+    if (job_topo_id_self(&me)) RT_LOG_WARN("topology: %s", rt_error_msg());
+    job_topo_id_t *ids = calloc((size_t)size, sizeof *ids);
+    int *pair = calloc((size_t)size, sizeof *pair);
+    job_near_t *near = calloc((size_t)size, sizeof *near);
+    char placement[2048] = "";
+    if (!ids || !pair || !near) RT_PANIC("out of memory");
+    MPI_Allgather(&me, sizeof me, MPI_BYTE, ids, sizeof me, MPI_BYTE, MPI_COMM_WORLD);
+    if (job_topo_pair(size, roles, ids, pair, near) == RT_OK) {
+        job_topo_describe(size, pair, near, placement, sizeof placement);
+        if (rank == 0 && *placement) RT_LOG_INFO("placement: %s", placement);
+    }
+    free(ids);
+    free(pair);
+    free(near);
+
     int rc;
     if (rank == 0) {
-        rc = router_main(cfg, config_path, roles, size);
+        rc = router_main(cfg, config_path, roles, size, placement);
     } else if (roles[rank] == JOB_ROLE_PLANNER) {
         /* the SLO planner comes later: the rank idles until shutdown */
         RT_LOG_INFO("planner rank: nothing to plan yet");

@@ -14,7 +14,7 @@ import requests
 from openai import OpenAI
 
 from conftest import ROTOR, gen_model
-from jobutil import MPIRUN, start_job
+from jobutil import JOB_ENV, MPIRUN, start_job
 
 HANG_S = 120  # only keeps a broken job from hanging the run
 MODEL = "job-tiny"
@@ -45,7 +45,7 @@ def test_role_maps_refused(tiny, tmp_path, np, sets, key):
     cmd = mpirun(np, "/dev/null", "--set", f"model:path={tiny}", "--set", f"log:dir={tmp_path}")
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_S)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_S, env=JOB_ENV)
     assert r.returncode != 0
     assert key in r.stderr, r.stderr
     assert not os.path.exists(os.path.join(tmp_path, "endpoint"))
@@ -53,7 +53,8 @@ def test_role_maps_refused(tiny, tmp_path, np, sets, key):
 
 def test_one_rank_refuses_worker_ranks(tiny, tmp_path):
     r = subprocess.run([ROTOR, "serve", "/dev/null", "--set", f"model:path={tiny}", "--set", "roles:worker=1",
-                        "--set", f"log:dir={tmp_path}"], capture_output=True, text=True, timeout=HANG_S)
+                        "--set", f"log:dir={tmp_path}"], capture_output=True, text=True, timeout=HANG_S,
+                       env=JOB_ENV)
     assert r.returncode == 1 and "roles:worker" in r.stderr and "1 rank" in r.stderr
 
 
