@@ -159,7 +159,10 @@ def check_h5(submit_dir, jobid, n_requests, roles):
         assert meta["end_time"] > 0, "the HDF5 log was not closed cleanly"
         assert meta["dropped_records"] == 0
         got_roles = meta["roles"].decode() if isinstance(meta["roles"], bytes) else meta["roles"]
+        got_roles, _, placement = got_roles.partition("; placement: ")
         assert got_roles == roles
+        if ":prefill" in roles:  # prefill ranks are paired with decode ranks, recorded with the roles
+            assert "->" in placement, placement
         req = f["requests"][:]
         assert len(req) == n_requests
         assert all(r["http_status"] == 200 for r in req)
