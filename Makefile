@@ -50,7 +50,9 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/librotor.a
 
 TOOLS := $(BUILD)/bin/rotor $(BUILD)/bin/rotor-model
-BENCH_BIN := $(BUILD)/bin/rotor-stream
+RB_SRC := $(sort $(wildcard bench/rb/*.c))
+RB_BIN := $(if $(wildcard bench/rb/rb_main.c),$(BUILD)/bin/rotor-bench,)
+BENCH_BIN := $(BUILD)/bin/rotor-stream $(RB_BIN)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_REPLAY := $(BUILD)/tests/fuzz_gguf_replay
@@ -81,6 +83,11 @@ $(BUILD)/bin/rotor: $(BUILD)/obj/src/tools/rotor_main.o $(BUILD)/obj/src/tools/g
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/bin/rotor-model: $(BUILD)/obj/src/tools/rotor_model.o $(BUILD)/obj/src/tools/model_vocab.o $(BUILD)/obj/src/tools/tokenizer_export.o $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(filter 1,$(V)),,echo "  LD $@")
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/bin/rotor-bench: $(RB_SRC:%.c=$(BUILD)/obj/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(filter 1,$(V)),,echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
