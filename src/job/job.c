@@ -170,7 +170,7 @@ static int router_main(const cfg_t *cfg, const char *config_path, const job_role
     hlog_t *hlog = NULL;
     struct event *sig_int = NULL, *sig_term = NULL;
     char *config_text = NULL;
-    char name_buf[256], roles_text[1024] = "", path[PATH_MAX];
+    char name_buf[256], roles_text[4096] = "", path[PATH_MAX];
     struct event_config *ecfg = NULL;
 
     /* every client connection is a descriptor: take the hard limit */
@@ -211,7 +211,7 @@ static int router_main(const cfg_t *cfg, const char *config_path, const job_role
     }
     if (*placement) {
         size_t l = strlen(roles_text);
-        snprintf(roles_text + l, sizeof roles_text - l, "; placement: %s", placement);
+        snprintf(roles_text + l, sizeof roles_text - l, "; placement: %.2000s", placement);
     }
 
     /* HDF5 log */
