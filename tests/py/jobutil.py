@@ -119,7 +119,7 @@ def start_job(model, tmp_path, np=1, overrides=None, config=None, ready_timeout=
     stderr_path = os.path.join(tmp_path, "job.stderr")
     endpoint_file = os.path.join(log_dir, "endpoint")
     with open(stdout_path, "w") as out, open(stderr_path, "w") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT, env=JOB_ENV)
     job = None
     failed = False
     try:
