@@ -377,6 +377,18 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
     free(pair);
     free(near);
 
+    /* engine instances: tp * ep consecutive engine ranks each, with their own
+     * communicator (one rank per instance for now) */
+    int per_engine = (int)(cfg_int(cfg, "roles:tp") * cfg_int(cfg, "roles:ep"));
+    int engine_index = 0, color = MPI_UNDEFINED;
+    for (int r = 0; r < size; r++) {
+        bool is_engine = roles[r] == JOB_ROLE_WORKER || roles[r] == JOB_ROLE_PREFILL || roles[r] == JOB_ROLE_DECODE;
+        if (r == rank && is_engine) color = engine_index / per_engine;
+        engine_index += is_engine;
+    }
+    MPI_Comm engine_comm = MPI_COMM_NULL;
+    MPI_Comm_split(MPI_COMM_WORLD, color, rank, &engine_comm);
+
     int rc;
     if (rank == 0) {
         rc = router_main(cfg, config_path, roles, size, placement);
@@ -389,8 +401,12 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
+        int esize = 1;
+        MPI_Comm_size(engine_comm, &esize);
+        RT_LOG_DEBUG("engine instance %d: %d rank(s)", color, esize);
         rc = job_worker_main(cfg, roles[rank]);
     }
+    if (engine_comm != MPI_COMM_NULL) MPI_Comm_free(&engine_comm);
     /* a failed rank takes the job down rather than leaving others waiting */
     int any_failed = 0;
     if (rc != 0 && size > 1) {
