@@ -42,7 +42,7 @@ void rb_sse_free(rb_sse_t *s)
     memset(s, 0, sizeof *s);
 }
 
-static void fail(rb_sse_t *s, const char *what, const char *detail)
+static void sse_fail(rb_sse_t *s, const char *what, const char *detail)
 {
     if (!s->failed) snprintf(s->err, sizeof s->err, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
     s->failed = true;
@@ -52,7 +52,7 @@ static void add_text(rb_sse_t *s, const char *t, size_t n)
 {
     if (!reserve((void **)&s->text, &s->text_cap, s->text_len + n + 1, 1)) {
         s->nomem = true;
-        fail(s, "out of memory", NULL);
+        sse_fail(s, "out of memory", NULL);
         return;
     }
     memcpy(s->text + s->text_len, t, n);
@@ -108,13 +108,13 @@ static void on_data(rb_sse_t *s, const char *d, size_t n, double now)
     if (!root || !cJSON_IsObject(root)) {
         char head[48];
         snprintf(head, sizeof head, "%.*s", (int)(n < 40 ? n : 40), d);
-        fail(s, "malformed SSE data", head);
+        sse_fail(s, "malformed SSE data", head);
         cJSON_Delete(root);
         return;
     }
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
     if (s->event_error || (e && !cJSON_IsNull(e))) {
-        fail(s, "error event", e ? error_text(e) : NULL);
+        sse_fail(s, "error event", e ? error_text(e) : NULL);
         cJSON_Delete(root);
         return;
     }
@@ -122,7 +122,7 @@ static void on_data(rb_sse_t *s, const char *d, size_t n, double now)
     if (c && c[0]) {
         if (!reserve((void **)&s->tok, &s->tok_cap, s->n_tok + 1, sizeof *s->tok)) {
             s->nomem = true;
-            fail(s, "out of memory", NULL);
+            sse_fail(s, "out of memory", NULL);
         } else {
             s->tok[s->n_tok++] = now;
             add_text(s, c, strlen(c));
@@ -160,7 +160,7 @@ void rb_sse_feed(rb_sse_t *s, const char *p, size_t n, double now)
         } else {
             if (!reserve((void **)&s->line, &s->line_cap, s->line_len + take + 1, 1)) {
                 s->nomem = true;
-                fail(s, "out of memory", NULL);
+                sse_fail(s, "out of memory", NULL);
                 return;
             }
             memcpy(s->line + s->line_len, p, take);
@@ -190,7 +190,7 @@ void rb_sse_feed_raw(rb_sse_t *s, const char *p, size_t n, size_t max_raw)
     if (n > max_raw - s->raw_len) n = max_raw - s->raw_len;
     if (!reserve((void **)&s->raw, &s->raw_cap, s->raw_len + n + 1, 1)) {
         s->nomem = true;
-        fail(s, "out of memory", NULL);
+        sse_fail(s, "out of memory", NULL);
         return;
     }
     memcpy(s->raw + s->raw_len, p, n);
@@ -202,16 +202,16 @@ void rb_sse_parse_full(rb_sse_t *s)
 {
     cJSON *root = cJSON_ParseWithLength(s->raw ? s->raw : "", s->raw_len);
     if (!cJSON_IsObject(root)) {
-        fail(s, "malformed JSON response", NULL);
+        sse_fail(s, "malformed JSON response", NULL);
         cJSON_Delete(root);
         return;
     }
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
     if (e && !cJSON_IsNull(e)) {
-        fail(s, "error response", error_text(e));
+        sse_fail(s, "error response", error_text(e));
     } else {
         const char *c = choice_content(root, s->api, false);
-        if (!c) fail(s, "response without choices[0] content", NULL);
+        if (!c) sse_fail(s, "response without choices[0] content", NULL);
         else add_text(s, c, strlen(c));
         read_usage(s, root);
     }
