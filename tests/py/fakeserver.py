@@ -62,6 +62,7 @@ class Record:
     tokens: int = 0       # tokens sent
     t_done: float = 0.0   # time.monotonic() when the answer was complete
     stream: bool = False
+    headers: dict = dataclasses.field(default_factory=dict)  # lower-case names
 
 
 def errors_every(k, status=500, base=None):
@@ -276,7 +277,8 @@ class FakeServer:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        rec = Record(index=len(self.records), t_arrival=t0, path=path, body=body)
+        rec = Record(index=len(self.records), t_arrival=t0, path=path, body=body,
+                     headers={k.decode().lower(): v.decode("latin-1") for k, v in req.headers})
         self.records.append(rec)
         if not isinstance(body, dict):
             rec.status = 400
