@@ -97,4 +97,13 @@ bool rb_workload_exhausted(const rb_workload_t *w);
 int64_t rb_workload_total(const rb_workload_t *w);
 void rb_item_free(rb_item_t *it);
 
+/* True when prompts are counted with the model's tokenizer
+ * (--tokenizer-gguf); false with the approximate word list (the summary
+ * should say input token counts are estimates). */
+bool rb_workload_exact_tokens(const rb_workload_t *w);
+/* NULL, or why the workload stopped making items (a prompt could not be
+ * built); rb_workload_next then returns false and rb_workload_exhausted
+ * true. The string is owned by w. */
+const char *rb_workload_error(const rb_workload_t *w);
+
 #endif
