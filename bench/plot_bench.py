@@ -153,11 +153,15 @@ def plot_throughput(runs, out, bin_s):
         t, w = r.token_events()
         if len(t) == 0:
             continue
-        edges = np.arange(0.0, max(float(t.max()), 0.0) + bin_s, bin_s)
-        if len(edges) < 2:
-            edges = np.array([0.0, bin_s])
+        # bins of bin_s up to the last token; a partial last bin is divided
+        # by its own width (merged into the one before if under a quarter bin)
+        t_max = max(float(t.max()), 1e-9)
+        edges = np.arange(0.0, t_max, bin_s)
+        if len(edges) > 1 and t_max - edges[-1] < 0.25 * bin_s:
+            edges = edges[:-1]
+        edges = np.append(edges, t_max)
         hist, edges = np.histogram(t, bins=edges, weights=w)
-        ax.stairs(hist / bin_s, edges, label=r.label)
+        ax.stairs(hist / np.diff(edges), edges, label=r.label)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("output tokens/s")
