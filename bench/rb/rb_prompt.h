@@ -51,15 +51,16 @@ void rb_prompt_random_ids(const rb_prompt_t *p, rb_rng_t *r, int32_t *ids, size_
 
 /* Append the text of ids[0..n) to the growing string *buf (length *len,
  * capacity *cap; *buf may start NULL). Always NUL-terminated. */
-rt_status_t rb_prompt_decode(const rb_prompt_t *p, const int32_t *ids, size_t n, char **buf, size_t *len,
-                             size_t *cap);
+rt_status_t rb_prompt_decode(const rb_prompt_t *p, const int32_t *ids, size_t n, char **buf,
+                             size_t *len, size_t *cap);
 
 /* Tokens of text (exact: encoded without BOS; approx: words). */
 rt_status_t rb_prompt_count(const rb_prompt_t *p, const char *text, size_t len, int32_t *n);
 
 /* Exact mode only: the ids of text, encoded without BOS/EOS and without
  * parsing special tokens. *ids malloc'd (caller frees). */
-rt_status_t rb_prompt_encode(const rb_prompt_t *p, const char *text, size_t len, int32_t **ids, size_t *n);
+rt_status_t rb_prompt_encode(const rb_prompt_t *p, const char *text, size_t len, int32_t **ids,
+                             size_t *n);
 
 /*
  * Random text of n_own tokens to follow head[0..head_len) (head may be
@@ -68,8 +69,8 @@ rt_status_t rb_prompt_encode(const rb_prompt_t *p, const char *text, size_t len,
  * and *n_total is that count. In approx mode text is n_own words and
  * *n_total = count(head) + n_own. n_own >= 1.
  */
-rt_status_t rb_prompt_text(const rb_prompt_t *p, rb_rng_t *r, const char *head, size_t head_len, int32_t n_own,
-                           char **text, size_t *text_len, int32_t *n_total);
+rt_status_t rb_prompt_text(const rb_prompt_t *p, rb_rng_t *r, const char *head, size_t head_len,
+                           int32_t n_own, char **text, size_t *text_len, int32_t *n_total);
 
 /* Append bytes to a growing NUL-terminated string (as rb_prompt_decode). */
 rt_status_t rb_str_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n);

@@ -13,8 +13,7 @@
 #include <string.h>
 
 /* Integer value of a JSON number in [lo, hi], or false. */
-static bool tr_int(const cJSON *j, double lo, double hi, int64_t *v)
-{
+static bool tr_int(const cJSON *j, double lo, double hi, int64_t *v) {
     if (!cJSON_IsNumber(j)) return false;
     double d = j->valuedouble;
     if (!isfinite(d) || d != floor(d) || d < lo || d > hi) return false;
@@ -24,9 +23,8 @@ static bool tr_int(const cJSON *j, double lo, double hi, int64_t *v)
 
 /* Parse one non-blank line into *l; hash ids are appended to the pool
  * (l->hash_ids is set once the pool stops moving; l->hash_off says where). */
-static rt_status_t tr_line(const char *s, size_t n, const char *name, int64_t lineno, rb_trace_line_t *l,
-                           int64_t **pool, size_t *pool_n, size_t *pool_cap)
-{
+static rt_status_t tr_line(const char *s, size_t n, const char *name, int64_t lineno,
+                           rb_trace_line_t *l, int64_t **pool, size_t *pool_n, size_t *pool_cap) {
     cJSON *o = cJSON_ParseWithLength(s, n);
     rt_status_t st = RT_OK;
     if (!cJSON_IsObject(o)) {
@@ -39,7 +37,8 @@ static rt_status_t tr_line(const char *s, size_t n, const char *name, int64_t li
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "hash_ids");
     const char *missing = !ts ? "timestamp" : !in ? "input_length" : !outl ? "output_length" : NULL;
     if (missing) {
-        st = rt_error_set(RT_ERR_FORMAT, "%s:%lld: missing \"%s\"", name, (long long)lineno, missing);
+        st = rt_error_set(RT_ERR_FORMAT, "%s:%lld: missing \"%s\"", name, (long long)lineno,
+                          missing);
         goto out;
     }
     if (!cJSON_IsNumber(ts) || !isfinite(ts->valuedouble) || ts->valuedouble < 0) {
@@ -49,7 +48,8 @@ static rt_status_t tr_line(const char *s, size_t n, const char *name, int64_t li
     }
     int64_t vin, vout;
     if (!tr_int(in, 1, INT32_MAX, &vin) || !tr_int(outl, 1, INT32_MAX, &vout)) {
-        st = rt_error_set(RT_ERR_FORMAT, "%s:%lld: \"%s\" must be an integer >= 1", name, (long long)lineno,
+        st = rt_error_set(RT_ERR_FORMAT, "%s:%lld: \"%s\" must be an integer >= 1", name,
+                          (long long)lineno,
                           !tr_int(in, 1, INT32_MAX, &vin) ? "input_length" : "output_length");
         goto out;
     }
@@ -62,13 +62,15 @@ static rt_status_t tr_line(const char *s, size_t n, const char *name, int64_t li
     l->hash_off = *pool_n;
     if (h && !cJSON_IsNull(h)) {
         if (!cJSON_IsArray(h)) {
-            st = rt_error_set(RT_ERR_FORMAT, "%s:%lld: \"hash_ids\" must be an array", name, (long long)lineno);
+            st = rt_error_set(RT_ERR_FORMAT, "%s:%lld: \"hash_ids\" must be an array", name,
+                              (long long)lineno);
             goto out;
         }
         int k = cJSON_GetArraySize(h);
         if (*pool_n + (size_t)k > *pool_cap) {
             size_t nc = *pool_cap ? *pool_cap : 1024;
-            while (nc < *pool_n + (size_t)k) nc *= 2;
+            while (nc < *pool_n + (size_t)k)
+                nc *= 2;
             int64_t *np = realloc(*pool, nc * sizeof *np);
             if (!np) {
                 st = rt_error_set(RT_ERR_NOMEM, "out of memory (%zu hash ids)", nc);
@@ -79,12 +81,12 @@ static rt_status_t tr_line(const char *s, size_t n, const char *name, int64_t li
         }
         const cJSON *e;
         int i = 0;
-        cJSON_ArrayForEach(e, h)
-        {
+        cJSON_ArrayForEach(e, h) {
             int64_t v;
             if (!tr_int(e, 0, 9007199254740992.0, &v)) { /* 2^53: exact in a double */
-                st = rt_error_set(RT_ERR_FORMAT, "%s:%lld: \"hash_ids\"[%d] must be an integer >= 0", name,
-                                  (long long)lineno, i);
+                st =
+                    rt_error_set(RT_ERR_FORMAT, "%s:%lld: \"hash_ids\"[%d] must be an integer >= 0",
+                                 name, (long long)lineno, i);
                 goto out;
             }
             (*pool)[*pool_n + (size_t)i++] = v;
@@ -97,8 +99,7 @@ out:
     return st;
 }
 
-rt_status_t rb_trace_parse(const char *text, size_t len, const char *name, rb_trace_t **out)
-{
+rt_status_t rb_trace_parse(const char *text, size_t len, const char *name, rb_trace_t **out) {
     rb_trace_t *t = calloc(1, sizeof *t);
     if (!t) return rt_error_set(RT_ERR_NOMEM, "out of memory");
     size_t cap = 0, pool_n = 0, pool_cap = 0;
@@ -112,7 +113,8 @@ rt_status_t rb_trace_parse(const char *text, size_t len, const char *name, rb_tr
         pos = end + 1;
         lineno++;
         size_t k = 0;
-        while (k < n && strchr(" \t\r", s[k])) k++;
+        while (k < n && strchr(" \t\r", s[k]))
+            k++;
         if (k == n) continue; /* blank */
         if (t->n == cap) {
             size_t nc = cap ? cap * 2 : 256;
@@ -127,10 +129,11 @@ rt_status_t rb_trace_parse(const char *text, size_t len, const char *name, rb_tr
         rb_trace_line_t *l = &t->lines[t->n];
         if ((st = tr_line(s, n, name, lineno, l, &t->hash_pool, &pool_n, &pool_cap))) goto err;
         if (t->n > 0 && l->timestamp_ms < t->lines[t->n - 1].timestamp_ms) {
-            st = rt_error_set(RT_ERR_FORMAT,
-                              "%s:%lld: timestamp %.17g is before the previous line's %.17g (a Mooncake trace is "
-                              "sorted by timestamp; sort it first)",
-                              name, (long long)lineno, l->timestamp_ms, t->lines[t->n - 1].timestamp_ms);
+            st = rt_error_set(
+                RT_ERR_FORMAT,
+                "%s:%lld: timestamp %.17g is before the previous line's %.17g (a Mooncake trace is "
+                "sorted by timestamp; sort it first)",
+                name, (long long)lineno, l->timestamp_ms, t->lines[t->n - 1].timestamp_ms);
             goto err;
         }
         t->n++;
@@ -148,8 +151,7 @@ err:
     return st;
 }
 
-rt_status_t rb_trace_load(const char *path, rb_trace_t **out)
-{
+rt_status_t rb_trace_load(const char *path, rb_trace_t **out) {
     FILE *f = fopen(path, "rb");
     if (!f) return rt_error_set(RT_ERR_IO, "trace %s: %s", path, strerror(errno));
     char *buf = NULL;
@@ -169,7 +171,8 @@ rt_status_t rb_trace_load(const char *path, rb_trace_t **out)
         size_t k = fread(buf + len, 1, cap - len, f);
         len += k;
         if (k == 0) {
-            if (ferror(f)) st = rt_error_set(RT_ERR_IO, "trace %s: read: %s", path, strerror(errno));
+            if (ferror(f))
+                st = rt_error_set(RT_ERR_IO, "trace %s: read: %s", path, strerror(errno));
             break;
         }
     }
@@ -179,8 +182,7 @@ rt_status_t rb_trace_load(const char *path, rb_trace_t **out)
     return st;
 }
 
-void rb_trace_destroy(rb_trace_t *t)
-{
+void rb_trace_destroy(rb_trace_t *t) {
     if (!t) return;
     free(t->lines);
     free(t->hash_pool);

@@ -34,7 +34,7 @@ typedef struct {
 typedef struct {
     rb_trace_line_t *lines; /* (n) in file order */
     size_t n;
-    int64_t *hash_pool;     /* every line's hash ids, back to back */
+    int64_t *hash_pool; /* every line's hash ids, back to back */
 } rb_trace_t;
 
 /* Read and validate a trace file. */

@@ -41,12 +41,12 @@ typedef struct {
 } wl_prompt_t;
 
 typedef struct {
-    int32_t turn;       /* turns handed out */
-    bool in_flight;     /* a turn was handed out and has not completed */
-    double due;         /* when the next turn may go (RB_ASAP before turn 0) */
-    cJSON *hist;        /* chat: the messages so far (owned) */
+    int32_t turn;        /* turns handed out */
+    bool in_flight;      /* a turn was handed out and has not completed */
+    double due;          /* when the next turn may go (RB_ASAP before turn 0) */
+    cJSON *hist;         /* chat: the messages so far (owned) */
     int32_t hist_tokens; /* chat: tokens of the messages' contents */
-    wl_prompt_t acc;    /* completions: the prompt so far */
+    wl_prompt_t acc;     /* completions: the prompt so far */
 } wl_session_t;
 
 struct rb_workload {
@@ -56,8 +56,8 @@ struct rb_workload {
     bool id_mode;
     bool failed;
     char err[512];
-    uint64_t made;        /* items handed out (the next item's index) */
-    int64_t total;        /* -1: open-ended */
+    uint64_t made; /* items handed out (the next item's index) */
+    int64_t total; /* -1: open-ended */
     /* prefix (shared parts, built at create) */
     wl_prompt_t system, *users, *prefixes;
     /* sessions */
@@ -65,13 +65,12 @@ struct rb_workload {
     int64_t sess_made, sess_cap;
     /* trace */
     rb_trace_t *trace;
-    size_t trace_n;       /* lines used (cap applied) */
-    rb_item_t ahead;      /* the next trace item, built ahead of its time */
+    size_t trace_n;  /* lines used (cap applied) */
+    rb_item_t ahead; /* the next trace item, built ahead of its time */
     bool have_ahead;
 };
 
-void rb_workload_opts_default(rb_workload_opts_t *o)
-{
+void rb_workload_opts_default(rb_workload_opts_t *o) {
     memset(o, 0, sizeof *o);
     o->kind = RB_WL_SYNTHETIC;
     o->api = RB_API_CHAT;
@@ -86,32 +85,29 @@ void rb_workload_opts_default(rb_workload_opts_t *o)
 
 /* ---- helpers ---- */
 
-static void wl_rng(rb_rng_t *r, uint64_t seed, uint64_t tag, uint64_t a, uint64_t b)
-{
+static void wl_rng(rb_rng_t *r, uint64_t seed, uint64_t tag, uint64_t a, uint64_t b) {
     uint64_t x = tag * 0x9e3779b97f4a7c15ull;
     x = rb_splitmix64(&x) ^ a;
     x = rb_splitmix64(&x) ^ b;
     rb_rng_seed2(r, seed, rb_splitmix64(&x));
 }
 
-static int32_t wl_len(rb_rng_t *r, double mean, double sd)
-{
+static int32_t wl_len(rb_rng_t *r, double mean, double sd) {
     double v = nearbyint(rb_rng_normal(r, mean, sd));
     return v < 1 ? 1 : v > WL_MAX_LEN ? WL_MAX_LEN : (int32_t)v;
 }
 
-static void wl_prompt_free(wl_prompt_t *p)
-{
+static void wl_prompt_free(wl_prompt_t *p) {
     free(p->ids);
     free(p->text);
     memset(p, 0, sizeof *p);
 }
 
-static rt_status_t wl_ids_append(wl_prompt_t *p, const int32_t *ids, size_t n)
-{
+static rt_status_t wl_ids_append(wl_prompt_t *p, const int32_t *ids, size_t n) {
     if (p->n + n > p->cap) {
         size_t nc = p->cap ? p->cap : 256;
-        while (nc < p->n + n) nc *= 2;
+        while (nc < p->n + n)
+            nc *= 2;
         int32_t *ni = realloc(p->ids, nc * sizeof *ni);
         if (!ni) return rt_error_set(RT_ERR_NOMEM, "out of memory (%zu prompt ids)", nc);
         p->ids = ni;
@@ -124,18 +120,17 @@ static rt_status_t wl_ids_append(wl_prompt_t *p, const int32_t *ids, size_t n)
 }
 
 /* Append a shared part (built by wl_part_make) to a prompt. */
-static rt_status_t wl_prompt_add(rb_workload_t *w, wl_prompt_t *p, const wl_prompt_t *part)
-{
+static rt_status_t wl_prompt_add(rb_workload_t *w, wl_prompt_t *p, const wl_prompt_t *part) {
     if (w->id_mode) return wl_ids_append(p, part->ids, part->n);
-    rt_status_t st = rb_str_append(&p->text, &p->len, &p->tcap, part->text ? part->text : "", part->len);
+    rt_status_t st =
+        rb_str_append(&p->text, &p->len, &p->tcap, part->text ? part->text : "", part->len);
     if (!st) p->tokens += part->tokens; /* an estimate; wl_prompt_own recounts */
     return st;
 }
 
 /* Append n_own random tokens; p->tokens becomes the exact count of the whole
  * prompt (id mode: its length; text: head and new part counted together). */
-static rt_status_t wl_prompt_own(rb_workload_t *w, wl_prompt_t *p, rb_rng_t *r, int32_t n_own)
-{
+static rt_status_t wl_prompt_own(rb_workload_t *w, wl_prompt_t *p, rb_rng_t *r, int32_t n_own) {
     rt_status_t st;
     if (w->id_mode) {
         int32_t *ids = malloc((size_t)n_own * sizeof *ids);
@@ -148,7 +143,8 @@ static rt_status_t wl_prompt_own(rb_workload_t *w, wl_prompt_t *p, rb_rng_t *r, 
     char *t = NULL;
     size_t tl = 0;
     int32_t total = 0;
-    if ((st = rb_prompt_text(w->pr, r, p->text ? p->text : "", p->len, n_own, &t, &tl, &total))) return st;
+    if ((st = rb_prompt_text(w->pr, r, p->text ? p->text : "", p->len, n_own, &t, &tl, &total)))
+        return st;
     st = rb_str_append(&p->text, &p->len, &p->tcap, t, tl);
     free(t);
     if (!st) p->tokens = total;
@@ -156,8 +152,8 @@ static rt_status_t wl_prompt_own(rb_workload_t *w, wl_prompt_t *p, rb_rng_t *r, 
 }
 
 /* A shared part of n tokens from its own generator. */
-static rt_status_t wl_part_make(rb_workload_t *w, uint64_t tag, uint64_t a, int32_t n, wl_prompt_t *part)
-{
+static rt_status_t wl_part_make(rb_workload_t *w, uint64_t tag, uint64_t a, int32_t n,
+                                wl_prompt_t *part) {
     rb_rng_t r;
     wl_rng(&r, w->o.seed, tag, a, 0);
     memset(part, 0, sizeof *part);
@@ -167,16 +163,15 @@ static rt_status_t wl_part_make(rb_workload_t *w, uint64_t tag, uint64_t a, int3
 }
 
 /* The prompt as JSON: an id array or a string (NUL-terminated text). */
-static cJSON *wl_prompt_json(rb_workload_t *w, const wl_prompt_t *p)
-{
+static cJSON *wl_prompt_json(rb_workload_t *w, const wl_prompt_t *p) {
     if (w->id_mode) return cJSON_CreateIntArray(p->ids, (int)p->n);
     return cJSON_CreateString(p->text ? p->text : "");
 }
 
-static cJSON *wl_message(const char *role, const char *content)
-{
+static cJSON *wl_message(const char *role, const char *content) {
     cJSON *m = cJSON_CreateObject();
-    if (!m || !cJSON_AddStringToObject(m, "role", role) || !cJSON_AddStringToObject(m, "content", content)) {
+    if (!m || !cJSON_AddStringToObject(m, "role", role) ||
+        !cJSON_AddStringToObject(m, "content", content)) {
         cJSON_Delete(m);
         return NULL;
     }
@@ -185,11 +180,11 @@ static cJSON *wl_message(const char *role, const char *content)
 
 /* Finish a body: root holds "model" and "messages"/"prompt"; add the rest,
  * print it into it->body and free root. */
-static rt_status_t wl_body(rb_workload_t *w, cJSON *root, int32_t max_tokens, rb_item_t *it)
-{
+static rt_status_t wl_body(rb_workload_t *w, cJSON *root, int32_t max_tokens, rb_item_t *it) {
     bool ok = root != NULL;
     ok = ok && cJSON_AddNumberToObject(root, "max_tokens", max_tokens);
-    if (w->o.api == RB_API_CHAT) ok = ok && cJSON_AddNumberToObject(root, "max_completion_tokens", max_tokens);
+    if (w->o.api == RB_API_CHAT)
+        ok = ok && cJSON_AddNumberToObject(root, "max_completion_tokens", max_tokens);
     ok = ok && cJSON_AddBoolToObject(root, "stream", w->o.stream);
     if (ok && w->o.stream) {
         cJSON *so = cJSON_AddObjectToObject(root, "stream_options");
@@ -206,8 +201,7 @@ static rt_status_t wl_body(rb_workload_t *w, cJSON *root, int32_t max_tokens, rb
 }
 
 /* A root object with "model" and the prompt (taken over, also on failure). */
-static cJSON *wl_root(rb_workload_t *w, cJSON *prompt)
-{
+static cJSON *wl_root(rb_workload_t *w, cJSON *prompt) {
     cJSON *root = cJSON_CreateObject();
     if (!root || !prompt || !cJSON_AddStringToObject(root, "model", w->model) ||
         !cJSON_AddItemToObject(root, w->o.api == RB_API_CHAT ? "messages" : "prompt", prompt)) {
@@ -219,8 +213,8 @@ static cJSON *wl_root(rb_workload_t *w, cJSON *prompt)
 }
 
 /* Body for a one-shot prompt: chat: one user message; completions: prompt. */
-static rt_status_t wl_body_single(rb_workload_t *w, const wl_prompt_t *p, int32_t max_tokens, rb_item_t *it)
-{
+static rt_status_t wl_body_single(rb_workload_t *w, const wl_prompt_t *p, int32_t max_tokens,
+                                  rb_item_t *it) {
     cJSON *pj;
     if (w->o.api == RB_API_CHAT) {
         pj = cJSON_CreateArray();
@@ -236,8 +230,7 @@ static rt_status_t wl_body_single(rb_workload_t *w, const wl_prompt_t *p, int32_
     return wl_body(w, wl_root(w, pj), max_tokens, it);
 }
 
-static void wl_item_init(rb_item_t *it, uint64_t index, bool warmup)
-{
+static void wl_item_init(rb_item_t *it, uint64_t index, bool warmup) {
     memset(it, 0, sizeof *it);
     it->index = index;
     it->session = it->turn = -1;
@@ -247,8 +240,7 @@ static void wl_item_init(rb_item_t *it, uint64_t index, bool warmup)
 
 /* ---- synthetic and prefix ---- */
 
-static rt_status_t wl_make_single(rb_workload_t *w, bool shared, rb_item_t *it)
-{
+static rt_status_t wl_make_single(rb_workload_t *w, bool shared, rb_item_t *it) {
     uint64_t idx = w->made;
     rb_rng_t r;
     wl_rng(&r, w->o.seed, WL_S_ITEM, idx, 0);
@@ -275,8 +267,7 @@ static rt_status_t wl_make_single(rb_workload_t *w, bool shared, rb_item_t *it)
 /* ---- sessions ---- */
 
 /* Turn t of session s: the history so far plus a new user prompt. */
-static rt_status_t wl_make_turn(rb_workload_t *w, int32_t s, rb_item_t *it)
-{
+static rt_status_t wl_make_turn(rb_workload_t *w, int32_t s, rb_item_t *it) {
     wl_session_t *ss = &w->sess[s];
     rb_rng_t r;
     wl_rng(&r, w->o.seed, WL_S_TURN, (uint64_t)s, (uint64_t)ss->turn);
@@ -319,8 +310,7 @@ out:
 
 /* The session whose next turn is due at now (earliest due first), or -1;
  * *wait: the earliest time one becomes due (INFINITY if none). */
-static int32_t wl_session_due(const rb_workload_t *w, double now, double *wait)
-{
+static int32_t wl_session_due(const rb_workload_t *w, double now, double *wait) {
     int32_t best = -1;
     double best_due = INFINITY;
     *wait = INFINITY;
@@ -336,8 +326,8 @@ static int32_t wl_session_due(const rb_workload_t *w, double now, double *wait)
     return best;
 }
 
-static void wl_session_complete(rb_workload_t *w, const rb_item_t *it, bool ok, const char *text, double now)
-{
+static void wl_session_complete(rb_workload_t *w, const rb_item_t *it, bool ok, const char *text,
+                                double now) {
     if (it->session < 0 || it->session >= w->o.n_sessions) return;
     wl_session_t *ss = &w->sess[it->session];
     if (!ss->in_flight || it->turn != ss->turn - 1) return; /* not this session's open turn */
@@ -371,13 +361,16 @@ static void wl_session_complete(rb_workload_t *w, const rb_item_t *it, bool ok, 
 
 /* ---- trace ---- */
 
-static double wl_trace_due(const rb_workload_t *w, size_t i)
-{
-    return (w->trace->lines[i].timestamp_ms - w->trace->lines[0].timestamp_ms) / 1000.0 / w->o.speed;
+/* Line i's time on the clock of its phase: warmup lines from the first line,
+ * measured lines from the first measured line (the load engine restarts its
+ * clock when the measured phase begins). */
+static double wl_trace_due(const rb_workload_t *w, size_t i) {
+    size_t base = (int64_t)i < w->o.n_warmup ? 0 : (size_t)w->o.n_warmup;
+    return (w->trace->lines[i].timestamp_ms - w->trace->lines[base].timestamp_ms) / 1000.0 /
+           w->o.speed;
 }
 
-static rt_status_t wl_make_trace(rb_workload_t *w, size_t i, rb_item_t *it)
-{
+static rt_status_t wl_make_trace(rb_workload_t *w, size_t i, rb_item_t *it) {
     const rb_trace_line_t *l = &w->trace->lines[i];
     size_t n = (size_t)l->input_length, pos = 0;
     int32_t *ids = malloc(n * sizeof *ids);
@@ -413,32 +406,38 @@ static rt_status_t wl_make_trace(rb_workload_t *w, size_t i, rb_item_t *it)
 
 /* ---- create / destroy ---- */
 
-static rt_status_t wl_check(const rb_workload_opts_t *o)
-{
+static rt_status_t wl_check(const rb_workload_opts_t *o) {
 #define BAD(...) return rt_error_set(RT_ERR_INVALID, __VA_ARGS__)
-    if (!o->model || !*o->model) BAD("workload: a model name is needed (the \"model\" of every request)");
-    if (o->n_requests < 0 || o->n_warmup < 0) BAD("workload: request and warmup counts must be >= 0");
+    if (!o->model || !*o->model)
+        BAD("workload: a model name is needed (the \"model\" of every request)");
+    if (o->n_requests < 0 || o->n_warmup < 0)
+        BAD("workload: request and warmup counts must be >= 0");
     if (o->kind != RB_WL_TRACE) {
         if (!(o->input_mean >= 1) || !(o->output_mean >= 1))
             BAD("workload: input and output length means must be >= 1 token");
-        if (!(o->input_stddev >= 0) || !(o->output_stddev >= 0)) BAD("workload: length stddevs must be >= 0");
+        if (!(o->input_stddev >= 0) || !(o->output_stddev >= 0))
+            BAD("workload: length stddevs must be >= 0");
     }
-    if (o->n_prefixes < 0 || o->prefix_tokens < 0 || o->system_prompt_tokens < 0 || o->user_context_tokens < 0 ||
-        o->n_users < 0)
+    if (o->n_prefixes < 0 || o->prefix_tokens < 0 || o->system_prompt_tokens < 0 ||
+        o->user_context_tokens < 0 || o->n_users < 0)
         BAD("workload: prefix, system prompt, user context and user counts must be >= 0");
     switch (o->kind) {
-    case RB_WL_SYNTHETIC: break;
+    case RB_WL_SYNTHETIC:
+        break;
     case RB_WL_PREFIX:
         if ((o->n_prefixes > 0) != (o->prefix_tokens > 0))
-            BAD("workload prefix: shared prefixes need both a count and a length (got %d prefixes of %d tokens)",
+            BAD("workload prefix: shared prefixes need both a count and a length (got %d prefixes "
+                "of %d tokens)",
                 o->n_prefixes, o->prefix_tokens);
         if (o->user_context_tokens > 0 && o->n_users < 1)
             BAD("workload prefix: per-user context needs a number of users >= 1");
         if (o->n_prefixes == 0 && o->system_prompt_tokens == 0 && o->user_context_tokens == 0)
-            BAD("workload prefix: give shared prefixes (count and tokens) or a system prompt / user context");
+            BAD("workload prefix: give shared prefixes (count and tokens) or a system prompt / "
+                "user context");
         break;
     case RB_WL_SESSIONS:
-        if (o->n_sessions < 1 || o->turns < 1) BAD("workload sessions: sessions and turns must be >= 1");
+        if (o->n_sessions < 1 || o->turns < 1)
+            BAD("workload sessions: sessions and turns must be >= 1");
         if (!(o->think_time_s >= 0)) BAD("workload sessions: think time must be >= 0");
         break;
     case RB_WL_TRACE:
@@ -446,17 +445,20 @@ static rt_status_t wl_check(const rb_workload_opts_t *o)
         if (!(o->speed > 0) || !isfinite(o->speed)) BAD("workload trace: speed must be > 0");
         if (o->block_tokens < 1) BAD("workload trace: block tokens must be >= 1");
         break;
-    default: BAD("workload: unknown kind %d", (int)o->kind);
+    default:
+        BAD("workload: unknown kind %d", (int)o->kind);
     }
-    if (o->api != RB_API_CHAT && o->api != RB_API_COMPLETIONS) BAD("workload: unknown API %d", (int)o->api);
+    if (o->api != RB_API_CHAT && o->api != RB_API_COMPLETIONS)
+        BAD("workload: unknown API %d", (int)o->api);
     return RT_OK;
 #undef BAD
 }
 
-static char *wl_strdup(const char *s) { return s ? strdup(s) : NULL; }
+static char *wl_strdup(const char *s) {
+    return s ? strdup(s) : NULL;
+}
 
-rt_status_t rb_workload_create(const rb_workload_opts_t *o, rb_workload_t **out)
-{
+rt_status_t rb_workload_create(const rb_workload_opts_t *o, rb_workload_t **out) {
     rt_status_t st = wl_check(o);
     if (st) return st;
     rb_workload_t *w = calloc(1, sizeof *w);
@@ -475,18 +477,24 @@ rt_status_t rb_workload_create(const rb_workload_opts_t *o, rb_workload_t **out)
 
     int64_t n = o->n_requests;
     switch (o->kind) {
-    case RB_WL_SYNTHETIC: w->total = n > 0 ? o->n_warmup + n : -1; break;
+    case RB_WL_SYNTHETIC:
+        w->total = n > 0 ? o->n_warmup + n : -1;
+        break;
     case RB_WL_PREFIX:
         w->total = n > 0 ? o->n_warmup + n : -1;
         if (o->n_prefixes > 0) {
             if (!(w->prefixes = calloc((size_t)o->n_prefixes, sizeof *w->prefixes))) goto nomem;
             for (int j = 0; j < o->n_prefixes; j++)
-                if ((st = wl_part_make(w, WL_S_PREFIX, (uint64_t)j, o->prefix_tokens, &w->prefixes[j]))) goto err;
+                if ((st = wl_part_make(w, WL_S_PREFIX, (uint64_t)j, o->prefix_tokens,
+                                       &w->prefixes[j])))
+                    goto err;
         }
         if (o->user_context_tokens > 0) {
             if (!(w->users = calloc((size_t)o->n_users, sizeof *w->users))) goto nomem;
             for (int u = 0; u < o->n_users; u++)
-                if ((st = wl_part_make(w, WL_S_USER, (uint64_t)u, o->user_context_tokens, &w->users[u]))) goto err;
+                if ((st = wl_part_make(w, WL_S_USER, (uint64_t)u, o->user_context_tokens,
+                                       &w->users[u])))
+                    goto err;
         }
         break;
     case RB_WL_SESSIONS:
@@ -502,7 +510,8 @@ rt_status_t rb_workload_create(const rb_workload_opts_t *o, rb_workload_t **out)
     case RB_WL_TRACE:
         if ((st = rb_trace_load(w->trace_path, &w->trace))) goto err;
         w->trace_n = w->trace->n;
-        if (n > 0 && (uint64_t)(o->n_warmup + n) < w->trace_n) w->trace_n = (size_t)(o->n_warmup + n);
+        if (n > 0 && (uint64_t)(o->n_warmup + n) < w->trace_n)
+            w->trace_n = (size_t)(o->n_warmup + n);
         w->total = (int64_t)w->trace_n;
         break;
     }
@@ -518,13 +527,14 @@ err:
     return st;
 }
 
-void rb_workload_destroy(rb_workload_t *w)
-{
+void rb_workload_destroy(rb_workload_t *w) {
     if (!w) return;
     if (w->prefixes)
-        for (int j = 0; j < w->o.n_prefixes; j++) wl_prompt_free(&w->prefixes[j]);
+        for (int j = 0; j < w->o.n_prefixes; j++)
+            wl_prompt_free(&w->prefixes[j]);
     if (w->users)
-        for (int u = 0; u < w->o.n_users; u++) wl_prompt_free(&w->users[u]);
+        for (int u = 0; u < w->o.n_users; u++)
+            wl_prompt_free(&w->users[u]);
     free(w->prefixes);
     free(w->users);
     wl_prompt_free(&w->system);
@@ -545,8 +555,7 @@ void rb_workload_destroy(rb_workload_t *w)
 
 /* ---- the load engine's side ---- */
 
-static bool wl_fail(rb_workload_t *w, double *next_at)
-{
+static bool wl_fail(rb_workload_t *w, double *next_at) {
     w->failed = true;
     snprintf(w->err, sizeof w->err, "%s", rt_error_msg());
     fprintf(stderr, "rotor-bench: workload: %s\n", w->err);
@@ -554,8 +563,7 @@ static bool wl_fail(rb_workload_t *w, double *next_at)
     return false;
 }
 
-bool rb_workload_next(rb_workload_t *w, double now, rb_item_t *it, double *next_at)
-{
+bool rb_workload_next(rb_workload_t *w, double now, rb_item_t *it, double *next_at) {
     if (next_at) *next_at = INFINITY;
     if (w->failed || rb_workload_exhausted(w)) return false;
     rt_status_t st;
@@ -607,29 +615,37 @@ bool rb_workload_next(rb_workload_t *w, double now, rb_item_t *it, double *next_
     return true;
 }
 
-void rb_workload_complete(rb_workload_t *w, const rb_item_t *it, bool ok, const char *response_text, double now)
-{
-    if (w->o.kind == RB_WL_SESSIONS && it->session >= 0) wl_session_complete(w, it, ok, response_text, now);
+void rb_workload_complete(rb_workload_t *w, const rb_item_t *it, bool ok, const char *response_text,
+                          double now) {
+    if (w->o.kind == RB_WL_SESSIONS && it->session >= 0)
+        wl_session_complete(w, it, ok, response_text, now);
 }
 
-bool rb_workload_exhausted(const rb_workload_t *w)
-{
+bool rb_workload_exhausted(const rb_workload_t *w) {
     if (w->failed) return true;
     switch (w->o.kind) {
-    case RB_WL_SESSIONS: return (int64_t)w->made >= w->o.n_warmup && w->sess_made >= w->sess_cap;
-    case RB_WL_TRACE: return w->made >= w->trace_n;
-    default: return w->total >= 0 && (int64_t)w->made >= w->total;
+    case RB_WL_SESSIONS:
+        return (int64_t)w->made >= w->o.n_warmup && w->sess_made >= w->sess_cap;
+    case RB_WL_TRACE:
+        return w->made >= w->trace_n;
+    default:
+        return w->total >= 0 && (int64_t)w->made >= w->total;
     }
 }
 
-int64_t rb_workload_total(const rb_workload_t *w) { return w->total; }
+int64_t rb_workload_total(const rb_workload_t *w) {
+    return w->total;
+}
 
-bool rb_workload_exact_tokens(const rb_workload_t *w) { return rb_prompt_exact(w->pr); }
+bool rb_workload_exact_tokens(const rb_workload_t *w) {
+    return rb_prompt_exact(w->pr);
+}
 
-const char *rb_workload_error(const rb_workload_t *w) { return w->failed ? w->err : NULL; }
+const char *rb_workload_error(const rb_workload_t *w) {
+    return w->failed ? w->err : NULL;
+}
 
-void rb_item_free(rb_item_t *it)
-{
+void rb_item_free(rb_item_t *it) {
     if (!it) return;
     cJSON_free(it->body);
     it->body = NULL;

@@ -28,8 +28,7 @@
 static char bpe_path[256], spm_path[256];
 static tok_vocab_t *bpe_vocab, *spm_vocab;
 
-static tok_vocab_t *load_vocab(const char *path)
-{
+static tok_vocab_t *load_vocab(const char *path) {
     gguf_ctx_t *g = NULL;
     tok_vocab_t *v = NULL;
     if (gguf_open(path, &g)) return NULL;
@@ -38,18 +37,18 @@ static tok_vocab_t *load_vocab(const char *path)
     return v;
 }
 
-static int group_setup(void **state)
-{
+static int group_setup(void **state) {
     (void)state;
-    if (test_gen_model(bpe_path, sizeof bpe_path, "rbwl-bpe", "--tokenizer bpe --n-vocab 600")) return -1;
-    if (test_gen_model(spm_path, sizeof spm_path, "rbwl-spm", "--tokenizer spm --n-vocab 600")) return -1;
+    if (test_gen_model(bpe_path, sizeof bpe_path, "rbwl-bpe", "--tokenizer bpe --n-vocab 600"))
+        return -1;
+    if (test_gen_model(spm_path, sizeof spm_path, "rbwl-spm", "--tokenizer spm --n-vocab 600"))
+        return -1;
     bpe_vocab = load_vocab(bpe_path);
     spm_vocab = load_vocab(spm_path);
     return bpe_vocab && spm_vocab ? 0 : -1;
 }
 
-static int group_teardown(void **state)
-{
+static int group_teardown(void **state) {
     (void)state;
     tok_vocab_destroy(bpe_vocab);
     tok_vocab_destroy(spm_vocab);
@@ -60,8 +59,7 @@ static int group_teardown(void **state)
 
 /* ---- helpers ---- */
 
-static rb_workload_opts_t opts(rb_wl_kind_t kind, rb_api_t api, const char *gguf)
-{
+static rb_workload_opts_t opts(rb_wl_kind_t kind, rb_api_t api, const char *gguf) {
     rb_workload_opts_t o;
     rb_workload_opts_default(&o);
     o.kind = kind;
@@ -72,8 +70,7 @@ static rb_workload_opts_t opts(rb_wl_kind_t kind, rb_api_t api, const char *gguf
     return o;
 }
 
-static rb_workload_t *make(const rb_workload_opts_t *o)
-{
+static rb_workload_t *make(const rb_workload_opts_t *o) {
     rb_workload_t *w = NULL;
     rt_status_t st = rb_workload_create(o, &w);
     if (st) fprintf(stderr, "rb_workload_create: %s\n", rt_error_msg());
@@ -82,8 +79,7 @@ static rb_workload_t *make(const rb_workload_opts_t *o)
 }
 
 /* The next item at time now, which must exist; its body parsed. */
-static cJSON *next_item(rb_workload_t *w, double now, rb_item_t *it)
-{
+static cJSON *next_item(rb_workload_t *w, double now, rb_item_t *it) {
     double at = -1;
     assert_true(rb_workload_next(w, now, it, &at));
     assert_non_null(it->body);
@@ -94,15 +90,13 @@ static cJSON *next_item(rb_workload_t *w, double now, rb_item_t *it)
 }
 
 /* The first message's content (chat) or the prompt string (completions). */
-static const char *prompt_text(const cJSON *j)
-{
+static const char *prompt_text(const cJSON *j) {
     const cJSON *m = cJSON_GetObjectItem(j, "messages");
     if (m) return cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(m, 0), "content"));
     return cJSON_GetStringValue(cJSON_GetObjectItem(j, "prompt"));
 }
 
-static int32_t count_tokens(tok_vocab_t *v, const char *text)
-{
+static int32_t count_tokens(tok_vocab_t *v, const char *text) {
     int32_t *ids = NULL;
     size_t n = 0;
     assert_int_equal(tok_encode(v, text, strlen(text), false, false, &ids, &n), RT_OK);
@@ -111,22 +105,19 @@ static int32_t count_tokens(tok_vocab_t *v, const char *text)
 }
 
 /* The prompt's token-id array (completions in id mode) into ids. */
-static int prompt_ids(const cJSON *j, int32_t *ids, int cap)
-{
+static int prompt_ids(const cJSON *j, int32_t *ids, int cap) {
     const cJSON *p = cJSON_GetObjectItem(j, "prompt");
     assert_true(cJSON_IsArray(p));
     int n = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, p)
-    {
+    cJSON_ArrayForEach(e, p) {
         assert_true(n < cap);
         ids[n++] = (int32_t)e->valueint;
     }
     return n;
 }
 
-static int words(const char *s)
-{
+static int words(const char *s) {
     int n = 0;
     bool in = false;
     for (; *s; s++) {
@@ -139,8 +130,7 @@ static int words(const char *s)
 
 /* ---- exact token counts ---- */
 
-static void check_exact_chat(const char *gguf, tok_vocab_t *v)
-{
+static void check_exact_chat(const char *gguf, tok_vocab_t *v) {
     const int lens[] = {1, 2, 3, 17, 200, 1500};
     for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
         rb_workload_opts_t o = opts(RB_WL_SYNTHETIC, RB_API_CHAT, gguf);
@@ -162,22 +152,19 @@ static void check_exact_chat(const char *gguf, tok_vocab_t *v)
     }
 }
 
-static void test_exact_chat_bpe(void **state)
-{
+static void test_exact_chat_bpe(void **state) {
     (void)state;
     check_exact_chat(bpe_path, bpe_vocab);
 }
 
-static void test_exact_chat_spm(void **state)
-{
+static void test_exact_chat_spm(void **state) {
     (void)state;
     check_exact_chat(spm_path, spm_vocab);
 }
 
 /* Completions with a tokenizer send the ids: exact by construction, and
  * every id is a normal, non-control token. */
-static void test_exact_completions_ids(void **state)
-{
+static void test_exact_completions_ids(void **state) {
     (void)state;
     rb_workload_opts_t o = opts(RB_WL_SYNTHETIC, RB_API_COMPLETIONS, bpe_path);
     o.input_mean = 300, o.input_stddev = 50, o.n_requests = 20;
@@ -199,8 +186,7 @@ static void test_exact_completions_ids(void **state)
 }
 
 /* A text prompt following a head counts exactly head + n tokens together. */
-static void test_prompt_text_after_head(void **state)
-{
+static void test_prompt_text_after_head(void **state) {
     (void)state;
     rb_prompt_t *p = NULL;
     assert_int_equal(rb_prompt_create(bpe_path, &p), RT_OK);
@@ -225,8 +211,7 @@ static void test_prompt_text_after_head(void **state)
 
 /* ---- bodies ---- */
 
-static void test_body_fields(void **state)
-{
+static void test_body_fields(void **state) {
     (void)state;
     rb_workload_opts_t o = opts(RB_WL_SYNTHETIC, RB_API_CHAT, NULL);
     o.input_mean = 10, o.output_mean = 7, o.n_requests = 1;
@@ -237,14 +222,16 @@ static void test_body_fields(void **state)
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(j, "model")), "m");
     const cJSON *msgs = cJSON_GetObjectItem(j, "messages");
     assert_int_equal(cJSON_GetArraySize(msgs), 1);
-    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 0), "role")), "user");
+    assert_string_equal(
+        cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 0), "role")), "user");
     assert_int_equal(words(prompt_text(j)), 10);
     assert_int_equal(it.input_tokens, 10);
     assert_int_equal(cJSON_GetObjectItem(j, "max_tokens")->valueint, 7);
     assert_int_equal(cJSON_GetObjectItem(j, "max_completion_tokens")->valueint, 7);
     assert_int_equal(it.max_tokens, 7);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "stream")));
-    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "stream_options"), "include_usage")));
+    assert_true(cJSON_IsTrue(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "stream_options"), "include_usage")));
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "ignore_eos")));
     assert_null(cJSON_GetObjectItem(j, "temperature"));
     assert_int_equal(it.session, -1);
@@ -272,8 +259,7 @@ static void test_body_fields(void **state)
 
 /* ---- distributions, warmup, totals, seeds ---- */
 
-static void test_length_distributions(void **state)
-{
+static void test_length_distributions(void **state) {
     (void)state;
     rb_workload_opts_t o = opts(RB_WL_SYNTHETIC, RB_API_COMPLETIONS, NULL);
     o.input_mean = 200, o.input_stddev = 40, o.output_mean = 100, o.output_stddev = 10;
@@ -300,7 +286,8 @@ static void test_length_distributions(void **state)
     rb_workload_destroy(w);
 
     /* clipped at 1 */
-    o.input_mean = 2, o.input_stddev = 10, o.output_mean = 1, o.output_stddev = 10, o.n_requests = 500;
+    o.input_mean = 2, o.input_stddev = 10, o.output_mean = 1, o.output_stddev = 10,
+    o.n_requests = 500;
     w = make(&o);
     int ones = 0;
     while (rb_workload_next(w, 0, &it, &at)) {
@@ -313,8 +300,7 @@ static void test_length_distributions(void **state)
     rb_workload_destroy(w);
 }
 
-static void test_warmup_and_total(void **state)
-{
+static void test_warmup_and_total(void **state) {
     (void)state;
     rb_workload_opts_t o = opts(RB_WL_SYNTHETIC, RB_API_CHAT, NULL);
     o.input_mean = 5, o.n_warmup = 3, o.n_requests = 5;
@@ -348,8 +334,7 @@ static void test_warmup_and_total(void **state)
 }
 
 /* Bodies of the first n items of a workload, concatenated. */
-static char *bodies(const rb_workload_opts_t *o, int n)
-{
+static char *bodies(const rb_workload_opts_t *o, int n) {
     rb_workload_t *w = make(o);
     size_t len = 0, cap = 0;
     char *all = NULL;
@@ -365,8 +350,7 @@ static char *bodies(const rb_workload_opts_t *o, int n)
     return all;
 }
 
-static void test_seed_reproducible(void **state)
-{
+static void test_seed_reproducible(void **state) {
     (void)state;
     const char *gg[] = {NULL, bpe_path};
     for (int g = 0; g < 2; g++) {
@@ -385,8 +369,7 @@ static void test_seed_reproducible(void **state)
 
 /* ---- shared prefixes ---- */
 
-static void test_prefix_ids_shared(void **state)
-{
+static void test_prefix_ids_shared(void **state) {
     (void)state;
     rb_workload_opts_t o = opts(RB_WL_PREFIX, RB_API_COMPLETIONS, bpe_path);
     o.n_prefixes = 3, o.prefix_tokens = 20, o.input_mean = 10, o.n_requests = 60;
@@ -410,12 +393,12 @@ static void test_prefix_ids_shared(void **state)
         rb_item_free(&it);
     }
     assert_int_equal(n_pref, 3);
-    for (int k = 0; k < 3; k++) assert_true(used[k] >= 5);
+    for (int k = 0; k < 3; k++)
+        assert_true(used[k] >= 5);
     rb_workload_destroy(w);
 }
 
-static void test_prefix_text_shared(void **state)
-{
+static void test_prefix_text_shared(void **state) {
     (void)state;
     rb_workload_opts_t o = opts(RB_WL_PREFIX, RB_API_CHAT, bpe_path);
     o.n_prefixes = 2, o.prefix_tokens = 25, o.input_mean = 8, o.n_requests = 20;
@@ -442,11 +425,11 @@ static void test_prefix_text_shared(void **state)
     rb_workload_destroy(w);
 }
 
-static void test_system_prompt_and_users(void **state)
-{
+static void test_system_prompt_and_users(void **state) {
     (void)state;
     rb_workload_opts_t o = opts(RB_WL_PREFIX, RB_API_COMPLETIONS, bpe_path);
-    o.system_prompt_tokens = 16, o.user_context_tokens = 8, o.n_users = 4, o.input_mean = 5, o.n_requests = 12;
+    o.system_prompt_tokens = 16, o.user_context_tokens = 8, o.n_users = 4, o.input_mean = 5,
+    o.n_requests = 12;
     rb_workload_t *w = make(&o);
     int32_t ids[12][40];
     for (int i = 0; i < 12; i++) {
@@ -458,7 +441,8 @@ static void test_system_prompt_and_users(void **state)
     }
     for (int i = 0; i < 12; i++)
         for (int k = 0; k < 12; k++) {
-            assert_memory_equal(ids[i], ids[k], 16 * sizeof(int32_t)); /* everyone: the system prompt */
+            assert_memory_equal(ids[i], ids[k],
+                                16 * sizeof(int32_t)); /* everyone: the system prompt */
             bool same_user = i % 4 == k % 4;
             bool ctx_equal = memcmp(ids[i] + 16, ids[k] + 16, 8 * sizeof(int32_t)) == 0;
             assert_int_equal(ctx_equal, same_user);
@@ -468,16 +452,14 @@ static void test_system_prompt_and_users(void **state)
 
 /* ---- sessions ---- */
 
-static const cJSON *msg(const cJSON *j, int i, const char *role)
-{
+static const cJSON *msg(const cJSON *j, int i, const char *role) {
     const cJSON *m = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "messages"), i);
     assert_non_null(m);
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(m, "role")), role);
     return cJSON_GetObjectItem(m, "content");
 }
 
-static void test_sessions_turns(void **state)
-{
+static void test_sessions_turns(void **state) {
     (void)state;
     rb_workload_opts_t o = opts(RB_WL_SESSIONS, RB_API_CHAT, NULL);
     o.n_sessions = 2, o.turns = 3, o.think_time_s = 0.5, o.input_mean = 4, o.output_mean = 3;
@@ -553,11 +535,11 @@ static void test_sessions_turns(void **state)
 }
 
 /* Completions with a tokenizer: the history is ids, the answers encoded. */
-static void test_sessions_completions_ids(void **state)
-{
+static void test_sessions_completions_ids(void **state) {
     (void)state;
     rb_workload_opts_t o = opts(RB_WL_SESSIONS, RB_API_COMPLETIONS, bpe_path);
-    o.n_sessions = 1, o.turns = 2, o.input_mean = 6, o.system_prompt_tokens = 5, o.user_context_tokens = 3;
+    o.n_sessions = 1, o.turns = 2, o.input_mean = 6, o.system_prompt_tokens = 5,
+    o.user_context_tokens = 3;
     rb_workload_t *w = make(&o);
     rb_item_t a, b;
     static int32_t ia[64], ib[64];
@@ -568,7 +550,8 @@ static void test_sessions_completions_ids(void **state)
     const char *answer = " the answer";
     int32_t *aids = NULL;
     size_t nans = 0;
-    assert_int_equal(tok_encode(bpe_vocab, answer, strlen(answer), false, false, &aids, &nans), RT_OK);
+    assert_int_equal(tok_encode(bpe_vocab, answer, strlen(answer), false, false, &aids, &nans),
+                     RT_OK);
     rb_workload_complete(w, &a, true, answer, 1.0);
     cJSON *jb = next_item(w, 1.0, &b);
     int nb = prompt_ids(jb, ib, 64);
@@ -585,23 +568,22 @@ static void test_sessions_completions_ids(void **state)
 
 /* ---- trace ---- */
 
-static void write_file(const char *path, const char *text)
-{
+static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
 }
 
-static const char *trace_text = "{\"timestamp\": 1000, \"input_length\": 16, \"output_length\": 5, \"hash_ids\": [1, 2]}\n"
-                                "\n"
-                                "{\"timestamp\": 1500, \"input_length\": 20, \"output_length\": 6, \"hash_ids\": [1, 2, 3], "
-                                "\"extra\": \"ignored\"}\n"
-                                "{\"timestamp\": 1500, \"input_length\": 12, \"output_length\": 7, \"hash_ids\": [1, 9]}\n"
-                                "{\"timestamp\": 4000, \"input_length\": 5, \"output_length\": 8, \"hash_ids\": []}\n";
+static const char *trace_text =
+    "{\"timestamp\": 1000, \"input_length\": 16, \"output_length\": 5, \"hash_ids\": [1, 2]}\n"
+    "\n"
+    "{\"timestamp\": 1500, \"input_length\": 20, \"output_length\": 6, \"hash_ids\": [1, 2, 3], "
+    "\"extra\": \"ignored\"}\n"
+    "{\"timestamp\": 1500, \"input_length\": 12, \"output_length\": 7, \"hash_ids\": [1, 9]}\n"
+    "{\"timestamp\": 4000, \"input_length\": 5, \"output_length\": 8, \"hash_ids\": []}\n";
 
-static void test_trace_replay(void **state)
-{
+static void test_trace_replay(void **state) {
     (void)state;
     char path[256];
     snprintf(path, sizeof path, "/tmp/rotor-test-rbwl-%d.jsonl", (int)getpid());
@@ -638,32 +620,37 @@ static void test_trace_replay(void **state)
     }
     for (int run = 0; run < 2; run++) {
         int32_t(*x)[32] = ids[run];
-        assert_memory_equal(x[0], x[1], 16 * sizeof(int32_t)); /* blocks 1, 2 */
-        assert_memory_equal(x[2], x[0], 8 * sizeof(int32_t));  /* block 1 */
-        assert_memory_not_equal(x[2] + 8, x[0] + 8, 4 * sizeof(int32_t)); /* block 9 != block 2 */
+        assert_memory_equal(x[0], x[1], 16 * sizeof(int32_t));             /* blocks 1, 2 */
+        assert_memory_equal(x[2], x[0], 8 * sizeof(int32_t));              /* block 1 */
+        assert_memory_not_equal(x[2] + 8, x[0] + 8, 4 * sizeof(int32_t));  /* block 9 != block 2 */
         assert_memory_not_equal(x[1] + 16, x[0] + 8, 4 * sizeof(int32_t)); /* block 3 != block 2 */
     }
     /* blocks are seeded by hash id alone: the same in both runs (seeds 1, 2);
      * the trailing tokens with no block are the run's own */
-    for (int i = 0; i < 3; i++) assert_memory_equal(ids[0][i], ids[1][i], (size_t)n[0][i] * sizeof(int32_t));
+    for (int i = 0; i < 3; i++)
+        assert_memory_equal(ids[0][i], ids[1][i], (size_t)n[0][i] * sizeof(int32_t));
     assert_memory_not_equal(ids[0][3], ids[1][3], 5 * sizeof(int32_t));
 
     /* chat text with a tokenizer: the count is of the text as sent; without
      * one, words */
     const char *gg[] = {bpe_path, NULL};
-    const int inl3[3] = {16, 20, 12};
     for (int g = 0; g < 2; g++) {
         rb_workload_opts_t o = opts(RB_WL_TRACE, RB_API_CHAT, gg[g]);
-        o.trace_path = path, o.block_tokens = 8, o.n_warmup = 1, o.n_requests = 2;
+        o.trace_path = path, o.block_tokens = 8, o.n_warmup = 2, o.n_requests = 1;
         rb_workload_t *w = make(&o);
         assert_int_equal(rb_workload_total(w), 3);
+        /* warmup lines on the trace's clock; the measured lines' clock starts
+         * at the first measured line (the load engine restarts its clock) */
+        const double due[3] = {0, 0.5, 0};
+        const int words_in[3] = {16, 20, 12};
         rb_item_t it;
         for (int i = 0; i < 3; i++) {
             cJSON *j = next_item(w, 100, &it);
-            assert_int_equal(it.warmup, i == 0);
+            assert_int_equal(it.warmup, i < 2);
+            assert_true(fabs(it.t_arrival - due[i]) < 1e-9);
             const char *t = prompt_text(j);
             assert_int_equal(it.input_tokens, gg[g] ? count_tokens(bpe_vocab, t) : words(t));
-            if (!gg[g]) assert_int_equal(it.input_tokens, inl3[i]);
+            if (!gg[g]) assert_int_equal(it.input_tokens, words_in[i]);
             cJSON_Delete(j);
             rb_item_free(&it);
         }
@@ -673,37 +660,41 @@ static void test_trace_replay(void **state)
     unlink(path);
 }
 
-static void expect_bad(const char *text, const char *want1, const char *want2)
-{
+static void expect_bad(const char *text, const char *want1, const char *want2) {
     rb_trace_t *t = NULL;
     rt_status_t st = rb_trace_parse(text, strlen(text), "t.jsonl", &t);
     assert_int_equal(st, RT_ERR_FORMAT);
     assert_null(t);
     const char *m = rt_error_msg();
-    if (!strstr(m, want1) || (want2 && !strstr(m, want2))) fail_msg("message '%s' lacks '%s' / '%s'", m, want1, want2);
+    if (!strstr(m, want1) || (want2 && !strstr(m, want2)))
+        fail_msg("message '%s' lacks '%s' / '%s'", m, want1, want2);
 }
 
-static void test_trace_refused(void **state)
-{
+static void test_trace_refused(void **state) {
     (void)state;
-    const char *ok = "{\"timestamp\": 0, \"input_length\": 3, \"output_length\": 1, \"hash_ids\": [0]}\n";
+    const char *ok =
+        "{\"timestamp\": 0, \"input_length\": 3, \"output_length\": 1, \"hash_ids\": [0]}\n";
     char buf[1024];
-#define BAD(line3, w1, w2)                                    \
-    do {                                                      \
-        snprintf(buf, sizeof buf, "%s%s%s\n", ok, ok, line3); \
-        expect_bad(buf, w1, w2);                              \
+#define BAD(line3, w1, w2)                                                                         \
+    do {                                                                                           \
+        snprintf(buf, sizeof buf, "%s%s%s\n", ok, ok, line3);                                      \
+        expect_bad(buf, w1, w2);                                                                   \
     } while (0)
     BAD("{\"timestamp\": 5, \"output_length\": 1}", "t.jsonl:3:", "input_length");
     BAD("{\"input_length\": 5, \"output_length\": 1}", "t.jsonl:3:", "timestamp");
     BAD("{\"timestamp\": 5, \"input_length\": 5}", "t.jsonl:3:", "output_length");
-    BAD("{\"timestamp\": 5, \"input_length\": -4, \"output_length\": 1}", "t.jsonl:3:", "input_length");
-    BAD("{\"timestamp\": 5, \"input_length\": 4, \"output_length\": 0}", "t.jsonl:3:", "output_length");
-    BAD("{\"timestamp\": 5, \"input_length\": 4.5, \"output_length\": 1}", "t.jsonl:3:", "input_length");
-    BAD("{\"timestamp\": 5, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": \"x\"}", "t.jsonl:3:",
-        "hash_ids");
-    BAD("{\"timestamp\": 5, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": [1, -2]}", "t.jsonl:3:",
-        "hash_ids");
-    BAD("{\"timestamp\": -1, \"input_length\": 4, \"output_length\": 1}", "t.jsonl:3:", "timestamp");
+    BAD("{\"timestamp\": 5, \"input_length\": -4, \"output_length\": 1}",
+        "t.jsonl:3:", "input_length");
+    BAD("{\"timestamp\": 5, \"input_length\": 4, \"output_length\": 0}",
+        "t.jsonl:3:", "output_length");
+    BAD("{\"timestamp\": 5, \"input_length\": 4.5, \"output_length\": 1}",
+        "t.jsonl:3:", "input_length");
+    BAD("{\"timestamp\": 5, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": \"x\"}",
+        "t.jsonl:3:", "hash_ids");
+    BAD("{\"timestamp\": 5, \"input_length\": 4, \"output_length\": 1, \"hash_ids\": [1, -2]}",
+        "t.jsonl:3:", "hash_ids");
+    BAD("{\"timestamp\": -1, \"input_length\": 4, \"output_length\": 1}",
+        "t.jsonl:3:", "timestamp");
     BAD("{\"timestamp\": 5, \"input_length\": 4,", "t.jsonl:3:", "JSON");
     BAD("[1, 2]", "t.jsonl:3:", "JSON object");
 #undef BAD
@@ -722,7 +713,9 @@ static void test_trace_refused(void **state)
     /* through the workload: create fails with the message */
     char path[256];
     snprintf(path, sizeof path, "/tmp/rotor-test-rbwl-bad-%d.jsonl", (int)getpid());
-    write_file(path, "{\"timestamp\": 0, \"input_length\": 3, \"output_length\": 1}\n{\"timestamp\": 1}\n");
+    write_file(
+        path,
+        "{\"timestamp\": 0, \"input_length\": 3, \"output_length\": 1}\n{\"timestamp\": 1}\n");
     rb_workload_opts_t o = opts(RB_WL_TRACE, RB_API_CHAT, NULL);
     o.trace_path = path;
     rb_workload_t *w = NULL;
@@ -732,8 +725,9 @@ static void test_trace_refused(void **state)
     unlink(path);
 
     /* hash_ids may be missing or null; CRLF line ends are fine */
-    const char *fine = "{\"timestamp\": 0, \"input_length\": 3, \"output_length\": 1}\r\n"
-                       "{\"timestamp\": 0.5, \"input_length\": 3, \"output_length\": 1, \"hash_ids\": null}\r\n";
+    const char *fine =
+        "{\"timestamp\": 0, \"input_length\": 3, \"output_length\": 1}\r\n"
+        "{\"timestamp\": 0.5, \"input_length\": 3, \"output_length\": 1, \"hash_ids\": null}\r\n";
     assert_int_equal(rb_trace_parse(fine, strlen(fine), "f", &t), RT_OK);
     assert_int_equal(t->n, 2);
     assert_int_equal(t->lines[1].n_hash, 0);
@@ -741,8 +735,7 @@ static void test_trace_refused(void **state)
     rb_trace_destroy(t);
 }
 
-static void test_bad_options(void **state)
-{
+static void test_bad_options(void **state) {
     (void)state;
     rb_workload_t *w = NULL;
     rb_workload_opts_t o = opts(RB_WL_SYNTHETIC, RB_API_CHAT, NULL);
@@ -762,8 +755,7 @@ static void test_bad_options(void **state)
     assert_null(w);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_chat_bpe),
         cmocka_unit_test(test_exact_chat_spm),
