@@ -354,7 +354,8 @@ static cJSON *params_json(const cli_t *c)
     return p;
 }
 
-/* argv joined by spaces, words with spaces or quotes single-quoted. */
+/* argv joined by spaces, words with spaces or quotes single-quoted, the
+ * API key replaced by "***". */
 static char *command_line(int argc, char **argv)
 {
     size_t n = 1;
@@ -363,6 +364,8 @@ static char *command_line(int argc, char **argv)
     if (!s) return NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
+        if (i > 0 && !strcmp(argv[i - 1], "--api-key")) a = "***";
+        else if (!strncmp(a, "--api-key=", 10)) a = "--api-key=***";
         const bool q = !a[0] || strpbrk(a, " \t\n'\"\\$`*?;&|<>()");
         if (i) *p++ = ' ';
         if (q) *p++ = '\'';
