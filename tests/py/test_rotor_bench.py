@@ -251,6 +251,19 @@ def test_completions_not_streamed(tmp_path):
             assert b"sekrit-42" not in f.read(), p
 
 
+def test_seed_reproducible(tmp_path):
+    """The same --seed sends the same prompts and lengths; another seed does not."""
+    def bodies(seed, name):
+        with FakeServer(ttft=0.001, itl=0.001) as srv:
+            profile(srv.url, tmp_path, name, "--concurrency", 1, "--requests", 5, "--input-tokens", "20:5",
+                    "--output-tokens", "6:2", "--seed", seed)
+        return [(r.body["messages"], r.body["max_tokens"]) for r in srv.records]
+    a, b, c = bodies(5, "s5a"), bodies(5, "s5b"), bodies(6, "s6")
+    assert len(a) == 5 and a == b
+    assert a != c
+    assert len({json.dumps(m) for m, _ in a}) > 1, "every prompt is the same"
+
+
 # -- 2,000 concurrent streams -----------------------------------------------
 
 def test_2000_concurrent_streams(tmp_path):
