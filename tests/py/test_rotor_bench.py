@@ -101,6 +101,36 @@ def check_stats(stats, values):
     assert stats["max"] == pytest.approx(v.max(), rel=1e-6, abs=1e-6)
 
 
+# -- the fake endpoint itself -----------------------------------------------
+
+def test_fakeserver_speaks_openai():
+    """The official openai client reads the fake server's streams, usage,
+    whole answers and errors; token times follow the script."""
+    import time
+
+    import openai
+    with FakeServer(ttft=0.040, itl=0.010, script=errors_every(3)) as srv:
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="k", max_retries=0)
+        t0 = time.monotonic()
+        times, usage = [], None
+        for ch in c.chat.completions.create(model="m", messages=[{"role": "user", "content": "a b c"}],
+                                            max_tokens=8, stream=True, stream_options={"include_usage": True}):
+            if ch.choices and ch.choices[0].delta.content:
+                times.append(time.monotonic() - t0)
+            if ch.usage:
+                usage = ch.usage
+        assert len(times) == 8 and usage.completion_tokens == 8 and usage.prompt_tokens == 3
+        assert (times[-1] - times[0]) * 1e3 == pytest.approx(70, abs=TOL_MS)
+        r = c.completions.create(model="m", prompt=[1, 2, 3, 4], max_tokens=5)
+        assert r.choices[0].text.split() == [f"tok{k}" for k in range(5)] and r.usage.prompt_tokens == 4
+        with pytest.raises(openai.InternalServerError):
+            c.completions.create(model="m", prompt="x", max_tokens=2)
+    assert [r.status for r in srv.records] == [200, 200, 500]
+    # the stream ended at TTFT + 7 ITL after arrival, the whole answer at TTFT + 4 ITL
+    assert (srv.records[0].t_done - srv.records[0].t_arrival) * 1e3 == pytest.approx(110, abs=TOL_MS)
+    assert (srv.records[1].t_done - srv.records[1].t_arrival) * 1e3 == pytest.approx(80, abs=TOL_MS)
+
+
 # -- metric arithmetic ------------------------------------------------------
 
 @pytest.fixture(scope="module")
