@@ -478,8 +478,10 @@ static int cmd_profile(int argc, char **argv, int full_argc, char **full_argv)
     free(stext);
     cJSON_Delete(sj);
     cJSON_Delete(params);
+    const bool res_interrupted = res.interrupted;
     rb_run_result_free(&res);
     if (!rc && wl_err) rc = 1;
+    if (!rc && res_interrupted) rc = 130;
     return rc;
 }
 

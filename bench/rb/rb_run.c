@@ -533,6 +533,7 @@ rt_status_t rb_run(const rb_run_opts_t *o, rb_workload_t *w, rb_run_result_t *ou
         if (isatty(STDERR_FILENO)) fputc('\n', stderr);
     }
     sigaction(SIGINT, &old_sa, NULL);
+    out->interrupted = g_interrupted != 0;
     if (g_interrupted) fprintf(stderr, "rotor-bench: interrupted: results cover the requests that ended\n");
     /* a run that never left warmup keeps the clock it started with */
     to_phase_time(out, r.t_phase);

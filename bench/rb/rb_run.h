@@ -60,6 +60,7 @@ typedef struct {
     double cpu_s;             /* user + system CPU during the run */
     uint64_t tokens_received; /* content chunks of all requests, warmup included */
     size_t max_in_flight;
+    bool interrupted;         /* a ^C stopped it early */
     char err_example[RB_ERR_KIND_COUNT][128];
 } rb_run_result_t;
 
