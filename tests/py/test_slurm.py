@@ -255,22 +255,21 @@ def test_hetjob(cluster, model, submit_dir):
 
 
 def test_bench_sbatch_runs_bench_against_the_job(cluster, model, submit_dir):
-    """bench.sbatch's plumbing, with a stand-in for rotor-bench (issue 5)
-    that fetches /v1/models from the URL it is given into its --out file:
-    it runs once the endpoint is up, its output lands beside the job's log,
-    then the server is stopped and the job completes."""
-    fake = submit_dir / "fake-rotor-bench"
-    fake.write_text('#!/bin/sh\n# fake-rotor-bench --url URL --out FILE [args]\n'
-                    'exec curl -sf --max-time 30 -o "$4" "$2/v1/models"\n')
-    fake.chmod(0o755)
-    env = job_env(cluster, model, ROTOR_BENCH_BIN=str(fake))
+    """bench.sbatch serves the model, runs the real rotor-bench against the
+    job's own endpoint once it is up, leaves its HDF5 and JSON results beside
+    the job's log, then stops the server and the job completes."""
+    env = job_env(cluster, model, ROTOR_BENCH_ARGS="--requests 6 --concurrency 2 --input-tokens 16 "
+                                                   "--output-tokens 4 --seed 1")
     jobid = cluster.sbatch([os.path.join(ROOT, "jobs", "bench.sbatch"), "job.ini"], cwd=submit_dir, env=env)
     assert wait_end(cluster, submit_dir, jobid) == "COMPLETED", output(submit_dir, jobid)
     out = check_clean_exit(submit_dir, jobid, "bench.sbatch", n_workers=2)
     assert "bench.sbatch: rotor-bench exited with code 0" in out, out
-    result = json.loads((submit_dir / "logs" / jobid / f"bench-{jobid}.h5").read_text())
-    assert [m["id"] for m in result["data"]] == [MODEL_NAME]
-    check_h5(submit_dir, jobid, 0, "0:router,1:worker,2:worker")
+    result = json.loads((submit_dir / "logs" / jobid / f"bench-{jobid}.json").read_text())
+    assert result["requests"]["completed"] == 6 and result["requests"]["errors"] == 0, result["requests"]
+    import h5py
+    with h5py.File(submit_dir / "logs" / jobid / f"bench-{jobid}.h5", "r") as f:
+        assert len(f["requests"]) == 6
+    check_h5(submit_dir, jobid, 6, "0:router,1:worker,2:worker")
 
 
 def test_bench_sbatch_needs_rotor_bench(cluster, model, submit_dir):
