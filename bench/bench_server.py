@@ -72,24 +72,54 @@ async def one_stream(client, model, prompt, n, times):
     return len(stamps)
 
 
-async def overhead(args, base_url, model_id):
-    from openai import AsyncOpenAI
-    client = AsyncOpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=600)
+def engine_share(h5path):
+    """From the job's HDF5 log: per request, the engine's own prefill time
+    (t_prefill_done - t_scheduled, worker clock) and its decode step times, so
+    the job's overhead can be split from the engine's work."""
+    import h5py
+    import numpy as np
+    with h5py.File(h5path, "r") as f:
+        req = f["requests"][:]
+        steps = f["steps"][:]
+    prefill = [r["t_prefill_done"] - r["t_scheduled"] for r in req if r["t_prefill_done"] > 0]
+    dec = steps[(steps["n_decode_tokens"] == 1) & (steps["n_prefill_tokens"] == 0)]["step_s"]
+    # rank 0 sees a token at t_first_token; the engine finished its prompt at
+    # t_prefill_done (same clock on one node): the difference is transport +
+    # front end for the first token
+    first = [r["t_first_token"] - r["t_prefill_done"] for r in req if r["t_first_token"] > 0]
+    queue = [r["t_scheduled"] - r["t_routed"] for r in req if r["t_scheduled"] > 0]
+    return (float(np.median(prefill)), float(np.median(dec)) if len(dec) else float("nan"),
+            float(np.median(first)), float(np.median(queue)))
+
+
+def overhead(args, base_url, model_id):
+    """rotor-bench (C, libcurl: little client overhead) against the job at
+    concurrency 1, interleaved with `rotor generate` on prompts of the same
+    length; medians of the per-run p50s."""
     job, loc = [], []
     for r in range(args.repeats):
-        for p in PROMPTS:
-            # interleave A and B
-            t = []
-            await one_stream(client, model_id, p, args.tokens, t)
-            job.append(t[0])
-            loc.append(inproc(args.build, args.model, p, args.tokens, args.threads))
-    await client.close()
-    med = lambda xs: statistics.median(xs)  # noqa: E731
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "run.json")
+            subprocess.run([f"{args.build}/bin/rotor-bench", "profile", "--url", base_url, "--model", model_id,
+                            "--endpoint", "completions", "--tokenizer-gguf", args.model,
+                            "--input-tokens", str(args.prompt_tokens), "--output-tokens", str(args.tokens),
+                            "--requests", str(args.requests), "--concurrency", "1", "--seed", str(r),
+                            "--no-progress", "--json", out], check=True, capture_output=True)
+            j = json.load(open(out))
+            job.append((j["ttft_ms"]["p50"] / 1e3, j["itl_ms"]["p50"] / 1e3))
+        g = subprocess.run([f"{args.build}/bin/rotor", "generate", "--model", args.model, "--prompt-tokens",
+                            str(args.prompt_tokens), "-n", str(args.tokens), "--temp", "0", "--ignore-eos",
+                            "--threads", str(args.threads), "--json"], check=True, capture_output=True, text=True)
+        gj = json.loads(g.stdout)
+        loc.append((gj["prefill_s"], gj["decode_s"] / max(1, gj["decode_tokens"])))
+    med = statistics.median
     jt, ji = med([x[0] for x in job]), med([x[1] for x in job])
     lt, li = med([x[0] for x in loc]), med([x[1] for x in loc])
-    print(f"overhead ({len(job)} requests each, {args.tokens} tokens, interleaved):")
+    print(f"overhead ({args.repeats} interleaved runs; job: {args.requests} requests each through rotor-bench; "
+          f"{args.prompt_tokens}-token prompts, {args.tokens} tokens):")
     print(f"  TTFT p50: job {jt*1e3:8.2f} ms  in-process {lt*1e3:8.2f} ms  added {(jt-lt)*1e3:+7.2f} ms  ratio {jt/lt:.3f}")
     print(f"  ITL  p50: job {ji*1e3:8.2f} ms  in-process {li*1e3:8.2f} ms  added {(ji-li)*1e3:+7.2f} ms  ratio {ji/li:.3f}")
+    return jt, ji
 
 
 async def connections(args, base_url, model_id):
@@ -144,7 +174,9 @@ def main():
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tokens", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--requests", type=int, default=8)
+    ap.add_argument("--prompt-tokens", type=int, default=64)
     ap.add_argument("--conns", type=int, default=1000)
     ap.add_argument("--conn-tokens", type=int, default=4)
     ap.add_argument("--tiny-requests", type=int, default=500)
@@ -159,9 +191,16 @@ def main():
     print(f"model {args.model}, {args.threads} thread(s) per worker")
     model_id = os.path.basename(args.model)[:-5] if args.model.endswith(".gguf") else os.path.basename(args.model)
     if "overhead" in only:
-        with tempfile.TemporaryDirectory() as tmp, \
-                jobutil.start_job(args.model, tmp, np=2, overrides={"model:threads": args.threads}) as job:
-            asyncio.run(overhead(args, job.url + "/v1", model_id))
+        with tempfile.TemporaryDirectory() as tmp:
+            with jobutil.start_job(args.model, tmp, np=2, overrides={"model:threads": args.threads}) as job:
+                jt, ji = overhead(args, job.url, model_id)
+            pre, step, first, queue = engine_share(job.h5_logs()[0])
+            print("  split from the job's HDF5 log (medians):")
+            print(f"    engine prefill {pre*1e3:.2f} ms, engine decode step {step*1e3:.2f} ms")
+            print(f"    routed -> scheduled {queue*1e3:.3f} ms; prefill done -> first token at rank 0 "
+                  f"{first*1e3:.3f} ms")
+            print(f"    TTFT not spent in the engine: {(jt-pre)*1e3:.2f} ms; "
+                  f"ITL not spent in the engine: {(ji-step)*1e3:.2f} ms")
     if only & {"connections", "tiny"}:
         with tempfile.TemporaryDirectory() as tmp, \
                 jobutil.start_job(args.model, tmp, np=3, overrides={"model:threads": 1, "engine:max_num_seqs": 64,
