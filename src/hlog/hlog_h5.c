@@ -16,22 +16,25 @@
  * process-wide lock (h5_mu), so that several logs in one process never call
  * the non-thread-safe HDF5 at the same time. HDF5's automatic error printing
  * is turned off while any log is open; failures are reported as rt_status_t
- * with the HDF5 error stack's messages.
+ * with the HDF5 error stack's messages. The generic HDF5 steps (attributes,
+ * string types, tables, errors) are in h5util.c, shared with rotor-bench.
  */
 #include "hlog/hlog_h5.h"
 
 #include <hdf5.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "hlog/h5util.h"
 
 #ifndef ROTOR_VERSION
 #define ROTOR_VERSION "0.1.0"
 #endif
 
 #define HLOG_LAYOUT_VERSION 1
+#define WHO "hlog" /* prefix of error messages */
 
 typedef struct {
     const char *name;  /* dataset path */
@@ -49,9 +52,8 @@ struct hlog_h5 {
 
 /* Serialises every HDF5 call of this file; guards the fields below too. */
 static pthread_mutex_t h5_mu = PTHREAD_MUTEX_INITIALIZER;
-static int h5_n_open;          /* logs open: error printing is off while > 0 */
-static H5E_auto2_t h5_old_func; /* HDF5 error printing before the first open */
-static void *h5_old_data;
+static int h5_n_open;        /* logs open: error printing is off while > 0 */
+static h5u_quiet_t h5_quiet; /* HDF5 error printing before the first open */
 
 static const size_t kind_size[HLOG_KIND_COUNT] = {
     sizeof(hlog_request_t), sizeof(hlog_token_rec_t), sizeof(hlog_step_t), sizeof(hlog_worker_t)};
@@ -61,54 +63,17 @@ size_t hlog_kind_size(hlog_kind_t k) { return kind_size[k]; }
 static const char *const final_u64[] = {"dropped_records", "n_requests", "n_tokens", "n_steps",
                                         "n_workers"};
 
-/* ---- errors ---------------------------------------------------------- */
-
-typedef struct {
-    char first[160]; /* the API call's message */
-    char last[160];  /* the innermost cause */
-} h5_err_t;
-
-static herr_t err_walk(unsigned n, const H5E_error2_t *e, void *arg)
-{
-    h5_err_t *m = arg;
-    char buf[160];
-    snprintf(buf, sizeof buf, "%s(): %s", e->func_name ? e->func_name : "?",
-             e->desc ? e->desc : "?");
-    if (n == 0) memcpy(m->first, buf, sizeof buf);
-    memcpy(m->last, buf, sizeof buf);
-    return 0;
-}
-
-/* Record "what: <HDF5 messages>" as the thread's error; returns RT_ERR_IO. */
-static rt_status_t h5_fail(const char *what)
-{
-    h5_err_t m = {"", ""};
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, err_walk, &m);
-    if (!m.first[0]) return rt_error_set(RT_ERR_IO, "hlog: %s failed", what);
-    if (!strcmp(m.first, m.last)) return rt_error_set(RT_ERR_IO, "hlog: %s: %s", what, m.first);
-    return rt_error_set(RT_ERR_IO, "hlog: %s: %s: %s", what, m.first, m.last);
-}
-
 /* ---- types ----------------------------------------------------------- */
 
-static hid_t str_type(size_t n)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0) return t;
-    if (H5Tset_size(t, n) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0) {
-        H5Tclose(t);
-        return H5I_INVALID_HID;
-    }
-    return t;
-}
-
 #define INS(t, T, field, h5t) ok &= H5Tinsert(t, #field, HOFFSET(T, field), h5t) >= 0
+/* INS_STR: a char-array field, stored as a NUL-terminated string of its size. */
+#define INS_STR(t, T, field)                                                                       \
+    ok &= h5u_insert_str(t, #field, HOFFSET(T, field), sizeof(((T *)0)->field)) >= 0
 
 static hid_t request_type(void)
 {
     hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_request_t));
-    hid_t s_reason = str_type(HLOG_REASON_LEN), s_error = str_type(HLOG_ERROR_LEN);
-    int ok = t >= 0 && s_reason >= 0 && s_error >= 0;
+    int ok = t >= 0;
     if (ok) {
         INS(t, hlog_request_t, id, H5T_NATIVE_UINT64);
         INS(t, hlog_request_t, worker, H5T_NATIVE_INT32);
@@ -123,13 +88,10 @@ static hid_t request_type(void)
         INS(t, hlog_request_t, tokens_out, H5T_NATIVE_INT32);
         INS(t, hlog_request_t, tokens_cached, H5T_NATIVE_INT32);
         INS(t, hlog_request_t, http_status, H5T_NATIVE_INT32);
-        INS(t, hlog_request_t, finish_reason, s_reason);
-        INS(t, hlog_request_t, error, s_error);
+        INS_STR(t, hlog_request_t, finish_reason);
+        INS_STR(t, hlog_request_t, error);
     }
-    if (s_reason >= 0) H5Tclose(s_reason);
-    if (s_error >= 0) H5Tclose(s_error);
-    if (!ok && t >= 0) H5Tclose(t);
-    return ok ? t : H5I_INVALID_HID;
+    return h5u_compound_end(t, ok);
 }
 
 static hid_t token_type(void)
@@ -141,8 +103,7 @@ static hid_t token_type(void)
         INS(t, hlog_token_rec_t, index, H5T_NATIVE_INT32);
         INS(t, hlog_token_rec_t, t, H5T_NATIVE_DOUBLE);
     }
-    if (!ok && t >= 0) H5Tclose(t);
-    return ok ? t : H5I_INVALID_HID;
+    return h5u_compound_end(t, ok);
 }
 
 static hid_t step_type(void)
@@ -162,125 +123,60 @@ static hid_t step_type(void)
         INS(t, hlog_step_t, blocks_cached, H5T_NATIVE_INT32);
         INS(t, hlog_step_t, blocks_free, H5T_NATIVE_INT32);
     }
-    if (!ok && t >= 0) H5Tclose(t);
-    return ok ? t : H5I_INVALID_HID;
+    return h5u_compound_end(t, ok);
 }
 
 static hid_t worker_type(void)
 {
     hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_worker_t));
-    hid_t s_kind = str_type(HLOG_KIND_LEN), s_role = str_type(HLOG_ROLE_LEN),
-          s_detail = str_type(HLOG_ERROR_LEN);
-    int ok = t >= 0 && s_kind >= 0 && s_role >= 0 && s_detail >= 0;
+    int ok = t >= 0;
     if (ok) {
         INS(t, hlog_worker_t, rank, H5T_NATIVE_INT32);
         INS(t, hlog_worker_t, t, H5T_NATIVE_DOUBLE);
-        INS(t, hlog_worker_t, kind, s_kind);
-        INS(t, hlog_worker_t, role, s_role);
-        INS(t, hlog_worker_t, detail, s_detail);
+        INS_STR(t, hlog_worker_t, kind);
+        INS_STR(t, hlog_worker_t, role);
+        INS_STR(t, hlog_worker_t, detail);
     }
-    if (s_kind >= 0) H5Tclose(s_kind);
-    if (s_role >= 0) H5Tclose(s_role);
-    if (s_detail >= 0) H5Tclose(s_detail);
-    if (!ok && t >= 0) H5Tclose(t);
-    return ok ? t : H5I_INVALID_HID;
+    return h5u_compound_end(t, ok);
 }
 
+#undef INS_STR
 #undef INS
 
-/* ---- attributes ------------------------------------------------------ */
-
-/* Scalar attribute name of type type on obj, value at v. */
-static rt_status_t attr_write(hid_t obj, const char *name, hid_t type, const void *v)
-{
-    hid_t space = H5Screate(H5S_SCALAR);
-    if (space < 0) return h5_fail("H5Screate");
-    hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t w = a >= 0 ? H5Awrite(a, type, v) : -1;
-    rt_status_t st = w < 0 ? h5_fail(name) : RT_OK;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(space);
-    return st;
-}
-
-/* Variable-length UTF-8 string attribute (h5py reads it as str). */
-static rt_status_t attr_str(hid_t obj, const char *name, const char *s)
-{
-    if (!s) return RT_OK;
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0) return h5_fail("H5Tcopy");
-    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        H5Tclose(t);
-        return h5_fail("string type");
-    }
-    rt_status_t st = attr_write(obj, name, t, &s);
-    H5Tclose(t);
-    return st;
-}
-
-/* Overwrite the value of the existing attribute name of obj. */
-static rt_status_t attr_update(hid_t obj, const char *name, hid_t type, const void *v)
-{
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    herr_t w = a >= 0 ? H5Awrite(a, type, v) : -1;
-    rt_status_t st = w < 0 ? h5_fail(name) : RT_OK;
-    if (a >= 0) H5Aclose(a);
-    return st;
-}
+/* ---- /meta ----------------------------------------------------------- */
 
 static rt_status_t write_meta(hid_t file, const hlog_h5_meta_t *m)
 {
     hid_t g = H5Gcreate2(file, "meta", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0) return h5_fail("create /meta");
+    if (g < 0) return h5u_fail(WHO, "create /meta");
     char host[256] = "";
     if (gethostname(host, sizeof host - 1) != 0) host[0] = 0;
     int32_t layout = HLOG_LAYOUT_VERSION;
     uint64_t zero = 0;
     double end_time = 0;
-    rt_status_t st = attr_str(g, "rotor_version", ROTOR_VERSION);
-    if (!st) st = attr_write(g, "layout_version", H5T_NATIVE_INT32, &layout);
-    if (!st) st = attr_str(g, "model", m->model);
-    if (!st) st = attr_str(g, "config", m->config_text);
-    if (!st) st = attr_str(g, "roles", m->roles);
-    if (!st) st = attr_write(g, "start_time", H5T_NATIVE_DOUBLE, &m->start_time);
-    if (!st) st = attr_str(g, "hostname", host);
+    rt_status_t st = h5u_attr_str(WHO, g, "rotor_version", ROTOR_VERSION);
+    if (!st) st = h5u_attr_write(WHO, g, "layout_version", H5T_NATIVE_INT32, &layout);
+    if (!st) st = h5u_attr_str(WHO, g, "model", m->model);
+    if (!st) st = h5u_attr_str(WHO, g, "config", m->config_text);
+    if (!st) st = h5u_attr_str(WHO, g, "roles", m->roles);
+    if (!st) st = h5u_attr_write(WHO, g, "start_time", H5T_NATIVE_DOUBLE, &m->start_time);
+    if (!st) st = h5u_attr_str(WHO, g, "hostname", host);
     if (!st)
-        st = attr_str(g, "units",
-                      "start_time, end_time: s since the Unix epoch (CLOCK_REALTIME); "
-                      "dropped_records, n_*: records; end_time, dropped_records and n_* "
-                      "are 0 until the log is closed");
+        st = h5u_attr_str(WHO, g, "units",
+                          "start_time, end_time: s since the Unix epoch (CLOCK_REALTIME); "
+                          "dropped_records, n_*: records; end_time, dropped_records and n_* "
+                          "are 0 until the log is closed");
     /* The closing attributes exist from the start (0 while the job runs) and
      * are overwritten at close: a file in SWMR mode is not meant to get new
      * attributes. */
-    if (!st) st = attr_write(g, "end_time", H5T_NATIVE_DOUBLE, &end_time);
+    if (!st) st = h5u_attr_write(WHO, g, "end_time", H5T_NATIVE_DOUBLE, &end_time);
     for (size_t i = 0; !st && i < sizeof final_u64 / sizeof *final_u64; i++)
-        st = attr_write(g, final_u64[i], H5T_NATIVE_UINT64, &zero);
+        st = h5u_attr_write(WHO, g, final_u64[i], H5T_NATIVE_UINT64, &zero);
     H5Gclose(g);
     return st;
 }
 
 /* ---- datasets -------------------------------------------------------- */
-
-static rt_status_t table_create(hid_t file, h5_table_t *t)
-{
-    hsize_t dims = 0, maxdims = H5S_UNLIMITED;
-    hid_t space = H5Screate_simple(1, &dims, &maxdims);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hid_t ftype = H5Tcopy(t->mem_type);
-    rt_status_t st = RT_OK;
-    if (space < 0 || dcpl < 0 || ftype < 0 || H5Tpack(ftype) < 0 ||
-        H5Pset_chunk(dcpl, 1, &t->chunk) < 0)
-        st = h5_fail(t->name);
-    if (!st) {
-        t->dset = H5Dcreate2(file, t->name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-        if (t->dset < 0) st = h5_fail(t->name);
-    }
-    if (!st) st = attr_str(t->dset, "units", t->units);
-    if (ftype >= 0) H5Tclose(ftype);
-    if (dcpl >= 0) H5Pclose(dcpl);
-    if (space >= 0) H5Sclose(space);
-    return st;
-}
 
 static const h5_table_t table_init[HLOG_KIND_COUNT] = {
     [HLOG_KIND_REQUEST] = {"requests", 1024,
@@ -309,7 +205,7 @@ static herr_t release(hlog_h5_t *f)
         if (f->tab[k].mem_type >= 0 && H5Tclose(f->tab[k].mem_type) < 0) r = -1;
     }
     if (f->file >= 0 && H5Fclose(f->file) < 0) r = -1;
-    if (--h5_n_open == 0) H5Eset_auto2(H5E_DEFAULT, h5_old_func, h5_old_data);
+    if (--h5_n_open == 0) h5u_quiet_end(&h5_quiet);
     free(f);
     return r;
 }
@@ -321,39 +217,33 @@ rt_status_t hlog_h5_create(const char *path, const hlog_h5_meta_t *meta, hlog_h5
     f->file = H5I_INVALID_HID;
     memcpy(f->tab, table_init, sizeof table_init);
     pthread_mutex_lock(&h5_mu);
-    if (H5open() < 0) {
+    rt_status_t st = h5_n_open == 0 ? h5u_quiet_begin(WHO, &h5_quiet) : RT_OK;
+    if (st) {
         pthread_mutex_unlock(&h5_mu);
         free(f);
-        return rt_error_set(RT_ERR_IO, "hlog: H5open failed");
+        return st;
     }
-    if (h5_n_open++ == 0) {
-        H5Eget_auto2(H5E_DEFAULT, &h5_old_func, &h5_old_data);
-        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    }
+    h5_n_open++;
 
-    rt_status_t st = RT_OK;
     f->tab[HLOG_KIND_REQUEST].mem_type = request_type();
     f->tab[HLOG_KIND_TOKEN].mem_type = token_type();
     f->tab[HLOG_KIND_STEP].mem_type = step_type();
     f->tab[HLOG_KIND_WORKER].mem_type = worker_type();
     for (int k = 0; k < HLOG_KIND_COUNT; k++)
-        if (f->tab[k].mem_type < 0) st = h5_fail("compound type");
+        if (f->tab[k].mem_type < 0) st = h5u_fail(WHO, "compound type");
 
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (!st && (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0))
-        st = h5_fail("file access properties");
-    if (!st) {
-        f->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-        if (f->file < 0) {
-            char what[512];
-            snprintf(what, sizeof what, "create %s", path);
-            st = h5_fail(what);
-        }
-    }
+        st = h5u_fail(WHO, "file access properties");
+    if (!st) st = h5u_file_create(WHO, path, fapl, &f->file);
     if (fapl >= 0) H5Pclose(fapl);
     if (!st) st = write_meta(f->file, meta);
-    for (int k = 0; !st && k < HLOG_KIND_COUNT; k++) st = table_create(f->file, &f->tab[k]);
-    if (!st && H5Fstart_swmr_write(f->file) < 0) st = h5_fail("H5Fstart_swmr_write");
+    for (int k = 0; !st && k < HLOG_KIND_COUNT; k++) {
+        h5_table_t *t = &f->tab[k];
+        st = h5u_table_create(WHO, f->file, t->name, t->mem_type, t->chunk, t->units, NULL, 0,
+                              &t->dset);
+    }
+    if (!st && H5Fstart_swmr_write(f->file) < 0) st = h5u_fail(WHO, "H5Fstart_swmr_write");
     if (st) release(f);
     pthread_mutex_unlock(&h5_mu);
     if (!st) *out = f;
@@ -364,32 +254,17 @@ rt_status_t hlog_h5_append(hlog_h5_t *f, hlog_kind_t k, const void *recs, size_t
 {
     if (n == 0) return RT_OK;
     h5_table_t *t = &f->tab[k];
-    hsize_t start = t->n, count = n, total = t->n + n;
     pthread_mutex_lock(&h5_mu);
-    rt_status_t st = RT_OK;
-    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
-    if (H5Dset_extent(t->dset, &total) < 0) {
-        st = h5_fail(t->name);
-        goto out;
-    }
-    fspace = H5Dget_space(t->dset);
-    mspace = H5Screate_simple(1, &count, NULL);
-    if (fspace < 0 || mspace < 0 ||
-        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
-        H5Dwrite(t->dset, t->mem_type, mspace, fspace, H5P_DEFAULT, recs) < 0)
-        st = h5_fail(t->name);
-out:
-    if (mspace >= 0) H5Sclose(mspace);
-    if (fspace >= 0) H5Sclose(fspace);
+    rt_status_t st = h5u_table_append(WHO, t->dset, t->name, t->mem_type, t->n, recs, n);
     pthread_mutex_unlock(&h5_mu);
-    if (!st) t->n = total;
+    if (!st) t->n += n;
     return st;
 }
 
 rt_status_t hlog_h5_flush(hlog_h5_t *f)
 {
     pthread_mutex_lock(&h5_mu);
-    rt_status_t st = H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0 ? h5_fail("H5Fflush") : RT_OK;
+    rt_status_t st = H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0 ? h5u_fail(WHO, "H5Fflush") : RT_OK;
     pthread_mutex_unlock(&h5_mu);
     return st;
 }
@@ -402,12 +277,12 @@ rt_status_t hlog_h5_close(hlog_h5_t *f, uint64_t dropped, double end_time)
     rt_status_t st = RT_OK;
     pthread_mutex_lock(&h5_mu);
     hid_t g = H5Gopen2(f->file, "meta", H5P_DEFAULT);
-    if (g < 0) st = h5_fail("open /meta");
+    if (g < 0) st = h5u_fail(WHO, "open /meta");
     uint64_t v[5] = {dropped, f->tab[HLOG_KIND_REQUEST].n, f->tab[HLOG_KIND_TOKEN].n,
                      f->tab[HLOG_KIND_STEP].n, f->tab[HLOG_KIND_WORKER].n};
     for (size_t i = 0; !st && i < sizeof final_u64 / sizeof *final_u64; i++)
-        st = attr_update(g, final_u64[i], H5T_NATIVE_UINT64, &v[i]);
-    if (!st) st = attr_update(g, "end_time", H5T_NATIVE_DOUBLE, &end_time);
+        st = h5u_attr_update(WHO, g, final_u64[i], H5T_NATIVE_UINT64, &v[i]);
+    if (!st) st = h5u_attr_update(WHO, g, "end_time", H5T_NATIVE_DOUBLE, &end_time);
     if (g >= 0) H5Gclose(g);
     if (release(f) < 0 && !st) st = rt_error_set(RT_ERR_IO, "hlog: closing the file failed");
     pthread_mutex_unlock(&h5_mu);
