@@ -378,7 +378,10 @@ static rt_status_t bind_listener(fe_server_t *fe, const char *host, int port) {
     int err = errno;
     evutil_freeaddrinfo(ai);
     if (!fe->listener)
-        return rt_error_set(RT_ERR_IO, "cannot listen on %s:%d: %s", host, port, strerror(err));
+        return rt_error_set(RT_ERR_IO,
+                            "cannot listen on %s:%d: %s (server:host / server:port; e.g. "
+                            "--set server:port=8001 or ROTOR_SERVER_PORT=8001; port 0 picks a free one)",
+                            host, port, strerror(err));
     if (!evhttp_bind_listener(fe->http, fe->listener)) {
         evconnlistener_free(fe->listener);
         fe->listener = NULL;
