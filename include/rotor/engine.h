@@ -130,7 +130,10 @@ rt_status_t engine_add_request(engine_t *e, const engine_request_t *r);
  * next step. RT_ERR_NOT_FOUND if unknown. */
 rt_status_t engine_cancel(engine_t *e, uint64_t id);
 /* Run one scheduling step and forward pass. Writes up to cap events; cap must
- * be at least 2 * max_num_seqs (a token and a finish per sequence). */
+ * be at least 2 * max_num_seqs (a token and a finish per sequence). Cancelled
+ * requests are finished first; when their FINISH events would leave less
+ * room than that, the call only finishes cancellations (no forward pass) and
+ * the next call goes on: no event is ever dropped. */
 rt_status_t engine_step(engine_t *e, engine_event_t *events, size_t cap, size_t *n_events,
                         engine_step_stats_t *stats);
 /* Vocabulary size of the engine's model (valid token ids are below it). */

@@ -280,6 +280,18 @@ static int schedule(engine_t *e, plan_t *pl, int slot, bool may_preempt)
     return chunk;
 }
 
+/* The engine's state (per-step fields zero). */
+static void fill_stats(const engine_t *e, engine_step_stats_t *stats)
+{
+    bp_stats_t bs;
+    bp_stats(e->pool, &bs);
+    *stats = (engine_step_stats_t){.n_running = e->n_running, .n_waiting = e->n_waiting,
+                                   .n_preempted_total = e->n_preempted, .blocks_total = bs.total,
+                                   .blocks_used = bs.used, .blocks_cached = bs.cached, .blocks_free = bs.free,
+                                   .prefix_query_tokens_total = e->prefix_query,
+                                   .prefix_hit_tokens_total = e->prefix_hit};
+}
+
 rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_events, engine_step_stats_t *stats)
 {
     const double t0 = now_s(), t0_real = now_real_s();
@@ -287,8 +299,26 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
     *n_events = 0;
     if (cap < (size_t)(2 * e->cfg.max_num_seqs))
         return rt_error_set(RT_ERR_INVALID, "engine_step: event buffer of %zu < 2 x max_num_seqs", cap);
-    for (int i = 0; i < e->max_slots; i++)
-        if (e->seqs[i].state != SEQ_FREE && e->seqs[i].cancelled) finish(e, i, ENGINE_FINISH_CANCELLED, ev, cap, &n);
+    /* cancelled requests end first; if their FINISH events leave less room
+     * than a full step needs (a token and a finish per sequence), this call
+     * only ends cancellations and the next one steps: no event is dropped */
+    bool more_cancels = false;
+    for (int i = 0; i < e->max_slots; i++) {
+        if (e->seqs[i].state == SEQ_FREE || !e->seqs[i].cancelled) continue;
+        if (n == cap) {
+            more_cancels = true;
+            break;
+        }
+        finish(e, i, ENGINE_FINISH_CANCELLED, ev, cap, &n);
+    }
+    if (more_cancels || cap - n < (size_t)(2 * e->cfg.max_num_seqs)) {
+        if (stats) {
+            fill_stats(e, stats);
+            stats->step_s = now_s() - t0;
+        }
+        *n_events = n;
+        return RT_OK;
+    }
 
     plan_t pl = {.budget = e->cfg.max_num_batched_tokens};
     /* 1. decodes first (one pending token), oldest first; preempting the newest */
@@ -369,15 +399,11 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
             finish(e, sl, ENGINE_FINISH_LENGTH, ev, cap, &n);
     }
     if (stats) {
-        bp_stats_t bs;
-        bp_stats(e->pool, &bs);
-        *stats = (engine_step_stats_t){.n_seqs = pl.nseq, .n_prefill_tokens = pl.n_pre, .n_decode_tokens = pl.n_dec,
-                                       .n_running = e->n_running, .n_waiting = e->n_waiting,
-                                       .n_preempted_total = e->n_preempted, .blocks_total = bs.total,
-                                       .blocks_used = bs.used, .blocks_cached = bs.cached, .blocks_free = bs.free,
-                                       .prefix_query_tokens_total = e->prefix_query,
-                                       .prefix_hit_tokens_total = e->prefix_hit,
-                                       .step_s = now_s() - t0};
+        fill_stats(e, stats);
+        stats->n_seqs = pl.nseq;
+        stats->n_prefill_tokens = pl.n_pre;
+        stats->n_decode_tokens = pl.n_dec;
+        stats->step_s = now_s() - t0;
     }
     *n_events = n;
     return st;
@@ -533,11 +559,4 @@ err:
 
 int engine_max_model_len(const engine_t *e) { return e->max_model_len; }
 
-void engine_stats(const engine_t *e, engine_step_stats_t *stats)
-{
-    bp_stats_t bs;
-    bp_stats(e->pool, &bs);
-    *stats = (engine_step_stats_t){.n_running = e->n_running, .n_waiting = e->n_waiting,
-                                   .n_preempted_total = e->n_preempted, .blocks_total = bs.total,
-                                   .blocks_used = bs.used, .blocks_cached = bs.cached, .blocks_free = bs.free};
-}
+void engine_stats(const engine_t *e, engine_step_stats_t *stats) { fill_stats(e, stats); }

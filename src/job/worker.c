@@ -107,7 +107,8 @@ int job_worker_main(const cfg_t *cfg, job_role_t role)
         RT_LOG_ERROR("engine: %s", rt_error_msg());
         return 1;
     }
-    /* a step may also finish every cancelled request: see dispatch_local.c */
+    /* 2 x max_num_seqs is enough (engine.h); the rest lets one step also end
+     * every cancelled request (up to 4 x max_num_seqs) */
     w.cap = 6 * (size_t)ec.max_num_seqs + 16;
     w.events = calloc(w.cap, sizeof *w.events);
     w.msg = malloc(sizeof(ctrl_events_t) + w.cap * sizeof(engine_event_t));

@@ -234,6 +234,42 @@ static void test_random_cancels_return_every_block(void **state)
     }
 }
 
+/* More cancellations than one step's event buffer holds: with the smallest
+ * buffer allowed (2 x max_num_seqs), every cancelled request still gets
+ * exactly one FINISH (CANCELLED), over several calls, and none is lost. */
+static void test_mass_cancel_small_event_buffer(void **state)
+{
+    (void)state;
+    enum { SEQS = 2, N = 4 * SEQS }; /* the engine holds 4 x max_num_seqs requests */
+    req_t r[NREQ];
+    make_requests(r);
+    engine_config_t c = small_cfg(SEQS, 64, 64);
+    engine_t *e = NULL;
+    assert_int_equal(engine_create(&c, &e), RT_OK);
+    for (int i = 0; i < N; i++) add(e, &r[i % NREQ], (uint64_t)i);
+    engine_event_t ev[2 * SEQS];
+    size_t n = 0;
+    int finished[N] = {0};
+    assert_int_equal(engine_step(e, ev, 2 * SEQS, &n, NULL), RT_OK); /* two start running */
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(ev[k].kind, ENGINE_EV_TOKEN);
+    for (int i = 0; i < N; i++) assert_int_equal(engine_cancel(e, (uint64_t)i), RT_OK);
+    int calls = 0;
+    while (engine_has_work(e)) {
+        assert_true(++calls < 100);
+        assert_int_equal(engine_step(e, ev, 2 * SEQS, &n, NULL), RT_OK);
+        assert_true(n <= 2 * SEQS);
+        for (size_t k = 0; k < n; k++) {
+            assert_int_equal(ev[k].kind, ENGINE_EV_FINISH); /* no token for a cancelled request */
+            assert_int_equal(ev[k].finish, ENGINE_FINISH_CANCELLED);
+            finished[ev[k].request_id]++;
+        }
+    }
+    assert_true(calls >= 2); /* N cancellations did not fit one call */
+    for (int i = 0; i < N; i++) assert_int_equal(finished[i], 1);
+    engine_destroy(e);
+}
+
 static void test_bad_requests(void **state)
 {
     (void)state;
@@ -741,6 +777,7 @@ int main(void)
         cmocka_unit_test(test_prefix_cache_hit),
         cmocka_unit_test(test_small_pool_preempts_and_completes),
         cmocka_unit_test(test_random_cancels_return_every_block),
+        cmocka_unit_test(test_mass_cancel_small_event_buffer),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_top_logprobs),
         cmocka_unit_test(test_finish_timings),
