@@ -189,3 +189,31 @@ def test_shutdown_lets_requests_finish(tiny, tmp_path):
         texts = [ch.choices[0].text for ch in [first] + rest if ch.choices]
         assert len([t for t in texts if t]) >= 100  # every token arrived (a few may be held for UTF-8)
         assert job.proc.wait(timeout=HANG_S) == 0
+
+
+def metric(text, name):
+    """Sum of the samples of one metric family in Prometheus text."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_aggregate_workers(tiny, tmp_path):
+    """/metrics of the MPI job adds up the workers' engine stats: both workers
+    up, a repeated long prompt shows prefix-cache hits, tokens are counted."""
+    with start_job(tiny, tmp_path, np=3, overrides={"router:policy": "round_robin",
+                                                    "job:heartbeat_interval_s": "0.05"}) as job:
+        c = client(job)
+        prompt = " ".join(f"word{i}" for i in range(120))
+        for _ in range(3):  # round robin: a worker sees the prompt twice
+            c.completions.create(model=MODEL, prompt=prompt, max_tokens=3, temperature=0,
+                                 extra_body={"ignore_eos": True})
+        time.sleep(0.5)  # a heartbeat carries the workers' latest counters
+        m = requests.get(job.url + "/metrics", timeout=10).text
+    assert metric(m, "rotor_workers") == 4  # up 2 + configured 2
+    assert metric(m, "vllm:prefix_cache_queries_total") > 0
+    assert metric(m, "vllm:prefix_cache_hits_total") >= 64  # the repeated prompt's full blocks
+    assert metric(m, "vllm:generation_tokens_total") == 9
+    assert metric(m, "vllm:num_requests_running") == 0
