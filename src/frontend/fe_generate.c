@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "frontend/fe_server_impl.h"
 #include "frontend/openai_render.h"
@@ -98,7 +99,7 @@ static struct evhttp_request *release_http(fe_req_t *r) {
     unwatch(r);
     r->http = NULL;
     r->answered = true;
-    r->t_finish = fe_now();
+    r->t_finish = hlog_now();
     return req;
 }
 
@@ -134,11 +135,7 @@ static void client_gone(fe_server_t *fe, fe_req_t *r) {
 /* evhttp tears the connection down (write error, timeout, server freed). */
 static void on_conn_close(struct evhttp_connection *evcon, void *arg) {
     fe_req_t *r = arg;
-    struct evhttp_request *req = r->http;
-    unwatch(r);
-    r->http = NULL;
-    r->answered = true;
-    r->t_finish = fe_now();
+    struct evhttp_request *req = release_http(r);
     /* detached from its failed connection while the reply was ours: ours to free */
     if (req && !evhttp_request_get_connection(req)) evhttp_request_free(req);
     client_gone(r->fe, r);
@@ -172,13 +169,12 @@ static void watch_client(fe_server_t *fe, fe_req_t *r) {
     if (r->watch) event_add(r->watch, NULL);
 }
 
+/* fe->chunk is reused: evhttp moves its bytes to the connection; whatever
+ * it leaves (no connection any more) is dropped. */
 static void stream_write(fe_server_t *fe, fe_req_t *r, const char *data, size_t len) {
     if (!r->http) return;
-    struct evbuffer *b = evbuffer_new();
-    if (!b) return;
-    evbuffer_add(b, data, len);
-    evhttp_send_reply_chunk(r->http, b);
-    evbuffer_free(b);
+    if (evbuffer_add(fe->chunk, data, len) == 0) evhttp_send_reply_chunk(r->http, fe->chunk);
+    evbuffer_drain(fe->chunk, evbuffer_get_length(fe->chunk));
 }
 
 static void stream_json(fe_server_t *fe, fe_req_t *r, cJSON *o) {
@@ -210,6 +206,14 @@ static void stream_start(fe_server_t *fe, fe_req_t *r) {
         stream_json(fe, r, oai_chunk(&hd, i, "assistant", "", NULL, NULL));
 }
 
+/* The stream's last event, then the end of the chunked reply. */
+static void stream_end(fe_server_t *fe, fe_req_t *r) {
+    static const char done[] = "data: [DONE]\n\n";
+    stream_write(fe, r, done, sizeof done - 1);
+    struct evhttp_request *req = release_http(r);
+    if (req) evhttp_send_reply_end(req);
+}
+
 /* End the request with an error: cancel what still runs, answer (a JSON
  * error, or in a started stream an error event and [DONE]). */
 static void fail_request(fe_server_t *fe, fe_req_t *r, const oai_error_t *e,
@@ -223,9 +227,7 @@ static void fail_request(fe_server_t *fe, fe_req_t *r, const oai_error_t *e,
     if (r->http) {
         if (r->stream_started) {
             stream_json(fe, r, oai_error_object(e));
-            stream_write(fe, r, "data: [DONE]\n\n", 14);
-            struct evhttp_request *req = release_http(r);
-            if (req) evhttp_send_reply_end(req);
+            stream_end(fe, r);
         } else {
             r->http_status = e->status;
             fe_reply_error(fe, release_http(r), e); /* r->http was non-NULL */
@@ -244,9 +246,7 @@ static void answer(fe_server_t *fe, fe_req_t *r) {
         stream_start(fe, r);
         if (r->oai.include_usage)
             stream_json(fe, r, oai_usage_chunk(&hd, oai_usage(prompt, completion, cached)));
-        stream_write(fe, r, "data: [DONE]\n\n", 14);
-        struct evhttp_request *req = release_http(r);
-        if (req) evhttp_send_reply_end(req);
+        stream_end(fe, r);
         return;
     }
     cJSON *choices = cJSON_CreateArray();
@@ -288,9 +288,8 @@ static const char *metrics_reason(const fe_req_t *r) {
 static void finish(fe_server_t *fe, fe_req_t *r) {
     int prompt, completion, cached;
     fe_req_usage(r, &prompt, &completion, &cached);
-    const fe_choice_t *c0 = &r->choices[0];
-    double queue = c0->t_scheduled > 0 && c0->t_routed > 0 ? c0->t_scheduled - c0->t_routed : 0;
-    fe_metrics_observe_request(fe->metrics, r->t_finish - r->t_arrival, queue, metrics_reason(r),
+    fe_metrics_observe_request(fe->metrics, r->t_finish - r->t_arrival,
+                               fe_choice_queue_wait(&r->choices[0]), metrics_reason(r),
                                prompt, completion, cached);
     if (fe->hlog) {
         for (int i = 0; i < r->n_choices; i++) {
@@ -368,7 +367,7 @@ static sub_result_t submit_choice(fe_server_t *fe, fe_req_t *r, fe_choice_t *c) 
         .top_logprobs = r->oai.logprobs ? r->oai.top_logprobs : 0,
     };
     er.sampling.seed = r->oai.has_seed ? r->oai.sampling.seed + (uint64_t)i : next_seed(fe);
-    c->t_routed = fe_now();
+    c->t_routed = hlog_now();
     int worker = -1;
     /* submitted before the call: events may in principle come from inside it */
     const bool was_parked = c->parked;
@@ -470,7 +469,7 @@ void fe_pump_backlog(evutil_socket_t fd, short what, void *arg) {
 static void on_token(fe_server_t *fe, fe_req_t *r, fe_choice_t *c, int index,
                      const engine_event_t *ev) {
     if (c->text_done) return;
-    double now = fe_now();
+    double now = hlog_now();
     bool first = c->n_tokens == 0;
     double prev = c->t_last;
     fe_text_opts_t o = fe_req_text_opts(r, fe->model.vocab);
@@ -589,7 +588,7 @@ static void reject(fe_server_t *fe, struct evhttp_request *req, const oai_error_
     rec.id = FE_EID(fe->next_seq++, REJECTED_SLOT, 0);
     rec.worker = -1;
     rec.t_arrival = t_arrival;
-    rec.t_finish = fe_now();
+    rec.t_finish = hlog_now();
     rec.tokens_in = (int32_t)n_prompt;
     rec.http_status = e->status;
     snprintf(rec.finish_reason, sizeof rec.finish_reason, "error");

@@ -199,6 +199,10 @@ void fe_req_usage(const fe_req_t *r, int *prompt, int *completion, int *cached) 
     *cached = cach < 0 ? 0 : cach;
 }
 
+double fe_choice_queue_wait(const fe_choice_t *c) {
+    return c->t_scheduled > 0 && c->t_routed > 0 ? c->t_scheduled - c->t_routed : 0;
+}
+
 void fe_copy_str(char *dst, size_t cap, const char *src) {
     if (cap == 0) return;
     size_t n = strlen(src);
@@ -218,7 +222,7 @@ void fe_req_hlog_record(const fe_req_t *r, int i, hlog_request_t *out) {
     out->t_prefill_done = c->t_prefill_done;
     out->t_first_token = c->n_tokens ? c->t_first : 0;
     out->t_finish = r->t_finish;
-    out->queue_wait_s = c->t_scheduled > 0 && c->t_routed > 0 ? c->t_scheduled - c->t_routed : 0;
+    out->queue_wait_s = fe_choice_queue_wait(c);
     out->tokens_in = (int32_t)r->n_prompt;
     out->tokens_out = c->n_tokens;
     out->tokens_cached = c->n_cached;

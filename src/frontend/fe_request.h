@@ -127,7 +127,12 @@ void fe_choice_end(fe_choice_t *c, const char *finish_reason);
  * summed, cached tokens the least any choice had. */
 void fe_req_usage(const fe_req_t *r, int *prompt, int *completion, int *cached);
 
-/* Copy src into dst[cap], truncated, always NUL-terminated. */
+/* Seconds the choice waited in its engine's queue (routed -> scheduled);
+ * 0 while either time is unknown. */
+double fe_choice_queue_wait(const fe_choice_t *c);
+
+/* Copy src into dst[cap], truncated, always NUL-terminated (snprintf "%s"
+ * from a larger fixed buffer trips -Wformat-truncation). */
 void fe_copy_str(char *dst, size_t cap, const char *src);
 
 /* One /requests record per choice (hlog ids are engine ids). */

@@ -39,6 +39,7 @@ struct evhttp;
 struct evhttp_request;
 struct evconnlistener;
 struct event;
+struct evbuffer;
 
 struct fe_server {
     struct event_base *base;         /* borrowed */
@@ -86,11 +87,9 @@ struct fe_server {
     void (*done)(void *arg);
     void *done_arg;
 
+    struct evbuffer *chunk;        /* owned: every streamed chunk passes through it */
     char scratch[FE_TEXT_SCRATCH]; /* text delta of the event being handled */
 };
-
-/* CLOCK_REALTIME seconds (the HDF5 log's and the engine's clock). */
-double fe_now(void);
 
 /* Replies (also count the status in the metrics). body is copied. */
 void fe_reply(fe_server_t *fe, struct evhttp_request *req, int status, const char *content_type,

@@ -52,12 +52,6 @@
 #define FE_DRAIN_HARD_EXTRA_S                                                                      \
     10.0 /* after the grace period, wait this long for engines' last events */
 
-double fe_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 const char *fe_status_phrase(int status) {
     switch (status) {
     case 200:
@@ -226,7 +220,7 @@ static bool authorized(fe_server_t *fe, struct evhttp_request *req, oai_error_t 
 
 static void on_request(struct evhttp_request *req, void *arg) {
     fe_server_t *fe = arg;
-    double t_arrival = fe_now();
+    double t_arrival = hlog_now();
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *p = uri ? evhttp_uri_get_path(uri) : NULL;
@@ -462,8 +456,10 @@ rt_status_t fe_server_create(struct event_base *base, const cfg_t *cfg, const fe
     fe->ev_hard = evtimer_new(base, on_drain_hard, fe);
     fe->ev_done = evtimer_new(base, on_drain_done, fe);
     fe->ev_pump = evtimer_new(base, fe_pump_backlog, fe);
+    fe->chunk = evbuffer_new();
     fe->http = evhttp_new(base);
-    if (!fe->ev_grace || !fe->ev_hard || !fe->ev_done || !fe->ev_pump || !fe->http) goto nomem;
+    if (!fe->ev_grace || !fe->ev_hard || !fe->ev_done || !fe->ev_pump || !fe->chunk || !fe->http)
+        goto nomem;
 
     evhttp_set_timeout(fe->http, (int)cfg_int(cfg, "server:timeout_s"));
     evhttp_set_max_headers_size(fe->http, FE_MAX_HEADERS_BYTES);
@@ -502,6 +498,7 @@ void fe_server_destroy(fe_server_t *fe) {
     if (fe->ev_hard) event_free(fe->ev_hard);
     if (fe->ev_done) event_free(fe->ev_done);
     if (fe->ev_pump) event_free(fe->ev_pump);
+    if (fe->chunk) evbuffer_free(fe->chunk);
     fe_metrics_destroy(fe->metrics);
     free(fe->slots);
     free(fe->free_slots);
