@@ -341,10 +341,7 @@ static cJSON *params_json(const cli_t *c)
     else cJSON_AddNullToObject(p, "trace");
     cJSON_AddNumberToObject(p, "speed", w->speed);
     cJSON_AddNumberToObject(p, "block_tokens", w->block_tokens);
-    cJSON *g = cJSON_AddObjectToObject(p, "goodput");
-    if (c->slo.ttft_ms > 0) cJSON_AddNumberToObject(g, "ttft_ms", c->slo.ttft_ms);
-    if (c->slo.itl_ms > 0) cJSON_AddNumberToObject(g, "itl_ms", c->slo.itl_ms);
-    if (c->slo.latency_ms > 0) cJSON_AddNumberToObject(g, "latency_ms", c->slo.latency_ms);
+    rb_output_slo_json(cJSON_AddObjectToObject(p, "goodput"), &c->slo);
     if (c->out_h5) cJSON_AddStringToObject(p, "out", c->out_h5);
     else cJSON_AddNullToObject(p, "out");
     if (c->out_json) cJSON_AddStringToObject(p, "json", c->out_json);

@@ -140,10 +140,10 @@ rt_status_t rb_summary_compute(const rb_records_t *rs, const rb_slo_t *slo, rb_s
     if (slo) s.slo = *slo;
     const size_t n = rs->n_req;
     /* scratch: one array per request metric, one for the token gaps */
-    double *a = malloc((6 * n + rs->n_tok + 1) * sizeof *a);
+    double *a = malloc((5 * n + rs->n_tok + 1) * sizeof *a);
     if (!a) return rt_error_set(RT_ERR_NOMEM, "rotor-bench: out of memory for the summary");
     double *ttft = a, *itl = a + n, *lat = a + 2 * n, *otok = a + 3 * n, *itok = a + 4 * n,
-           *gap = a + 6 * n;
+           *gap = a + 5 * n;
     size_t n_ttft = 0, n_itl = 0, n_ok = 0, n_gap = 0;
     double t0 = INFINITY, t1 = -INFINITY;
 

@@ -130,6 +130,13 @@ static void stats(cJSON *o, const char *k, const rb_stats_t *s)
     num(j, "max", s->max);
 }
 
+void rb_output_slo_json(cJSON *o, const rb_slo_t *slo)
+{
+    if (slo->ttft_ms > 0) cJSON_AddNumberToObject(o, "ttft_ms", slo->ttft_ms);
+    if (slo->itl_ms > 0) cJSON_AddNumberToObject(o, "itl_ms", slo->itl_ms);
+    if (slo->latency_ms > 0) cJSON_AddNumberToObject(o, "latency_ms", slo->latency_ms);
+}
+
 cJSON *rb_output_summary_json(const rb_summary_t *s, const cJSON *params)
 {
     cJSON *j = cJSON_CreateObject();
@@ -167,10 +174,7 @@ cJSON *rb_output_summary_json(const rb_summary_t *s, const cJSON *params)
     cJSON_AddNumberToObject(j, "request_throughput", s->request_throughput);
     if (slo_set(&s->slo)) {
         cJSON *g = cJSON_AddObjectToObject(j, "goodput");
-        cJSON *slo = cJSON_AddObjectToObject(g, "slo");
-        if (s->slo.ttft_ms > 0) cJSON_AddNumberToObject(slo, "ttft_ms", s->slo.ttft_ms);
-        if (s->slo.itl_ms > 0) cJSON_AddNumberToObject(slo, "itl_ms", s->slo.itl_ms);
-        if (s->slo.latency_ms > 0) cJSON_AddNumberToObject(slo, "latency_ms", s->slo.latency_ms);
+        rb_output_slo_json(cJSON_AddObjectToObject(g, "slo"), &s->slo);
         cJSON_AddNumberToObject(g, "good_requests", (double)s->good);
         cJSON_AddNumberToObject(g, "requests_per_s", s->goodput_rps);
         cJSON_AddNumberToObject(g, "fraction", s->goodput_fraction);

@@ -34,6 +34,9 @@ void rb_output_progress(FILE *f, const rb_progress_t *p);
  * goodput, errors by kind, client CPU per token. */
 void rb_output_table(FILE *f, const rb_summary_t *s);
 
+/* Add to o the SLOs that are set: "ttft_ms", "itl_ms", "latency_ms". */
+void rb_output_slo_json(cJSON *o, const rb_slo_t *slo);
+
 /* The JSON summary {"params": params (copied), "requests": ..., ...}. */
 cJSON *rb_output_summary_json(const rb_summary_t *s, const cJSON *params);
 

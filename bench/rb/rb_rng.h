@@ -1,9 +1,9 @@
 /*
- * rb_rng.h - rotor-bench's seeded pseudo-random numbers: xoshiro256**
- * (Blackman and Vigna) seeded through splitmix64, uniform doubles in [0, 1),
- * unbiased integers below n (Lemire's multiply-shift with rejection) and
- * normal draws (Box-Muller). Header-only; a generator is a plain value with
- * no allocation.
+ * rb_rng.h - rotor-bench's seeded pseudo-random numbers on top of librotor's
+ * generator (src/sampling/rng.h: xoshiro256** seeded through splitmix64):
+ * independent streams, unbiased integers below n (Lemire's multiply-shift
+ * with rejection) and normal draws (Box-Muller). Header-only; a generator is
+ * a plain value with no allocation.
  *
  * Streams: rb_rng_seed2(r, seed, stream) derives an independent generator
  * from a run seed and a stream number (an item index, a session/turn pair, a
@@ -16,10 +16,11 @@
 #include <math.h>
 #include <stdint.h>
 
-typedef struct {
-    uint64_t s[4];
-} rb_rng_t;
+#include "sampling/rng.h"
 
+typedef rt_rng_t rb_rng_t;
+
+/* One splitmix64 step (mixes stream numbers into seeds). */
 static inline uint64_t rb_splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -28,37 +29,23 @@ static inline uint64_t rb_splitmix64(uint64_t *x) {
 }
 
 static inline void rb_rng_seed(rb_rng_t *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++)
-        r->s[i] = rb_splitmix64(&seed);
+    rt_rng_seed(r, seed);
 }
 
 /* A generator for (seed, stream): the stream is mixed in through splitmix64
  * so that nearby streams give unrelated sequences. */
 static inline void rb_rng_seed2(rb_rng_t *r, uint64_t seed, uint64_t stream) {
     uint64_t x = stream;
-    rb_rng_seed(r, seed ^ rb_splitmix64(&x));
-}
-
-static inline uint64_t rb_rng_rotl(uint64_t x, int k) {
-    return (x << k) | (x >> (64 - k));
+    rt_rng_seed(r, seed ^ rb_splitmix64(&x));
 }
 
 static inline uint64_t rb_rng_u64(rb_rng_t *r) {
-    uint64_t *s = r->s;
-    uint64_t out = rb_rng_rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rb_rng_rotl(s[3], 45);
-    return out;
+    return rt_rng_next(r);
 }
 
 /* Uniform in [0, 1). */
 static inline double rb_rng_uniform(rb_rng_t *r) {
-    return (double)(rb_rng_u64(r) >> 11) * 0x1.0p-53;
+    return rt_rng_uniform(r);
 }
 
 /* Uniform integer in [0, n); n > 0. */

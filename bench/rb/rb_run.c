@@ -30,6 +30,7 @@
 
 #include "rb_output.h"
 #include "rb_sse.h"
+#include "rotor/hlog.h" /* hlog_now: CLOCK_REALTIME s */
 #include "sampling/rng.h"
 
 #define RB_MAX_BODY ((size_t)64 << 20) /* non-streaming body kept */
@@ -86,13 +87,6 @@ static double mono_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double wall_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -346,7 +340,7 @@ static void start_measured_phase(run_t *r, double now)
 {
     r->warmup = false;
     r->t_phase = now;
-    r->res->start_wall = wall_s();
+    r->res->start_wall = hlog_now();
     r->rate_next = 0;
 }
 
@@ -485,7 +479,7 @@ rt_status_t rb_run(const rb_run_opts_t *o, rb_workload_t *w, rb_run_result_t *ou
 
     const double cpu0 = cpu_s();
     r.t_phase = mono_s();
-    out->start_wall = wall_s();
+    out->start_wall = hlog_now();
     double t_progress = r.t_phase;
     for (;;) {
         double now = mono_s(), wake;
