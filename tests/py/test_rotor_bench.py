@@ -120,7 +120,8 @@ def test_fakeserver_speaks_openai():
             if ch.usage:
                 usage = ch.usage
         assert len(times) == 8 and usage.completion_tokens == 8 and usage.prompt_tokens == 3
-        assert (times[-1] - times[0]) * 1e3 == pytest.approx(70, abs=TOL_MS)
+        # 7 gaps of 10 ms; each end may be late by scheduling on a loaded machine
+        assert (times[-1] - times[0]) * 1e3 == pytest.approx(70, abs=2 * TOL_MS)
         r = c.completions.create(model="m", prompt=[1, 2, 3, 4], max_tokens=5)
         assert r.choices[0].text.split() == [f"tok{k}" for k in range(5)] and r.usage.prompt_tokens == 4
         with pytest.raises(openai.InternalServerError):
