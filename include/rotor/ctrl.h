@@ -13,7 +13,8 @@
  *   BYE       worker -> 0   (empty) the worker has stopped and will finalize
  *
  * Ownership: ctrl_request_pack returns a malloc'd buffer the caller frees
- * (after the send completes); unpack points into the caller's buffer.
+ * (after the send completes); unpack points into the caller's buffer;
+ * ctrl_try_recv grows the caller's receive buffer (caller-owned, realloc).
  */
 #ifndef ROTOR_CTRL_H
 #define ROTOR_CTRL_H
@@ -56,7 +57,8 @@ typedef struct {
     int32_t n_events;
     int32_t pad;
     double t_sent;               /* CLOCK_REALTIME at send */
-    engine_step_stats_t stats;   /* the step that made these events (zero for heartbeats) */
+    engine_step_stats_t stats;   /* the step that made these events; a heartbeat's are
+                                    engine_stats now; zero for a refusal */
     int32_t stepped;             /* 1 if stats describe a step */
     int32_t pad2;
 } ctrl_events_t;
@@ -66,5 +68,11 @@ rt_status_t ctrl_request_pack(const engine_request_t *r, void **buf, size_t *len
 /* Unpack a REQUEST buffer into r (pointers into buf). RT_ERR_FORMAT if the
  * sizes do not add up. */
 rt_status_t ctrl_request_unpack(const void *buf, size_t len, engine_request_t *r);
+
+/* Receive one pending message from source (MPI_ANY_SOURCE = -1 too) on
+ * MPI_COMM_WORLD without blocking: 0 if none is pending, else 1 with the
+ * bytes in *buf (grown with realloc as needed; out of memory aborts), their
+ * count, the sender and the tag. */
+int ctrl_try_recv(int source, uint8_t **buf, size_t *cap, int *count, int *from, int *tag);
 
 #endif

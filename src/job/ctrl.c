@@ -1,9 +1,12 @@
 /*
- * ctrl.c - packing of control-plane messages (include/rotor/ctrl.h).
+ * ctrl.c - packing and receiving of control-plane messages
+ * (include/rotor/ctrl.h).
  */
+#include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "job_impl.h"
 #include "rotor/ctrl.h"
 
 rt_status_t ctrl_request_pack(const engine_request_t *r, void **buf, size_t *len)
@@ -49,4 +52,25 @@ rt_status_t ctrl_request_unpack(const void *buf, size_t len, engine_request_t *r
     r->ignore_eos = h.ignore_eos != 0;
     r->sampling = h.sampling;
     return RT_OK;
+}
+
+int ctrl_try_recv(int source, uint8_t **buf, size_t *cap, int *count, int *from, int *tag)
+{
+    int flag = 0;
+    MPI_Message m;
+    MPI_Status s;
+    MPI_Improbe(source, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &m, &s);
+    if (!flag) return 0;
+    MPI_Get_count(&s, MPI_BYTE, count);
+    if ((size_t)*count > *cap) {
+        size_t c = (size_t)*count * 2;
+        uint8_t *b = realloc(*buf, c);
+        if (!b) RT_PANIC("ctrl: out of memory for a %d-byte message", *count);
+        *buf = b;
+        *cap = c;
+    }
+    MPI_Mrecv(*buf, *count, MPI_BYTE, &m, &s);
+    *from = s.MPI_SOURCE;
+    *tag = s.MPI_TAG;
+    return 1;
 }

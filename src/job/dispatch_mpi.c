@@ -54,6 +54,8 @@ typedef struct {
     double hb_timeout;
     mpi_worker_t *w;
     int n_w, rr;
+    int *w_of_rank; /* (n_ranks) index into w, -1 for ranks that are no worker */
+    int n_ranks;
     route_t *tab; /* open addressing, linear probing, power-of-two size */
     size_t tab_cap, tab_n;
     send_t *sends;
@@ -172,9 +174,8 @@ static void send_cancel(dmpi_t *d, int rank, uint64_t id)
 
 static mpi_worker_t *worker_of_rank(dmpi_t *d, int rank)
 {
-    for (int i = 0; i < d->n_w; i++)
-        if (d->w[i].rank == rank) return &d->w[i];
-    return NULL;
+    if (rank < 0 || rank >= d->n_ranks || d->w_of_rank[rank] < 0) return NULL;
+    return &d->w[d->w_of_rank[rank]];
 }
 
 static void worker_event(dmpi_t *d, const mpi_worker_t *w, const char *kind, const char *detail)
@@ -263,34 +264,20 @@ static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len
 
 static void poll_messages(dmpi_t *d)
 {
-    for (;;) {
-        int flag = 0;
-        MPI_Message m;
-        MPI_Status s;
-        MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &m, &s);
-        if (!flag) return;
-        int count = 0;
-        MPI_Get_count(&s, MPI_BYTE, &count);
-        if ((size_t)count > d->rx_cap) {
-            size_t cap = (size_t)count * 2;
-            uint8_t *b = realloc(d->rx, cap);
-            if (!b) RT_PANIC("dispatch: out of memory for a %d-byte message", count);
-            d->rx = b;
-            d->rx_cap = cap;
-        }
-        MPI_Mrecv(d->rx, count, MPI_BYTE, &m, &s);
-        mpi_worker_t *w = worker_of_rank(d, s.MPI_SOURCE);
+    int count, from, tag;
+    while (ctrl_try_recv(MPI_ANY_SOURCE, &d->rx, &d->rx_cap, &count, &from, &tag)) {
+        mpi_worker_t *w = worker_of_rank(d, from);
         if (!w) {
-            RT_LOG_WARN("message tag %d from rank %d, which is no worker", s.MPI_TAG, s.MPI_SOURCE);
+            RT_LOG_WARN("message tag %d from rank %d, which is no worker", tag, from);
             continue;
         }
         w->last_seen = hlog_now();
-        if (!w->up && w->hello && !w->bye && s.MPI_TAG != CTRL_TAG_BYE) {
+        if (!w->up && w->hello && !w->bye && tag != CTRL_TAG_BYE) {
             w->up = 1;
             RT_LOG_INFO("worker rank %d answers again: back in routing", w->rank);
             worker_event(d, w, "up", "answers again");
         }
-        switch (s.MPI_TAG) {
+        switch (tag) {
         case CTRL_TAG_HELLO:
             if ((size_t)count == sizeof w->info) memcpy(&w->info, d->rx, sizeof w->info);
             w->hello = w->up = 1;
@@ -304,7 +291,7 @@ static void poll_messages(dmpi_t *d)
             w->up = 0;
             worker_event(d, w, "shutdown", "bye");
             break;
-        default: RT_LOG_WARN("unexpected message tag %d from rank %d", s.MPI_TAG, s.MPI_SOURCE); break;
+        default: RT_LOG_WARN("unexpected message tag %d from rank %d", tag, from); break;
         }
     }
 }
@@ -450,17 +437,22 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
     d->policy = policy;
     d->hb_timeout = cfg_float(cfg, "job:heartbeat_timeout_s");
     d->w = calloc((size_t)n_ranks, sizeof *d->w);
+    d->w_of_rank = malloc((size_t)n_ranks * sizeof *d->w_of_rank);
+    d->n_ranks = n_ranks;
     d->rx_cap = 1 << 20;
     d->rx = malloc(d->rx_cap);
     d->poll_ev = evtimer_new(base, on_poll, d);
-    if (!d->w || !d->rx || !d->poll_ev || route_grow(d)) {
+    if (!d->w || !d->w_of_rank || !d->rx || !d->poll_ev || route_grow(d)) {
         dispatch_mpi_destroy((dispatch_t){.ops = &dmpi_ops, .self = d});
         return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
     }
     double now = hlog_now();
-    for (int r = 0; r < n_ranks; r++)
-        if (roles[r] == JOB_ROLE_WORKER || roles[r] == JOB_ROLE_PREFILL || roles[r] == JOB_ROLE_DECODE)
-            d->w[d->n_w++] = (mpi_worker_t){.rank = r, .role = roles[r], .last_seen = now};
+    for (int r = 0; r < n_ranks; r++) {
+        d->w_of_rank[r] = -1;
+        if (!job_role_is_engine(roles[r])) continue;
+        d->w_of_rank[r] = d->n_w;
+        d->w[d->n_w++] = (mpi_worker_t){.rank = r, .role = roles[r], .last_seen = now};
+    }
     struct timeval tv = {0, 1000};
     evtimer_add(d->poll_ev, &tv);
     *out = (dispatch_t){.ops = &dmpi_ops, .self = d};
@@ -493,5 +485,6 @@ void dispatch_mpi_destroy(dispatch_t dd)
     free(d->tab);
     free(d->rx);
     free(d->w);
+    free(d->w_of_rank);
     free(d);
 }

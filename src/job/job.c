@@ -382,7 +382,7 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
     int per_engine = (int)(cfg_int(cfg, "roles:tp") * cfg_int(cfg, "roles:ep"));
     int engine_index = 0, color = MPI_UNDEFINED;
     for (int r = 0; r < size; r++) {
-        bool is_engine = roles[r] == JOB_ROLE_WORKER || roles[r] == JOB_ROLE_PREFILL || roles[r] == JOB_ROLE_DECODE;
+        bool is_engine = job_role_is_engine(roles[r]);
         if (r == rank && is_engine) color = engine_index / per_engine;
         engine_index += is_engine;
     }
@@ -408,12 +408,10 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
     }
     if (engine_comm != MPI_COMM_NULL) MPI_Comm_free(&engine_comm);
     /* a failed rank takes the job down rather than leaving others waiting */
-    int any_failed = 0;
     if (rc != 0 && size > 1) {
         RT_LOG_ERROR("rank %d failed; aborting the job", rank);
         MPI_Abort(MPI_COMM_WORLD, rc);
     }
-    (void)any_failed;
     cfg_destroy(cfg);
     free(roles);
     MPI_Finalize();

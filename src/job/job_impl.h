@@ -4,6 +4,7 @@
 #ifndef ROTOR_JOB_IMPL_H
 #define ROTOR_JOB_IMPL_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,6 +22,12 @@ struct event_base;
         fputc('\n', stderr);                                                                                 \
         abort();                                                                                             \
     } while (0)
+
+/* Ranks that run an engine: WORKER, PREFILL, DECODE. */
+static inline bool job_role_is_engine(job_role_t r)
+{
+    return r == JOB_ROLE_WORKER || r == JOB_ROLE_PREFILL || r == JOB_ROLE_DECODE;
+}
 
 /* worker.c: a worker rank's loop until SHUTDOWN; returns the exit code. */
 int job_worker_main(const cfg_t *cfg, job_role_t role);

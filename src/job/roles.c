@@ -81,7 +81,7 @@ rt_status_t job_roles_parse(const cfg_t *cfg, int n_ranks, job_role_t *roles)
     if (!in) return rt_error_set(RT_ERR_NOMEM, "roles: out of memory");
     for (int i = 0; i < n_ranks; i++) roles[i] = JOB_ROLE_NONE;
     rt_status_t st = RT_OK;
-    int n_router = 0, n_planner = 0, n_engine = 0;
+    int n_router = 0, n_planner = 0, n_prefill = 0, n_decode = 0;
     for (size_t k = 0; k < sizeof keys / sizeof keys[0] && !st; k++) {
         const char *text = cfg_str(cfg, keys[k].key);
         if ((st = job_rank_list_parse(text, n_ranks, in))) {
@@ -98,9 +98,10 @@ rt_status_t job_roles_parse(const cfg_t *cfg, int n_ranks, job_role_t *roles)
                 break;
             }
             roles[r] = keys[k].role;
-            if (keys[k].role == JOB_ROLE_ROUTER) n_router++;
-            else if (keys[k].role == JOB_ROLE_PLANNER) n_planner++;
-            else n_engine++;
+            n_router += keys[k].role == JOB_ROLE_ROUTER;
+            n_planner += keys[k].role == JOB_ROLE_PLANNER;
+            n_prefill += keys[k].role == JOB_ROLE_PREFILL;
+            n_decode += keys[k].role == JOB_ROLE_DECODE;
         }
     }
     free(in);
@@ -116,14 +117,8 @@ rt_status_t job_roles_parse(const cfg_t *cfg, int n_ranks, job_role_t *roles)
                                 "roles: rank %d of %d has no role (add it to roles:worker, roles:prefill, "
                                 "roles:decode or roles:planner)",
                                 r, n_ranks);
-    int n_prefill = 0, n_decode = 0;
-    for (int r = 0; r < n_ranks; r++) {
-        n_prefill += roles[r] == JOB_ROLE_PREFILL;
-        n_decode += roles[r] == JOB_ROLE_DECODE;
-    }
     if ((n_prefill > 0) != (n_decode > 0))
         return rt_error_set(RT_ERR_INVALID, "roles:%s: disaggregated serving needs both prefill and decode ranks",
                             n_prefill ? "decode" : "prefill");
-    (void)n_engine;
     return RT_OK;
 }

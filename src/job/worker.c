@@ -4,7 +4,7 @@
  * stats back (a heartbeat when idle), stop on SHUTDOWN.
  */
 #include <mpi.h>
-#include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,9 +26,12 @@ typedef struct {
     int shutdown;
 } worker_t;
 
-static void send_events(worker_t *w, const engine_event_t *ev, size_t n, const engine_step_stats_t *stats)
+/* stats: the step's (stepped) or the engine's current ones (a heartbeat);
+ * NULL sends zeros */
+static void send_events(worker_t *w, const engine_event_t *ev, size_t n, const engine_step_stats_t *stats,
+                        bool stepped)
 {
-    ctrl_events_t h = {.n_events = (int32_t)n, .t_sent = hlog_now(), .stepped = stats != NULL};
+    ctrl_events_t h = {.n_events = (int32_t)n, .t_sent = hlog_now(), .stepped = stepped};
     if (stats) h.stats = *stats;
     memcpy(w->msg, &h, sizeof h);
     if (n) memcpy(w->msg + sizeof h, ev, n * sizeof *ev);
@@ -41,39 +44,23 @@ static void refuse(worker_t *w, uint64_t id, rt_status_t st)
 {
     engine_event_t ev = {.kind = ENGINE_EV_ERROR, .request_id = id, .status = st};
     RT_LOG_WARN("request %llu refused: %s", (unsigned long long)id, rt_error_msg());
-    send_events(w, &ev, 1, NULL);
+    send_events(w, &ev, 1, NULL, false);
 }
 
 /* Receive everything rank 0 has sent; returns the number of messages. */
 static int poll_inbox(worker_t *w)
 {
-    int n = 0;
-    for (;;) {
-        int flag = 0;
-        MPI_Message m;
-        MPI_Status s;
-        MPI_Improbe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &m, &s);
-        if (!flag) return n;
-        int count = 0;
-        MPI_Get_count(&s, MPI_BYTE, &count);
-        if ((size_t)count > w->rx_cap) {
-            size_t cap = (size_t)count * 2;
-            uint8_t *b = realloc(w->rx, cap);
-            if (!b) RT_PANIC("worker: out of memory for a %d-byte message", count);
-            w->rx = b;
-            w->rx_cap = cap;
-        }
-        MPI_Mrecv(w->rx, count, MPI_BYTE, &m, &s);
-        n++;
-        switch (s.MPI_TAG) {
+    int n = 0, count, from, tag;
+    for (; ctrl_try_recv(0, &w->rx, &w->rx_cap, &count, &from, &tag); n++) {
+        switch (tag) {
         case CTRL_TAG_REQUEST: {
             engine_request_t r;
             rt_status_t st = ctrl_request_unpack(w->rx, (size_t)count, &r);
             if (!st) st = engine_add_request(w->engine, &r);
             if (st) {
-                ctrl_request_t h;
-                memcpy(&h, w->rx, (size_t)count >= sizeof h ? sizeof h : 0);
-                refuse(w, (size_t)count >= sizeof h ? h.id : 0, st);
+                uint64_t id = 0; /* ctrl_request_t starts with it */
+                if ((size_t)count >= sizeof id) memcpy(&id, w->rx, sizeof id);
+                refuse(w, id, st);
             }
             break;
         }
@@ -86,9 +73,10 @@ static int poll_inbox(worker_t *w)
             break;
         }
         case CTRL_TAG_SHUTDOWN: w->shutdown = 1; break;
-        default: RT_LOG_WARN("worker: unexpected message tag %d from rank 0", s.MPI_TAG); break;
+        default: RT_LOG_WARN("worker: unexpected message tag %d from rank 0", tag); break;
         }
     }
+    return n;
 }
 
 static void nap(double s)
@@ -130,28 +118,22 @@ int job_worker_main(const cfg_t *cfg, job_role_t role)
      * most ~0.2 ms (a poll costs ~1 us of CPU) */
     double idle_nap = 20e-6;
     while (!(w.shutdown && !engine_has_work(w.engine))) {
+        /* after SHUTDOWN, rank 0 has drained the front end and sent CANCELs
+         * for whatever was left: the loop ends once those are finished */
         int got = poll_inbox(&w);
-        if (w.shutdown) {
-            /* rank 0 drained the front end first: whatever is left is cancelled */
-            /* (engine_cancel of every live request happens through CANCELs it sent) */
-        }
         if (engine_has_work(w.engine)) {
             size_t n = 0;
             engine_step_stats_t stats;
             st = engine_step(w.engine, w.events, w.cap, &n, &stats);
             if (st) RT_LOG_ERROR("engine step: %s", rt_error_msg());
-            send_events(&w, w.events, n, &stats);
+            send_events(&w, w.events, n, &stats, true);
             idle_nap = 20e-6;
             continue;
         }
-        double now = hlog_now();
-        if (now - w.last_sent >= w.heartbeat_s) {
+        if (hlog_now() - w.last_sent >= w.heartbeat_s) {
             engine_step_stats_t stats;
             engine_stats(w.engine, &stats);
-            ctrl_events_t h = {.t_sent = now, .stats = stats};
-            memcpy(w.msg, &h, sizeof h);
-            MPI_Send(w.msg, sizeof h, MPI_BYTE, 0, CTRL_TAG_EVENTS, MPI_COMM_WORLD);
-            w.last_sent = now;
+            send_events(&w, NULL, 0, &stats, false);
         }
         if (!got) {
             nap(idle_nap);
