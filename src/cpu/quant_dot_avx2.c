@@ -8,23 +8,8 @@
  * compile-time tile sizes whose per-(weight row, activation row) operation
  * sequence does not depend on them (batch invariance).
  */
-#include <immintrin.h>
-
-#include "cpu/quant_impl.h"
-
-#define AI static inline __attribute__((always_inline))
-#define XROW(T, x, xs, k) ((const T *)((const char *)(x) + (size_t)(k) * (xs)))
-
-AI float h2f(rt_half h) {
-    return _cvtsh_ss(h);
-}
-
-AI float hsum256(__m256 a) {
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
-    b = _mm_add_ss(b, _mm_movehdup_ps(b));
-    return _mm_cvtss_f32(b);
-}
+#define DOT_NAME(t) tile2_##t
+#include "cpu/quant_dot_body.h"
 
 /* 16 q4 bytes -> 32 nibbles in element order. */
 AI __m256i unpack_q4(const uint8_t *q) {
@@ -50,11 +35,7 @@ AI __m256i dot_us8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-/* ------------------------------------- 32-blocks: Q4_0, Q5_0, Q5_1
- * (Q4_1 and Q8_0 use the llama.cpp-order tiles of quant_compat_avx2.c) */
-
-enum { K_Q4_0, K_Q5_0, K_Q5_1 };
-#define HAS_MIN(K) ((K) == K_Q5_1)
+/* ------------------------------------- 32-blocks: Q4_0, Q5_0, Q5_1 */
 
 AI void q32_tile(const int KIND, int64_t n, const void *w, size_t ws, const int NW, const void *x,
                  size_t xs, const int NR, float *out) {
@@ -118,22 +99,19 @@ AI void q32_tile(const int KIND, int64_t n, const void *w, size_t ws, const int 
                 hsum256(_mm256_add_ps(acc[0][iw][k], acc[1][iw][k])) + summ[iw][k];
 }
 
-AI void q4_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out) {
-    q32_tile(K_Q4_0, n, w, ws, NW, x, xs, NR, out);
-}
-
-AI void q5_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out) {
-    q32_tile(K_Q5_0, n, w, ws, NW, x, xs, NR, out);
-}
-
-AI void q5_1_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out) {
-    q32_tile(K_Q5_1, n, w, ws, NW, x, xs, NR, out);
-}
-
 /* ------------------------------------------------------------- Q6_K x Q8_K */
+
+/* sum over the 8 32-element groups c of madd(maddubs(v[c], y[c]), sc[c]):
+ * the integer part of the K-quant tiles. */
+AI __m256i qk_sum(const __m256i v[8], const __m256i sc[8], const block_q8_K *b) {
+    __m256i sum = _mm256_setzero_si256();
+    for (int c = 0; c < 8; c++) {
+        const __m256i y = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
+        const __m256i p = _mm256_maddubs_epi16(v[c], y);
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc[c]));
+    }
+    return sum;
+}
 
 AI __m256i sc16_pair(int a, int b) {
     return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
@@ -167,12 +145,7 @@ AI void q6_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int
         const float d = h2f(a[i].d);
         for (int k = 0; k < NR; k++) {
             const block_q8_K *b = XROW(block_q8_K, x, xs, k) + i;
-            __m256i sum = _mm256_setzero_si256();
-            for (int c = 0; c < 8; c++) {
-                const __m256i y = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
-                const __m256i p = _mm256_maddubs_epi16(v[c], y);
-                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc[c]));
-            }
+            __m256i sum = qk_sum(v, sc, b);
             const __m256i corr =
                 _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), scl);
             sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(corr, 5));
@@ -222,12 +195,7 @@ AI void qk45_tile1(const bool Q5, int64_t n, const void *w, const void *x, size_
         const float d = h2f(a4->d), dmin = h2f(a4->dmin);
         for (int k = 0; k < NR; k++) {
             const block_q8_K *b = XROW(block_q8_K, x, xs, k) + i;
-            __m256i sum = _mm256_setzero_si256();
-            for (int c = 0; c < 8; c++) {
-                const __m256i y = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
-                const __m256i p = _mm256_maddubs_epi16(v[c], y);
-                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, s16[c]));
-            }
+            const __m256i sum = qk_sum(v, s16, b);
             const __m256i mm =
                 _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), mins16);
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * b->d), _mm256_cvtepi32_ps(sum), acc[k]);
@@ -237,21 +205,6 @@ AI void qk45_tile1(const bool Q5, int64_t n, const void *w, const void *x, size_
     for (int k = 0; k < NR; k++)
         out[k] = hsum256(acc[k]) - hsum256(accm[k]);
 }
-
-AI void q4_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out) {
-    qk45_tile1(false, n, w, x, xs, NR, out);
-}
-
-AI void q5_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out) {
-    qk45_tile1(true, n, w, x, xs, NR, out);
-}
-
-#define PER_ROW_TILE(name)                                                                         \
-    AI void name##_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x,          \
-                        size_t xs, const int NR, float *out) {                                     \
-        for (int iw = 0; iw < NW; iw++)                                                            \
-            name##_tile1(n, (const char *)w + (size_t)iw * ws, x, xs, NR, out + iw * CPU_DOT_NR);  \
-    }
 
 PER_ROW_TILE(q4_K)
 PER_ROW_TILE(q5_K)
@@ -330,61 +283,17 @@ FLOAT_TILE(bf16, uint16_t, ld_bf16)
 
 /* ---------------------------------------------------------------- tables */
 
-#define TILE_ENTRY(name)                                                                           \
-    static void tile2_##name(int64_t n, const void *w, size_t ws, int nw, const void *x,           \
-                             size_t xs, int nr, float *out) {                                      \
-        if (nr == 1) {                                                                             \
-            switch (nw) {                                                                          \
-            case 1:                                                                                \
-                name##_tile(n, w, ws, 1, x, xs, 1, out);                                           \
-                return;                                                                            \
-            case 2:                                                                                \
-                name##_tile(n, w, ws, 2, x, xs, 1, out);                                           \
-                return;                                                                            \
-            case 3:                                                                                \
-                name##_tile(n, w, ws, 3, x, xs, 1, out);                                           \
-                return;                                                                            \
-            default:                                                                               \
-                name##_tile(n, w, ws, 4, x, xs, 1, out);                                           \
-                return;                                                                            \
-            }                                                                                      \
-        }                                                                                          \
-        for (int iw = 0; iw < nw; iw += 2) {                                                       \
-            const char *wi = (const char *)w + (size_t)iw * ws;                                    \
-            float *o = out + iw * CPU_DOT_NR;                                                      \
-            const int two = nw - iw >= 2;                                                          \
-            switch (nr * 2 + two) {                                                                \
-            case 4:                                                                                \
-                name##_tile(n, wi, ws, 1, x, xs, 2, o);                                            \
-                break;                                                                             \
-            case 5:                                                                                \
-                name##_tile(n, wi, ws, 2, x, xs, 2, o);                                            \
-                break;                                                                             \
-            case 6:                                                                                \
-                name##_tile(n, wi, ws, 1, x, xs, 3, o);                                            \
-                break;                                                                             \
-            case 7:                                                                                \
-                name##_tile(n, wi, ws, 2, x, xs, 3, o);                                            \
-                break;                                                                             \
-            case 8:                                                                                \
-                name##_tile(n, wi, ws, 1, x, xs, 4, o);                                            \
-                break;                                                                             \
-            default:                                                                               \
-                name##_tile(n, wi, ws, 2, x, xs, 4, o);                                            \
-                break;                                                                             \
-            }                                                                                      \
-        }                                                                                          \
-    }
+/* nr > 1: two weight rows per tile for every kernel (16 ymm accumulators at most). */
 
-TILE_ENTRY(q4_0)
-TILE_ENTRY(q5_0)
-TILE_ENTRY(q5_1)
-TILE_ENTRY(q4_K)
-TILE_ENTRY(q5_K)
-TILE_ENTRY(q6_K)
-TILE_ENTRY(f32)
-TILE_ENTRY(f16)
-TILE_ENTRY(bf16)
+TILE_ENTRY(q4_0, 2)
+TILE_ENTRY(q5_0, 2)
+TILE_ENTRY(q5_1, 2)
+TILE_ENTRY(q4_K, 2)
+TILE_ENTRY(q5_K, 2)
+TILE_ENTRY(q6_K, 2)
+TILE_ENTRY(f32, 2)
+TILE_ENTRY(f16, 2)
+TILE_ENTRY(bf16, 2)
 
 const cpu_dot_tile_fn cpu_dot_avx2[RT_TYPE_COUNT] = {
     [RT_TYPE_F32] = tile2_f32,   [RT_TYPE_F16] = tile2_f16,   [RT_TYPE_BF16] = tile2_bf16,

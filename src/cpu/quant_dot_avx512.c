@@ -14,27 +14,14 @@
  * whatever NW and NR, so results do not depend on the tile (batch
  * invariance); only the unpacking of weights and activations is shared.
  */
-#include <immintrin.h>
 #include <math.h>
 
-#include "cpu/quant_impl.h"
-
-#define AI static inline __attribute__((always_inline))
-
-AI float h2f(rt_half h) {
-    return _cvtsh_ss(h);
-}
+#define DOT_NAME(t) tile512_##t
+#include "cpu/quant_dot_body.h"
 
 /* Fixed-order horizontal sum of 16 floats. */
 AI float hsum512(__m512 v) {
     __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
-    b = _mm_add_ss(b, _mm_movehdup_ps(b));
-    return _mm_cvtss_f32(b);
-}
-
-AI float hsum256(__m256 a) {
     __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     b = _mm_add_ps(b, _mm_movehl_ps(b, b));
     b = _mm_add_ss(b, _mm_movehdup_ps(b));
@@ -108,13 +95,7 @@ AI __m512 spread13(__m128 v) {
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
 }
 
-#define XROW(T, x, xs, k) ((const T *)((const char *)(x) + (size_t)(k) * (xs)))
-
-/* ------------------------------------- 32-blocks: Q4_0, Q5_0, Q5_1
- * (Q4_1 and Q8_0 use the llama.cpp-order tiles of quant_compat_avx512.c) */
-
-enum { K_Q4_0, K_Q5_0, K_Q5_1 };
-#define HAS_MIN(K) ((K) == K_Q5_1)
+/* ------------------------------------- 32-blocks: Q4_0, Q5_0, Q5_1 */
 
 /*
  * One block pair (i, i1) of every weight and activation row of the tile.
@@ -182,21 +163,6 @@ AI void q32_tile(const int KIND, int64_t n, const void *w, size_t ws, const int 
     for (int iw = 0; iw < NW; iw++)
         for (int k = 0; k < NR; k++)
             out[iw * CPU_DOT_NR + k] = hsum512(acc[iw][k]);
-}
-
-AI void q4_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out) {
-    q32_tile(K_Q4_0, n, w, ws, NW, x, xs, NR, out);
-}
-
-AI void q5_0_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out) {
-    q32_tile(K_Q5_0, n, w, ws, NW, x, xs, NR, out);
-}
-
-AI void q5_1_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs,
-                  const int NR, float *out) {
-    q32_tile(K_Q5_1, n, w, ws, NW, x, xs, NR, out);
 }
 
 /* ------------------------------------------------------------- Q6_K x Q8_K */
@@ -321,21 +287,6 @@ AI void qk45_tile1(const bool Q5, int64_t n, const void *w, const void *x, size_
         out[k] = hsum512(acc[k]) - hsum256(accm[k]);
 }
 
-AI void q4_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out) {
-    qk45_tile1(false, n, w, x, xs, NR, out);
-}
-
-AI void q5_K_tile1(int64_t n, const void *w, const void *x, size_t xs, const int NR, float *out) {
-    qk45_tile1(true, n, w, x, xs, NR, out);
-}
-
-#define PER_ROW_TILE(name)                                                                         \
-    AI void name##_tile(int64_t n, const void *w, size_t ws, const int NW, const void *x,          \
-                        size_t xs, const int NR, float *out) {                                     \
-        for (int iw = 0; iw < NW; iw++)                                                            \
-            name##_tile1(n, (const char *)w + (size_t)iw * ws, x, xs, NR, out + iw * CPU_DOT_NR);  \
-    }
-
 PER_ROW_TILE(q4_K)
 PER_ROW_TILE(q5_K)
 PER_ROW_TILE(q6_K)
@@ -435,73 +386,8 @@ AI void f16w_tile(int64_t n, const void *w, size_t ws, const int NW, const void 
 
 /* ---------------------------------------------------------------- tables */
 
-/* Instantiate the (nw, nr) shapes matmul uses: nr = 1 with nw <= 4, and
- * nr <= 4 with nw <= MAXW (4 for the 32-block kernels, whose accumulators
- * fit in registers; 2 for the others). Other shapes are split into those. */
-#define TILE_ENTRY(name, MAXW)                                                                     \
-    static void tile512_##name(int64_t n, const void *w, size_t ws, int nw, const void *x,         \
-                               size_t xs, int nr, float *out) {                                    \
-        if (nr == 1) {                                                                             \
-            switch (nw) {                                                                          \
-            case 1:                                                                                \
-                name##_tile(n, w, ws, 1, x, xs, 1, out);                                           \
-                return;                                                                            \
-            case 2:                                                                                \
-                name##_tile(n, w, ws, 2, x, xs, 1, out);                                           \
-                return;                                                                            \
-            case 3:                                                                                \
-                name##_tile(n, w, ws, 3, x, xs, 1, out);                                           \
-                return;                                                                            \
-            default:                                                                               \
-                name##_tile(n, w, ws, 4, x, xs, 1, out);                                           \
-                return;                                                                            \
-            }                                                                                      \
-        }                                                                                          \
-        for (int iw = 0; iw < nw; iw += MAXW) {                                                    \
-            const char *wi = (const char *)w + (size_t)iw * ws;                                    \
-            float *o = out + iw * CPU_DOT_NR;                                                      \
-            const int cw = nw - iw < MAXW ? nw - iw : MAXW;                                        \
-            switch (nr * 8 + cw) {                                                                 \
-            case 17:                                                                               \
-                name##_tile(n, wi, ws, 1, x, xs, 2, o);                                            \
-                break;                                                                             \
-            case 18:                                                                               \
-                name##_tile(n, wi, ws, 2, x, xs, 2, o);                                            \
-                break;                                                                             \
-            case 19:                                                                               \
-                name##_tile(n, wi, ws, MAXW > 2 ? 3 : 2, x, xs, 2, o);                             \
-                break;                                                                             \
-            case 20:                                                                               \
-                name##_tile(n, wi, ws, MAXW > 2 ? 4 : 2, x, xs, 2, o);                             \
-                break;                                                                             \
-            case 25:                                                                               \
-                name##_tile(n, wi, ws, 1, x, xs, 3, o);                                            \
-                break;                                                                             \
-            case 26:                                                                               \
-                name##_tile(n, wi, ws, 2, x, xs, 3, o);                                            \
-                break;                                                                             \
-            case 27:                                                                               \
-                name##_tile(n, wi, ws, MAXW > 2 ? 3 : 2, x, xs, 3, o);                             \
-                break;                                                                             \
-            case 28:                                                                               \
-                name##_tile(n, wi, ws, MAXW > 2 ? 4 : 2, x, xs, 3, o);                             \
-                break;                                                                             \
-            case 33:                                                                               \
-                name##_tile(n, wi, ws, 1, x, xs, 4, o);                                            \
-                break;                                                                             \
-            case 34:                                                                               \
-                name##_tile(n, wi, ws, 2, x, xs, 4, o);                                            \
-                break;                                                                             \
-            case 35:                                                                               \
-                name##_tile(n, wi, ws, MAXW > 2 ? 3 : 2, x, xs, 4, o);                             \
-                break;                                                                             \
-            default:                                                                               \
-                name##_tile(n, wi, ws, MAXW > 2 ? 4 : 2, x, xs, 4, o);                             \
-                break;                                                                             \
-            }                                                                                      \
-        }                                                                                          \
-    }
-
+/* nr > 1: four weight rows per tile for the 32-block kernels, whose
+ * accumulators fit in registers; two for the others. */
 TILE_ENTRY(q4_0, 4)
 TILE_ENTRY(q5_0, 4)
 TILE_ENTRY(q5_1, 4)
