@@ -62,6 +62,15 @@ int64_t model_n_params(const model_t *m);
 /* Name of the dominant weight type ("q4_1"). */
 const char *model_weight_type_name(const model_t *m);
 
+/* Repack the model's Q4_0/Q4_1/Q8_0 matrices (attention, FFN, output) into
+ * the panels of cpu_packed.h, for contexts set to MODEL_MATMUL_PACKED. The
+ * model owns the copy (one allocation, freed by model_free). Call before
+ * creating contexts; a second call does nothing. */
+rt_status_t model_pack_weights(model_t *m);
+/* Bytes of the packed copy (0 before model_pack_weights or when no matrix
+ * has a packed form). */
+size_t model_packed_bytes(const model_t *m);
+
 /* ---- paged KV cache ---- */
 typedef struct kv_cache kv_cache_t;
 
@@ -117,6 +126,19 @@ int model_ctx_threads(const model_ctx_t *c);
 typedef enum { MODEL_ATTN_LLAMACPP = 0, MODEL_ATTN_INVARIANT } model_attn_order_t;
 
 void model_ctx_set_attn_order(model_ctx_t *c, model_attn_order_t order);
+
+/*
+ * Matmul numerics:
+ *   MODEL_MATMUL_LLAMACPP (the default): llama.cpp's dot-product order for
+ *     every weight type (cpu_quant.h), bit-identical to llama.cpp.
+ *   MODEL_MATMUL_PACKED: Q4_0/Q4_1/Q8_0 weights go through the int8 GEMM on
+ *     the model's packed panels (cpu_packed.h; model_pack_weights first),
+ *     much faster for batches and bit-identical on every ISA; other types
+ *     keep the default order. Batch invariant like the default.
+ */
+typedef enum { MODEL_MATMUL_LLAMACPP = 0, MODEL_MATMUL_PACKED } model_matmul_t;
+
+void model_ctx_set_matmul(model_ctx_t *c, model_matmul_t mm);
 
 /*
  * Run the batch. Token i attends to positions 0..pos[i] of its sequence,

@@ -2,7 +2,8 @@
  * backend_cpu.c - the engine's CPU backend: the model runtime of src/model
  * (weights from the GGUF mapping, paged KV cache in host memory, the batched
  * forward pass on the thread pool), with the batch-invariant attention
- * order (model.h: MODEL_ATTN_INVARIANT).
+ * order (model.h: MODEL_ATTN_INVARIANT) and the packed int8 GEMM for
+ * Q4_0/Q4_1/Q8_0 matrices (MODEL_MATMUL_PACKED).
  */
 #include <stdlib.h>
 
@@ -31,6 +32,7 @@ static rt_status_t cpu_create(const engine_config_t *cfg, void **state, int *n_b
     cpu_backend_t *b = calloc(1, sizeof *b);
     if (!b) return rt_error_set(RT_ERR_NOMEM, "engine cpu: out of memory");
     if ((st = model_load(cfg->model_path, &b->model))) goto err;
+    if ((st = model_pack_weights(b->model))) goto err;
     const model_hparams_t *hp = model_hparams(b->model);
     int64_t nb = cfg->kv_blocks;
     if (nb <= 0) {
@@ -49,6 +51,8 @@ static rt_status_t cpu_create(const engine_config_t *cfg, void **state, int *n_b
     /* a sequence's bits must not depend on chunking, batch company or the
      * prefix cache: one attention order for every token */
     model_ctx_set_attn_order(b->ctx, MODEL_ATTN_INVARIANT);
+    /* batches go through the int8 GEMM on packed panels (cpu_packed.h) */
+    model_ctx_set_matmul(b->ctx, MODEL_MATMUL_PACKED);
     *n_blocks = (int)nb;
     *n_vocab = hp->n_vocab;
     *vocab = model_vocab(b->model);

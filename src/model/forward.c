@@ -29,10 +29,12 @@
 
 #include "model/model_impl.h"
 #include "rotor/cpu_ops.h"
+#include "rotor/cpu_packed.h"
 #include "rotor/cpu_quant.h"
 
 #define FWD_MAX_CTX 32768
 #define FWD_ROW_ALIGN 16
+_Static_assert(FWD_ROW_ALIGN % CPU_PACK_ROWS == 0, "threads split packed matrices at panel bounds");
 
 /* ---- context ---- */
 
@@ -64,6 +66,10 @@ rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, mo
         n = (n + tr->block_size - 1) / tr->block_size * tr->block_size;
         size_t b = rt_type_row_size(vts[i], n);
         if (b > xq_row) xq_row = b;
+    }
+    {
+        const size_t a8 = cpu_act8_row_size(((int64_t)wide + 31) / 32 * 32);
+        if (a8 > xq_row) xq_row = a8;
     }
     c->xq_stride = (xq_row + 63) & ~(size_t)63;
     c->att_cap = hp->n_ctx_train < FWD_MAX_CTX ? hp->n_ctx_train : FWD_MAX_CTX;
@@ -124,11 +130,23 @@ int model_ctx_threads(const model_ctx_t *c) { return threadpool_size(c->pool); }
 
 void model_ctx_set_attn_order(model_ctx_t *c, model_attn_order_t order) { c->attn_order = order; }
 
+void model_ctx_set_matmul(model_ctx_t *c, model_matmul_t mm) { c->matmul = mm; }
+
+/* the packed panels of w when the context uses them, else NULL */
+static const void *fwd_packed(const model_ctx_t *c, const model_weight_t *w)
+{
+    return c->matmul == MODEL_MATMUL_PACKED ? w->packed : NULL;
+}
+
+/* activation format of the packed GEMM, next to the vec_dot types */
+#define FWD_VT_ACT8 RT_TYPE_COUNT
+
 /* ---- threaded matmul over up to 3 weights sharing one input ---- */
 
 typedef struct {
     int n;
     const model_weight_t *w[3];
+    const void *packed[3]; /* panels of w[i] to use, or NULL */
     const void *xq[3];
     float *y[3];
     int64_t y_stride[3];
@@ -143,7 +161,11 @@ static void mm_worker(void *arg, int ith, int nth)
         const model_weight_t *w = j->w[i];
         int64_t r0, r1;
         threadpool_split(w->ne1, ith, nth, FWD_ROW_ALIGN, &r0, &r1);
-        if (r0 < r1)
+        if (r0 >= r1) continue;
+        if (j->packed[i])
+            cpu_packed_matmul(w->type, w->ne0, w->ne1, j->packed[i], j->xq[i], j->xq_stride, j->m, j->y[i],
+                              j->y_stride[i], r0, r1);
+        else
             cpu_matmul(w->type, w->ne0, w->data, w->row_bytes, j->xq[i], j->xq_stride, j->m, j->y[i],
                        j->y_stride[i], r0, r1);
     }
@@ -162,8 +184,12 @@ static void quant_worker(void *arg, int ith, int nth)
     const quant_job_t *q = arg;
     int64_t r0, r1;
     threadpool_split(q->m, ith, nth, 1, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++)
-        cpu_quantize_act(q->vt, q->x + r * q->x_stride, (char *)q->dst + r * q->dst_stride, q->n);
+    for (int64_t r = r0; r < r1; r++) {
+        if (q->vt == FWD_VT_ACT8)
+            cpu_act8_quantize(q->x + r * q->x_stride, (char *)q->dst + r * q->dst_stride, q->n);
+        else
+            cpu_quantize_act(q->vt, q->x + r * q->x_stride, (char *)q->dst + r * q->dst_stride, q->n);
+    }
 }
 
 /* y_i = x W_i^T for the n weights (same input dim), x: m rows of stride x_stride */
@@ -174,7 +200,8 @@ static void fwd_matmul(model_ctx_t *c, int n, const model_weight_t *const *w, co
     rt_type_t done_vt[3];
     int n_done = 0;
     for (int i = 0; i < n; i++) {
-        rt_type_t vt = rt_type_traits(w[i]->type)->vec_dot_type;
+        const void *packed = fwd_packed(c, w[i]);
+        rt_type_t vt = packed ? FWD_VT_ACT8 : rt_type_traits(w[i]->type)->vec_dot_type;
         int slot = -1;
         for (int s = 0; s < n_done; s++)
             if (done_vt[s] == vt) slot = s;
@@ -186,6 +213,7 @@ static void fwd_matmul(model_ctx_t *c, int n, const model_weight_t *const *w, co
             done_vt[n_done++] = vt;
         }
         j.w[i] = w[i];
+        j.packed[i] = packed;
         j.xq[i] = buf;
         j.y[i] = y[i];
         j.y_stride[i] = y_stride[i];

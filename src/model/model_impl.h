@@ -12,6 +12,7 @@ typedef struct {
     rt_type_t type;
     int64_t ne0, ne1; /* ne0 = row length (input dim), ne1 = rows (output dim) */
     size_t row_bytes;
+    const void *packed; /* cpu_packed.h panels in model_t.packed, or NULL */
 } model_weight_t;
 
 typedef struct {
@@ -34,6 +35,8 @@ struct model {
     size_t bytes_per_token;
     int64_t n_params;
     rt_type_t main_type;
+    void *packed;         /* model_pack_weights' panels, owned (64-aligned) */
+    size_t packed_bytes;
 };
 
 struct kv_cache {
@@ -51,6 +54,7 @@ struct model_ctx {
     threadpool_t *pool;
     int max_tokens;
     model_attn_order_t attn_order; /* MODEL_ATTN_LLAMACPP unless set */
+    model_matmul_t matmul;         /* MODEL_MATMUL_LLAMACPP unless set */
     /* activations, (max_tokens, dim) each, owned */
     float *x, *xn, *q, *k, *v, *attn, *g, *u;
     void *xq;            /* quantized activations, (max_tokens, max row bytes) */

@@ -220,6 +220,7 @@ void model_free(model_t *m)
     if (!m) return;
     tok_vocab_destroy(m->vocab);
     free(m->layers);
+    free(m->packed);
     gguf_close(m->gguf);
     free(m);
 }

@@ -1,0 +1,120 @@
+/*
+ * packed.c - packing of weight panels, activation rows and the panel loop of
+ * cpu_packed_matmul, on top of the panel kernel of the current ISA.
+ */
+#include <string.h>
+
+#include "cpu/packed_impl.h"
+#include "cpu/quant_impl.h"
+
+/* activation rows per pass over a row range: their quants stay in L2 while
+ * the range's panels stream through L1 */
+#define PK_M_CHUNK 64
+
+static int pk_kind(rt_type_t t, pk_kind_t *k)
+{
+    switch (t) {
+    case RT_TYPE_Q4_0: *k = PK_Q4_0; return 1;
+    case RT_TYPE_Q4_1: *k = PK_Q4_1; return 1;
+    case RT_TYPE_Q8_0: *k = PK_Q8_0; return 1;
+    default: return 0;
+    }
+}
+
+bool cpu_packed_supported(rt_type_t t)
+{
+    pk_kind_t k;
+    return pk_kind(t, &k);
+}
+
+size_t cpu_packed_size(rt_type_t t, int64_t n_out, int64_t n_in)
+{
+    pk_kind_t k;
+    if (!pk_kind(t, &k) || n_in <= 0 || n_out <= 0 || n_in % 32 != 0) return 0;
+    const int64_t panels = (n_out + CPU_PACK_ROWS - 1) / CPU_PACK_ROWS;
+    return (size_t)panels * (size_t)(n_in / 32) * pk_block_bytes(k);
+}
+
+/* one 32-block of rows [r, r + nr) of W into a panel block */
+static void pack_block(pk_kind_t k, const char *W, size_t w_stride, int64_t b, int nr, uint8_t *dst)
+{
+    const size_t qbytes = k == PK_Q8_0 ? PK_Q8_BYTES : PK_NIB_BYTES;
+    memset(dst, 0, pk_block_bytes(k)); /* padding rows: scale 0, never stored */
+    for (int r = 0; r < nr; r++) {
+        const char *row = W + (size_t)r * w_stride;
+        rt_half d, m = 0;
+        const uint8_t *qs;
+        if (k == PK_Q4_0) {
+            const block_q4_0 *blk = (const block_q4_0 *)row + b;
+            memcpy(&d, &blk->d, 2);
+            qs = blk->qs;
+        } else if (k == PK_Q4_1) {
+            const block_q4_1 *blk = (const block_q4_1 *)row + b;
+            memcpy(&d, &blk->d, 2);
+            memcpy(&m, &blk->m, 2);
+            qs = blk->qs;
+        } else {
+            const block_q8_0 *blk = (const block_q8_0 *)row + b;
+            memcpy(&d, &blk->d, 2);
+            qs = (const uint8_t *)blk->qs;
+        }
+        if (k == PK_Q8_0) {
+            for (int g = 0; g < 8; g++)
+                for (int t = 0; t < 4; t++) dst[g * 64 + r * 4 + t] = (uint8_t)((int8_t)qs[4 * g + t] + 128);
+        } else {
+            for (int p = 0; p < 4; p++) memcpy(dst + p * 64 + r * 4, qs + 4 * p, 4);
+        }
+        memcpy(dst + qbytes + 2 * r, &d, 2);
+        if (k == PK_Q4_1) memcpy(dst + qbytes + 32 + 2 * r, &m, 2);
+    }
+}
+
+rt_status_t cpu_pack_weights(rt_type_t t, const void *W, size_t w_stride, int64_t n_out, int64_t n_in, void *dst)
+{
+    pk_kind_t k;
+    if (!pk_kind(t, &k)) return rt_error_set(RT_ERR_UNSUPPORTED, "pack: type %s has no packed form", rt_type_name(t));
+    if (n_in <= 0 || n_out <= 0 || n_in % 32 != 0)
+        return rt_error_set(RT_ERR_RANGE, "pack: %lld x %lld matrix is not made of 32-blocks", (long long)n_out,
+                            (long long)n_in);
+    const int64_t nb = n_in / 32;
+    const size_t bb = pk_block_bytes(k);
+    uint8_t *out = dst;
+    for (int64_t r = 0; r < n_out; r += CPU_PACK_ROWS) {
+        const int nr = (int)(n_out - r < CPU_PACK_ROWS ? n_out - r : CPU_PACK_ROWS);
+        for (int64_t b = 0; b < nb; b++, out += bb) pack_block(k, (const char *)W + (size_t)r * w_stride, w_stride, b, nr, out);
+    }
+    return RT_OK;
+}
+
+size_t cpu_act8_row_size(int64_t n) { return (size_t)(n / 32) * 44; }
+
+void cpu_act8_quantize(const float *x, void *dst, int64_t n)
+{
+    if (cpu_quant_get_isa() == CPU_ISA_AVX512)
+        pk_act_quantize_avx512(x, dst, n);
+    else
+        pk_act_quantize_scalar(x, dst, n);
+}
+
+void cpu_packed_matmul(rt_type_t t, int64_t n_in, int64_t n_out, const void *P, const void *X, size_t x_stride,
+                       int64_t m, float *Y, int64_t y_stride, int64_t r0, int64_t r1)
+{
+    pk_kind_t k;
+    if (!pk_kind(t, &k) || m <= 0 || r1 <= r0) return;
+    const pk_tile_fn fn = cpu_quant_get_isa() == CPU_ISA_AVX512 ? pk_tile_avx512 : pk_tile_scalar;
+    const int64_t nb = n_in / 32;
+    const size_t panel_bytes = (size_t)nb * pk_block_bytes(k);
+    const char *x = X;
+    for (int64_t i0 = 0; i0 < m; i0 += PK_M_CHUNK) {
+        const int64_t i1 = i0 + PK_M_CHUNK < m ? i0 + PK_M_CHUNK : m;
+        for (int64_t r = r0; r < r1; r += CPU_PACK_ROWS) {
+            const int64_t re = r + CPU_PACK_ROWS < n_out ? r + CPU_PACK_ROWS : n_out;
+            const uint8_t *panel = (const uint8_t *)P + (size_t)(r / CPU_PACK_ROWS) * panel_bytes;
+            for (int64_t i = i0; i < i1; i += PK_MAX_NS) {
+                const int ns = (int)(i1 - i < PK_MAX_NS ? i1 - i : PK_MAX_NS);
+                fn(k, nb, panel, x + (size_t)i * x_stride, x_stride, ns, Y + i * y_stride + r, y_stride,
+                   (int)(re - r));
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+/*
+ * packed_scalar.c - the reference panel kernel and activation quantizer of
+ * cpu_packed.h. Every SIMD version must give these bits.
+ *
+ * Order per (row r, activation row i), blocks b in order:
+ *   isum = sum_k uq[r][k] * qa[i][k] - off * sum(qa[i])        exact
+ *   acc  = fma((float)isum, dw_b * da_b, acc)
+ *   macc = fma(mw_b, sa_b, macc)                               (Q4_1)
+ *   y    = acc + macc                                          (Q4_1; else acc)
+ */
+#include <math.h>
+#include <string.h>
+
+#include "cpu/packed_impl.h"
+#include "cpu/quant_impl.h"
+
+/* the unsigned stored quant of row r, element k of a packed block */
+static inline int pk_quant(pk_kind_t k, const uint8_t *blk, int r, int e)
+{
+    if (k == PK_Q8_0) return blk[(e / 4) * 64 + r * 4 + e % 4];
+    const int hi = e >= 16, g = (e % 16) / 4;
+    const uint8_t v = blk[g * 64 + r * 4 + e % 4];
+    return hi ? v >> 4 : v & 0x0F;
+}
+
+void pk_tile_scalar(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, size_t xs, int ns, float *y,
+                    int64_t ys, int nrows)
+{
+    const size_t bb = pk_block_bytes(k);
+    const size_t qbytes = k == PK_Q8_0 ? PK_Q8_BYTES : PK_NIB_BYTES;
+    const int off = pk_offset(k);
+    for (int i = 0; i < ns; i++) {
+        const void *xi = (const char *)x + (size_t)i * xs;
+        const int8_t *qa = PK_ACT_QS(xi);
+        const float *da = PK_ACT_D(xi, nb), *sa = PK_ACT_S(xi, nb);
+        const int32_t *suma = PK_ACT_SUM(xi, nb);
+        for (int r = 0; r < nrows; r++) {
+            float acc = 0.0f, macc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = panel + (size_t)b * bb;
+                int32_t isum = -off * suma[b];
+                for (int e = 0; e < 32; e++) isum += pk_quant(k, blk, r, e) * qa[b * 32 + e];
+                rt_half hd, hm;
+                memcpy(&hd, blk + qbytes + 2 * r, 2);
+                acc = fmaf((float)isum, cpu_h2f(hd) * da[b], acc);
+                if (k == PK_Q4_1) {
+                    memcpy(&hm, blk + qbytes + 32 + 2 * r, 2);
+                    macc = fmaf(cpu_h2f(hm), sa[b], macc);
+                }
+            }
+            y[(int64_t)i * ys + r] = k == PK_Q4_1 ? acc + macc : acc;
+        }
+    }
+}
+
+void pk_act_quantize_scalar(const float *x, void *dst, int64_t n)
+{
+    const int64_t nb = n / 32;
+    int8_t *qs = dst;
+    float *d = (float *)((char *)dst + nb * 32), *s = d + nb;
+    int32_t *sum = (int32_t *)(s + nb);
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        int32_t sb = 0;
+        for (int j = 0; j < 32; j++) {
+            const float v = nearbyintf(xb[j] * id); /* |v| <= 127 but for inf/NaN input */
+            const int q = v >= -127.0f && v <= 127.0f ? (int)v : 0;
+            qs[b * 32 + j] = (int8_t)q;
+            sb += q;
+        }
+        d[b] = db;
+        sum[b] = sb;
+        s[b] = db * (float)sb;
+    }
+}

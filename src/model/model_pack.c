@@ -1,0 +1,70 @@
+/*
+ * model_pack.c - the packed copy of a model's matrices for the engine's int8
+ * GEMM (cpu_packed.h): one 64-aligned allocation owned by the model, one
+ * region per packable matrix.
+ */
+#include <stdlib.h>
+
+#include "model/model_impl.h"
+#include "rotor/cpu_packed.h"
+#include "rotor/log.h"
+
+/* the matrices a forward pass multiplies by; the output one last (with tied
+ * embeddings it is tok_embd, whose rows the embedding lookup keeps reading
+ * from the file) */
+static int pack_list(model_t *m, model_weight_t **out)
+{
+    int n = 0;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        model_layer_t *L = &m->layers[l];
+        model_weight_t *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) {
+            if (out) out[n] = ws[i];
+            n++;
+        }
+    }
+    if (out) out[n] = &m->output;
+    return n + 1;
+}
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+rt_status_t model_pack_weights(model_t *m)
+{
+    if (m->packed) return RT_OK;
+    const int n = pack_list(m, NULL);
+    model_weight_t **ws = malloc(sizeof *ws * (size_t)n);
+    if (!ws) return rt_error_set(RT_ERR_NOMEM, "model pack: out of memory");
+    pack_list(m, ws);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += align64(cpu_packed_size(ws[i]->type, ws[i]->ne1, ws[i]->ne0));
+    if (total == 0) {
+        free(ws);
+        return RT_OK;
+    }
+    m->packed = aligned_alloc(64, total);
+    if (!m->packed) {
+        free(ws);
+        return rt_error_set(RT_ERR_NOMEM, "model pack: cannot allocate %zu bytes of packed weights", total);
+    }
+    char *p = m->packed;
+    for (int i = 0; i < n; i++) {
+        model_weight_t *w = ws[i];
+        const size_t sz = cpu_packed_size(w->type, w->ne1, w->ne0);
+        if (sz == 0) continue;
+        rt_status_t st = cpu_pack_weights(w->type, w->data, w->row_bytes, w->ne1, w->ne0, p);
+        if (st) { /* cannot happen for a size > 0; keep the model usable */
+            free(ws);
+            return st;
+        }
+        w->packed = p;
+        p += align64(sz);
+    }
+    if (m->hp.tied_embeddings) m->tok_embd.packed = m->output.packed;
+    m->packed_bytes = total;
+    free(ws);
+    RT_LOG_DEBUG("model: %zu bytes of packed weights", total);
+    return RT_OK;
+}
+
+size_t model_packed_bytes(const model_t *m) { return m->packed_bytes; }
