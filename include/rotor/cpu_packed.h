@@ -13,8 +13,7 @@
  * CPU_PACK_ROWS rows and per 32-block: the 32 quants of the 16 rows
  * interleaved 4 bytes per row (one zmm lane per row, as unsigned bytes; Q8_0
  * stored + 128), then the rows' fp16 scales (and mins). The last panel is
- * padded with zero rows. Same bytes per row as the original for Q4_x, +0 for
- * Q8_0 (the fp16 scales move, nothing is added).
+ * padded with zero rows. Same bytes per row as the original.
  *
  * Activations: each row of n floats becomes CPU_ACT8 blocks of 32: int8
  * quants, fp32 scale d = max|x| / 127, the integer sum of the quants, and
@@ -24,8 +23,9 @@
  *   for each 32-block b in order:
  *     isum = sum_k uq[r][k] * qa[i][k] - off * sum(qa[i])   (exact int32;
  *            uq the unsigned stored quant, off 8 for Q4_0, 128 for Q8_0, 0 Q4_1)
- *     y = fma((float)isum, dw_b * da_b, y)
- *     (Q4_1) y = fma(mw_b, sa_b, y)
+ *     acc  = fma((float)isum, dw_b * da_b, acc)
+ *     macc = fma(mw_b, sa_b, macc)                            (Q4_1)
+ *   y = acc + macc (Q4_1), y = acc (others)
  * The integer part is exact and the float operations are the same scalar
  * operations on every ISA, so results are bit-identical across scalar, AVX2
  * and AVX-512 builds, for any number of activation rows, tile or row range

@@ -71,7 +71,18 @@ void cpu_f16_to_f32_row(const uint16_t *src, float *dst, int n)
     for (int i = 0; i < n; i++) dst[i] = rt_fp16_to_fp32(src[i]);
 }
 
+void cpu_f32_to_f16_row_avx2(const float *src, uint16_t *dst, int n);
+
+/* F16C rounds to nearest even and quiets NaNs as rt_fp32_to_fp16 does */
 void cpu_f32_to_f16_row(const float *src, uint16_t *dst, int n)
 {
+#if defined(__x86_64__)
+    static int has_f16c = -1;
+    if (has_f16c < 0) has_f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+    if (has_f16c) {
+        cpu_f32_to_f16_row_avx2(src, dst, n);
+        return;
+    }
+#endif
     for (int i = 0; i < n; i++) dst[i] = rt_fp32_to_fp16(src[i]);
 }

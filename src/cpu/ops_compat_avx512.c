@@ -230,6 +230,19 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
     const int n_pad = (n_pos + 63) & ~63;
     int d0 = 0;
     if (gemm) {
+        /* 16 value rows at a time, reduced together (reduce16x16 is 16
+         * _mm512_reduce_add_ps) */
+        for (; d0 + 16 <= hd; d0 += 16) {
+            __m512 acc[16];
+            for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+            for (int p0 = 0; p0 < n_pos; p0 += 16) {
+                const __mmask16 m = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
+                const uint16_t *vb = v + (size_t)blocks[p0 / bs] * bs * kvd + (size_t)(hoff + d0) * bs + p0 % bs;
+                const __m512 pv = _mm512_loadu_ps(p + p0);
+                for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(ld16h(vb + (size_t)j * bs, m), pv, acc[j]);
+            }
+            _mm512_storeu_ps(out + d0, reduce16x16(acc));
+        }
         /* 8 value rows at a time: rows d..d+7 of a block are contiguous */
         for (; d0 + 8 <= hd; d0 += 8) {
             __m512 acc[8];

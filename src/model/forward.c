@@ -246,6 +246,7 @@ static void attn_worker(void *arg, int ith, int nth)
     float *kt = c->kv_tmp + (size_t)ith * 2 * c->att_cap * HD;
     float *vt = kt + (size_t)c->att_cap * HD; /* transposed: (HD, n_pad) */
     float qh[4096];
+    uint16_t qh16[4096];
     const size_t layer_off = (size_t)a->layer * kv->n_blocks * kv->block_size * KVD;
     if (f16 && kv->block_size % 16 == 0 && cpu_quant_get_isa() == CPU_ISA_AVX512) {
         /* read the f16 cache in place (same bits as the gather path below);
@@ -261,7 +262,8 @@ static void attn_worker(void *arg, int ith, int nth)
             for (int i = 0; i < b->n_tokens; i++) {
                 if (b->seq[i] != s) continue;
                 const float *q = c->q + (size_t)i * QD + (size_t)h * HD;
-                for (int d = 0; d < HD; d++) qh[d] = rt_fp16_to_fp32(rt_fp32_to_fp16(q[d]));
+                cpu_f32_to_f16_row(q, qh16, HD);
+                cpu_f16_to_f32_row(qh16, qh, HD);
                 cpu_compat_attn_head_paged_avx512(qh, kl, vl, bt->blocks, kv->block_size, KVD, hk * HD, HD,
                                                   b->pos[i] + 1, scale, gemm, scores,
                                                   c->attn + (size_t)i * QD + (size_t)h * HD);

@@ -28,6 +28,7 @@ typedef struct {
     int n_predict;
     int threads;
     bool json, ignore_eos, chat, warmup;
+    bool engine_numerics;    /* --numerics engine: the engine's packed GEMM + invariant attention */
     const char *kv_type;
     const char *chat_template; /* family name overriding the GGUF's template */
     const char *logits_out;
@@ -58,6 +59,8 @@ static void gen_usage(FILE *f)
             "  --chat-template NAME     chatml, llama3, llama2, mistral: override the GGUF's template\n"
             "  --ignore-eos             keep generating past end-of-generation tokens\n"
             "  --kv-type f16|f32        KV cache element type (default f16)\n"
+            "  --numerics NAME          llamacpp (default: llama.cpp's dot-product orders, its bits) or\n"
+            "                           engine (the serving engine's: packed int8 GEMM, one attention order)\n"
             "  --logits-out FILE        write the first step's logits (f32, n_vocab) to FILE\n"
             "  --warmup                 run the prompt once untimed first (page faults, caches), as a\n"
             "                           long-running server would be; for benchmarks\n"
@@ -67,7 +70,7 @@ static void gen_usage(FILE *f)
 static int parse_opts(int argc, char **argv, gen_opts_t *o)
 {
     enum { O_TEMP = 256, O_TOPK, O_TOPP, O_MINP, O_REP, O_FREQ, O_PRES, O_LASTN, O_SEED, O_STOP, O_THREADS,
-           O_JSON, O_IGN, O_CHAT, O_KV, O_LOGITS, O_TOKENS, O_PTOK, O_WARM, O_TMPL, O_HELP };
+           O_JSON, O_IGN, O_CHAT, O_KV, O_LOGITS, O_TOKENS, O_PTOK, O_WARM, O_TMPL, O_NUM, O_HELP };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},   {"prompt", required_argument, 0, 'p'},
         {"n-predict", required_argument, 0, 'n'}, {"temp", required_argument, 0, O_TEMP},
@@ -82,7 +85,7 @@ static int parse_opts(int argc, char **argv, gen_opts_t *o)
         {"logits-out", required_argument, 0, O_LOGITS}, {"tokens", required_argument, 0, O_TOKENS},
         {"prompt-tokens", required_argument, 0, O_PTOK}, {"help", no_argument, 0, O_HELP},
         {"warmup", no_argument, 0, O_WARM}, {"chat-template", required_argument, 0, O_TMPL},
-        {0, 0, 0, 0}};
+        {"numerics", required_argument, 0, O_NUM}, {0, 0, 0, 0}};
     o->n_predict = 32;
     o->kv_type = "f16";
     o->sp = sampler_params_default();
@@ -121,6 +124,13 @@ static int parse_opts(int argc, char **argv, gen_opts_t *o)
         case O_PTOK: o->prompt_tokens = atoi(optarg); break;
         case O_WARM: o->warmup = true; break;
         case O_TMPL: o->chat_template = optarg; break;
+        case O_NUM:
+            if (strcmp(optarg, "engine") != 0 && strcmp(optarg, "llamacpp") != 0) {
+                fprintf(stderr, "rotor generate: --numerics takes llamacpp or engine, not '%s'\n", optarg);
+                return -1;
+            }
+            o->engine_numerics = strcmp(optarg, "engine") == 0;
+            break;
         case O_HELP: gen_usage(stdout); exit(0);
         default: gen_usage(stderr); return -1;
         }
@@ -246,7 +256,12 @@ int cmd_generate(int argc, char **argv)
     rt_type_t kvt = strcmp(o.kv_type, "f32") == 0 ? RT_TYPE_F32 : RT_TYPE_F16;
     if ((st = kv_cache_create(m, n_blocks, bs, kvt, &kv))) goto fail;
     int ub = n_prompt < GEN_UBATCH ? (int)n_prompt : GEN_UBATCH;
+    if (o.engine_numerics && (st = model_pack_weights(m))) goto fail;
     if ((st = model_ctx_create(m, ub, o.threads, &ctx))) goto fail;
+    if (o.engine_numerics) {
+        model_ctx_set_matmul(ctx, MODEL_MATMUL_PACKED);
+        model_ctx_set_attn_order(ctx, MODEL_ATTN_INVARIANT);
+    }
     if ((st = sampler_create(&o.sp, hp->n_vocab, &smp))) goto fail;
     if ((st = stop_matcher_create(o.stops, (size_t)o.n_stops, &stop))) goto fail;
     blocks = malloc((size_t)n_blocks * sizeof *blocks);

@@ -72,3 +72,32 @@ def open_llama(path, n_ctx=512, f32_kv=False, threads=None):
     if f32_kv:
         kw.update(type_k=0, type_v=0)
     return Llama(**kw)
+
+
+def dequantized_f32_copy(src):
+    """BUILD/models/<name>-f32.gguf: the same model with every tensor
+    dequantized to F32 by the gguf package (an independent reference: no
+    weight is requantized, and llama.cpp then multiplies F32 activations
+    without quantizing them). Cached beside the generated models."""
+    import gguf
+    import numpy as np
+    os.makedirs(MODELS, exist_ok=True)
+    dst = os.path.join(MODELS, os.path.basename(src).rsplit(".gguf", 1)[0] + "-f32.gguf")
+    if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
+        return dst
+    r = gguf.GGUFReader(src)
+    w = gguf.GGUFWriter(dst + ".tmp", r.fields["general.architecture"].contents())
+    for name, f in r.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        vt = f.types[0]
+        w.add_key_value(name, f.contents(), vt, sub_type=f.types[-1] if vt == gguf.GGUFValueType.ARRAY else None)
+    for t in r.tensors:
+        a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        w.add_tensor(t.name, a.reshape([int(x) for x in t.shape[::-1]]), raw_dtype=gguf.GGMLQuantizationType.F32)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(dst + ".tmp", dst)
+    return dst

@@ -12,7 +12,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from conftest import ROTOR, gen_model, open_llama, run
+from conftest import ROTOR, dequantized_f32_copy, gen_model, open_llama, run
 
 # (name, rotor-model gen args, tolerance, f32 kv)
 GEN_MODELS = [
@@ -47,12 +47,12 @@ PROMPTS = [
 ]
 
 
-def rotor_logits(model, ids, kv_f32):
+def rotor_logits(model, ids, kv_f32, numerics="llamacpp"):
     with tempfile.NamedTemporaryFile(suffix=".f32", delete=False) as f:
         out = f.name
     try:
         cmd = [ROTOR, "generate", "--model", model, "--tokens", ",".join(map(str, ids)), "-n", "1",
-               "--logits-out", out, "--json"]
+               "--logits-out", out, "--json", "--numerics", numerics]
         if kv_f32:
             cmd += ["--kv-type", "f32"]
         run(cmd)
@@ -61,9 +61,9 @@ def rotor_logits(model, ids, kv_f32):
         os.unlink(out)
 
 
-def rotor_greedy(model, ids, n, kv_f32=False):
+def rotor_greedy(model, ids, n, kv_f32=False, numerics="llamacpp"):
     cmd = [ROTOR, "generate", "--model", model, "--tokens", ",".join(map(str, ids)), "-n", str(n),
-           "--ignore-eos", "--temp", "0", "--json"]
+           "--ignore-eos", "--temp", "0", "--json", "--numerics", numerics]
     if kv_f32:
         cmd += ["--kv-type", "f32"]
     return json.loads(run(cmd).stdout)["ids"]
@@ -182,4 +182,81 @@ def test_same_bits_on_every_isa(smollm2):
     ref_logits, ref_ids = outs["avx512"]
     for isa, (logits, gen) in outs.items():
         assert np.array_equal(logits, ref_logits), f"{isa}: logits differ from avx512"
+        assert gen == ref_ids, f"{isa}: generated ids differ"
+
+
+# ---- the engine's numerics (packed int8 GEMM, one attention order) ----
+#
+# Not llama.cpp's order, so not its bits: with activations re-quantized to Q8
+# before every matmul, any difference in the last bits flips some roundings and
+# the logits of the two part by percents (as llama.cpp's own AVX2 and AVX-512
+# builds do). The fair question is whether the engine is as accurate as
+# llama.cpp: both are compared with llama.cpp running the same weights
+# dequantized to F32 (conftest.dequantized_f32_copy), where no activation is
+# quantized.
+
+ENGINE_MODELS = [m for m in GEN_MODELS if m[0].split("-")[1] in ("q8_0", "q4_1", "q4_0")]
+
+
+@pytest.mark.parametrize("name,args,tol,kv_f32", ENGINE_MODELS, ids=[m[0] for m in ENGINE_MODELS])
+def test_engine_numerics_as_accurate_as_llamacpp(llama_cpp, name, args, tol, kv_f32):
+    path = gen_model(name, *args)
+    llq = open_llama(path, n_ctx=256)
+    llf = open_llama(dequantized_f32_copy(path), n_ctx=256)
+    rng = np.random.default_rng(11)
+    e_llama, e_engine = [], []
+    for length in (1, 5, 33, 100):
+        ids = [int(x) for x in rng.integers(3, llq.n_vocab(), size=length)]
+        ref = llama_logits(llf, ids)
+        e_llama.append(rel_err(llama_logits(llq, ids), ref))
+        got = rotor_logits(path, ids, False, numerics="engine")
+        e_engine.append(rel_err(got, ref))
+        assert e_engine[-1] < 5e-2, f"{name} len {length}: engine's error vs F32 {e_engine[-1]:.3g}"
+    print(f"{name}: error vs F32, llama.cpp {np.round(e_llama, 4)}, engine {np.round(e_engine, 4)}")
+    assert sum(e_engine) <= 1.3 * sum(e_llama), f"{name}: engine {e_engine} vs llama.cpp {e_llama}"
+
+
+def test_engine_numerics_smollm2(llama_cpp, smollm2):
+    """SmolLM2-135M Q4_1 under the engine's numerics against the F32
+    reference, next to llama.cpp on the same file (measured: median relative
+    error 0.039 vs llama.cpp's 0.030 over these prompts; per prompt 0.008 to
+    0.107 vs 0.008 to 0.089)."""
+    llq = open_llama(smollm2, n_ctx=512)
+    llf = open_llama(dequantized_f32_copy(smollm2), n_ctx=512)
+    e_llama, e_engine, top_llama, top_engine = [], [], 0, 0
+    for text in PROMPTS:
+        ids = prompt_ids(llq, text)
+        ref = llama_logits(llf, ids)
+        lq = llama_logits(llq, ids)
+        got = rotor_logits(smollm2, ids, False, numerics="engine")
+        e_llama.append(rel_err(lq, ref))
+        e_engine.append(rel_err(got, ref))
+        top_llama += int(np.argmax(lq)) == int(np.argmax(ref))
+        top_engine += int(np.argmax(got)) == int(np.argmax(ref))
+        assert e_engine[-1] < 0.15, f"{text!r}: engine's error vs F32 {e_engine[-1]:.3g}"
+    print(f"SmolLM2 error vs F32: llama.cpp median {np.median(e_llama):.4f} {np.round(e_llama, 4)}; "
+          f"engine median {np.median(e_engine):.4f} {np.round(e_engine, 4)}; "
+          f"argmax = F32's: llama.cpp {top_llama}, engine {top_engine} of {len(PROMPTS)}")
+    assert np.median(e_engine) <= 1.5 * np.median(e_llama)
+    assert top_engine >= top_llama - 1
+
+
+def test_engine_numerics_same_bits_on_every_isa(smollm2):
+    """The packed GEMM's integer sums are exact and its float steps the same
+    scalar operations everywhere: identical logits on AVX-512, AVX2, C."""
+    ids = [1, 504, 3575, 282, 4649, 314, 30, 216, 504, 3575]
+    outs = {}
+    for isa in ("avx512", "avx2", "scalar"):
+        env = dict(os.environ, ROTOR_ISA=isa)
+        with tempfile.NamedTemporaryFile(suffix=".f32", delete=False) as f:
+            out = f.name
+        try:
+            r = run([ROTOR, "generate", "--model", smollm2, "--tokens", ",".join(map(str, ids)), "-n", "4",
+                     "--logits-out", out, "--json", "--temp", "0", "--numerics", "engine"], env=env)
+            outs[isa] = (np.fromfile(out, dtype=np.float32), json.loads(r.stdout)["ids"])
+        finally:
+            os.unlink(out)
+    ref_logits, ref_ids = outs["avx512"]
+    for isa, (logits, gen) in outs.items():
+        assert np.array_equal(logits, ref_logits), f"{isa}: engine logits differ from avx512"
         assert gen == ref_ids, f"{isa}: generated ids differ"

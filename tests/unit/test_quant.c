@@ -17,6 +17,7 @@
 #include <immintrin.h>
 
 #include "cpu/quant_impl.h"
+#include "rotor/cpu_ops.h"
 #include "rotor/cpu_quant.h"
 #include "rotor/types.h"
 
@@ -137,6 +138,14 @@ static void test_fp16(void **state) {
             assert_int_equal(fbits(a), fbits(b));
         }
     }
+    /* the row converters (F16C when present) agree with the scalar ones */
+    float row[1003];
+    uint16_t hrow[1003];
+    for (int i = 0; i < 1003; i++) row[i] = i % 97 == 0 ? NAN : i % 89 == 0 ? 7e4f : nrand() * (i % 5 == 0 ? 1e-6f : 10.0f);
+    cpu_f32_to_f16_row(row, hrow, 1003);
+    for (int i = 0; i < 1003; i++) assert_int_equal(hrow[i], rt_fp32_to_fp16(row[i]));
+    cpu_f16_to_f32_row(hrow, row, 1003);
+    for (int i = 0; i < 1003; i++) assert_int_equal(fbits(row[i]), fbits(rt_fp16_to_fp32(hrow[i])));
 }
 
 static void test_bf16(void **state) {
