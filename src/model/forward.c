@@ -23,6 +23,7 @@
  * MODEL_ATTN_INVARIANT (model.h), which the engine does.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -228,6 +229,7 @@ typedef struct {
     const kv_cache_t *kv;
     const model_batch_t *b;
     int layer;
+    _Atomic int next; /* next unit of work of the paged path, taken by any thread */
 } attn_job_t;
 
 static void attn_worker(void *arg, int ith, int nth)
@@ -249,24 +251,33 @@ static void attn_worker(void *arg, int ith, int nth)
     uint16_t qh16[4096];
     const size_t layer_off = (size_t)a->layer * kv->n_blocks * kv->block_size * KVD;
     if (f16 && kv->block_size % 16 == 0 && cpu_quant_get_isa() == CPU_ISA_AVX512) {
-        /* read the f16 cache in place (same bits as the gather path below);
-         * one task per (sequence, query head) balances GQA models better */
+        /* read the f16 cache in place (same bits as the gather path below).
+         * Threads take units of work as they finish the last: a (sequence,
+         * kv head) with its query heads when there are plenty, so a thread
+         * reads that K/V slice from memory once for the group; single
+         * (sequence, query head) tasks when there are few (one sequence). */
         const uint16_t *kl = (const uint16_t *)kv->k + layer_off, *vl = (const uint16_t *)kv->v + layer_off;
         const int n_tasks = b->n_seqs * hp->n_head;
-        for (int task = ith; task < n_tasks; task += nth) {
-            const int s = task / hp->n_head, h = task % hp->n_head, hk = h / group;
-            int n_tok = 0;
-            for (int i = 0; i < b->n_tokens; i++) n_tok += b->seq[i] == s;
-            const bool gemm = invariant || n_tok >= 2;
-            const kv_block_table_t *bt = &b->seq_tables[s];
-            for (int i = 0; i < b->n_tokens; i++) {
-                if (b->seq[i] != s) continue;
-                const float *q = c->q + (size_t)i * QD + (size_t)h * HD;
-                cpu_f32_to_f16_row(q, qh16, HD);
-                cpu_f16_to_f32_row(qh16, qh, HD);
-                cpu_compat_attn_head_paged_avx512(qh, kl, vl, bt->blocks, kv->block_size, KVD, hk * HD, HD,
-                                                  b->pos[i] + 1, scale, gemm, scores,
-                                                  c->attn + (size_t)i * QD + (size_t)h * HD);
+        const int unit = b->n_seqs * hp->n_head_kv >= 4 * nth ? group : 1;
+        attn_job_t *aj = arg;
+        for (;;) {
+            const int u = atomic_fetch_add_explicit(&aj->next, 1, memory_order_relaxed);
+            if (u * unit >= n_tasks) break;
+            for (int task = u * unit; task < (u + 1) * unit; task++) {
+                const int s = task / hp->n_head, h = task % hp->n_head, hk = h / group;
+                int n_tok = 0;
+                for (int i = 0; i < b->n_tokens; i++) n_tok += b->seq[i] == s;
+                const bool gemm = invariant || n_tok >= 2;
+                const kv_block_table_t *bt = &b->seq_tables[s];
+                for (int i = 0; i < b->n_tokens; i++) {
+                    if (b->seq[i] != s) continue;
+                    const float *q = c->q + (size_t)i * QD + (size_t)h * HD;
+                    cpu_f32_to_f16_row(q, qh16, HD);
+                    cpu_f16_to_f32_row(qh16, qh, HD);
+                    cpu_compat_attn_head_paged_avx512(qh, kl, vl, bt->blocks, kv->block_size, KVD, hk * HD, HD,
+                                                      b->pos[i] + 1, scale, gemm, scores,
+                                                      c->attn + (size_t)i * QD + (size_t)h * HD);
+                }
             }
         }
         return;
@@ -454,7 +465,7 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
         }
         rj.phase = ROWS_ROPE_STORE;
         fwd_rows(c, &rj);
-        attn_job_t aj = {c, kv, b, l};
+        attn_job_t aj = {c, kv, b, l, 0};
         threadpool_run(c->pool, attn_worker, &aj);
         {
             const model_weight_t *w[1] = {&L->wo};
