@@ -49,7 +49,7 @@ typedef struct {
     int32_t max_tokens;
     int32_t top_logprobs;
     int32_t ignore_eos;
-    int32_t pad;
+    int32_t logprobs;
     sampler_params_t sampling;
 } ctrl_request_t;
 

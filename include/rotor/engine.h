@@ -62,6 +62,8 @@ typedef struct {
     const int32_t *stop_tokens; /* (n_stop_tokens) extra stop ids, copied */
     size_t n_stop_tokens;
     int top_logprobs;           /* 0..ENGINE_MAX_TOP_LOGPROBS alternatives per token */
+    bool logprobs;              /* compute TOKEN.logprob (a log-sum-exp over the vocabulary
+                                   per token); implied by top_logprobs > 0 */
 } engine_request_t;
 
 /* OpenAI caps top_logprobs at 20. */
@@ -81,7 +83,7 @@ typedef struct {
     engine_event_kind_t kind;
     uint64_t request_id;
     int32_t token;            /* TOKEN */
-    float logprob;            /* TOKEN: log-softmax of the chosen token */
+    float logprob;            /* TOKEN: log-softmax of the chosen token (0 unless asked) */
     int n_top;                /* TOKEN: alternatives below (request's top_logprobs) */
     int32_t top_ids[ENGINE_MAX_TOP_LOGPROBS];  /* TOKEN: most likely ids, best first */
     float top_logprobs[ENGINE_MAX_TOP_LOGPROBS]; /* TOKEN: their log-softmax */

@@ -90,10 +90,11 @@ size_t cpu_act8_row_size(int64_t n) { return (size_t)(n / 32) * 44; }
 
 void cpu_act8_quantize(const float *x, void *dst, int64_t n)
 {
-    if (cpu_quant_get_isa() == CPU_ISA_AVX512)
-        pk_act_quantize_avx512(x, dst, n);
-    else
-        pk_act_quantize_scalar(x, dst, n);
+    switch (cpu_quant_get_isa()) {
+    case CPU_ISA_AVX512: pk_act_quantize_avx512(x, dst, n); return;
+    case CPU_ISA_AVX2: pk_act_quantize_avx2(x, dst, n); return;
+    default: pk_act_quantize_scalar(x, dst, n); return;
+    }
 }
 
 void cpu_packed_matmul(rt_type_t t, int64_t n_in, int64_t n_out, const void *P, const void *X, size_t x_stride,
@@ -101,7 +102,8 @@ void cpu_packed_matmul(rt_type_t t, int64_t n_in, int64_t n_out, const void *P, 
 {
     pk_kind_t k;
     if (!pk_kind(t, &k) || m <= 0 || r1 <= r0) return;
-    const pk_tile_fn fn = cpu_quant_get_isa() == CPU_ISA_AVX512 ? pk_tile_avx512 : pk_tile_scalar;
+    const cpu_isa_t isa = cpu_quant_get_isa();
+    const pk_tile_fn fn = isa == CPU_ISA_AVX512 ? pk_tile_avx512 : isa == CPU_ISA_AVX2 ? pk_tile_avx2 : pk_tile_scalar;
     const int64_t nb = n_in / 32;
     const size_t panel_bytes = (size_t)nb * pk_block_bytes(k);
     const char *x = X;

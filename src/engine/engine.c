@@ -55,6 +55,7 @@ typedef struct {
     int32_t *stop_tokens;  /* owned */
     int n_stop_tokens;
     int top_n;             /* top logprobs per token */
+    bool want_logprob;     /* the chosen token's logprob per token */
     double t_scheduled;    /* CLOCK_REALTIME s of its first step, 0 before */
     double t_prefill_done; /* CLOCK_REALTIME s when its prompt was first all computed */
     uint64_t admit_order;  /* for preemption: the newest running goes first */
@@ -389,7 +390,7 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
         if (e->observer) e->observer(e->observer_ud, s->id, s->n_tokens - s->n_prompt, lg, e->n_vocab);
         engine_event_t x = {.kind = ENGINE_EV_TOKEN, .request_id = s->id};
         if (s->top_n > 0) x.n_top = sampler_top_logprobs(s->sampler, lg, s->top_n, x.top_ids, x.top_logprobs);
-        const int32_t tok = sampler_sample(s->sampler, lg, &x.logprob);
+        const int32_t tok = sampler_sample(s->sampler, lg, s->want_logprob ? &x.logprob : NULL);
         x.token = tok;
         sampler_accept(s->sampler, tok);
         s->tokens[s->n_tokens++] = tok;
@@ -460,6 +461,7 @@ rt_status_t engine_add_request(engine_t *e, const engine_request_t *r)
     s->n_stop_tokens = (int)r->n_stop_tokens;
     s->ignore_eos = r->ignore_eos;
     s->top_n = r->top_logprobs;
+    s->want_logprob = r->logprobs || r->top_logprobs > 0;
     s->state = SEQ_WAITING;
     e->waiting[e->n_waiting++] = slot;
     return RT_OK;

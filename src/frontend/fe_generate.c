@@ -365,6 +365,7 @@ static sub_result_t submit_choice(fe_server_t *fe, fe_req_t *r, fe_choice_t *c) 
         .stop_tokens = r->oai.stop_token_ids,
         .n_stop_tokens = r->oai.n_stop_token_ids,
         .top_logprobs = r->oai.logprobs ? r->oai.top_logprobs : 0,
+        .logprobs = r->oai.logprobs,
     };
     er.sampling.seed = r->oai.has_seed ? r->oai.sampling.seed + (uint64_t)i : next_seed(fe);
     c->t_routed = hlog_now();

@@ -19,6 +19,7 @@ rt_status_t ctrl_request_pack(const engine_request_t *r, void **buf, size_t *len
                         .max_tokens = r->max_tokens,
                         .top_logprobs = r->top_logprobs,
                         .ignore_eos = r->ignore_eos,
+                        .logprobs = r->logprobs,
                         .sampling = r->sampling};
     size_t n = sizeof h + (r->n_prompt + r->n_stop_tokens) * sizeof(int32_t);
     uint8_t *b = malloc(n);
@@ -50,6 +51,7 @@ rt_status_t ctrl_request_unpack(const void *buf, size_t len, engine_request_t *r
     r->max_tokens = h.max_tokens;
     r->top_logprobs = h.top_logprobs;
     r->ignore_eos = h.ignore_eos != 0;
+    r->logprobs = h.logprobs != 0;
     r->sampling = h.sampling;
     return RT_OK;
 }

@@ -503,7 +503,11 @@ static void test_top_logprobs(void **state)
         for (int j = 0; j < 3; j++)
             if (x->top_ids[j] == x->token) assert_memory_equal(&x->logprob, &x->top_logprobs[j], sizeof(float));
     }
-    for (int k = 0; k < LMAXOUT; k++) assert_int_equal(q[2].tok_ev[k].n_top, 0);
+    /* request 2 asked for no logprobs: none computed */
+    for (int k = 0; k < LMAXOUT; k++) {
+        assert_int_equal(q[2].tok_ev[k].n_top, 0);
+        assert_true(q[2].tok_ev[k].logprob == 0.0f);
+    }
     free(ref);
     rec_free(rec);
 

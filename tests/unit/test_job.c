@@ -93,7 +93,8 @@ static void test_request_pack(void **state)
     (void)state;
     int32_t prompt[5] = {1, 2, 3, 4, 5}, stops[2] = {7, 9};
     engine_request_t r = {.id = 0x1234567890ull, .prompt = prompt, .n_prompt = 5, .max_tokens = 17,
-                          .ignore_eos = true, .stop_tokens = stops, .n_stop_tokens = 2, .top_logprobs = 3};
+                          .ignore_eos = true, .stop_tokens = stops, .n_stop_tokens = 2, .top_logprobs = 3,
+                          .logprobs = true};
     r.sampling = sampler_params_default();
     r.sampling.seed = 99;
     r.sampling.temperature = 0.5f;
@@ -110,6 +111,7 @@ static void test_request_pack(void **state)
     assert_int_equal(u.max_tokens, 17);
     assert_true(u.ignore_eos);
     assert_int_equal(u.top_logprobs, 3);
+    assert_true(u.logprobs);
     assert_true(u.sampling.seed == 99 && u.sampling.temperature == 0.5f);
     /* truncated or padded messages are refused */
     assert_int_equal(ctrl_request_unpack(buf, len - 4, &u), RT_ERR_FORMAT);

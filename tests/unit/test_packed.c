@@ -125,15 +125,17 @@ static void test_against_reference(void **state)
     cpu_quant_set_isa(best);
 }
 
-/* every ISA, every m, every row range: the same bits */
+/* every ISA, every m, every row range: the same bits; the last panel has 5
+ * rows (53) or 13 (45: both 8-row halves of a 256-bit kernel in use) */
 static void test_bits_everywhere(void **state)
 {
     (void)state;
     const cpu_isa_t best = cpu_quant_detect_isa();
-    for (size_t ti = 0; ti < sizeof k_types / sizeof *k_types; ti++) {
+    static const int64_t n_outs[] = {53, 45};
+    for (size_t ti = 0; ti < 2 * sizeof k_types / sizeof *k_types; ti++) {
         case_t c;
         cpu_quant_set_isa(CPU_ISA_SCALAR);
-        case_make(&c, k_types[ti], 53, 256, 19);
+        case_make(&c, k_types[ti / 2], n_outs[ti % 2], 256, 19);
         cpu_packed_matmul(c.t, c.n_in, c.n_out, c.packed, c.x, c.x_stride, c.m, c.y, c.n_out, 0, c.n_out);
         for (int isa = (int)best; isa >= CPU_ISA_SCALAR; isa--) {
             cpu_quant_set_isa((cpu_isa_t)isa);
@@ -154,7 +156,7 @@ static void test_bits_everywhere(void **state)
                 cpu_packed_matmul(c.t, c.n_in, c.n_out, c.packed, c.x, c.x_stride, c.m, c.y2, c.n_out, r,
                                   r + 16 < c.n_out ? r + 16 : c.n_out);
             assert_memory_equal(c.y, c.y2, sizeof(float) * (size_t)(c.n_out * c.m));
-            for (int64_t m = 1; m <= c.m; m += 5) {
+            for (int64_t m = 1; m <= c.m; m++) { /* every tile width, then 8 + rest */
                 memset(c.y2, 0, sizeof(float) * (size_t)(c.n_out * c.m));
                 cpu_packed_matmul(c.t, c.n_in, c.n_out, c.packed, c.x, c.x_stride, m, c.y2, c.n_out, 0, c.n_out);
                 assert_memory_equal(c.y, c.y2, sizeof(float) * (size_t)(c.n_out * m));
@@ -181,28 +183,33 @@ static void test_many_rows(void **state)
     case_free(&c);
 }
 
-/* zero blocks, huge values, inf and NaN: same bytes on every ISA, no
- * undefined conversions, zero blocks quantize to zero */
+/* zero blocks, huge values, inf, NaN and a subnormal scale: same bytes on
+ * every ISA, no undefined conversions, zero blocks quantize to zero */
 static void test_act_quantize_odd_inputs(void **state)
 {
     (void)state;
-    const int64_t n = 128;
-    float x[128];
-    for (int j = 0; j < 128; j++) x[j] = 0.0f;           /* block 0: zeros */
+    const int64_t n = 160;
+    float x[160];
+    for (int j = 0; j < 160; j++) x[j] = 0.0f;           /* block 0: zeros */
     for (int j = 32; j < 64; j++) x[j] = 1e30f * (j % 2 ? 1 : -1); /* block 1: huge */
     for (int j = 64; j < 96; j++) x[j] = (float)j;
     x[70] = INFINITY;                                   /* block 2: inf */
     for (int j = 96; j < 128; j++) x[j] = -0.5f;
     x[100] = NAN;                                       /* block 3: NaN */
+    for (int j = 128; j < 160; j++) x[j] = 5e-38f * (float)(j - 144); /* block 4: d = amax / 127 subnormal */
     const size_t rs = cpu_act8_row_size(n);
-    assert_int_equal(rs, 4 * 44);
-    uint8_t ref[4 * 44], got[4 * 44];
+    assert_int_equal(rs, 5 * 44);
+    uint8_t ref[5 * 44], got[5 * 44];
     const cpu_isa_t best = cpu_quant_detect_isa();
     cpu_quant_set_isa(CPU_ISA_SCALAR);
     cpu_act8_quantize(x, ref, n);
     for (int j = 0; j < 32; j++) assert_int_equal(((const int8_t *)ref)[j], 0);
     assert_int_equal(((const int8_t *)ref)[32], -127);
     assert_int_equal(((const int8_t *)ref)[33], 127);
+    float d4;
+    memcpy(&d4, ref + 160 + 4 * 4, 4);
+    assert_true(d4 > 0.0f && d4 < 1.17549435e-38f);          /* subnormal scale */
+    assert_int_equal(((const int8_t *)ref)[128], -127);     /* -16 * 5e-38 / d4 */
     for (int isa = (int)best; isa > CPU_ISA_SCALAR; isa--) {
         cpu_quant_set_isa((cpu_isa_t)isa);
         cpu_act8_quantize(x, got, n);
