@@ -9,7 +9,15 @@
 
 #include "rotor/types.h"
 
-void cpu_rmsnorm(const float *x, const float *w, float *y, int n, float eps)
+/* vectorized (with FMA instructions for fmaf) where the CPU has them; the
+ * operations, and so the bits, are the same in every clone */
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define OPS_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define OPS_CLONES
+#endif
+
+OPS_CLONES void cpu_rmsnorm(const float *x, const float *w, float *y, int n, float eps)
 {
     double sum = 0.0;
     for (int i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
@@ -31,7 +39,7 @@ void cpu_rope_table(int pos, int n_dims, float base, float freq_scale, const flo
     }
 }
 
-void cpu_rope_apply(float *x, int n_heads, int head_dim, int n_dims, bool neox, const float *cs)
+OPS_CLONES void cpu_rope_apply(float *x, int n_heads, int head_dim, int n_dims, bool neox, const float *cs)
 {
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (size_t)h * head_dim;

@@ -92,6 +92,7 @@ rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, mo
     ALLOC(c->u, T * FF);
     ALLOC(c->xo, T * E);
     ALLOC(c->out_rows, T);
+    ALLOC(c->rope_cs, T * (size_t)hp->rope_dim);
     ALLOC(c->att_scores, (size_t)n_threads * (size_t)c->att_cap);
     ALLOC(c->kv_tmp, (size_t)n_threads * 2 * (size_t)c->att_cap * (size_t)hp->head_dim);
     c->xq = aligned_alloc(64, 3 * T * c->xq_stride);
@@ -121,6 +122,7 @@ void model_ctx_destroy(model_ctx_t *c)
     free(c->u);
     free(c->xo);
     free(c->out_rows);
+    free(c->rope_cs);
     free(c->att_scores);
     free(c->kv_tmp);
     free(c->xq);
@@ -378,14 +380,13 @@ static void rope_store_row(const rows_job_t *j, int i)
     const model_batch_t *b = j->b;
     const model_layer_t *L = j->L;
     const int HD = hp->head_dim, QD = hp->n_head * HD, KVD = hp->n_head_kv * HD;
-    float cs[4096 + 2];
+    const float *cs = c->rope_cs + (size_t)i * (size_t)hp->rope_dim;
     float *q = c->q + (size_t)i * QD, *k = c->k + (size_t)i * KVD, *v = c->v + (size_t)i * KVD;
     if (L->bq) {
         for (int d = 0; d < QD; d++) q[d] += L->bq[d];
         for (int d = 0; d < KVD; d++) k[d] += L->bk[d];
         for (int d = 0; d < KVD; d++) v[d] += L->bv[d];
     }
-    cpu_rope_table(b->pos[i], hp->rope_dim, hp->rope_base, hp->rope_freq_scale, m->rope_freqs, cs);
     cpu_rope_apply(q, hp->n_head, HD, hp->rope_dim, hp->rope_neox, cs);
     cpu_rope_apply(k, hp->n_head_kv, HD, hp->rope_dim, hp->rope_neox, cs);
     const size_t layer_off = (size_t)j->layer * kv->n_blocks * kv->block_size * KVD;
@@ -445,6 +446,11 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
     const model_hparams_t *hp = &m->hp;
     const int T = b->n_tokens, E = hp->n_embd, HD = hp->head_dim;
     const int QD = hp->n_head * HD, KVD = hp->n_head_kv * HD, FF = hp->n_ff;
+
+    /* RoPE's cos/sin per token, shared by every layer */
+    for (int i = 0; i < T; i++)
+        cpu_rope_table(b->pos[i], hp->rope_dim, hp->rope_base, hp->rope_freq_scale, m->rope_freqs,
+                       c->rope_cs + (size_t)i * (size_t)hp->rope_dim);
 
     /* embeddings */
     for (int i = 0; i < T; i++) {

@@ -63,6 +63,7 @@ struct model_ctx {
     int att_cap;
     float *kv_tmp;       /* (n_threads, 2, head_dim) f16->f32 scratch */
     int32_t *out_rows;   /* (max_tokens) indices of rows that want logits */
+    float *rope_cs;      /* (max_tokens, rope_dim) cos/sin of each token's position */
     float *xo;           /* (max_tokens, n_embd) normed rows for the head */
 };
 
