@@ -185,6 +185,17 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
                 kr[j] = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
                 acc[j] = _mm512_setzero_ps();
             }
+            /* the next chunk's K rows and this block's V (read below) are
+             * usually not in cache: ask for them now */
+            for (int j = 0; j < 16 && c0 + 16 + j < n_pos; j++) {
+                const int i = c0 + 16 + j;
+                const char *pf = (const char *)(k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff);
+                for (int l = 0; l < hd * 2; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
+            }
+            {
+                const char *pv = (const char *)(v + (size_t)blocks[c0 / bs] * bs * kvd + (size_t)hoff * bs + c0 % bs);
+                for (int d = 0; d < hd; d += 2) _mm_prefetch(pv + (size_t)d * bs * 2, _MM_HINT_T0);
+            }
             for (int l = 0; l < hd; l += 16) {
                 const __m512 qv = _mm512_loadu_ps(q + l);
                 for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(ld16h(kr[j] + l, 0xFFFF), qv, acc[j]);
