@@ -150,9 +150,13 @@ def parse_last_json(text):
     return None
 
 
+NUMERICS = "llamacpp"  # --numerics: rotor generate's (llamacpp: llama.cpp's bits; engine: the server's)
+
+
 def run_rotor(tool, model, threads):
     cmd = [tool, "generate", "--model", model, "--prompt-tokens", str(PROMPT_TOKENS),
            "-n", str(GEN_TOKENS), "--threads", str(threads), "--json", "--ignore-eos",
+           "--numerics", NUMERICS,
            "--warmup"]  # in-process warm-up, as llama.cpp gets one (page faults, first-touch buffers)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     if r.returncode != 0:
@@ -302,6 +306,7 @@ def summarize(res, bw):
 
 def print_table(results, bw, threads):
     print()
+    print(f"rotor numerics: {NUMERICS}")
     if bw:
         print(f"memory bandwidth, {threads} threads (best of runs, GB/s = 1e9 B/s): "
               f"read {bw['read_gbs_best']:.1f}, triad {bw['triad_gbs_best']:.1f} "
@@ -342,7 +347,12 @@ def main():
     ap.add_argument("--stream", help="rotor-stream binary (default BUILD/bin/rotor-stream)")
     ap.add_argument("--skip-rotor", action="store_true")
     ap.add_argument("--skip-llama", action="store_true")
+    ap.add_argument("--numerics", choices=("llamacpp", "engine"), default="llamacpp",
+                    help="rotor generate --numerics: llama.cpp's dot-product orders (its bits, the default) "
+                         "or the serving engine's packed int8 GEMM")
     args = ap.parse_args()
+    global NUMERICS
+    NUMERICS = args.numerics
     build = os.path.join(ROOT, args.build) if not os.path.isabs(args.build) else args.build
     T = args.threads
 
@@ -428,7 +438,7 @@ def main():
     la = loadavg()
     if la:
         print(f"load average before / after: {fmt(load_before and load_before[0], '.2f')} / {la[0]:.2f}")
-    out = {"machine": machine(), "threads": T, "repeats": args.repeats,
+    out = {"machine": machine(), "threads": T, "repeats": args.repeats, "numerics": NUMERICS,
            "prompt_tokens": PROMPT_TOKENS, "gen_tokens": GEN_TOKENS,
            "llama_cpp_settings": {"n_threads": T, "n_threads_batch": T, "n_batch": 512,
                                   "n_ubatch": 512, "n_ctx": 1024},
