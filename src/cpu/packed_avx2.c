@@ -1,0 +1,260 @@
+/*
+ * packed_avx2.c - the AVX2 panel kernel and activation quantizer of
+ * cpu_packed.h, for CPUs without AVX-512 VNNI. A 16-row panel is two ymm
+ * halves of 8 rows (one 32-bit lane per row, holding 4 consecutive quants).
+ * Without vpdpbusd, vpmaddubsw multiplies the unsigned weight bytes by the
+ * broadcast int8 activations into int16 pairs and vpmaddwd sums the pairs
+ * into the row's int32 lane. Same bits as packed_scalar.c:
+ *   - the integer block sums are exact: a stored nibble (0..15) times an
+ *     activation quant (|q| <= 127) gives |pair| <= 3810, so 8 pairs summed
+ *     in int16 (<= 30480) cannot saturate or wrap; Q8_0's stored byte u
+ *     (0..255) would saturate vpmaddubsw, so it is split as u = 16 h + l and
+ *     both nibbles go through that same exact path;
+ *   - the float operations are the reference's, lane by lane.
+ * Each half of the panel is one pass over the blocks (16 ymm registers do not
+ * hold both halves' weights); the weights are prefetched as in
+ * packed_avx512.c. Compiled with -mavx2 -mfma -mf16c; called only after
+ * cpuid.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "cpu/packed_impl.h"
+
+#define AI static inline __attribute__((always_inline))
+/* weights are prefetched this far ahead of the block in use, as in
+ * packed_avx512.c */
+#ifndef PK_PREFETCH_BYTES
+#define PK_PREFETCH_BYTES 8192
+#endif
+
+AI __m256i bcast4(const int8_t *q)
+{
+    int32_t v;
+    memcpy(&v, q, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* sum over 8 groups of w[g] x activation group g (4 quants at q + 4 g), in
+ * int16 pairs: exact while every w byte is <= 15 */
+AI __m256i dot8_i16(const __m256i w[8], const int8_t *q)
+{
+    __m256i p[8];
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) p[g] = _mm256_maddubs_epi16(w[g], bcast4(q + 4 * g));
+    const __m256i a = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
+    const __m256i c = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
+    return _mm256_add_epi16(a, c);
+}
+
+/* the low and high nibbles of 32 bytes */
+AI void nibbles(const uint8_t *p, __m256i *lo, __m256i *hi)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    *lo = _mm256_and_si256(v, m4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+}
+
+/* y[r] for rows [r0, r0 + 8) of the panel, n of them stored (n <= 8) */
+AI void store8(float *y, __m256 v, int n)
+{
+    if (n >= 8) {
+        _mm256_storeu_ps(y, v);
+    } else if (n > 0) {
+        float t[8];
+        _mm256_storeu_ps(t, v);
+        memcpy(y, t, sizeof(float) * (size_t)n);
+    }
+}
+
+/* Q8_0, rows of one half, activation rows q[0..C): stored byte = 16 hi + lo
+ * (nibbles), one group at a time; per row the int16 sums of hi x q and of
+ * lo x q over the 8 groups, then isum[s] = 16 sum_hi + sum_lo */
+AI void q8_isum(const int C, const uint8_t *blk_h, const int8_t *const *q, __m256i *isum)
+{
+    __m256i tl[4], th[4];
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        __m256i lo, hi;
+        nibbles(blk_h + 64 * g, &lo, &hi);
+#pragma GCC unroll 4
+        for (int s = 0; s < C; s++) {
+            const __m256i a = bcast4(q[s] + 4 * g);
+            const __m256i pl = _mm256_maddubs_epi16(lo, a), ph = _mm256_maddubs_epi16(hi, a);
+            tl[s] = g ? _mm256_add_epi16(tl[s], pl) : pl;
+            th[s] = g ? _mm256_add_epi16(th[s], ph) : ph;
+        }
+    }
+#pragma GCC unroll 4
+    for (int s = 0; s < C; s++)
+        isum[s] = _mm256_add_epi32(_mm256_madd_epi16(tl[s], _mm256_set1_epi16(1)),
+                                   _mm256_madd_epi16(th[s], _mm256_set1_epi16(16)));
+}
+
+/*
+ * Rows [8h, 8h + 8) of the panel: bytes [32h, 32h + 32) of every 64-byte
+ * group, scales [8h, 8h + 8). One pass over the blocks per half: with both
+ * halves in one pass the 16 unpacked weight vectors or the broadcast
+ * activations no longer fit the 16 ymm registers.
+ */
+AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, const uint8_t *panel, const void *x,
+                  size_t xs, float *y, int64_t ys, int nrows)
+{
+    const size_t bb = pk_block_bytes(k);
+    const size_t qbytes = k == PK_Q8_0 ? PK_Q8_BYTES : PK_NIB_BYTES;
+    const int off = pk_offset(k);
+    const int8_t *qa[PK_MAX_NS];
+    const float *da[PK_MAX_NS], *sa[PK_MAX_NS];
+    const int32_t *suma[PK_MAX_NS];
+    __m256 acc[PK_MAX_NS], macc[PK_MAX_NS];
+#pragma GCC unroll 8
+    for (int s = 0; s < NS; s++) {
+        const void *xi = (const char *)x + (size_t)s * xs;
+        qa[s] = PK_ACT_QS(xi);
+        da[s] = PK_ACT_D(xi, nb);
+        sa[s] = PK_ACT_S(xi, nb);
+        suma[s] = PK_ACT_SUM(xi, nb);
+        acc[s] = _mm256_setzero_ps();
+        macc[s] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = panel + (size_t)b * bb;
+        if (h == 0)
+            for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + qbytes + 16 * h)));
+        /* Q8_0: stored byte = 16 wh + w (nibbles); Q4_x: w[0..4) the low
+         * nibbles (groups 0..3), w[4..8) the high ones (groups 4..7) */
+        __m256i w[8], wh[8], isum4[4];
+        if (k == PK_Q8_0 && NS <= 4) {
+            /* few rows: one group at a time, their int16 sums in registers */
+            const int8_t *q[4];
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++) q[s] = qa[s < NS ? s : 0] + b * 32;
+            q8_isum(NS, blk + 32 * h, q, isum4);
+        } else if (k == PK_Q8_0) {
+            /* many rows: the 16 unpacked vectors serve them all (on Zen 5
+             * faster than the path above from 8 rows on, slower up to 2) */
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) nibbles(blk + 64 * g + 32 * h, &w[g], &wh[g]);
+        } else {
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) nibbles(blk + 64 * p + 32 * h, &w[p], &w[p + 4]);
+        }
+#pragma GCC unroll 8
+        for (int s = 0; s < NS; s++) {
+            const int8_t *q = qa[s] + b * 32;
+            __m256i isum;
+            if (k == PK_Q8_0 && NS <= 4)
+                isum = isum4[s];
+            else if (k == PK_Q8_0)
+                isum = _mm256_add_epi32(_mm256_madd_epi16(dot8_i16(w, q), _mm256_set1_epi16(1)),
+                                        _mm256_madd_epi16(dot8_i16(wh, q), _mm256_set1_epi16(16)));
+            else
+                isum = _mm256_madd_epi16(dot8_i16(w, q), _mm256_set1_epi16(1));
+            if (off) isum = _mm256_add_epi32(isum, _mm256_set1_epi32(-off * suma[s][b]));
+            acc[s] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(da[s][b])), acc[s]);
+            if (k == PK_Q4_1 && NS == 1) {
+                const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + qbytes + 32 + 16 * h)));
+                macc[s] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sa[s][b]), macc[s]);
+            }
+        }
+    }
+    /* Q4_1's min terms: their own chain per lane, in a loop of their own
+     * when there are several rows (fewer live registers above) */
+    if (k == PK_Q4_1 && NS > 1)
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = panel + (size_t)b * bb;
+            const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + qbytes + 32 + 16 * h)));
+#pragma GCC unroll 8
+            for (int s = 0; s < NS; s++) macc[s] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sa[s][b]), macc[s]);
+        }
+#pragma GCC unroll 8
+    for (int s = 0; s < NS; s++)
+        store8(y + (int64_t)s * ys + 8 * h, k == PK_Q4_1 ? _mm256_add_ps(acc[s], macc[s]) : acc[s], nrows - 8 * h);
+}
+
+AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, const void *x, size_t xs, float *y,
+             int64_t ys, int nrows)
+{
+    tile_half(k, NS, 0, nb, panel, x, xs, y, ys, nrows);
+    if (nrows > 8) tile_half(k, NS, 1, nb, panel, x, xs, y, ys, nrows);
+}
+
+#define PK_CASES(K)                                                              \
+    switch (ns) {                                                                \
+    case 1: tile(K, 1, nb, panel, x, xs, y, ys, nrows); return;                 \
+    case 2: tile(K, 2, nb, panel, x, xs, y, ys, nrows); return;                 \
+    case 3: tile(K, 3, nb, panel, x, xs, y, ys, nrows); return;                 \
+    case 4: tile(K, 4, nb, panel, x, xs, y, ys, nrows); return;                 \
+    case 5: tile(K, 5, nb, panel, x, xs, y, ys, nrows); return;                 \
+    case 6: tile(K, 6, nb, panel, x, xs, y, ys, nrows); return;                 \
+    case 7: tile(K, 7, nb, panel, x, xs, y, ys, nrows); return;                 \
+    default: tile(K, 8, nb, panel, x, xs, y, ys, nrows); return;                \
+    }
+
+void pk_tile_avx2(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, size_t xs, int ns, float *y,
+                  int64_t ys, int nrows)
+{
+    switch (k) {
+    case PK_Q4_0: PK_CASES(PK_Q4_0)
+    case PK_Q4_1: PK_CASES(PK_Q4_1)
+    case PK_Q8_0: PK_CASES(PK_Q8_0)
+    }
+}
+
+AI float hmax8(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+AI int32_t hsum8_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+void pk_act_quantize_avx2(const float *x, void *dst, int64_t n)
+{
+    const int64_t nb = n / 32;
+    int8_t *qs = dst;
+    float *d = (float *)((char *)dst + nb * 32), *s = d + nb;
+    int32_t *sum = (int32_t *)(s + nb);
+    const __m256 lim = _mm256_set1_ps(127.0f), absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256 v[4];
+        /* max_ps(a, m) keeps m where a is NaN, as fmaxf does; m has no NaN,
+         * so the order of the horizontal max does not matter */
+        __m256 m = _mm256_setzero_ps();
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            v[j] = _mm256_loadu_ps(x + b * 32 + 8 * j);
+            m = _mm256_max_ps(_mm256_and_ps(v[j], absm), m);
+        }
+        const float amax = hmax8(m);
+        const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const __m256 p = _mm256_round_ps(_mm256_mul_ps(v[j], vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            /* |p| <= 127 but for inf/NaN input, which become 0 as in the reference */
+            const __m256 ok = _mm256_cmp_ps(_mm256_and_ps(p, absm), lim, _CMP_LE_OQ);
+            q[j] = _mm256_and_si256(_mm256_cvttps_epi32(p), _mm256_castps_si256(ok));
+        }
+        /* |q| <= 127: the saturating packs are plain narrowing; they
+         * interleave 128-bit lanes, the permute restores element order */
+        const __m256i q8 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)(qs + b * 32), _mm256_permutevar8x32_epi32(q8, perm));
+        const int32_t sb = hsum8_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+        d[b] = db;
+        sum[b] = sb;
+        s[b] = db * (float)sb;
+    }
+}
