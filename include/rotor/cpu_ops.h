@@ -33,4 +33,23 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
                                        const int32_t *blocks, int bs, int kvd, int hoff, int hd,
                                        int n_pos, float scale, bool gemm, float *p, float *out);
 
+/* ---- the engine's attention (attn_engine.c) ----
+ * G query heads sharing one kv head, one query token, over positions
+ * [0, n_pos) of a paged cache in the engine layout (bs % 16 == 0):
+ *   K transposed in its block: element d of position i at
+ *     k[(blocks[i/bs] * kvd + hoff + d) * bs + i % bs]
+ *   V rows: element d of position i at v[(blocks[i/bs] * bs + i % bs) * kvd + hoff + d]
+ * k, v: this layer's base, f16 when f16 else f32. q: G rows, stride q_stride
+ * floats; out: G rows, stride out_stride. p: scratch of 4 * (n_pos rounded
+ * up to 16) floats. hd <= CPU_ATTN_ENGINE_MAX_HD.
+ * Order per head: s_i = (q . k_i, one 16-position FMA chain over d in order)
+ * * scale; softmax with exp(s_i - max) (ggml's exp scheme), the sum as
+ * 16-lane partials in position order then a fixed pairwise reduction, p_i =
+ * e_i * (1 / sum); out[d] = FMA chain over positions in order of p_i * v_i[d].
+ * The same bits on every ISA, for any G or grouping. */
+#define CPU_ATTN_ENGINE_MAX_HD 256
+void cpu_attn_engine(const float *q, int G, int q_stride, const void *k, const void *v, bool f16,
+                     const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos, float scale, float *p,
+                     float *out, int out_stride);
+
 #endif

@@ -78,6 +78,15 @@ typedef struct kv_cache kv_cache_t;
  * (default, like llama.cpp) or F32. */
 rt_status_t kv_cache_create(const model_t *m, int n_blocks, int block_size, rt_type_t kv_type,
                             kv_cache_t **out);
+
+/* Element order inside a block, per layer:
+ *   KV_LAYOUT_LLAMACPP (kv_cache_create): K rows (block_size, kv_dim), V
+ *     transposed (kv_dim, block_size), for llama.cpp's attention orders;
+ *   KV_LAYOUT_ENGINE: K transposed, V rows, for MODEL_ATTN_ENGINE
+ *     (cpu_ops.h: cpu_attn_engine); block_size must be a multiple of 16. */
+typedef enum { KV_LAYOUT_LLAMACPP = 0, KV_LAYOUT_ENGINE } kv_layout_t;
+rt_status_t kv_cache_create_layout(const model_t *m, int n_blocks, int block_size, rt_type_t kv_type,
+                                   kv_layout_t layout, kv_cache_t **out);
 void kv_cache_destroy(kv_cache_t *kv);
 int kv_cache_block_size(const kv_cache_t *kv);
 int kv_cache_n_blocks(const kv_cache_t *kv);
@@ -122,8 +131,12 @@ int model_ctx_threads(const model_ctx_t *c);
  *     only, whatever the chunking, the batch company or where its earlier KV
  *     came from (the engine's batch invariance). A prompt's last token gets
  *     the same bits as under MODEL_ATTN_LLAMACPP with the prompt in one batch.
+ *   MODEL_ATTN_ENGINE: rotor's own order (cpu_attn_engine), batch invariant
+ *     like MODEL_ATTN_INVARIANT and the same bits on every ISA; the query
+ *     heads of a kv head share every K/V load. Needs a KV_LAYOUT_ENGINE
+ *     cache (model_forward refuses other pairings). The engine uses it.
  */
-typedef enum { MODEL_ATTN_LLAMACPP = 0, MODEL_ATTN_INVARIANT } model_attn_order_t;
+typedef enum { MODEL_ATTN_LLAMACPP = 0, MODEL_ATTN_INVARIANT, MODEL_ATTN_ENGINE } model_attn_order_t;
 
 void model_ctx_set_attn_order(model_ctx_t *c, model_attn_order_t order);
 

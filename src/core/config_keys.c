@@ -22,7 +22,7 @@ static const cfg_key_t cfg_key_table[] = {
     {"sampling:min_p", CFG_FLOAT, "0.0", 0, 1, "Default min-p; 0 = off."},
     {"sampling:max_tokens", CFG_INT, "256", 1, 1048576,
      "Default maximum number of generated tokens per request."},
-    {"engine:block_size", CFG_INT, "16", 1, 1024, "Tokens per KV cache block (paged attention, prefix caching)."},
+    {"engine:block_size", CFG_INT, "16", 16, 1024, "Tokens per KV cache block (paged attention, prefix caching); a multiple of 16."},
     {"engine:kv_cache_bytes", CFG_INT, "268435456", 1048576, 1099511627776.0,
      "KV cache pool size in bytes per engine (K and V, all layers); ignored when kv_cache_blocks is set."},
     {"engine:kv_cache_blocks", CFG_INT, "0", 0, 16777216, "KV cache pool size in blocks; 0 = from kv_cache_bytes."},

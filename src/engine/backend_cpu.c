@@ -1,9 +1,10 @@
 /*
  * backend_cpu.c - the engine's CPU backend: the model runtime of src/model
  * (weights from the GGUF mapping, paged KV cache in host memory, the batched
- * forward pass on the thread pool), with the batch-invariant attention
- * order (model.h: MODEL_ATTN_INVARIANT) and the packed int8 GEMM for
- * Q4_0/Q4_1/Q8_0 matrices (MODEL_MATMUL_PACKED).
+ * forward pass on the thread pool), with the engine's numerics: its own
+ * batch-invariant attention over the engine KV layout (model.h:
+ * MODEL_ATTN_ENGINE) and the packed int8 GEMM for Q4_0/Q4_1/Q8_0 matrices
+ * (MODEL_MATMUL_PACKED).
  */
 #include <stdlib.h>
 
@@ -46,11 +47,12 @@ static rt_status_t cpu_create(const engine_config_t *cfg, void **state, int *n_b
                           (long long)nb);
         goto err;
     }
-    if ((st = kv_cache_create(b->model, (int)nb, cfg->block_size, cfg->kv_type, &b->kv))) goto err;
+    if ((st = kv_cache_create_layout(b->model, (int)nb, cfg->block_size, cfg->kv_type, KV_LAYOUT_ENGINE, &b->kv)))
+        goto err;
     if ((st = model_ctx_create(b->model, cfg->max_num_batched_tokens, cfg->threads, &b->ctx))) goto err;
     /* a sequence's bits must not depend on chunking, batch company or the
      * prefix cache: one attention order for every token */
-    model_ctx_set_attn_order(b->ctx, MODEL_ATTN_INVARIANT);
+    model_ctx_set_attn_order(b->ctx, MODEL_ATTN_ENGINE);
     /* batches go through the int8 GEMM on packed panels (cpu_packed.h) */
     model_ctx_set_matmul(b->ctx, MODEL_MATMUL_PACKED);
     *n_blocks = (int)nb;

@@ -93,7 +93,7 @@ rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, mo
     ALLOC(c->xo, T * E);
     ALLOC(c->out_rows, T);
     ALLOC(c->rope_cs, T * (size_t)hp->rope_dim);
-    ALLOC(c->att_scores, (size_t)n_threads * (size_t)c->att_cap);
+    ALLOC(c->att_scores, (size_t)n_threads * 4 * (size_t)c->att_cap); /* cpu_attn_engine: 4 heads */
     ALLOC(c->kv_tmp, (size_t)n_threads * 2 * (size_t)c->att_cap * (size_t)hp->head_dim);
     c->xq = aligned_alloc(64, 3 * T * c->xq_stride);
     if (!c->xq) {
@@ -246,12 +246,33 @@ static void attn_worker(void *arg, int ith, int nth)
     const float scale = 1.0f / sqrtf((float)HD);
     const bool f16 = kv->type == RT_TYPE_F16;
     const bool invariant = c->attn_order == MODEL_ATTN_INVARIANT;
-    float *scores = c->att_scores + (size_t)ith * c->att_cap;
+    float *scores = c->att_scores + (size_t)ith * 4 * c->att_cap;
     float *kt = c->kv_tmp + (size_t)ith * 2 * c->att_cap * HD;
     float *vt = kt + (size_t)c->att_cap * HD; /* transposed: (HD, n_pad) */
     float qh[4096];
     uint16_t qh16[4096];
     const size_t layer_off = (size_t)a->layer * kv->n_blocks * kv->block_size * KVD;
+    attn_job_t *aj = arg;
+    if (c->attn_order == MODEL_ATTN_ENGINE) {
+        /* units: a (sequence, kv head) with all its query heads and tokens
+         * when there are plenty, else one query head of a sequence */
+        const int per_unit = b->n_seqs * hp->n_head_kv >= 2 * nth ? group : 1;
+        const int n_units = b->n_seqs * hp->n_head / per_unit;
+        const char *kl = (const char *)kv->k + layer_off * kv->elt, *vl = (const char *)kv->v + layer_off * kv->elt;
+        for (;;) {
+            const int u = atomic_fetch_add_explicit(&aj->next, 1, memory_order_relaxed);
+            if (u >= n_units) break;
+            const int s = u * per_unit / hp->n_head, h0 = u * per_unit % hp->n_head, hk = h0 / group;
+            const kv_block_table_t *bt = &b->seq_tables[s];
+            for (int i = 0; i < b->n_tokens; i++) {
+                if (b->seq[i] != s) continue;
+                const size_t qo = (size_t)i * QD + (size_t)h0 * HD;
+                cpu_attn_engine(c->q + qo, per_unit, HD, kl, vl, f16, bt->blocks, kv->block_size, KVD, hk * HD, HD,
+                                b->pos[i] + 1, scale, scores, c->attn + qo, HD);
+            }
+        }
+        return;
+    }
     if (f16 && kv->block_size % 16 == 0 && cpu_quant_get_isa() == CPU_ISA_AVX512) {
         /* read the f16 cache in place (same bits as the gather path below).
          * Threads take units of work as they finish the last: a (sequence,
@@ -261,7 +282,6 @@ static void attn_worker(void *arg, int ith, int nth)
         const uint16_t *kl = (const uint16_t *)kv->k + layer_off, *vl = (const uint16_t *)kv->v + layer_off;
         const int n_tasks = b->n_seqs * hp->n_head;
         const int unit = b->n_seqs * hp->n_head_kv >= 4 * nth ? group : 1;
-        attn_job_t *aj = arg;
         for (;;) {
             const int u = atomic_fetch_add_explicit(&aj->next, 1, memory_order_relaxed);
             if (u * unit >= n_tasks) break;
@@ -340,6 +360,9 @@ static rt_status_t fwd_check_batch(const model_ctx_t *c, const kv_cache_t *kv, c
         return rt_error_set(RT_ERR_RANGE, "forward: batch of %d tokens (1..%d allowed)", b->n_tokens, c->max_tokens);
     if (kv->n_layer != hp->n_layer || kv->kv_dim != hp->n_head_kv * hp->head_dim)
         return rt_error_set(RT_ERR_INVALID, "forward: KV cache was made for another model");
+    if ((c->attn_order == MODEL_ATTN_ENGINE) != (kv->layout == KV_LAYOUT_ENGINE))
+        return rt_error_set(RT_ERR_INVALID, "forward: the engine attention order needs the engine KV layout, "
+                                            "and only it");
     for (int i = 0; i < b->n_tokens; i++) {
         if (b->tokens[i] < 0 || b->tokens[i] >= hp->n_vocab)
             return rt_error_set(RT_ERR_RANGE, "forward: token id %d out of range (vocab %d)", b->tokens[i], hp->n_vocab);
@@ -396,6 +419,19 @@ static void rope_store_row(const rows_job_t *j, int i)
     const size_t off = (layer_off + (blk * bs + (size_t)(p % kv->block_size)) * KVD) * kv->elt;
     /* V is transposed within its block: (kv_dim, block_size) */
     const size_t voff = layer_off + blk * bs * KVD + (size_t)(p % kv->block_size);
+    if (kv->layout == KV_LAYOUT_ENGINE) { /* the other way round: K transposed, V rows */
+        const size_t kt = voff, vr = off / kv->elt;
+        if (kv->type == RT_TYPE_F16) {
+            uint16_t *kd = (uint16_t *)kv->k + kt;
+            for (int d = 0; d < KVD; d++) kd[(size_t)d * bs] = rt_fp32_to_fp16(k[d]);
+            cpu_f32_to_f16_row(v, (uint16_t *)kv->v + vr, KVD);
+        } else {
+            float *kd = (float *)kv->k + kt;
+            for (int d = 0; d < KVD; d++) kd[(size_t)d * bs] = k[d];
+            memcpy((float *)kv->v + vr, v, (size_t)KVD * 4);
+        }
+        return;
+    }
     if (kv->type == RT_TYPE_F16) {
         cpu_f32_to_f16_row(k, (uint16_t *)((char *)kv->k + off), KVD);
         uint16_t *vd = (uint16_t *)kv->v + voff;

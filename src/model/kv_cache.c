@@ -1,17 +1,31 @@
 /*
  * kv_cache.c - paged KV storage: per layer, n_blocks blocks of block_size
- * token slots of kv_dim K (and V) values, F16 or F32.
+ * token slots of kv_dim K (and V) values, F16 or F32, in one of two
+ * layouts (model.h: kv_layout_t).
  */
 #include <stdlib.h>
 
 #include "model/model_impl.h"
+#include "rotor/cpu_ops.h"
 
 rt_status_t kv_cache_create(const model_t *m, int n_blocks, int block_size, rt_type_t kv_type,
                             kv_cache_t **out)
 {
+    return kv_cache_create_layout(m, n_blocks, block_size, kv_type, KV_LAYOUT_LLAMACPP, out);
+}
+
+rt_status_t kv_cache_create_layout(const model_t *m, int n_blocks, int block_size, rt_type_t kv_type,
+                                   kv_layout_t layout, kv_cache_t **out)
+{
     if (n_blocks < 1 || block_size < 1 || block_size > 4096)
         return rt_error_set(RT_ERR_RANGE, "kv cache: %d blocks of %d tokens is not a valid size", n_blocks,
                             block_size);
+    if (layout == KV_LAYOUT_ENGINE && block_size % 16 != 0)
+        return rt_error_set(RT_ERR_RANGE, "kv cache: the engine's block size must be a multiple of 16, not %d",
+                            block_size);
+    if (layout == KV_LAYOUT_ENGINE && model_hparams(m)->head_dim > CPU_ATTN_ENGINE_MAX_HD)
+        return rt_error_set(RT_ERR_UNSUPPORTED, "kv cache: head_dim %d above the engine attention's %d",
+                            model_hparams(m)->head_dim, CPU_ATTN_ENGINE_MAX_HD);
     if (kv_type != RT_TYPE_F16 && kv_type != RT_TYPE_F32)
         return rt_error_set(RT_ERR_UNSUPPORTED, "kv cache: type %s not supported (f16, f32)", rt_type_name(kv_type));
     kv_cache_t *kv = calloc(1, sizeof *kv);
@@ -20,6 +34,7 @@ rt_status_t kv_cache_create(const model_t *m, int n_blocks, int block_size, rt_t
     kv->n_layer = hp->n_layer;
     kv->n_blocks = n_blocks;
     kv->block_size = block_size;
+    kv->layout = layout;
     kv->kv_dim = hp->n_head_kv * hp->head_dim;
     kv->type = kv_type;
     kv->elt = kv_type == RT_TYPE_F16 ? 2 : 4;

@@ -41,12 +41,15 @@ struct model {
 
 struct kv_cache {
     int n_layer, n_blocks, block_size, kv_dim;
+    kv_layout_t layout;
     rt_type_t type;
     size_t elt;  /* bytes per element */
-    void *k;     /* (n_layer, n_blocks, block_size, kv_dim), owned */
+    void *k;     /* (n_layer, n_blocks, block_size, kv_dim), owned (engine
+                  * layout: (n_layer, n_blocks, kv_dim, block_size)) */
     void *v;     /* (n_layer, n_blocks, kv_dim, block_size), owned: transposed within
                   * a block so a head's values for consecutive positions are
-                  * contiguous (vectorized gather of V^T for attention) */
+                  * contiguous (vectorized gather of V^T for attention); engine
+                  * layout: (n_layer, n_blocks, block_size, kv_dim) */
 };
 
 struct model_ctx {
@@ -59,7 +62,7 @@ struct model_ctx {
     float *x, *xn, *q, *k, *v, *attn, *g, *u;
     void *xq;            /* quantized activations, (max_tokens, max row bytes) */
     size_t xq_stride;
-    float *att_scores;   /* (n_threads, n_ctx_max) scratch for attention */
+    float *att_scores;   /* (n_threads, 4, n_ctx_max) scratch for attention */
     int att_cap;
     float *kv_tmp;       /* (n_threads, 2, head_dim) f16->f32 scratch */
     int32_t *out_rows;   /* (max_tokens) indices of rows that want logits */

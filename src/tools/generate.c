@@ -254,13 +254,15 @@ int cmd_generate(int argc, char **argv)
     const int bs = 16;
     int n_blocks = (int)((n_ctx + bs - 1) / bs);
     rt_type_t kvt = strcmp(o.kv_type, "f32") == 0 ? RT_TYPE_F32 : RT_TYPE_F16;
-    if ((st = kv_cache_create(m, n_blocks, bs, kvt, &kv))) goto fail;
+    if ((st = kv_cache_create_layout(m, n_blocks, bs, kvt, o.engine_numerics ? KV_LAYOUT_ENGINE : KV_LAYOUT_LLAMACPP,
+                                     &kv)))
+        goto fail;
     int ub = n_prompt < GEN_UBATCH ? (int)n_prompt : GEN_UBATCH;
     if (o.engine_numerics && (st = model_pack_weights(m))) goto fail;
     if ((st = model_ctx_create(m, ub, o.threads, &ctx))) goto fail;
     if (o.engine_numerics) {
         model_ctx_set_matmul(ctx, MODEL_MATMUL_PACKED);
-        model_ctx_set_attn_order(ctx, MODEL_ATTN_INVARIANT);
+        model_ctx_set_attn_order(ctx, MODEL_ATTN_ENGINE);
     }
     if ((st = sampler_create(&o.sp, hp->n_vocab, &smp))) goto fail;
     if ((st = stop_matcher_create(o.stops, (size_t)o.n_stops, &stop))) goto fail;

@@ -415,8 +415,8 @@ static void lrun_fresh(const engine_config_t *c, lreq_t *q, int n, int n_first, 
 }
 
 /* logits of the last of tokens[0..n) from one model_forward over all of
- * them in one batch, llama.cpp's attention order (the default; `rotor
- * generate`), the engine's packed matmuls */
+ * them in one batch, with the engine's numerics (packed matmuls, engine
+ * attention and KV layout) */
 static void direct_logits(const char *path, rt_type_t kv_type, const int32_t *tokens, int n, float *out)
 {
     model_t *m = NULL;
@@ -424,9 +424,10 @@ static void direct_logits(const char *path, rt_type_t kv_type, const int32_t *to
     model_ctx_t *c = NULL;
     assert_int_equal(model_load(path, &m), RT_OK);
     assert_int_equal(model_pack_weights(m), RT_OK);
-    assert_int_equal(kv_cache_create(m, 16, 16, kv_type, &kv), RT_OK);
+    assert_int_equal(kv_cache_create_layout(m, 16, 16, kv_type, KV_LAYOUT_ENGINE, &kv), RT_OK);
     assert_int_equal(model_ctx_create(m, 256, 2, &c), RT_OK);
     model_ctx_set_matmul(c, MODEL_MATMUL_PACKED);
+    model_ctx_set_attn_order(c, MODEL_ATTN_ENGINE);
     int32_t blocks[16], pos[256], seq[256];
     uint8_t want[256];
     assert_true(n <= 256);

@@ -1,0 +1,171 @@
+/*
+ * attn_engine.c - the engine's attention (cpu_ops.h: cpu_attn_engine):
+ * rotor's own order over the engine layout of the paged KV cache, the same
+ * bits on every ISA and whatever the batch.
+ *
+ * Layout (per layer and block of bs positions, bs % 16 == 0):
+ *   K transposed: (kv_dim, bs), element d of position j at d * bs + j, so 16
+ *     consecutive positions of one dimension are one vector;
+ *   V rows: (bs, kv_dim), position j's values contiguous.
+ * With it neither product needs a horizontal reduction, and the G query heads
+ * of a kv head share every K and V load and conversion.
+ *
+ * Written as portable C over 16-lane arrays (the reference; GCC vectorizes
+ * some of it per clone) and with AVX-512 intrinsics (attn_engine_avx512.c,
+ * the same operations lane by lane). fmaf is exact-rounded everywhere and no
+ * reduction is reassociated, so every path gives the same bits.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "rotor/cpu_ops.h"
+#include "rotor/cpu_quant.h"
+#include "rotor/types.h"
+
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define AE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define AE_CLONES
+#endif
+
+#define AI static inline __attribute__((always_inline))
+#define AE_MAX_G 8    /* query heads per kv head handled together */
+#define AE_MAX_HD CPU_ATTN_ENGINE_MAX_HD
+
+/* the cache's f16 and f32 elements, read through types that may alias
+ * them (so the compiler vectorizes the conversions: vcvtph2ps) */
+typedef _Float16 __attribute__((may_alias)) ae_f16_t;
+typedef float __attribute__((may_alias)) ae_f32_t;
+
+/* f16 or f32 cache element -> float (exact) */
+AI float ae_ld(const void *base, size_t i, bool f16)
+{
+    return f16 ? (float)((const ae_f16_t *)base)[i] : ((const ae_f32_t *)base)[i];
+}
+
+/* exp(x) for x <= 0: the ARM optimized-routines scheme with ggml's
+ * coefficients (as ops_compat.c), the 2^n scaling done as two exact
+ * power-of-two products so it vectorizes; 0 below n = -192 */
+AI float ae_exp(float x)
+{
+    const float r = 0x1.8p23f;
+    const float z = fmaf(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                         u, fmaf(0x1.ffffecp-1f, b, 1.0f));
+    const int ni = n >= -192.0f ? (int)n : -192; /* x <= 0: n <= 0; NaN: -192 */
+    const int a = ni / 2, c = ni - a;           /* both >= -96: 2^a, 2^c normal */
+    uint32_t ba = (uint32_t)(a + 127) << 23, bc = (uint32_t)(c + 127) << 23;
+    float fa, fc;
+    memcpy(&fa, &ba, 4);
+    memcpy(&fc, &bc, 4);
+    const float e = j * fa * fc;
+    return n < -192.0f ? 0.0f : e;
+}
+
+/* _mm512_reduce_add_ps's order: halves, quarters, then pairs */
+AI float ae_reduce16(const float a[16])
+{
+    float t3[8], t6[4];
+    for (int i = 0; i < 8; i++) t3[i] = a[8 + i] + a[i];
+    for (int i = 0; i < 4; i++) t6[i] = t3[4 + i] + t3[i];
+    return (t6[0] + t6[2]) + (t6[1] + t6[3]);
+}
+
+/* G heads (G <= AE_MAX_G, hd <= AE_MAX_HD), one query token */
+AI void ae_heads(const int G, const float *q, int q_stride, const void *k, const void *v, const bool f16,
+                 const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos, float scale, float *p,
+                 float *out, int out_stride)
+{
+    const int n16 = (n_pos + 15) & ~15;
+    float mx[AE_MAX_G];
+    for (int g = 0; g < G; g++) mx[g] = -INFINITY;
+    /* scores, 16 positions (one vector per head) at a time */
+    for (int c0 = 0; c0 < n16; c0 += 16) {
+        const size_t kb = ((size_t)blocks[c0 / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(c0 % bs);
+        float acc[AE_MAX_G][16];
+        for (int g = 0; g < G; g++)
+            for (int l = 0; l < 16; l++) acc[g][l] = 0.0f;
+        for (int d = 0; d < hd; d++) {
+            float kf[16];
+            for (int l = 0; l < 16; l++) kf[l] = ae_ld(k, kb + (size_t)d * (size_t)bs + (size_t)l, f16);
+            for (int g = 0; g < G; g++) {
+                const float qd = q[(size_t)g * (size_t)q_stride + (size_t)d];
+                for (int l = 0; l < 16; l++) acc[g][l] = fmaf(qd, kf[l], acc[g][l]);
+            }
+        }
+        for (int g = 0; g < G; g++) {
+            float *pg = p + (size_t)g * (size_t)n16 + (size_t)c0;
+            for (int l = 0; l < 16; l++) {
+                /* positions past n_pos: slots not written yet, never used */
+                const float s = c0 + l < n_pos ? acc[g][l] * scale : -INFINITY;
+                pg[l] = s;
+                mx[g] = s > mx[g] ? s : mx[g];
+            }
+        }
+    }
+    /* softmax per head: 16-lane partial sums in position order, then reduce16 */
+    for (int g = 0; g < G; g++) {
+        float *pg = p + (size_t)g * (size_t)n16;
+        float sum[16] = {0};
+        for (int c0 = 0; c0 < n16; c0 += 16)
+            for (int l = 0; l < 16; l++) {
+                const float e = c0 + l < n_pos ? ae_exp(pg[c0 + l] - mx[g]) : 0.0f;
+                pg[c0 + l] = e;
+                sum[l] += e;
+            }
+        const float inv = 1.0f / ae_reduce16(sum);
+        for (int i = 0; i < n_pos; i++) pg[i] *= inv;
+    }
+    /* values: out[g][d] += p[g][i] * v_i[d], positions in order */
+    float o[AE_MAX_G][AE_MAX_HD];
+    for (int g = 0; g < G; g++)
+        for (int d = 0; d < hd; d++) o[g][d] = 0.0f;
+    for (int i = 0; i < n_pos; i++) {
+        const size_t vb = ((size_t)blocks[i / bs] * (size_t)bs + (size_t)(i % bs)) * (size_t)kvd + (size_t)hoff;
+        float vf[AE_MAX_HD];
+        for (int d = 0; d < hd; d++) vf[d] = ae_ld(v, vb + (size_t)d, f16);
+        for (int g = 0; g < G; g++) {
+            const float pi = p[(size_t)g * (size_t)n16 + (size_t)i];
+            for (int d = 0; d < hd; d++) o[g][d] = fmaf(pi, vf[d], o[g][d]);
+        }
+    }
+    for (int g = 0; g < G; g++) memcpy(out + (size_t)g * (size_t)out_stride, o[g], sizeof(float) * (size_t)hd);
+}
+
+void cpu_attn_engine_heads_avx512(const float *q, int G, int q_stride, const void *k, const void *v, bool f16,
+                                  const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos, float scale,
+                                  float *p, float *out, int out_stride);
+
+AE_CLONES
+void cpu_attn_engine(const float *q, int G, int q_stride, const void *k, const void *v, bool f16,
+                     const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos, float scale, float *p,
+                     float *out, int out_stride)
+{
+    if (cpu_quant_get_isa() == CPU_ISA_AVX512 && hd % 16 == 0) {
+        for (int g0 = 0; g0 < G; g0 += 4)
+            cpu_attn_engine_heads_avx512(q + (size_t)g0 * (size_t)q_stride, G - g0 < 4 ? G - g0 : 4, q_stride, k, v,
+                                         f16, blocks, bs, kvd, hoff, hd, n_pos, scale, p,
+                                         out + (size_t)g0 * (size_t)out_stride, out_stride);
+        return;
+    }
+    /* a head's result does not depend on the others: groups of up to 4
+     * (registers), the same operations per head whatever the grouping */
+    for (int g0 = 0; g0 < G; g0 += 4) {
+        const int ng = G - g0 < 4 ? G - g0 : 4;
+        const float *qg = q + (size_t)g0 * (size_t)q_stride;
+        float *og = out + (size_t)g0 * (size_t)out_stride;
+        switch ((ng - 1) * 2 + (f16 ? 1 : 0)) {
+        case 0: ae_heads(1, qg, q_stride, k, v, false, blocks, bs, kvd, hoff, hd, n_pos, scale, p, og, out_stride); break;
+        case 1: ae_heads(1, qg, q_stride, k, v, true, blocks, bs, kvd, hoff, hd, n_pos, scale, p, og, out_stride); break;
+        case 2: ae_heads(2, qg, q_stride, k, v, false, blocks, bs, kvd, hoff, hd, n_pos, scale, p, og, out_stride); break;
+        case 3: ae_heads(2, qg, q_stride, k, v, true, blocks, bs, kvd, hoff, hd, n_pos, scale, p, og, out_stride); break;
+        case 4: ae_heads(3, qg, q_stride, k, v, false, blocks, bs, kvd, hoff, hd, n_pos, scale, p, og, out_stride); break;
+        case 5: ae_heads(3, qg, q_stride, k, v, true, blocks, bs, kvd, hoff, hd, n_pos, scale, p, og, out_stride); break;
+        case 6: ae_heads(4, qg, q_stride, k, v, false, blocks, bs, kvd, hoff, hd, n_pos, scale, p, og, out_stride); break;
+        default: ae_heads(4, qg, q_stride, k, v, true, blocks, bs, kvd, hoff, hd, n_pos, scale, p, og, out_stride); break;
+        }
+    }
+}

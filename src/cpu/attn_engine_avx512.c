@@ -1,0 +1,142 @@
+/*
+ * attn_engine_avx512.c - cpu_attn_engine's heads with AVX-512 intrinsics:
+ * the operations of attn_engine.c lane for lane (the same bits; the test
+ * compares them), vectorized over 16 positions for the scores and over 16
+ * dimensions for the values. Compiled with -mavx512*; called only after
+ * cpuid, for head_dim % 16 == 0.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define AI static inline __attribute__((always_inline))
+
+/* 16 cache elements from p (f16 or f32) as floats; m: lanes to load */
+AI __m512 ld16(const void *p, bool f16, __mmask16 m)
+{
+    if (f16)
+        return _mm512_cvtph_ps(m == 0xFFFF ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(m, p));
+    return m == 0xFFFF ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+}
+
+/* attn_engine.c's ae_exp, lane by lane */
+AI __m512 exp16(__m512 x)
+{
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b =
+        _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f), _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+    const __m512 lo = _mm512_set1_ps(-192.0f);
+    const __mmask16 in = _mm512_cmp_ps_mask(n, lo, _CMP_GE_OQ); /* false for NaN */
+    const __m512i ni = _mm512_mask_mov_epi32(_mm512_set1_epi32(-192), in, _mm512_cvttps_epi32(n));
+    /* a = ni / 2 truncated toward zero (ni <= 0), c = ni - a */
+    const __m512i a = _mm512_srai_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(1)), 1);
+    const __m512i c = _mm512_sub_epi32(ni, a);
+    const __m512i bias = _mm512_set1_epi32(127);
+    const __m512 fa = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(a, bias), 23));
+    const __m512 fc = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(c, bias), 23));
+    const __m512 e = _mm512_mul_ps(_mm512_mul_ps(j, fa), fc);
+    const __mmask16 under = _mm512_cmp_ps_mask(n, lo, _CMP_LT_OQ);
+    return _mm512_mask_mov_ps(e, under, _mm512_setzero_ps());
+}
+
+AI void heads(const int G, const float *q, int q_stride, const char *k, const char *v, const bool f16,
+              const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos, float scale, float *p, float *out,
+              int out_stride)
+{
+    const size_t elt = f16 ? 2 : 4;
+    const int n16 = (n_pos + 15) & ~15;
+    __m512 mxv[4];
+    for (int g = 0; g < G; g++) mxv[g] = _mm512_set1_ps(-INFINITY);
+    const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    for (int c0 = 0; c0 < n16; c0 += 16) {
+        const char *kb = k + (((size_t)blocks[c0 / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(c0 % bs)) * elt;
+        if (c0 % bs == 0 && c0 + bs < n_pos) { /* the next block's keys and values of this head */
+            const size_t nb = (size_t)blocks[c0 / bs + 1];
+            const char *kn = k + (nb * (size_t)kvd + (size_t)hoff) * (size_t)bs * elt;
+            for (size_t o = 0; o < (size_t)hd * (size_t)bs * elt; o += 64) _mm_prefetch(kn + o, _MM_HINT_T0);
+            for (int j = 0; j < bs; j++) {
+                const char *vn = v + ((nb * (size_t)bs + (size_t)j) * (size_t)kvd + (size_t)hoff) * elt;
+                for (size_t o = 0; o < (size_t)hd * elt; o += 64) _mm_prefetch(vn + o, _MM_HINT_T0);
+            }
+        }
+        __m512 acc[4];
+        for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
+        for (int d = 0; d < hd; d++) {
+            const __m512 kf = ld16(kb + (size_t)d * (size_t)bs * elt, f16, 0xFFFF);
+            for (int g = 0; g < G; g++)
+                acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)g * (size_t)q_stride + (size_t)d]), kf, acc[g]);
+        }
+        const __mmask16 live = n_pos - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - c0)) - 1);
+        for (int g = 0; g < G; g++) {
+            const __m512 s = _mm512_mask_mov_ps(ninf, live, _mm512_mul_ps(acc[g], vscale));
+            _mm512_storeu_ps(p + (size_t)g * (size_t)n16 + (size_t)c0, s);
+            mxv[g] = _mm512_max_ps(s, mxv[g]);
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        float *pg = p + (size_t)g * (size_t)n16;
+        const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(mxv[g]));
+        __m512 sum = _mm512_setzero_ps();
+        for (int c0 = 0; c0 < n16; c0 += 16) {
+            const __mmask16 live = n_pos - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - c0)) - 1);
+            const __m512 e = _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(_mm512_loadu_ps(pg + c0), mx)));
+            _mm512_storeu_ps(pg + c0, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+        for (int c0 = 0; c0 < n16; c0 += 16) _mm512_storeu_ps(pg + c0, _mm512_mul_ps(_mm512_loadu_ps(pg + c0), inv));
+    }
+    /* values, 64 dimensions (4 vectors per head) at a time */
+    for (int d0 = 0; d0 < hd; d0 += 64) {
+        const int nv = hd - d0 >= 64 ? 4 : (hd - d0) / 16;
+        __m512 o[4][4];
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < 4; t++) o[g][t] = _mm512_setzero_ps();
+        for (int i = 0; i < n_pos; i++) {
+            const char *vb =
+                v + (((size_t)blocks[i / bs] * (size_t)bs + (size_t)(i % bs)) * (size_t)kvd + (size_t)(hoff + d0)) * elt;
+            __m512 vf[4];
+            for (int t = 0; t < 4; t++) vf[t] = t < nv ? ld16(vb + (size_t)(16 * t) * elt, f16, 0xFFFF) : _mm512_setzero_ps();
+            for (int g = 0; g < G; g++) {
+                const __m512 pi = _mm512_set1_ps(p[(size_t)g * (size_t)n16 + (size_t)i]);
+                for (int t = 0; t < 4; t++)
+                    if (t < nv) o[g][t] = _mm512_fmadd_ps(pi, vf[t], o[g][t]);
+            }
+        }
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < nv; t++)
+                _mm512_storeu_ps(out + (size_t)g * (size_t)out_stride + (size_t)(d0 + 16 * t), o[g][t]);
+    }
+}
+
+void cpu_attn_engine_heads_avx512(const float *q, int G, int q_stride, const void *k, const void *v, bool f16,
+                                  const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos, float scale,
+                                  float *p, float *out, int out_stride);
+void cpu_attn_engine_heads_avx512(const float *q, int G, int q_stride, const void *k, const void *v, bool f16,
+                                  const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos, float scale,
+                                  float *p, float *out, int out_stride)
+{
+    const char *kc = k, *vc = v;
+#define AE_CASE(NG, F)                                                                                         \
+    heads(NG, q, q_stride, kc, vc, F, blocks, bs, kvd, hoff, hd, n_pos, scale, p, out, out_stride);            \
+    return;
+    switch ((G - 1) * 2 + (f16 ? 1 : 0)) {
+    case 0: AE_CASE(1, false)
+    case 1: AE_CASE(1, true)
+    case 2: AE_CASE(2, false)
+    case 3: AE_CASE(2, true)
+    case 4: AE_CASE(3, false)
+    case 5: AE_CASE(3, true)
+    case 6: AE_CASE(4, false)
+    default: AE_CASE(4, true)
+    }
+#undef AE_CASE
+}
