@@ -56,17 +56,54 @@ AI void heads(const int G, const float *q, int q_stride, const char *k, const ch
     __m512 mxv[4];
     for (int g = 0; g < G; g++) mxv[g] = _mm512_set1_ps(-INFINITY);
     const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
-    for (int c0 = 0; c0 < n16; c0 += 16) {
-        const char *kb = k + (((size_t)blocks[c0 / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(c0 % bs)) * elt;
-        if (c0 % bs == 0 && c0 + bs < n_pos) { /* the next block's keys and values of this head */
-            const size_t nb = (size_t)blocks[c0 / bs + 1];
+    /* 4 chunks of 16 positions at a time: 4 x G independent FMA chains
+     * (one chain per position, as in the reference) */
+    int q0 = 0;
+    for (; q0 + 64 <= n16; q0 += 64) {
+        const int c0 = q0;
+        const char *kb[4];
+        for (int cc = 0; cc < 4; cc++) {
+            const int p0 = c0 + 16 * cc;
+            kb[cc] = k + (((size_t)blocks[p0 / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(p0 % bs)) * elt;
+        }
+        for (int cc = 0; cc < 4; cc++) { /* the blocks after these */
+            const int p0 = c0 + 64 + 16 * cc;
+            if (p0 >= n16 || p0 % bs != 0) continue;
+            const size_t nb = (size_t)blocks[p0 / bs];
             const char *kn = k + (nb * (size_t)kvd + (size_t)hoff) * (size_t)bs * elt;
             for (size_t o = 0; o < (size_t)hd * (size_t)bs * elt; o += 64) _mm_prefetch(kn + o, _MM_HINT_T0);
-            for (int j = 0; j < bs; j++) {
-                const char *vn = v + ((nb * (size_t)bs + (size_t)j) * (size_t)kvd + (size_t)hoff) * elt;
+        }
+        for (int cc = 0; cc < 4; cc++) { /* these blocks' values, for the second pass */
+            const int p0 = c0 + 16 * cc;
+            if (p0 % bs != 0) continue;
+            for (int j = 0; j < bs && p0 + j < n_pos; j++) {
+                const char *vn = v + (((size_t)blocks[p0 / bs] * (size_t)bs + (size_t)j) * (size_t)kvd + (size_t)hoff) * elt;
                 for (size_t o = 0; o < (size_t)hd * elt; o += 64) _mm_prefetch(vn + o, _MM_HINT_T0);
             }
         }
+        __m512 acc[4][4];
+        for (int g = 0; g < G; g++)
+            for (int cc = 0; cc < 4; cc++) acc[g][cc] = _mm512_setzero_ps();
+        for (int d = 0; d < hd; d++) {
+            __m512 kf[4];
+            for (int cc = 0; cc < 4; cc++) kf[cc] = ld16(kb[cc] + (size_t)d * (size_t)bs * elt, f16, 0xFFFF);
+            for (int g = 0; g < G; g++) {
+                const __m512 qd = _mm512_set1_ps(q[(size_t)g * (size_t)q_stride + (size_t)d]);
+                for (int cc = 0; cc < 4; cc++) acc[g][cc] = _mm512_fmadd_ps(qd, kf[cc], acc[g][cc]);
+            }
+        }
+        for (int cc = 0; cc < 4; cc++) {
+            const int p0 = c0 + 16 * cc;
+            const __mmask16 live = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
+            for (int g = 0; g < G; g++) {
+                const __m512 s = _mm512_mask_mov_ps(ninf, live, _mm512_mul_ps(acc[g][cc], vscale));
+                _mm512_storeu_ps(p + (size_t)g * (size_t)n16 + (size_t)p0, s);
+                mxv[g] = _mm512_max_ps(s, mxv[g]);
+            }
+        }
+    }
+    for (int c0 = q0; c0 < n16; c0 += 16) {
+        const char *kb = k + (((size_t)blocks[c0 / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(c0 % bs)) * elt;
         __m512 acc[4];
         for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
         for (int d = 0; d < hd; d++) {
@@ -103,12 +140,25 @@ AI void heads(const int G, const float *q, int q_stride, const char *k, const ch
         for (int i = 0; i < n_pos; i++) {
             const char *vb =
                 v + (((size_t)blocks[i / bs] * (size_t)bs + (size_t)(i % bs)) * (size_t)kvd + (size_t)(hoff + d0)) * elt;
+            if (i + 4 < n_pos) { /* a few rows ahead */
+                const char *vn = v + (((size_t)blocks[(i + 4) / bs] * (size_t)bs + (size_t)((i + 4) % bs)) * (size_t)kvd +
+                                      (size_t)(hoff + d0)) * elt;
+                _mm_prefetch(vn, _MM_HINT_T0);
+                _mm_prefetch(vn + 64, _MM_HINT_T0);
+            }
             __m512 vf[4];
-            for (int t = 0; t < 4; t++) vf[t] = t < nv ? ld16(vb + (size_t)(16 * t) * elt, f16, 0xFFFF) : _mm512_setzero_ps();
+            if (nv == 4) {
+                for (int t = 0; t < 4; t++) vf[t] = ld16(vb + (size_t)(16 * t) * elt, f16, 0xFFFF);
+                for (int g = 0; g < G; g++) {
+                    const __m512 pi = _mm512_set1_ps(p[(size_t)g * (size_t)n16 + (size_t)i]);
+                    for (int t = 0; t < 4; t++) o[g][t] = _mm512_fmadd_ps(pi, vf[t], o[g][t]);
+                }
+                continue;
+            }
+            for (int t = 0; t < nv; t++) vf[t] = ld16(vb + (size_t)(16 * t) * elt, f16, 0xFFFF);
             for (int g = 0; g < G; g++) {
                 const __m512 pi = _mm512_set1_ps(p[(size_t)g * (size_t)n16 + (size_t)i]);
-                for (int t = 0; t < 4; t++)
-                    if (t < nv) o[g][t] = _mm512_fmadd_ps(pi, vf[t], o[g][t]);
+                for (int t = 0; t < nv; t++) o[g][t] = _mm512_fmadd_ps(pi, vf[t], o[g][t]);
             }
         }
         for (int g = 0; g < G; g++)
