@@ -191,8 +191,9 @@ def test_completion_streaming(job):
 
 
 def test_greedy_equals_generate(tiny, job):
+    # the server computes with the engine's numerics (packed GEMM, engine attention)
     g = json.loads(run([ROTOR, "generate", "--model", tiny, "--prompt", "The meaning of life is",
-                        "-n", "12", "--ignore-eos", "--json"]).stdout)
+                        "-n", "12", "--ignore-eos", "--json", "--numerics", "engine"]).stdout)
     r = greedy_completion(job, "The meaning of life is", 12)
     assert r["choices"][0]["text"] == g["text"]
     assert r["usage"]["completion_tokens"] == len(g["ids"]) == 12
@@ -507,7 +508,7 @@ def smollm2_job(smollm2, tmp_path_factory):
 def test_smollm2_chat_equals_generate(smollm2, smollm2_job):
     question = "What is the capital of France?"
     g = json.loads(run([ROTOR, "generate", "--model", smollm2, "--chat", "--prompt", question, "-n", "24",
-                        "--json"]).stdout)
+                        "--json", "--numerics", "engine"]).stdout)
     c = OpenAI(base_url=smollm2_job.url + "/v1", api_key="x", max_retries=0, timeout=HANG_S)
     r = c.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": question}],
                                   max_tokens=24, temperature=0)
