@@ -20,6 +20,7 @@
 
 #include "rotor/cpu_ops.h"
 #include "rotor/cpu_quant.h"
+#include "rotor/fast_exp.h"
 #include "rotor/types.h"
 
 #if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
@@ -43,27 +44,6 @@ AI float ae_ld(const void *base, size_t i, bool f16)
     return f16 ? (float)((const ae_f16_t *)base)[i] : ((const ae_f32_t *)base)[i];
 }
 
-/* exp(x) for x <= 0: the ARM optimized-routines scheme with ggml's
- * coefficients (as ops_compat.c), the 2^n scaling done as two exact
- * power-of-two products so it vectorizes; 0 below n = -192 */
-AI float ae_exp(float x)
-{
-    const float r = 0x1.8p23f;
-    const float z = fmaf(x, 0x1.715476p+0f, r);
-    const float n = z - r;
-    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
-    const float u = b * b;
-    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
-                         u, fmaf(0x1.ffffecp-1f, b, 1.0f));
-    const int ni = n >= -192.0f ? (int)n : -192; /* x <= 0: n <= 0; NaN: -192 */
-    const int a = ni / 2, c = ni - a;           /* both >= -96: 2^a, 2^c normal */
-    uint32_t ba = (uint32_t)(a + 127) << 23, bc = (uint32_t)(c + 127) << 23;
-    float fa, fc;
-    memcpy(&fa, &ba, 4);
-    memcpy(&fc, &bc, 4);
-    const float e = j * fa * fc;
-    return n < -192.0f ? 0.0f : e;
-}
 
 /* _mm512_reduce_add_ps's order: halves, quarters, then pairs */
 AI float ae_reduce16(const float a[16])
@@ -112,7 +92,7 @@ AI void ae_heads(const int G, const float *q, int q_stride, const void *k, const
         float sum[16] = {0};
         for (int c0 = 0; c0 < n16; c0 += 16)
             for (int l = 0; l < 16; l++) {
-                const float e = c0 + l < n_pos ? ae_exp(pg[c0 + l] - mx[g]) : 0.0f;
+                const float e = c0 + l < n_pos ? rt_exp_le0(pg[c0 + l] - mx[g]) : 0.0f;
                 pg[c0 + l] = e;
                 sum[l] += e;
             }

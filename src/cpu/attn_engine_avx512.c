@@ -20,7 +20,7 @@ AI __m512 ld16(const void *p, bool f16, __mmask16 m)
     return m == 0xFFFF ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
 }
 
-/* attn_engine.c's ae_exp, lane by lane */
+/* rt_exp_le0 (rotor/fast_exp.h), lane by lane */
 AI __m512 exp16(__m512 x)
 {
     const __m512 r = _mm512_set1_ps(0x1.8p23f);
@@ -33,18 +33,13 @@ AI __m512 exp16(__m512 x)
         _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
                         _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
         u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
-    const __m512 lo = _mm512_set1_ps(-192.0f);
-    const __mmask16 in = _mm512_cmp_ps_mask(n, lo, _CMP_GE_OQ); /* false for NaN */
-    const __m512i ni = _mm512_mask_mov_epi32(_mm512_set1_epi32(-192), in, _mm512_cvttps_epi32(n));
-    /* a = ni / 2 truncated toward zero (ni <= 0), c = ni - a */
-    const __m512i a = _mm512_srai_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(1)), 1);
-    const __m512i c = _mm512_sub_epi32(ni, a);
-    const __m512i bias = _mm512_set1_epi32(127);
-    const __m512 fa = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(a, bias), 23));
-    const __m512 fc = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(c, bias), 23));
-    const __m512 e = _mm512_mul_ps(_mm512_mul_ps(j, fa), fc);
-    const __mmask16 under = _mm512_cmp_ps_mask(n, lo, _CMP_LT_OQ);
-    return _mm512_mask_mov_ps(e, under, _mm512_setzero_ps());
+    /* max_ps(n, -126) is -126 for NaN n, as the scalar's comparison */
+    const __m512i e = _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_max_ps(n, _mm512_set1_ps(-126.0f))),
+                                       _mm512_set1_epi32(127));
+    const __m512 v = _mm512_mul_ps(j, _mm512_castsi512_ps(_mm512_slli_epi32(e, 23)));
+    const __mmask16 keep = _mm512_cmp_ps_mask(n, _mm512_set1_ps(-125.0f), _CMP_GE_OQ);
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    return _mm512_mask_mov_ps(_mm512_maskz_mov_ps(keep, v), nan, x);
 }
 
 AI void heads(const int G, const float *q, int q_stride, const char *k, const char *v, const bool f16,

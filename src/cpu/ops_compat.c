@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "rotor/cpu_quant.h"
+#include "rotor/fast_exp.h"
 #include "rotor/types.h"
 
 #if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
@@ -38,13 +39,8 @@ static inline float reduce16(const float a[16])
 
 static inline float compat_exp1(float x)
 {
-    const float r = 0x1.8p23f;
-    const float z = fmaf(x, 0x1.715476p+0f, r);
-    const float n = z - r;
-    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
-    const float u = b * b;
-    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
-                         u, fmaf(0x1.ffffecp-1f, b, 1.0f));
+    float n;
+    const float j = rt_exp_poly(x, &n);
     if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
     return scalbnf(j, (int)n);
 }

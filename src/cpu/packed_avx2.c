@@ -104,17 +104,11 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
     const size_t bb = pk_block_bytes(k);
     const size_t qbytes = k == PK_Q8_0 ? PK_Q8_BYTES : PK_NIB_BYTES;
     const int off = pk_offset(k);
-    const int8_t *qa[PK_MAX_NS];
-    const float *da[PK_MAX_NS], *sa[PK_MAX_NS];
-    const int32_t *suma[PK_MAX_NS];
+    pk_rows_t a;
+    pk_rows(&a, x, xs, NS, nb);
     __m256 acc[PK_MAX_NS], macc[PK_MAX_NS];
 #pragma GCC unroll 8
     for (int s = 0; s < NS; s++) {
-        const void *xi = (const char *)x + (size_t)s * xs;
-        qa[s] = PK_ACT_QS(xi);
-        da[s] = PK_ACT_D(xi, nb);
-        sa[s] = PK_ACT_S(xi, nb);
-        suma[s] = PK_ACT_SUM(xi, nb);
         acc[s] = _mm256_setzero_ps();
         macc[s] = _mm256_setzero_ps();
     }
@@ -130,7 +124,7 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
             /* few rows: one group at a time, their int16 sums in registers */
             const int8_t *q[4];
 #pragma GCC unroll 4
-            for (int s = 0; s < 4; s++) q[s] = qa[s < NS ? s : 0] + b * 32;
+            for (int s = 0; s < 4; s++) q[s] = a.qa[s < NS ? s : 0] + b * 32;
             q8_isum(NS, blk + 32 * h, q, isum4);
         } else if (k == PK_Q8_0) {
             /* many rows: the 16 unpacked vectors serve them all (on Zen 5
@@ -143,7 +137,7 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
         }
 #pragma GCC unroll 8
         for (int s = 0; s < NS; s++) {
-            const int8_t *q = qa[s] + b * 32;
+            const int8_t *q = a.qa[s] + b * 32;
             __m256i isum;
             if (k == PK_Q8_0 && NS <= 4)
                 isum = isum4[s];
@@ -152,11 +146,11 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
                                         _mm256_madd_epi16(dot8_i16(wh, q), _mm256_set1_epi16(16)));
             else
                 isum = _mm256_madd_epi16(dot8_i16(w, q), _mm256_set1_epi16(1));
-            if (off) isum = _mm256_add_epi32(isum, _mm256_set1_epi32(-off * suma[s][b]));
-            acc[s] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(da[s][b])), acc[s]);
+            if (off) isum = _mm256_add_epi32(isum, _mm256_set1_epi32(-off * a.suma[s][b]));
+            acc[s] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(a.da[s][b])), acc[s]);
             if (k == PK_Q4_1 && NS == 1) {
                 const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + qbytes + 32 + 16 * h)));
-                macc[s] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sa[s][b]), macc[s]);
+                macc[s] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.sa[s][b]), macc[s]);
             }
         }
     }
@@ -167,7 +161,7 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
             const uint8_t *blk = panel + (size_t)b * bb;
             const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + qbytes + 32 + 16 * h)));
 #pragma GCC unroll 8
-            for (int s = 0; s < NS; s++) macc[s] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sa[s][b]), macc[s]);
+            for (int s = 0; s < NS; s++) macc[s] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.sa[s][b]), macc[s]);
         }
 #pragma GCC unroll 8
     for (int s = 0; s < NS; s++)
@@ -181,26 +175,11 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
     if (nrows > 8) tile_half(k, NS, 1, nb, panel, x, xs, y, ys, nrows);
 }
 
-#define PK_CASES(K)                                                              \
-    switch (ns) {                                                                \
-    case 1: tile(K, 1, nb, panel, x, xs, y, ys, nrows); return;                 \
-    case 2: tile(K, 2, nb, panel, x, xs, y, ys, nrows); return;                 \
-    case 3: tile(K, 3, nb, panel, x, xs, y, ys, nrows); return;                 \
-    case 4: tile(K, 4, nb, panel, x, xs, y, ys, nrows); return;                 \
-    case 5: tile(K, 5, nb, panel, x, xs, y, ys, nrows); return;                 \
-    case 6: tile(K, 6, nb, panel, x, xs, y, ys, nrows); return;                 \
-    case 7: tile(K, 7, nb, panel, x, xs, y, ys, nrows); return;                 \
-    default: tile(K, 8, nb, panel, x, xs, y, ys, nrows); return;                \
-    }
 
 void pk_tile_avx2(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, size_t xs, int ns, float *y,
                   int64_t ys, int nrows)
 {
-    switch (k) {
-    case PK_Q4_0: PK_CASES(PK_Q4_0)
-    case PK_Q4_1: PK_CASES(PK_Q4_1)
-    case PK_Q8_0: PK_CASES(PK_Q8_0)
-    }
+    PK_TILE_DISPATCH(tile);
 }
 
 AI float hmax8(__m256 v)

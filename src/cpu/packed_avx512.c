@@ -31,17 +31,11 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
     const size_t bb = pk_block_bytes(k);
     const size_t qbytes = k == PK_Q8_0 ? PK_Q8_BYTES : PK_NIB_BYTES;
     const int off = pk_offset(k);
-    const int8_t *qa[PK_MAX_NS];
-    const float *da[PK_MAX_NS], *sa[PK_MAX_NS];
-    const int32_t *suma[PK_MAX_NS];
+    pk_rows_t a;
+    pk_rows(&a, x, xs, NS, nb);
     __m512 acc[PK_MAX_NS], macc[PK_MAX_NS];
 #pragma GCC unroll 8
     for (int s = 0; s < NS; s++) {
-        const void *xi = (const char *)x + (size_t)s * xs;
-        qa[s] = PK_ACT_QS(xi);
-        da[s] = PK_ACT_D(xi, nb);
-        sa[s] = PK_ACT_S(xi, nb);
-        suma[s] = PK_ACT_SUM(xi, nb);
         acc[s] = _mm512_setzero_ps();
         macc[s] = _mm512_setzero_ps();
     }
@@ -64,8 +58,8 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
                                        : _mm512_setzero_ps();
 #pragma GCC unroll 8
         for (int s = 0; s < NS; s++) {
-            const int8_t *q = qa[s] + b * 32;
-            __m512i i0 = off ? _mm512_set1_epi32(-off * suma[s][b]) : _mm512_setzero_si512();
+            const int8_t *q = a.qa[s] + b * 32;
+            __m512i i0 = off ? _mm512_set1_epi32(-off * a.suma[s][b]) : _mm512_setzero_si512();
             __m512i i1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int g = 0; g < 8; g += 2) {
@@ -73,8 +67,8 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
                 i1 = _mm512_dpbusd_epi32(i1, w[g + 1], bcast4(q + 4 * g + 4));
             }
             const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1));
-            acc[s] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(da[s][b])), acc[s]);
-            if (k == PK_Q4_1) macc[s] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sa[s][b]), macc[s]);
+            acc[s] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(a.da[s][b])), acc[s]);
+            if (k == PK_Q4_1) macc[s] = _mm512_fmadd_ps(mw, _mm512_set1_ps(a.sa[s][b]), macc[s]);
         }
     }
     const __mmask16 mask = nrows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nrows) - 1);
@@ -85,26 +79,11 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
     }
 }
 
-#define PK_CASES(K)                                                              \
-    switch (ns) {                                                                \
-    case 1: tile(K, 1, nb, panel, x, xs, y, ys, nrows); return;                 \
-    case 2: tile(K, 2, nb, panel, x, xs, y, ys, nrows); return;                 \
-    case 3: tile(K, 3, nb, panel, x, xs, y, ys, nrows); return;                 \
-    case 4: tile(K, 4, nb, panel, x, xs, y, ys, nrows); return;                 \
-    case 5: tile(K, 5, nb, panel, x, xs, y, ys, nrows); return;                 \
-    case 6: tile(K, 6, nb, panel, x, xs, y, ys, nrows); return;                 \
-    case 7: tile(K, 7, nb, panel, x, xs, y, ys, nrows); return;                 \
-    default: tile(K, 8, nb, panel, x, xs, y, ys, nrows); return;                \
-    }
 
 void pk_tile_avx512(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, size_t xs, int ns, float *y,
                     int64_t ys, int nrows)
 {
-    switch (k) {
-    case PK_Q4_0: PK_CASES(PK_Q4_0)
-    case PK_Q4_1: PK_CASES(PK_Q4_1)
-    case PK_Q8_0: PK_CASES(PK_Q8_0)
-    }
+    PK_TILE_DISPATCH(tile);
 }
 
 void pk_act_quantize_avx512(const float *x, void *dst, int64_t n)

@@ -47,14 +47,56 @@ static inline int pk_offset(pk_kind_t k) { return k == PK_Q4_0 ? 8 : k == PK_Q8_
 #define PK_ACT_S(x, nb) (PK_ACT_D(x, nb) + (nb))
 #define PK_ACT_SUM(x, nb) ((const int32_t *)(PK_ACT_S(x, nb) + (nb)))
 
+#define PK_MAX_NS 8 /* activation rows per panel kernel call */
+
+/* the parts of ns activation rows (stride xs bytes) a panel kernel reads */
+typedef struct {
+    const int8_t *qa[PK_MAX_NS];    /* quants */
+    const float *da[PK_MAX_NS];     /* scales */
+    const float *sa[PK_MAX_NS];     /* scale * sum */
+    const int32_t *suma[PK_MAX_NS]; /* sums of the quants */
+} pk_rows_t;
+
+static inline void pk_rows(pk_rows_t *r, const void *x, size_t xs, int ns, int64_t nb)
+{
+    for (int s = 0; s < ns; s++) {
+        const void *xi = (const char *)x + (size_t)s * xs;
+        r->qa[s] = PK_ACT_QS(xi);
+        r->da[s] = PK_ACT_D(xi, nb);
+        r->sa[s] = PK_ACT_S(xi, nb);
+        r->suma[s] = PK_ACT_SUM(xi, nb);
+    }
+}
+
 /*
  * Panel kernel: rows [0, nrows) (nrows <= 16) of one panel times ns
  * activation rows (1 <= ns <= PK_MAX_NS), x rows at stride xs bytes:
  *   y[i * ys + r] = result for (row r, activation row i).
  */
-#define PK_MAX_NS 8
 typedef void (*pk_tile_fn)(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, size_t xs, int ns,
                            float *y, int64_t ys, int nrows);
+
+/* In an ISA file's panel kernel entry: calls TILE(K, NS, nb, panel, x, xs,
+ * y, ys, nrows) with compile-time kind K and row count NS (1..PK_MAX_NS), so
+ * each (kind, rows) pair gets its own register allocation. */
+#define PK_TILE_NS(TILE, K)                                                                                      \
+    switch (ns) {                                                                                                \
+    case 1: TILE(K, 1, nb, panel, x, xs, y, ys, nrows); return;                                                  \
+    case 2: TILE(K, 2, nb, panel, x, xs, y, ys, nrows); return;                                                  \
+    case 3: TILE(K, 3, nb, panel, x, xs, y, ys, nrows); return;                                                  \
+    case 4: TILE(K, 4, nb, panel, x, xs, y, ys, nrows); return;                                                  \
+    case 5: TILE(K, 5, nb, panel, x, xs, y, ys, nrows); return;                                                  \
+    case 6: TILE(K, 6, nb, panel, x, xs, y, ys, nrows); return;                                                  \
+    case 7: TILE(K, 7, nb, panel, x, xs, y, ys, nrows); return;                                                  \
+    default: TILE(K, 8, nb, panel, x, xs, y, ys, nrows); return;                                                 \
+    }
+#define PK_TILE_DISPATCH(TILE)                                                                                   \
+    switch (k) {                                                                                                 \
+    case PK_Q4_0: PK_TILE_NS(TILE, PK_Q4_0)                                                                      \
+    case PK_Q4_1: PK_TILE_NS(TILE, PK_Q4_1)                                                                      \
+    case PK_Q8_0: PK_TILE_NS(TILE, PK_Q8_0)                                                                      \
+    }
+_Static_assert(PK_MAX_NS == 8, "PK_TILE_NS covers 1..8 rows");
 
 void pk_tile_scalar(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, size_t xs, int ns, float *y,
                     int64_t ys, int nrows);

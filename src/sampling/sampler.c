@@ -19,6 +19,7 @@
  * so a step touches only the tokens it penalises. Everything is allocated at
  * create; sampler_sample never allocates.
  */
+#include "rotor/fast_exp.h"
 #include "rotor/sampler.h"
 
 #include <math.h>
@@ -362,29 +363,6 @@ static size_t filter_min_p(cand_t *c, size_t n, float min_p)
 
 /* ---- log-sum-exp of the raw logits: the normalizer of the logprobs ---- */
 
-
-/* exp(x) for x <= 0 (NaN passes through): 2^n * p(b), n = round(x / ln 2),
- * a degree-5 polynomial with the coefficients of ARM's optimized-routines
- * expf (as ggml vectorizes it), relative error < 3e-7; results below 2^-126 flush to
- * 0, which a sum holding exp(0) = 1 cannot see. Branch-free, so the lane
- * loops below vectorize. */
-static inline float exp_le0(float x)
-{
-    const float r = 0x1.8p23f;
-    const float z = fmaf(x, 0x1.715476p+0f, r);
-    const float n = z - r;
-    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
-    const float u = b * b;
-    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
-                         u, fmaf(0x1.ffffecp-1f, b, 1.0f));
-    const int32_t e = (int32_t)(n > -126.0f ? n : -126.0f) + 127;
-    uint32_t bits = (uint32_t)e << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    const float v = j * scale;
-    return n >= -125.0f ? v : (x != x ? x : 0.0f);
-}
-
 /* max over lanes, then sum of exp(x - max) in double per lane; NaN logits
  * make the sum NaN (the logprobs are then -inf) */
 LANE_CLONES
@@ -407,12 +385,12 @@ static double log_sum_exp(const float *logits, int32_t nv)
     double s16[LANES] = {0};
     for (i = 0; i + LANES <= nv; i += LANES)
         for (int l = 0; l < LANES; l++)
-            s16[l] += (double)exp_le0(logits[i + l] - mx);
+            s16[l] += (double)rt_exp_le0(logits[i + l] - mx);
     double sum = 0.0;
     for (int l = 0; l < LANES; l++)
         sum += s16[l];
     for (; i < nv; i++)
-        sum += (double)exp_le0(logits[i] - mx);
+        sum += (double)rt_exp_le0(logits[i] - mx);
     return (double)mx + log(sum);
 }
 

@@ -164,9 +164,9 @@ def test_smollm2_greedy_32(llama_cpp, smollm2):
     assert len(differ) <= 2, f"greedy ids differ from llama.cpp on {differ}"
 
 
-def test_same_bits_on_every_isa(smollm2):
-    """The llama.cpp-order kernels give identical logits with AVX-512, AVX2 and
-    plain C (ROTOR_ISA forces a lower ISA), prefill and decode alike."""
+def assert_same_bits_on_every_isa(model, numerics, n):
+    """First-step logits and n greedy ids of rotor generate with AVX-512, AVX2
+    and plain C (ROTOR_ISA forces a lower ISA) are identical."""
     ids = [1, 504, 3575, 282, 4649, 314, 30, 216, 504, 3575]
     outs = {}
     for isa in ("avx512", "avx2", "scalar"):
@@ -174,15 +174,20 @@ def test_same_bits_on_every_isa(smollm2):
         with tempfile.NamedTemporaryFile(suffix=".f32", delete=False) as f:
             out = f.name
         try:
-            r = run([ROTOR, "generate", "--model", smollm2, "--tokens", ",".join(map(str, ids)), "-n", "8",
-                     "--logits-out", out, "--json", "--temp", "0"], env=env)
+            r = run([ROTOR, "generate", "--model", model, "--tokens", ",".join(map(str, ids)), "-n", str(n),
+                     "--logits-out", out, "--json", "--temp", "0", "--numerics", numerics], env=env)
             outs[isa] = (np.fromfile(out, dtype=np.float32), json.loads(r.stdout)["ids"])
         finally:
             os.unlink(out)
     ref_logits, ref_ids = outs["avx512"]
     for isa, (logits, gen) in outs.items():
-        assert np.array_equal(logits, ref_logits), f"{isa}: logits differ from avx512"
-        assert gen == ref_ids, f"{isa}: generated ids differ"
+        assert np.array_equal(logits, ref_logits), f"{numerics} numerics, {isa}: logits differ from avx512"
+        assert gen == ref_ids, f"{numerics} numerics, {isa}: generated ids differ"
+
+
+def test_same_bits_on_every_isa(smollm2):
+    """The llama.cpp-order kernels: prefill and decode alike."""
+    assert_same_bits_on_every_isa(smollm2, "llamacpp", 8)
 
 
 # ---- the engine's numerics (packed int8 GEMM, one attention order) ----
@@ -245,21 +250,6 @@ def test_engine_numerics_smollm2(llama_cpp, smollm2):
 
 
 def test_engine_numerics_same_bits_on_every_isa(smollm2):
-    """The packed GEMM's integer sums are exact and its float steps the same
-    scalar operations everywhere: identical logits on AVX-512, AVX2, C."""
-    ids = [1, 504, 3575, 282, 4649, 314, 30, 216, 504, 3575]
-    outs = {}
-    for isa in ("avx512", "avx2", "scalar"):
-        env = dict(os.environ, ROTOR_ISA=isa)
-        with tempfile.NamedTemporaryFile(suffix=".f32", delete=False) as f:
-            out = f.name
-        try:
-            r = run([ROTOR, "generate", "--model", smollm2, "--tokens", ",".join(map(str, ids)), "-n", "4",
-                     "--logits-out", out, "--json", "--temp", "0", "--numerics", "engine"], env=env)
-            outs[isa] = (np.fromfile(out, dtype=np.float32), json.loads(r.stdout)["ids"])
-        finally:
-            os.unlink(out)
-    ref_logits, ref_ids = outs["avx512"]
-    for isa, (logits, gen) in outs.items():
-        assert np.array_equal(logits, ref_logits), f"{isa}: engine logits differ from avx512"
-        assert gen == ref_ids, f"{isa}: generated ids differ"
+    """The packed GEMM's integer sums are exact and its float steps, like the
+    engine attention's, the same scalar operations everywhere."""
+    assert_same_bits_on_every_isa(smollm2, "engine", 4)

@@ -15,19 +15,13 @@
 
 #include <cmocka.h>
 
+#define TEST_RNG_SEED 0x243F6A8885A308D3ull
+#include "test_rng.h"
+
 #include "rotor/cpu_packed.h"
 #include "rotor/cpu_quant.h"
 #include "rotor/types.h"
 
-static uint64_t g_rng = 0x243F6A8885A308D3ull;
-static double urand(void)
-{
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return ((g_rng >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-}
-static float nrand(void) { return (float)(sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand())); }
 
 static const rt_type_t k_types[] = {RT_TYPE_Q4_0, RT_TYPE_Q4_1, RT_TYPE_Q8_0};
 

@@ -28,17 +28,7 @@ static const rt_type_t k_weight_types[] = {
 };
 #define N_WTYPES (sizeof(k_weight_types) / sizeof(k_weight_types[0]))
 
-/* xorshift + Box-Muller: deterministic normal samples. */
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static double urand(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return ((g_rng >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-}
-static float nrand(void) {
-    return (float)(sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand()));
-}
+#include "test_rng.h"
 
 static uint32_t fbits(float f) {
     uint32_t u;
