@@ -17,6 +17,7 @@ static int pk_kind(rt_type_t t, pk_kind_t *k)
     case RT_TYPE_Q4_0: *k = PK_Q4_0; return 1;
     case RT_TYPE_Q4_1: *k = PK_Q4_1; return 1;
     case RT_TYPE_Q8_0: *k = PK_Q8_0; return 1;
+    case RT_TYPE_Q4_K: *k = PK_Q4_K; return 1;
     default: return 0;
     }
 }
@@ -24,15 +25,19 @@ static int pk_kind(rt_type_t t, pk_kind_t *k)
 bool cpu_packed_supported(rt_type_t t)
 {
     pk_kind_t k;
-    return pk_kind(t, &k);
+    if (!pk_kind(t, &k)) return false;
+    /* Q4_K only where a fast kernel exists (the scalar one is the reference) */
+    return k != PK_Q4_K || cpu_quant_get_isa() == CPU_ISA_AVX512;
 }
 
 size_t cpu_packed_size(rt_type_t t, int64_t n_out, int64_t n_in)
 {
     pk_kind_t k;
-    if (!pk_kind(t, &k) || n_in <= 0 || n_out <= 0 || n_in % 32 != 0) return 0;
+    if (!cpu_packed_supported(t) || !pk_kind(t, &k) || n_in <= 0 || n_out <= 0 ||
+        n_in % (k == PK_Q4_K ? 256 : 32) != 0)
+        return 0;
     const int64_t panels = (n_out + CPU_PACK_ROWS - 1) / CPU_PACK_ROWS;
-    return (size_t)panels * (size_t)(n_in / 32) * pk_block_bytes(k);
+    return (size_t)panels * pk_panel_bytes(k, n_in / 32);
 }
 
 /* one 32-block of rows [r, r + nr) of W into a panel block */
@@ -69,11 +74,38 @@ static void pack_block(pk_kind_t k, const char *W, size_t w_stride, int64_t b, i
     }
 }
 
+/* one 256-element super-block of rows [r, r + nr) of a Q4_K matrix */
+static void pack_superblock_q4k(const char *W, size_t w_stride, int64_t B, int nr, uint8_t *dst)
+{
+    memset(dst, 0, PK_Q4K_BYTES);
+    for (int r = 0; r < nr; r++) {
+        const block_q4_K *blk = (const block_q4_K *)(W + (size_t)r * w_stride) + B;
+        memcpy(dst + PK_Q4K_D + 2 * r, &blk->d, 2);
+        memcpy(dst + PK_Q4K_D + 32 + 2 * r, &blk->dmin, 2);
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            cpu_scale_min_k4(j, blk->scales, &sc, &m);
+            dst[PK_Q4K_SC + 16 * j + r] = sc;
+            dst[PK_Q4K_M + 16 * j + r] = m;
+            /* sub-block j: elements 32j..32j+31 = low (j even) or high (j
+             * odd) nibbles of qs[32 (j/2) .. +31] */
+            uint8_t q[32];
+            for (int e = 0; e < 32; e++) {
+                const uint8_t v = blk->qs[32 * (j / 2) + e];
+                q[e] = j % 2 ? v >> 4 : v & 0x0F;
+            }
+            for (int p = 0; p < 4; p++)
+                for (int t = 0; t < 4; t++)
+                    dst[256 * j + p * 64 + r * 4 + t] = (uint8_t)(q[4 * p + t] | (q[16 + 4 * p + t] << 4));
+        }
+    }
+}
+
 rt_status_t cpu_pack_weights(rt_type_t t, const void *W, size_t w_stride, int64_t n_out, int64_t n_in, void *dst)
 {
     pk_kind_t k;
     if (!pk_kind(t, &k)) return rt_error_set(RT_ERR_UNSUPPORTED, "pack: type %s has no packed form", rt_type_name(t));
-    if (n_in <= 0 || n_out <= 0 || n_in % 32 != 0)
+    if (n_in <= 0 || n_out <= 0 || n_in % (k == PK_Q4_K ? 256 : 32) != 0)
         return rt_error_set(RT_ERR_RANGE, "pack: %lld x %lld matrix is not made of 32-blocks", (long long)n_out,
                             (long long)n_in);
     const int64_t nb = n_in / 32;
@@ -81,7 +113,11 @@ rt_status_t cpu_pack_weights(rt_type_t t, const void *W, size_t w_stride, int64_
     uint8_t *out = dst;
     for (int64_t r = 0; r < n_out; r += CPU_PACK_ROWS) {
         const int nr = (int)(n_out - r < CPU_PACK_ROWS ? n_out - r : CPU_PACK_ROWS);
-        for (int64_t b = 0; b < nb; b++, out += bb) pack_block(k, (const char *)W + (size_t)r * w_stride, w_stride, b, nr, out);
+        const char *wr = (const char *)W + (size_t)r * w_stride;
+        if (k == PK_Q4_K)
+            for (int64_t B = 0; B < nb / 8; B++, out += PK_Q4K_BYTES) pack_superblock_q4k(wr, w_stride, B, nr, out);
+        else
+            for (int64_t b = 0; b < nb; b++, out += bb) pack_block(k, wr, w_stride, b, nr, out);
     }
     return RT_OK;
 }
@@ -103,9 +139,11 @@ void cpu_packed_matmul(rt_type_t t, int64_t n_in, int64_t n_out, const void *P, 
     pk_kind_t k;
     if (!pk_kind(t, &k) || m <= 0 || r1 <= r0) return;
     const cpu_isa_t isa = cpu_quant_get_isa();
-    const pk_tile_fn fn = isa == CPU_ISA_AVX512 ? pk_tile_avx512 : isa == CPU_ISA_AVX2 ? pk_tile_avx2 : pk_tile_scalar;
+    const pk_tile_fn fn = isa == CPU_ISA_AVX512                   ? pk_tile_avx512
+                          : isa == CPU_ISA_AVX2 && k != PK_Q4_K ? pk_tile_avx2
+                                                                : pk_tile_scalar;
     const int64_t nb = n_in / 32;
-    const size_t panel_bytes = (size_t)nb * pk_block_bytes(k);
+    const size_t panel_bytes = pk_panel_bytes(k, nb);
     const char *x = X;
     for (int64_t i0 = 0; i0 < m; i0 += PK_M_CHUNK) {
         const int64_t i1 = i0 + PK_M_CHUNK < m ? i0 + PK_M_CHUNK : m;

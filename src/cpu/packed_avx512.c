@@ -41,8 +41,16 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
     }
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = panel + (size_t)b * bb;
-        for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
+        /* Q4_K: sub-block b % 8 of super-block b / 8, a Q4_1 block with
+         * dw = d * sc, mw = -(dmin * m) (packed_impl.h) */
+        const uint8_t *sb = panel + (size_t)(b / 8) * PK_Q4K_BYTES;
+        const uint8_t *blk = k == PK_Q4_K ? sb + 256 * (b % 8) : panel + (size_t)b * bb;
+        if (k == PK_Q4_K) {
+            for (size_t o = 0; o < 256; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
+            _mm_prefetch((const char *)sb + PK_Q4K_D + 64 * (b % 8) + PK_PREFETCH_BYTES, _MM_HINT_T0);
+        } else {
+            for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
+        }
         __m512i w[8];
         if (k == PK_Q8_0) {
             for (int g = 0; g < 8; g++) w[g] = _mm512_loadu_si512(blk + 64 * g);
@@ -53,9 +61,19 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
                 w[p + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
             }
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + qbytes)));
-        const __m512 mw = k == PK_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + qbytes + 32)))
-                                       : _mm512_setzero_ps();
+        __m512 dw, mw;
+        if (k == PK_Q4_K) {
+            const int j = (int)(b % 8);
+            const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + PK_Q4K_SC + 16 * j))));
+            const __m512 mn = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + PK_Q4K_M + 16 * j))));
+            dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + PK_Q4K_D))), sc);
+            mw = _mm512_xor_ps(_mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + PK_Q4K_D + 32))), mn),
+                               _mm512_set1_ps(-0.0f));
+        } else {
+            dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + qbytes)));
+            mw = k == PK_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + qbytes + 32)))
+                              : _mm512_setzero_ps();
+        }
 #pragma GCC unroll 8
         for (int s = 0; s < NS; s++) {
             const int8_t *q = a.qa[s] + b * 32;
@@ -68,13 +86,13 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
             }
             const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1));
             acc[s] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(a.da[s][b])), acc[s]);
-            if (k == PK_Q4_1) macc[s] = _mm512_fmadd_ps(mw, _mm512_set1_ps(a.sa[s][b]), macc[s]);
+            if (k == PK_Q4_1 || k == PK_Q4_K) macc[s] = _mm512_fmadd_ps(mw, _mm512_set1_ps(a.sa[s][b]), macc[s]);
         }
     }
     const __mmask16 mask = nrows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nrows) - 1);
 #pragma GCC unroll 8
     for (int s = 0; s < NS; s++) {
-        const __m512 v = k == PK_Q4_1 ? _mm512_add_ps(acc[s], macc[s]) : acc[s];
+        const __m512 v = k == PK_Q4_1 || k == PK_Q4_K ? _mm512_add_ps(acc[s], macc[s]) : acc[s];
         _mm512_mask_storeu_ps(y + (int64_t)s * ys, mask, v);
     }
 }
@@ -84,6 +102,7 @@ void pk_tile_avx512(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x
                     int64_t ys, int nrows)
 {
     PK_TILE_DISPATCH(tile);
+    if (k == PK_Q4_K) PK_TILE_NS(tile, PK_Q4_K)
 }
 
 void pk_act_quantize_avx512(const float *x, void *dst, int64_t n)

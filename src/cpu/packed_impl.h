@@ -17,12 +17,22 @@
  *     element 16 + 4p + t (group p + 4);
  *   Q8_0: q[8][64]: byte 4*r + t of q[g] = row r's qs[4g + t] + 128;
  *   then d[16] (fp16), then for Q4_1 m[16] (fp16).
+ * Q4_K per 256-element super-block of the panel (PK_Q4K_BYTES):
+ *   q[8][256]: sub-block j's 32 quants per row in the nibble layout above;
+ *   d[16], dmin[16] (fp16, the rows' super-block scales);
+ *   sc[8][16], m[8][16] (u8, the rows' 6-bit sub-block scales and mins).
+ *   Weight = d * sc * q - dmin * m, so a sub-block is a Q4_1 block with
+ *   dw = d * sc and mw = -(dmin * m), both exact in fp32.
  * Panels follow each other; a panel's blocks follow each other.
  */
 #define PK_NIB_BYTES 256
 #define PK_Q8_BYTES 512
+#define PK_Q4K_D 2048                  /* offset of d[16] in a Q4_K super-block */
+#define PK_Q4K_SC (PK_Q4K_D + 64)      /* sc[8][16] */
+#define PK_Q4K_M (PK_Q4K_SC + 128)     /* m[8][16] */
+#define PK_Q4K_BYTES (PK_Q4K_M + 128)  /* 2368 = 18.5 bytes per row and 32 weights */
 
-typedef enum { PK_Q4_0, PK_Q4_1, PK_Q8_0 } pk_kind_t;
+typedef enum { PK_Q4_0, PK_Q4_1, PK_Q8_0, PK_Q4_K } pk_kind_t;
 
 /* bytes of one 32-block of one panel */
 static inline size_t pk_block_bytes(pk_kind_t k)
@@ -31,8 +41,15 @@ static inline size_t pk_block_bytes(pk_kind_t k)
     case PK_Q4_0: return PK_NIB_BYTES + 32;
     case PK_Q4_1: return PK_NIB_BYTES + 64;
     case PK_Q8_0: return PK_Q8_BYTES + 32;
+    case PK_Q4_K: return PK_Q4K_BYTES / 8; /* not a unit of the layout: see pk_panel_bytes */
     }
     return 0;
+}
+
+/* bytes of one panel of rows of nb 32-blocks */
+static inline size_t pk_panel_bytes(pk_kind_t k, int64_t nb)
+{
+    return k == PK_Q4_K ? (size_t)(nb / 8) * PK_Q4K_BYTES : (size_t)nb * pk_block_bytes(k);
 }
 
 /* the constant subtracted from every stored quant */
@@ -95,6 +112,7 @@ typedef void (*pk_tile_fn)(pk_kind_t k, int64_t nb, const uint8_t *panel, const 
     case PK_Q4_0: PK_TILE_NS(TILE, PK_Q4_0)                                                                      \
     case PK_Q4_1: PK_TILE_NS(TILE, PK_Q4_1)                                                                      \
     case PK_Q8_0: PK_TILE_NS(TILE, PK_Q8_0)                                                                      \
+    case PK_Q4_K: break;                                                                                         \
     }
 _Static_assert(PK_MAX_NS == 8, "PK_TILE_NS covers 1..8 rows");
 

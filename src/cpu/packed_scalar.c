@@ -36,7 +36,22 @@ void pk_tile_scalar(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x
         const int32_t *suma = PK_ACT_SUM(xi, nb);
         for (int r = 0; r < nrows; r++) {
             float acc = 0.0f, macc = 0.0f;
-            for (int64_t b = 0; b < nb; b++) {
+            for (int64_t b = 0; b < nb && k == PK_Q4_K; b++) {
+                /* sub-block b % 8 of super-block b / 8: a Q4_1 block with
+                 * dw = d * sc, mw = -(dmin * m) (both exact) */
+                const uint8_t *sb = panel + (size_t)(b / 8) * PK_Q4K_BYTES;
+                const int j = (int)(b % 8);
+                int32_t isum = 0;
+                for (int e = 0; e < 32; e++) isum += pk_quant(PK_Q4_1, sb + 256 * j, r, e) * qa[b * 32 + e];
+                rt_half hd, hm;
+                memcpy(&hd, sb + PK_Q4K_D + 2 * r, 2);
+                memcpy(&hm, sb + PK_Q4K_D + 32 + 2 * r, 2);
+                const float dw = cpu_h2f(hd) * (float)sb[PK_Q4K_SC + 16 * j + r];
+                const float mw = -(cpu_h2f(hm) * (float)sb[PK_Q4K_M + 16 * j + r]);
+                acc = fmaf((float)isum, dw * da[b], acc);
+                macc = fmaf(mw, sa[b], macc);
+            }
+            for (int64_t b = 0; b < nb && k != PK_Q4_K; b++) {
                 const uint8_t *blk = panel + (size_t)b * bb;
                 int32_t isum = -off * suma[b];
                 for (int e = 0; e < 32; e++) isum += pk_quant(k, blk, r, e) * qa[b * 32 + e];
@@ -48,7 +63,7 @@ void pk_tile_scalar(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x
                     macc = fmaf(cpu_h2f(hm), sa[b], macc);
                 }
             }
-            y[(int64_t)i * ys + r] = k == PK_Q4_1 ? acc + macc : acc;
+            y[(int64_t)i * ys + r] = k == PK_Q4_1 || k == PK_Q4_K ? acc + macc : acc;
         }
     }
 }
