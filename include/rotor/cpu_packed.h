@@ -9,17 +9,23 @@
  * weight rows x 4 elements of one sequence; the unpacked weights of a panel
  * are shared by every sequence in the call.
  *
- * Weights: Q4_0, Q4_1 and Q8_0 rows (ggml layouts) are repacked per panel of
- * CPU_PACK_ROWS rows and per 32-block: the 32 quants of the 16 rows
- * interleaved 4 bytes per row (one zmm lane per row, as unsigned bytes; Q8_0
- * stored + 128), then the rows' fp16 scales (and mins). The last panel is
- * padded with zero rows. Same bytes per row as the original.
+ * Weights: Q4_0, Q4_1, Q8_0, Q4_K and Q6_K rows (ggml layouts) are repacked
+ * per panel of CPU_PACK_ROWS rows and per 32-block: the 32 quants of the 16
+ * rows interleaved 4 bytes per row (one zmm lane per row, as unsigned bytes;
+ * Q8_0 stored + 128; 4-bit nibbles, Q6_K's top 2 bits in a separate plane),
+ * then the rows' scales (and mins); src/cpu/packed_impl.h has the layouts.
+ * The last panel is padded with zero rows. About the bytes per row of the
+ * original (Q6_K +7%: its fp16 scale is repeated per 32-block). The K-quants
+ * are packed only where their fast kernel runs (AVX-512).
  *
  * Activations: each row of n floats becomes CPU_ACT8 blocks of 32: int8
  * quants, fp32 scale d = max|x| / 127, the integer sum of the quants, and
  * s = d * sum (cpu_act8_quantize).
  *
- * Numerics, per output element (weight row r, activation row i):
+ * Numerics, per output element (weight row r, activation row i) - Q4_K is a
+ * Q4_1 block per 32-element sub-block with dw = d*sc, mw = -(dmin*m);
+ * Q6_K's integer part is sc_a*isum(0..15) + sc_b*isum(16..31), each isum
+ * less 32 * its activation sum, then acc = fma((float)that, d * da, acc):
  *   for each 32-block b in order:
  *     isum = sum_k uq[r][k] * qa[i][k] - off * sum(qa[i])   (exact int32;
  *            uq the unsigned stored quant, off 8 for Q4_0, 128 for Q8_0, 0 Q4_1)
@@ -45,7 +51,8 @@
 
 #define CPU_PACK_ROWS 16
 
-/* True when weights of type t can be packed (Q4_0, Q4_1, Q8_0). */
+/* True when weights of type t are packed on this CPU (Q4_0, Q4_1, Q8_0;
+ * Q4_K and Q6_K with AVX-512). */
 bool cpu_packed_supported(rt_type_t t);
 
 /* Bytes of the packed form of an (n_out x n_in) matrix of type t (n_out

@@ -18,6 +18,7 @@ static int pk_kind(rt_type_t t, pk_kind_t *k)
     case RT_TYPE_Q4_1: *k = PK_Q4_1; return 1;
     case RT_TYPE_Q8_0: *k = PK_Q8_0; return 1;
     case RT_TYPE_Q4_K: *k = PK_Q4_K; return 1;
+    case RT_TYPE_Q6_K: *k = PK_Q6_K; return 1;
     default: return 0;
     }
 }
@@ -26,15 +27,15 @@ bool cpu_packed_supported(rt_type_t t)
 {
     pk_kind_t k;
     if (!pk_kind(t, &k)) return false;
-    /* Q4_K only where a fast kernel exists (the scalar one is the reference) */
-    return k != PK_Q4_K || cpu_quant_get_isa() == CPU_ISA_AVX512;
+    /* the K-quants only where a fast kernel exists (the scalar one is the reference) */
+    return (k != PK_Q4_K && k != PK_Q6_K) || cpu_quant_get_isa() == CPU_ISA_AVX512;
 }
 
 size_t cpu_packed_size(rt_type_t t, int64_t n_out, int64_t n_in)
 {
     pk_kind_t k;
     if (!cpu_packed_supported(t) || !pk_kind(t, &k) || n_in <= 0 || n_out <= 0 ||
-        n_in % (k == PK_Q4_K ? 256 : 32) != 0)
+        n_in % (k == PK_Q4_K || k == PK_Q6_K ? 256 : 32) != 0)
         return 0;
     const int64_t panels = (n_out + CPU_PACK_ROWS - 1) / CPU_PACK_ROWS;
     return (size_t)panels * pk_panel_bytes(k, n_in / 32);
@@ -101,11 +102,37 @@ static void pack_superblock_q4k(const char *W, size_t w_stride, int64_t B, int n
     }
 }
 
+/* 32-block b of rows [r, r + nr) of a Q6_K matrix */
+static void pack_block_q6k(const char *W, size_t w_stride, int64_t b, int nr, uint8_t *dst)
+{
+    memset(dst, 0, PK_Q6K_BYTES);
+    const int e0 = (int)(b % 8) * 32; /* first element in the super-block */
+    for (int r = 0; r < nr; r++) {
+        const block_q6_K *blk = (const block_q6_K *)(W + (size_t)r * w_stride) + b / 8;
+        uint8_t q[32]; /* 0..63, ggml's dequantize_row_q6_K order */
+        for (int i = 0; i < 32; i++) {
+            const int e = e0 + i, n = e / 128, l = e % 32, k = (e % 128) / 32;
+            const uint8_t *ql = blk->ql + 64 * n, *qh = blk->qh + 32 * n;
+            const int lo = k == 0 ? ql[l] & 0xF : k == 1 ? ql[l + 32] & 0xF : k == 2 ? ql[l] >> 4 : ql[l + 32] >> 4;
+            q[i] = (uint8_t)(lo | (((qh[l] >> (2 * k)) & 3) << 4));
+        }
+        for (int p = 0; p < 4; p++)
+            for (int t = 0; t < 4; t++) {
+                dst[p * 64 + r * 4 + t] = (uint8_t)((q[4 * p + t] & 0xF) | ((q[16 + 4 * p + t] & 0xF) << 4));
+                for (int h = 0; h < 2; h++) /* groups 4h..4h+3: element 4g + t */
+                    dst[PK_Q6K_H + 64 * h + r * 4 + t] |= (uint8_t)((q[4 * (4 * h + p) + t] >> 4) << (2 * p));
+            }
+        dst[PK_Q6K_SC + r] = (uint8_t)blk->scales[e0 / 16];
+        dst[PK_Q6K_SC + 16 + r] = (uint8_t)blk->scales[e0 / 16 + 1];
+        memcpy(dst + PK_Q6K_D + 2 * r, &blk->d, 2);
+    }
+}
+
 rt_status_t cpu_pack_weights(rt_type_t t, const void *W, size_t w_stride, int64_t n_out, int64_t n_in, void *dst)
 {
     pk_kind_t k;
     if (!pk_kind(t, &k)) return rt_error_set(RT_ERR_UNSUPPORTED, "pack: type %s has no packed form", rt_type_name(t));
-    if (n_in <= 0 || n_out <= 0 || n_in % (k == PK_Q4_K ? 256 : 32) != 0)
+    if (n_in <= 0 || n_out <= 0 || n_in % (k == PK_Q4_K || k == PK_Q6_K ? 256 : 32) != 0)
         return rt_error_set(RT_ERR_RANGE, "pack: %lld x %lld matrix is not made of 32-blocks", (long long)n_out,
                             (long long)n_in);
     const int64_t nb = n_in / 32;
@@ -116,13 +143,15 @@ rt_status_t cpu_pack_weights(rt_type_t t, const void *W, size_t w_stride, int64_
         const char *wr = (const char *)W + (size_t)r * w_stride;
         if (k == PK_Q4_K)
             for (int64_t B = 0; B < nb / 8; B++, out += PK_Q4K_BYTES) pack_superblock_q4k(wr, w_stride, B, nr, out);
+        else if (k == PK_Q6_K)
+            for (int64_t b = 0; b < nb; b++, out += PK_Q6K_BYTES) pack_block_q6k(wr, w_stride, b, nr, out);
         else
             for (int64_t b = 0; b < nb; b++, out += bb) pack_block(k, wr, w_stride, b, nr, out);
     }
     return RT_OK;
 }
 
-size_t cpu_act8_row_size(int64_t n) { return (size_t)(n / 32) * 44; }
+size_t cpu_act8_row_size(int64_t n) { return (size_t)(n / 32) * 48; }
 
 void cpu_act8_quantize(const float *x, void *dst, int64_t n)
 {
@@ -140,7 +169,7 @@ void cpu_packed_matmul(rt_type_t t, int64_t n_in, int64_t n_out, const void *P, 
     if (!pk_kind(t, &k) || m <= 0 || r1 <= r0) return;
     const cpu_isa_t isa = cpu_quant_get_isa();
     const pk_tile_fn fn = isa == CPU_ISA_AVX512                   ? pk_tile_avx512
-                          : isa == CPU_ISA_AVX2 && k != PK_Q4_K ? pk_tile_avx2
+                          : isa == CPU_ISA_AVX2 && k != PK_Q4_K && k != PK_Q6_K ? pk_tile_avx2
                                                                 : pk_tile_scalar;
     const int64_t nb = n_in / 32;
     const size_t panel_bytes = pk_panel_bytes(k, nb);

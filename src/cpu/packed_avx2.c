@@ -203,7 +203,7 @@ void pk_act_quantize_avx2(const float *x, void *dst, int64_t n)
     const int64_t nb = n / 32;
     int8_t *qs = dst;
     float *d = (float *)((char *)dst + nb * 32), *s = d + nb;
-    int32_t *sum = (int32_t *)(s + nb);
+    int32_t *sum = (int32_t *)(s + nb), *sum_lo = sum + nb;
     const __m256 lim = _mm256_set1_ps(127.0f), absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int64_t b = 0; b < nb; b++) {
@@ -231,7 +231,9 @@ void pk_act_quantize_avx2(const float *x, void *dst, int64_t n)
          * interleave 128-bit lanes, the permute restores element order */
         const __m256i q8 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         _mm256_storeu_si256((__m256i *)(qs + b * 32), _mm256_permutevar8x32_epi32(q8, perm));
-        const int32_t sb = hsum8_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+        const int32_t slo = hsum8_epi32(_mm256_add_epi32(q[0], q[1]));
+        const int32_t sb = slo + hsum8_epi32(_mm256_add_epi32(q[2], q[3]));
+        sum_lo[b] = slo;
         d[b] = db;
         sum[b] = sb;
         s[b] = db * (float)sb;

@@ -61,6 +61,21 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
                 w[p + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
             }
         }
+        __m512i sca = _mm512_setzero_si512(), scb = _mm512_setzero_si512();
+        if (k == PK_Q6_K) { /* the high 2 bits into bits 4..5 of each byte */
+            const __m512i h[2] = {_mm512_loadu_si512(blk + PK_Q6K_H), _mm512_loadu_si512(blk + PK_Q6K_H + 64)};
+            const __m512i m30 = _mm512_set1_epi8(0x30);
+            for (int g = 0; g < 8; g++) {
+                const int gg = g % 4;
+                const __m512i t = gg == 0 ? _mm512_slli_epi16(h[g / 4], 4)
+                                  : gg == 1 ? _mm512_slli_epi16(h[g / 4], 2)
+                                  : gg == 2 ? h[g / 4]
+                                            : _mm512_srli_epi16(h[g / 4], 2);
+                w[g] = _mm512_ternarylogic_epi32(w[g], t, m30, 0xF8); /* w | (t & 0x30) */
+            }
+            sca = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + PK_Q6K_SC)));
+            scb = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + PK_Q6K_SC + 16)));
+        }
         __m512 dw, mw;
         if (k == PK_Q4_K) {
             const int j = (int)(b % 8);
@@ -69,13 +84,30 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
             dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + PK_Q4K_D))), sc);
             mw = _mm512_xor_ps(_mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + PK_Q4K_D + 32))), mn),
                                _mm512_set1_ps(-0.0f));
+        } else if (k == PK_Q6_K) {
+            dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + PK_Q6K_D)));
+            mw = _mm512_setzero_ps();
         } else {
             dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + qbytes)));
             mw = k == PK_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + qbytes + 32)))
                               : _mm512_setzero_ps();
         }
 #pragma GCC unroll 8
-        for (int s = 0; s < NS; s++) {
+        for (int s = 0; s < NS && k == PK_Q6_K; s++) {
+            /* elements 0..15 and 16..31 have their own scales */
+            const int8_t *q = a.qa[s] + b * 32;
+            const int32_t lo = a.sumlo[s][b];
+            __m512i i0 = _mm512_set1_epi32(-32 * lo), i1 = _mm512_set1_epi32(-32 * (a.suma[s][b] - lo));
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                i0 = _mm512_dpbusd_epi32(i0, w[g], bcast4(q + 4 * g));
+                i1 = _mm512_dpbusd_epi32(i1, w[g + 4], bcast4(q + 4 * g + 16));
+            }
+            const __m512i total = _mm512_add_epi32(_mm512_mullo_epi32(i0, sca), _mm512_mullo_epi32(i1, scb));
+            acc[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(dw, _mm512_set1_ps(a.da[s][b])), acc[s]);
+        }
+#pragma GCC unroll 8
+        for (int s = 0; s < NS && k != PK_Q6_K; s++) {
             const int8_t *q = a.qa[s] + b * 32;
             __m512i i0 = off ? _mm512_set1_epi32(-off * a.suma[s][b]) : _mm512_setzero_si512();
             __m512i i1 = _mm512_setzero_si512();
@@ -103,6 +135,7 @@ void pk_tile_avx512(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x
 {
     PK_TILE_DISPATCH(tile);
     if (k == PK_Q4_K) PK_TILE_NS(tile, PK_Q4_K)
+    if (k == PK_Q6_K) PK_TILE_NS(tile, PK_Q6_K)
 }
 
 void pk_act_quantize_avx512(const float *x, void *dst, int64_t n)
@@ -110,7 +143,7 @@ void pk_act_quantize_avx512(const float *x, void *dst, int64_t n)
     const int64_t nb = n / 32;
     int8_t *qs = dst;
     float *d = (float *)((char *)dst + nb * 32), *s = d + nb;
-    int32_t *sum = (int32_t *)(s + nb);
+    int32_t *sum = (int32_t *)(s + nb), *sum_lo = sum + nb;
     const __m512 lim = _mm512_set1_ps(127.0f);
     for (int64_t b = 0; b < nb; b++) {
         const __m512 v0 = _mm512_loadu_ps(x + b * 32), v1 = _mm512_loadu_ps(x + b * 32 + 16);
@@ -128,7 +161,9 @@ void pk_act_quantize_avx512(const float *x, void *dst, int64_t n)
         const __m512i q0 = _mm512_maskz_cvttps_epi32(k0, p0), q1 = _mm512_maskz_cvttps_epi32(k1, p1);
         _mm_storeu_si128((__m128i *)(qs + b * 32), _mm512_cvtepi32_epi8(q0));
         _mm_storeu_si128((__m128i *)(qs + b * 32 + 16), _mm512_cvtepi32_epi8(q1));
-        const int32_t sb = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        const int32_t slo = _mm512_reduce_add_epi32(q0);
+        const int32_t sb = slo + _mm512_reduce_add_epi32(q1);
+        sum_lo[b] = slo;
         d[b] = db;
         sum[b] = sb;
         s[b] = db * (float)sb;

@@ -23,6 +23,13 @@
  *   sc[8][16], m[8][16] (u8, the rows' 6-bit sub-block scales and mins).
  *   Weight = d * sc * q - dmin * m, so a sub-block is a Q4_1 block with
  *   dw = d * sc and mw = -(dmin * m), both exact in fp32.
+ * Q6_K per 32-block of the panel (PK_Q6K_BYTES): the 6-bit quants (0..63,
+ *   weight = d * sc * (q - 32)) as their low nibbles in the nibble layout
+ *   (256 bytes), then their high 2 bits: byte 4*r + t of h[0] holds those of
+ *   groups 0..3 (elements 4g + t) at bits 2g, h[1] groups 4..7 (128 bytes),
+ *   then sc[2][16] (int8: the scales of elements 0..15 and 16..31), then
+ *   d[16] (fp16). The integer part: sc_a * (sum_a - 32 * sum(qa_a)) +
+ *   sc_b * (sum_b - 32 * sum(qa_b)), exact in int32.
  * Panels follow each other; a panel's blocks follow each other.
  */
 #define PK_NIB_BYTES 256
@@ -31,8 +38,12 @@
 #define PK_Q4K_SC (PK_Q4K_D + 64)      /* sc[8][16] */
 #define PK_Q4K_M (PK_Q4K_SC + 128)     /* m[8][16] */
 #define PK_Q4K_BYTES (PK_Q4K_M + 128)  /* 2368 = 18.5 bytes per row and 32 weights */
+#define PK_Q6K_H 256                   /* offset of h[2][64] in a Q6_K block */
+#define PK_Q6K_SC (PK_Q6K_H + 128)     /* sc[2][16] */
+#define PK_Q6K_D (PK_Q6K_SC + 32)      /* d[16] */
+#define PK_Q6K_BYTES (PK_Q6K_D + 32)   /* 448 = 28 bytes per row and 32 weights */
 
-typedef enum { PK_Q4_0, PK_Q4_1, PK_Q8_0, PK_Q4_K } pk_kind_t;
+typedef enum { PK_Q4_0, PK_Q4_1, PK_Q8_0, PK_Q4_K, PK_Q6_K } pk_kind_t;
 
 /* bytes of one 32-block of one panel */
 static inline size_t pk_block_bytes(pk_kind_t k)
@@ -42,6 +53,7 @@ static inline size_t pk_block_bytes(pk_kind_t k)
     case PK_Q4_1: return PK_NIB_BYTES + 64;
     case PK_Q8_0: return PK_Q8_BYTES + 32;
     case PK_Q4_K: return PK_Q4K_BYTES / 8; /* not a unit of the layout: see pk_panel_bytes */
+    case PK_Q6_K: return PK_Q6K_BYTES;
     }
     return 0;
 }
@@ -57,12 +69,14 @@ static inline int pk_offset(pk_kind_t k) { return k == PK_Q4_0 ? 8 : k == PK_Q8_
 
 /*
  * Activation row of nb blocks: qs[nb * 32] (int8), then d[nb] (float),
- * s[nb] (float, d * sum), sum[nb] (int32).
+ * s[nb] (float, d * sum), sum[nb] (int32), sum_lo[nb] (int32, the sum of
+ * the block's first 16 quants: Q6_K's 16-element sub-blocks).
  */
 #define PK_ACT_QS(x) ((const int8_t *)(x))
 #define PK_ACT_D(x, nb) ((const float *)((const char *)(x) + (size_t)(nb) * 32))
 #define PK_ACT_S(x, nb) (PK_ACT_D(x, nb) + (nb))
 #define PK_ACT_SUM(x, nb) ((const int32_t *)(PK_ACT_S(x, nb) + (nb)))
+#define PK_ACT_SUMLO(x, nb) (PK_ACT_SUM(x, nb) + (nb))
 
 #define PK_MAX_NS 8 /* activation rows per panel kernel call */
 
@@ -72,6 +86,7 @@ typedef struct {
     const float *da[PK_MAX_NS];     /* scales */
     const float *sa[PK_MAX_NS];     /* scale * sum */
     const int32_t *suma[PK_MAX_NS]; /* sums of the quants */
+    const int32_t *sumlo[PK_MAX_NS]; /* sums of the first 16 quants */
 } pk_rows_t;
 
 static inline void pk_rows(pk_rows_t *r, const void *x, size_t xs, int ns, int64_t nb)
@@ -82,6 +97,7 @@ static inline void pk_rows(pk_rows_t *r, const void *x, size_t xs, int ns, int64
         r->da[s] = PK_ACT_D(xi, nb);
         r->sa[s] = PK_ACT_S(xi, nb);
         r->suma[s] = PK_ACT_SUM(xi, nb);
+        r->sumlo[s] = PK_ACT_SUMLO(xi, nb);
     }
 }
 
@@ -112,7 +128,8 @@ typedef void (*pk_tile_fn)(pk_kind_t k, int64_t nb, const uint8_t *panel, const 
     case PK_Q4_0: PK_TILE_NS(TILE, PK_Q4_0)                                                                      \
     case PK_Q4_1: PK_TILE_NS(TILE, PK_Q4_1)                                                                      \
     case PK_Q8_0: PK_TILE_NS(TILE, PK_Q8_0)                                                                      \
-    case PK_Q4_K: break;                                                                                         \
+    case PK_Q4_K:                                                                                                \
+    case PK_Q6_K: break;                                                                                         \
     }
 _Static_assert(PK_MAX_NS == 8, "PK_TILE_NS covers 1..8 rows");
 

@@ -51,7 +51,23 @@ void pk_tile_scalar(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x
                 acc = fmaf((float)isum, dw * da[b], acc);
                 macc = fmaf(mw, sa[b], macc);
             }
-            for (int64_t b = 0; b < nb && k != PK_Q4_K; b++) {
+            for (int64_t b = 0; b < nb && k == PK_Q6_K; b++) {
+                const uint8_t *blk = panel + (size_t)b * PK_Q6K_BYTES;
+                const int32_t *sumlo = PK_ACT_SUMLO(xi, nb);
+                int32_t ia = -32 * sumlo[b], ib = -32 * (suma[b] - sumlo[b]);
+                for (int e = 0; e < 32; e++) {
+                    const int g = e / 4, t = e % 4;
+                    const int hi = (blk[PK_Q6K_H + 64 * (g / 4) + r * 4 + t] >> (2 * (g % 4))) & 3;
+                    const int q6 = pk_quant(PK_Q4_1, blk, r, e) | (hi << 4);
+                    if (e < 16) ia += q6 * qa[b * 32 + e];
+                    else ib += q6 * qa[b * 32 + e];
+                }
+                const int32_t total = (int8_t)blk[PK_Q6K_SC + r] * ia + (int8_t)blk[PK_Q6K_SC + 16 + r] * ib;
+                rt_half hd;
+                memcpy(&hd, blk + PK_Q6K_D + 2 * r, 2);
+                acc = fmaf((float)total, cpu_h2f(hd) * da[b], acc);
+            }
+            for (int64_t b = 0; b < nb && k != PK_Q4_K && k != PK_Q6_K; b++) {
                 const uint8_t *blk = panel + (size_t)b * bb;
                 int32_t isum = -off * suma[b];
                 for (int e = 0; e < 32; e++) isum += pk_quant(k, blk, r, e) * qa[b * 32 + e];
@@ -73,7 +89,7 @@ void pk_act_quantize_scalar(const float *x, void *dst, int64_t n)
     const int64_t nb = n / 32;
     int8_t *qs = dst;
     float *d = (float *)((char *)dst + nb * 32), *s = d + nb;
-    int32_t *sum = (int32_t *)(s + nb);
+    int32_t *sum = (int32_t *)(s + nb), *sum_lo = sum + nb;
     for (int64_t b = 0; b < nb; b++) {
         const float *xb = x + b * 32;
         float amax = 0.0f;
@@ -85,6 +101,7 @@ void pk_act_quantize_scalar(const float *x, void *dst, int64_t n)
             const int q = v >= -127.0f && v <= 127.0f ? (int)v : 0;
             qs[b * 32 + j] = (int8_t)q;
             sb += q;
+            if (j == 15) sum_lo[b] = sb;
         }
         d[b] = db;
         sum[b] = sb;

@@ -200,7 +200,7 @@ def test_same_bits_on_every_isa(smollm2):
 # dequantized to F32 (conftest.dequantized_f32_copy), where no activation is
 # quantized.
 
-ENGINE_MODELS = [m for m in GEN_MODELS if m[0].split("-")[1] in ("q8_0", "q4_1", "q4_0", "q4_k")]
+ENGINE_MODELS = [m for m in GEN_MODELS if m[0].split("-")[1] in ("q8_0", "q4_1", "q4_0", "q4_k", "q6_k")]
 
 
 @pytest.mark.parametrize("name,args,tol,kv_f32", ENGINE_MODELS, ids=[m[0] for m in ENGINE_MODELS])

@@ -24,7 +24,7 @@
 #include "rotor/types.h"
 
 
-static const rt_type_t k_types[] = {RT_TYPE_Q4_0, RT_TYPE_Q4_1, RT_TYPE_Q8_0, RT_TYPE_Q4_K};
+static const rt_type_t k_types[] = {RT_TYPE_Q4_0, RT_TYPE_Q4_1, RT_TYPE_Q8_0, RT_TYPE_Q4_K, RT_TYPE_Q6_K};
 
 /* Q4_K is packed only where its fast kernel runs (AVX-512); its rows are
  * whole 256-element super-blocks */
@@ -36,7 +36,7 @@ static bool type_ok(rt_type_t t)
     cpu_quant_set_isa(cur);
     return ok;
 }
-static int64_t n_in_for(rt_type_t t, int64_t n) { return t == RT_TYPE_Q4_K ? 512 : n; }
+static int64_t n_in_for(rt_type_t t, int64_t n) { return t == RT_TYPE_Q4_K || t == RT_TYPE_Q6_K ? 512 : n; }
 
 typedef struct {
     rt_type_t t;
@@ -209,8 +209,8 @@ static void test_act_quantize_odd_inputs(void **state)
     x[100] = NAN;                                       /* block 3: NaN */
     for (int j = 128; j < 160; j++) x[j] = 5e-38f * (float)(j - 144); /* block 4: d = amax / 127 subnormal */
     const size_t rs = cpu_act8_row_size(n);
-    assert_int_equal(rs, 5 * 44);
-    uint8_t ref[5 * 44], got[5 * 44];
+    assert_int_equal(rs, 5 * 48);
+    uint8_t ref[5 * 48], got[5 * 48];
     const cpu_isa_t best = cpu_quant_detect_isa();
     cpu_quant_set_isa(CPU_ISA_SCALAR);
     cpu_act8_quantize(x, ref, n);
@@ -234,7 +234,7 @@ static void test_errors(void **state)
     (void)state;
     uint8_t buf[64];
     assert_false(cpu_packed_supported(RT_TYPE_F16));
-    assert_false(cpu_packed_supported(RT_TYPE_Q6_K));
+    assert_false(cpu_packed_supported(RT_TYPE_Q5_K));
     assert_int_equal(cpu_packed_size(RT_TYPE_Q4_K, 16, 128), 0); /* not whole super-blocks */
     assert_true(cpu_packed_supported(RT_TYPE_Q4_1));
     assert_int_equal(cpu_packed_size(RT_TYPE_F16, 16, 64), 0);
