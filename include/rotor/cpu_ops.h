@@ -11,6 +11,11 @@
 
 /* y = x / sqrt(mean(x^2) + eps) * w   (sum in double, as ggml) */
 void cpu_rmsnorm(const float *x, const float *w, float *y, int n, float eps);
+/* The same with the engine's order: x^2 summed in 16 float FMA chains (lane
+ * l takes elements l, l+16, ...), reduced pairwise as _mm512_reduce_add_ps,
+ * the n % 16 last elements FMA'd after in order; vectorizes, the same bits
+ * on every ISA. */
+void cpu_rmsnorm_engine(const float *x, const float *w, float *y, int n, float eps);
 /* cos/sin table for one position: cs[2*i] = cos, cs[2*i+1] = sin of
  * (pos * freq_scale * base^(-2i/n_dims)) / freq_factors[i] (llama.cpp's way). */
 void cpu_rope_table(int pos, int n_dims, float base, float freq_scale, const float *freq_factors, float *cs);

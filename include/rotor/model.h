@@ -134,7 +134,8 @@ int model_ctx_threads(const model_ctx_t *c);
  *   MODEL_ATTN_ENGINE: rotor's own order (cpu_attn_engine), batch invariant
  *     like MODEL_ATTN_INVARIANT and the same bits on every ISA; the query
  *     heads of a kv head share every K/V load. Needs a KV_LAYOUT_ENGINE
- *     cache (model_forward refuses other pairings). The engine uses it.
+ *     cache (model_forward refuses other pairings). RMSNorm then sums in the
+ *     engine's order too (cpu_rmsnorm_engine). The engine uses it.
  */
 typedef enum { MODEL_ATTN_LLAMACPP = 0, MODEL_ATTN_INVARIANT, MODEL_ATTN_ENGINE } model_attn_order_t;
 

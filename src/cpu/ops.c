@@ -26,6 +26,21 @@ OPS_CLONES void cpu_rmsnorm(const float *x, const float *w, float *y, int n, flo
     for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
 
+OPS_CLONES void cpu_rmsnorm_engine(const float *x, const float *w, float *y, int n, float eps)
+{
+    float acc[16] = {0};
+    const int n16 = n & ~15;
+    for (int i = 0; i < n16; i += 16)
+        for (int l = 0; l < 16; l++) acc[l] = fmaf(x[i + l], x[i + l], acc[l]);
+    float t3[8], t6[4];
+    for (int i = 0; i < 8; i++) t3[i] = acc[8 + i] + acc[i];
+    for (int i = 0; i < 4; i++) t6[i] = t3[4 + i] + t3[i];
+    float sum = (t6[0] + t6[2]) + (t6[1] + t6[3]);
+    for (int i = n16; i < n; i++) sum = fmaf(x[i], x[i], sum);
+    const float scale = 1.0f / sqrtf(sum / (float)n + eps);
+    for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
 void cpu_rope_table(int pos, int n_dims, float base, float freq_scale, const float *freq_factors, float *cs)
 {
     const float theta_scale = powf(base, -2.0f / (float)n_dims);

@@ -27,8 +27,8 @@ bool cpu_packed_supported(rt_type_t t)
 {
     pk_kind_t k;
     if (!pk_kind(t, &k)) return false;
-    /* the K-quants only where a fast kernel exists (the scalar one is the reference) */
-    return (k != PK_Q4_K && k != PK_Q6_K) || cpu_quant_get_isa() == CPU_ISA_AVX512;
+    /* the K-quants only where a fast kernel exists (AVX2, AVX-512; the scalar one is the reference) */
+    return (k != PK_Q4_K && k != PK_Q6_K) || cpu_quant_get_isa() >= CPU_ISA_AVX2;
 }
 
 size_t cpu_packed_size(rt_type_t t, int64_t n_out, int64_t n_in)
@@ -168,9 +168,7 @@ void cpu_packed_matmul(rt_type_t t, int64_t n_in, int64_t n_out, const void *P, 
     pk_kind_t k;
     if (!pk_kind(t, &k) || m <= 0 || r1 <= r0) return;
     const cpu_isa_t isa = cpu_quant_get_isa();
-    const pk_tile_fn fn = isa == CPU_ISA_AVX512                   ? pk_tile_avx512
-                          : isa == CPU_ISA_AVX2 && k != PK_Q4_K && k != PK_Q6_K ? pk_tile_avx2
-                                                                : pk_tile_scalar;
+    const pk_tile_fn fn = isa == CPU_ISA_AVX512 ? pk_tile_avx512 : isa == CPU_ISA_AVX2 ? pk_tile_avx2 : pk_tile_scalar;
     const int64_t nb = n_in / 32;
     const size_t panel_bytes = pk_panel_bytes(k, nb);
     const char *x = X;

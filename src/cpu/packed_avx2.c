@@ -10,6 +10,14 @@
  *     in int16 (<= 30480) cannot saturate or wrap; Q8_0's stored byte u
  *     (0..255) would saturate vpmaddubsw, so it is split as u = 16 h + l and
  *     both nibbles go through that same exact path;
+ *   - Q4_K's sub-blocks are Q4_1 blocks (nibbles) with dw = d * sc and
+ *     mw = -(dmin * m) formed per lane as in the reference;
+ *   - Q6_K's quants are 0..63: one vpmaddubsw pair is at most 63 * 128 * 2 =
+ *     16128, so two of them still fit int16 (32256) but not more; each such
+ *     sum goes through vpmaddwd with the row's int8 scale (sc, sc) into int32,
+ *     and the -32 * sum(qa) terms through one vpmaddwd of (-32 sc_a,
+ *     -32 sc_b) with (sum_lo, sum - sum_lo): the same int32 as the reference's
+ *     sc_a * isum_a + sc_b * isum_b, no vpmulld;
  *   - the float operations are the reference's, lane by lane.
  * Each half of the panel is one pass over the blocks (16 ymm registers do not
  * hold both halves' weights); the weights are prefetched as in
@@ -92,6 +100,21 @@ AI void q8_isum(const int C, const uint8_t *blk_h, const int8_t *const *q, __m25
                                    _mm256_madd_epi16(th[s], _mm256_set1_epi16(16)));
 }
 
+/* Q4_K, rows [8h, 8h + 8) of super-block sb, sub-block j: dw = d * sc and
+ * mw = -(dmin * m), the negation an exact sign flip (packed_impl.h) */
+AI __m256 q4k_dw(const uint8_t *sb, int64_t j, int h)
+{
+    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sb + PK_Q4K_SC + 16 * j + 8 * h))));
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + PK_Q4K_D + 16 * h))), sc);
+}
+
+AI __m256 q4k_mw(const uint8_t *sb, int64_t j, int h)
+{
+    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sb + PK_Q4K_M + 16 * j + 8 * h))));
+    const __m256 dm = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + PK_Q4K_D + 32 + 16 * h))), m);
+    return _mm256_xor_ps(dm, _mm256_set1_ps(-0.0f));
+}
+
 /*
  * Rows [8h, 8h + 8) of the panel: bytes [32h, 32h + 32) of every 64-byte
  * group, scales [8h, 8h + 8). One pass over the blocks per half: with both
@@ -113,10 +136,17 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
         macc[s] = _mm256_setzero_ps();
     }
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = panel + (size_t)b * bb;
-        if (h == 0)
+        /* Q4_K: sub-block b % 8 of super-block b / 8, a Q4_1 block */
+        const uint8_t *sb = panel + (size_t)(b / 8) * PK_Q4K_BYTES;
+        const uint8_t *blk = k == PK_Q4_K ? sb + 256 * (b % 8) : panel + (size_t)b * bb;
+        if (h == 0 && k == PK_Q4_K) {
+            for (size_t o = 0; o < 256; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
+            _mm_prefetch((const char *)sb + PK_Q4K_D + 64 * (b % 8) + PK_PREFETCH_BYTES, _MM_HINT_T0);
+        } else if (h == 0) {
             for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + qbytes + 16 * h)));
+        }
+        const __m256 dw = k == PK_Q4_K ? q4k_dw(sb, b % 8, h)
+                                       : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + qbytes + 16 * h)));
         /* Q8_0: stored byte = 16 wh + w (nibbles); Q4_x: w[0..4) the low
          * nibbles (groups 0..3), w[4..8) the high ones (groups 4..7) */
         __m256i w[8], wh[8], isum4[4];
@@ -148,29 +178,108 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
                 isum = _mm256_madd_epi16(dot8_i16(w, q), _mm256_set1_epi16(1));
             if (off) isum = _mm256_add_epi32(isum, _mm256_set1_epi32(-off * a.suma[s][b]));
             acc[s] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(a.da[s][b])), acc[s]);
-            if (k == PK_Q4_1 && NS == 1) {
-                const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + qbytes + 32 + 16 * h)));
+            if ((k == PK_Q4_1 || k == PK_Q4_K) && NS == 1) {
+                const __m256 mw = k == PK_Q4_K ? q4k_mw(sb, b % 8, h)
+                                               : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + qbytes + 32 + 16 * h)));
                 macc[s] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.sa[s][b]), macc[s]);
             }
         }
     }
-    /* Q4_1's min terms: their own chain per lane, in a loop of their own
-     * when there are several rows (fewer live registers above) */
-    if (k == PK_Q4_1 && NS > 1)
+    /* Q4_1's and Q4_K's min terms: their own chain per lane, in a loop of
+     * their own when there are several rows (fewer live registers above) */
+    if ((k == PK_Q4_1 || k == PK_Q4_K) && NS > 1)
         for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *blk = panel + (size_t)b * bb;
-            const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + qbytes + 32 + 16 * h)));
+            const __m256 mw = k == PK_Q4_K ? q4k_mw(panel + (size_t)(b / 8) * PK_Q4K_BYTES, b % 8, h)
+                                           : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(panel + (size_t)b * bb + qbytes + 32 + 16 * h)));
 #pragma GCC unroll 8
             for (int s = 0; s < NS; s++) macc[s] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.sa[s][b]), macc[s]);
         }
 #pragma GCC unroll 8
     for (int s = 0; s < NS; s++)
-        store8(y + (int64_t)s * ys + 8 * h, k == PK_Q4_1 ? _mm256_add_ps(acc[s], macc[s]) : acc[s], nrows - 8 * h);
+        store8(y + (int64_t)s * ys + 8 * h, k == PK_Q4_1 || k == PK_Q4_K ? _mm256_add_ps(acc[s], macc[s]) : acc[s],
+               nrows - 8 * h);
+}
+
+/* (v, v) in the two int16 halves of each int32 lane of v (|v| < 2^15) */
+AI __m256i pair16(__m256i v) { return _mm256_blend_epi16(v, _mm256_slli_epi32(v, 16), 0xAA); }
+
+/*
+ * Q6_K, rows [8h, 8h + 8) of the panel. Per block: the quants (low nibbles
+ * | top 2 bits << 4), the pairs (sc_a, sc_a), (sc_b, sc_b) and (-32 sc_a,
+ * -32 sc_b) of each row, then per activation row
+ *   total = sum over the 4 pairs of groups {0,1}, {2,3} (sc_a), {4,5}, {6,7}
+ *           (sc_b) of vpmaddwd(int16 sum of the 2 groups' vpmaddubsw, sc)
+ *         + vpmaddwd((-32 sc_a, -32 sc_b), (sum_lo, sum - sum_lo))
+ *   acc   = fma((float)total, d * da, acc)
+ */
+AI void tile_half_q6k(const int NS, const int h, int64_t nb, const uint8_t *panel, const void *x, size_t xs, float *y,
+                      int64_t ys, int nrows)
+{
+    pk_rows_t a;
+    pk_rows(&a, x, xs, NS, nb);
+    __m256 acc[PK_MAX_NS];
+#pragma GCC unroll 8
+    for (int s = 0; s < NS; s++) acc[s] = _mm256_setzero_ps();
+    const __m256i m30 = _mm256_set1_epi8(0x30);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = panel + (size_t)b * PK_Q6K_BYTES;
+        if (h == 0)
+            for (size_t o = 0; o < PK_Q6K_BYTES; o += 64)
+                _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
+        /* w[g]: group g's quants; the top 2 bits of group g are bits
+         * 2 (g % 4) of hb[g / 4], moved to bits 4..5 (the 16-bit shifts
+         * move no bit that the 0x30 mask keeps across bytes) */
+        __m256i w[8];
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) nibbles(blk + 64 * p + 32 * h, &w[p], &w[p + 4]);
+        const __m256i hb[2] = {_mm256_loadu_si256((const __m256i *)(blk + PK_Q6K_H + 32 * h)),
+                               _mm256_loadu_si256((const __m256i *)(blk + PK_Q6K_H + 64 + 32 * h))};
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            const int gg = g % 4;
+            const __m256i t = gg == 0   ? _mm256_slli_epi16(hb[g / 4], 4)
+                              : gg == 1 ? _mm256_slli_epi16(hb[g / 4], 2)
+                              : gg == 2 ? hb[g / 4]
+                                        : _mm256_srli_epi16(hb[g / 4], 2);
+            w[g] = _mm256_or_si256(w[g], _mm256_and_si256(t, m30));
+        }
+        const __m256i sa = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + PK_Q6K_SC + 8 * h)));
+        const __m256i sb = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + PK_Q6K_SC + 16 + 8 * h)));
+        const __m256i sca = pair16(sa), scb = pair16(sb);
+        /* -32 sc in [-4064, 4096]: fits int16 */
+        const __m256i z = _mm256_setzero_si256();
+        const __m256i off = _mm256_blend_epi16(_mm256_sub_epi32(z, _mm256_slli_epi32(sa, 5)),
+                                               _mm256_slli_epi32(_mm256_sub_epi32(z, _mm256_slli_epi32(sb, 5)), 16), 0xAA);
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + PK_Q6K_D + 16 * h)));
+#pragma GCC unroll 8
+        for (int s = 0; s < NS; s++) {
+            const int8_t *q = a.qa[s] + b * 32;
+            __m256i p[8];
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) p[g] = _mm256_maddubs_epi16(w[g], bcast4(q + 4 * g));
+            /* |sum_lo|, |sum - sum_lo| <= 16 * 127: both fit int16 */
+            const int32_t lo = a.sumlo[s][b], hi = a.suma[s][b] - lo;
+            const __m256i sums = _mm256_set1_epi32((int32_t)((uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16)));
+            const __m256i ta = _mm256_add_epi32(_mm256_madd_epi16(_mm256_add_epi16(p[0], p[1]), sca),
+                                                _mm256_madd_epi16(_mm256_add_epi16(p[2], p[3]), sca));
+            const __m256i tb = _mm256_add_epi32(_mm256_madd_epi16(_mm256_add_epi16(p[4], p[5]), scb),
+                                                _mm256_madd_epi16(_mm256_add_epi16(p[6], p[7]), scb));
+            const __m256i total = _mm256_add_epi32(_mm256_add_epi32(ta, tb), _mm256_madd_epi16(off, sums));
+            acc[s] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(dw, _mm256_set1_ps(a.da[s][b])), acc[s]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int s = 0; s < NS; s++) store8(y + (int64_t)s * ys + 8 * h, acc[s], nrows - 8 * h);
 }
 
 AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, const void *x, size_t xs, float *y,
              int64_t ys, int nrows)
 {
+    if (k == PK_Q6_K) {
+        tile_half_q6k(NS, 0, nb, panel, x, xs, y, ys, nrows);
+        if (nrows > 8) tile_half_q6k(NS, 1, nb, panel, x, xs, y, ys, nrows);
+        return;
+    }
     tile_half(k, NS, 0, nb, panel, x, xs, y, ys, nrows);
     if (nrows > 8) tile_half(k, NS, 1, nb, panel, x, xs, y, ys, nrows);
 }
@@ -180,6 +289,8 @@ void pk_tile_avx2(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, 
                   int64_t ys, int nrows)
 {
     PK_TILE_DISPATCH(tile);
+    if (k == PK_Q4_K) PK_TILE_NS(tile, PK_Q4_K)
+    if (k == PK_Q6_K) PK_TILE_NS(tile, PK_Q6_K)
 }
 
 AI float hmax8(__m256 v)

@@ -383,6 +383,13 @@ static rt_status_t fwd_check_batch(const model_ctx_t *c, const kv_cache_t *kv, c
 
 /* ---- per-token (row) phases between matmuls, threaded for big batches ---- */
 
+/* RMSNorm in llama.cpp's order, or the engine's with its attention order */
+static inline void fwd_rmsnorm(const model_ctx_t *c, const float *x, const float *w, float *y, int n, float eps)
+{
+    if (c->attn_order == MODEL_ATTN_ENGINE) cpu_rmsnorm_engine(x, w, y, n, eps);
+    else cpu_rmsnorm(x, w, y, n, eps);
+}
+
 typedef enum { ROWS_ATTN_NORM, ROWS_ROPE_STORE, ROWS_RESID_FFN_NORM, ROWS_SWIGLU, ROWS_RESID } rows_phase_t;
 
 typedef struct {
@@ -454,11 +461,11 @@ static void rows_worker(void *arg, int ith, int nth)
     for (int64_t i = r0; i < r1; i++) {
         float *x = c->x + (size_t)i * E, *xn = c->xn + (size_t)i * E;
         switch (j->phase) {
-        case ROWS_ATTN_NORM: cpu_rmsnorm(x, j->L->attn_norm, xn, E, hp->rms_eps); break;
+        case ROWS_ATTN_NORM: fwd_rmsnorm(c, x, j->L->attn_norm, xn, E, hp->rms_eps); break;
         case ROWS_ROPE_STORE: rope_store_row(j, (int)i); break;
         case ROWS_RESID_FFN_NORM:
             for (int d = 0; d < E; d++) x[d] += xn[d];
-            cpu_rmsnorm(x, j->L->ffn_norm, xn, E, hp->rms_eps);
+            fwd_rmsnorm(c, x, j->L->ffn_norm, xn, E, hp->rms_eps);
             break;
         case ROWS_SWIGLU: cpu_compat_swiglu(c->g + (size_t)i * FF, c->u + (size_t)i * FF, FF); break;
         case ROWS_RESID:
@@ -539,7 +546,7 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
     int n_out = 0;
     for (int i = 0; i < T; i++)
         if (b->logits[i]) {
-            cpu_rmsnorm(c->x + (size_t)i * E, m->output_norm, c->xo + (size_t)n_out * E, E, hp->rms_eps);
+            fwd_rmsnorm(c, c->x + (size_t)i * E, m->output_norm, c->xo + (size_t)n_out * E, E, hp->rms_eps);
             n_out++;
         }
     if (n_out > 0) {

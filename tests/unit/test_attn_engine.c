@@ -1,5 +1,5 @@
 /*
- * test_attn_engine.c - the engine's attention (cpu_attn_engine) against a
+ * test_attn_engine.c - the engine's RMSNorm, and its attention (cpu_attn_engine) against a
  * double-precision softmax attention over the same paged cache, for f16 and
  * f32 caches, several head groupings and lengths around chunk and block
  * edges; a head's bits do not depend on the heads computed with it.
@@ -162,9 +162,30 @@ static void test_extremes(void **state)
     cache_free(&c);
 }
 
+/* the engine's RMSNorm against double precision, odd lengths included */
+static void test_rmsnorm_engine(void **state)
+{
+    (void)state;
+    float x[1000], w[1000], y[1000];
+    const int lens[] = {1, 15, 16, 17, 576, 1000};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        const int n = lens[li];
+        for (int i = 0; i < n; i++) x[i] = nrand() * 3.0f, w[i] = 1.0f + 0.1f * nrand();
+        cpu_rmsnorm_engine(x, w, y, n, 1e-5f);
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+        const double sc = 1.0 / sqrt(ss / n + 1e-5);
+        for (int i = 0; i < n; i++) {
+            const double ref = x[i] * sc * w[i];
+            if (fabs(y[i] - ref) > 2e-6 * fabs(ref) + 1e-7) fail_msg("n=%d i=%d: %.9g vs %.9g", n, i, y[i], ref);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rmsnorm_engine),
         cmocka_unit_test(test_f32_cache),
         cmocka_unit_test(test_f16_cache),
         cmocka_unit_test(test_extremes),
