@@ -15,9 +15,9 @@
  *   - Q6_K's quants are 0..63: one vpmaddubsw pair is at most 63 * 128 * 2 =
  *     16128, so two of them still fit int16 (32256) but not more; each such
  *     sum goes through vpmaddwd with the row's int8 scale (sc, sc) into int32,
- *     and the -32 * sum(qa) terms through one vpmaddwd of (-32 sc_a,
- *     -32 sc_b) with (sum_lo, sum - sum_lo): the same int32 as the reference's
- *     sc_a * isum_a + sc_b * isum_b, no vpmulld;
+ *     and the -32 * sum(qa) terms through one vpmaddwd of (32 sc_a, 32 sc_b)
+ *     with (sum_lo, sum - sum_lo), subtracted: the same int32 as the
+ *     reference's sc_a * isum_a + sc_b * isum_b, no vpmulld;
  *   - the float operations are the reference's, lane by lane.
  * Each half of the panel is one pass over the blocks (16 ymm registers do not
  * hold both halves' weights); the weights are prefetched as in
@@ -102,16 +102,21 @@ AI void q8_isum(const int C, const uint8_t *blk_h, const int8_t *const *q, __m25
 
 /* Q4_K, rows [8h, 8h + 8) of super-block sb, sub-block j: dw = d * sc and
  * mw = -(dmin * m), the negation an exact sign flip (packed_impl.h) */
+AI __m256 u8x8_ps(const uint8_t *p)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+AI __m256 f16x8_ps(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
 AI __m256 q4k_dw(const uint8_t *sb, int64_t j, int h)
 {
-    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sb + PK_Q4K_SC + 16 * j + 8 * h))));
-    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + PK_Q4K_D + 16 * h))), sc);
+    return _mm256_mul_ps(f16x8_ps(sb + PK_Q4K_D + 16 * h), u8x8_ps(sb + PK_Q4K_SC + 16 * j + 8 * h));
 }
 
 AI __m256 q4k_mw(const uint8_t *sb, int64_t j, int h)
 {
-    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sb + PK_Q4K_M + 16 * j + 8 * h))));
-    const __m256 dm = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + PK_Q4K_D + 32 + 16 * h))), m);
+    const __m256 dm = _mm256_mul_ps(f16x8_ps(sb + PK_Q4K_D + 32 + 16 * h), u8x8_ps(sb + PK_Q4K_M + 16 * j + 8 * h));
     return _mm256_xor_ps(dm, _mm256_set1_ps(-0.0f));
 }
 
@@ -145,8 +150,7 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
         } else if (h == 0) {
             for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
         }
-        const __m256 dw = k == PK_Q4_K ? q4k_dw(sb, b % 8, h)
-                                       : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + qbytes + 16 * h)));
+        const __m256 dw = k == PK_Q4_K ? q4k_dw(sb, b % 8, h) : f16x8_ps(blk + qbytes + 16 * h);
         /* Q8_0: stored byte = 16 wh + w (nibbles); Q4_x: w[0..4) the low
          * nibbles (groups 0..3), w[4..8) the high ones (groups 4..7) */
         __m256i w[8], wh[8], isum4[4];
@@ -179,8 +183,7 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
             if (off) isum = _mm256_add_epi32(isum, _mm256_set1_epi32(-off * a.suma[s][b]));
             acc[s] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(a.da[s][b])), acc[s]);
             if ((k == PK_Q4_1 || k == PK_Q4_K) && NS == 1) {
-                const __m256 mw = k == PK_Q4_K ? q4k_mw(sb, b % 8, h)
-                                               : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + qbytes + 32 + 16 * h)));
+                const __m256 mw = k == PK_Q4_K ? q4k_mw(sb, b % 8, h) : f16x8_ps(blk + qbytes + 32 + 16 * h);
                 macc[s] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.sa[s][b]), macc[s]);
             }
         }
@@ -190,7 +193,7 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
     if ((k == PK_Q4_1 || k == PK_Q4_K) && NS > 1)
         for (int64_t b = 0; b < nb; b++) {
             const __m256 mw = k == PK_Q4_K ? q4k_mw(panel + (size_t)(b / 8) * PK_Q4K_BYTES, b % 8, h)
-                                           : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(panel + (size_t)b * bb + qbytes + 32 + 16 * h)));
+                                           : f16x8_ps(panel + (size_t)b * bb + qbytes + 32 + 16 * h);
 #pragma GCC unroll 8
             for (int s = 0; s < NS; s++) macc[s] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.sa[s][b]), macc[s]);
         }
@@ -200,16 +203,13 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
                nrows - 8 * h);
 }
 
-/* (v, v) in the two int16 halves of each int32 lane of v (|v| < 2^15) */
-AI __m256i pair16(__m256i v) { return _mm256_blend_epi16(v, _mm256_slli_epi32(v, 16), 0xAA); }
-
 /*
  * Q6_K, rows [8h, 8h + 8) of the panel. Per block: the quants (low nibbles
- * | top 2 bits << 4), the pairs (sc_a, sc_a), (sc_b, sc_b) and (-32 sc_a,
- * -32 sc_b) of each row, then per activation row
+ * | top 2 bits << 4), the pairs (sc_a, sc_a), (sc_b, sc_b) and (32 sc_a,
+ * 32 sc_b) of each row, then per activation row
  *   total = sum over the 4 pairs of groups {0,1}, {2,3} (sc_a), {4,5}, {6,7}
  *           (sc_b) of vpmaddwd(int16 sum of the 2 groups' vpmaddubsw, sc)
- *         + vpmaddwd((-32 sc_a, -32 sc_b), (sum_lo, sum - sum_lo))
+ *         - vpmaddwd((32 sc_a, 32 sc_b), (sum_lo, sum - sum_lo))
  *   acc   = fma((float)total, d * da, acc)
  */
 AI void tile_half_q6k(const int NS, const int h, int64_t nb, const uint8_t *panel, const void *x, size_t xs, float *y,
@@ -243,28 +243,29 @@ AI void tile_half_q6k(const int NS, const int h, int64_t nb, const uint8_t *pane
                                         : _mm256_srli_epi16(hb[g / 4], 2);
             w[g] = _mm256_or_si256(w[g], _mm256_and_si256(t, m30));
         }
-        const __m256i sa = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + PK_Q6K_SC + 8 * h)));
-        const __m256i sb = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + PK_Q6K_SC + 16 + 8 * h)));
-        const __m256i sca = pair16(sa), scb = pair16(sb);
-        /* -32 sc in [-4064, 4096]: fits int16 */
-        const __m256i z = _mm256_setzero_si256();
-        const __m256i off = _mm256_blend_epi16(_mm256_sub_epi32(z, _mm256_slli_epi32(sa, 5)),
-                                               _mm256_slli_epi32(_mm256_sub_epi32(z, _mm256_slli_epi32(sb, 5)), 16), 0xAA);
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + PK_Q6K_D + 16 * h)));
+        /* int16 pairs per row lane: (sc_a, sc_a), (sc_b, sc_b), and
+         * (32 sc_a, 32 sc_b) (in [-4096, 4064]) */
+        const __m128i sa = _mm_loadl_epi64((const __m128i *)(blk + PK_Q6K_SC + 8 * h));
+        const __m128i sb = _mm_loadl_epi64((const __m128i *)(blk + PK_Q6K_SC + 16 + 8 * h));
+        const __m256i sca = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(sa, sa));
+        const __m256i scb = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(sb, sb));
+        const __m256i sc32 = _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_unpacklo_epi8(sa, sb)), 5);
+        const __m256 dw = f16x8_ps(blk + PK_Q6K_D + 16 * h);
 #pragma GCC unroll 8
         for (int s = 0; s < NS; s++) {
             const int8_t *q = a.qa[s] + b * 32;
             __m256i p[8];
 #pragma GCC unroll 8
             for (int g = 0; g < 8; g++) p[g] = _mm256_maddubs_epi16(w[g], bcast4(q + 4 * g));
-            /* |sum_lo|, |sum - sum_lo| <= 16 * 127: both fit int16 */
+            /* |sum_lo|, |sum - sum_lo| <= 16 * 128: both fit int16 */
             const int32_t lo = a.sumlo[s][b], hi = a.suma[s][b] - lo;
-            const __m256i sums = _mm256_set1_epi32((int32_t)((uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16)));
+            const __m256i sums =
+                _mm256_set1_epi32((int32_t)((uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16)));
             const __m256i ta = _mm256_add_epi32(_mm256_madd_epi16(_mm256_add_epi16(p[0], p[1]), sca),
                                                 _mm256_madd_epi16(_mm256_add_epi16(p[2], p[3]), sca));
             const __m256i tb = _mm256_add_epi32(_mm256_madd_epi16(_mm256_add_epi16(p[4], p[5]), scb),
                                                 _mm256_madd_epi16(_mm256_add_epi16(p[6], p[7]), scb));
-            const __m256i total = _mm256_add_epi32(_mm256_add_epi32(ta, tb), _mm256_madd_epi16(off, sums));
+            const __m256i total = _mm256_sub_epi32(_mm256_add_epi32(ta, tb), _mm256_madd_epi16(sc32, sums));
             acc[s] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(dw, _mm256_set1_ps(a.da[s][b])), acc[s]);
         }
     }

@@ -26,8 +26,8 @@
 
 static const rt_type_t k_types[] = {RT_TYPE_Q4_0, RT_TYPE_Q4_1, RT_TYPE_Q8_0, RT_TYPE_Q4_K, RT_TYPE_Q6_K};
 
-/* Q4_K is packed only where its fast kernel runs (AVX-512); its rows are
- * whole 256-element super-blocks */
+/* the K-quants are packed only where a fast kernel runs them (AVX2,
+ * AVX-512); their rows are whole 256-element super-blocks */
 static bool type_ok(rt_type_t t)
 {
     const cpu_isa_t cur = cpu_quant_get_isa();
