@@ -177,7 +177,12 @@ void cpu_packed_matmul(rt_type_t t, int64_t n_in, int64_t n_out, const void *P, 
         for (int64_t r = r0; r < r1; r += CPU_PACK_ROWS) {
             const int64_t re = r + CPU_PACK_ROWS < n_out ? r + CPU_PACK_ROWS : n_out;
             const uint8_t *panel = (const uint8_t *)P + (size_t)(r / CPU_PACK_ROWS) * panel_bytes;
-            for (int64_t i = i0; i < i1; i += PK_MAX_NS) {
+            int64_t i = i0;
+            if (isa == CPU_ISA_AVX512) /* 16 rows per pass over the panel */
+                for (; i + 16 <= i1; i += 16)
+                    pk_tile16_avx512(k, nb, panel, x + (size_t)i * x_stride, x_stride, Y + i * y_stride + r, y_stride,
+                                     (int)(re - r));
+            for (; i < i1; i += PK_MAX_NS) {
                 const int ns = (int)(i1 - i < PK_MAX_NS ? i1 - i : PK_MAX_NS);
                 fn(k, nb, panel, x + (size_t)i * x_stride, x_stride, ns, Y + i * y_stride + r, y_stride,
                    (int)(re - r));

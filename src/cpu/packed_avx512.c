@@ -169,3 +169,80 @@ void pk_act_quantize_avx512(const float *x, void *dst, int64_t n)
         s[b] = db * (float)sb;
     }
 }
+
+/* 16 activation rows at once for the 32-block kinds: every block's weights
+ * unpacked once for 16 rows; Q4_1's min term in a second pass over the
+ * blocks (the same chain of FMAs per element as tile(), so the same bits) */
+AI void tile16(const pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, size_t xs, float *y, int64_t ys,
+               int nrows)
+{
+    const size_t bb = pk_block_bytes(k);
+    const size_t qbytes = k == PK_Q8_0 ? PK_Q8_BYTES : PK_NIB_BYTES;
+    const int off = pk_offset(k);
+    pk_rows_t a, a2;
+    pk_rows(&a, x, xs, 8, nb);
+    pk_rows(&a2, (const char *)x + 8 * xs, xs, 8, nb);
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int s = 0; s < 16; s++) acc[s] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = panel + (size_t)b * bb;
+        for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
+        __m512i w[8];
+        if (k == PK_Q8_0) {
+            for (int g = 0; g < 8; g++) w[g] = _mm512_loadu_si512(blk + 64 * g);
+        } else {
+            for (int p = 0; p < 4; p++) {
+                const __m512i v = _mm512_loadu_si512(blk + 64 * p);
+                w[p] = _mm512_and_si512(v, m4);
+                w[p + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + qbytes)));
+#pragma GCC unroll 16
+        for (int s = 0; s < 16; s++) {
+            const pk_rows_t *r = s < 8 ? &a : &a2;
+            const int si = s % 8;
+            const int8_t *q = r->qa[si] + b * 32;
+            __m512i i0 = off ? _mm512_set1_epi32(-off * r->suma[si][b]) : _mm512_setzero_si512();
+            __m512i i1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int g = 0; g < 8; g += 2) {
+                i0 = _mm512_dpbusd_epi32(i0, w[g], bcast4(q + 4 * g));
+                i1 = _mm512_dpbusd_epi32(i1, w[g + 1], bcast4(q + 4 * g + 4));
+            }
+            const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1));
+            acc[s] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(r->da[si][b])), acc[s]);
+        }
+    }
+    if (k == PK_Q4_1) {
+        __m512 macc[16];
+#pragma GCC unroll 16
+        for (int s = 0; s < 16; s++) macc[s] = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const __m512 mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(panel + (size_t)b * bb + qbytes + 32)));
+#pragma GCC unroll 16
+            for (int s = 0; s < 16; s++)
+                macc[s] = _mm512_fmadd_ps(mw, _mm512_set1_ps((s < 8 ? &a : &a2)->sa[s % 8][b]), macc[s]);
+        }
+#pragma GCC unroll 16
+        for (int s = 0; s < 16; s++) acc[s] = _mm512_add_ps(acc[s], macc[s]);
+    }
+    const __mmask16 mask = nrows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nrows) - 1);
+#pragma GCC unroll 16
+    for (int s = 0; s < 16; s++) _mm512_mask_storeu_ps(y + (int64_t)s * ys, mask, acc[s]);
+}
+
+void pk_tile16_avx512(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, size_t xs, float *y, int64_t ys,
+                      int nrows)
+{
+    switch (k) {
+    case PK_Q4_0: tile16(PK_Q4_0, nb, panel, x, xs, y, ys, nrows); return;
+    case PK_Q4_1: tile16(PK_Q4_1, nb, panel, x, xs, y, ys, nrows); return;
+    case PK_Q8_0: tile16(PK_Q8_0, nb, panel, x, xs, y, ys, nrows); return;
+    default: pk_tile_avx512(k, nb, panel, x, xs, 8, y, ys, nrows);
+             pk_tile_avx512(k, nb, panel, (const char *)x + 8 * xs, xs, 8, y + 8 * ys, ys, nrows);
+             return;
+    }
+}

@@ -139,6 +139,9 @@ void pk_tile_avx512(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x
                     int64_t ys, int nrows);
 void pk_tile_avx2(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, size_t xs, int ns, float *y,
                   int64_t ys, int nrows);
+/* 16 activation rows at once (AVX-512; the same bits as two 8-row calls) */
+void pk_tile16_avx512(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, size_t xs, float *y, int64_t ys,
+                      int nrows);
 void pk_act_quantize_scalar(const float *x, void *dst, int64_t n);
 void pk_act_quantize_avx2(const float *x, void *dst, int64_t n);
 void pk_act_quantize_avx512(const float *x, void *dst, int64_t n);
