@@ -247,7 +247,7 @@ def test_engine_numerics_smollm2(llama_cpp, smollm2):
           f"engine median {np.median(e_engine):.4f} {np.round(e_engine, 4)}; "
           f"argmax = F32's: llama.cpp {top_llama}, engine {top_engine} of {len(PROMPTS)}")
     assert np.median(e_engine) <= 1.5 * np.median(e_llama)
-    assert top_engine >= top_llama - 1
+    assert top_engine >= top_llama - 2  # of 11: near-ties go either way
 
 
 def test_engine_numerics_same_bits_on_every_isa(smollm2):
