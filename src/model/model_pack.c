@@ -53,7 +53,11 @@ rt_status_t model_pack_weights(model_t *m)
         const size_t sz = cpu_packed_size(w->type, w->ne1, w->ne0);
         if (sz == 0) continue;
         rt_status_t st = cpu_pack_weights(w->type, w->data, w->row_bytes, w->ne1, w->ne0, p);
-        if (st) { /* cannot happen for a size > 0; keep the model usable */
+        if (st) { /* cannot happen for a size > 0; leave the model unpacked and usable */
+            for (int k = 0; k < n; k++) ws[k]->packed = NULL;
+            m->tok_embd.packed = NULL;
+            free(m->packed);
+            m->packed = NULL;
             free(ws);
             return st;
         }
