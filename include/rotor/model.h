@@ -62,10 +62,13 @@ int64_t model_n_params(const model_t *m);
 /* Name of the dominant weight type ("q4_1"). */
 const char *model_weight_type_name(const model_t *m);
 
-/* Repack the model's Q4_0/Q4_1/Q8_0 matrices (attention, FFN, output) into
- * the panels of cpu_packed.h, for contexts set to MODEL_MATMUL_PACKED. The
- * model owns the copy (one allocation, freed by model_free). Call before
- * creating contexts; a second call does nothing. */
+/* Repack the model's matrices of the types cpu_packed_supported() takes
+ * (attention, FFN, output) into the panels of cpu_packed.h, for contexts set
+ * to MODEL_MATMUL_PACKED. The model owns the copy (one allocation, freed by
+ * model_free); the file-mapped pages of the packed matrices are released
+ * (madvise DONTNEED: read again from the file only if something asks), so
+ * the resident weights do not double. Call before creating contexts; a
+ * second call does nothing. */
 rt_status_t model_pack_weights(model_t *m);
 /* Bytes of the packed copy (0 before model_pack_weights or when no matrix
  * has a packed form). */

@@ -3,7 +3,10 @@
  * GEMM (cpu_packed.h): one 64-aligned allocation owned by the model, one
  * region per packable matrix.
  */
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "model/model_impl.h"
 #include "rotor/cpu_packed.h"
@@ -28,6 +31,17 @@ static int pack_list(model_t *m, model_weight_t **out)
 }
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* the file-mapped pages of a packed matrix are not read any more: let the
+ * kernel drop them from this process (a later read faults them back in from
+ * the file), so packing does not double the resident weights */
+static void drop_mapped_pages(const model_weight_t *w)
+{
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)w->data + pg - 1) & ~(pg - 1);
+    const uintptr_t e = ((uintptr_t)w->data + (uintptr_t)(w->ne1 * (int64_t)w->row_bytes)) & ~(pg - 1);
+    if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
 
 rt_status_t model_pack_weights(model_t *m)
 {
@@ -65,6 +79,8 @@ rt_status_t model_pack_weights(model_t *m)
         p += align64(sz);
     }
     if (m->hp.tied_embeddings) m->tok_embd.packed = m->output.packed;
+    for (int i = 0; i < n; i++) /* tok_embd's rows still serve the embedding lookup */
+        if (ws[i]->packed && !(m->hp.tied_embeddings && ws[i] == &m->output)) drop_mapped_pages(ws[i]);
     m->packed_bytes = total;
     free(ws);
     RT_LOG_DEBUG("model: %zu bytes of packed weights", total);
