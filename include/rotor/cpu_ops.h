@@ -45,16 +45,32 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
  *     k[(blocks[i/bs] * kvd + hoff + d) * bs + i % bs]
  *   V rows: element d of position i at v[(blocks[i/bs] * bs + i % bs) * kvd + hoff + d]
  * k, v: this layer's base, f16 when f16 else f32. q: G rows, stride q_stride
- * floats; out: G rows, stride out_stride. p: scratch of 4 * (n_pos rounded
- * up to 16) floats. hd <= CPU_ATTN_ENGINE_MAX_HD.
- * Order per head: s_i = (q . k_i, one 16-position FMA chain over d in order)
- * * scale; softmax with exp(s_i - max) (ggml's exp scheme), the sum as
- * 16-lane partials in position order then a fixed pairwise reduction, p_i =
- * e_i * (1 / sum); out[d] = FMA chain over positions in order of p_i * v_i[d].
- * The same bits on every ISA, for any G or grouping. */
+ * floats; out: G rows, stride out_stride. p: scratch of 4 * CPU_ATTN_ENGINE_CHUNK
+ * floats. hd <= CPU_ATTN_ENGINE_MAX_HD.
+ * Order per head, in chunks of CPU_ATTN_ENGINE_CHUNK positions (so that one
+ * long sequence can be split over threads with the same bits):
+ *   per chunk c: s_i = (q . k_i, one 16-position FMA chain over d in order)
+ *     * scale; m_c = max s_i; e_i = exp(s_i - m_c) (ggml's exp scheme);
+ *     l_c = sum e_i as 16-lane partials in position order then a fixed
+ *     pairwise reduction; o_c[d] = FMA chain over positions of e_i * v_i[d];
+ *   merged in chunk order (cpu_attn_engine_merge): M = max(M, m_c),
+ *     L = fma(L, exp(M_old - M), l_c * exp(m_c - M)), O likewise;
+ *   out[d] = O[d] * (1 / L).
+ * The same bits on every ISA, for any G, grouping or split. */
 #define CPU_ATTN_ENGINE_MAX_HD 256
+#define CPU_ATTN_ENGINE_CHUNK 256
 void cpu_attn_engine(const float *q, int G, int q_stride, const void *k, const void *v, bool f16,
                      const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos, float scale, float *p,
                      float *out, int out_stride);
+/* The pieces of cpu_attn_engine, for splitting a sequence's positions over
+ * threads: the chunk [p0, p1) (p0 a multiple of CPU_ATTN_ENGINE_CHUNK, p1 -
+ * p0 <= it) of G heads into part[g * part_stride ...] = m, l, o[hd]; a part
+ * merged into a head's running state (the first chunk's part is the initial
+ * state), in chunk order; the head's output from its state. */
+void cpu_attn_engine_part(const float *q, int G, int q_stride, const void *k, const void *v, bool f16,
+                          const int32_t *blocks, int bs, int kvd, int hoff, int hd, int p0, int p1, float scale,
+                          float *p, float *part, int part_stride);
+void cpu_attn_engine_merge(float *state, const float *part, int hd);
+void cpu_attn_engine_finish(const float *state, float *out, int hd);
 
 #endif

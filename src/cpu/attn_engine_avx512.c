@@ -42,12 +42,12 @@ AI __m512 exp16(__m512 x)
     return _mm512_mask_mov_ps(_mm512_maskz_mov_ps(keep, v), nan, x);
 }
 
-AI void heads(const int G, const float *q, int q_stride, const char *k, const char *v, const bool f16,
-              const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos, float scale, float *p, float *out,
-              int out_stride)
+AI void part_heads(const int G, const float *q, int q_stride, const char *k, const char *v, const bool f16,
+                   const int32_t *blocks, int bs, int kvd, int hoff, int hd, int P, int n, float scale, float *p,
+                   float *out, int out_stride)
 {
     const size_t elt = f16 ? 2 : 4;
-    const int n16 = (n_pos + 15) & ~15;
+    const int n16 = (n + 15) & ~15;
     __m512 mxv[4];
     for (int g = 0; g < G; g++) mxv[g] = _mm512_set1_ps(-INFINITY);
     const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
@@ -59,20 +59,20 @@ AI void heads(const int G, const float *q, int q_stride, const char *k, const ch
         const char *kb[4];
         for (int cc = 0; cc < 4; cc++) {
             const int p0 = c0 + 16 * cc;
-            kb[cc] = k + (((size_t)blocks[p0 / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(p0 % bs)) * elt;
+            kb[cc] = k + (((size_t)blocks[(P + p0) / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)((P + p0) % bs)) * elt;
         }
         for (int cc = 0; cc < 4; cc++) { /* the blocks after these */
             const int p0 = c0 + 64 + 16 * cc;
-            if (p0 >= n16 || p0 % bs != 0) continue;
-            const size_t nb = (size_t)blocks[p0 / bs];
+            if (p0 >= n16 || (P + p0) % bs != 0) continue;
+            const size_t nb = (size_t)blocks[(P + p0) / bs];
             const char *kn = k + (nb * (size_t)kvd + (size_t)hoff) * (size_t)bs * elt;
             for (size_t o = 0; o < (size_t)hd * (size_t)bs * elt; o += 64) _mm_prefetch(kn + o, _MM_HINT_T0);
         }
         for (int cc = 0; cc < 4; cc++) { /* these blocks' values, for the second pass */
             const int p0 = c0 + 16 * cc;
-            if (p0 % bs != 0) continue;
-            for (int j = 0; j < bs && p0 + j < n_pos; j++) {
-                const char *vn = v + (((size_t)blocks[p0 / bs] * (size_t)bs + (size_t)j) * (size_t)kvd + (size_t)hoff) * elt;
+            if ((P + p0) % bs != 0) continue;
+            for (int j = 0; j < bs && p0 + j < n; j++) {
+                const char *vn = v + (((size_t)blocks[(P + p0) / bs] * (size_t)bs + (size_t)j) * (size_t)kvd + (size_t)hoff) * elt;
                 for (size_t o = 0; o < (size_t)hd * elt; o += 64) _mm_prefetch(vn + o, _MM_HINT_T0);
             }
         }
@@ -89,7 +89,7 @@ AI void heads(const int G, const float *q, int q_stride, const char *k, const ch
         }
         for (int cc = 0; cc < 4; cc++) {
             const int p0 = c0 + 16 * cc;
-            const __mmask16 live = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
+            const __mmask16 live = n - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p0)) - 1);
             for (int g = 0; g < G; g++) {
                 const __m512 s = _mm512_mask_mov_ps(ninf, live, _mm512_mul_ps(acc[g][cc], vscale));
                 _mm512_storeu_ps(p + (size_t)g * (size_t)n16 + (size_t)p0, s);
@@ -98,7 +98,7 @@ AI void heads(const int G, const float *q, int q_stride, const char *k, const ch
         }
     }
     for (int c0 = q0; c0 < n16; c0 += 16) {
-        const char *kb = k + (((size_t)blocks[c0 / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(c0 % bs)) * elt;
+        const char *kb = k + (((size_t)blocks[(P + c0) / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)((P + c0) % bs)) * elt;
         __m512 acc[4];
         for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
         for (int d = 0; d < hd; d++) {
@@ -106,7 +106,7 @@ AI void heads(const int G, const float *q, int q_stride, const char *k, const ch
             for (int g = 0; g < G; g++)
                 acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)g * (size_t)q_stride + (size_t)d]), kf, acc[g]);
         }
-        const __mmask16 live = n_pos - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - c0)) - 1);
+        const __mmask16 live = n - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c0)) - 1);
         for (int g = 0; g < G; g++) {
             const __m512 s = _mm512_mask_mov_ps(ninf, live, _mm512_mul_ps(acc[g], vscale));
             _mm512_storeu_ps(p + (size_t)g * (size_t)n16 + (size_t)c0, s);
@@ -118,13 +118,13 @@ AI void heads(const int G, const float *q, int q_stride, const char *k, const ch
         const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(mxv[g]));
         __m512 sum = _mm512_setzero_ps();
         for (int c0 = 0; c0 < n16; c0 += 16) {
-            const __mmask16 live = n_pos - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - c0)) - 1);
+            const __mmask16 live = n - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c0)) - 1);
             const __m512 e = _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(_mm512_loadu_ps(pg + c0), mx)));
             _mm512_storeu_ps(pg + c0, e);
             sum = _mm512_add_ps(sum, e);
         }
-        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-        for (int c0 = 0; c0 < n16; c0 += 16) _mm512_storeu_ps(pg + c0, _mm512_mul_ps(_mm512_loadu_ps(pg + c0), inv));
+        out[(size_t)g * (size_t)out_stride] = _mm512_reduce_max_ps(mxv[g]);
+        out[(size_t)g * (size_t)out_stride + 1] = _mm512_reduce_add_ps(sum);
     }
     /* values, 64 dimensions (4 vectors per head) at a time */
     for (int d0 = 0; d0 < hd; d0 += 64) {
@@ -132,11 +132,11 @@ AI void heads(const int G, const float *q, int q_stride, const char *k, const ch
         __m512 o[4][4];
         for (int g = 0; g < G; g++)
             for (int t = 0; t < 4; t++) o[g][t] = _mm512_setzero_ps();
-        for (int i = 0; i < n_pos; i++) {
+        for (int i = 0; i < n; i++) {
             const char *vb =
-                v + (((size_t)blocks[i / bs] * (size_t)bs + (size_t)(i % bs)) * (size_t)kvd + (size_t)(hoff + d0)) * elt;
-            if (i + 4 < n_pos) { /* a few rows ahead */
-                const char *vn = v + (((size_t)blocks[(i + 4) / bs] * (size_t)bs + (size_t)((i + 4) % bs)) * (size_t)kvd +
+                v + (((size_t)blocks[(P + i) / bs] * (size_t)bs + (size_t)((P + i) % bs)) * (size_t)kvd + (size_t)(hoff + d0)) * elt;
+            if (i + 4 < n) { /* a few rows ahead */
+                const char *vn = v + (((size_t)blocks[(P + i + 4) / bs] * (size_t)bs + (size_t)((P + i + 4) % bs)) * (size_t)kvd +
                                       (size_t)(hoff + d0)) * elt;
                 _mm_prefetch(vn, _MM_HINT_T0);
                 _mm_prefetch(vn + 64, _MM_HINT_T0);
@@ -158,20 +158,21 @@ AI void heads(const int G, const float *q, int q_stride, const char *k, const ch
         }
         for (int g = 0; g < G; g++)
             for (int t = 0; t < nv; t++)
-                _mm512_storeu_ps(out + (size_t)g * (size_t)out_stride + (size_t)(d0 + 16 * t), o[g][t]);
+                _mm512_storeu_ps(out + (size_t)g * (size_t)out_stride + 2 + (size_t)(d0 + 16 * t), o[g][t]);
     }
 }
 
-void cpu_attn_engine_heads_avx512(const float *q, int G, int q_stride, const void *k, const void *v, bool f16,
-                                  const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos, float scale,
-                                  float *p, float *out, int out_stride);
-void cpu_attn_engine_heads_avx512(const float *q, int G, int q_stride, const void *k, const void *v, bool f16,
-                                  const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos, float scale,
-                                  float *p, float *out, int out_stride)
+/* attn_engine.c's ae_part for G <= 4 heads: part[g * part_stride] = m, l, o[hd] */
+void cpu_attn_engine_part_avx512(const float *q, int G, int q_stride, const void *k, const void *v, bool f16,
+                                 const int32_t *blocks, int bs, int kvd, int hoff, int hd, int p0, int p1, float scale,
+                                 float *p, float *part, int part_stride);
+void cpu_attn_engine_part_avx512(const float *q, int G, int q_stride, const void *k, const void *v, bool f16,
+                                 const int32_t *blocks, int bs, int kvd, int hoff, int hd, int p0, int p1, float scale,
+                                 float *p, float *part, int part_stride)
 {
     const char *kc = k, *vc = v;
 #define AE_CASE(NG, F)                                                                                         \
-    heads(NG, q, q_stride, kc, vc, F, blocks, bs, kvd, hoff, hd, n_pos, scale, p, out, out_stride);            \
+    part_heads(NG, q, q_stride, kc, vc, F, blocks, bs, kvd, hoff, hd, p0, p1 - p0, scale, p, part, part_stride); \
     return;
     switch ((G - 1) * 2 + (f16 ? 1 : 0)) {
     case 0: AE_CASE(1, false)

@@ -39,6 +39,22 @@ _Static_assert(FWD_ROW_ALIGN % CPU_PACK_ROWS == 0, "threads split packed matrice
 
 /* ---- context ---- */
 
+/* Split a few long sequences' attention over their positions: when the batch
+ * has at most FWD_SPLIT_TOKENS tokens, fewer (sequence, kv head) units than
+ * 2 per thread, and some token sees more than one chunk. The bits do not
+ * change (cpu_attn_engine_part/merge are the pieces of cpu_attn_engine). */
+#define FWD_SPLIT_TOKENS 4
+static bool fwd_attn_split(const model_ctx_t *c, const model_batch_t *b)
+{
+    if (c->attn_order != MODEL_ATTN_ENGINE || b->n_tokens > FWD_SPLIT_TOKENS) return false;
+    if (b->n_seqs * c->m->hp.n_head_kv >= 2 * model_ctx_threads(c)) return false;
+    for (int i = 0; i < b->n_tokens; i++)
+        if (b->pos[i] + 1 > CPU_ATTN_ENGINE_CHUNK) return true;
+    return false;
+}
+
+static int fwd_max_chunks(const model_ctx_t *c) { return c->att_cap / CPU_ATTN_ENGINE_CHUNK + 1; }
+
 rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, model_ctx_t **out)
 {
     if (max_tokens < 1 || max_tokens > 65536)
@@ -93,6 +109,7 @@ rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, mo
     ALLOC(c->xo, T * E);
     ALLOC(c->out_rows, T);
     ALLOC(c->rope_cs, T * (size_t)hp->rope_dim);
+    ALLOC(c->att_parts, (size_t)FWD_SPLIT_TOKENS * hp->n_head * (size_t)fwd_max_chunks(c) * (size_t)(hp->head_dim + 2));
     ALLOC(c->att_scores, (size_t)n_threads * 4 * (size_t)c->att_cap); /* cpu_attn_engine: 4 heads */
     ALLOC(c->kv_tmp, (size_t)n_threads * 2 * (size_t)c->att_cap * (size_t)hp->head_dim);
     c->xq = aligned_alloc(64, 3 * T * c->xq_stride);
@@ -123,6 +140,7 @@ void model_ctx_destroy(model_ctx_t *c)
     free(c->xo);
     free(c->out_rows);
     free(c->rope_cs);
+    free(c->att_parts);
     free(c->att_scores);
     free(c->kv_tmp);
     free(c->xq);
@@ -232,7 +250,28 @@ typedef struct {
     const model_batch_t *b;
     int layer;
     _Atomic int next; /* next unit of work of the paged path, taken by any thread */
+    bool split;       /* engine order: (token, kv head, chunk) units into att_parts */
 } attn_job_t;
+
+
+
+/* the split attention's merge: (token, head) units, chunks in order */
+static void attn_merge_worker(void *arg, int ith, int nth)
+{
+    const attn_job_t *a = arg;
+    model_ctx_t *c = a->c;
+    const model_hparams_t *hp = &c->m->hp;
+    const int HD = hp->head_dim, mc = fwd_max_chunks(c), ps = HD + 2;
+    int64_t r0, r1;
+    threadpool_split((int64_t)a->b->n_tokens * hp->n_head, ith, nth, 1, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        const int i = (int)(r / hp->n_head), h = (int)(r % hp->n_head);
+        const int n_chunks = (a->b->pos[i] + CPU_ATTN_ENGINE_CHUNK) / CPU_ATTN_ENGINE_CHUNK;
+        float *state = c->att_parts + (size_t)r * (size_t)mc * ps; /* chunk 0's part */
+        for (int ch = 1; ch < n_chunks; ch++) cpu_attn_engine_merge(state, state + (size_t)ch * ps, HD);
+        cpu_attn_engine_finish(state, c->attn + (size_t)i * hp->n_head * HD + (size_t)h * HD, HD);
+    }
+}
 
 static void attn_worker(void *arg, int ith, int nth)
 {
@@ -262,6 +301,23 @@ static void attn_worker(void *arg, int ith, int nth)
         const int per_unit = group;
         const int n_units = b->n_seqs * hp->n_head / per_unit;
         const char *kl = (const char *)kv->k + layer_off * kv->elt, *vl = (const char *)kv->v + layer_off * kv->elt;
+        if (a->split) { /* units (token, kv head, chunk) -> att_parts[token][head][chunk] */
+            const int nk = hp->n_head_kv, mc = fwd_max_chunks(c), ps = HD + 2;
+            const int n_split = b->n_tokens * nk * mc;
+            for (;;) {
+                const int u = atomic_fetch_add_explicit(&aj->next, 1, memory_order_relaxed);
+                if (u >= n_split) break;
+                const int i = u / (nk * mc), hk = u / mc % nk, ch = u % mc;
+                const int n_pos = b->pos[i] + 1, p0 = ch * CPU_ATTN_ENGINE_CHUNK;
+                if (p0 >= n_pos) continue;
+                const int p1 = p0 + CPU_ATTN_ENGINE_CHUNK < n_pos ? p0 + CPU_ATTN_ENGINE_CHUNK : n_pos;
+                const kv_block_table_t *bt = &b->seq_tables[b->seq[i]];
+                float *part = c->att_parts + (((size_t)i * (size_t)hp->n_head + (size_t)hk * group) * (size_t)mc + ch) * ps;
+                cpu_attn_engine_part(c->q + (size_t)i * QD + (size_t)hk * group * HD, group, HD, kl, vl, f16, bt->blocks,
+                                     kv->block_size, KVD, hk * HD, HD, p0, p1, scale, scores, part, mc * ps);
+            }
+            return;
+        }
         for (;;) {
             const int u = atomic_fetch_add_explicit(&aj->next, 1, memory_order_relaxed);
             if (u >= n_units) break;
@@ -517,8 +573,9 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
         }
         rj.phase = ROWS_ROPE_STORE;
         fwd_rows(c, &rj);
-        attn_job_t aj = {c, kv, b, l, 0};
+        attn_job_t aj = {c, kv, b, l, 0, fwd_attn_split(c, b)};
         threadpool_run(c->pool, attn_worker, &aj);
+        if (aj.split) threadpool_run(c->pool, attn_merge_worker, &aj);
         {
             const model_weight_t *w[1] = {&L->wo};
             float *y[1] = {c->xn};

@@ -67,6 +67,7 @@ struct model_ctx {
     float *kv_tmp;       /* (n_threads, 2, head_dim) f16->f32 scratch */
     int32_t *out_rows;   /* (max_tokens) indices of rows that want logits */
     float *rope_cs;      /* (max_tokens, rope_dim) cos/sin of each token's position */
+    float *att_parts;    /* (4 tokens, n_head, chunks, head_dim + 2) split attention's parts */
     float *xo;           /* (max_tokens, n_embd) normed rows for the head */
 };
 

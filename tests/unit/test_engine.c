@@ -295,7 +295,7 @@ static void test_bad_requests(void **state)
 
 #define LMAXOUT 8  /* output tokens per request in the logits tests */
 #define LNREQ 16
-#define LMAXPROMPT 100
+#define LMAXPROMPT 300
 
 /* every request's logits at every output step, recorded by the observer */
 typedef struct {
@@ -424,16 +424,16 @@ static void direct_logits(const char *path, rt_type_t kv_type, const int32_t *to
     model_ctx_t *c = NULL;
     assert_int_equal(model_load(path, &m), RT_OK);
     assert_int_equal(model_pack_weights(m), RT_OK);
-    assert_int_equal(kv_cache_create_layout(m, 16, 16, kv_type, KV_LAYOUT_ENGINE, &kv), RT_OK);
-    assert_int_equal(model_ctx_create(m, 256, 2, &c), RT_OK);
+    assert_int_equal(kv_cache_create_layout(m, 32, 16, kv_type, KV_LAYOUT_ENGINE, &kv), RT_OK);
+    assert_int_equal(model_ctx_create(m, 512, 2, &c), RT_OK);
     model_ctx_set_matmul(c, MODEL_MATMUL_PACKED);
     model_ctx_set_attn_order(c, MODEL_ATTN_ENGINE);
-    int32_t blocks[16], pos[256], seq[256];
-    uint8_t want[256];
-    assert_true(n <= 256);
-    for (int i = 0; i < 16; i++) blocks[i] = 15 - i;
+    int32_t blocks[32], pos[512], seq[512];
+    uint8_t want[512];
+    assert_true(n <= 512);
+    for (int i = 0; i < 32; i++) blocks[i] = 31 - i;
     for (int i = 0; i < n; i++) pos[i] = i, seq[i] = 0, want[i] = i == n - 1;
-    kv_block_table_t t = {blocks, 16};
+    kv_block_table_t t = {blocks, 32};
     model_batch_t b = {n, tokens, pos, seq, want, &t, 1};
     assert_int_equal(model_forward(c, kv, &b, out), RT_OK);
     model_ctx_destroy(c);
@@ -606,6 +606,38 @@ static void test_prefix_counters(void **state)
     assert_int_equal(q[0].fin.n_cached, 48);
     assert_int_equal(q[1].fin.n_cached, 16);
     engine_destroy(e);
+}
+
+/* ---------------------------------------------- split attention (long) */
+
+/* One sequence past an attention chunk (CPU_ATTN_ENGINE_CHUNK positions):
+ * its decode steps split the attention over the threads (forward.c:
+ * fwd_attn_split; one sequence, one kv head, 2 threads) and must give the
+ * bits of one unsplit forward over the sequence so far. */
+static void test_long_sequence_split_attention(void **state)
+{
+    (void)state;
+    engine_config_t c = lcfg(q_model_path, 4, 64, 512, RT_TYPE_F16);
+    engine_t *e = NULL;
+    assert_int_equal(engine_create(&c, &e), RT_OK);
+    const int V = engine_n_vocab(e);
+    engine_destroy(e);
+    rec_t *rec = rec_new(V);
+    engine_step_stats_t st;
+    lreq_t p;
+    lreq_prompt(&p, 290, 99);
+    lrun_fresh(&c, &p, 1, 1, 0, rec, &st);
+    assert_int_equal(p.n_out, LMAXOUT);
+    float *direct = malloc(sizeof(float) * (size_t)V);
+    int32_t toks[LMAXPROMPT + LMAXOUT];
+    memcpy(toks, p.prompt, sizeof(int32_t) * 290);
+    memcpy(toks + 290, p.out, sizeof p.out);
+    for (int k = 0; k < LMAXOUT; k++) {
+        direct_logits(q_model_path, RT_TYPE_F16, toks, 290 + k, direct);
+        assert_memory_equal(direct, rec_at(rec, 0, k), sizeof(float) * (size_t)V);
+    }
+    free(direct);
+    rec_free(rec);
 }
 
 /* ------------------------------------------------------ batch invariance */
@@ -788,6 +820,7 @@ int main(void)
         cmocka_unit_test(test_mass_cancel_small_event_buffer),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_top_logprobs),
+        cmocka_unit_test(test_long_sequence_split_attention),
         cmocka_unit_test(test_finish_timings),
         cmocka_unit_test(test_prefix_counters),
         cmocka_unit_test(test_batch_invariance_chunking_and_cache),
