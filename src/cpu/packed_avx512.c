@@ -25,6 +25,22 @@ AI __m512i bcast4(const int8_t *q)
     return _mm512_set1_epi32(v);
 }
 
+/* a block's 8 groups of 4 quants per row as unsigned bytes (nibble kinds:
+ * low nibbles are groups 0..3, high 4..7) */
+AI void unpack8(const pk_kind_t k, const uint8_t *blk, __m512i w[8])
+{
+    if (k == PK_Q8_0) {
+        for (int g = 0; g < 8; g++) w[g] = _mm512_loadu_si512(blk + 64 * g);
+        return;
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int p = 0; p < 4; p++) {
+        const __m512i v = _mm512_loadu_si512(blk + 64 * p);
+        w[p] = _mm512_and_si512(v, m4);
+        w[p + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+}
+
 AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, const void *x, size_t xs, float *y,
              int64_t ys, int nrows)
 {
@@ -39,7 +55,6 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
         acc[s] = _mm512_setzero_ps();
         macc[s] = _mm512_setzero_ps();
     }
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; b++) {
         /* Q4_K: sub-block b % 8 of super-block b / 8, a Q4_1 block with
          * dw = d * sc, mw = -(dmin * m) (packed_impl.h) */
@@ -52,15 +67,7 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
             for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
         }
         __m512i w[8];
-        if (k == PK_Q8_0) {
-            for (int g = 0; g < 8; g++) w[g] = _mm512_loadu_si512(blk + 64 * g);
-        } else {
-            for (int p = 0; p < 4; p++) {
-                const __m512i v = _mm512_loadu_si512(blk + 64 * p);
-                w[p] = _mm512_and_si512(v, m4);
-                w[p + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            }
-        }
+        unpack8(k, blk, w);
         __m512i sca = _mm512_setzero_si512(), scb = _mm512_setzero_si512();
         if (k == PK_Q6_K) { /* the high 2 bits into bits 4..5 of each byte */
             const __m512i h[2] = {_mm512_loadu_si512(blk + PK_Q6K_H), _mm512_loadu_si512(blk + PK_Q6K_H + 64)};
@@ -185,20 +192,11 @@ AI void tile16(const pk_kind_t k, int64_t nb, const uint8_t *panel, const void *
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int s = 0; s < 16; s++) acc[s] = _mm512_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = panel + (size_t)b * bb;
         for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
         __m512i w[8];
-        if (k == PK_Q8_0) {
-            for (int g = 0; g < 8; g++) w[g] = _mm512_loadu_si512(blk + 64 * g);
-        } else {
-            for (int p = 0; p < 4; p++) {
-                const __m512i v = _mm512_loadu_si512(blk + 64 * p);
-                w[p] = _mm512_and_si512(v, m4);
-                w[p + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            }
-        }
+        unpack8(k, blk, w);
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + qbytes)));
 #pragma GCC unroll 16
         for (int s = 0; s < 16; s++) {

@@ -403,6 +403,16 @@ static void lrun(engine_t *e, lreq_t *q, int n, int n_first, int join_step, engi
     }
 }
 
+/* the vocabulary size of the engine c makes */
+static int lvocab(const engine_config_t *c)
+{
+    engine_t *e = NULL;
+    assert_int_equal(engine_create(c, &e), RT_OK);
+    const int V = engine_n_vocab(e);
+    engine_destroy(e);
+    return V;
+}
+
 /* one engine, requests q[0..n), logits recorded into rec */
 static void lrun_fresh(const engine_config_t *c, lreq_t *q, int n, int n_first, int join_step, rec_t *rec,
                        engine_step_stats_t *last)
@@ -454,10 +464,7 @@ static void test_top_logprobs(void **state)
     q[1].temperature = 0.9f;
     lreq_prompt(&q[2], 30, 7); /* no top logprobs */
     engine_config_t c = lcfg(model_path, 4, 64, 512, RT_TYPE_F32);
-    engine_t *e = NULL;
-    assert_int_equal(engine_create(&c, &e), RT_OK);
-    const int V = engine_n_vocab(e);
-    engine_destroy(e);
+    const int V = lvocab(&c);
     rec_t *rec = rec_new(V);
     engine_step_stats_t st;
     lrun_fresh(&c, q, 3, 3, 0, rec, &st);
@@ -513,6 +520,7 @@ static void test_top_logprobs(void **state)
     rec_free(rec);
 
     /* out of range */
+    engine_t *e = NULL;
     assert_int_equal(engine_create(&c, &e), RT_OK);
     engine_request_t r = {.id = 1, .prompt = q[0].prompt, .n_prompt = 4, .sampling = sampler_params_default(),
                           .max_tokens = 2, .top_logprobs = ENGINE_MAX_TOP_LOGPROBS + 1};
@@ -618,10 +626,7 @@ static void test_long_sequence_split_attention(void **state)
 {
     (void)state;
     engine_config_t c = lcfg(q_model_path, 4, 64, 512, RT_TYPE_F16);
-    engine_t *e = NULL;
-    assert_int_equal(engine_create(&c, &e), RT_OK);
-    const int V = engine_n_vocab(e);
-    engine_destroy(e);
+    const int V = lvocab(&c);
     rec_t *rec = rec_new(V);
     engine_step_stats_t st;
     lreq_t p;
@@ -664,10 +669,7 @@ static void assert_same_run(const lreq_t *a, const rec_t *ra, int ia, const lreq
 static void chunking_and_cache(const char *path, rt_type_t kv_type)
 {
     engine_config_t c = lcfg(path, 4, 64, 512, kv_type);
-    engine_t *e = NULL;
-    assert_int_equal(engine_create(&c, &e), RT_OK);
-    const int V = engine_n_vocab(e);
-    engine_destroy(e);
+    const int V = lvocab(&c);
     rec_t *ref = rec_new(V), *rec = rec_new(V);
     engine_step_stats_t st;
     lreq_t p, r;
@@ -694,6 +696,7 @@ static void chunking_and_cache(const char *path, rt_type_t kv_type)
 
     /* prefix cache, in one engine with 16-token chunks */
     engine_config_t cc = lcfg(path, 4, 64, 16, kv_type);
+    engine_t *e = NULL;
     assert_int_equal(engine_create(&cc, &e), RT_OK);
     engine_set_logits_observer(e, observe, rec);
     memset(rec->seen, 0, sizeof rec->seen);
