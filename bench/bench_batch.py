@@ -5,7 +5,12 @@ sequences and time to first token with a cached 1,024-token prefix versus cold
 (llama-cpp-python's low-level batch API: N sequences, one llama_decode per step).
 Prints ratios measured in this run. Usage:
 
-    .venv/bin/python bench/bench_batch.py [--build build] [--threads 2] [--seqs 1,4,16,64]
+    .venv/bin/python bench/bench_batch.py [--build build] [--threads 2] [--seqs 1,4,16,64] [--repeats 5]
+
+The machine is noisy (the VM's memory bandwidth moves by a third from one hour
+to the next), so every figure is the median of --repeats rounds, each round one
+rotor run of every batch size followed by llama.cpp's; "x of 1 seq" is the
+median of the rounds' own ratios (each measured minutes apart at most).
 """
 import argparse
 import ctypes
@@ -82,34 +87,63 @@ def llama_batched(model, n_seq, prompt, gen, threads):
         llama_cpp.llama_free(ctx)
 
 
+def run_rotor(rotor, model, a):
+    r = subprocess.run([rotor, "bench-engine", "--model", model, "--threads", str(a.threads), "--seqs", a.seqs,
+                        "--gen", str(a.gen)], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.environ.get("ROTOR_BUILD", "build"))
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seqs", default="1,4,16,64")
     ap.add_argument("--gen", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="rounds, each one rotor run of every batch size then llama.cpp's; medians are printed")
     ap.add_argument("--skip-llama", action="store_true")
+    ap.add_argument("--json-out", help="write every round's figures here")
     a = ap.parse_args()
     model = smollm2()
     rotor = os.path.join(ROOT, a.build, "bin", "rotor")
-    r = subprocess.run([rotor, "bench-engine", "--model", model, "--threads", str(a.threads), "--seqs", a.seqs,
-                        "--gen", str(a.gen)], capture_output=True, text=True, check=True)
-    res = json.loads(r.stdout)
-    base = res["decode"][0]["decode_tok_s"]
-    print(f"SmolLM2-135M Q4_1, {a.threads} threads, prompt 32, {a.gen} decode steps")
-    print(f"{'seqs':>5} {'rotor tok/s':>12} {'x of 1 seq':>11} {'llama.cpp tok/s':>16} {'rotor/llama':>12}")
-    for d in res["decode"]:
-        lt = None
-        if not a.skip_llama:
+    seqs = [int(s) for s in a.seqs.split(",")]
+    rounds = []
+    for rep in range(max(1, a.repeats)):
+        res = run_rotor(rotor, model, a)
+        rt = {d["seqs"]: d["decode_tok_s"] for d in res["decode"]}
+        lt = {}
+        for n in seqs if not a.skip_llama else []:
             try:
-                lt = llama_batched(model, d["seqs"], 32, a.gen, a.threads)
+                lt[n] = llama_batched(model, n, 32, a.gen, a.threads)
             except Exception as exc:  # report, do not hide
-                print(f"  llama.cpp batched decode failed for {d['seqs']} seqs: {exc}")
-        lt_s = f"{lt:.1f}" if lt else "-"
-        ratio = f"{d['decode_tok_s'] / lt:.2f}" if lt else "-"
-        print(f"{d['seqs']:>5} {d['decode_tok_s']:>12.1f} {d['decode_tok_s'] / base:>11.2f} {lt_s:>16} {ratio:>12}")
-    print(f"TTFT, {res['prefix_tokens']}-token prefix: cold {res['ttft_cold_s'] * 1e3:.1f} ms, "
-          f"cached {res['ttft_cached_s'] * 1e3:.1f} ms, {res['ttft_cold_s'] / res['ttft_cached_s']:.1f}x faster")
+                print(f"  llama.cpp batched decode failed for {n} seqs: {exc}")
+        rounds.append({"rotor": rt, "llama": lt, "ttft_cold_s": res["ttft_cold_s"],
+                       "ttft_cached_s": res["ttft_cached_s"], "prefix_tokens": res["prefix_tokens"]})
+        print(f"round {rep + 1}: rotor " + " ".join(f"{n}:{rt[n]:.0f}" for n in seqs) +
+              f" tok/s, x of 1: " + " ".join(f"{rt[n] / rt[seqs[0]]:.2f}" for n in seqs) +
+              ("  llama.cpp " + " ".join(f"{n}:{lt[n]:.0f}" for n in lt) if lt else ""), flush=True)
+    med = lambda v: float(np.median(v)) if len(v) else None  # noqa: E731
+    print(f"\nSmolLM2-135M Q4_1, {a.threads} threads, prompt 32, {a.gen} decode steps, "
+          f"medians of {len(rounds)} interleaved rounds")
+    print(f"{'seqs':>5} {'rotor tok/s':>12} {'x of 1 seq':>11} {'(min-max)':>12} {'llama.cpp tok/s':>16} "
+          f"{'rotor/llama':>12}")
+    summary = []
+    for n in seqs:
+        x1 = [r["rotor"][n] / r["rotor"][seqs[0]] for r in rounds]
+        rl = [r["rotor"][n] / r["llama"][n] for r in rounds if n in r["llama"]]
+        lt = med([r["llama"][n] for r in rounds if n in r["llama"]])
+        row = {"seqs": n, "rotor_tok_s": med([r["rotor"][n] for r in rounds]), "x_of_1": med(x1),
+               "x_of_1_min": min(x1), "x_of_1_max": max(x1), "llama_tok_s": lt, "rotor_over_llama": med(rl)}
+        summary.append(row)
+        print(f"{n:>5} {row['rotor_tok_s']:>12.1f} {row['x_of_1']:>11.2f} {min(x1):>5.2f}-{max(x1):<6.2f} "
+              f"{(f'{lt:.1f}' if lt else '-'):>16} {(f'{med(rl):.2f}' if rl else '-'):>12}")
+    cold = med([r["ttft_cold_s"] for r in rounds])
+    warm = med([r["ttft_cached_s"] for r in rounds])
+    print(f"TTFT, {rounds[0]['prefix_tokens']}-token prefix: cold {cold * 1e3:.1f} ms, cached {warm * 1e3:.1f} ms, "
+          f"{med([r['ttft_cold_s'] / r['ttft_cached_s'] for r in rounds]):.1f}x faster (median of the rounds' ratios)")
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump({"threads": a.threads, "gen": a.gen, "rounds": rounds, "summary": summary}, f, indent=1)
 
 
 if __name__ == "__main__":
