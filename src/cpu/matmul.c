@@ -9,7 +9,8 @@
  * same operations whatever the tile shape, so the output does not depend on
  * m or on [r0, r1) (batch invariance). Where the ISA has a batched tile for
  * the type (cpu_gemm8_kernel), groups of 8 activation rows go through it:
- * same bits per element, weights unpacked once per 8 rows.
+ * same bits per element, weights unpacked once per 8 rows. F16 on AVX-512
+ * takes tiles of 4 weight rows x 6 activation rows (cpu_f16_gemm46_avx512).
  */
 #include "cpu/quant_impl.h"
 
@@ -55,6 +56,33 @@ static void matmul_gemm8(const cpu_gemm8_t *g8, cpu_dot_tile_fn fn, int64_t n_in
     }
 }
 
+/* F16 on AVX-512, activation rows [0, m6) (m6 a multiple of 6): chunks of
+ * rows that stay in L2 (~384 KiB), and in a chunk each group of 4 weight rows
+ * (in L1) serves every tile of 6 activation rows; the last < 4 weight rows
+ * through the dot tile */
+static void matmul_f16_gemm46(cpu_dot_tile_fn fn, int64_t n_in, const char *w, size_t w_stride, const char *x,
+                              size_t x_stride, int64_t m6, float *Y, int64_t y_stride, int64_t r0, int64_t r1) {
+    float tmp[CPU_DOT_NW * CPU_DOT_NR];
+    int64_t chunk = (int64_t)(393216 / x_stride);
+    chunk = chunk < CPU_F16_GEMM_NR ? CPU_F16_GEMM_NR : chunk - chunk % CPU_F16_GEMM_NR;
+    for (int64_t i0 = 0; i0 < m6; i0 += chunk) {
+        const int64_t i1 = i0 + chunk < m6 ? i0 + chunk : m6;
+        int64_t r = r0;
+        for (; r + CPU_GEMM_NW <= r1; r += CPU_GEMM_NW)
+            for (int64_t i = i0; i < i1; i += CPU_F16_GEMM_NR)
+                cpu_f16_gemm46_avx512(n_in, w + (size_t)r * w_stride, w_stride, x + (size_t)i * x_stride, x_stride,
+                                      Y + i * y_stride + r, y_stride);
+        if (r == r1) continue;
+        const int nw = (int)(r1 - r);
+        for (int64_t i = i0; i < i1; i += CPU_DOT_NR) {
+            const int nr = (int)(i1 - i < CPU_DOT_NR ? i1 - i : CPU_DOT_NR);
+            fn(n_in, w + (size_t)r * w_stride, w_stride, nw, x + (size_t)i * x_stride, x_stride, nr, tmp);
+            for (int iw = 0; iw < nw; iw++)
+                for (int k = 0; k < nr; k++) Y[(i + k) * y_stride + r + iw] = tmp[iw * CPU_DOT_NR + k];
+        }
+    }
+}
+
 void cpu_matmul(rt_type_t t, int64_t n_in, const void *W, size_t w_stride, const void *X,
                 size_t x_stride, int64_t m, float *Y, int64_t y_stride, int64_t r0, int64_t r1) {
     cpu_dot_tile_fn fn = cpu_dot_kernel(t);
@@ -80,7 +108,10 @@ void cpu_matmul(rt_type_t t, int64_t n_in, const void *W, size_t w_stride, const
     rb_rows = rb_rows < CPU_GEMM_NW ? CPU_GEMM_NW : rb_rows - rb_rows % CPU_GEMM_NW;
     const cpu_gemm8_t *g8 = m >= CPU_GEMM8_NR ? cpu_gemm8_kernel(t) : NULL;
     int64_t m8 = 0;
-    if (g8 && n_in % 32 == 0 && n_in / 32 <= MATMUL_SC_MAX_BLOCKS) {
+    if (t == RT_TYPE_F16 && m >= CPU_F16_GEMM_NR && cpu_quant_get_isa() == CPU_ISA_AVX512) {
+        m8 = m - m % CPU_F16_GEMM_NR;
+        matmul_f16_gemm46(fn, n_in, w, w_stride, x, x_stride, m8, Y, y_stride, r0, r1);
+    } else if (g8 && n_in % 32 == 0 && n_in / 32 <= MATMUL_SC_MAX_BLOCKS) {
         m8 = m - m % CPU_GEMM8_NR;
         matmul_gemm8(g8, fn, n_in, w, w_stride, x, x_stride, m8, Y, y_stride, r0, r1, rb_rows);
     }

@@ -208,6 +208,18 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
     else if (hd % 64 == 0) /* gemv order, no leftovers: 16 positions per reduction too */
         for (; c0 + 16 <= n_pos; c0 += 16) {
             __m512 acc[16];
+            /* decode reads a head's K rows kvd apart, far from each other:
+             * ask for rows 4 chunks ahead (the first 4 chunks at the start)
+             * and this chunk's V rows now */
+            for (int j = c0 ? 48 : 0; j < 64 && c0 + 16 + j < n_pos; j++) {
+                const int i = c0 + 16 + j;
+                const char *pf = (const char *)(k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff);
+                for (int l = 0; l < hd * 2; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
+            }
+            if (c0 % bs == 0) {
+                const char *pv = (const char *)(v + (size_t)blocks[c0 / bs] * bs * kvd + (size_t)hoff * bs);
+                for (int d = 0; d < hd; d += 2) _mm_prefetch(pv + (size_t)d * bs * 2, _MM_HINT_T0);
+            }
             for (int j = 0; j < 16; j++) {
                 const int i = c0 + j;
                 acc[j] = gemv4h(k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff, q, hd);

@@ -223,6 +223,11 @@ void cpu_compat_q4_1_gemm8_avx512(int64_t n, const void *w, size_t ws, const voi
 void cpu_compat_q8_0_gemm8_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, const float *sc,
                                   float *y, int64_t ys);
 
+/* F16 weights x F16 activations, 4 weight rows x 6 activation rows per call
+ * (AVX-512): y[k * ys + iw], each element with the dot tile's bits. */
+#define CPU_F16_GEMM_NR 6
+void cpu_f16_gemm46_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *y, int64_t ys);
+
 /* Fast activation quantizers, per ISA (Q8_0/Q8_1 with llama.cpp's run-time
  * semantics as cpu_compat_quantize_q8, the others as the reference). */
 void cpu_quantize_act_avx512(rt_type_t vt, const float *src, void *dst, int64_t n);

@@ -548,6 +548,7 @@ static void test_matmul_batch_invariance(void **state) {
     matmul_invariance(512);
     matmul_invariance(800); /* odd number of 32-blocks: tail paths */
     matmul_invariance(80);  /* float types: masked tails */
+    matmul_invariance(88);  /* and a tail of 8 for the 16-element F16 steps */
 }
 
 static void test_isa_select(void **state) {
