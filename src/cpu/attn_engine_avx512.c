@@ -42,6 +42,25 @@ AI __m512 exp16(__m512 x)
     return _mm512_mask_mov_ps(_mm512_maskz_mov_ps(keep, v), nan, x);
 }
 
+/* Software prefetch of the 16 positions from P + p0 (one 16-chunk; a block
+ * holds whole chunks): DRAM is ~100 ns away, a chunk's FMAs ~25 ns, so
+ * the loops ask several chunks ahead. K: the head's hd rows of the chunk
+ * (stride bs); V: the chunk's rows, bytes [0, vbytes) of the head's slice. */
+AI void pf_k_chunk(const char *k, const int32_t *blocks, int bs, int kvd, int hoff, int hd, size_t elt, int a)
+{
+    const char *kb = k + (((size_t)blocks[a / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(a % bs)) * elt;
+    const size_t rs = (size_t)bs * elt, step = rs >= 64 ? 1 : 64 / rs;
+    for (size_t d = 0; d < (size_t)hd; d += step) _mm_prefetch(kb + d * rs, _MM_HINT_T0);
+}
+
+AI void pf_v_chunk(const char *v, const int32_t *blocks, int bs, int kvd, int off, size_t vbytes, size_t elt, int a)
+{
+    const size_t row = (size_t)kvd * elt;
+    const char *vb = v + (((size_t)blocks[a / bs] * (size_t)bs + (size_t)(a % bs)) * (size_t)kvd + (size_t)off) * elt;
+    for (int r = 0; r < 16; r++)
+        for (size_t b = 0; b < vbytes; b += 64) _mm_prefetch(vb + (size_t)r * row + b, _MM_HINT_T0);
+}
+
 AI void part_heads(const int G, const float *q, int q_stride, const char *k, const char *v, const bool f16,
                    const int32_t *blocks, int bs, int kvd, int hoff, int hd, int P, int n, float scale, float *p,
                    float *out, int out_stride)
@@ -61,21 +80,9 @@ AI void part_heads(const int G, const float *q, int q_stride, const char *k, con
             const int p0 = c0 + 16 * cc;
             kb[cc] = k + (((size_t)blocks[(P + p0) / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)((P + p0) % bs)) * elt;
         }
-        for (int cc = 0; cc < 4; cc++) { /* the blocks after these */
-            const int p0 = c0 + 64 + 16 * cc;
-            if (p0 >= n16 || (P + p0) % bs != 0) continue;
-            const size_t nb = (size_t)blocks[(P + p0) / bs];
-            const char *kn = k + (nb * (size_t)kvd + (size_t)hoff) * (size_t)bs * elt;
-            for (size_t o = 0; o < (size_t)hd * (size_t)bs * elt; o += 64) _mm_prefetch(kn + o, _MM_HINT_T0);
-        }
-        for (int cc = 0; cc < 4; cc++) { /* these blocks' values, for the second pass */
-            const int p0 = c0 + 16 * cc;
-            if ((P + p0) % bs != 0) continue;
-            for (int j = 0; j < bs && p0 + j < n; j++) {
-                const char *vn = v + (((size_t)blocks[(P + p0) / bs] * (size_t)bs + (size_t)j) * (size_t)kvd + (size_t)hoff) * elt;
-                for (size_t o = 0; o < (size_t)hd * elt; o += 64) _mm_prefetch(vn + o, _MM_HINT_T0);
-            }
-        }
+        /* K two groups of 64 ahead (the first two at the start) */
+        for (int c = q0 ? q0 + 128 : 0; c < q0 + 192 && c < n16; c += 16)
+            pf_k_chunk(k, blocks, bs, kvd, hoff, hd, elt, P + c);
         __m512 acc[4][4];
         for (int g = 0; g < G; g++)
             for (int cc = 0; cc < 4; cc++) acc[g][cc] = _mm512_setzero_ps();
@@ -132,28 +139,30 @@ AI void part_heads(const int G, const float *q, int q_stride, const char *k, con
         __m512 o[4][4];
         for (int g = 0; g < G; g++)
             for (int t = 0; t < 4; t++) o[g][t] = _mm512_setzero_ps();
-        for (int i = 0; i < n; i++) {
-            const char *vb =
-                v + (((size_t)blocks[(P + i) / bs] * (size_t)bs + (size_t)((P + i) % bs)) * (size_t)kvd + (size_t)(hoff + d0)) * elt;
-            if (i + 4 < n) { /* a few rows ahead */
-                const char *vn = v + (((size_t)blocks[(P + i + 4) / bs] * (size_t)bs + (size_t)((P + i + 4) % bs)) * (size_t)kvd +
-                                      (size_t)(hoff + d0)) * elt;
-                _mm_prefetch(vn, _MM_HINT_T0);
-                _mm_prefetch(vn + 64, _MM_HINT_T0);
-            }
-            __m512 vf[4];
-            if (nv == 4) {
-                for (int t = 0; t < 4; t++) vf[t] = ld16(vb + (size_t)(16 * t) * elt, f16, 0xFFFF);
+        /* a block's rows at a time: one block lookup per block, not two
+         * divisions per position (they cost more than the FMAs) */
+        const size_t row = (size_t)kvd * elt;
+        for (int i = 0; i < n;) {
+            const int a = P + i, j0 = a % bs, run = bs - j0 < n - i ? bs - j0 : n - i;
+            const char *vb = v + (((size_t)blocks[a / bs] * (size_t)bs + (size_t)j0) * (size_t)kvd + (size_t)(hoff + d0)) * elt;
+            /* V four chunks of 16 ahead (the first four at the start) */
+            for (int c = i ? ((i + 15) & ~15) + 64 : 0; c < i + run + 64 && c < n; c += 16)
+                pf_v_chunk(v, blocks, bs, kvd, hoff + d0, (size_t)nv * 16 * elt, elt, P + c);
+            for (int r = 0; r < run; r++, i++, vb += row) {
+                __m512 vf[4];
+                if (nv == 4) {
+                    for (int t = 0; t < 4; t++) vf[t] = ld16(vb + (size_t)(16 * t) * elt, f16, 0xFFFF);
+                    for (int g = 0; g < G; g++) {
+                        const __m512 pi = _mm512_set1_ps(p[(size_t)g * (size_t)n16 + (size_t)i]);
+                        for (int t = 0; t < 4; t++) o[g][t] = _mm512_fmadd_ps(pi, vf[t], o[g][t]);
+                    }
+                    continue;
+                }
+                for (int t = 0; t < nv; t++) vf[t] = ld16(vb + (size_t)(16 * t) * elt, f16, 0xFFFF);
                 for (int g = 0; g < G; g++) {
                     const __m512 pi = _mm512_set1_ps(p[(size_t)g * (size_t)n16 + (size_t)i]);
-                    for (int t = 0; t < 4; t++) o[g][t] = _mm512_fmadd_ps(pi, vf[t], o[g][t]);
+                    for (int t = 0; t < nv; t++) o[g][t] = _mm512_fmadd_ps(pi, vf[t], o[g][t]);
                 }
-                continue;
-            }
-            for (int t = 0; t < nv; t++) vf[t] = ld16(vb + (size_t)(16 * t) * elt, f16, 0xFFFF);
-            for (int g = 0; g < G; g++) {
-                const __m512 pi = _mm512_set1_ps(p[(size_t)g * (size_t)n16 + (size_t)i]);
-                for (int t = 0; t < nv; t++) o[g][t] = _mm512_fmadd_ps(pi, vf[t], o[g][t]);
             }
         }
         for (int g = 0; g < G; g++)
