@@ -119,6 +119,27 @@ def weight_bytes_per_token(path):
     return total + embd_row + (embd if tied else 0)
 
 
+def kv_bytes_per_token(path, prompt=PROMPT_TOKENS, gen=GEN_TOKENS, elt=2):
+    """Mean bytes of f16 KV cache one decode step reads over the benchmark's
+    decode steps: step t (0-based) attends prompt + t + 1 positions, each
+    n_layer x 2 (K, V) x n_head_kv x head_dim values. None without gguf."""
+    try:
+        import gguf  # noqa: PLC0415
+    except ImportError:
+        return None
+    reader = gguf.GGUFReader(path)
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+
+    def num(key, default=None):
+        f = reader.fields.get(f"{arch}.{key}")
+        return int(f.parts[-1][0]) if f is not None else default
+    n_layer, n_embd, n_head = num("block_count"), num("embedding_length"), num("attention.head_count")
+    n_kv = num("attention.head_count_kv", n_head)
+    hd = num("attention.key_length", n_embd // n_head)
+    positions = prompt + (gen + 1) / 2  # mean of prompt + 1 .. prompt + gen
+    return n_layer * 2 * n_kv * hd * elt * positions
+
+
 # ------------------------------------------------------------- bandwidth ----
 
 def run_stream(tool, threads, reps=10):
@@ -301,6 +322,13 @@ def summarize(res, bw):
             s[f"roofline_{kind}_tok_s"] = roof
             s[f"rotor_roofline_{kind}_frac"] = ratio(s["rotor_decode_tok_s"], roof)
             s[f"llama_roofline_{kind}_frac"] = ratio(s["llama_decode_tok_s"], roof)
+    kvb = res.get("kv_bytes_per_token")
+    s["kv_bytes_per_token"] = kvb
+    if bw and bpt and kvb:  # the bytes a decode step must read: weights and the KV cache it attends
+        roof = bw["read_gbs_best"] * 1e9 / (bpt + kvb)
+        s["roofline_read_wkv_tok_s"] = roof
+        s["rotor_roofline_read_wkv_frac"] = ratio(s["rotor_decode_tok_s"], roof)
+        s["llama_roofline_read_wkv_frac"] = ratio(s["llama_decode_tok_s"], roof)
     return s
 
 
@@ -327,6 +355,10 @@ def print_table(results, bw, threads):
         print(f"    best of repeats: decode rotor {fmt(s['rotor_decode_tok_s_best'])} / llama.cpp "
               f"{fmt(s['llama_decode_tok_s_best'])} tok/s, prefill rotor {fmt(s['rotor_prefill_tok_s_best'])}"
               f" / llama.cpp {fmt(s['llama_prefill_tok_s_best'])} tok/s")
+        if s.get("roofline_read_wkv_tok_s"):
+            print(f"    with the KV cache read too ({s['kv_bytes_per_token'] / 1e6:.1f} MB/token at the mean decode "
+                  f"position): roofline {fmt(s['roofline_read_wkv_tok_s'])} tok/s, rotor "
+                  f"{100 * s['rotor_roofline_read_wkv_frac']:.0f}%, llama.cpp {100 * s['llama_roofline_read_wkv_frac']:.0f}%")
         if "greedy_agree_prefix" in res:
             print(f"    same prompt: the first {res['greedy_agree_prefix']} of 16 greedy ids agree")
         if res.get("errors"):
@@ -377,6 +409,7 @@ def main():
         log(f"== {name}: {path}")
         res = {"path": path, "rotor_runs": [], "llama_runs": [], "errors": []}
         res["gguf_bytes_per_token"] = weight_bytes_per_token(path)
+        res["kv_bytes_per_token"] = kv_bytes_per_token(path)
         runner = None
         if rotor_ok:  # warm-up (page cache); its prompt_ids become llama.cpp's prompt
             try:
