@@ -61,6 +61,44 @@ AI void pf_v_chunk(const char *v, const int32_t *blocks, int bs, int kvd, int of
         for (size_t b = 0; b < vbytes; b += 64) _mm_prefetch(vb + (size_t)r * row + b, _MM_HINT_T0);
 }
 
+/* Scores of NC chunks of 16 positions from c0 (NC x G independent FMA
+ * chains, one per position as in the reference: a group of 4 chunks keeps
+ * the FMA units busy; 1..3 for the tail, so short sequences are not left
+ * with G latency-bound chains). Stores scale * q.k (-inf past n) at
+ * p[g * n16 + position] and raises mxv[g] to their maximum. */
+AI void score_group(const int NC, const int G, const float *q, int q_stride, const char *k, const bool f16,
+                    const int32_t *blocks, int bs, int kvd, int hoff, int hd, int P, int n, int n16, int c0,
+                    float scale, float *p, __m512 mxv[4])
+{
+    const size_t elt = f16 ? 2 : 4;
+    const char *kb[4];
+    for (int cc = 0; cc < NC; cc++) {
+        const int p0 = c0 + 16 * cc;
+        kb[cc] = k + (((size_t)blocks[(P + p0) / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)((P + p0) % bs)) * elt;
+    }
+    __m512 acc[4][4];
+    for (int g = 0; g < G; g++)
+        for (int cc = 0; cc < NC; cc++) acc[g][cc] = _mm512_setzero_ps();
+    for (int d = 0; d < hd; d++) {
+        __m512 kf[4];
+        for (int cc = 0; cc < NC; cc++) kf[cc] = ld16(kb[cc] + (size_t)d * (size_t)bs * elt, f16, 0xFFFF);
+        for (int g = 0; g < G; g++) {
+            const __m512 qd = _mm512_set1_ps(q[(size_t)g * (size_t)q_stride + (size_t)d]);
+            for (int cc = 0; cc < NC; cc++) acc[g][cc] = _mm512_fmadd_ps(qd, kf[cc], acc[g][cc]);
+        }
+    }
+    const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    for (int cc = 0; cc < NC; cc++) {
+        const int p0 = c0 + 16 * cc;
+        const __mmask16 live = n - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p0)) - 1);
+        for (int g = 0; g < G; g++) {
+            const __m512 sc = _mm512_mask_mov_ps(ninf, live, _mm512_mul_ps(acc[g][cc], vscale));
+            _mm512_storeu_ps(p + (size_t)g * (size_t)n16 + (size_t)p0, sc);
+            mxv[g] = _mm512_max_ps(sc, mxv[g]);
+        }
+    }
+}
+
 AI void part_heads(const int G, const float *q, int q_stride, const char *k, const char *v, const bool f16,
                    const int32_t *blocks, int bs, int kvd, int hoff, int hd, int P, int n, float scale, float *p,
                    float *out, int out_stride)
@@ -69,56 +107,18 @@ AI void part_heads(const int G, const float *q, int q_stride, const char *k, con
     const int n16 = (n + 15) & ~15;
     __m512 mxv[4];
     for (int g = 0; g < G; g++) mxv[g] = _mm512_set1_ps(-INFINITY);
-    const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
-    /* 4 chunks of 16 positions at a time: 4 x G independent FMA chains
-     * (one chain per position, as in the reference) */
     int q0 = 0;
     for (; q0 + 64 <= n16; q0 += 64) {
-        const int c0 = q0;
-        const char *kb[4];
-        for (int cc = 0; cc < 4; cc++) {
-            const int p0 = c0 + 16 * cc;
-            kb[cc] = k + (((size_t)blocks[(P + p0) / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)((P + p0) % bs)) * elt;
-        }
         /* K two groups of 64 ahead (the first two at the start) */
         for (int c = q0 ? q0 + 128 : 0; c < q0 + 192 && c < n16; c += 16)
             pf_k_chunk(k, blocks, bs, kvd, hoff, hd, elt, P + c);
-        __m512 acc[4][4];
-        for (int g = 0; g < G; g++)
-            for (int cc = 0; cc < 4; cc++) acc[g][cc] = _mm512_setzero_ps();
-        for (int d = 0; d < hd; d++) {
-            __m512 kf[4];
-            for (int cc = 0; cc < 4; cc++) kf[cc] = ld16(kb[cc] + (size_t)d * (size_t)bs * elt, f16, 0xFFFF);
-            for (int g = 0; g < G; g++) {
-                const __m512 qd = _mm512_set1_ps(q[(size_t)g * (size_t)q_stride + (size_t)d]);
-                for (int cc = 0; cc < 4; cc++) acc[g][cc] = _mm512_fmadd_ps(qd, kf[cc], acc[g][cc]);
-            }
-        }
-        for (int cc = 0; cc < 4; cc++) {
-            const int p0 = c0 + 16 * cc;
-            const __mmask16 live = n - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p0)) - 1);
-            for (int g = 0; g < G; g++) {
-                const __m512 s = _mm512_mask_mov_ps(ninf, live, _mm512_mul_ps(acc[g][cc], vscale));
-                _mm512_storeu_ps(p + (size_t)g * (size_t)n16 + (size_t)p0, s);
-                mxv[g] = _mm512_max_ps(s, mxv[g]);
-            }
-        }
+        score_group(4, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv);
     }
-    for (int c0 = q0; c0 < n16; c0 += 16) {
-        const char *kb = k + (((size_t)blocks[(P + c0) / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)((P + c0) % bs)) * elt;
-        __m512 acc[4];
-        for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
-        for (int d = 0; d < hd; d++) {
-            const __m512 kf = ld16(kb + (size_t)d * (size_t)bs * elt, f16, 0xFFFF);
-            for (int g = 0; g < G; g++)
-                acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)g * (size_t)q_stride + (size_t)d]), kf, acc[g]);
-        }
-        const __mmask16 live = n - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c0)) - 1);
-        for (int g = 0; g < G; g++) {
-            const __m512 s = _mm512_mask_mov_ps(ninf, live, _mm512_mul_ps(acc[g], vscale));
-            _mm512_storeu_ps(p + (size_t)g * (size_t)n16 + (size_t)c0, s);
-            mxv[g] = _mm512_max_ps(s, mxv[g]);
-        }
+    switch ((n16 - q0) / 16) {
+    case 3: score_group(3, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv); break;
+    case 2: score_group(2, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv); break;
+    case 1: score_group(1, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv); break;
+    default: break;
     }
     for (int g = 0; g < G; g++) {
         float *pg = p + (size_t)g * (size_t)n16;
