@@ -1,8 +1,13 @@
 /*
  * threadpool.h - a fixed pool of worker threads for data-parallel kernels.
  *
- * threadpool_run(pool, fn, arg) calls fn(arg, ith, nth) on every thread of
- * the pool (the caller is thread 0) and returns when all are done. Workers
+ * threadpool_run(pool, fn, arg) calls fn(arg, ith, nth) once for every share
+ * ith in [0, nth) (nth = the pool's size) and returns when all are done.
+ * Share ith normally runs on thread ith (the caller is thread 0), but a
+ * thread that is free takes the share of one that has not started (a
+ * descheduled worker on a shared core): fn may key work ranges and scratch
+ * on ith, never on the thread it runs on. Calls for different shares run
+ * concurrently; one share never runs twice. Workers
  * spin briefly on an atomic generation counter, then sleep on a condition
  * variable, so back-to-back kernels (hundreds per token) cost no syscalls.
  * Work partitioning is the callee's job (threadpool_split gives even ranges).

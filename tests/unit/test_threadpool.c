@@ -1,5 +1,6 @@
-/* test_threadpool.c - every thread runs once per call, ranges cover the work
- * exactly, many back-to-back runs (as in a decode step) stay correct. */
+/* test_threadpool.c - every share runs once per call, ranges cover the work
+ * exactly, many back-to-back runs (as in a decode step) stay correct, also
+ * with more threads than cores. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -46,6 +47,41 @@ static void test_runs_every_thread_and_covers_range(void **state)
     }
 }
 
+/* more threads than cores (this machine has 2): descheduled workers' shares
+ * are taken by others; every share still runs exactly once per run and never
+ * twice at the same time */
+typedef struct {
+    _Atomic int running[16];
+    _Atomic int runs[16];
+    _Atomic int overlap;
+} share_job_t;
+
+static void share_work(void *arg, int ith, int nth)
+{
+    share_job_t *j = arg;
+    assert_true(nth == 12);
+    if (atomic_fetch_add(&j->running[ith], 1) != 0) atomic_fetch_add(&j->overlap, 1);
+    for (volatile int spin = 0; spin < 200 * (ith + 1); spin++) {
+    }
+    atomic_fetch_add(&j->runs[ith], 1);
+    atomic_fetch_sub(&j->running[ith], 1);
+}
+
+static void test_shares_once_when_oversubscribed(void **state)
+{
+    (void)state;
+    threadpool_t *p = NULL;
+    assert_int_equal(threadpool_create(12, &p), RT_OK);
+    share_job_t j;
+    memset(&j, 0, sizeof j);
+    for (int r = 0; r < 3000; r++) {
+        threadpool_run(p, share_work, &j);
+        for (int i = 0; i < 12; i++) assert_int_equal(atomic_load(&j.runs[i]), r + 1); /* all done on return */
+    }
+    assert_int_equal(atomic_load(&j.overlap), 0);
+    threadpool_destroy(p);
+}
+
 static void test_split_is_exact(void **state)
 {
     (void)state;
@@ -76,6 +112,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_runs_every_thread_and_covers_range),
+        cmocka_unit_test(test_shares_once_when_oversubscribed),
         cmocka_unit_test(test_split_is_exact),
         cmocka_unit_test(test_bad_size),
     };
