@@ -44,6 +44,9 @@ _Static_assert(FWD_ROW_ALIGN % CPU_PACK_ROWS == 0, "threads split packed matrice
  * 2 per thread, and some token sees more than one chunk. The bits do not
  * change (cpu_attn_engine_part/merge are the pieces of cpu_attn_engine). */
 #define FWD_SPLIT_TOKENS 4
+/* decode-sized batches prefetch their KV slots at the start of a layer */
+#define FWD_KV_PREFETCH_TOKENS 16
+
 static bool fwd_attn_split(const model_ctx_t *c, const model_batch_t *b)
 {
     if (c->attn_order != MODEL_ATTN_ENGINE || b->n_tokens > FWD_SPLIT_TOKENS) return false;
@@ -307,7 +310,9 @@ static void attn_worker(void *arg, int ith, int nth)
             for (;;) {
                 const int u = atomic_fetch_add_explicit(&aj->next, 1, memory_order_relaxed);
                 if (u >= n_split) break;
-                const int i = u / (nk * mc), hk = u / mc % nk, ch = u % mc;
+                /* chunk-major: the short last chunks come last, so the
+                 * threads run out of work at nearly the same time */
+                const int ch = u / (b->n_tokens * nk), i = u % (b->n_tokens * nk) / nk, hk = u % nk;
                 const int n_pos = b->pos[i] + 1, p0 = ch * CPU_ATTN_ENGINE_CHUNK;
                 if (p0 >= n_pos) continue;
                 const int p1 = p0 + CPU_ATTN_ENGINE_CHUNK < n_pos ? p0 + CPU_ATTN_ENGINE_CHUNK : n_pos;
@@ -460,6 +465,25 @@ typedef struct {
     int layer;
 } rows_job_t;
 
+/* Ask for the cache lines rope_store_row will write for token i of layer l
+ * (its slot's K and V: one run of kv_dim elements, and one element every
+ * block_size for the transposed one), so the writes after the QKV matmul do
+ * not wait for ~100 lines from memory one by one. */
+static void kv_prefetch_slot(const kv_cache_t *kv, const model_batch_t *b, int l, int i)
+{
+    const size_t bs = (size_t)kv->block_size, KVD = (size_t)kv->kv_dim, elt = kv->elt;
+    const int p = b->pos[i];
+    const size_t blk = (size_t)b->seq_tables[b->seq[i]].blocks[p / kv->block_size];
+    const size_t layer_off = (size_t)l * (size_t)kv->n_blocks * bs * KVD;
+    const char *row = (const char *)(kv->layout == KV_LAYOUT_ENGINE ? kv->v : kv->k) +
+                      (layer_off + (blk * bs + (size_t)(p % kv->block_size)) * KVD) * elt;
+    const char *col = (const char *)(kv->layout == KV_LAYOUT_ENGINE ? kv->k : kv->v) +
+                      (layer_off + blk * bs * KVD + (size_t)(p % kv->block_size)) * elt;
+    for (size_t o = 0; o < KVD * elt; o += 64) __builtin_prefetch(row + o, 1, 3);
+    const size_t step = bs * elt >= 64 ? 1 : 64 / (bs * elt);
+    for (size_t d = 0; d < KVD; d += step) __builtin_prefetch(col + d * bs * elt, 1, 3);
+}
+
 static void rope_store_row(const rows_job_t *j, int i)
 {
     model_ctx_t *c = j->c;
@@ -564,6 +588,8 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
     for (int l = 0; l < hp->n_layer; l++) {
         const model_layer_t *L = &m->layers[l];
         rows_job_t rj = {ROWS_ATTN_NORM, c, kv, b, L, l};
+        if (T <= FWD_KV_PREFETCH_TOKENS)
+            for (int i = 0; i < T; i++) kv_prefetch_slot(kv, b, l, i);
         fwd_rows(c, &rj);
         {
             const model_weight_t *w[3] = {&L->wq, &L->wk, &L->wv};

@@ -3,6 +3,7 @@
  * token slots of kv_dim K (and V) values, F16 or F32, in one of two
  * layouts (model.h: kv_layout_t).
  */
+#include "rotor/bigalloc.h"
 #include <stdlib.h>
 
 #include "model/model_impl.h"
@@ -39,8 +40,9 @@ rt_status_t kv_cache_create_layout(const model_t *m, int n_blocks, int block_siz
     kv->type = kv_type;
     kv->elt = kv_type == RT_TYPE_F16 ? 2 : 4;
     size_t n = (size_t)kv->n_layer * (size_t)n_blocks * (size_t)block_size * (size_t)kv->kv_dim * kv->elt;
-    kv->k = calloc(1, n);
-    kv->v = calloc(1, n);
+    kv->bytes = n;
+    kv->k = rt_big_alloc(n);
+    kv->v = rt_big_alloc(n);
     if (!kv->k || !kv->v) {
         kv_cache_destroy(kv);
         return rt_error_set(RT_ERR_NOMEM, "kv cache: cannot allocate 2 x %zu bytes", n);
@@ -52,8 +54,8 @@ rt_status_t kv_cache_create_layout(const model_t *m, int n_blocks, int block_siz
 void kv_cache_destroy(kv_cache_t *kv)
 {
     if (!kv) return;
-    free(kv->k);
-    free(kv->v);
+    rt_big_free(kv->k, kv->bytes);
+    rt_big_free(kv->v, kv->bytes);
     free(kv);
 }
 

@@ -35,7 +35,7 @@ struct model {
     size_t bytes_per_token;
     int64_t n_params;
     rt_type_t main_type;
-    void *packed;         /* model_pack_weights' panels, owned (64-aligned) */
+    void *packed;         /* model_pack_weights' panels, owned (rt_big_alloc of packed_bytes) */
     size_t packed_bytes;
 };
 
@@ -44,6 +44,7 @@ struct kv_cache {
     kv_layout_t layout;
     rt_type_t type;
     size_t elt;  /* bytes per element */
+    size_t bytes; /* of k and of v (rt_big_alloc blocks) */
     void *k;     /* (n_layer, n_blocks, block_size, kv_dim), owned (engine
                   * layout: (n_layer, n_blocks, kv_dim, block_size)) */
     void *v;     /* (n_layer, n_blocks, kv_dim, block_size), owned: transposed within

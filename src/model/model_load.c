@@ -2,6 +2,7 @@
  * model_load.c - read hyper-parameters and bind weight tensors of a
  * Llama-family GGUF (llama, qwen2, mistral), checking every shape.
  */
+#include "rotor/bigalloc.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,7 +221,7 @@ void model_free(model_t *m)
     if (!m) return;
     tok_vocab_destroy(m->vocab);
     free(m->layers);
-    free(m->packed);
+    rt_big_free(m->packed, m->packed_bytes);
     gguf_close(m->gguf);
     free(m);
 }

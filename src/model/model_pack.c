@@ -3,6 +3,7 @@
  * GEMM (cpu_packed.h): one 64-aligned allocation owned by the model, one
  * region per packable matrix.
  */
+#include "rotor/bigalloc.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -56,7 +57,7 @@ rt_status_t model_pack_weights(model_t *m)
         free(ws);
         return RT_OK;
     }
-    m->packed = aligned_alloc(64, total);
+    m->packed = rt_big_alloc(total);
     if (!m->packed) {
         free(ws);
         return rt_error_set(RT_ERR_NOMEM, "model pack: cannot allocate %zu bytes of packed weights", total);
@@ -70,7 +71,7 @@ rt_status_t model_pack_weights(model_t *m)
         if (st) { /* cannot happen for a size > 0; leave the model unpacked and usable */
             for (int k = 0; k < n; k++) ws[k]->packed = NULL;
             m->tok_embd.packed = NULL;
-            free(m->packed);
+            rt_big_free(m->packed, total);
             m->packed = NULL;
             free(ws);
             return st;
