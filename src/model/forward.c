@@ -216,6 +216,35 @@ static void quant_worker(void *arg, int ith, int nth)
     }
 }
 
+/* Decode streams every weight from memory in ~150 short matmuls per token,
+ * with serial work (norms, quantization, RoPE) on the caller between them
+ * while the other threads wait; each stream then starts cold. Asking for the
+ * first FWD_PREFETCH_BYTES of every thread's share of the next weights
+ * before that serial work overlaps the two. Only for m <= FWD_PREFETCH_M (a
+ * batch's matmuls are compute-bound). */
+#define FWD_PREFETCH_BYTES 8192
+#define FWD_PREFETCH_M 4
+
+static void fwd_prefetch_weights(const model_ctx_t *c, int n, const model_weight_t *const *w, int64_t m)
+{
+    if (m > FWD_PREFETCH_M) return;
+    const int nth = model_ctx_threads(c);
+    for (int i = 0; i < n; i++) {
+        const void *packed = fwd_packed(c, w[i]);
+        const size_t panel = packed ? cpu_packed_size(w[i]->type, CPU_PACK_ROWS, w[i]->ne0) : 0;
+        for (int t = 0; t < nth; t++) {
+            int64_t r0, r1;
+            threadpool_split(w[i]->ne1, t, nth, FWD_ROW_ALIGN, &r0, &r1);
+            if (r0 >= r1) continue;
+            const char *p = packed ? (const char *)packed + (size_t)(r0 / CPU_PACK_ROWS) * panel
+                                   : (const char *)w[i]->data + (size_t)r0 * w[i]->row_bytes;
+            const size_t len = packed ? (size_t)((r1 - r0 + CPU_PACK_ROWS - 1) / CPU_PACK_ROWS) * panel
+                                      : (size_t)(r1 - r0) * w[i]->row_bytes;
+            for (size_t o = 0; o < len && o < FWD_PREFETCH_BYTES; o += 64) __builtin_prefetch(p + o, 0, 3);
+        }
+    }
+}
+
 /* y_i = x W_i^T for the n weights (same input dim), x: m rows of stride x_stride */
 static void fwd_matmul(model_ctx_t *c, int n, const model_weight_t *const *w, const float *x, int64_t x_stride,
                        int64_t m, float *const *y, const int64_t *y_stride)
@@ -588,6 +617,9 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
     for (int l = 0; l < hp->n_layer; l++) {
         const model_layer_t *L = &m->layers[l];
         rows_job_t rj = {ROWS_ATTN_NORM, c, kv, b, L, l};
+        const model_weight_t *wqkv[3] = {&L->wq, &L->wk, &L->wv}, *wo[1] = {&L->wo};
+        const model_weight_t *wgu[2] = {&L->w_gate, &L->w_up}, *wdown[1] = {&L->w_down};
+        fwd_prefetch_weights(c, 3, wqkv, T);
         if (T <= FWD_KV_PREFETCH_TOKENS)
             for (int i = 0; i < T; i++) kv_prefetch_slot(kv, b, l, i);
         fwd_rows(c, &rj);
@@ -599,6 +631,7 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
         }
         rj.phase = ROWS_ROPE_STORE;
         fwd_rows(c, &rj);
+        fwd_prefetch_weights(c, 1, wo, T);
         attn_job_t aj = {c, kv, b, l, 0, fwd_attn_split(c, b)};
         threadpool_run(c->pool, attn_worker, &aj);
         if (aj.split) threadpool_run(c->pool, attn_merge_worker, &aj);
@@ -608,6 +641,7 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
             int64_t ys[1] = {E};
             fwd_matmul(c, 1, w, c->attn, QD, T, y, ys);
         }
+        fwd_prefetch_weights(c, 2, wgu, T);
         rj.phase = ROWS_RESID_FFN_NORM;
         fwd_rows(c, &rj);
         {
@@ -616,6 +650,7 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
             int64_t ys[2] = {FF, FF};
             fwd_matmul(c, 2, w, c->xn, E, T, y, ys);
         }
+        fwd_prefetch_weights(c, 1, wdown, T);
         rj.phase = ROWS_SWIGLU;
         fwd_rows(c, &rj);
         {
@@ -629,6 +664,10 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
     }
 
     /* head: only for the rows that want logits */
+    {
+        const model_weight_t *wout[1] = {&m->output};
+        fwd_prefetch_weights(c, 1, wout, T);
+    }
     int n_out = 0;
     for (int i = 0; i < T; i++)
         if (b->logits[i]) {
