@@ -8,7 +8,7 @@
  *
  *   make BUILD=build build
  *   cc -O2 -march=native -std=c17 -D_GNU_SOURCE -Iinclude bench/bench_attn.c build/librotor.a -lm -pthread \
- *      -o build/bench_attn && build/bench_attn [positions=576] [layers=60]
+ *      -o build/bench_attn && build/bench_attn [positions=576] [layers=60] [repeats=20]
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -55,7 +55,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3 * 64; i++) q[i] = 0.01f * (float)(i % 13);
     double best = 1e9, best_read = 1e9;
     uint64_t sink = 0;
-    for (int rep = 0; rep < 20; rep++) { /* interleaved: attention, then a read of the same bytes */
+    const int reps = argc > 3 ? atoi(argv[3]) : 20;
+    for (int rep = 0; rep < reps; rep++) { /* interleaved: attention, then a read of the same bytes */
         double t0 = now();
         for (int L = 0; L < layers; L++)
             for (int hk = 0; hk < kvd / hd; hk++)

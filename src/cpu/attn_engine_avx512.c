@@ -99,6 +99,40 @@ AI void score_group(const int NC, const int G, const float *q, int q_stride, con
     }
 }
 
+/* out[g * out_stride + 2 + 16 t] (t < NV) = sum over the n positions of
+ * p[g * n16 + i] * V[i][off + 16 t ..], positions in order (one FMA chain
+ * per lane, as the reference). A block's rows at a time: one block lookup
+ * per block, not two divisions per position (they cost more than the
+ * FMAs); NV and G constant, so the accumulators stay in registers. */
+AI void value_pass(const int NV, const int G, const char *v, const bool f16, const int32_t *blocks, int bs, int kvd,
+                   int off, int P, int n, int n16, const float *p, float *out, int out_stride)
+{
+    const size_t elt = f16 ? 2 : 4, row = (size_t)kvd * elt;
+    __m512 o[4][4];
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < NV; t++) o[g][t] = _mm512_setzero_ps();
+    const float *pg[4];
+    for (int g = 0; g < G; g++) pg[g] = p + (size_t)g * (size_t)n16;
+    for (int i = 0; i < n;) {
+        const int a = P + i, j0 = a % bs, run = bs - j0 < n - i ? bs - j0 : n - i;
+        const char *vb = v + (((size_t)blocks[a / bs] * (size_t)bs + (size_t)j0) * (size_t)kvd + (size_t)off) * elt;
+        /* V four chunks of 16 ahead (the first four at the start) */
+        for (int c = i ? ((i + 15) & ~15) + 64 : 0; c < i + run + 64 && c < n; c += 16)
+            pf_v_chunk(v, blocks, bs, kvd, off, (size_t)NV * 16 * elt, elt, P + c);
+        const int end = i + run;
+        for (; i < end; i++, vb += row) {
+            __m512 vf[4];
+            for (int t = 0; t < NV; t++) vf[t] = ld16(vb + (size_t)(16 * t) * elt, f16, 0xFFFF);
+            for (int g = 0; g < G; g++) {
+                const __m512 pi = _mm512_set1_ps(pg[g][i]);
+                for (int t = 0; t < NV; t++) o[g][t] = _mm512_fmadd_ps(pi, vf[t], o[g][t]);
+            }
+        }
+    }
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < NV; t++) _mm512_storeu_ps(out + (size_t)g * (size_t)out_stride + 2 + (size_t)(16 * t), o[g][t]);
+}
+
 AI void part_heads(const int G, const float *q, int q_stride, const char *k, const char *v, const bool f16,
                    const int32_t *blocks, int bs, int kvd, int hoff, int hd, int P, int n, float scale, float *p,
                    float *out, int out_stride)
@@ -135,39 +169,12 @@ AI void part_heads(const int G, const float *q, int q_stride, const char *k, con
     }
     /* values, 64 dimensions (4 vectors per head) at a time */
     for (int d0 = 0; d0 < hd; d0 += 64) {
-        const int nv = hd - d0 >= 64 ? 4 : (hd - d0) / 16;
-        __m512 o[4][4];
-        for (int g = 0; g < G; g++)
-            for (int t = 0; t < 4; t++) o[g][t] = _mm512_setzero_ps();
-        /* a block's rows at a time: one block lookup per block, not two
-         * divisions per position (they cost more than the FMAs) */
-        const size_t row = (size_t)kvd * elt;
-        for (int i = 0; i < n;) {
-            const int a = P + i, j0 = a % bs, run = bs - j0 < n - i ? bs - j0 : n - i;
-            const char *vb = v + (((size_t)blocks[a / bs] * (size_t)bs + (size_t)j0) * (size_t)kvd + (size_t)(hoff + d0)) * elt;
-            /* V four chunks of 16 ahead (the first four at the start) */
-            for (int c = i ? ((i + 15) & ~15) + 64 : 0; c < i + run + 64 && c < n; c += 16)
-                pf_v_chunk(v, blocks, bs, kvd, hoff + d0, (size_t)nv * 16 * elt, elt, P + c);
-            for (int r = 0; r < run; r++, i++, vb += row) {
-                __m512 vf[4];
-                if (nv == 4) {
-                    for (int t = 0; t < 4; t++) vf[t] = ld16(vb + (size_t)(16 * t) * elt, f16, 0xFFFF);
-                    for (int g = 0; g < G; g++) {
-                        const __m512 pi = _mm512_set1_ps(p[(size_t)g * (size_t)n16 + (size_t)i]);
-                        for (int t = 0; t < 4; t++) o[g][t] = _mm512_fmadd_ps(pi, vf[t], o[g][t]);
-                    }
-                    continue;
-                }
-                for (int t = 0; t < nv; t++) vf[t] = ld16(vb + (size_t)(16 * t) * elt, f16, 0xFFFF);
-                for (int g = 0; g < G; g++) {
-                    const __m512 pi = _mm512_set1_ps(p[(size_t)g * (size_t)n16 + (size_t)i]);
-                    for (int t = 0; t < nv; t++) o[g][t] = _mm512_fmadd_ps(pi, vf[t], o[g][t]);
-                }
-            }
+        switch (hd - d0 >= 64 ? 4 : (hd - d0) / 16) {
+        case 4: value_pass(4, G, v, f16, blocks, bs, kvd, hoff + d0, P, n, n16, p, out + d0, out_stride); break;
+        case 3: value_pass(3, G, v, f16, blocks, bs, kvd, hoff + d0, P, n, n16, p, out + d0, out_stride); break;
+        case 2: value_pass(2, G, v, f16, blocks, bs, kvd, hoff + d0, P, n, n16, p, out + d0, out_stride); break;
+        default: value_pass(1, G, v, f16, blocks, bs, kvd, hoff + d0, P, n, n16, p, out + d0, out_stride); break;
         }
-        for (int g = 0; g < G; g++)
-            for (int t = 0; t < nv; t++)
-                _mm512_storeu_ps(out + (size_t)g * (size_t)out_stride + 2 + (size_t)(d0 + 16 * t), o[g][t]);
     }
 }
 
