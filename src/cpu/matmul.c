@@ -90,6 +90,10 @@ void cpu_matmul(rt_type_t t, int64_t n_in, const void *W, size_t w_stride, const
     const char *w = W;
     const char *x = X;
     float tmp[CPU_DOT_NW * CPU_DOT_NR];
+    if (m == 1 && t == RT_TYPE_F16 && cpu_quant_get_isa() == CPU_ISA_AVX512) {
+        cpu_f16_gemv_avx512(n_in, w, w_stride, x, Y, r0, r1);
+        return;
+    }
     if (m == 1) {
         int64_t r = r0;
         for (; r + CPU_GEMV_NW <= r1; r += CPU_GEMV_NW) {
