@@ -18,6 +18,8 @@
  * rows of up to 512 32-blocks (n_in <= 16384); wider rows use the dot tiles */
 #define MATMUL_SC_FLOATS 8192
 #define MATMUL_SC_MAX_BLOCKS (MATMUL_SC_FLOATS / CPU_GEMM8_SC)
+/* how far ahead a GEMV asks for the weight lines of its next tiles */
+#define MATMUL_GEMV_PF 8192
 
 /* activation rows [0, m8) (m8 a multiple of 8) through the batched tile:
  * chunks of 8-row groups whose scales fit the scratch, converted once per
@@ -95,8 +97,14 @@ void cpu_matmul(rt_type_t t, int64_t n_in, const void *W, size_t w_stride, const
         return;
     }
     if (m == 1) {
+        /* decode reads each weight once: the kernels without their own
+         * prefetch get the lines of the tile MATMUL_GEMV_PF bytes ahead */
+        const bool pf = !(cpu_quant_get_isa() == CPU_ISA_AVX512 && (t == RT_TYPE_Q4_1 || t == RT_TYPE_Q8_0));
         int64_t r = r0;
         for (; r + CPU_GEMV_NW <= r1; r += CPU_GEMV_NW) {
+            if (pf)
+                for (size_t o = 0; o < CPU_GEMV_NW * w_stride; o += 64)
+                    __builtin_prefetch(w + (size_t)r * w_stride + MATMUL_GEMV_PF + o, 0, 3);
             fn(n_in, w + (size_t)r * w_stride, w_stride, CPU_GEMV_NW, x, x_stride, 1, tmp);
             for (int iw = 0; iw < CPU_GEMV_NW; iw++)
                 Y[r + iw] = tmp[iw * CPU_DOT_NR];
