@@ -146,6 +146,11 @@ AI void part_heads(const int G, const float *q, int q_stride, const char *k, con
         /* K two groups of 64 ahead (the first two at the start) */
         for (int c = q0 ? q0 + 128 : 0; c < q0 + 192 && c < n16; c += 16)
             pf_k_chunk(k, blocks, bs, kvd, hoff, hd, elt, P + c);
+        /* the K stream has been asked for to its end: ask for V's first
+         * chunks now, so the value pass does not start cold */
+        if (q0 + 192 >= n16 && (q0 == 0 || q0 + 128 < n16))
+            for (int c = 0; c < 64 && c < n; c += 16)
+                pf_v_chunk(v, blocks, bs, kvd, hoff, (size_t)(hd < 64 ? hd : 64) * elt, elt, P + c);
         score_group(4, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv);
     }
     switch ((n16 - q0) / 16) {
