@@ -133,8 +133,13 @@ AI void q8_0_body(int64_t n, const void *w, size_t ws, const int NW, const void 
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_0 *a[4];
         for (int i = 0; i < 4; i++) a[i] = WROW(block_q8_0, i < NW ? i : NW - 1) + b;
-        if ((b & 1) == 0) /* rows stream from DRAM for big matrices: fetch ahead */
-            for (int i = 0; i < NW; i++) _mm_prefetch((const char *)a[i] + (NR == 1 ? COMPAT_GEMV_PF : 768), _MM_HINT_T0);
+        /* rows stream from DRAM for big matrices: fetch ahead; a GEMV every
+         * block (34 bytes), so no line of a row is missed (every other block
+         * skipped one line in 17, each a full DRAM wait) */
+        if (NR == 1)
+            for (int i = 0; i < NW; i++) _mm_prefetch((const char *)a[i] + COMPAT_GEMV_PF, _MM_HINT_T0);
+        else if ((b & 1) == 0)
+            for (int i = 0; i < NW; i++) _mm_prefetch((const char *)a[i] + 768, _MM_HINT_T0);
         for (int i = 0; i < NW; i++) _mm_prefetch((const char *)(a[i] + 12), _MM_HINT_T0);
         const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16((short)a[0]->d, (short)a[1]->d, (short)a[2]->d,
                                                       (short)a[3]->d, 0, 0, 0, 0));
