@@ -37,6 +37,12 @@ void cpu_compat_attn_head(const float *q, const float *kt, const float *vt, int 
 void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const uint16_t *v,
                                        const int32_t *blocks, int bs, int kvd, int hoff, int hd,
                                        int n_pos, float scale, bool gemm, float *p, float *out);
+/* Decode (gemm = false) for G <= 4 query heads of one kv head at once, each
+ * with that function's bits; hd % 64 == 0. q: G rows of hd floats; p: scratch
+ * of G * ((n_pos + 15) & ~15) floats; out: G rows, stride out_stride. */
+void cpu_compat_attn_group_decode_avx512(int G, const float *q, const uint16_t *k, const uint16_t *v,
+                                         const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos,
+                                         float scale, float *p, float *out, int out_stride);
 
 /* ---- the engine's attention (attn_engine.c) ----
  * G query heads sharing one kv head, one query token, over positions

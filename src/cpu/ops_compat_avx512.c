@@ -326,3 +326,117 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
         }
     }
 }
+
+/*
+ * Decode (one query token, gemv order, hd % 64 == 0) for G <= 4 query heads
+ * sharing a kv head: every head gets exactly the operations of
+ * cpu_compat_attn_head_paged_avx512(gemm = false), but each K row and V
+ * vector is loaded and converted once for the G heads instead of G times,
+ * and the kv head's slice is streamed from memory once. q: G rows of hd;
+ * p: G * n_pad16 scratch floats; out: G rows, stride out_stride.
+ */
+AI void group_scores16(const int G, const float *q, int hd, const uint16_t *k, const int32_t *blocks, int bs,
+                       int kvd, int hoff, int c0, float scale, float *p, int pstride, float mx[4])
+{
+    __m512 acc[4][16];
+    for (int j = 0; j < 16; j++) {
+        const int i = c0 + j;
+        const uint16_t *kr = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
+        __m512 s[4][4];
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < 4; t++) s[g][t] = _mm512_setzero_ps();
+        for (int l = 0; l < hd; l += 64) {
+            __m512 kv[4];
+            for (int t = 0; t < 4; t++) kv[t] = ld16h(kr + l + 16 * t, 0xFFFF);
+            for (int g = 0; g < G; g++)
+                for (int t = 0; t < 4; t++) {
+                    const __m512 qv = _mm512_loadu_ps(q + (size_t)g * hd + l + 16 * t);
+                    s[g][t] = _mm512_fmadd_ps(kv[t], qv, s[g][t]);
+                }
+        }
+        for (int g = 0; g < G; g++)
+            acc[g][j] = _mm512_add_ps(_mm512_add_ps(s[g][0], s[g][2]), _mm512_add_ps(s[g][1], s[g][3]));
+    }
+    for (int g = 0; g < G; g++) {
+        const __m512 sv = _mm512_mul_ps(reduce16x16(acc[g]), _mm512_set1_ps(scale));
+        _mm512_storeu_ps(p + (size_t)g * pstride + c0, sv);
+        const float m16 = _mm512_reduce_max_ps(sv);
+        if (m16 > mx[g]) mx[g] = m16;
+    }
+}
+
+AI void group_values2(const int G, const uint16_t *v, const int32_t *blocks, int bs, int kvd, int hoff, int d0,
+                      int n_pos, const float *p, int pstride, float *out, int out_stride)
+{
+    const int n_pad = (n_pos + 63) & ~63;
+    __m512 s4[4][2][4];
+    for (int g = 0; g < G; g++)
+        for (int r = 0; r < 2; r++)
+            for (int j = 0; j < 4; j++) s4[g][r][j] = _mm512_setzero_ps();
+    for (int i0 = 0; i0 < n_pad; i0 += 64)
+        for (int j = 0; j < 4; j++) {
+            const int p0 = i0 + 16 * j;
+            if (p0 >= n_pos) break;
+            const __mmask16 m = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
+            const uint16_t *vb = v + (size_t)blocks[p0 / bs] * bs * kvd + (size_t)(hoff + d0) * bs + p0 % bs;
+            const __m512 v0 = ld16h(vb, m), v1 = ld16h(vb + bs, m);
+            for (int g = 0; g < G; g++) {
+                const __m512 pv = _mm512_loadu_ps(p + (size_t)g * pstride + p0);
+                s4[g][0][j] = _mm512_fmadd_ps(v0, pv, s4[g][0][j]);
+                s4[g][1][j] = _mm512_fmadd_ps(v1, pv, s4[g][1][j]);
+            }
+        }
+    for (int g = 0; g < G; g++)
+        for (int r = 0; r < 2; r++) {
+            const __m512 a = _mm512_add_ps(s4[g][r][0], s4[g][r][2]), c = _mm512_add_ps(s4[g][r][1], s4[g][r][3]);
+            out[(size_t)g * out_stride + d0 + r] = (float)(double)_mm512_reduce_add_ps(_mm512_add_ps(a, c));
+        }
+}
+
+AI void group_decode(const int G, const float *q, const uint16_t *k, const uint16_t *v, const int32_t *blocks,
+                     int bs, int kvd, int hoff, int hd, int n_pos, float scale, float *p, float *out, int out_stride)
+{
+    const int ps = (n_pos + 15) & ~15;
+    float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int c0 = 0;
+    for (; c0 + 16 <= n_pos; c0 += 16) {
+        /* K rows 4 chunks ahead (the first 4 at the start), this block's V */
+        for (int j = c0 ? 48 : 0; j < 64 && c0 + 16 + j < n_pos; j++) {
+            const int i = c0 + 16 + j;
+            const char *pf = (const char *)(k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff);
+            for (int l = 0; l < hd * 2; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
+        }
+        if (c0 % bs == 0) {
+            const char *pv = (const char *)(v + (size_t)blocks[c0 / bs] * bs * kvd + (size_t)hoff * bs);
+            for (int d = 0; d < hd; d += 2) _mm_prefetch(pv + (size_t)d * bs * 2, _MM_HINT_T0);
+        }
+        group_scores16(G, q, hd, k, blocks, bs, kvd, hoff, c0, scale, p, ps, mx);
+    }
+    for (int i = c0; i < n_pos; i++) {
+        const uint16_t *kr = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
+        if (i % bs == 0) { /* a tail in a new block: its V was not asked for */
+            const char *pv = (const char *)(v + (size_t)blocks[i / bs] * bs * kvd + (size_t)hoff * bs);
+            for (int d = 0; d < hd; d += 2) _mm_prefetch(pv + (size_t)d * bs * 2, _MM_HINT_T0);
+        }
+        for (int g = 0; g < G; g++) {
+            const double sum = _mm512_reduce_add_ps(gemv4h(kr, q + (size_t)g * hd, hd));
+            const float sc = (float)sum * scale;
+            p[(size_t)g * ps + i] = sc;
+            if (sc > mx[g]) mx[g] = sc;
+        }
+    }
+    for (int g = 0; g < G; g++) softmax16(p + (size_t)g * ps, n_pos, mx[g], true);
+    for (int d0 = 0; d0 < hd; d0 += 2) group_values2(G, v, blocks, bs, kvd, hoff, d0, n_pos, p, ps, out, out_stride);
+}
+
+void cpu_compat_attn_group_decode_avx512(int G, const float *q, const uint16_t *k, const uint16_t *v,
+                                         const int32_t *blocks, int bs, int kvd, int hoff, int hd, int n_pos,
+                                         float scale, float *p, float *out, int out_stride)
+{
+    switch (G) {
+    case 1: group_decode(1, q, k, v, blocks, bs, kvd, hoff, hd, n_pos, scale, p, out, out_stride); break;
+    case 2: group_decode(2, q, k, v, blocks, bs, kvd, hoff, hd, n_pos, scale, p, out, out_stride); break;
+    case 3: group_decode(3, q, k, v, blocks, bs, kvd, hoff, hd, n_pos, scale, p, out, out_stride); break;
+    default: group_decode(4, q, k, v, blocks, bs, kvd, hoff, hd, n_pos, scale, p, out, out_stride); break;
+    }
+}

@@ -373,6 +373,28 @@ static void attn_worker(void *arg, int ith, int nth)
          * reads that K/V slice from memory once for the group; single
          * (sequence, query head) tasks when there are few (one sequence). */
         const uint16_t *kl = (const uint16_t *)kv->k + layer_off, *vl = (const uint16_t *)kv->v + layer_off;
+        if (!invariant && b->n_tokens == b->n_seqs && HD % 64 == 0) {
+            /* decode, one token per sequence: units (sequence, kv head), the
+             * group's query heads sharing every K/V load (same bits per head) */
+            const int n_units = b->n_seqs * hp->n_head_kv;
+            for (;;) {
+                const int u = atomic_fetch_add_explicit(&aj->next, 1, memory_order_relaxed);
+                if (u >= n_units) break;
+                const int s = u / hp->n_head_kv, hk = u % hp->n_head_kv;
+                int i = 0;
+                while (b->seq[i] != s) i++;
+                const kv_block_table_t *bt = &b->seq_tables[s];
+                for (int g0 = 0; g0 < group; g0 += 4) {
+                    const int ng = group - g0 < 4 ? group - g0 : 4;
+                    const size_t qo = (size_t)i * QD + (size_t)(hk * group + g0) * HD;
+                    cpu_f32_to_f16_row(c->q + qo, qh16, ng * HD);
+                    cpu_f16_to_f32_row(qh16, qh, ng * HD);
+                    cpu_compat_attn_group_decode_avx512(ng, qh, kl, vl, bt->blocks, kv->block_size, KVD, hk * HD, HD,
+                                                        b->pos[i] + 1, scale, scores, c->attn + qo, HD);
+                }
+            }
+            return;
+        }
         const int n_tasks = b->n_seqs * hp->n_head;
         const int unit = b->n_seqs * hp->n_head_kv >= 4 * nth ? group : 1;
         for (;;) {

@@ -24,11 +24,17 @@
 static char model_path[512];
 /* q4_1 with a wide FFN (2048: 64 blocks per row for the down projection) */
 static char wide_path[512];
+/* f32 weights, 3 query heads of 64 per kv head: no activation quantization
+ * to absorb a last-bit difference in the attention */
+static char gqa_path[512];
 
 static int setup(void **state)
 {
     (void)state;
     if (test_gen_model(model_path, sizeof model_path, "forward", "--type q8_0 --tokenizer bpe --seed 3")) return -1;
+    if (test_gen_model(gqa_path, sizeof gqa_path, "forward-gqa",
+                       "--type f32 --tokenizer bpe --seed 9 --n-embd 384 --n-head 6 --n-head-kv 2 --n-ff 256"))
+        return -1;
     return test_gen_model(wide_path, sizeof wide_path, "forward-wide",
                           "--type q4_1 --embd-type q8_0 --tokenizer bpe --seed 5 --n-embd 128 --n-head 2 "
                           "--n-head-kv 1 --n-ff 2048");
@@ -39,6 +45,7 @@ static int teardown(void **state)
     (void)state;
     unlink(model_path);
     unlink(wide_path);
+    unlink(gqa_path);
     return 0;
 }
 
@@ -158,6 +165,60 @@ static void test_invariant_order_chunked_equals_whole(void **state)
     cpu_quant_set_isa(best);
 }
 
+/* llama.cpp's order, decode on AVX-512: when every sequence of a batch has
+ * one token, the query heads of a kv head are computed together
+ * (cpu_compat_attn_group_decode_avx512); when another sequence brings two,
+ * one head at a time. Sequence 0's logits are the same bits either way, step
+ * by step past 64 positions (whole 16-position chunks, a tail, several
+ * 64-groups of the value pass), over scattered blocks. */
+static void decode_steps(int other_tokens, int steps, float *out)
+{
+    model_t *m = NULL;
+    assert_int_equal(model_load(gqa_path, &m), RT_OK);
+    const int V = model_hparams(m)->n_vocab;
+    kv_cache_t *kv = NULL;
+    model_ctx_t *c = NULL;
+    assert_int_equal(kv_cache_create(m, 16, 16, RT_TYPE_F16, &kv), RT_OK);
+    assert_int_equal(model_ctx_create(m, 8, 2, &c), RT_OK);
+    int32_t ba[5] = {9, 2, 14, 0, 11}, bb[10] = {5, 1, 10, 3, 8, 6, 15, 4, 13, 7};
+    kv_block_table_t tables[2] = {{ba, 5}, {bb, 10}};
+    float *logits = malloc(sizeof(float) * 3 * (size_t)V);
+    int32_t t0 = 17, p0 = 0, p1 = 0;
+    for (int st = 0; st < steps; st++) {
+        int32_t tok[3] = {t0, 29 + st, 31 + st}, pos[3] = {p0, p1, p1 + 1}, seq[3] = {0, 1, 1};
+        uint8_t want[3] = {1, 0, 0};
+        model_batch_t b = {1 + other_tokens, tok, pos, seq, want, tables, 2};
+        assert_int_equal(model_forward(c, kv, &b, logits), RT_OK);
+        memcpy(out + (size_t)st * V, logits, sizeof(float) * (size_t)V);
+        t0 = (int32_t)((t0 * 31 + st * 7 + 3) % (V - 20) + 10);
+        p0++;
+        p1 += other_tokens;
+    }
+    free(logits);
+    model_ctx_destroy(c);
+    kv_cache_destroy(kv);
+    model_free(m);
+}
+
+static void test_compat_decode_group_same_bits(void **state)
+{
+    (void)state;
+    enum { STEPS = 75 };
+    model_t *m = NULL;
+    assert_int_equal(model_load(gqa_path, &m), RT_OK);
+    const size_t n = (size_t)STEPS * (size_t)model_hparams(m)->n_vocab;
+    model_free(m);
+    float *ref = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
+    decode_steps(2, STEPS, ref); /* head by head */
+    decode_steps(1, STEPS, got); /* all decode: heads of a group together */
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&ref[i], &got[i], sizeof(float)) != 0)
+            fail_msg("logit %zu of %zu (step %zu) differs: %.9g vs %.9g", i, n, i / (n / STEPS), (double)got[i],
+                     (double)ref[i]);
+    free(ref);
+    free(got);
+}
+
 static void test_bad_batches_are_refused(void **state)
 {
     (void)state;
@@ -191,6 +252,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_sequences_in_one_batch),
         cmocka_unit_test(test_invariant_order_chunked_equals_whole),
+        cmocka_unit_test(test_compat_decode_group_same_bits),
         cmocka_unit_test(test_bad_batches_are_refused),
     };
     return cmocka_run_group_tests_name("forward", tests, setup, teardown);
