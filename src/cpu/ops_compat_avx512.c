@@ -145,6 +145,28 @@ AI __m512 gemv4h(const uint16_t *a, const float *b, int np)
     return _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
 }
 
+/* a head's V values of the block holding position i (stored transposed:
+ * hd rows of bs f16) */
+AI void pf_v_block(const uint16_t *v, const int32_t *blocks, int bs, int kvd, int hoff, int hd, int i)
+{
+    const char *pv = (const char *)(v + (size_t)blocks[i / bs] * bs * kvd + (size_t)hoff * bs);
+    for (int d = 0; d < hd; d += 2) _mm_prefetch(pv + (size_t)d * bs * 2, _MM_HINT_T0);
+}
+
+/* decode reads a head's K rows kvd apart, far from each other: before the
+ * 16-position chunk at c0, ask for K rows 4 chunks ahead (the first 4 chunks
+ * at the start) and, at a block's start, the block's V */
+AI void pf_decode_chunk(const uint16_t *k, const uint16_t *v, const int32_t *blocks, int bs, int kvd, int hoff, int hd,
+                        int c0, int n_pos)
+{
+    for (int j = c0 ? 48 : 0; j < 64 && c0 + 16 + j < n_pos; j++) {
+        const int i = c0 + 16 + j;
+        const char *pf = (const char *)(k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff);
+        for (int l = 0; l < hd * 2; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
+    }
+    if (c0 % bs == 0) pf_v_block(v, blocks, bs, kvd, hoff, hd, c0);
+}
+
 /* reduce16 (the order of _mm512_reduce_add_ps) of 16 vectors at once: the
  * same pairwise additions, arranged as a transpose; result lane i is the
  * sum of a[i]. */
@@ -208,18 +230,7 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
     else if (hd % 64 == 0) /* gemv order, no leftovers: 16 positions per reduction too */
         for (; c0 + 16 <= n_pos; c0 += 16) {
             __m512 acc[16];
-            /* decode reads a head's K rows kvd apart, far from each other:
-             * ask for rows 4 chunks ahead (the first 4 chunks at the start)
-             * and this chunk's V rows now */
-            for (int j = c0 ? 48 : 0; j < 64 && c0 + 16 + j < n_pos; j++) {
-                const int i = c0 + 16 + j;
-                const char *pf = (const char *)(k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff);
-                for (int l = 0; l < hd * 2; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
-            }
-            if (c0 % bs == 0) {
-                const char *pv = (const char *)(v + (size_t)blocks[c0 / bs] * bs * kvd + (size_t)hoff * bs);
-                for (int d = 0; d < hd; d += 2) _mm_prefetch(pv + (size_t)d * bs * 2, _MM_HINT_T0);
-            }
+            pf_decode_chunk(k, v, blocks, bs, kvd, hoff, hd, c0, n_pos);
             for (int j = 0; j < 16; j++) {
                 const int i = c0 + j;
                 acc[j] = gemv4h(k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff, q, hd);
@@ -400,24 +411,12 @@ AI void group_decode(const int G, const float *q, const uint16_t *k, const uint1
     float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
     int c0 = 0;
     for (; c0 + 16 <= n_pos; c0 += 16) {
-        /* K rows 4 chunks ahead (the first 4 at the start), this block's V */
-        for (int j = c0 ? 48 : 0; j < 64 && c0 + 16 + j < n_pos; j++) {
-            const int i = c0 + 16 + j;
-            const char *pf = (const char *)(k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff);
-            for (int l = 0; l < hd * 2; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
-        }
-        if (c0 % bs == 0) {
-            const char *pv = (const char *)(v + (size_t)blocks[c0 / bs] * bs * kvd + (size_t)hoff * bs);
-            for (int d = 0; d < hd; d += 2) _mm_prefetch(pv + (size_t)d * bs * 2, _MM_HINT_T0);
-        }
+        pf_decode_chunk(k, v, blocks, bs, kvd, hoff, hd, c0, n_pos);
         group_scores16(G, q, hd, k, blocks, bs, kvd, hoff, c0, scale, p, ps, mx);
     }
     for (int i = c0; i < n_pos; i++) {
         const uint16_t *kr = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
-        if (i % bs == 0) { /* a tail in a new block: its V was not asked for */
-            const char *pv = (const char *)(v + (size_t)blocks[i / bs] * bs * kvd + (size_t)hoff * bs);
-            for (int d = 0; d < hd; d += 2) _mm_prefetch(pv + (size_t)d * bs * 2, _MM_HINT_T0);
-        }
+        if (i % bs == 0) pf_v_block(v, blocks, bs, kvd, hoff, hd, i); /* a tail in a new block */
         for (int g = 0; g < G; g++) {
             const double sum = _mm512_reduce_add_ps(gemv4h(kr, q + (size_t)g * hd, hd));
             const float sc = (float)sum * scale;
