@@ -3,7 +3,8 @@
  * packed weights): anonymous memory aligned to 2 MiB and marked for
  * transparent huge pages, so streaming takes one TLB entry per 2 MiB instead
  * of one per 4 KiB (measured: one sequence's decode attention 0.68 -> 0.46 ms
- * per token on SmolLM2). Zeroed, and committed only as pages are touched.
+ * per token on SmolLM2). Zeroed and committed at once (no page faults later,
+ * and a pool the machine cannot hold fails at allocation).
  * Where the kernel has no THP the block is plain 4 KiB pages, same contents.
  *
  * Ownership: the caller owns the block and frees it with rt_big_free(p, n),
