@@ -268,7 +268,29 @@ class PrivateSlurm:
         parts.append("--- slurmctld.log\n" + self.tail("slurmctld.log"))
         for n in self.nodes:
             parts.append(f"--- slurmd-{n}.log\n" + self.tail(f"slurmd-{n}.log", 20))
+        parts.append("--- this cluster's processes (pid state wchan cpu-seconds command)\n" + self.process_table())
         return "\n".join(parts)
+
+    def process_table(self):
+        """One line per process of this cluster (daemons, slurmstepd, tasks):
+        where a job that hangs is waiting (kernel wait channel) and whether it
+        runs at all (state, CPU time)."""
+        lines = []
+        for pid in sorted(self._marked_pids()):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    st = f.read()
+                fields = st[st.rindex(")") + 2:].split()
+                cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                with open(f"/proc/{pid}/wchan") as f:
+                    wchan = f.read().strip() or "-"
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:160]
+                threads = len(os.listdir(f"/proc/{pid}/task"))
+                lines.append(f"{pid} {fields[0]} {wchan} {cpu_s:.1f}s {threads}thr {cmd}")
+            except (OSError, ValueError, IndexError):
+                continue
+        return "\n".join(lines) or "(none)"
 
     # ---------------------------------------------------------------- stop
 

@@ -99,6 +99,20 @@ def output(submit_dir, jobid):
     return p.read_text(errors="replace") if p.exists() else "(no output file)"
 
 
+def job_logs(submit_dir, jobid, lines=30):
+    """The last lines of every text file the job wrote under logs/<jobid>
+    (per-rank logs), for a job that did not come up."""
+    d = submit_dir / "logs" / jobid
+    if not d.is_dir():
+        return f"(no {d})"
+    parts = []
+    for f in sorted(d.iterdir()):
+        if f.is_file() and f.suffix not in (".h5", ".hdf5"):
+            text = f.read_text(errors="replace").splitlines()
+            parts.append(f"--- {f.name} ({len(text)} lines)\n" + "\n".join(text[-lines:]))
+    return "\n".join(parts) or f"({d} is empty)"
+
+
 def wait_endpoint(cluster, submit_dir, jobid):
     path = submit_dir / "logs" / jobid / "endpoint"
 
@@ -112,7 +126,8 @@ def wait_endpoint(cluster, submit_dir, jobid):
     try:
         return wait_for(ready, START_S, f"job {jobid}'s endpoint file", interval=0.5)
     except TimeoutError as e:
-        raise AssertionError(f"{e}\n{output(submit_dir, jobid)}\n{cluster.diagnostics()}") from None
+        raise AssertionError(f"{e}\n{output(submit_dir, jobid)}\n{job_logs(submit_dir, jobid)}\n"
+                             f"{cluster.diagnostics()}") from None
 
 
 def chat(endpoint, text="Hello there"):
@@ -129,7 +144,8 @@ def wait_end(cluster, submit_dir, jobid):
         return cluster.wait_state(jobid, ["COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL",
                                           "OUT_OF_MEMORY"], STOP_S)
     except TimeoutError as e:
-        raise AssertionError(f"{e}\n{output(submit_dir, jobid)}\n{cluster.diagnostics()}") from None
+        raise AssertionError(f"{e}\n{output(submit_dir, jobid)}\n{job_logs(submit_dir, jobid)}\n"
+                             f"{cluster.diagnostics()}") from None
 
 
 def check_clean_exit(submit_dir, jobid, script, n_workers, script_ends=True):
