@@ -454,7 +454,12 @@ rt_status_t rb_run(const rb_run_opts_t *o, rb_workload_t *w, rb_run_result_t *ou
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", o->api_key);
         r.hdrs = curl_slist_append(r.hdrs, auth);
     }
-    r.base = event_base_new();
+    /* timerfd-backed timers: epoll_wait's millisecond timeout would send a
+     * scheduled request up to 1 ms late (trace replay keeps the trace's times) */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg) event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    r.base = ecfg ? event_base_new_with_config(ecfg) : NULL;
+    if (ecfg) event_config_free(ecfg);
     r.curl_timer = r.base ? evtimer_new(r.base, on_curl_timer, &r) : NULL;
     r.wake_timer = r.base ? evtimer_new(r.base, on_wake, &r) : NULL;
     if (!r.multi || !r.hdrs || !r.curl_timer || !r.wake_timer) {

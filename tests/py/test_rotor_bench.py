@@ -369,6 +369,8 @@ def test_trace_replay(tiny, tmp_path, speed):
     sent = np.sort(ms(rq["t_send"] - rq["t_send"].min()))
     want = np.array([(r["timestamp"] - rows[0]["timestamp"]) / speed for r in rows])
     sent_late = sent - want
+    print(f"trace replay x{speed}: send lateness max {np.abs(sent_late).max():.2f} ms, "
+          f"median {np.median(np.abs(sent_late)):.2f} ms")
     assert np.abs(sent_late).max() <= 5.0, f"send vs trace time (ms): {sent_late.round(2).tolist()}"
     assert max(abs(x) for x in late) <= 5.0, (f"arrival vs trace time (ms): {[round(x, 2) for x in late]}; "
                                               f"send vs trace time (ms): {sent_late.round(2).tolist()}")
