@@ -92,19 +92,13 @@ void cpu_matmul(rt_type_t t, int64_t n_in, const void *W, size_t w_stride, const
     const char *w = W;
     const char *x = X;
     float tmp[CPU_DOT_NW * CPU_DOT_NR];
-    if (m == 1 && t == RT_TYPE_F16 && cpu_quant_get_isa() == CPU_ISA_AVX512) {
-        cpu_f16_gemv_avx512(n_in, w, w_stride, x, Y, r0, r1);
-        return;
-    }
     if (m == 1) {
-        /* decode reads each weight once: the kernels without their own
-         * prefetch get the lines of the tile MATMUL_GEMV_PF bytes ahead */
-        const bool pf = !(cpu_quant_get_isa() == CPU_ISA_AVX512 && (t == RT_TYPE_Q4_1 || t == RT_TYPE_Q8_0));
+        /* decode reads each weight once: before each tile, the lines of the
+         * tile MATMUL_GEMV_PF bytes ahead */
         int64_t r = r0;
         for (; r + CPU_GEMV_NW <= r1; r += CPU_GEMV_NW) {
-            if (pf)
-                for (size_t o = 0; o < CPU_GEMV_NW * w_stride; o += 64)
-                    __builtin_prefetch(w + (size_t)r * w_stride + MATMUL_GEMV_PF + o, 0, 3);
+            for (size_t o = 0; o < CPU_GEMV_NW * w_stride; o += 64)
+                __builtin_prefetch(w + (size_t)r * w_stride + MATMUL_GEMV_PF + o, 0, 3);
             fn(n_in, w + (size_t)r * w_stride, w_stride, CPU_GEMV_NW, x, x_stride, 1, tmp);
             for (int iw = 0; iw < CPU_GEMV_NW; iw++)
                 Y[r + iw] = tmp[iw * CPU_DOT_NR];

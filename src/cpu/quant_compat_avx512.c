@@ -64,10 +64,6 @@ AI __m256 heads4(const void *b0, const void *b1, const void *b2, const void *b3)
     return _mm256_cvtph_ps(_mm_set_epi32((int)h3, (int)h2, (int)h1, (int)h0));
 }
 
-/* how far ahead of each weight row a GEMV (one activation row: decode)
- * asks for its lines */
-#define COMPAT_GEMV_PF 8192
-
 /* NW even (2 or 4) */
 AI void q4_1_body(int64_t n, const void *w, size_t ws, const int NW, const void *x, size_t xs, const int NR,
                   float *out)
@@ -83,13 +79,9 @@ AI void q4_1_body(int64_t n, const void *w, size_t ws, const int NW, const void 
         mins[k] = _mm256_setzero_ps();
         for (int i = 0; i < NP; i++) acc[i][k] = _mm512_setzero_ps();
     }
-    for (int64_t b = 0, pf = 0; b < nb; b++) {
+    for (int64_t b = 0; b < nb; b++) {
         const block_q4_1 *a[4];
         for (int i = 0; i < 4; i++) a[i] = WROW(block_q4_1, i < NW ? i : NW - 1) + b;
-        if (NR == 1 && --pf < 0) { /* decode streams each row once: a line of each, COMPAT_GEMV_PF ahead */
-            for (int i = 0; i < NW; i++) _mm_prefetch((const char *)a[i] + COMPAT_GEMV_PF, _MM_HINT_T0);
-            pf = 2; /* every 3 blocks of 20 bytes */
-        }
         const __m256 dm = heads4(a[0], a[1], a[2], a[3]);
         __m512i qx[2];
         __m512 dw[2]; /* [d_2i x8, d_2i+1 x8]: times dy below gives the same products d_i * dy */
@@ -133,12 +125,9 @@ AI void q8_0_body(int64_t n, const void *w, size_t ws, const int NW, const void 
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_0 *a[4];
         for (int i = 0; i < 4; i++) a[i] = WROW(block_q8_0, i < NW ? i : NW - 1) + b;
-        /* rows stream from DRAM for big matrices: fetch ahead; a GEMV every
-         * block (34 bytes), so no line of a row is missed (every other block
-         * skipped one line in 17, each a full DRAM wait) */
-        if (NR == 1)
-            for (int i = 0; i < NW; i++) _mm_prefetch((const char *)a[i] + COMPAT_GEMV_PF, _MM_HINT_T0);
-        else if ((b & 1) == 0)
+        /* rows stream from DRAM for big matrices: fetch ahead (a GEMV's
+         * lines are asked for by cpu_matmul, a whole tile at a time) */
+        if (NR > 1 && (b & 1) == 0)
             for (int i = 0; i < NW; i++) _mm_prefetch((const char *)a[i] + 768, _MM_HINT_T0);
         for (int i = 0; i < NW; i++) _mm_prefetch((const char *)(a[i] + 12), _MM_HINT_T0);
         const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16((short)a[0]->d, (short)a[1]->d, (short)a[2]->d,

@@ -384,47 +384,6 @@ AI void f16w_tile(int64_t n, const void *w, size_t ws, const int NW, const void 
         for (int k = 0; k < NR; k++) out[iw * CPU_DOT_NR + k] = hsum512(acc[iw][k]);
 }
 
-/* F16 GEMV (one activation row) over weight rows [r0, r1): 4 rows at a time
- * with f16w_tile's operations per row (16-lane FMA chain, masked tail,
- * hsum512: the same bits), the weights prefetched CPU_F16_GEMV_PF bytes ahead
- * of each row's position. Decode reads every weight once; without the
- * prefetch one thread kept too few lines in flight and the F16 model's
- * decode streamed ~38 GB/s where the memory gives 50-78. */
-#define CPU_F16_GEMV_PF 8192
-AI void f16_gemv_rows(const int NW, int64_t n, const char *w, size_t ws, const uint16_t *x, float *y) {
-    __m512 acc[4];
-    for (int iw = 0; iw < NW; iw++) acc[iw] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) { /* 64 bytes of each row: one prefetch per row */
-        for (int iw = 0; iw < NW; iw++) _mm_prefetch(w + (size_t)iw * ws + (size_t)i * 2 + CPU_F16_GEMV_PF, _MM_HINT_T0);
-        for (int h = 0; h < 32; h += 16) {
-            const __m512 xv = ld_f16(x + i + h, 0xFFFF, true);
-            for (int iw = 0; iw < NW; iw++)
-                acc[iw] = _mm512_fmadd_ps(ld_f16((const uint16_t *)(w + (size_t)iw * ws) + i + h, 0xFFFF, true), xv,
-                                          acc[iw]);
-        }
-    }
-    for (; i + 16 <= n; i += 16) {
-        const __m512 xv = ld_f16(x + i, 0xFFFF, true);
-        for (int iw = 0; iw < NW; iw++)
-            acc[iw] = _mm512_fmadd_ps(ld_f16((const uint16_t *)(w + (size_t)iw * ws) + i, 0xFFFF, true), xv, acc[iw]);
-    }
-    if (i < n) {
-        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        const __m512 xv = ld_f16(x + i, m, false);
-        for (int iw = 0; iw < NW; iw++)
-            acc[iw] = _mm512_fmadd_ps(ld_f16((const uint16_t *)(w + (size_t)iw * ws) + i, m, false), xv, acc[iw]);
-    }
-    for (int iw = 0; iw < NW; iw++) y[iw] = hsum512(acc[iw]);
-}
-
-void cpu_f16_gemv_avx512(int64_t n, const void *w, size_t ws, const void *x, float *y, int64_t r0, int64_t r1) {
-    const char *wb = w;
-    int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) f16_gemv_rows(4, n, wb + (size_t)r * ws, ws, x, y + r);
-    for (; r < r1; r++) f16_gemv_rows(1, n, wb + (size_t)r * ws, ws, x, y + r);
-}
-
 /* F16 weights x F16 activations for prefill: 4 weight rows x 6 activation
  * rows per call (24 accumulators), the same per-pair operations as
  * f16w_tile (16-lane FMA chain, masked tail, hsum512), so the same bits.

@@ -227,9 +227,6 @@ void cpu_compat_q8_0_gemm8_avx512(int64_t n, const void *w, size_t ws, const voi
  * (AVX-512): y[k * ys + iw], each element with the dot tile's bits. */
 #define CPU_F16_GEMM_NR 6
 void cpu_f16_gemm46_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *y, int64_t ys);
-/* F16 GEMV over weight rows [r0, r1) (AVX-512): y[r], the dot tile's bits,
- * the weight stream prefetched ahead (decode) */
-void cpu_f16_gemv_avx512(int64_t n, const void *w, size_t ws, const void *x, float *y, int64_t r0, int64_t r1);
 
 /* Fast activation quantizers, per ISA (Q8_0/Q8_1 with llama.cpp's run-time
  * semantics as cpu_compat_quantize_q8, the others as the reference). */
