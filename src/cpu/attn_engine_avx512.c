@@ -42,10 +42,17 @@ AI __m512 exp16(__m512 x)
     return _mm512_mask_mov_ps(_mm512_maskz_mov_ps(keep, v), nan, x);
 }
 
-/* Software prefetch of the 16 positions from P + p0 (one 16-chunk; a block
- * holds whole chunks): DRAM is ~100 ns away, a chunk's FMAs ~25 ns, so
- * the loops ask several chunks ahead. K: the head's hd rows of the chunk
- * (stride bs); V: the chunk's rows, bytes [0, vbytes) of the head's slice. */
+/* Software prefetch. DRAM is ~100 ns away and a chunk of 16 positions'
+ * FMAs take ~25 ns, so the loops ask for K and V well ahead - but a few
+ * lines per step of the loops (AE_PF_K_AHEAD, AE_PF_V_AHEAD positions
+ * ahead), not a chunk's 32 lines at once: a burst fills the core's miss
+ * buffers and stalls the loads behind it (bench/bench_attn.c from DRAM,
+ * one thread: 21.5 -> 24.5 GB/s; from L2 47 -> 53). The burst form below
+ * starts each stream. K: the head's hd rows of the chunk of 16 positions
+ * at P + a (stride bs); V: the chunk's rows, bytes [0, vbytes) of the
+ * head's slice. */
+#define AE_PF_K_AHEAD 128 /* a multiple of the 64 positions score_group takes */
+#define AE_PF_V_AHEAD 64
 AI void pf_k_chunk(const char *k, const int32_t *blocks, int bs, int kvd, int hoff, int hd, size_t elt, int a)
 {
     const char *kb = k + (((size_t)blocks[a / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(a % bs)) * elt;
@@ -76,12 +83,23 @@ AI void score_group(const int NC, const int G, const float *q, int q_stride, con
         const int p0 = c0 + 16 * cc;
         kb[cc] = k + (((size_t)blocks[(P + p0) / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)((P + p0) % bs)) * elt;
     }
+    /* the chunks AE_PF_K_AHEAD positions on, a line of each every 64 bytes of rows */
+    const char *kp[4] = {NULL, NULL, NULL, NULL};
+    const size_t rs = (size_t)bs * elt;
+    for (int cc = 0; cc < NC && NC == 4; cc++) {
+        const int a = P + c0 + AE_PF_K_AHEAD + 16 * cc;
+        if (a < P + n16)
+            kp[cc] = k + (((size_t)blocks[a / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(a % bs)) * elt;
+    }
     __m512 acc[4][4];
     for (int g = 0; g < G; g++)
         for (int cc = 0; cc < NC; cc++) acc[g][cc] = _mm512_setzero_ps();
     for (int d = 0; d < hd; d++) {
         __m512 kf[4];
-        for (int cc = 0; cc < NC; cc++) kf[cc] = ld16(kb[cc] + (size_t)d * (size_t)bs * elt, f16, 0xFFFF);
+        if (NC == 4 && ((size_t)d * rs) % 64 == 0)
+            for (int cc = 0; cc < 4; cc++)
+                if (kp[cc]) _mm_prefetch(kp[cc] + (size_t)d * rs, _MM_HINT_T0);
+        for (int cc = 0; cc < NC; cc++) kf[cc] = ld16(kb[cc] + (size_t)d * rs, f16, 0xFFFF);
         for (int g = 0; g < G; g++) {
             const __m512 qd = _mm512_set1_ps(q[(size_t)g * (size_t)q_stride + (size_t)d]);
             for (int cc = 0; cc < NC; cc++) acc[g][cc] = _mm512_fmadd_ps(qd, kf[cc], acc[g][cc]);
@@ -113,15 +131,29 @@ AI void value_pass(const int NV, const int G, const char *v, const bool f16, con
         for (int t = 0; t < NV; t++) o[g][t] = _mm512_setzero_ps();
     const float *pg[4];
     for (int g = 0; g < G; g++) pg[g] = p + (size_t)g * (size_t)n16;
+    const size_t vbytes = (size_t)NV * 16 * elt;
+    /* the first AE_PF_V_AHEAD positions at once, then each row's slice
+     * AE_PF_V_AHEAD positions ahead as the loop takes a row (vt: that
+     * row, left: rows of its block from it) */
+    for (int c = 0; c < AE_PF_V_AHEAD && c < n; c += 16) pf_v_chunk(v, blocks, bs, kvd, off, vbytes, elt, P + c);
+    const char *vt = NULL;
+    int left = 0;
     for (int i = 0; i < n;) {
         const int a = P + i, j0 = a % bs, run = bs - j0 < n - i ? bs - j0 : n - i;
         const char *vb = v + (((size_t)blocks[a / bs] * (size_t)bs + (size_t)j0) * (size_t)kvd + (size_t)off) * elt;
-        /* V four chunks of 16 ahead (the first four at the start) */
-        for (int c = i ? ((i + 15) & ~15) + 64 : 0; c < i + run + 64 && c < n; c += 16)
-            pf_v_chunk(v, blocks, bs, kvd, off, (size_t)NV * 16 * elt, elt, P + c);
         const int end = i + run;
         for (; i < end; i++, vb += row) {
             __m512 vf[4];
+            if (i + AE_PF_V_AHEAD < n) {
+                if (left == 0) {
+                    const int t = P + i + AE_PF_V_AHEAD;
+                    vt = v + (((size_t)blocks[t / bs] * (size_t)bs + (size_t)(t % bs)) * (size_t)kvd + (size_t)off) * elt;
+                    left = bs - t % bs;
+                }
+                for (size_t b = 0; b < vbytes; b += 64) _mm_prefetch(vt + b, _MM_HINT_T0);
+                vt += row;
+                left--;
+            }
             for (int t = 0; t < NV; t++) vf[t] = ld16(vb + (size_t)(16 * t) * elt, f16, 0xFFFF);
             for (int g = 0; g < G; g++) {
                 const __m512 pi = _mm512_set1_ps(pg[g][i]);
@@ -142,13 +174,12 @@ AI void part_heads(const int G, const float *q, int q_stride, const char *k, con
     __m512 mxv[4];
     for (int g = 0; g < G; g++) mxv[g] = _mm512_set1_ps(-INFINITY);
     int q0 = 0;
+    /* K: the first AE_PF_K_AHEAD positions at once; score_group asks for the rest */
+    for (int c = 0; c < AE_PF_K_AHEAD && c < n16; c += 16) pf_k_chunk(k, blocks, bs, kvd, hoff, hd, elt, P + c);
     for (; q0 + 64 <= n16; q0 += 64) {
-        /* K two groups of 64 ahead (the first two at the start) */
-        for (int c = q0 ? q0 + 128 : 0; c < q0 + 192 && c < n16; c += 16)
-            pf_k_chunk(k, blocks, bs, kvd, hoff, hd, elt, P + c);
         /* the K stream has been asked for to its end: ask for V's first
          * chunks now, so the value pass does not start cold */
-        if (q0 + 192 >= n16 && (q0 == 0 || q0 + 128 < n16))
+        if (q0 + AE_PF_K_AHEAD + 64 >= n16 && (q0 == 0 || q0 + AE_PF_K_AHEAD < n16))
             for (int c = 0; c < 64 && c < n; c += 16)
                 pf_v_chunk(v, blocks, bs, kvd, hoff, (size_t)(hd < 64 ? hd : 64) * elt, elt, P + c);
         score_group(4, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv);
