@@ -58,6 +58,15 @@ static bool fwd_attn_split(const model_ctx_t *c, const model_batch_t *b)
 
 static int fwd_max_chunks(const model_ctx_t *c) { return c->att_cap / CPU_ATTN_ENGINE_CHUNK + 1; }
 
+/* the split attention's merges in this batch: one per (token, head) and chunk after the first */
+#define FWD_SERIAL_MERGES 64
+static int fwd_attn_merges(const model_ctx_t *c, const model_batch_t *b)
+{
+    int n = 0;
+    for (int i = 0; i < b->n_tokens; i++) n += b->pos[i] / CPU_ATTN_ENGINE_CHUNK;
+    return n * c->m->hp.n_head;
+}
+
 rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, model_ctx_t **out)
 {
     if (max_tokens < 1 || max_tokens > 65536)
@@ -656,7 +665,9 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
         fwd_prefetch_weights(c, 1, wo, T);
         attn_job_t aj = {c, kv, b, l, 0, fwd_attn_split(c, b)};
         threadpool_run(c->pool, attn_worker, &aj);
-        if (aj.split) threadpool_run(c->pool, attn_merge_worker, &aj);
+        /* a few merges (a few hundred FMAs each) on the caller: cheaper than a fork/join */
+        if (aj.split && fwd_attn_merges(c, b) <= FWD_SERIAL_MERGES) attn_merge_worker(&aj, 0, 1);
+        else if (aj.split) threadpool_run(c->pool, attn_merge_worker, &aj);
         {
             const model_weight_t *w[1] = {&L->wo};
             float *y[1] = {c->xn};
