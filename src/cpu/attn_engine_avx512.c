@@ -53,6 +53,13 @@ AI __m512 exp16(__m512 x)
  * head's slice. */
 #define AE_PF_K_AHEAD 128 /* a multiple of the 64 positions score_group takes */
 #define AE_PF_V_AHEAD 64
+/* A part of at most this many positions (its K and V fit in L1 together)
+ * asks for its V rows during the score pass, one row per step, instead of
+ * in the value pass: a batch of short sequences then waits for memory once
+ * per part, not twice (bench_attn, 48 positions per part, from DRAM:
+ * 16 -> 19.3-20.5 GB/s; 128: +4%; longer parts lose, so they keep V for
+ * the value pass; head_dim <= 64, the slice one V pass reads) */
+#define AE_V_IN_SCORE 128
 AI void pf_k_chunk(const char *k, const int32_t *blocks, int bs, int kvd, int hoff, int hd, size_t elt, int a)
 {
     const char *kb = k + (((size_t)blocks[a / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(a % bs)) * elt;
@@ -75,7 +82,7 @@ AI void pf_v_chunk(const char *v, const int32_t *blocks, int bs, int kvd, int of
  * p[g * n16 + position] and raises mxv[g] to their maximum. */
 AI void score_group(const int NC, const int G, const float *q, int q_stride, const char *k, const bool f16,
                     const int32_t *blocks, int bs, int kvd, int hoff, int hd, int P, int n, int n16, int c0,
-                    float scale, float *p, __m512 mxv[4])
+                    float scale, float *p, __m512 mxv[4], const char *v_pf)
 {
     const size_t elt = f16 ? 2 : 4;
     const char *kb[4];
@@ -91,11 +98,22 @@ AI void score_group(const int NC, const int G, const float *q, int q_stride, con
         if (a < P + n16)
             kp[cc] = k + (((size_t)blocks[a / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(a % bs)) * elt;
     }
+    /* v_pf: the first row of each chunk's V slice, its rows asked for one per step */
+    const char *vr[4] = {NULL, NULL, NULL, NULL};
+    const size_t vrow = (size_t)kvd * elt, vbytes = (size_t)(hd < 64 ? hd : 64) * elt;
+    for (int cc = 0; cc < NC && v_pf; cc++) {
+        const int a = P + c0 + 16 * cc;
+        vr[cc] = v_pf + (((size_t)blocks[a / bs] * (size_t)bs + (size_t)(a % bs)) * (size_t)kvd + (size_t)hoff) * elt;
+    }
     __m512 acc[4][4];
     for (int g = 0; g < G; g++)
         for (int cc = 0; cc < NC; cc++) acc[g][cc] = _mm512_setzero_ps();
     for (int d = 0; d < hd; d++) {
         __m512 kf[4];
+        if (v_pf && d < 16 * NC && c0 + d < n) {
+            const char *r = vr[d / 16] + (size_t)(d % 16) * vrow;
+            for (size_t b = 0; b < vbytes; b += 64) _mm_prefetch(r + b, _MM_HINT_T0);
+        }
         if (NC == 4 && ((size_t)d * rs) % 64 == 0)
             for (int cc = 0; cc < 4; cc++)
                 if (kp[cc]) _mm_prefetch(kp[cc] + (size_t)d * rs, _MM_HINT_T0);
@@ -123,7 +141,7 @@ AI void score_group(const int NC, const int G, const float *q, int q_stride, con
  * per block, not two divisions per position (they cost more than the
  * FMAs); NV and G constant, so the accumulators stay in registers. */
 AI void value_pass(const int NV, const int G, const char *v, const bool f16, const int32_t *blocks, int bs, int kvd,
-                   int off, int P, int n, int n16, const float *p, float *out, int out_stride)
+                   int off, int P, int n, int n16, const float *p, float *out, int out_stride, bool pf)
 {
     const size_t elt = f16 ? 2 : 4, row = (size_t)kvd * elt;
     __m512 o[4][4];
@@ -135,7 +153,7 @@ AI void value_pass(const int NV, const int G, const char *v, const bool f16, con
     /* the first AE_PF_V_AHEAD positions at once, then each row's slice
      * AE_PF_V_AHEAD positions ahead as the loop takes a row (vt: that
      * row, left: rows of its block from it) */
-    for (int c = 0; c < AE_PF_V_AHEAD && c < n; c += 16) pf_v_chunk(v, blocks, bs, kvd, off, vbytes, elt, P + c);
+    for (int c = 0; c < AE_PF_V_AHEAD && c < n && pf; c += 16) pf_v_chunk(v, blocks, bs, kvd, off, vbytes, elt, P + c);
     const char *vt = NULL;
     int left = 0;
     for (int i = 0; i < n;) {
@@ -144,7 +162,7 @@ AI void value_pass(const int NV, const int G, const char *v, const bool f16, con
         const int end = i + run;
         for (; i < end; i++, vb += row) {
             __m512 vf[4];
-            if (i + AE_PF_V_AHEAD < n) {
+            if (pf && i + AE_PF_V_AHEAD < n) {
                 if (left == 0) {
                     const int t = P + i + AE_PF_V_AHEAD;
                     vt = v + (((size_t)blocks[t / bs] * (size_t)bs + (size_t)(t % bs)) * (size_t)kvd + (size_t)off) * elt;
@@ -171,6 +189,8 @@ AI void part_heads(const int G, const float *q, int q_stride, const char *k, con
 {
     const size_t elt = f16 ? 2 : 4;
     const int n16 = (n + 15) & ~15;
+    const bool v_in_score = n16 <= AE_V_IN_SCORE && hd <= 64;
+    const char *v_pf = v_in_score ? v : NULL;
     __m512 mxv[4];
     for (int g = 0; g < G; g++) mxv[g] = _mm512_set1_ps(-INFINITY);
     int q0 = 0;
@@ -179,15 +199,15 @@ AI void part_heads(const int G, const float *q, int q_stride, const char *k, con
     for (; q0 + 64 <= n16; q0 += 64) {
         /* the K stream has been asked for to its end: ask for V's first
          * chunks now, so the value pass does not start cold */
-        if (q0 + AE_PF_K_AHEAD + 64 >= n16 && (q0 == 0 || q0 + AE_PF_K_AHEAD < n16))
+        if (!v_in_score && q0 + AE_PF_K_AHEAD + 64 >= n16 && (q0 == 0 || q0 + AE_PF_K_AHEAD < n16))
             for (int c = 0; c < 64 && c < n; c += 16)
                 pf_v_chunk(v, blocks, bs, kvd, hoff, (size_t)(hd < 64 ? hd : 64) * elt, elt, P + c);
-        score_group(4, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv);
+        score_group(4, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv, v_pf);
     }
     switch ((n16 - q0) / 16) {
-    case 3: score_group(3, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv); break;
-    case 2: score_group(2, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv); break;
-    case 1: score_group(1, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv); break;
+    case 3: score_group(3, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv, v_pf); break;
+    case 2: score_group(2, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv, v_pf); break;
+    case 1: score_group(1, G, q, q_stride, k, f16, blocks, bs, kvd, hoff, hd, P, n, n16, q0, scale, p, mxv, v_pf); break;
     default: break;
     }
     for (int g = 0; g < G; g++) {
@@ -206,10 +226,10 @@ AI void part_heads(const int G, const float *q, int q_stride, const char *k, con
     /* values, 64 dimensions (4 vectors per head) at a time */
     for (int d0 = 0; d0 < hd; d0 += 64) {
         switch (hd - d0 >= 64 ? 4 : (hd - d0) / 16) {
-        case 4: value_pass(4, G, v, f16, blocks, bs, kvd, hoff + d0, P, n, n16, p, out + d0, out_stride); break;
-        case 3: value_pass(3, G, v, f16, blocks, bs, kvd, hoff + d0, P, n, n16, p, out + d0, out_stride); break;
-        case 2: value_pass(2, G, v, f16, blocks, bs, kvd, hoff + d0, P, n, n16, p, out + d0, out_stride); break;
-        default: value_pass(1, G, v, f16, blocks, bs, kvd, hoff + d0, P, n, n16, p, out + d0, out_stride); break;
+        case 4: value_pass(4, G, v, f16, blocks, bs, kvd, hoff + d0, P, n, n16, p, out + d0, out_stride, !v_in_score); break;
+        case 3: value_pass(3, G, v, f16, blocks, bs, kvd, hoff + d0, P, n, n16, p, out + d0, out_stride, !v_in_score); break;
+        case 2: value_pass(2, G, v, f16, blocks, bs, kvd, hoff + d0, P, n, n16, p, out + d0, out_stride, !v_in_score); break;
+        default: value_pass(1, G, v, f16, blocks, bs, kvd, hoff + d0, P, n, n16, p, out + d0, out_stride, !v_in_score); break;
         }
     }
 }
