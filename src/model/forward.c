@@ -44,6 +44,8 @@ _Static_assert(FWD_ROW_ALIGN % CPU_PACK_ROWS == 0, "threads split packed matrice
  * 2 per thread, and some token sees more than one chunk. The bits do not
  * change (cpu_attn_engine_part/merge are the pieces of cpu_attn_engine). */
 #define FWD_SPLIT_TOKENS 4
+/* row-wise work (norms, RoPE, SwiGLU) runs on the pool from this many tokens */
+#define FWD_ROWS_PARALLEL 8
 /* decode-sized batches prefetch their KV slots at the start of a layer */
 #define FWD_KV_PREFETCH_TOKENS 16
 
@@ -123,6 +125,8 @@ rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, mo
     ALLOC(c->rope_cs, T * (size_t)hp->rope_dim);
     ALLOC(c->att_parts, (size_t)FWD_SPLIT_TOKENS * hp->n_head * (size_t)fwd_max_chunks(c) * (size_t)(hp->head_dim + 2));
     ALLOC(c->att_scores, (size_t)n_threads * 4 * (size_t)c->att_cap); /* cpu_attn_engine: 4 heads */
+    ALLOC(c->att_claim, T * (size_t)hp->n_head_kv);
+    ALLOC(c->att_first, T);
     ALLOC(c->kv_tmp, (size_t)n_threads * 2 * (size_t)c->att_cap * (size_t)hp->head_dim);
     c->xq = aligned_alloc(64, 3 * T * c->xq_stride);
     if (!c->xq) {
@@ -154,6 +158,8 @@ void model_ctx_destroy(model_ctx_t *c)
     free(c->rope_cs);
     free(c->att_parts);
     free(c->att_scores);
+    free(c->att_claim);
+    free(c->att_first);
     free(c->kv_tmp);
     free(c->xq);
     free(c);
@@ -391,9 +397,21 @@ static void attn_units(void *arg, int ith, int nth)
             }
             return;
         }
-        for (;;) {
-            const int u = atomic_fetch_add_explicit(&aj->next, 1, memory_order_relaxed);
-            if (u >= n_units) break;
+        /* First the units of the sequences whose first token is in this
+         * thread's share of the row passes (fwd_rows: its RoPE wrote their
+         * q and new K/V, and the cache of earlier steps, from this core),
+         * then, from the other end, any unit still free: the data stays on
+         * its core where the two cores are far apart (this VM: a cache line
+         * round trip between the cores takes ~100 ns at times and ~400 ns
+         * at others; 16 sequences decode +5% in the far state, +2% near). */
+        int64_t t0 = 0, t1 = b->n_tokens;
+        if (b->n_tokens >= FWD_ROWS_PARALLEL) threadpool_split(b->n_tokens, ith, nth, 1, &t0, &t1);
+        else if (ith != 0) t1 = 0;
+        for (int k = 0; k < 2 * n_units; k++) {
+            const int u = k < n_units ? k : 2 * n_units - 1 - k;
+            if (k < n_units && (c->att_first[u * per_unit / hp->n_head] < t0 || c->att_first[u * per_unit / hp->n_head] >= t1))
+                continue;
+            if (atomic_exchange_explicit(&c->att_claim[u], 1, memory_order_relaxed)) continue;
             const int s = u * per_unit / hp->n_head, h0 = u * per_unit % hp->n_head, hk = h0 / group;
             const kv_block_table_t *bt = &b->seq_tables[s];
             for (int i = 0; i < b->n_tokens; i++) {
@@ -512,6 +530,8 @@ static rt_status_t fwd_check_batch(const model_ctx_t *c, const kv_cache_t *kv, c
     const model_hparams_t *hp = &c->m->hp;
     if (b->n_tokens < 1 || b->n_tokens > c->max_tokens)
         return rt_error_set(RT_ERR_RANGE, "forward: batch of %d tokens (1..%d allowed)", b->n_tokens, c->max_tokens);
+    if (b->n_seqs < 1 || b->n_seqs > c->max_tokens)
+        return rt_error_set(RT_ERR_RANGE, "forward: batch of %d sequences (1..%d allowed)", b->n_seqs, c->max_tokens);
     if (kv->n_layer != hp->n_layer || kv->kv_dim != hp->n_head_kv * hp->head_dim)
         return rt_error_set(RT_ERR_INVALID, "forward: KV cache was made for another model");
     if ((c->attn_order == MODEL_ATTN_ENGINE) != (kv->layout == KV_LAYOUT_ENGINE))
@@ -650,7 +670,7 @@ static void rows_worker(void *arg, int ith, int nth)
 
 static void fwd_rows(model_ctx_t *c, rows_job_t *j)
 {
-    if (j->b->n_tokens >= 8) threadpool_run(c->pool, rows_worker, j);
+    if (j->b->n_tokens >= FWD_ROWS_PARALLEL) threadpool_run(c->pool, rows_worker, j);
     else rows_worker(j, 0, 1);
 }
 
@@ -667,6 +687,10 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
     for (int i = 0; i < T; i++)
         cpu_rope_table(b->pos[i], hp->rope_dim, hp->rope_base, hp->rope_freq_scale, m->rope_freqs,
                        c->rope_cs + (size_t)i * (size_t)hp->rope_dim);
+
+    /* each sequence's first token (attn_worker's affinity) */
+    for (int i = 0; i < b->n_seqs; i++) c->att_first[i] = INT32_MAX;
+    for (int i = T - 1; i >= 0; i--) c->att_first[b->seq[i]] = i;
 
     /* embeddings */
     for (int i = 0; i < T; i++) {
@@ -694,6 +718,8 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
         rj.phase = ROWS_ROPE_STORE;
         fwd_rows(c, &rj);
         attn_job_t aj = {c, kv, b, l, 0, fwd_attn_split(c, b), &L->wo};
+        if (c->attn_order == MODEL_ATTN_ENGINE && !aj.split) /* attn_worker's claims of units, per sequence */
+            for (int u = 0; u < b->n_seqs * hp->n_head_kv; u++) atomic_store_explicit(&c->att_claim[u], 0, memory_order_relaxed);
         threadpool_run(c->pool, attn_worker, &aj);
         /* a few merges (a few hundred FMAs each) on the caller: cheaper than a fork/join */
         if (aj.split && fwd_attn_merges(c, b) <= FWD_SERIAL_MERGES) attn_merge_worker(&aj, 0, 1);

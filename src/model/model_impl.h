@@ -69,6 +69,8 @@ struct model_ctx {
     int32_t *out_rows;   /* (max_tokens) indices of rows that want logits */
     float *rope_cs;      /* (max_tokens, rope_dim) cos/sin of each token's position */
     float *att_parts;    /* (4 tokens, n_head, chunks, head_dim + 2) split attention's parts */
+    _Atomic unsigned char *att_claim; /* (max_tokens, n_head_kv) engine attention units taken in this layer */
+    int32_t *att_first;  /* (max_tokens) each sequence's first token in the batch */
     float *xo;           /* (max_tokens, n_embd) normed rows for the head */
 };
 
