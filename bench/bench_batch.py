@@ -87,6 +87,23 @@ def llama_batched(model, n_seq, prompt, gen, threads):
         llama_cpp.llama_free(ctx)
 
 
+def core_round_trip_ns(stream):
+    """rotor-stream's cache-line round trip between the first two CPUs (ns; None if unavailable)."""
+    r = subprocess.run([stream, "--latency-only", "--json"], capture_output=True, text=True)
+    try:
+        v = json.loads(r.stdout)["core_round_trip_ns"]
+    except (ValueError, KeyError):
+        return None
+    return v if v >= 0 else None
+
+
+# A VM's two vCPUs may share a last-level cache (a cache line goes from one to
+# the other in ~100 ns here) or sit on two dies (~400 ns); single-sequence
+# decode and batches move in opposite directions between the two placements,
+# so the summary also splits the rounds at this round trip.
+FAR_NS = 200
+
+
 def run_rotor(rotor, model, a):
     r = subprocess.run([rotor, "bench-engine", "--model", model, "--threads", str(a.threads), "--seqs", a.seqs,
                         "--gen", str(a.gen)], capture_output=True, text=True, check=True)
@@ -106,10 +123,13 @@ def main():
     a = ap.parse_args()
     model = smollm2()
     rotor = os.path.join(ROOT, a.build, "bin", "rotor")
+    stream = os.path.join(ROOT, a.build, "bin", "rotor-stream")
     seqs = [int(s) for s in a.seqs.split(",")]
     rounds = []
     for rep in range(max(1, a.repeats)):
+        ns = [core_round_trip_ns(stream)]
         res = run_rotor(rotor, model, a)
+        ns.append(core_round_trip_ns(stream))
         rt = {d["seqs"]: d["decode_tok_s"] for d in res["decode"]}
         lt = {}
         for n in seqs if not a.skip_llama else []:
@@ -118,8 +138,11 @@ def main():
             except Exception as exc:  # report, do not hide
                 print(f"  llama.cpp batched decode failed for {n} seqs: {exc}")
         rounds.append({"rotor": rt, "llama": lt, "ttft_cold_s": res["ttft_cold_s"],
-                       "ttft_cached_s": res["ttft_cached_s"], "prefix_tokens": res["prefix_tokens"]})
-        print(f"round {rep + 1}: rotor " + " ".join(f"{n}:{rt[n]:.0f}" for n in seqs) +
+                       "ttft_cached_s": res["ttft_cached_s"], "prefix_tokens": res["prefix_tokens"],
+                       "core_round_trip_ns": ns})
+        ns_txt = "/".join("-" if v is None else f"{v:.0f}" for v in ns)
+        print(f"round {rep + 1} (core round trip {ns_txt} ns before/after): rotor " +
+              " ".join(f"{n}:{rt[n]:.0f}" for n in seqs) +
               f" tok/s, x of 1: " + " ".join(f"{rt[n] / rt[seqs[0]]:.2f}" for n in seqs) +
               ("  llama.cpp " + " ".join(f"{n}:{lt[n]:.0f}" for n in lt) if lt else ""), flush=True)
     med = lambda v: float(np.median(v)) if len(v) else None  # noqa: E731
@@ -137,6 +160,14 @@ def main():
         summary.append(row)
         print(f"{n:>5} {row['rotor_tok_s']:>12.1f} {row['x_of_1']:>11.2f} {min(x1):>5.2f}-{max(x1):<6.2f} "
               f"{(f'{lt:.1f}' if lt else '-'):>16} {(f'{med(rl):.2f}' if rl else '-'):>12}")
+    # rounds whose round trip stayed on one side of FAR_NS both before and after
+    for name, pick in (("near", lambda v: v < FAR_NS), ("far", lambda v: v >= FAR_NS)):
+        rs = [r for r in rounds if all(v is not None and pick(v) for v in r["core_round_trip_ns"])]
+        if rs:
+            print(f"  {len(rs)} round(s) with the vCPUs {name} (round trip {'<' if name == 'near' else '>='} "
+                  f"{FAR_NS} ns): x of 1 seq " + " ".join(
+                      f"{n}:{med([r['rotor'][n] / r['rotor'][seqs[0]] for r in rs]):.2f}" for n in seqs[1:]) +
+                  f", 1 seq {med([r['rotor'][seqs[0]] for r in rs]):.0f} tok/s")
     cold = med([r["ttft_cold_s"] for r in rounds])
     warm = med([r["ttft_cached_s"] for r in rounds])
     print(f"TTFT, {rounds[0]['prefix_tokens']}-token prefix: cold {cold * 1e3:.1f} ms, cached {warm * 1e3:.1f} ms, "

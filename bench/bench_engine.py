@@ -338,7 +338,8 @@ def print_table(results, bw, threads):
     if bw:
         print(f"memory bandwidth, {threads} threads (best of runs, GB/s = 1e9 B/s): "
               f"read {bw['read_gbs_best']:.1f}, triad {bw['triad_gbs_best']:.1f} "
-              f"(medians {bw['read_gbs_median']:.1f} / {bw['triad_gbs_median']:.1f})")
+              f"(medians {bw['read_gbs_median']:.1f} / {bw['triad_gbs_median']:.1f}); core-to-core round trip "
+              + "/".join(f"{v:.0f}" for v in bw.get("core_round_trip_ns", [])) + " ns before/after")
     hdr = ("model", "MB/tok", "rotor dec", "llama dec", "ratio", "rotor pre", "llama pre", "ratio",
            "roof(read)", "rotor %", "llama %", "roof(triad)")
     print("  ".join(f"{h:>11}" for h in hdr))
@@ -402,7 +403,8 @@ def main():
     bw = run_stream(stream, T)
     if bw:
         bw_runs.append(bw)
-        log(f"bandwidth: read {bw['read_gbs_best']:.1f} GB/s, triad {bw['triad_gbs_best']:.1f} GB/s")
+        log(f"bandwidth: read {bw['read_gbs_best']:.1f} GB/s, triad {bw['triad_gbs_best']:.1f} GB/s, "
+            f"core-to-core round trip {bw.get('core_round_trip_ns', -1):.0f} ns")
 
     results = {}
     for name, path in resolve_models(args.models, build):
@@ -464,6 +466,8 @@ def main():
     if bw_runs:  # the roofline is a ceiling: take the best seen
         bw = {k: max(b[k] for b in bw_runs) for k in
               ("read_gbs_best", "triad_gbs_best", "read_gbs_median", "triad_gbs_median")}
+        # where the host put the vCPUs (bench/stream.c), before and after
+        bw["core_round_trip_ns"] = [b.get("core_round_trip_ns", -1) for b in bw_runs]
     for res in results.values():
         res["summary"] = summarize(res, bw)
 

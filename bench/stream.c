@@ -13,10 +13,19 @@
  * contiguous slice (first-touched by that thread). Reports the best and the
  * median rate in GB/s (1e9 bytes/s).
  *
- *   rotor-stream [--threads N] [--size-mib M] [--reps R] [--json]
+ * Also the round trip of a cache line between the first two CPUs this
+ * process may run on (two threads pinned there, ping-ponging a flag): what
+ * every fork/join and every hand-over of data between rotor's threads pays.
+ * On a VM it tells where the host placed the vCPUs: on one cloud host here
+ * it is ~100 ns at times (sharing a last-level cache) and ~400 ns at others
+ * (two dies), and decode speeds follow (docs/performance.md).
+ *
+ *   rotor-stream [--threads N] [--size-mib M] [--reps R] [--json] [--latency-only]
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,15 +145,82 @@ static double *alloc_array(size_t bytes)
     return p;
 }
 
+/* ---- core-to-core round trip ---- */
+
+#define PING_ROUNDS 100000
+
+typedef struct {
+    _Alignas(64) _Atomic long flag; /* 2i - 1: ping i sent, 2i: answered; -1: stop */
+    int cpu;
+} ping_t;
+
+static int pin_to(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+static void *pong(void *arg)
+{
+    ping_t *p = arg;
+    if (pin_to(p->cpu) != 0) return NULL;
+    for (long i = 1; i <= PING_ROUNDS; i++) {
+        long v;
+        while ((v = atomic_load_explicit(&p->flag, memory_order_acquire)) != 2 * i - 1)
+            if (v < 0) return NULL;
+        atomic_store_explicit(&p->flag, 2 * i, memory_order_release);
+    }
+    return NULL;
+}
+
+/* ns per round trip between the first two CPUs of the affinity mask, or -1
+ * when there are fewer than two or they cannot be pinned */
+static double core_round_trip_ns(void)
+{
+    cpu_set_t mask;
+    if (sched_getaffinity(0, sizeof mask, &mask) != 0) return -1;
+    int cpus[2], n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
+        if (CPU_ISSET(c, &mask)) cpus[n++] = c;
+    if (n < 2) return -1;
+    static ping_t p;
+    atomic_store(&p.flag, 0);
+    p.cpu = cpus[1];
+    pthread_t t;
+    if (pthread_create(&t, NULL, pong, &p) != 0) return -1;
+    cpu_set_t old;
+    pthread_getaffinity_np(pthread_self(), sizeof old, &old);
+    double ns = -1;
+    if (pin_to(cpus[0]) == 0) {
+        /* a pong that could not pin itself never answers: give up after 10 s */
+        const double t0 = now_s();
+        long i = 1;
+        for (; i <= PING_ROUNDS; i++) {
+            atomic_store_explicit(&p.flag, 2 * i - 1, memory_order_release);
+            long spins = 0;
+            while (atomic_load_explicit(&p.flag, memory_order_acquire) != 2 * i)
+                if (++spins % 4096 == 0 && now_s() - t0 > 10) break;
+            if (atomic_load_explicit(&p.flag, memory_order_acquire) != 2 * i) break;
+        }
+        if (i > PING_ROUNDS) ns = (now_s() - t0) / PING_ROUNDS * 1e9;
+    }
+    atomic_store_explicit(&p.flag, -1, memory_order_release);
+    pthread_join(t, NULL);
+    pthread_setaffinity_np(pthread_self(), sizeof old, &old);
+    return ns;
+}
+
 static void usage(const char *argv0)
 {
-    fprintf(stderr, "usage: %s [--threads N] [--size-mib M] [--reps R] [--json]\n", argv0);
+    fprintf(stderr, "usage: %s [--threads N] [--size-mib M] [--reps R] [--json] [--latency-only]\n", argv0);
 }
 
 int main(int argc, char **argv)
 {
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads = nproc > 0 ? (int)nproc : 1, reps = 10, json = 0;
+    int threads = nproc > 0 ? (int)nproc : 1, reps = 10, json = 0, latency_only = 0;
     long size_mib = 256;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
@@ -155,6 +231,8 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json"))
             json = 1;
+        else if (!strcmp(argv[i], "--latency-only"))
+            latency_only = 1;
         else {
             usage(argv[0]);
             return 2;
@@ -165,6 +243,13 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    const double rt_ns = core_round_trip_ns();
+    if (latency_only) {
+        if (json) printf("{\"core_round_trip_ns\": %.1f}\n", rt_ns);
+        else if (rt_ns < 0) printf("rotor-stream: core-to-core round trip unavailable (fewer than two CPUs)\n");
+        else printf("rotor-stream: core-to-core round trip %.1f ns\n", rt_ns);
+        return 0;
+    }
     stream_t st = {0};
     st.threads = threads;
     st.reps = reps;
@@ -225,15 +310,16 @@ int main(int argc, char **argv)
                "\"triad_gbs_best\": %.3f, \"triad_gbs_median\": %.3f, "
                "\"read_gbs_best\": %.3f, \"read_gbs_median\": %.3f, "
                "\"triad_bytes_per_pass\": %.0f, \"read_bytes_per_pass\": %.0f, "
-               "\"checksum\": %llu}\n",
+               "\"core_round_trip_ns\": %.1f, \"checksum\": %llu}\n",
                threads, size_mib, reps, triad_best, triad_med, read_best, read_med, triad_bytes,
-               read_bytes, (unsigned long long)(sink & 0xffff));
+               read_bytes, rt_ns, (unsigned long long)(sink & 0xffff));
     } else {
         printf("rotor-stream: %d threads, 3 x %ld MiB arrays, %d reps\n", threads, size_mib, reps);
         printf("  %-6s %10s %10s   (GB/s = 1e9 B/s)\n", "kernel", "best", "median");
         printf("  %-6s %10.2f %10.2f   a = b + s*c, 3 arrays counted\n", "triad", triad_best,
                triad_med);
         printf("  %-6s %10.2f %10.2f   sum(b), 1 array\n", "read", read_best, read_med);
+        if (rt_ns >= 0) printf("  core-to-core round trip %.1f ns (first two CPUs)\n", rt_ns);
     }
     pthread_barrier_destroy(&st.start);
     pthread_barrier_destroy(&st.done);

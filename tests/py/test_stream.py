@@ -1,0 +1,36 @@
+"""rotor-stream (bench/stream.c): the bandwidth kernels and the core-to-core
+round trip report numbers, and the round trip says when it cannot measure."""
+import json
+import os
+import subprocess
+
+from conftest import BUILD
+
+STREAM = os.path.join(BUILD, "bin", "rotor-stream")
+
+
+def run(*args, one_cpu=False):
+    cpu = min(os.sched_getaffinity(0))
+    pre = (lambda: os.sched_setaffinity(0, {cpu})) if one_cpu else None
+    r = subprocess.run([STREAM, *args], capture_output=True, text=True, timeout=120, preexec_fn=pre)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_bandwidth_and_round_trip():
+    d = json.loads(run("--size-mib", "32", "--reps", "2", "--json"))
+    for k in ("triad_gbs_best", "triad_gbs_median", "read_gbs_best", "read_gbs_median"):
+        assert 0.1 < d[k] < 10000, (k, d[k])
+    assert d["read_bytes_per_pass"] == 32 << 20
+    if len(os.sched_getaffinity(0)) >= 2:
+        # a cache line between two cores: tens of ns at least, far below a millisecond
+        assert 10 < d["core_round_trip_ns"] < 1e6, d
+    else:
+        assert d["core_round_trip_ns"] == -1
+
+
+def test_round_trip_needs_two_cpus():
+    assert json.loads(run("--latency-only", "--json", one_cpu=True)) == {"core_round_trip_ns": -1}
+    assert "unavailable" in run("--latency-only", one_cpu=True)
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert 10 < json.loads(run("--latency-only", "--json"))["core_round_trip_ns"] < 1e6
