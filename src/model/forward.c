@@ -278,9 +278,23 @@ static void fwd_prefetch_weights(const model_ctx_t *c, int n, const model_weight
 
 /* y_i = x W_i^T for the n weights (same input dim), x: m rows of stride
  * x_stride; then each thread asks for its share of the n_next weights */
+static void fwd_matmul_rows(model_ctx_t *c, int n, const model_weight_t *const *w, const float *x, int64_t x_stride,
+                            int64_t m, float *const *y, const int64_t *y_stride, int n_next,
+                            const model_weight_t *const *next, int64_t xq_row0, bool serial);
+
 static void fwd_matmul(model_ctx_t *c, int n, const model_weight_t *const *w, const float *x, int64_t x_stride,
                        int64_t m, float *const *y, const int64_t *y_stride, int n_next,
                        const model_weight_t *const *next)
+{
+    fwd_matmul_rows(c, n, w, x, x_stride, m, y, y_stride, n_next, next, 0, false);
+}
+
+/* fwd_matmul whose m activation rows are rows [xq_row0, xq_row0 + m) of the
+ * context's quantized-activation buffers; serial: on the calling thread
+ * alone (the data-parallel forward, where each thread has its own rows) */
+static void fwd_matmul_rows(model_ctx_t *c, int n, const model_weight_t *const *w, const float *x, int64_t x_stride,
+                            int64_t m, float *const *y, const int64_t *y_stride, int n_next,
+                            const model_weight_t *const *next, int64_t xq_row0, bool serial)
 {
     mm_job_t j = {.n = n, .m = m, .xq_stride = c->xq_stride, .c = c, .n_next = n_next};
     for (int i = 0; i < n_next; i++) j.next[i] = next[i];
@@ -292,10 +306,11 @@ static void fwd_matmul(model_ctx_t *c, int n, const model_weight_t *const *w, co
         int slot = -1;
         for (int s = 0; s < n_done; s++)
             if (done_vt[s] == vt) slot = s;
-        void *buf = (char *)c->xq + (size_t)(slot >= 0 ? slot : n_done) * (size_t)c->max_tokens * c->xq_stride;
+        void *buf = (char *)c->xq + ((size_t)(slot >= 0 ? slot : n_done) * (size_t)c->max_tokens + (size_t)xq_row0) *
+                                        c->xq_stride;
         if (slot < 0) {
             quant_job_t q = {vt, x, x_stride, w[i]->ne0, m, buf, c->xq_stride};
-            if (m >= 8) threadpool_run(c->pool, quant_worker, &q);
+            if (m >= 8 && !serial) threadpool_run(c->pool, quant_worker, &q);
             else quant_worker(&q, 0, 1);
             done_vt[n_done++] = vt;
         }
@@ -305,7 +320,8 @@ static void fwd_matmul(model_ctx_t *c, int n, const model_weight_t *const *w, co
         j.y[i] = y[i];
         j.y_stride[i] = y_stride[i];
     }
-    threadpool_run(c->pool, mm_worker, &j);
+    if (serial) mm_worker(&j, 0, 1);
+    else threadpool_run(c->pool, mm_worker, &j);
 }
 
 /* ---- attention ---- */
@@ -323,6 +339,24 @@ typedef struct {
 
 
 static void attn_units(void *arg, int ith, int nth);
+
+/* The engine order's unit of attention: sequence s's tokens among [i0, i1),
+ * the query heads of kv head hk (scores: the thread's scratch) */
+static void attn_engine_unit(model_ctx_t *c, const kv_cache_t *kv, const model_batch_t *b, int layer, int s, int hk,
+                             int i0, int i1, float *scores)
+{
+    const model_hparams_t *hp = &c->m->hp;
+    const int HD = hp->head_dim, KVD = kv->kv_dim, QD = hp->n_head * HD, group = hp->n_head / hp->n_head_kv;
+    const size_t layer_off = (size_t)layer * kv->n_blocks * kv->block_size * KVD;
+    const char *kl = (const char *)kv->k + layer_off * kv->elt, *vl = (const char *)kv->v + layer_off * kv->elt;
+    const kv_block_table_t *bt = &b->seq_tables[s];
+    for (int i = i0; i < i1; i++) {
+        if (b->seq[i] != s) continue;
+        const size_t qo = (size_t)i * QD + (size_t)hk * group * HD;
+        cpu_attn_engine(c->q + qo, group, HD, kl, vl, kv->type == RT_TYPE_F16, bt->blocks, kv->block_size, KVD,
+                        hk * HD, HD, b->pos[i] + 1, 1.0f / sqrtf((float)HD), scores, c->attn + qo, HD);
+    }
+}
 
 static void attn_worker(void *arg, int ith, int nth)
 {
@@ -412,14 +446,8 @@ static void attn_units(void *arg, int ith, int nth)
             if (k < n_units && (c->att_first[u * per_unit / hp->n_head] < t0 || c->att_first[u * per_unit / hp->n_head] >= t1))
                 continue;
             if (atomic_exchange_explicit(&c->att_claim[u], 1, memory_order_relaxed)) continue;
-            const int s = u * per_unit / hp->n_head, h0 = u * per_unit % hp->n_head, hk = h0 / group;
-            const kv_block_table_t *bt = &b->seq_tables[s];
-            for (int i = 0; i < b->n_tokens; i++) {
-                if (b->seq[i] != s) continue;
-                const size_t qo = (size_t)i * QD + (size_t)h0 * HD;
-                cpu_attn_engine(c->q + qo, per_unit, HD, kl, vl, f16, bt->blocks, kv->block_size, KVD, hk * HD, HD,
-                                b->pos[i] + 1, scale, scores, c->attn + qo, HD);
-            }
+            attn_engine_unit(c, kv, b, a->layer, u * per_unit / hp->n_head, u * per_unit % hp->n_head / group, 0,
+                             b->n_tokens, scores);
         }
         return;
     }
@@ -643,14 +671,12 @@ static void rope_store_row(const rows_job_t *j, int i)
     }
 }
 
-static void rows_worker(void *arg, int ith, int nth)
+/* the row pass j->phase over tokens [r0, r1) */
+static void rows_range(const rows_job_t *j, int64_t r0, int64_t r1)
 {
-    const rows_job_t *j = arg;
     model_ctx_t *c = j->c;
     const model_hparams_t *hp = &c->m->hp;
     const int E = hp->n_embd, FF = hp->n_ff;
-    int64_t r0, r1;
-    threadpool_split(j->b->n_tokens, ith, nth, 1, &r0, &r1);
     for (int64_t i = r0; i < r1; i++) {
         float *x = c->x + (size_t)i * E, *xn = c->xn + (size_t)i * E;
         switch (j->phase) {
@@ -668,10 +694,150 @@ static void rows_worker(void *arg, int ith, int nth)
     }
 }
 
+static void rows_worker(void *arg, int ith, int nth)
+{
+    const rows_job_t *j = arg;
+    int64_t r0, r1;
+    threadpool_split(j->b->n_tokens, ith, nth, 1, &r0, &r1);
+    rows_range(j, r0, r1);
+}
+
 static void fwd_rows(model_ctx_t *c, rows_job_t *j)
 {
     if (j->b->n_tokens >= FWD_ROWS_PARALLEL) threadpool_run(c->pool, rows_worker, j);
     else rows_worker(j, 0, 1);
+}
+
+/* ---- data-parallel forward ----
+ * A batch of many sequences runs as one forward per thread: thread t takes
+ * its share of the sequences (whole sequences, at least FWD_DP_MIN_ROWS
+ * tokens) through every layer alone - norms, GEMMs over all the weight rows
+ * for its rows, RoPE, attention, the head - with no fork/join and nothing
+ * crossing to another core until the end. Each GEMM is still one pass over
+ * the weights for all of the thread's sequences, and at 8+ rows the packed
+ * kernel runs within a few % of its 16-row speed; what goes is the ~12
+ * fork/joins per layer and the hand-over of every activation between a
+ * matmul's column split and a row pass's row split. On this VM's two vCPUs,
+ * 16 sequences (bench-engine, interleaved with the split forward): 2.65-2.7k
+ * -> 3.25-3.3k tok/s while the vCPUs sat on two dies, about even (3.2-3.4k)
+ * while they shared an L3; 64 sequences 3.2-3.5k -> 3.5-3.65k. The bits are the split forward's:
+ * every kernel gives each output element the same operations whatever the
+ * rows and row ranges. The weights are read once per thread per step: with
+ * many cores, groups of cores (a die each) would split rows within and
+ * sequences across - not done here (one level, all threads). */
+#define FWD_DP_MIN_ROWS 8
+#define FWD_DP_MAX_THREADS 64
+
+typedef struct {
+    model_ctx_t *c;
+    kv_cache_t *kv;
+    const model_batch_t *b;
+    float *logits;
+    int cut[FWD_DP_MAX_THREADS + 1]; /* thread t: tokens [cut[t], cut[t + 1]) */
+    int out0[FWD_DP_MAX_THREADS];    /* its first logits row */
+} dp_job_t;
+
+/* Cut the batch into near-equal shares of whole sequences (each within 25%
+ * of T / nth tokens, at least FWD_DP_MIN_ROWS), or return false. Needs
+ * c->att_first and every sequence's tokens contiguous. */
+static bool fwd_dp_plan(const model_ctx_t *c, const model_batch_t *b, dp_job_t *d)
+{
+    const int nth = model_ctx_threads(c), T = b->n_tokens;
+    if (c->attn_order != MODEL_ATTN_ENGINE || nth < 2 || nth > FWD_DP_MAX_THREADS || T < FWD_DP_MIN_ROWS * nth)
+        return false;
+    for (int i = 1; i < T; i++) /* contiguous: a new sequence starts where it first appears */
+        if (b->seq[i] != b->seq[i - 1] && c->att_first[b->seq[i]] != i) return false;
+    d->cut[0] = 0;
+    d->cut[nth] = T;
+    for (int t = 1; t < nth; t++) { /* the sequence bound nearest the ideal cut */
+        const int ideal = (int)((int64_t)T * t / nth);
+        int k = -1;
+        for (int dist = 0; dist <= T && k < 0; dist++) {
+            if (ideal - dist > 0 && b->seq[ideal - dist] != b->seq[ideal - dist - 1]) k = ideal - dist;
+            else if (ideal + dist < T && b->seq[ideal + dist] != b->seq[ideal + dist - 1]) k = ideal + dist;
+        }
+        if (k < 0) return false;
+        d->cut[t] = k;
+    }
+    const double share = (double)T / nth;
+    for (int t = 0; t < nth; t++) {
+        const int n = d->cut[t + 1] - d->cut[t];
+        if (n < FWD_DP_MIN_ROWS || n < 0.75 * share || n > 1.25 * share) return false;
+    }
+    for (int t = 0, n_out = 0, i = 0; t < nth; t++) {
+        d->out0[t] = n_out;
+        for (; i < d->cut[t + 1]; i++) n_out += b->logits[i] != 0;
+    }
+    return true;
+}
+
+static void dp_worker(void *arg, int ith, int nth)
+{
+    const dp_job_t *d = arg;
+    model_ctx_t *c = d->c;
+    const model_t *m = c->m;
+    const model_hparams_t *hp = &m->hp;
+    const model_batch_t *b = d->b;
+    const int t0 = d->cut[ith], t1 = d->cut[ith + 1], mt = t1 - t0;
+    const int E = hp->n_embd, HD = hp->head_dim, QD = hp->n_head * HD, KVD = hp->n_head_kv * HD, FF = hp->n_ff;
+    float *scores = c->att_scores + (size_t)ith * 4 * c->att_cap;
+    (void)nth;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const model_layer_t *L = &m->layers[l];
+        rows_job_t rj = {ROWS_ATTN_NORM, c, d->kv, b, L, l};
+        rows_range(&rj, t0, t1);
+        {
+            const model_weight_t *w[3] = {&L->wq, &L->wk, &L->wv};
+            float *y[3] = {c->q + (size_t)t0 * QD, c->k + (size_t)t0 * KVD, c->v + (size_t)t0 * KVD};
+            int64_t ys[3] = {QD, KVD, KVD};
+            fwd_matmul_rows(c, 3, w, c->xn + (size_t)t0 * E, E, mt, y, ys, 0, NULL, t0, true);
+        }
+        rj.phase = ROWS_ROPE_STORE;
+        rows_range(&rj, t0, t1);
+        for (int i = t0; i < t1; i++) /* each sequence of the share, from its first token */
+            if (c->att_first[b->seq[i]] == i)
+                for (int hk = 0; hk < hp->n_head_kv; hk++)
+                    attn_engine_unit(c, d->kv, b, l, b->seq[i], hk, i, t1, scores);
+        {
+            const model_weight_t *w[1] = {&L->wo};
+            float *y[1] = {c->xn + (size_t)t0 * E};
+            int64_t ys[1] = {E};
+            fwd_matmul_rows(c, 1, w, c->attn + (size_t)t0 * QD, QD, mt, y, ys, 0, NULL, t0, true);
+        }
+        rj.phase = ROWS_RESID_FFN_NORM;
+        rows_range(&rj, t0, t1);
+        {
+            const model_weight_t *w[2] = {&L->w_gate, &L->w_up};
+            float *y[2] = {c->g + (size_t)t0 * FF, c->u + (size_t)t0 * FF};
+            int64_t ys[2] = {FF, FF};
+            fwd_matmul_rows(c, 2, w, c->xn + (size_t)t0 * E, E, mt, y, ys, 0, NULL, t0, true);
+        }
+        rj.phase = ROWS_SWIGLU;
+        rows_range(&rj, t0, t1);
+        {
+            const model_weight_t *w[1] = {&L->w_down};
+            float *y[1] = {c->xn + (size_t)t0 * E};
+            int64_t ys[1] = {E};
+            fwd_matmul_rows(c, 1, w, c->g + (size_t)t0 * FF, FF, mt, y, ys, 0, NULL, t0, true);
+        }
+        rj.phase = ROWS_RESID;
+        rows_range(&rj, t0, t1);
+    }
+    /* the head, for the share's rows that want logits: xo and logits rows
+     * from out0 (disjoint across threads), quantized rows from t0 (in the share) */
+    const int out0 = d->out0[ith];
+    int n = 0;
+    for (int i = t0; i < t1; i++)
+        if (b->logits[i]) {
+            fwd_rmsnorm(c, c->x + (size_t)i * E, m->output_norm, c->xo + (size_t)(out0 + n) * E, E, hp->rms_eps);
+            n++;
+        }
+    if (n > 0) {
+        const model_weight_t *w[1] = {&m->output};
+        float *y[1] = {d->logits + (size_t)out0 * (size_t)hp->n_vocab};
+        int64_t ys[1] = {hp->n_vocab};
+        fwd_matmul_rows(c, 1, w, c->xo + (size_t)out0 * E, E, n, y, ys, 0, NULL, t0, true);
+    }
 }
 
 rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b, float *logits)
@@ -697,6 +863,12 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
         const char *row = (const char *)m->tok_embd.data + (size_t)b->tokens[i] * m->tok_embd.row_bytes;
         st = cpu_dequantize_row(m->tok_embd.type, row, c->x + (size_t)i * E, E);
         if (st) return st;
+    }
+
+    dp_job_t dp = {.c = c, .kv = kv, .b = b, .logits = logits};
+    if (fwd_dp_plan(c, b, &dp)) {
+        threadpool_run(c->pool, dp_worker, &dp);
+        return RT_OK;
     }
 
     for (int l = 0; l < hp->n_layer; l++) {

@@ -1,7 +1,9 @@
 /* test_forward.c - the batched, paged forward pass: two sequences in one
  * batch, with their KV blocks interleaved in the pool, give bit-identical
  * logits to each sequence run alone; decode steps after a batched prefill
- * match too; with the batch-invariant attention order, every token's logits
+ * match too; the engine's data-parallel forward (whole sequences per thread,
+ * for batches of 8+ tokens per thread) gives each sequence's logits the
+ * bits of its forward alone; with the batch-invariant attention order, every token's logits
  * are the same in one 100-token batch as in chunks of 1 to 13 (the matmuls'
  * batched tiles against the dot tiles, wide rows); bad batches are refused.
  * The models are written by rotor-model (found beside this binary:
@@ -116,6 +118,69 @@ static void test_two_sequences_in_one_batch(void **state)
     model_ctx_destroy(c);
     kv_cache_destroy(kv);
     model_free(m);
+}
+
+/* The engine's setup (packed weights, engine attention and KV layout), 2
+ * threads: 16 sequences prefilled in one batch of 48 tokens, then two decode
+ * steps of 16 tokens (all data-parallel: 8+ tokens of whole sequences per
+ * thread) against the same sequences run one forward each (too small to split
+ * that way) in another cache with other blocks: the same bits. */
+static void data_parallel_same_bits(const char *path)
+{
+    enum { S = 16, P = 3 };
+    model_t *m = NULL;
+    assert_int_equal(model_load(path, &m), RT_OK);
+    assert_int_equal(model_pack_weights(m), RT_OK);
+    const int V = model_hparams(m)->n_vocab;
+    kv_cache_t *kv[2] = {NULL, NULL};
+    model_ctx_t *c = NULL;
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(kv_cache_create_layout(m, 2 * S, 16, RT_TYPE_F16, KV_LAYOUT_ENGINE, &kv[k]), RT_OK);
+    assert_int_equal(model_ctx_create(m, S * P, 2, &c), RT_OK);
+    model_ctx_set_attn_order(c, MODEL_ATTN_ENGINE);
+    model_ctx_set_matmul(c, MODEL_MATMUL_PACKED);
+    int32_t blk[2][S];
+    kv_block_table_t tables[2][S];
+    for (int s = 0; s < S; s++) {
+        blk[0][s] = s, blk[1][s] = 2 * S - 1 - 2 * s; /* another block for each sequence in the second cache */
+        tables[0][s] = (kv_block_table_t){&blk[0][s], 1};
+        tables[1][s] = (kv_block_table_t){&blk[1][s], 1};
+    }
+    float *batched = malloc(sizeof(float) * (size_t)V * S), *alone = malloc(sizeof(float) * (size_t)V * S);
+    int32_t tok[S * P], pos[S * P], seq[S * P];
+    uint8_t want[S * P];
+    for (int step = 0; step < 3; step++) {
+        const int per = step == 0 ? P : 1, p0 = step == 0 ? 0 : P + step - 1;
+        for (int s = 0; s < S; s++)
+            for (int j = 0; j < per; j++) {
+                const int i = s * per + j;
+                tok[i] = (int32_t)((s * 131 + (p0 + j) * 17 + 5) % (V - 10) + 5);
+                pos[i] = p0 + j, seq[i] = s, want[i] = j == per - 1;
+            }
+        model_batch_t b = {S * per, tok, pos, seq, want, tables[0], S};
+        assert_int_equal(model_forward(c, kv[0], &b, batched), RT_OK);
+        for (int s = 0; s < S; s++) {
+            int32_t zero[P] = {0};
+            model_batch_t one = {per, tok + s * per, pos + s * per, zero, want + s * per, &tables[1][s], 1};
+            assert_int_equal(model_forward(c, kv[1], &one, alone + (size_t)s * V), RT_OK);
+        }
+        for (int s = 0; s < S; s++)
+            if (memcmp(batched + (size_t)s * V, alone + (size_t)s * V, sizeof(float) * (size_t)V) != 0)
+                fail_msg("%s step %d sequence %d: data-parallel batch and alone differ", path, step, s);
+    }
+    free(batched);
+    free(alone);
+    model_ctx_destroy(c);
+    kv_cache_destroy(kv[0]);
+    kv_cache_destroy(kv[1]);
+    model_free(m);
+}
+
+static void test_data_parallel_same_bits(void **state)
+{
+    (void)state;
+    data_parallel_same_bits(wide_path); /* q4_1: packed GEMM */
+    data_parallel_same_bits(gqa_path);  /* f32: cpu_matmul; 3 query heads per kv head */
 }
 
 static void chunked_vs_whole(cpu_isa_t isa, rt_type_t kv_type)
@@ -251,6 +316,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_sequences_in_one_batch),
+        cmocka_unit_test(test_data_parallel_same_bits),
         cmocka_unit_test(test_invariant_order_chunked_equals_whole),
         cmocka_unit_test(test_compat_decode_group_same_bits),
         cmocka_unit_test(test_bad_batches_are_refused),
