@@ -732,9 +732,7 @@ typedef struct {
     model_ctx_t *c;
     kv_cache_t *kv;
     const model_batch_t *b;
-    float *logits;
     int cut[FWD_DP_MAX_THREADS + 1]; /* thread t: tokens [cut[t], cut[t + 1]) */
-    int out0[FWD_DP_MAX_THREADS];    /* its first logits row */
 } dp_job_t;
 
 /* Cut the batch into near-equal shares of whole sequences (each within 25%
@@ -763,10 +761,6 @@ static bool fwd_dp_plan(const model_ctx_t *c, const model_batch_t *b, dp_job_t *
     for (int t = 0; t < nth; t++) {
         const int n = d->cut[t + 1] - d->cut[t];
         if (n < FWD_DP_MIN_ROWS || n < 0.75 * share || n > 1.25 * share) return false;
-    }
-    for (int t = 0, n_out = 0, i = 0; t < nth; t++) {
-        d->out0[t] = n_out;
-        for (; i < d->cut[t + 1]; i++) n_out += b->logits[i] != 0;
     }
     return true;
 }
@@ -823,22 +817,9 @@ static void dp_worker(void *arg, int ith, int nth)
         rj.phase = ROWS_RESID;
         rows_range(&rj, t0, t1);
     }
-    /* the head, for the share's rows that want logits: xo and logits rows
-     * from out0 (disjoint across threads), quantized rows from t0 (in the share) */
-    const int out0 = d->out0[ith];
-    int n = 0;
-    for (int i = t0; i < t1; i++)
-        if (b->logits[i]) {
-            fwd_rmsnorm(c, c->x + (size_t)i * E, m->output_norm, c->xo + (size_t)(out0 + n) * E, E, hp->rms_eps);
-            n++;
-        }
-    if (n > 0) {
-        const model_weight_t *w[1] = {&m->output};
-        float *y[1] = {d->logits + (size_t)out0 * (size_t)hp->n_vocab};
-        int64_t ys[1] = {hp->n_vocab};
-        fwd_matmul_rows(c, 1, w, c->xo + (size_t)out0 * E, E, n, y, ys, 0, NULL, t0, true);
-    }
 }
+
+static void fwd_layers_split(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b);
 
 rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b, float *logits)
 {
@@ -846,8 +827,7 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
     if (st) return st;
     const model_t *m = c->m;
     const model_hparams_t *hp = &m->hp;
-    const int T = b->n_tokens, E = hp->n_embd, HD = hp->head_dim;
-    const int QD = hp->n_head * HD, KVD = hp->n_head_kv * HD, FF = hp->n_ff;
+    const int T = b->n_tokens, E = hp->n_embd;
 
     /* RoPE's cos/sin per token, shared by every layer */
     for (int i = 0; i < T; i++)
@@ -865,12 +845,37 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
         if (st) return st;
     }
 
-    dp_job_t dp = {.c = c, .kv = kv, .b = b, .logits = logits};
-    if (fwd_dp_plan(c, b, &dp)) {
-        threadpool_run(c->pool, dp_worker, &dp);
-        return RT_OK;
-    }
+    dp_job_t dp = {.c = c, .kv = kv, .b = b};
+    if (fwd_dp_plan(c, b, &dp)) threadpool_run(c->pool, dp_worker, &dp);
+    else fwd_layers_split(c, kv, b);
 
+    /* head: only for the rows that want logits (the last down matmul asked
+     * for its weights); split by vocabulary rows after the data-parallel
+     * layers too, so the largest matrix (30 MB for SmolLM2) is read once
+     * per step, not once per thread (the same speed on this VM, 5
+     * interleaved runs each way; half the memory traffic for it) */
+    int n_out = 0;
+    for (int i = 0; i < T; i++)
+        if (b->logits[i]) {
+            fwd_rmsnorm(c, c->x + (size_t)i * E, m->output_norm, c->xo + (size_t)n_out * E, E, hp->rms_eps);
+            n_out++;
+        }
+    if (n_out > 0) {
+        const model_weight_t *w[1] = {&m->output};
+        float *y[1] = {logits};
+        int64_t ys[1] = {hp->n_vocab};
+        fwd_matmul(c, 1, w, c->xo, E, n_out, y, ys, 0, NULL);
+    }
+    return RT_OK;
+}
+
+/* the layers, each operation split over the threads */
+static void fwd_layers_split(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b)
+{
+    const model_t *m = c->m;
+    const model_hparams_t *hp = &m->hp;
+    const int T = b->n_tokens, E = hp->n_embd, HD = hp->head_dim;
+    const int QD = hp->n_head * HD, KVD = hp->n_head_kv * HD, FF = hp->n_ff;
     for (int l = 0; l < hp->n_layer; l++) {
         const model_layer_t *L = &m->layers[l];
         rows_job_t rj = {ROWS_ATTN_NORM, c, kv, b, L, l};
@@ -924,18 +929,4 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
         fwd_rows(c, &rj);
     }
 
-    /* head: only for the rows that want logits (the last down matmul asked for its weights) */
-    int n_out = 0;
-    for (int i = 0; i < T; i++)
-        if (b->logits[i]) {
-            fwd_rmsnorm(c, c->x + (size_t)i * E, m->output_norm, c->xo + (size_t)n_out * E, E, hp->rms_eps);
-            n_out++;
-        }
-    if (n_out > 0) {
-        const model_weight_t *w[1] = {&m->output};
-        float *y[1] = {logits};
-        int64_t ys[1] = {hp->n_vocab};
-        fwd_matmul(c, 1, w, c->xo, E, n_out, y, ys, 0, NULL);
-    }
-    return RT_OK;
 }
