@@ -765,61 +765,88 @@ static bool fwd_dp_plan(const model_ctx_t *c, const model_batch_t *b, dp_job_t *
     return true;
 }
 
+/* How a layer's operations run: over the whole batch, each one split over
+ * the pool (dp false), or over tokens [t0, t1) on the calling thread alone
+ * (dp: its share of a data-parallel batch; scores is its scratch). */
+typedef struct {
+    int t0, t1;
+    bool dp;
+    float *scores;
+} fwd_run_t;
+
+static void fwd_rows_run(model_ctx_t *c, rows_job_t *rj, rows_phase_t phase, const fwd_run_t *r)
+{
+    rj->phase = phase;
+    if (r->dp) rows_range(rj, r->t0, r->t1);
+    else fwd_rows(c, rj);
+}
+
+static void fwd_attention(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b, const model_layer_t *L, int l,
+                          const fwd_run_t *r)
+{
+    if (r->dp) {
+        for (int i = r->t0; i < r->t1; i++) /* each sequence of the share, from its first token */
+            if (c->att_first[b->seq[i]] == i)
+                for (int hk = 0; hk < c->m->hp.n_head_kv; hk++)
+                    attn_engine_unit(c, kv, b, l, b->seq[i], hk, i, r->t1, r->scores);
+        return;
+    }
+    attn_job_t aj = {c, kv, b, l, 0, fwd_attn_split(c, b), &L->wo};
+    if (c->attn_order == MODEL_ATTN_ENGINE && !aj.split) /* attn_worker's claims of units, per sequence */
+        for (int u = 0; u < b->n_seqs * c->m->hp.n_head_kv; u++)
+            atomic_store_explicit(&c->att_claim[u], 0, memory_order_relaxed);
+    threadpool_run(c->pool, attn_worker, &aj);
+    /* a few merges (a few hundred FMAs each) on the caller: cheaper than a fork/join */
+    if (aj.split && fwd_attn_merges(c, b) <= FWD_SERIAL_MERGES) attn_merge_worker(&aj, 0, 1);
+    else if (aj.split) threadpool_run(c->pool, attn_merge_worker, &aj);
+}
+
+/* layer l for the tokens and threads r says */
+static void fwd_layer(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b, int l, const fwd_run_t *r)
+{
+    const model_t *m = c->m;
+    const model_hparams_t *hp = &m->hp;
+    const int E = hp->n_embd, HD = hp->head_dim, QD = hp->n_head * HD, KVD = hp->n_head_kv * HD, FF = hp->n_ff;
+    const size_t t0 = (size_t)r->t0;
+    const int64_t mt = r->t1 - r->t0;
+    const model_layer_t *L = &m->layers[l];
+    rows_job_t rj = {ROWS_ATTN_NORM, c, kv, b, L, l};
+    const model_weight_t *wqkv[3] = {&L->wq, &L->wk, &L->wv};
+    const model_weight_t *wo[1] = {&L->wo}, *wgu[2] = {&L->w_gate, &L->w_up}, *wdown[1] = {&L->w_down};
+    const model_layer_t *N = l + 1 < hp->n_layer ? &m->layers[l + 1] : NULL;
+    const model_weight_t *wnext[3] = {N ? &N->wq : &m->output, N ? &N->wk : NULL, N ? &N->wv : NULL};
+    if (!r->dp) {
+        /* each matmul's threads ask for the next one's weights (fwd_prefetch_share): the caller starts the chain */
+        if (l == 0) fwd_prefetch_weights(c, 3, wqkv, mt);
+        if (mt <= FWD_KV_PREFETCH_TOKENS)
+            for (int i = r->t0; i < r->t1; i++) kv_prefetch_slot(kv, b, l, i);
+    }
+    fwd_rows_run(c, &rj, ROWS_ATTN_NORM, r);
+    float *yqkv[3] = {c->q + t0 * QD, c->k + t0 * KVD, c->v + t0 * KVD};
+    const int64_t sqkv[3] = {QD, KVD, KVD};
+    fwd_matmul_rows(c, 3, wqkv, c->xn + t0 * E, E, mt, yqkv, sqkv, 0, NULL, r->t0, r->dp);
+    fwd_rows_run(c, &rj, ROWS_ROPE_STORE, r);
+    fwd_attention(c, kv, b, L, l, r);
+    float *yo[1] = {c->xn + t0 * E};
+    const int64_t sE[1] = {E};
+    fwd_matmul_rows(c, 1, wo, c->attn + t0 * QD, QD, mt, yo, sE, 2, wgu, r->t0, r->dp);
+    fwd_rows_run(c, &rj, ROWS_RESID_FFN_NORM, r);
+    float *ygu[2] = {c->g + t0 * FF, c->u + t0 * FF};
+    const int64_t sFF[2] = {FF, FF};
+    fwd_matmul_rows(c, 2, wgu, c->xn + t0 * E, E, mt, ygu, sFF, 1, wdown, r->t0, r->dp);
+    fwd_rows_run(c, &rj, ROWS_SWIGLU, r);
+    fwd_matmul_rows(c, 1, wdown, c->g + t0 * FF, FF, mt, yo, sE, N ? 3 : 1, wnext, r->t0, r->dp);
+    fwd_rows_run(c, &rj, ROWS_RESID, r);
+}
+
 static void dp_worker(void *arg, int ith, int nth)
 {
     const dp_job_t *d = arg;
     model_ctx_t *c = d->c;
-    const model_t *m = c->m;
-    const model_hparams_t *hp = &m->hp;
-    const model_batch_t *b = d->b;
-    const int t0 = d->cut[ith], t1 = d->cut[ith + 1], mt = t1 - t0;
-    const int E = hp->n_embd, HD = hp->head_dim, QD = hp->n_head * HD, KVD = hp->n_head_kv * HD, FF = hp->n_ff;
-    float *scores = c->att_scores + (size_t)ith * 4 * c->att_cap;
+    const fwd_run_t r = {d->cut[ith], d->cut[ith + 1], true, c->att_scores + (size_t)ith * 4 * c->att_cap};
     (void)nth;
-    for (int l = 0; l < hp->n_layer; l++) {
-        const model_layer_t *L = &m->layers[l];
-        rows_job_t rj = {ROWS_ATTN_NORM, c, d->kv, b, L, l};
-        rows_range(&rj, t0, t1);
-        {
-            const model_weight_t *w[3] = {&L->wq, &L->wk, &L->wv};
-            float *y[3] = {c->q + (size_t)t0 * QD, c->k + (size_t)t0 * KVD, c->v + (size_t)t0 * KVD};
-            int64_t ys[3] = {QD, KVD, KVD};
-            fwd_matmul_rows(c, 3, w, c->xn + (size_t)t0 * E, E, mt, y, ys, 0, NULL, t0, true);
-        }
-        rj.phase = ROWS_ROPE_STORE;
-        rows_range(&rj, t0, t1);
-        for (int i = t0; i < t1; i++) /* each sequence of the share, from its first token */
-            if (c->att_first[b->seq[i]] == i)
-                for (int hk = 0; hk < hp->n_head_kv; hk++)
-                    attn_engine_unit(c, d->kv, b, l, b->seq[i], hk, i, t1, scores);
-        {
-            const model_weight_t *w[1] = {&L->wo};
-            float *y[1] = {c->xn + (size_t)t0 * E};
-            int64_t ys[1] = {E};
-            fwd_matmul_rows(c, 1, w, c->attn + (size_t)t0 * QD, QD, mt, y, ys, 0, NULL, t0, true);
-        }
-        rj.phase = ROWS_RESID_FFN_NORM;
-        rows_range(&rj, t0, t1);
-        {
-            const model_weight_t *w[2] = {&L->w_gate, &L->w_up};
-            float *y[2] = {c->g + (size_t)t0 * FF, c->u + (size_t)t0 * FF};
-            int64_t ys[2] = {FF, FF};
-            fwd_matmul_rows(c, 2, w, c->xn + (size_t)t0 * E, E, mt, y, ys, 0, NULL, t0, true);
-        }
-        rj.phase = ROWS_SWIGLU;
-        rows_range(&rj, t0, t1);
-        {
-            const model_weight_t *w[1] = {&L->w_down};
-            float *y[1] = {c->xn + (size_t)t0 * E};
-            int64_t ys[1] = {E};
-            fwd_matmul_rows(c, 1, w, c->g + (size_t)t0 * FF, FF, mt, y, ys, 0, NULL, t0, true);
-        }
-        rj.phase = ROWS_RESID;
-        rows_range(&rj, t0, t1);
-    }
+    for (int l = 0; l < c->m->hp.n_layer; l++) fwd_layer(c, d->kv, d->b, l, &r);
 }
-
-static void fwd_layers_split(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b);
 
 rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b, float *logits)
 {
@@ -847,7 +874,10 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
 
     dp_job_t dp = {.c = c, .kv = kv, .b = b};
     if (fwd_dp_plan(c, b, &dp)) threadpool_run(c->pool, dp_worker, &dp);
-    else fwd_layers_split(c, kv, b);
+    else {
+        const fwd_run_t all = {0, T, false, NULL};
+        for (int l = 0; l < hp->n_layer; l++) fwd_layer(c, kv, b, l, &all);
+    }
 
     /* head: only for the rows that want logits (the last down matmul asked
      * for its weights); split by vocabulary rows after the data-parallel
@@ -869,64 +899,3 @@ rt_status_t model_forward(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
     return RT_OK;
 }
 
-/* the layers, each operation split over the threads */
-static void fwd_layers_split(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b)
-{
-    const model_t *m = c->m;
-    const model_hparams_t *hp = &m->hp;
-    const int T = b->n_tokens, E = hp->n_embd, HD = hp->head_dim;
-    const int QD = hp->n_head * HD, KVD = hp->n_head_kv * HD, FF = hp->n_ff;
-    for (int l = 0; l < hp->n_layer; l++) {
-        const model_layer_t *L = &m->layers[l];
-        rows_job_t rj = {ROWS_ATTN_NORM, c, kv, b, L, l};
-        const model_weight_t *wqkv[3] = {&L->wq, &L->wk, &L->wv};
-        const model_weight_t *wgu[2] = {&L->w_gate, &L->w_up}, *wdown[1] = {&L->w_down};
-        /* each matmul's threads ask for the next one's weights (fwd_prefetch_share): the caller starts the chain */
-        if (l == 0) fwd_prefetch_weights(c, 3, wqkv, T);
-        if (T <= FWD_KV_PREFETCH_TOKENS)
-            for (int i = 0; i < T; i++) kv_prefetch_slot(kv, b, l, i);
-        fwd_rows(c, &rj);
-        {
-            const model_weight_t *w[3] = {&L->wq, &L->wk, &L->wv};
-            float *y[3] = {c->q, c->k, c->v};
-            int64_t ys[3] = {QD, KVD, KVD};
-            fwd_matmul(c, 3, w, c->xn, E, T, y, ys, 0, NULL);
-        }
-        rj.phase = ROWS_ROPE_STORE;
-        fwd_rows(c, &rj);
-        attn_job_t aj = {c, kv, b, l, 0, fwd_attn_split(c, b), &L->wo};
-        if (c->attn_order == MODEL_ATTN_ENGINE && !aj.split) /* attn_worker's claims of units, per sequence */
-            for (int u = 0; u < b->n_seqs * hp->n_head_kv; u++) atomic_store_explicit(&c->att_claim[u], 0, memory_order_relaxed);
-        threadpool_run(c->pool, attn_worker, &aj);
-        /* a few merges (a few hundred FMAs each) on the caller: cheaper than a fork/join */
-        if (aj.split && fwd_attn_merges(c, b) <= FWD_SERIAL_MERGES) attn_merge_worker(&aj, 0, 1);
-        else if (aj.split) threadpool_run(c->pool, attn_merge_worker, &aj);
-        {
-            const model_weight_t *w[1] = {&L->wo};
-            float *y[1] = {c->xn};
-            int64_t ys[1] = {E};
-            fwd_matmul(c, 1, w, c->attn, QD, T, y, ys, 2, wgu);
-        }
-        rj.phase = ROWS_RESID_FFN_NORM;
-        fwd_rows(c, &rj);
-        {
-            const model_weight_t *w[2] = {&L->w_gate, &L->w_up};
-            float *y[2] = {c->g, c->u};
-            int64_t ys[2] = {FF, FF};
-            fwd_matmul(c, 2, w, c->xn, E, T, y, ys, 1, wdown);
-        }
-        rj.phase = ROWS_SWIGLU;
-        fwd_rows(c, &rj);
-        {
-            const model_weight_t *w[1] = {&L->w_down};
-            float *y[1] = {c->xn};
-            int64_t ys[1] = {E};
-            const model_layer_t *N = l + 1 < hp->n_layer ? &m->layers[l + 1] : NULL;
-            const model_weight_t *next[3] = {N ? &N->wq : &m->output, N ? &N->wk : NULL, N ? &N->wv : NULL};
-            fwd_matmul(c, 1, w, c->g, FF, T, y, ys, N ? 3 : 1, next);
-        }
-        rj.phase = ROWS_RESID;
-        fwd_rows(c, &rj);
-    }
-
-}
