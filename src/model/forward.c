@@ -709,21 +709,22 @@ static void fwd_rows(model_ctx_t *c, rows_job_t *j)
 }
 
 /* ---- data-parallel forward ----
- * A batch of many sequences runs as one forward per thread: thread t takes
- * its share of the sequences (whole sequences, at least FWD_DP_MIN_ROWS
- * tokens) through every layer alone - norms, GEMMs over all the weight rows
- * for its rows, RoPE, attention, the head - with no fork/join and nothing
- * crossing to another core until the end. Each GEMM is still one pass over
- * the weights for all of the thread's sequences, and at 8+ rows the packed
- * kernel runs within a few % of its 16-row speed; what goes is the ~12
- * fork/joins per layer and the hand-over of every activation between a
- * matmul's column split and a row pass's row split. On this VM's two vCPUs,
- * 16 sequences (bench-engine, interleaved with the split forward): 2.65-2.7k
- * -> 3.25-3.3k tok/s while the vCPUs sat on two dies, about even (3.2-3.4k)
- * while they shared an L3; 64 sequences 3.2-3.5k -> 3.5-3.65k. The bits are the split forward's:
+ * A batch of many sequences runs its layers as one forward per thread:
+ * thread t takes its share of the sequences (whole sequences, at least
+ * FWD_DP_MIN_ROWS tokens) through every layer alone - norms, GEMMs over all
+ * the weight rows for its rows, RoPE, attention - with no fork/join and
+ * nothing crossing to another core; the head is then split by vocabulary
+ * rows as usual. Each GEMM is still one pass over the weights for all of
+ * the thread's sequences, and at 8+ rows the packed kernel runs within a
+ * few % of its 16-row speed; what goes is the ~12 fork/joins per layer and
+ * the hand-over of every activation between a matmul's column split and a
+ * row pass's row split. On this VM's two vCPUs, 16 sequences (bench-engine,
+ * interleaved with the split forward): 2.65-2.7k -> 3.25-3.3k tok/s while
+ * the vCPUs sat on two dies, about even (3.2-3.4k) while they shared an L3;
+ * 64 sequences 3.2-3.5k -> 3.5-3.65k. The bits are the split forward's:
  * every kernel gives each output element the same operations whatever the
- * rows and row ranges. The weights are read once per thread per step: with
- * many cores, groups of cores (a die each) would split rows within and
+ * rows and row ranges. The layer weights are read once per thread per step:
+ * with many cores, groups of cores (a die each) would split rows within and
  * sequences across - not done here (one level, all threads). */
 #define FWD_DP_MIN_ROWS 8
 #define FWD_DP_MAX_THREADS 64
