@@ -21,6 +21,9 @@ Run with the project venv:  .venv/bin/python bench/bench_engine.py
   --build DIR     rotor build dir (default $ROTOR_BUILD or build)
   --rotor BIN / --stream BIN   override BUILD/bin/rotor, BUILD/bin/rotor-stream
   --skip-rotor / --skip-llama   run one side only
+  --numerics L    rotor generate --numerics, a comma list (default llamacpp,engine:
+                  both, each repeat running rotor once with each, interleaved
+                  with llama.cpp, so all figures share one period of the machine)
 """
 import argparse
 import ctypes
@@ -171,13 +174,15 @@ def parse_last_json(text):
     return None
 
 
-NUMERICS = "llamacpp"  # --numerics: rotor generate's (llamacpp: llama.cpp's bits; engine: the server's)
+# --numerics: rotor generate's (llamacpp: llama.cpp's bits, `rotor generate`'s default;
+# engine: the serving engine's packed GEMM and attention)
+NUMERICS = ["llamacpp", "engine"]
 
 
-def run_rotor(tool, model, threads):
+def run_rotor(tool, model, threads, numerics):
     cmd = [tool, "generate", "--model", model, "--prompt-tokens", str(PROMPT_TOKENS),
            "-n", str(GEN_TOKENS), "--threads", str(threads), "--json", "--ignore-eos",
-           "--numerics", NUMERICS,
+           "--numerics", numerics,
            "--warmup"]  # in-process warm-up, as llama.cpp gets one (page faults, first-touch buffers)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     if r.returncode != 0:
@@ -300,8 +305,8 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def summarize(res, bw):
-    rot, lla = res["rotor_runs"], res["llama_runs"]
+def summarize(res, bw, numerics):
+    rot, lla = res["rotor_runs"][numerics], res["llama_runs"]
     s = {k: median([r.get(k) for r in rot]) for k in ("prefill_tok_s", "decode_tok_s")}
     s = {"rotor_" + k: v for k, v in s.items()}
     for k in ("prefill_tok_s", "decode_tok_s", "internal_prefill_tok_s", "internal_decode_tok_s"):
@@ -334,25 +339,26 @@ def summarize(res, bw):
 
 def print_table(results, bw, threads):
     print()
-    print(f"rotor numerics: {NUMERICS}")
+    print("rotor numerics: " + ", ".join(f"{n} ({'llama.cpp bits' if n == 'llamacpp' else 'the server'})"
+                                         for n in NUMERICS) + "; one row each")
     if bw:
         print(f"memory bandwidth, {threads} threads (best of runs, GB/s = 1e9 B/s): "
               f"read {bw['read_gbs_best']:.1f}, triad {bw['triad_gbs_best']:.1f} "
               f"(medians {bw['read_gbs_median']:.1f} / {bw['triad_gbs_median']:.1f}); core-to-core round trip "
               + "/".join(f"{v:.0f}" for v in bw.get("core_round_trip_ns", [])) + " ns before/after")
-    hdr = ("model", "MB/tok", "rotor dec", "llama dec", "ratio", "rotor pre", "llama pre", "ratio",
+    hdr = ("model / numerics", "MB/tok", "rotor dec", "llama dec", "ratio", "rotor pre", "llama pre", "ratio",
            "roof(read)", "rotor %", "llama %", "roof(triad)")
-    print("  ".join(f"{h:>11}" for h in hdr))
-    for name, res in results.items():
-        s = res["summary"]
-        row = (name[:11], fmt(s["bytes_per_token"] and s["bytes_per_token"] / 1e6, ".1f"),
+    print(f"{hdr[0]:>20}  " + "  ".join(f"{h:>11}" for h in hdr[1:]))
+    for name, res, nm in ((n, r, nm) for n, r in results.items() for nm in NUMERICS):
+        s = res["summary"][nm]
+        row = (f"{name[:11]} / {nm}", fmt(s["bytes_per_token"] and s["bytes_per_token"] / 1e6, ".1f"),
                fmt(s["rotor_decode_tok_s"]), fmt(s["llama_decode_tok_s"]), fmt(s["decode_ratio"], ".2f"),
                fmt(s["rotor_prefill_tok_s"]), fmt(s["llama_prefill_tok_s"]), fmt(s["prefill_ratio"], ".2f"),
                fmt(s.get("roofline_read_tok_s")),
                fmt(s.get("rotor_roofline_read_frac") and 100 * s["rotor_roofline_read_frac"], ".0f"),
                fmt(s.get("llama_roofline_read_frac") and 100 * s["llama_roofline_read_frac"], ".0f"),
                fmt(s.get("roofline_triad_tok_s")))
-        print("  ".join(f"{c:>11}" for c in row))
+        print(f"{row[0]:>20}  " + "  ".join(f"{c:>11}" for c in row[1:]))
         print(f"    best of repeats: decode rotor {fmt(s['rotor_decode_tok_s_best'])} / llama.cpp "
               f"{fmt(s['llama_decode_tok_s_best'])} tok/s, prefill rotor {fmt(s['rotor_prefill_tok_s_best'])}"
               f" / llama.cpp {fmt(s['llama_prefill_tok_s_best'])} tok/s")
@@ -360,9 +366,9 @@ def print_table(results, bw, threads):
             print(f"    with the KV cache read too ({s['kv_bytes_per_token'] / 1e6:.1f} MB/token at the mean decode "
                   f"position): roofline {fmt(s['roofline_read_wkv_tok_s'])} tok/s, rotor "
                   f"{100 * s['rotor_roofline_read_wkv_frac']:.0f}%, llama.cpp {100 * s['llama_roofline_read_wkv_frac']:.0f}%")
-        if "greedy_agree_prefix" in res:
-            print(f"    same prompt: the first {res['greedy_agree_prefix']} of 16 greedy ids agree")
-        if res.get("errors"):
+        if nm in res.get("greedy_agree_prefix", {}):
+            print(f"    same prompt: the first {res['greedy_agree_prefix'][nm]} of 16 greedy ids agree")
+        if res.get("errors") and nm == NUMERICS[-1]:
             for e in res["errors"]:
                 print(f"    ! {e}")
     print("tok/s are medians over the repeats; roofline = bandwidth / weight bytes per decoded token "
@@ -380,12 +386,14 @@ def main():
     ap.add_argument("--stream", help="rotor-stream binary (default BUILD/bin/rotor-stream)")
     ap.add_argument("--skip-rotor", action="store_true")
     ap.add_argument("--skip-llama", action="store_true")
-    ap.add_argument("--numerics", choices=("llamacpp", "engine"), default="llamacpp",
-                    help="rotor generate --numerics: llama.cpp's dot-product orders (its bits, the default) "
-                         "or the serving engine's packed int8 GEMM")
+    ap.add_argument("--numerics", default="llamacpp,engine",
+                    help="comma list of rotor generate --numerics: llamacpp (llama.cpp's dot-product orders, "
+                         "its bits) and/or engine (the serving engine's packed int8 GEMM and attention)")
     args = ap.parse_args()
     global NUMERICS
-    NUMERICS = args.numerics
+    NUMERICS = [n for n in args.numerics.split(",") if n]
+    if not NUMERICS or any(n not in ("llamacpp", "engine") for n in NUMERICS):
+        ap.error("--numerics: a comma list of llamacpp, engine")
     build = os.path.join(ROOT, args.build) if not os.path.isabs(args.build) else args.build
     T = args.threads
 
@@ -409,13 +417,13 @@ def main():
     results = {}
     for name, path in resolve_models(args.models, build):
         log(f"== {name}: {path}")
-        res = {"path": path, "rotor_runs": [], "llama_runs": [], "errors": []}
+        res = {"path": path, "rotor_runs": {n: [] for n in NUMERICS}, "llama_runs": [], "errors": []}
         res["gguf_bytes_per_token"] = weight_bytes_per_token(path)
         res["kv_bytes_per_token"] = kv_bytes_per_token(path)
         runner = None
         if rotor_ok:  # warm-up (page cache); its prompt_ids become llama.cpp's prompt
             try:
-                warm = run_rotor(rotor, path, T)
+                warm = run_rotor(rotor, path, T, NUMERICS[0])
                 res["rotor_prompt_ids"] = warm.get("prompt_ids")
             except Exception as e:  # noqa: BLE001 - report and go on
                 res["errors"].append(f"rotor: {e}")
@@ -431,17 +439,17 @@ def main():
                 res["errors"].append(f"llama.cpp: {e}")
                 runner = None
         for rep in range(args.repeats):
-            if rotor_ok:  # a failed run is recorded and the next one still tried
+            for nm in NUMERICS if rotor_ok else []:  # a failed run is recorded and the next one still tried
                 try:
-                    o = run_rotor(rotor, path, T)
-                    res["rotor_runs"].append({k: o.get(k) for k in (
+                    o = run_rotor(rotor, path, T, nm)
+                    res["rotor_runs"][nm].append({k: o.get(k) for k in (
                         "prefill_tokens", "prefill_tok_s", "decode_tokens", "decode_tok_s",
                         "model_bytes_per_token")} | {"ids": (o.get("ids") or [])[:16]})
                     res["rotor_bytes_per_token"] = o.get("model_bytes_per_token")
-                    log(f"  rotor  #{rep}: prefill {fmt(o.get('prefill_tok_s'))} tok/s, "
+                    log(f"  rotor  #{rep} ({nm}): prefill {fmt(o.get('prefill_tok_s'))} tok/s, "
                         f"decode {fmt(o.get('decode_tok_s'))} tok/s")
                 except Exception as e:  # noqa: BLE001
-                    res["errors"].append(f"rotor: {e}")
+                    res["errors"].append(f"rotor ({nm}): {e}")
             if runner:
                 o = runner.run()
                 res["llama_runs"].append(o)
@@ -449,12 +457,13 @@ def main():
                     f"decode {o['decode_tok_s']:.1f} tok/s")
         if runner:
             runner.close()
-        if res.get("same_prompt") and res["rotor_runs"] and res["llama_runs"]:
-            a, b = res["rotor_runs"][0]["ids"], res["llama_runs"][0]["ids"]
-            n = 0
-            while n < min(len(a), len(b)) and a[n] == b[n]:
-                n += 1
-            res["greedy_agree_prefix"] = n  # of the first 16 generated ids
+        for nm, runs in res["rotor_runs"].items():
+            if res.get("same_prompt") and runs and res["llama_runs"]:
+                a, b = runs[0]["ids"], res["llama_runs"][0]["ids"]
+                n = 0
+                while n < min(len(a), len(b)) and a[n] == b[n]:
+                    n += 1
+                res.setdefault("greedy_agree_prefix", {})[nm] = n  # of the first 16 generated ids
         g, r = res["gguf_bytes_per_token"], res.get("rotor_bytes_per_token")
         if g and r and abs(g - r) > 0.01 * g:
             res["errors"].append(f"bytes/token: rotor says {r}, the GGUF gives {g}")
@@ -469,7 +478,7 @@ def main():
         # where the host put the vCPUs (bench/stream.c), before and after
         bw["core_round_trip_ns"] = [b.get("core_round_trip_ns", -1) for b in bw_runs]
     for res in results.values():
-        res["summary"] = summarize(res, bw)
+        res["summary"] = {nm: summarize(res, bw, nm) for nm in NUMERICS}
 
     print_table(results, bw, T)
     la = loadavg()
