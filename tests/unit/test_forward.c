@@ -120,12 +120,13 @@ static void test_two_sequences_in_one_batch(void **state)
     model_free(m);
 }
 
-/* The engine's setup (packed weights, engine attention and KV layout), 2
+/* The engine's setup (packed weights, engine attention and KV layout), 2 or 3
  * threads: 16 sequences prefilled in one batch of 48 tokens, then two decode
- * steps of 16 tokens (all data-parallel: 8+ tokens of whole sequences per
- * thread) against the same sequences run one forward each (too small to split
- * that way) in another cache with other blocks: the same bits. */
-static void data_parallel_same_bits(const char *path)
+ * steps of 16 tokens (data-parallel where each thread gets 8+ tokens of whole
+ * sequences: all three steps with 2 threads, the prefill with 3) against the
+ * same sequences run one forward each (too small to split that way) in
+ * another cache with other blocks: the same bits. */
+static void data_parallel_same_bits(const char *path, int threads)
 {
     enum { S = 16, P = 3 };
     model_t *m = NULL;
@@ -136,7 +137,7 @@ static void data_parallel_same_bits(const char *path)
     model_ctx_t *c = NULL;
     for (int k = 0; k < 2; k++)
         assert_int_equal(kv_cache_create_layout(m, 2 * S, 16, RT_TYPE_F16, KV_LAYOUT_ENGINE, &kv[k]), RT_OK);
-    assert_int_equal(model_ctx_create(m, S * P, 2, &c), RT_OK);
+    assert_int_equal(model_ctx_create(m, S * P, threads, &c), RT_OK);
     model_ctx_set_attn_order(c, MODEL_ATTN_ENGINE);
     model_ctx_set_matmul(c, MODEL_MATMUL_PACKED);
     int32_t blk[2][S];
@@ -166,7 +167,8 @@ static void data_parallel_same_bits(const char *path)
         }
         for (int s = 0; s < S; s++)
             if (memcmp(batched + (size_t)s * V, alone + (size_t)s * V, sizeof(float) * (size_t)V) != 0)
-                fail_msg("%s step %d sequence %d: data-parallel batch and alone differ", path, step, s);
+                fail_msg("%s, %d threads, step %d sequence %d: data-parallel batch and alone differ", path, threads,
+                         step, s);
     }
     free(batched);
     free(alone);
@@ -179,8 +181,9 @@ static void data_parallel_same_bits(const char *path)
 static void test_data_parallel_same_bits(void **state)
 {
     (void)state;
-    data_parallel_same_bits(wide_path); /* q4_1: packed GEMM */
-    data_parallel_same_bits(gqa_path);  /* f32: cpu_matmul; 3 query heads per kv head */
+    data_parallel_same_bits(wide_path, 2); /* q4_1: packed GEMM */
+    data_parallel_same_bits(gqa_path, 2);  /* f32: cpu_matmul; 3 query heads per kv head */
+    data_parallel_same_bits(wide_path, 3); /* three shares of the 48-token prefill */
 }
 
 static void chunked_vs_whole(cpu_isa_t isa, rt_type_t kv_type)
