@@ -1,6 +1,7 @@
 /* test_forward_noalloc.c - a decode step (and a prefill chunk) of
  * model_forward allocates no memory, and neither does an engine step
  * (batched decode with sampling and top logprobs, prefill chunks, finishing):
+ * also with 16 sequences, whose decode steps take the data-parallel forward;
  * malloc and friends are counted by wrappers defined in this binary (they
  * interpose on glibc's). Not under AddressSanitizer, which owns malloc
  * itself. */
@@ -98,44 +99,51 @@ static void test_forward_allocates_nothing(void **state)
     model_free(m);
 }
 
-static void test_engine_step_allocates_nothing(void **state)
+/* n_req requests of 10, 20, 30, 40 tokens (cycling), max_seqs at once */
+static void engine_steps_allocate_nothing(int n_req, int max_seqs, int budget)
 {
-    (void)state;
-    if (!NOALLOC_COUNTING) skip();
     engine_config_t c = engine_config_default();
     c.model_path = model_path;
     c.threads = 2;
-    c.kv_blocks = 64;
-    c.max_num_seqs = 4;
-    c.max_num_batched_tokens = 24;
+    c.kv_blocks = 64 * (n_req + 3) / 4;
+    c.max_num_seqs = max_seqs;
+    c.max_num_batched_tokens = budget;
     engine_t *e = NULL;
     assert_int_equal(engine_create(&c, &e), RT_OK);
     int32_t prompt[40];
     for (int i = 0; i < 40; i++) prompt[i] = 10 + 11 * i;
-    for (int r = 0; r < 4; r++) {
-        engine_request_t q = {.id = (uint64_t)r, .prompt = prompt, .n_prompt = (size_t)(10 + 10 * r),
-                              .sampling = sampler_params_default(), .max_tokens = 30 + r,
-                              .ignore_eos = true, .top_logprobs = 5 * r};
+    for (int r = 0; r < n_req; r++) {
+        engine_request_t q = {.id = (uint64_t)r, .prompt = prompt, .n_prompt = (size_t)(10 + 10 * (r % 4)),
+                              .sampling = sampler_params_default(), .max_tokens = 30 + r % 4,
+                              .ignore_eos = true, .top_logprobs = 5 * (r % 4)};
         q.sampling.temperature = r % 2 ? 0.7f : 0.0f;
         q.sampling.repetition_penalty = 1.1f;
         assert_int_equal(engine_add_request(e, &q), RT_OK);
     }
-    engine_event_t ev[8];
+    engine_event_t ev[64]; /* 2 x max_num_seqs or more */
     engine_step_stats_t st;
     size_t n = 0;
-    assert_int_equal(engine_step(e, ev, 8, &n, &st), RT_OK); /* warm-up: first-touch only */
+    assert_int_equal(engine_step(e, ev, 64, &n, &st), RT_OK); /* warm-up: first-touch only */
 #if NOALLOC_COUNTING
     const long before = atomic_load(&g_allocs);
     int steps = 0, finished = 0;
     for (; engine_has_work(e); steps++) {
-        assert_int_equal(engine_step(e, ev, 8, &n, &st), RT_OK);
+        assert_int_equal(engine_step(e, ev, 64, &n, &st), RT_OK);
         for (size_t k = 0; k < n; k++) finished += ev[k].kind == ENGINE_EV_FINISH;
     }
     assert_int_equal(atomic_load(&g_allocs) - before, 0);
-    assert_int_equal(finished, 4);
+    assert_int_equal(finished, n_req);
     assert_true(steps > 30);
 #endif
     engine_destroy(e);
+}
+
+static void test_engine_step_allocates_nothing(void **state)
+{
+    (void)state;
+    if (!NOALLOC_COUNTING) skip();
+    engine_steps_allocate_nothing(4, 4, 24);
+    engine_steps_allocate_nothing(16, 16, 64); /* 16 decoding sequences: the data-parallel forward */
 }
 
 int main(void)
