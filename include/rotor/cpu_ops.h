@@ -37,6 +37,12 @@ void cpu_compat_attn_head(const float *q, const float *kt, const float *vt, int 
 void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const uint16_t *v,
                                        const int32_t *blocks, int bs, int kvd, int hoff, int hd,
                                        int n_pos, float scale, bool gemm, float *p, float *out);
+/* The same head over f32 copies of a paged head's K and V gathered once for
+ * the many tokens of a prefill (kt: n_pos rows of hd; vt: hd rows of vstride,
+ * positions in order): the same bits without converting K and V again for
+ * every token. */
+void cpu_compat_attn_head_gathered_avx512(const float *q, const float *kt, const float *vt, int vstride, int hd,
+                                          int n_pos, float scale, bool gemm, float *p, float *out);
 /* Decode (gemm = false) for G <= 4 query heads of one kv head at once, each
  * with that function's bits; hd % 64 == 0. q: G rows of hd floats; p: scratch
  * of G * ((n_pos + 15) & ~15) floats; out: G rows, stride out_stride. */

@@ -130,21 +130,6 @@ AI __m512 ld16h(const uint16_t *p, __mmask16 m)
 }
 
 
-/* ggml_vec_dot_f16's four 16-lane chains over 64-element steps of np
- * elements (np % 64 == 0), combined (s0+s2)+(s1+s3) as its reduce does
- * before the final horizontal sum. */
-AI __m512 gemv4h(const uint16_t *a, const float *b, int np)
-{
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int l = 0; l < np; l += 64) {
-        s0 = _mm512_fmadd_ps(ld16h(a + l, 0xFFFF), _mm512_loadu_ps(b + l), s0);
-        s1 = _mm512_fmadd_ps(ld16h(a + l + 16, 0xFFFF), _mm512_loadu_ps(b + l + 16), s1);
-        s2 = _mm512_fmadd_ps(ld16h(a + l + 32, 0xFFFF), _mm512_loadu_ps(b + l + 32), s2);
-        s3 = _mm512_fmadd_ps(ld16h(a + l + 48, 0xFFFF), _mm512_loadu_ps(b + l + 48), s3);
-    }
-    return _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
-}
-
 /* a head's V values of the block holding position i (stored transposed:
  * hd rows of bs f16) */
 AI void pf_v_block(const uint16_t *v, const int32_t *blocks, int bs, int kvd, int hoff, int hd, int i)
@@ -188,39 +173,101 @@ AI __m512 reduce16x16(const __m512 a[16])
     const __m512i idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
     return _mm512_permutexvar_ps(idx, r);
 }
-void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const uint16_t *v, const int32_t *blocks,
-                                       int bs, int kvd, int hoff, int hd, int n_pos, float scale, bool gemm,
-                                       float *p, float *out);
-void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const uint16_t *v, const int32_t *blocks,
-                                       int bs, int kvd, int hoff, int hd, int n_pos, float scale, bool gemm,
-                                       float *p, float *out)
+/* Where a head's K and V come from: the f16 paged cache in place (k, v,
+ * blocks, ...), or f32 copies gathered once for the many tokens of a prefill
+ * (kt: position rows of hd floats; vt: hd rows of vstride floats, position
+ * order). The same values either way (f16 -> f32 is exact), so the same bits. */
+typedef struct {
+    const uint16_t *k, *v;
+    const int32_t *blocks;
+    int bs, kvd, hoff;
+    const float *kt, *vt;
+    int vstride;
+} kv_src_t;
+
+/* K row of position i */
+AI const void *src_krow(const bool F32, const kv_src_t *s, int i, int hd)
 {
+    return F32 ? (const void *)(s->kt + (size_t)i * hd)
+               : (const void *)(s->k + ((size_t)s->blocks[i / s->bs] * s->bs + i % s->bs) * s->kvd + s->hoff);
+}
+
+/* 16 K elements from l of a row */
+AI __m512 src_ldk(const bool F32, const void *row, int l)
+{
+    return F32 ? _mm512_loadu_ps((const float *)row + l) : ld16h((const uint16_t *)row + l, 0xFFFF);
+}
+
+/* V values d.. of the 16-position chunk at p0 (p0 % 16 == 0): row d + j of
+ * the result starts j * src_vstep later */
+AI const void *src_vrow(const bool F32, const kv_src_t *s, int d, int p0)
+{
+    return F32 ? (const void *)(s->vt + (size_t)d * s->vstride + p0)
+               : (const void *)(s->v + (size_t)s->blocks[p0 / s->bs] * s->bs * s->kvd + (size_t)(s->hoff + d) * s->bs +
+                                p0 % s->bs);
+}
+
+AI size_t src_vstep(const bool F32, const kv_src_t *s) { return F32 ? (size_t)s->vstride : (size_t)s->bs; }
+
+AI __m512 src_ldv(const bool F32, const void *row, size_t off, __mmask16 m)
+{
+    return F32 ? _mm512_maskz_loadu_ps(m, (const float *)row + off) : ld16h((const uint16_t *)row + off, m);
+}
+
+/* ggml_vec_dot_f16's four 16-lane chains over 64-element steps of np
+ * elements (np % 64 == 0), combined (s0+s2)+(s1+s3) as its reduce does
+ * before the final horizontal sum; a row of either source */
+AI __m512 src_gemv4(const bool F32, const void *a, const float *b, int np)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int l = 0; l < np; l += 64) {
+        s0 = _mm512_fmadd_ps(src_ldk(F32, a, l), _mm512_loadu_ps(b + l), s0);
+        s1 = _mm512_fmadd_ps(src_ldk(F32, a, l + 16), _mm512_loadu_ps(b + l + 16), s1);
+        s2 = _mm512_fmadd_ps(src_ldk(F32, a, l + 32), _mm512_loadu_ps(b + l + 32), s2);
+        s3 = _mm512_fmadd_ps(src_ldk(F32, a, l + 48), _mm512_loadu_ps(b + l + 48), s3);
+    }
+    return _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
+}
+
+AI __m512 gemv4h(const uint16_t *a, const float *b, int np) { return src_gemv4(false, a, b, np); }
+
+AI float src_k_elem(const bool F32, const void *row, int l)
+{
+    return F32 ? ((const float *)row)[l] : _cvtsh_ss(((const uint16_t *)row)[l]);
+}
+
+AI void head_src(const bool F32, const float *q, const kv_src_t *src, int hd, int n_pos, float scale, bool gemm,
+                 float *p, float *out)
+{
+    const uint16_t *k = src->k, *v = src->v;
+    const int32_t *blocks = src->blocks;
+    const int bs = src->bs, kvd = src->kvd, hoff = src->hoff;
     const bool kq_gemm = gemm && hd % 16 == 0;
     float mx = -INFINITY;
     int c0 = 0;
     if (kq_gemm) /* 16 positions at a time, reduced together */
         for (; c0 + 16 <= n_pos; c0 += 16) {
-            const uint16_t *kr[16];
+            const void *kr[16];
             __m512 acc[16];
             for (int j = 0; j < 16; j++) {
                 const int i = c0 + j;
-                kr[j] = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
+                kr[j] = src_krow(F32, src, i, hd);
                 acc[j] = _mm512_setzero_ps();
             }
             /* the next chunk's K rows and this block's V (read below) are
-             * usually not in cache: ask for them now */
-            for (int j = 0; j < 16 && c0 + 16 + j < n_pos; j++) {
+             * usually not in cache: ask for them now (gathered copies are) */
+            for (int j = 0; j < 16 && c0 + 16 + j < n_pos && !F32; j++) {
                 const int i = c0 + 16 + j;
                 const char *pf = (const char *)(k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff);
                 for (int l = 0; l < hd * 2; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
             }
-            {
+            if (!F32) {
                 const char *pv = (const char *)(v + (size_t)blocks[c0 / bs] * bs * kvd + (size_t)hoff * bs + c0 % bs);
                 for (int d = 0; d < hd; d += 2) _mm_prefetch(pv + (size_t)d * bs * 2, _MM_HINT_T0);
             }
             for (int l = 0; l < hd; l += 16) {
                 const __m512 qv = _mm512_loadu_ps(q + l);
-                for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(ld16h(kr[j] + l, 0xFFFF), qv, acc[j]);
+                for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(src_ldk(F32, kr[j], l), qv, acc[j]);
             }
             const __m512 sv = _mm512_mul_ps(reduce16x16(acc), _mm512_set1_ps(scale));
             _mm512_storeu_ps(p + c0, sv);
@@ -230,30 +277,27 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
     else if (hd % 64 == 0) /* gemv order, no leftovers: 16 positions per reduction too */
         for (; c0 + 16 <= n_pos; c0 += 16) {
             __m512 acc[16];
-            pf_decode_chunk(k, v, blocks, bs, kvd, hoff, hd, c0, n_pos);
-            for (int j = 0; j < 16; j++) {
-                const int i = c0 + j;
-                acc[j] = gemv4h(k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff, q, hd);
-            }
+            if (!F32) pf_decode_chunk(k, v, blocks, bs, kvd, hoff, hd, c0, n_pos);
+            for (int j = 0; j < 16; j++) acc[j] = src_gemv4(F32, src_krow(F32, src, c0 + j, hd), q, hd);
             const __m512 sv = _mm512_mul_ps(reduce16x16(acc), _mm512_set1_ps(scale));
             _mm512_storeu_ps(p + c0, sv);
             const float m16 = _mm512_reduce_max_ps(sv);
             if (m16 > mx) mx = m16;
         }
     for (int i = c0; i < n_pos; i++) {
-        const uint16_t *kr = k + ((size_t)blocks[i / bs] * bs + i % bs) * kvd + hoff;
-        if (i + 8 < n_pos) { /* K rows are kvd apart: prefetch a few positions ahead */
+        const void *kr = src_krow(F32, src, i, hd);
+        if (i + 8 < n_pos && !F32) { /* K rows are kvd apart: prefetch a few positions ahead */
             const char *pf = (const char *)(k + ((size_t)blocks[(i + 8) / bs] * bs + (i + 8) % bs) * kvd + hoff);
             for (int l = 0; l < hd * 2; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
         }
         float s;
         if (kq_gemm) {
             __m512 acc = _mm512_setzero_ps();
-            for (int l = 0; l < hd; l += 16) acc = _mm512_fmadd_ps(ld16h(kr + l, 0xFFFF), _mm512_loadu_ps(q + l), acc);
+            for (int l = 0; l < hd; l += 16) acc = _mm512_fmadd_ps(src_ldk(F32, kr, l), _mm512_loadu_ps(q + l), acc);
             s = _mm512_reduce_add_ps(acc);
         } else {
-            double sum = _mm512_reduce_add_ps(gemv4h(kr, q, hd & ~63));
-            for (int l = hd & ~63; l < hd; l++) sum += (double)(_cvtsh_ss(kr[l]) * q[l]);
+            double sum = _mm512_reduce_add_ps(src_gemv4(F32, kr, q, hd & ~63));
+            for (int l = hd & ~63; l < hd; l++) sum += (double)(src_k_elem(F32, kr, l) * q[l]);
             s = (float)sum;
         }
         s *= scale;
@@ -262,6 +306,7 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
     }
     softmax16(p, n_pos, mx, true);
     const int n_pad = (n_pos + 63) & ~63;
+    const size_t vstep = src_vstep(F32, src);
     int d0 = 0;
     if (gemm) {
         /* 16 value rows at a time, reduced together (reduce16x16 is 16
@@ -271,9 +316,9 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
             for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
             for (int p0 = 0; p0 < n_pos; p0 += 16) {
                 const __mmask16 m = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
-                const uint16_t *vb = v + (size_t)blocks[p0 / bs] * bs * kvd + (size_t)(hoff + d0) * bs + p0 % bs;
+                const void *vb = src_vrow(F32, src, d0, p0);
                 const __m512 pv = _mm512_loadu_ps(p + p0);
-                for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(ld16h(vb + (size_t)j * bs, m), pv, acc[j]);
+                for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(src_ldv(F32, vb, j * vstep, m), pv, acc[j]);
             }
             _mm512_storeu_ps(out + d0, reduce16x16(acc));
         }
@@ -283,9 +328,9 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
             for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_ps();
             for (int p0 = 0; p0 < n_pos; p0 += 16) {
                 const __mmask16 m = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
-                const uint16_t *vb = v + (size_t)blocks[p0 / bs] * bs * kvd + (size_t)(hoff + d0) * bs + p0 % bs;
+                const void *vb = src_vrow(F32, src, d0, p0);
                 const __m512 pv = _mm512_loadu_ps(p + p0);
-                for (int j = 0; j < 8; j++) acc[j] = _mm512_fmadd_ps(ld16h(vb + (size_t)j * bs, m), pv, acc[j]);
+                for (int j = 0; j < 8; j++) acc[j] = _mm512_fmadd_ps(src_ldv(F32, vb, j * vstep, m), pv, acc[j]);
             }
             for (int j = 0; j < 8; j++) out[d0 + j] = _mm512_reduce_add_ps(acc[j]);
         }
@@ -300,9 +345,9 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
                     const int p0 = i0 + 16 * j;
                     if (p0 >= n_pos) break;
                     const __mmask16 m = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
-                    const uint16_t *vb = v + (size_t)blocks[p0 / bs] * bs * kvd + (size_t)(hoff + d0) * bs + p0 % bs;
+                    const void *vb = src_vrow(F32, src, d0, p0);
                     const __m512 pv = _mm512_loadu_ps(p + p0);
-                    for (int r = 0; r < 4; r++) s4[r][j] = _mm512_fmadd_ps(ld16h(vb + (size_t)r * bs, m), pv, s4[r][j]);
+                    for (int r = 0; r < 4; r++) s4[r][j] = _mm512_fmadd_ps(src_ldv(F32, vb, r * vstep, m), pv, s4[r][j]);
                 }
             for (int r = 0; r < 4; r++) {
                 __m512 a = _mm512_add_ps(s4[r][0], s4[r][2]), c = _mm512_add_ps(s4[r][1], s4[r][3]);
@@ -311,13 +356,11 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
         }
     }
     for (int d = d0; d < hd; d++) {
-        const size_t doff = (size_t)(hoff + d) * bs;
         if (gemm) {
             __m512 acc = _mm512_setzero_ps();
             for (int p0 = 0; p0 < n_pos; p0 += 16) {
                 const __mmask16 m = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
-                const uint16_t *vr = v + (size_t)blocks[p0 / bs] * bs * kvd + doff + p0 % bs;
-                acc = _mm512_fmadd_ps(ld16h(vr, m), _mm512_loadu_ps(p + p0), acc);
+                acc = _mm512_fmadd_ps(src_ldv(F32, src_vrow(F32, src, d, p0), 0, m), _mm512_loadu_ps(p + p0), acc);
             }
             out[d] = _mm512_reduce_add_ps(acc);
         } else {
@@ -327,8 +370,7 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
                     const int p0 = i0 + 16 * j;
                     if (p0 >= n_pos) break;
                     const __mmask16 m = n_pos - p0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_pos - p0)) - 1);
-                    const uint16_t *vr = v + (size_t)blocks[p0 / bs] * bs * kvd + doff + p0 % bs;
-                    s[j] = _mm512_fmadd_ps(ld16h(vr, m), _mm512_loadu_ps(p + p0), s[j]);
+                    s[j] = _mm512_fmadd_ps(src_ldv(F32, src_vrow(F32, src, d, p0), 0, m), _mm512_loadu_ps(p + p0), s[j]);
                 }
             s[0] = _mm512_add_ps(s[0], s[2]);
             s[1] = _mm512_add_ps(s[1], s[3]);
@@ -336,6 +378,21 @@ void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const 
             out[d] = (float)(double)_mm512_reduce_add_ps(s[0]);
         }
     }
+}
+
+void cpu_compat_attn_head_paged_avx512(const float *q, const uint16_t *k, const uint16_t *v, const int32_t *blocks,
+                                       int bs, int kvd, int hoff, int hd, int n_pos, float scale, bool gemm,
+                                       float *p, float *out)
+{
+    const kv_src_t src = {.k = k, .v = v, .blocks = blocks, .bs = bs, .kvd = kvd, .hoff = hoff};
+    head_src(false, q, &src, hd, n_pos, scale, gemm, p, out);
+}
+
+void cpu_compat_attn_head_gathered_avx512(const float *q, const float *kt, const float *vt, int vstride, int hd,
+                                          int n_pos, float scale, bool gemm, float *p, float *out)
+{
+    const kv_src_t src = {.kt = kt, .vt = vt, .vstride = vstride};
+    head_src(true, q, &src, hd, n_pos, scale, gemm, p, out);
 }
 
 /*

@@ -44,6 +44,9 @@ _Static_assert(FWD_ROW_ALIGN % CPU_PACK_ROWS == 0, "threads split packed matrice
  * 2 per thread, and some token sees more than one chunk. The bits do not
  * change (cpu_attn_engine_part/merge are the pieces of cpu_attn_engine). */
 #define FWD_SPLIT_TOKENS 4
+/* the llama.cpp-order attention converts a head's K and V to f32 once for a
+ * sequence with this many tokens in the batch (attn_gather_head) */
+#define FWD_GATHER_TOKENS 4
 /* row-wise work (norms, RoPE, SwiGLU) runs on the pool from this many tokens */
 #define FWD_ROWS_PARALLEL 8
 /* decode-sized batches prefetch their KV slots at the start of a layer */
@@ -358,6 +361,37 @@ static void attn_engine_unit(model_ctx_t *c, const kv_cache_t *kv, const model_b
     }
 }
 
+/* The llama.cpp-layout cache's kv head hk, positions [0, max_pos] of the
+ * sequence with block table bt, as f32: K rows (max_pos + 1, hd) into kt, V
+ * transposed (hd rows of n_pad, zero past max_pos) into vt */
+static void attn_gather_head(const kv_cache_t *kv, size_t layer_off, const kv_block_table_t *bt, int hk, int HD,
+                             int max_pos, int n_pad, float *kt, float *vt)
+{
+    const size_t KVD = (size_t)kv->kv_dim;
+    const bool f16 = kv->type == RT_TYPE_F16;
+    const int BS = kv->block_size;
+    for (int p = 0; p <= max_pos; p++) {
+        size_t slot = (size_t)bt->blocks[p / BS] * BS + p % BS;
+        size_t off = (layer_off + slot * KVD + (size_t)hk * HD) * kv->elt;
+        if (f16)
+            cpu_f16_to_f32_row((const uint16_t *)((const char *)kv->k + off), kt + (size_t)p * HD, HD);
+        else
+            memcpy(kt + (size_t)p * HD, (const char *)kv->k + off, (size_t)HD * 4);
+    }
+    for (int p0 = 0; p0 <= max_pos; p0 += BS) {
+        const int run = max_pos + 1 - p0 < BS ? max_pos + 1 - p0 : BS;
+        const size_t blk = (size_t)bt->blocks[p0 / BS];
+        for (int d = 0; d < HD; d++) {
+            size_t off = (layer_off + blk * BS * KVD + ((size_t)hk * HD + d) * BS) * kv->elt;
+            float *dst = vt + (size_t)d * n_pad + p0;
+            if (f16) cpu_f16_to_f32_row((const uint16_t *)((const char *)kv->v + off), dst, run);
+            else memcpy(dst, (const char *)kv->v + off, (size_t)run * 4);
+        }
+    }
+    for (int d = 0; d < HD; d++)
+        for (int p = max_pos + 1; p < n_pad; p++) vt[(size_t)d * n_pad + p] = 0.0f;
+}
+
 static void attn_worker(void *arg, int ith, int nth)
 {
     const attn_job_t *a = arg;
@@ -485,20 +519,37 @@ static void attn_units(void *arg, int ith, int nth)
         for (;;) {
             const int u = atomic_fetch_add_explicit(&aj->next, 1, memory_order_relaxed);
             if (u * unit >= n_tasks) break;
+            int gathered = -1; /* the (sequence, kv head) whose K and V are in kt, vt */
             for (int task = u * unit; task < (u + 1) * unit; task++) {
                 const int s = task / hp->n_head, h = task % hp->n_head, hk = h / group;
-                int n_tok = 0;
-                for (int i = 0; i < b->n_tokens; i++) n_tok += b->seq[i] == s;
+                int n_tok = 0, max_pos = -1;
+                for (int i = 0; i < b->n_tokens; i++)
+                    if (b->seq[i] == s) {
+                        n_tok++;
+                        if (b->pos[i] > max_pos) max_pos = b->pos[i];
+                    }
                 const bool gemm = invariant || n_tok >= 2;
                 const kv_block_table_t *bt = &b->seq_tables[s];
+                /* many tokens of the sequence (a prefill): its K and V
+                 * converted to f32 once, not once per token */
+                const bool gather = n_tok >= FWD_GATHER_TOKENS && max_pos < c->att_cap;
+                const int n_pad = (max_pos + 1 + 63) & ~63;
+                if (gather && gathered != s * hp->n_head_kv + hk) {
+                    attn_gather_head(kv, layer_off, bt, hk, HD, max_pos, n_pad, kt, vt);
+                    gathered = s * hp->n_head_kv + hk;
+                }
                 for (int i = 0; i < b->n_tokens; i++) {
                     if (b->seq[i] != s) continue;
                     const float *q = c->q + (size_t)i * QD + (size_t)h * HD;
+                    float *o = c->attn + (size_t)i * QD + (size_t)h * HD;
                     cpu_f32_to_f16_row(q, qh16, HD);
                     cpu_f16_to_f32_row(qh16, qh, HD);
-                    cpu_compat_attn_head_paged_avx512(qh, kl, vl, bt->blocks, kv->block_size, KVD, hk * HD, HD,
-                                                      b->pos[i] + 1, scale, gemm, scores,
-                                                      c->attn + (size_t)i * QD + (size_t)h * HD);
+                    if (gather)
+                        cpu_compat_attn_head_gathered_avx512(qh, kt, vt, n_pad, HD, b->pos[i] + 1, scale, gemm, scores,
+                                                             o);
+                    else
+                        cpu_compat_attn_head_paged_avx512(qh, kl, vl, bt->blocks, kv->block_size, KVD, hk * HD, HD,
+                                                          b->pos[i] + 1, scale, gemm, scores, o);
                 }
             }
         }
@@ -516,29 +567,7 @@ static void attn_units(void *arg, int ith, int nth)
         if (max_pos < 0) continue;
         const bool gemm = invariant || n_tok >= 2;
         const int n_pad = (max_pos + 1 + 63) & ~63;
-        /* gather this kv head's K (rows) and V (transposed) as f32 */
-        const kv_block_table_t *bt = &b->seq_tables[s];
-        const int BS = kv->block_size;
-        for (int p = 0; p <= max_pos; p++) {
-            size_t slot = (size_t)bt->blocks[p / BS] * BS + p % BS;
-            size_t off = (layer_off + slot * KVD + (size_t)hk * HD) * kv->elt;
-            if (f16)
-                cpu_f16_to_f32_row((const uint16_t *)((const char *)kv->k + off), kt + (size_t)p * HD, HD);
-            else
-                memcpy(kt + (size_t)p * HD, (const char *)kv->k + off, (size_t)HD * 4);
-        }
-        for (int p0 = 0; p0 <= max_pos; p0 += BS) {
-            const int run = max_pos + 1 - p0 < BS ? max_pos + 1 - p0 : BS;
-            const size_t blk = (size_t)bt->blocks[p0 / BS];
-            for (int d = 0; d < HD; d++) {
-                size_t off = (layer_off + blk * BS * KVD + ((size_t)hk * HD + d) * BS) * kv->elt;
-                float *dst = vt + (size_t)d * n_pad + p0;
-                if (f16) cpu_f16_to_f32_row((const uint16_t *)((const char *)kv->v + off), dst, run);
-                else memcpy(dst, (const char *)kv->v + off, (size_t)run * 4);
-            }
-        }
-        for (int d = 0; d < HD; d++)
-            for (int p = max_pos + 1; p < n_pad; p++) vt[(size_t)d * n_pad + p] = 0.0f;
+        attn_gather_head(kv, layer_off, &b->seq_tables[s], hk, HD, max_pos, n_pad, kt, vt);
         for (int i = 0; i < b->n_tokens; i++) {
             if (b->seq[i] != s) continue;
             const int n_pos = b->pos[i] + 1;
