@@ -313,6 +313,16 @@ out:
     tok_vocab_destroy(vocab);
     gguf_close(g);
     free(config_text);
+    if (r.pid_path[0]) {
+        /* logs/<job>/rank0.status: how rank 0 ended, for a job script whose
+         * srun does not notice the end of its tasks (seen with Slurm 22.05's
+         * heterogeneous steps: jobs/rotor-hetjob.sbatch) */
+        char status_path[PATH_MAX + 16], code[16];
+        snprintf(status_path, sizeof status_path, "%.*s/rank0.status",
+                 (int)(strlen(r.pid_path) - strlen("/rank0.pid")), r.pid_path);
+        snprintf(code, sizeof code, "%d\n", rc);
+        if (write_file_atomic(status_path, code)) fprintf(stderr, "rotor serve: %s\n", rt_error_msg());
+    }
     return rc;
 }
 

@@ -161,8 +161,9 @@ def check_clean_exit(submit_dir, jobid, script, n_workers, script_ends=True):
     assert re.search(r"r0 router\] stopped", out), out
     stopped = set(re.findall(r" r(\d+) \w+\] worker stopped", out))
     assert len(stopped) == n_workers, (stopped, out)
-    if script_ends:
-        assert f"{script}: srun exited with code 0" in out, out
+    if script_ends:  # or srun missed its tasks' end (rotor-hetjob.sbatch ends it, rank 0's code counts)
+        assert (f"{script}: srun exited with code 0" in out or
+                f"{script}: srun had to be ended; rank 0 exited with code 0" in out), out
     return out
 
 
