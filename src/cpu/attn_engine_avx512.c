@@ -93,7 +93,7 @@ AI void score_group(const int NC, const int G, const float *q, int q_stride, con
     /* the chunks AE_PF_K_AHEAD positions on, a line of each every 64 bytes of rows */
     const char *kp[4] = {NULL, NULL, NULL, NULL};
     const size_t rs = (size_t)bs * elt;
-    for (int cc = 0; cc < NC && NC == 4; cc++) {
+    for (int cc = 0; NC == 4 && cc < 4; cc++) {
         const int a = P + c0 + AE_PF_K_AHEAD + 16 * cc;
         if (a < P + n16)
             kp[cc] = k + (((size_t)blocks[a / bs] * (size_t)kvd + (size_t)hoff) * (size_t)bs + (size_t)(a % bs)) * elt;

@@ -47,7 +47,7 @@ _Static_assert(FWD_ROW_ALIGN % CPU_PACK_ROWS == 0, "threads split packed matrice
 /* the llama.cpp-order attention converts a head's K and V to f32 once for a
  * sequence with this many tokens in the batch (attn_gather_head) */
 #define FWD_GATHER_TOKENS 4
-/* row-wise work (norms, RoPE, SwiGLU) runs on the pool from this many tokens */
+/* row-wise work (norms, RoPE, SwiGLU, activation quantization) runs on the pool from this many tokens */
 #define FWD_ROWS_PARALLEL 8
 /* decode-sized batches prefetch their KV slots at the start of a layer */
 #define FWD_KV_PREFETCH_TOKENS 16
@@ -313,7 +313,7 @@ static void fwd_matmul_rows(model_ctx_t *c, int n, const model_weight_t *const *
                                         c->xq_stride;
         if (slot < 0) {
             quant_job_t q = {vt, x, x_stride, w[i]->ne0, m, buf, c->xq_stride};
-            if (m >= 8 && !serial) threadpool_run(c->pool, quant_worker, &q);
+            if (m >= FWD_ROWS_PARALLEL && !serial) threadpool_run(c->pool, quant_worker, &q);
             else quant_worker(&q, 0, 1);
             done_vt[n_done++] = vt;
         }
@@ -443,8 +443,7 @@ static void attn_units(void *arg, int ith, int nth)
          * once for the group beat balancing single heads (SmolLM2, one
          * sequence at 512-640 positions: decode 295-300 -> 340-373 tok/s,
          * prefill of 512 2270-2390 -> 3160-3270 tok/s) */
-        const int per_unit = group;
-        const int n_units = b->n_seqs * hp->n_head / per_unit;
+        const int n_units = b->n_seqs * hp->n_head_kv; /* unit u: sequence u / n_head_kv, kv head u % n_head_kv */
         const char *kl = (const char *)kv->k + layer_off * kv->elt, *vl = (const char *)kv->v + layer_off * kv->elt;
         if (a->split) { /* units (token, kv head, chunk) -> att_parts[token][head][chunk] */
             const int nk = hp->n_head_kv, mc = fwd_max_chunks(c), ps = HD + 2;
@@ -477,11 +476,10 @@ static void attn_units(void *arg, int ith, int nth)
         else if (ith != 0) t1 = 0;
         for (int k = 0; k < 2 * n_units; k++) {
             const int u = k < n_units ? k : 2 * n_units - 1 - k;
-            if (k < n_units && (c->att_first[u * per_unit / hp->n_head] < t0 || c->att_first[u * per_unit / hp->n_head] >= t1))
-                continue;
+            const int s = u / hp->n_head_kv;
+            if (k < n_units && (c->att_first[s] < t0 || c->att_first[s] >= t1)) continue;
             if (atomic_exchange_explicit(&c->att_claim[u], 1, memory_order_relaxed)) continue;
-            attn_engine_unit(c, kv, b, a->layer, u * per_unit / hp->n_head, u * per_unit % hp->n_head / group, 0,
-                             b->n_tokens, scores);
+            attn_engine_unit(c, kv, b, a->layer, s, u % hp->n_head_kv, 0, b->n_tokens, scores);
         }
         return;
     }
