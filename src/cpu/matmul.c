@@ -94,10 +94,12 @@ void cpu_matmul(rt_type_t t, int64_t n_in, const void *W, size_t w_stride, const
     float tmp[CPU_DOT_NW * CPU_DOT_NR];
     if (m == 1) {
         /* decode reads each weight once: before each tile, the lines of the
-         * tile MATMUL_GEMV_PF bytes ahead */
+         * tile MATMUL_GEMV_PF bytes ahead, unless the kernel asks for them
+         * itself as it goes (AVX-512 F16, where that streams faster) */
+        const bool burst = !(t == RT_TYPE_F16 && cpu_quant_get_isa() == CPU_ISA_AVX512);
         int64_t r = r0;
         for (; r + CPU_GEMV_NW <= r1; r += CPU_GEMV_NW) {
-            for (size_t o = 0; o < CPU_GEMV_NW * w_stride; o += 64)
+            for (size_t o = 0; burst && o < CPU_GEMV_NW * w_stride; o += 64)
                 __builtin_prefetch(w + (size_t)r * w_stride + MATMUL_GEMV_PF + o, 0, 3);
             fn(n_in, w + (size_t)r * w_stride, w_stride, CPU_GEMV_NW, x, x_stride, 1, tmp);
             for (int iw = 0; iw < CPU_GEMV_NW; iw++)

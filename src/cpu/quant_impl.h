@@ -226,6 +226,8 @@ void cpu_compat_q8_0_gemm8_avx512(int64_t n, const void *w, size_t ws, const voi
 /* F16 weights x F16 activations, 4 weight rows x 6 activation rows per call
  * (AVX-512): y[k * ys + iw], each element with the dot tile's bits. */
 #define CPU_F16_GEMM_NR 6
+/* how far ahead the AVX-512 F16 GEMV asks for its weight lines (f16w_tile) */
+#define CPU_F16_GEMV_PF 12288
 void cpu_f16_gemm46_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *y, int64_t ys);
 
 /* Fast activation quantizers, per ISA (Q8_0/Q8_1 with llama.cpp's run-time
