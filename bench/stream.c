@@ -13,7 +13,8 @@
  * contiguous slice (first-touched by that thread). Reports the best and the
  * median rate in GB/s (1e9 bytes/s).
  *
- * Also the round trip of a cache line between the first two CPUs this
+ * Also one core's 512-bit FMA and VNNI issue rates (the compute ceiling;
+ * JSON fma512_g_per_s, vnni512_g_per_s, -1 without AVX-512), and the round trip of a cache line between the first two CPUs this
  * process may run on (two threads pinned there, ping-ponging a flag): what
  * every fork/join and every hand-over of data between rotor's threads pays.
  * On a VM it tells where the host placed the vCPUs: on one cloud host here
@@ -23,6 +24,7 @@
  *   rotor-stream [--threads N] [--size-mib M] [--reps R] [--json] [--latency-only]
  */
 #include <errno.h>
+#include <immintrin.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -212,6 +214,77 @@ static double core_round_trip_ns(void)
     return ns;
 }
 
+/* One core's vector issue rate, the ceiling of compute-bound work (prefill,
+ * batched decode) as the bandwidth is decode's: 12 independent register
+ * chains of 512-bit FMAs, and of 512-bit VNNI vpdpbusd (rotor's packed int8
+ * GEMM), in G instructions per second; best of 5 runs of ~240 M each. -1
+ * where the CPU lacks the instructions. On a Zen 5 both are ~2 per cycle; a
+ * Zen 4 splits 512-bit operations in two and issues ~1 per cycle. */
+#define RATE_ITERS 20000000L
+#define RATE_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+__attribute__((target("avx512f"))) static double fma512_rate(void)
+{
+    const __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(0.001f);
+#define DECL(k) __m512 a##k = _mm512_set1_ps((float)(k));
+#define STEP(k) a##k = _mm512_fmadd_ps(a##k, m, c);
+#define SUM(k) s = _mm512_add_ps(s, a##k);
+    RATE_CHAINS(DECL)
+    const double t0 = now_s();
+    for (long i = 0; i < RATE_ITERS; i++) {
+        RATE_CHAINS(STEP)
+    }
+    const double dt = now_s() - t0;
+    __m512 s = _mm512_setzero_ps();
+    RATE_CHAINS(SUM)
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return 12.0 * RATE_ITERS / dt / 1e9;
+#undef DECL
+#undef STEP
+#undef SUM
+}
+
+__attribute__((target("avx512f,avx512vnni"))) static double vnni512_rate(void)
+{
+    const __m512i u = _mm512_set1_epi8(3), v = _mm512_set1_epi8(5);
+#define DECL(k) __m512i a##k = _mm512_set1_epi32(k);
+#define STEP(k) a##k = _mm512_dpbusd_epi32(a##k, u, v);
+#define SUM(k) s = _mm512_add_epi32(s, a##k);
+    RATE_CHAINS(DECL)
+    const double t0 = now_s();
+    for (long i = 0; i < RATE_ITERS; i++) {
+        RATE_CHAINS(STEP)
+    }
+    const double dt = now_s() - t0;
+    __m512i s = _mm512_setzero_si512();
+    RATE_CHAINS(SUM)
+    volatile int sink = _mm512_reduce_add_epi32(s);
+    (void)sink;
+    return 12.0 * RATE_ITERS / dt / 1e9;
+#undef DECL
+#undef STEP
+#undef SUM
+}
+
+static double best_rate(double (*fn)(void))
+{
+    double best = 0;
+    for (int r = 0; r < 5; r++) {
+        const double g = fn();
+        best = g > best ? g : best;
+    }
+    return best;
+}
+
+static void vector_rates(double *fma, double *vnni)
+{
+    __builtin_cpu_init();
+    const int f = __builtin_cpu_supports("avx512f");
+    *fma = f ? best_rate(fma512_rate) : -1;
+    *vnni = f && __builtin_cpu_supports("avx512vnni") ? best_rate(vnni512_rate) : -1;
+}
+
 static void usage(const char *argv0)
 {
     fprintf(stderr, "usage: %s [--threads N] [--size-mib M] [--reps R] [--json] [--latency-only]\n", argv0);
@@ -294,6 +367,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "rotor-stream: triad result wrong (%g)\n", st.a[0]);
         return 1;
     }
+    double fma_g, vnni_g;
+    vector_rates(&fma_g, &vnni_g);
     qsort(t_triad, (size_t)reps, sizeof *t_triad, cmp_double);
     qsort(t_read, (size_t)reps, sizeof *t_read, cmp_double);
     const double triad_bytes = 3.0 * (double)bytes, read_bytes = (double)bytes;
@@ -310,9 +385,10 @@ int main(int argc, char **argv)
                "\"triad_gbs_best\": %.3f, \"triad_gbs_median\": %.3f, "
                "\"read_gbs_best\": %.3f, \"read_gbs_median\": %.3f, "
                "\"triad_bytes_per_pass\": %.0f, \"read_bytes_per_pass\": %.0f, "
-               "\"core_round_trip_ns\": %.1f, \"checksum\": %llu}\n",
+               "\"core_round_trip_ns\": %.1f, \"fma512_g_per_s\": %.3f, \"vnni512_g_per_s\": %.3f, "
+               "\"checksum\": %llu}\n",
                threads, size_mib, reps, triad_best, triad_med, read_best, read_med, triad_bytes,
-               read_bytes, rt_ns, (unsigned long long)(sink & 0xffff));
+               read_bytes, rt_ns, fma_g, vnni_g, (unsigned long long)(sink & 0xffff));
     } else {
         printf("rotor-stream: %d threads, 3 x %ld MiB arrays, %d reps\n", threads, size_mib, reps);
         printf("  %-6s %10s %10s   (GB/s = 1e9 B/s)\n", "kernel", "best", "median");
@@ -320,6 +396,10 @@ int main(int argc, char **argv)
                triad_med);
         printf("  %-6s %10.2f %10.2f   sum(b), 1 array\n", "read", read_best, read_med);
         if (rt_ns >= 0) printf("  core-to-core round trip %.1f ns (first two CPUs)\n", rt_ns);
+        if (fma_g > 0)
+            printf("  one core: %.2f G 512-bit FMA/s, %.2f G 512-bit vpdpbusd/s\n", fma_g, vnni_g);
+        else
+            printf("  one core: no AVX-512\n");
     }
     pthread_barrier_destroy(&st.start);
     pthread_barrier_destroy(&st.done);

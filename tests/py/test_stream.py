@@ -22,6 +22,14 @@ def test_bandwidth_and_round_trip():
     for k in ("triad_gbs_best", "triad_gbs_median", "read_gbs_best", "read_gbs_median"):
         assert 0.1 < d[k] < 10000, (k, d[k])
     assert d["read_bytes_per_pass"] == 32 << 20
+    # one core's 512-bit issue rates: -1 without AVX-512 (VNNI), else between a
+    # tenth of an instruction and a few per ns (a real core: 1-2 per cycle)
+    flags = open("/proc/cpuinfo").read().split("flags", 1)[1].split("\n", 1)[0].split()
+    for k, flag in (("fma512_g_per_s", "avx512f"), ("vnni512_g_per_s", "avx512_vnni")):
+        if flag in flags and "avx512f" in flags:
+            assert 0.1 < d[k] < 20, (k, d[k])
+        else:
+            assert d[k] == -1, (k, d[k])
     if len(os.sched_getaffinity(0)) >= 2:
         # a cache line between two cores: tens of ns at least, far below a millisecond
         assert 10 < d["core_round_trip_ns"] < 1e6, d
