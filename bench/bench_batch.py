@@ -97,6 +97,18 @@ def core_round_trip_ns(stream):
     return v if v >= 0 else None
 
 
+def issue_rates(stream):
+    """rotor-stream's one-core 512-bit FMA and vpdpbusd rates (G/s; -1 without AVX-512): the
+    compute ceiling a batch runs into, which differs 2x between Zen 4 and Zen 5 hosts."""
+    r = subprocess.run([stream, "--threads", "1", "--size-mib", "8", "--reps", "1", "--json"],
+                       capture_output=True, text=True)
+    try:
+        d = json.loads(r.stdout)
+        return d["fma512_g_per_s"], d["vnni512_g_per_s"]
+    except (ValueError, KeyError):
+        return None
+
+
 # A VM's two vCPUs may share a last-level cache (a cache line goes from one to
 # the other in ~100 ns here) or sit on two dies (~400 ns); single-sequence
 # decode and batches move in opposite directions between the two placements,
@@ -125,6 +137,10 @@ def main():
     rotor = os.path.join(ROOT, a.build, "bin", "rotor")
     stream = os.path.join(ROOT, a.build, "bin", "rotor-stream")
     seqs = [int(s) for s in a.seqs.split(",")]
+    rates = issue_rates(stream)
+    if rates and rates[0] > 0:
+        print(f"one core issues {rates[0]:.2f} G 512-bit FMA/s and {rates[1]:.2f} G 512-bit vpdpbusd/s "
+              f"(rotor-stream; batches are bound by these)", flush=True)
     rounds = []
     for rep in range(max(1, a.repeats)):
         ns = [core_round_trip_ns(stream)]
@@ -174,7 +190,8 @@ def main():
           f"{med([r['ttft_cold_s'] / r['ttft_cached_s'] for r in rounds]):.1f}x faster (median of the rounds' ratios)")
     if a.json_out:
         with open(a.json_out, "w") as f:
-            json.dump({"threads": a.threads, "gen": a.gen, "rounds": rounds, "summary": summary}, f, indent=1)
+            json.dump({"threads": a.threads, "gen": a.gen, "rounds": rounds, "summary": summary,
+                       "fma512_g_per_s": rates and rates[0], "vnni512_g_per_s": rates and rates[1]}, f, indent=1)
 
 
 if __name__ == "__main__":
