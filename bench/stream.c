@@ -14,8 +14,8 @@
  * median rate in GB/s (1e9 bytes/s).
  *
  * Also one core's 512-bit FMA and VNNI issue rates (the compute ceiling;
- * JSON fma512_g_per_s, vnni512_g_per_s, -1 without AVX-512), and the round trip of a cache line between the first two CPUs this
- * process may run on (two threads pinned there, ping-ponging a flag): what
+ * JSON fma512_g_per_s, vnni512_g_per_s, -1 without AVX-512), and the round
+ * trip of a cache line between the first two CPUs this process may run on (two threads pinned there, ping-ponging a flag): what
  * every fork/join and every hand-over of data between rotor's threads pays.
  * On a VM it tells where the host placed the vCPUs: on one cloud host here
  * it is ~100 ns at times (sharing a last-level cache) and ~400 ns at others
@@ -223,49 +223,35 @@ static double core_round_trip_ns(void)
 #define RATE_ITERS 20000000L
 #define RATE_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 
-__attribute__((target("avx512f"))) static double fma512_rate(void)
-{
-    const __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(0.001f);
-#define DECL(k) __m512 a##k = _mm512_set1_ps((float)(k));
-#define STEP(k) a##k = _mm512_fmadd_ps(a##k, m, c);
-#define SUM(k) s = _mm512_add_ps(s, a##k);
-    RATE_CHAINS(DECL)
-    const double t0 = now_s();
-    for (long i = 0; i < RATE_ITERS; i++) {
-        RATE_CHAINS(STEP)
+/* name(): RATE_ITERS timed steps of the 12 chains declared by RATE_DECL_name
+ * and advanced by RATE_STEP_name; their lane-wise sum (RATE_ADD_name,
+ * wrapping for integers) goes to a volatile through LANE0 so the loop stays */
+#define ISSUE_RATE_FN(name, isa, T, LANE0)                                                         \
+    __attribute__((target(isa))) static double name(void)                                          \
+    {                                                                                              \
+        RATE_CHAINS(RATE_DECL_##name)                                                              \
+        const double t0 = now_s();                                                                 \
+        for (long i = 0; i < RATE_ITERS; i++) {                                                    \
+            RATE_CHAINS(RATE_STEP_##name)                                                          \
+        }                                                                                          \
+        const double dt = now_s() - t0;                                                            \
+        T s = a0;                                                                                  \
+        RATE_CHAINS(RATE_ADD_##name)                                                               \
+        volatile double sink = (double)LANE0(s);                                                   \
+        (void)sink;                                                                                \
+        return 12.0 * RATE_ITERS / dt / 1e9;                                                       \
     }
-    const double dt = now_s() - t0;
-    __m512 s = _mm512_setzero_ps();
-    RATE_CHAINS(SUM)
-    volatile float sink = _mm512_reduce_add_ps(s);
-    (void)sink;
-    return 12.0 * RATE_ITERS / dt / 1e9;
-#undef DECL
-#undef STEP
-#undef SUM
-}
 
-__attribute__((target("avx512f,avx512vnni"))) static double vnni512_rate(void)
-{
-    const __m512i u = _mm512_set1_epi8(3), v = _mm512_set1_epi8(5);
-#define DECL(k) __m512i a##k = _mm512_set1_epi32(k);
-#define STEP(k) a##k = _mm512_dpbusd_epi32(a##k, u, v);
-#define SUM(k) s = _mm512_add_epi32(s, a##k);
-    RATE_CHAINS(DECL)
-    const double t0 = now_s();
-    for (long i = 0; i < RATE_ITERS; i++) {
-        RATE_CHAINS(STEP)
-    }
-    const double dt = now_s() - t0;
-    __m512i s = _mm512_setzero_si512();
-    RATE_CHAINS(SUM)
-    volatile int sink = _mm_cvtsi128_si32(_mm512_castsi512_si128(s)); /* lane 0: the header's reduce adds in int (UB on overflow) */
-    (void)sink;
-    return 12.0 * RATE_ITERS / dt / 1e9;
-#undef DECL
-#undef STEP
-#undef SUM
-}
+#define RATE_DECL_fma512_rate(k) __m512 a##k = _mm512_set1_ps((float)(k));
+#define RATE_STEP_fma512_rate(k) a##k = _mm512_fmadd_ps(a##k, _mm512_set1_ps(0.999f), _mm512_set1_ps(0.001f));
+#define RATE_ADD_fma512_rate(k) s = _mm512_add_ps(s, a##k);
+ISSUE_RATE_FN(fma512_rate, "avx512f", __m512, _mm512_cvtss_f32)
+
+#define RATE_DECL_vnni512_rate(k) __m512i a##k = _mm512_set1_epi32(k);
+#define RATE_STEP_vnni512_rate(k) a##k = _mm512_dpbusd_epi32(a##k, _mm512_set1_epi8(3), _mm512_set1_epi8(5));
+#define RATE_ADD_vnni512_rate(k) s = _mm512_add_epi32(s, a##k);
+#define RATE_LANE0_EPI32(v) _mm_cvtsi128_si32(_mm512_castsi512_si128(v))
+ISSUE_RATE_FN(vnni512_rate, "avx512f,avx512vnni", __m512i, RATE_LANE0_EPI32)
 
 static double best_rate(double (*fn)(void))
 {

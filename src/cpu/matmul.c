@@ -95,8 +95,8 @@ void cpu_matmul(rt_type_t t, int64_t n_in, const void *W, size_t w_stride, const
     if (m == 1) {
         /* decode reads each weight once: before each tile, the lines of the
          * tile MATMUL_GEMV_PF bytes ahead, unless the kernel asks for them
-         * itself as it goes (AVX-512 F16, where that streams faster) */
-        const bool burst = !(t == RT_TYPE_F16 && cpu_quant_get_isa() == CPU_ISA_AVX512);
+         * itself as it goes */
+        const bool burst = !cpu_dot_gemv_prefetches(t);
         int64_t r = r0;
         for (; r + CPU_GEMV_NW <= r1; r += CPU_GEMV_NW) {
             for (size_t o = 0; burst && o < CPU_GEMV_NW * w_stride; o += 64)

@@ -88,6 +88,11 @@ cpu_dot_tile_fn cpu_dot_kernel(rt_type_t t) {
     return fn ? fn : cpu_dot_scalar[t];
 }
 
+bool cpu_dot_gemv_prefetches(rt_type_t t) {
+    return cpu_quant_get_isa() == CPU_ISA_AVX512 && (int)t >= 0 && (int)t < 64 &&
+           (cpu_dot_avx512_gemv_prefetch >> t & 1);
+}
+
 static const cpu_gemm8_t gemm8_q4_1_avx512 = {cpu_compat_q4_1_gemm8_prep_avx512, cpu_compat_q4_1_gemm8_avx512};
 static const cpu_gemm8_t gemm8_q8_0_avx512 = {cpu_compat_q8_0_gemm8_prep_avx512, cpu_compat_q8_0_gemm8_avx512};
 

@@ -436,6 +436,10 @@ TILE_ENTRY(f32, 2)
 TILE_ENTRY(f16w, 4)
 TILE_ENTRY(bf16, 2)
 
+/* types whose GEMV tile asks for its own weight lines as it goes (f16w_tile);
+ * cpu_matmul skips its per-tile burst for them */
+const uint64_t cpu_dot_avx512_gemv_prefetch = UINT64_C(1) << RT_TYPE_F16;
+
 const cpu_dot_tile_fn cpu_dot_avx512[RT_TYPE_COUNT] = {
     [RT_TYPE_F32] = tile512_f32,   [RT_TYPE_F16] = tile512_f16w,   [RT_TYPE_BF16] = tile512_bf16,
     [RT_TYPE_Q4_0] = tile512_q4_0, [RT_TYPE_Q4_1] = cpu_compat_q4_1_avx512, [RT_TYPE_Q8_0] = cpu_compat_q8_0_avx512,

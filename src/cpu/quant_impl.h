@@ -9,6 +9,7 @@
 #ifndef ROTOR_CPU_QUANT_IMPL_H
 #define ROTOR_CPU_QUANT_IMPL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -187,6 +188,10 @@ extern const cpu_dot_tile_fn cpu_dot_avx512[RT_TYPE_COUNT];
 /* The kernel in effect for type t under the current ISA (never NULL for a
  * supported type). */
 cpu_dot_tile_fn cpu_dot_kernel(rt_type_t t);
+/* Bit t set: the AVX-512 kernel of type t prefetches its weights itself as a
+ * GEMV (nr = 1). cpu_dot_gemv_prefetches: that holds for the ISA in effect. */
+extern const uint64_t cpu_dot_avx512_gemv_prefetch;
+bool cpu_dot_gemv_prefetches(rt_type_t t);
 
 /* Reference (scalar) row converters in quant_ref.c. */
 rt_status_t cpu_ref_dequantize(rt_type_t t, const void *src, float *dst, int64_t n);
