@@ -195,7 +195,7 @@ void cfg_print_help(FILE *f, bool markdown)
         const char *colon = strchr(k[i].key, ':');
         int slen = (int)(colon - k[i].key);
         char range[64] = "";
-        if (k[i].min <= k[i].max) snprintf(range, sizeof range, "%.15g..%.15g", k[i].min, k[i].max);
+        if (k[i].type != CFG_BOOL && k[i].min <= k[i].max) snprintf(range, sizeof range, "%.15g..%.15g", k[i].min, k[i].max);
         if (markdown)
             fprintf(f, "| [%.*s] | %s | %s | `%s` | %s | %s |\n", slen, k[i].key, colon + 1, tn[k[i].type],
                     k[i].dflt, range, k[i].doc);
