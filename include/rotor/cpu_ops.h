@@ -29,6 +29,9 @@ void cpu_f32_to_f16_row(const float *src, uint16_t *dst, int n);
  * SwiGLU (g = silu(g) * u) and one head of attention in the exact floating-point order
  * of llama.cpp's AVX-512 CPU backend; see ops_compat.c. */
 void cpu_compat_swiglu(float *g, const float *u, int n);
+/* x[0..n) = softmax(x) in the order of ggml's soft_max row (16-lane groups
+ * with the vectorized exp, their sums in double, the rest with expf). */
+void cpu_compat_softmax(float *x, int n);
 void cpu_compat_attn_head(const float *q, const float *kt, const float *vt, int hd, int n_pos, int n_pad,
                           float scale, bool gemm, bool kq_gemv_always, bool round_p_f16, float *p,
                           float *out);

@@ -1,6 +1,7 @@
 /*
- * model.h - Llama-family transformer models (llama, qwen2, mistral) loaded from
- * GGUF, their paged KV cache, and the batched forward pass on the CPU.
+ * model.h - Llama-family transformer models (llama, qwen2, mistral; the
+ * mixture-of-experts forms: llama with experts (Mixtral) and qwen2moe) loaded
+ * from GGUF, their paged KV cache, and the batched forward pass on the CPU.
  *
  * Weights are slices of the GGUF mapping (never copied). The forward pass
  * takes a batch of tokens from any number of sequences; each sequence's KV
@@ -24,7 +25,11 @@
 #include "rotor/tokenizer.h"
 #include "rotor/types.h"
 
-typedef enum { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_QWEN2, MODEL_ARCH_MISTRAL } model_arch_t;
+typedef enum { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_QWEN2, MODEL_ARCH_MISTRAL, MODEL_ARCH_QWEN2MOE } model_arch_t;
+
+/* Largest expert counts a model may declare (DeepSeek-V3: 8 of 256). */
+#define MODEL_MAX_EXPERTS 512
+#define MODEL_MAX_EXPERTS_USED 64
 
 typedef struct {
     model_arch_t arch;
@@ -44,6 +49,16 @@ typedef struct {
     bool rope_neox;  /* NeoX layout (qwen2) vs normal (llama) */
     bool tied_embeddings;
     bool qkv_bias;
+    /* mixture of experts (0 experts: every layer has a dense FFN). Each
+     * token's FFN is the weighted sum of the n_expert_used experts with the
+     * largest router probabilities (softmax over all n_expert), weights
+     * renormalized to sum 1 when expert_norm (Mixtral) or not (qwen2moe);
+     * qwen2moe adds a shared expert gated by sigmoid(x . w). */
+    int n_expert;
+    int n_expert_used;
+    int n_ff_exp;    /* an expert's hidden size (n_ff for llama/Mixtral) */
+    int n_ff_shexp;  /* the shared expert's (0: none) */
+    bool expert_norm;
 } model_hparams_t;
 
 typedef struct model model_t;
@@ -55,7 +70,8 @@ const model_hparams_t *model_hparams(const model_t *m);
 const tok_vocab_t *model_vocab(const model_t *m);
 const gguf_ctx_t *model_gguf(const model_t *m);
 /* Bytes of weights read to decode one token (every matrix once, plus one
- * embedding row): the numerator of the decode roofline. */
+ * embedding row; of the experts, n_expert_used / n_expert of their bytes):
+ * the numerator of the decode roofline. */
 size_t model_bytes_per_token(const model_t *m);
 /* Parameter count (elements of all tensors). */
 int64_t model_n_params(const model_t *m);

@@ -76,6 +76,27 @@ void cpu_compat_swiglu(float *g, const float *u, int n)
     for (; i < n; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
 }
 
+void cpu_compat_softmax(float *x, int n)
+{
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0.0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        float e[16];
+        for (int l = 0; l < 16; l++) e[l] = compat_exp1(x[i + l] - mx);
+        for (int l = 0; l < 16; l++) x[i + l] = e[l];
+        sum += (double)reduce16(e);
+    }
+    for (; i < n; i++) {
+        const float e = expf(x[i] - mx);
+        sum += (double)e;
+        x[i] = e;
+    }
+    const float inv = (float)(1.0 / sum);
+    for (i = 0; i < n; i++) x[i] *= inv;
+}
+
 /* gemm order: one 16-lane FMA chain over n (n % 16 == 0) */
 static inline float dot_gemm(const float *a, const float *b, int n)
 {

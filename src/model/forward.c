@@ -89,6 +89,10 @@ rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, mo
     size_t T = (size_t)max_tokens;
     size_t E = (size_t)hp->n_embd, QD = (size_t)hp->n_head * hp->head_dim,
            KVD = (size_t)hp->n_head_kv * hp->head_dim, FF = (size_t)hp->n_ff;
+    /* g and u hold the dense FFN's, an expert's or the shared expert's hidden rows */
+    if ((size_t)hp->n_ff_exp > FF) FF = (size_t)hp->n_ff_exp;
+    if ((size_t)hp->n_ff_shexp > FF) FF = (size_t)hp->n_ff_shexp;
+    c->ff_max = (int)FF;
     size_t wide = E > QD ? E : QD;
     if (FF > wide) wide = FF;
     /* the widest quantized activation row: n_ff or n_embd elements in any vec_dot type */
@@ -131,6 +135,17 @@ rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, mo
     ALLOC(c->att_claim, T * (size_t)hp->n_head_kv);
     ALLOC(c->att_first, T);
     ALLOC(c->kv_tmp, (size_t)n_threads * 2 * (size_t)c->att_cap * (size_t)hp->head_dim);
+    if (hp->n_expert > 0) {
+        const size_t NX = (size_t)hp->n_expert, K = (size_t)hp->n_expert_used;
+        ALLOC(c->moe_logits, T * NX);
+        ALLOC(c->moe_sel, T * K);
+        ALLOC(c->moe_w, T * K);
+        ALLOC(c->moe_rows, T);
+        ALLOC(c->moe_x, T * E);
+        ALLOC(c->moe_y, T * E);
+        ALLOC(c->moe_slot, T * K * E);
+        ALLOC(c->moe_gate, T);
+    }
     c->xq = aligned_alloc(64, 3 * T * c->xq_stride);
     if (!c->xq) {
         st = rt_error_set(RT_ERR_NOMEM, "model ctx: out of memory");
@@ -164,6 +179,14 @@ void model_ctx_destroy(model_ctx_t *c)
     free(c->att_claim);
     free(c->att_first);
     free(c->kv_tmp);
+    free(c->moe_logits);
+    free(c->moe_sel);
+    free(c->moe_w);
+    free(c->moe_rows);
+    free(c->moe_x);
+    free(c->moe_y);
+    free(c->moe_slot);
+    free(c->moe_gate);
     free(c->xq);
     free(c);
 }
@@ -829,6 +852,117 @@ static void fwd_attention(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b
     else if (aj.split) threadpool_run(c->pool, attn_merge_worker, &aj);
 }
 
+/* ---- mixture of experts ---- */
+
+/* A token's router logits p (n_expert) become probabilities (ggml's
+ * soft_max order), then its n_expert_used best experts, best first (ties:
+ * the lower id), and their weights, renormalized to sum 1 when the model
+ * says so (the sum in double, as ggml_sum_rows) */
+static void moe_route(const model_hparams_t *hp, float *p, int32_t *sel, float *w)
+{
+    const int NX = hp->n_expert, K = hp->n_expert_used;
+    cpu_compat_softmax(p, NX);
+    bool taken[MODEL_MAX_EXPERTS] = {false};
+    for (int k = 0; k < K; k++) {
+        int best = -1; /* NaN probabilities lose every comparison: the first free expert */
+        for (int e = 0; e < NX; e++)
+            if (!taken[e] && (best < 0 || p[e] > p[best])) best = e;
+        taken[best] = true;
+        sel[k] = best;
+        w[k] = p[best];
+    }
+    if (hp->expert_norm) {
+        double sum = 0.0;
+        for (int k = 0; k < K; k++) sum += (double)w[k];
+        float s = (float)sum;
+        if (!(s >= 6.103515625e-5f)) s = 6.103515625e-5f; /* llama.cpp's clamp (f16's smallest normal) */
+        for (int k = 0; k < K; k++) w[k] = w[k] / s;
+    }
+}
+
+/* y (n rows of n_embd) = (silu(x Wg) * (x Wu)) Wd for n rows of x (n_embd
+ * each), hidden size ff. Scratch: n rows of ff in g and u from row0 *
+ * ff_max on (the region of rows [row0, row0 + n) whatever ff: a
+ * data-parallel thread's rows stay its own) */
+static void fwd_ffn_rows(model_ctx_t *c, const model_weight_t *wg, const model_weight_t *wu,
+                         const model_weight_t *wd, const float *x, int64_t n, int ff, float *y, int64_t row0,
+                         bool serial)
+{
+    const int E = c->m->hp.n_embd;
+    float *g = c->g + (size_t)row0 * (size_t)c->ff_max, *u = c->u + (size_t)row0 * (size_t)c->ff_max;
+    const model_weight_t *gu[2] = {wg, wu};
+    float *ygu[2] = {g, u};
+    const int64_t sff[2] = {ff, ff};
+    fwd_matmul_rows(c, 2, gu, x, E, n, ygu, sff, 0, NULL, row0, serial);
+    for (int64_t j = 0; j < n; j++) cpu_compat_swiglu(g + (size_t)j * ff, u + (size_t)j * ff, ff);
+    const model_weight_t *d[1] = {wd};
+    float *yd[1] = {y};
+    const int64_t se[1] = {E};
+    fwd_matmul_rows(c, 1, d, g, ff, n, yd, se, 0, NULL, row0, serial);
+}
+
+/* The MoE FFN of tokens [t0, t1): xn (their normed rows) -> xn (the FFN's
+ * output), as llama.cpp's graph computes it: router probabilities, each
+ * token's chosen experts, each expert over the rows that chose it (gathered,
+ * one matmul per expert), outputs times their weights summed best first,
+ * plus qwen2moe's shared expert times sigmoid(x . w). Each token's result
+ * depends on its own row only (batch invariant). */
+static void fwd_moe(model_ctx_t *c, const model_layer_t *L, const fwd_run_t *r)
+{
+    const model_hparams_t *hp = &c->m->hp;
+    const int E = hp->n_embd, NX = hp->n_expert, K = hp->n_expert_used;
+    const int t0 = r->t0, t1 = r->t1;
+    const int64_t mt = t1 - t0;
+    float *xn = c->xn;
+    {
+        const model_weight_t *w[1] = {&L->router};
+        float *y[1] = {c->moe_logits + (size_t)t0 * NX};
+        const int64_t ys[1] = {NX};
+        fwd_matmul_rows(c, 1, w, xn + (size_t)t0 * E, E, mt, y, ys, 0, NULL, t0, r->dp);
+    }
+    for (int i = t0; i < t1; i++)
+        moe_route(hp, c->moe_logits + (size_t)i * NX, c->moe_sel + (size_t)i * K, c->moe_w + (size_t)i * K);
+    for (int e = 0; e < NX; e++) {
+        int64_t n = 0; /* a token picks an expert at most once: n <= mt */
+        for (int i = t0; i < t1; i++)
+            for (int k = 0; k < K; k++)
+                if (c->moe_sel[(size_t)i * K + k] == e) {
+                    c->moe_rows[t0 + n] = i * K + k;
+                    memcpy(c->moe_x + (size_t)(t0 + n) * E, xn + (size_t)i * E, sizeof(float) * (size_t)E);
+                    n++;
+                }
+        if (n == 0) continue;
+        const model_weight_t wg = model_expert_weight(&L->exp_gate, L->exp_gate_bytes, L->exp_gate_pbytes, e);
+        const model_weight_t wu = model_expert_weight(&L->exp_up, L->exp_up_bytes, L->exp_up_pbytes, e);
+        const model_weight_t wd = model_expert_weight(&L->exp_down, L->exp_down_bytes, L->exp_down_pbytes, e);
+        fwd_ffn_rows(c, &wg, &wu, &wd, c->moe_x + (size_t)t0 * E, n, hp->n_ff_exp, c->moe_y + (size_t)t0 * E, t0,
+                     r->dp);
+        for (int64_t j = 0; j < n; j++)
+            memcpy(c->moe_slot + (size_t)c->moe_rows[t0 + j] * E, c->moe_y + (size_t)(t0 + j) * E,
+                   sizeof(float) * (size_t)E);
+    }
+    const bool shared = L->sh_gate.data != NULL;
+    if (shared) {
+        const model_weight_t *w[1] = {&L->sh_router};
+        float *y[1] = {c->moe_gate + t0};
+        const int64_t ys[1] = {1};
+        fwd_matmul_rows(c, 1, w, xn + (size_t)t0 * E, E, mt, y, ys, 0, NULL, t0, r->dp);
+        fwd_ffn_rows(c, &L->sh_gate, &L->sh_up, &L->sh_down, xn + (size_t)t0 * E, mt, hp->n_ff_shexp,
+                     c->moe_y + (size_t)t0 * E, t0, r->dp);
+    }
+    for (int i = t0; i < t1; i++) {
+        const float *slot = c->moe_slot + (size_t)i * K * E, *w = c->moe_w + (size_t)i * K;
+        const float *sh = c->moe_y + (size_t)i * E;
+        const float g = shared ? 1.0f / (1.0f + expf(-c->moe_gate[i])) : 0.0f;
+        float *out = xn + (size_t)i * E;
+        for (int d = 0; d < E; d++) {
+            float o = slot[d] * w[0];
+            for (int k = 1; k < K; k++) o = o + slot[(size_t)k * E + d] * w[k];
+            out[d] = shared ? o + sh[d] * g : o;
+        }
+    }
+}
+
 /* layer l for the tokens and threads r says */
 static void fwd_layer(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b, int l, const fwd_run_t *r)
 {
@@ -857,13 +991,18 @@ static void fwd_layer(model_ctx_t *c, kv_cache_t *kv, const model_batch_t *b, in
     fwd_attention(c, kv, b, L, l, r);
     float *yo[1] = {c->xn + t0 * E};
     const int64_t sE[1] = {E};
-    fwd_matmul_rows(c, 1, wo, c->attn + t0 * QD, QD, mt, yo, sE, 2, wgu, r->t0, r->dp);
+    const bool moe = hp->n_expert > 0;
+    fwd_matmul_rows(c, 1, wo, c->attn + t0 * QD, QD, mt, yo, sE, moe ? 0 : 2, wgu, r->t0, r->dp);
     fwd_rows_run(c, &rj, ROWS_RESID_FFN_NORM, r);
-    float *ygu[2] = {c->g + t0 * FF, c->u + t0 * FF};
-    const int64_t sFF[2] = {FF, FF};
-    fwd_matmul_rows(c, 2, wgu, c->xn + t0 * E, E, mt, ygu, sFF, 1, wdown, r->t0, r->dp);
-    fwd_rows_run(c, &rj, ROWS_SWIGLU, r);
-    fwd_matmul_rows(c, 1, wdown, c->g + t0 * FF, FF, mt, yo, sE, N ? 3 : 1, wnext, r->t0, r->dp);
+    if (moe) {
+        fwd_moe(c, L, r);
+    } else {
+        float *ygu[2] = {c->g + t0 * FF, c->u + t0 * FF};
+        const int64_t sFF[2] = {FF, FF};
+        fwd_matmul_rows(c, 2, wgu, c->xn + t0 * E, E, mt, ygu, sFF, 1, wdown, r->t0, r->dp);
+        fwd_rows_run(c, &rj, ROWS_SWIGLU, r);
+        fwd_matmul_rows(c, 1, wdown, c->g + t0 * FF, FF, mt, yo, sE, N ? 3 : 1, wnext, r->t0, r->dp);
+    }
     fwd_rows_run(c, &rj, ROWS_RESID, r);
 }
 

@@ -20,8 +20,27 @@ typedef struct {
     model_weight_t wq, wk, wv, wo;
     const float *bq, *bk, *bv; /* (n_head*hd), (n_kv*hd) or NULL */
     const float *ffn_norm;   /* (n_embd) */
-    model_weight_t w_gate, w_up, w_down;
+    model_weight_t w_gate, w_up, w_down; /* dense FFN (data NULL in a MoE layer) */
+    /* mixture of experts (n_expert > 0): the router (n_embd -> n_expert);
+     * expert e's gate/up/down are exp_*.data + e * exp_*_bytes, each a
+     * model_weight_t of its own shape (model_expert_weight) */
+    model_weight_t router;
+    model_weight_t exp_gate, exp_up, exp_down; /* .packed: expert 0's panels, or NULL */
+    size_t exp_gate_bytes, exp_up_bytes, exp_down_bytes;
+    size_t exp_gate_pbytes, exp_up_pbytes, exp_down_pbytes; /* between experts' panels */
+    /* qwen2moe's shared expert and its gate (n_embd -> 1), data NULL if none */
+    model_weight_t sh_gate, sh_up, sh_down, sh_router;
 } model_layer_t;
+
+/* Expert e's slice of a stacked expert tensor (stride bytes apart in the
+ * file, pstride bytes apart in the packed copy). */
+static inline model_weight_t model_expert_weight(const model_weight_t *w, size_t stride, size_t pstride, int e)
+{
+    model_weight_t s = *w;
+    s.data = (const char *)w->data + (size_t)e * stride;
+    s.packed = w->packed ? (const char *)w->packed + (size_t)e * pstride : NULL;
+    return s;
+}
 
 struct model {
     gguf_ctx_t *gguf;
@@ -72,6 +91,16 @@ struct model_ctx {
     _Atomic unsigned char *att_claim; /* (max_tokens, n_head_kv) engine attention units taken in this layer */
     int32_t *att_first;  /* (max_tokens) each sequence's first token in the batch */
     float *xo;           /* (max_tokens, n_embd) normed rows for the head */
+    /* mixture of experts (NULL without experts): */
+    float *moe_logits;   /* (max_tokens, n_expert) router logits, then probabilities */
+    int32_t *moe_sel;    /* (max_tokens, n_expert_used) chosen experts, best first */
+    float *moe_w;        /* (max_tokens, n_expert_used) their weights */
+    int32_t *moe_rows;   /* (max_tokens) slot (token * n_expert_used + k) of each gathered row */
+    float *moe_x;        /* (max_tokens, n_embd) rows gathered for one expert */
+    float *moe_y;        /* (max_tokens, n_embd) an expert's output rows */
+    float *moe_slot;     /* (max_tokens, n_expert_used, n_embd) expert outputs per token */
+    float *moe_gate;     /* (max_tokens) shared expert's gate inputs */
+    int ff_max;          /* row stride of g and u: the widest FFN hidden size (dense, expert, shared) */
 };
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * model_load.c - read hyper-parameters and bind weight tensors of a
- * Llama-family GGUF (llama, qwen2, mistral), checking every shape.
+ * Llama-family GGUF (llama, qwen2, mistral; with experts: llama/Mixtral,
+ * qwen2moe), checking every shape.
  */
 #include "rotor/bigalloc.h"
 #include <stdio.h>
@@ -56,6 +57,31 @@ static rt_status_t bind_weight(const gguf_ctx_t *g, const char *name, int64_t ne
     return RT_OK;
 }
 
+/* A stack of n_expert matrices [ne0, ne1] (GGUF shape [ne0, ne1, n_expert]):
+ * w describes expert 0, *stride is the bytes between experts. */
+static rt_status_t bind_experts(const gguf_ctx_t *g, const char *name, int64_t ne0, int64_t ne1, int64_t n_expert,
+                                model_weight_t *w, size_t *stride)
+{
+    const gguf_tensor_info_t *t = gguf_find_tensor(g, name);
+    if (!t) return rt_error_set(RT_ERR_FORMAT, "model: missing tensor %s", name);
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != n_expert || t->ne[3] != 1)
+        return rt_error_set(RT_ERR_FORMAT, "model: tensor %s has shape [%lld, %lld, %lld], expected [%lld, %lld, %lld]",
+                            name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)ne0,
+                            (long long)ne1, (long long)n_expert);
+    const rt_type_traits_t *tr = rt_type_traits(t->type);
+    if (!tr || !tr->supported)
+        return rt_error_set(RT_ERR_UNSUPPORTED, "model: tensor %s has type %s, which rotor cannot compute with",
+                            name, rt_type_name(t->type));
+    w->data = t->data;
+    w->type = t->type;
+    w->ne0 = ne0;
+    w->ne1 = ne1;
+    w->row_bytes = rt_type_row_size(t->type, ne0);
+    w->packed = NULL;
+    *stride = w->row_bytes * (size_t)ne1;
+    return RT_OK;
+}
+
 static rt_status_t bind_vec(const gguf_ctx_t *g, const char *name, int64_t n, bool optional, const float **out)
 {
     const gguf_tensor_info_t *t = gguf_find_tensor(g, name);
@@ -77,14 +103,32 @@ static rt_status_t model_read_hparams(const gguf_ctx_t *g, model_hparams_t *hp)
     if (strcmp(arch, "llama") == 0) hp->arch = MODEL_ARCH_LLAMA;
     else if (strcmp(arch, "qwen2") == 0) hp->arch = MODEL_ARCH_QWEN2;
     else if (strcmp(arch, "mistral") == 0) hp->arch = MODEL_ARCH_MISTRAL;
-    else return rt_error_set(RT_ERR_UNSUPPORTED, "model: architecture '%s' is not supported (llama, qwen2, mistral are)", arch);
+    else if (strcmp(arch, "qwen2moe") == 0) hp->arch = MODEL_ARCH_QWEN2MOE;
+    else return rt_error_set(RT_ERR_UNSUPPORTED,
+                             "model: architecture '%s' is not supported (llama, qwen2, mistral, qwen2moe are)", arch);
     snprintf(hp->arch_name, sizeof hp->arch_name, "%s", arch);
     rt_status_t st;
     if ((st = hp_int(g, arch, "block_count", true, 0, 1, 4096, &hp->n_layer))) return st;
     if ((st = hp_int(g, arch, "embedding_length", true, 0, 1, 1 << 20, &hp->n_embd))) return st;
     if ((st = hp_int(g, arch, "attention.head_count", true, 0, 1, 4096, &hp->n_head))) return st;
     if ((st = hp_int(g, arch, "attention.head_count_kv", false, hp->n_head, 1, hp->n_head, &hp->n_head_kv))) return st;
+    const bool qmoe = hp->arch == MODEL_ARCH_QWEN2MOE;
     if ((st = hp_int(g, arch, "feed_forward_length", true, 0, 1, 1 << 22, &hp->n_ff))) return st;
+    /* experts: Mixtral is llama with expert_count; qwen2moe always has them */
+    if ((st = hp_int(g, arch, "expert_count", qmoe, 0, qmoe ? 1 : 0, MODEL_MAX_EXPERTS, &hp->n_expert))) return st;
+    if (hp->n_expert > 0) {
+        const int used_max = hp->n_expert < MODEL_MAX_EXPERTS_USED ? hp->n_expert : MODEL_MAX_EXPERTS_USED;
+        if ((st = hp_int(g, arch, "expert_used_count", true, 0, 1, used_max, &hp->n_expert_used))) return st;
+        /* llama.cpp's defaults: Mixtral's experts are n_ff wide; qwen2moe's
+         * n_ff / n_expert_used, and its shared expert n_ff */
+        const int ff_exp = qmoe ? (hp->n_ff / hp->n_expert_used > 0 ? hp->n_ff / hp->n_expert_used : 1) : hp->n_ff;
+        if ((st = hp_int(g, arch, "expert_feed_forward_length", false, ff_exp, 1, 1 << 22, &hp->n_ff_exp)))
+            return st;
+        if (qmoe && (st = hp_int(g, arch, "expert_shared_feed_forward_length", false, hp->n_ff, 1, 1 << 22,
+                                 &hp->n_ff_shexp)))
+            return st;
+        hp->expert_norm = !qmoe; /* llama.cpp: Mixtral renormalizes the chosen weights, qwen2moe does not */
+    }
     if ((st = hp_int(g, arch, "context_length", false, 2048, 1, 1 << 24, &hp->n_ctx_train))) return st;
     if (hp->n_head % hp->n_head_kv != 0)
         return rt_error_set(RT_ERR_FORMAT, "model: head_count %d is not a multiple of head_count_kv %d",
@@ -115,7 +159,7 @@ static rt_status_t model_read_hparams(const gguf_ctx_t *g, model_hparams_t *hp)
     if (strcmp(stype, "linear") == 0 && factor > 0) hp->rope_freq_scale = (float)(1.0 / factor);
     else if (strcmp(stype, "none") != 0 && strcmp(stype, "linear") != 0)
         return rt_error_set(RT_ERR_UNSUPPORTED, "model: rope scaling type '%s' is not supported", stype);
-    hp->rope_neox = hp->arch == MODEL_ARCH_QWEN2;
+    hp->rope_neox = hp->arch == MODEL_ARCH_QWEN2 || hp->arch == MODEL_ARCH_QWEN2MOE;
     return RT_OK;
 }
 
@@ -167,9 +211,27 @@ rt_status_t model_load(const char *path, model_t **out)
         W(wk, "attn_k", E, KVD);
         W(wv, "attn_v", E, KVD);
         W(wo, "attn_output", QD, E);
-        W(w_gate, "ffn_gate", E, hp->n_ff);
-        W(w_up, "ffn_up", E, hp->n_ff);
-        W(w_down, "ffn_down", hp->n_ff, E);
+        if (hp->n_expert == 0) {
+            W(w_gate, "ffn_gate", E, hp->n_ff);
+            W(w_up, "ffn_up", E, hp->n_ff);
+            W(w_down, "ffn_down", hp->n_ff, E);
+        } else {
+            const int FX = hp->n_ff_exp, NX = hp->n_expert;
+            W(router, "ffn_gate_inp", E, NX);
+#define X(field, nm, a, b)                                                                     \
+    snprintf(n, sizeof n, "blk.%d." nm ".weight", l);                                          \
+    if ((st = bind_experts(g, n, a, b, NX, &L->field, &L->field##_bytes))) goto err;
+            X(exp_gate, "ffn_gate_exps", E, FX);
+            X(exp_up, "ffn_up_exps", E, FX);
+            X(exp_down, "ffn_down_exps", FX, E);
+#undef X
+            if (hp->n_ff_shexp > 0) {
+                W(sh_gate, "ffn_gate_shexp", E, hp->n_ff_shexp);
+                W(sh_up, "ffn_up_shexp", E, hp->n_ff_shexp);
+                W(sh_down, "ffn_down_shexp", hp->n_ff_shexp, E);
+                W(sh_router, "ffn_gate_inp_shexp", E, 1);
+            }
+        }
         V(bq, "attn_q.bias", QD, true);
         V(bk, "attn_k.bias", KVD, true);
         V(bv, "attn_v.bias", KVD, true);
@@ -191,7 +253,11 @@ rt_status_t model_load(const char *path, model_t **out)
         m->n_params += nel;
         if (t->n_dims >= 2 && (int)t->type < RT_TYPE_COUNT) type_bytes[t->type] += t->nbytes;
         if (strcmp(t->name, "token_embd.weight") == 0 && !hp->tied_embeddings) continue;
-        bytes += t->nbytes;
+        /* a token reads n_expert_used of the n_expert experts */
+        if (hp->n_expert > 0 && strstr(t->name, "_exps."))
+            bytes += t->nbytes / (size_t)hp->n_expert * (size_t)hp->n_expert_used;
+        else
+            bytes += t->nbytes;
     }
     m->bytes_per_token = bytes;
     size_t best = 0;
@@ -207,8 +273,9 @@ rt_status_t model_load(const char *path, model_t **out)
                           tok_n_vocab(m->vocab), hp->n_vocab);
         goto err;
     }
-    RT_LOG_DEBUG("model: %s %s, %d layers, d=%d, heads %d/%d, ff %d, vocab %d", hp->arch_name,
-                 rt_type_name(m->main_type), hp->n_layer, E, hp->n_head, hp->n_head_kv, hp->n_ff, hp->n_vocab);
+    RT_LOG_DEBUG("model: %s %s, %d layers, d=%d, heads %d/%d, ff %d, vocab %d, experts %d/%d (ff %d, shared %d)",
+                 hp->arch_name, rt_type_name(m->main_type), hp->n_layer, E, hp->n_head, hp->n_head_kv, hp->n_ff,
+                 hp->n_vocab, hp->n_expert_used, hp->n_expert, hp->n_ff_exp, hp->n_ff_shexp);
     *out = m;
     return RT_OK;
 err:

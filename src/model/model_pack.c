@@ -13,21 +13,39 @@
 #include "rotor/cpu_packed.h"
 #include "rotor/log.h"
 
-/* the matrices a forward pass multiplies by; the output one last (with tied
- * embeddings it is tok_embd, whose rows the embedding lookup keeps reading
- * from the file) */
-static int pack_list(model_t *m, model_weight_t **out)
+/* the matrices a forward pass multiplies by, each with the number of
+ * matrices stacked in it (experts; 1 otherwise) and their distance in the
+ * file and the packed copy; the output one last (with tied embeddings it is
+ * tok_embd, whose rows the embedding lookup keeps reading from the file) */
+typedef struct {
+    model_weight_t *w;
+    int n_stack;
+    size_t stride;   /* bytes between stacked matrices in the file */
+    size_t *pstride; /* where to note it in the packed copy, or NULL */
+} pack_item_t;
+
+static int pack_list(model_t *m, pack_item_t *out)
 {
     int n = 0;
     for (int l = 0; l < m->hp.n_layer; l++) {
         model_layer_t *L = &m->layers[l];
-        model_weight_t *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; i < 7; i++) {
-            if (out) out[n] = ws[i];
-            n++;
+        /* a MoE layer's dense FFN is empty (size 0, skipped); its shared
+         * expert is a dense FFN */
+        model_weight_t *ws[10] = {&L->wq,     &L->wk,    &L->wv,      &L->wo,    &L->w_gate,
+                                  &L->w_up,   &L->w_down, &L->sh_gate, &L->sh_up, &L->sh_down};
+        for (int i = 0; i < 10; i++, n++)
+            if (out) out[n] = (pack_item_t){ws[i], 1, 0, NULL};
+        if (m->hp.n_expert > 0) {
+            const pack_item_t ex[3] = {
+                {&L->exp_gate, m->hp.n_expert, L->exp_gate_bytes, &L->exp_gate_pbytes},
+                {&L->exp_up, m->hp.n_expert, L->exp_up_bytes, &L->exp_up_pbytes},
+                {&L->exp_down, m->hp.n_expert, L->exp_down_bytes, &L->exp_down_pbytes},
+            };
+            for (int i = 0; i < 3; i++, n++)
+                if (out) out[n] = ex[i];
         }
     }
-    if (out) out[n] = &m->output;
+    if (out) out[n] = (pack_item_t){&m->output, 1, 0, NULL};
     return n + 1;
 }
 
@@ -48,11 +66,12 @@ rt_status_t model_pack_weights(model_t *m)
 {
     if (m->packed) return RT_OK;
     const int n = pack_list(m, NULL);
-    model_weight_t **ws = malloc(sizeof *ws * (size_t)n);
+    pack_item_t *ws = malloc(sizeof *ws * (size_t)n);
     if (!ws) return rt_error_set(RT_ERR_NOMEM, "model pack: out of memory");
     pack_list(m, ws);
     size_t total = 0;
-    for (int i = 0; i < n; i++) total += align64(cpu_packed_size(ws[i]->type, ws[i]->ne1, ws[i]->ne0));
+    for (int i = 0; i < n; i++)
+        total += (size_t)ws[i].n_stack * align64(cpu_packed_size(ws[i].w->type, ws[i].w->ne1, ws[i].w->ne0));
     if (total == 0) {
         free(ws);
         return RT_OK;
@@ -64,24 +83,32 @@ rt_status_t model_pack_weights(model_t *m)
     }
     char *p = m->packed;
     for (int i = 0; i < n; i++) {
-        model_weight_t *w = ws[i];
+        model_weight_t *w = ws[i].w;
         const size_t sz = cpu_packed_size(w->type, w->ne1, w->ne0);
         if (sz == 0) continue;
-        rt_status_t st = cpu_pack_weights(w->type, w->data, w->row_bytes, w->ne1, w->ne0, p);
-        if (st) { /* cannot happen for a size > 0; leave the model unpacked and usable */
-            for (int k = 0; k < n; k++) ws[k]->packed = NULL;
-            m->tok_embd.packed = NULL;
-            rt_big_free(m->packed, total);
-            m->packed = NULL;
-            free(ws);
-            return st;
+        for (int e = 0; e < ws[i].n_stack; e++) {
+            rt_status_t st = cpu_pack_weights(w->type, (const char *)w->data + (size_t)e * ws[i].stride,
+                                              w->row_bytes, w->ne1, w->ne0, p + (size_t)e * align64(sz));
+            if (st) { /* cannot happen for a size > 0; leave the model unpacked and usable */
+                for (int k = 0; k < n; k++) ws[k].w->packed = NULL;
+                m->tok_embd.packed = NULL;
+                rt_big_free(m->packed, total);
+                m->packed = NULL;
+                free(ws);
+                return st;
+            }
         }
         w->packed = p;
-        p += align64(sz);
+        if (ws[i].pstride) *ws[i].pstride = align64(sz);
+        p += (size_t)ws[i].n_stack * align64(sz);
     }
     if (m->hp.tied_embeddings) m->tok_embd.packed = m->output.packed;
     for (int i = 0; i < n; i++) /* tok_embd's rows still serve the embedding lookup */
-        if (ws[i]->packed && !(m->hp.tied_embeddings && ws[i] == &m->output)) drop_mapped_pages(ws[i]);
+        if (ws[i].w->packed && !(m->hp.tied_embeddings && ws[i].w == &m->output)) {
+            model_weight_t all = *ws[i].w; /* a stack: all of its rows */
+            all.ne1 *= ws[i].n_stack;
+            drop_mapped_pages(&all);
+        }
     m->packed_bytes = total;
     free(ws);
     RT_LOG_DEBUG("model: %zu bytes of packed weights", total);

@@ -330,7 +330,7 @@ static uint64_t name_hash(const char *s) { return XXH3_64bits(s, strlen(s)); }
  * gen
  * ====================================================================== */
 
-typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_MISTRAL } arch_t;
+typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_MISTRAL, ARCH_QWEN2MOE } arch_t;
 
 typedef struct {
     const char *out;
@@ -339,6 +339,7 @@ typedef struct {
     const char *pre;
     int type, embd_type, output_type; /* rt_type_t; -1 = same as type */
     int64_t n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
+    int64_t n_expert, n_expert_used, n_ff_exp, n_ff_shexp; /* experts: 0 = a dense FFN */
     float rope_base, rms_eps;
     bool rope_neox, tied, qkv_bias, tiny_vocab;
     uint64_t seed;
@@ -372,17 +373,28 @@ typedef enum { INIT_MATRIX, INIT_EMBD, INIT_NORM, INIT_BIAS } init_t;
 
 /* Generate tensor `name` (ne0 x ne1, ne1 = 1 for vectors) with its own RNG
  * stream, convert it to type t and add it to the writer. */
+static int add_random3(gguf_writer_t *w, const gen_opts_t *o, const char *name, int t, init_t init, int64_t ne0,
+                       int64_t ne1, int64_t ne2);
+
 static int add_random(gguf_writer_t *w, const gen_opts_t *o, const char *name, int t, init_t init, int64_t ne0,
                       int64_t ne1)
 {
+    return add_random3(w, o, name, t, init, ne0, ne1, 1);
+}
+
+/* the same for a stack of ne2 matrices (GGUF shape [ne0, ne1, ne2]: experts) */
+static int add_random3(gguf_writer_t *w, const gen_opts_t *o, const char *name, int t, init_t init, int64_t ne0,
+                       int64_t ne1, int64_t ne2)
+{
+    const int64_t rows = ne1 * ne2;
     const rt_type_traits_t *tr = rt_type_traits(t);
     if (ne0 % tr->block_size != 0)
         return fail("gen: tensor %s: row length %lld is not a multiple of the %s block size %lld; "
                     "choose dimensions that are multiples of %lld or another type",
                     name, (long long)ne0, tr->name, (long long)tr->block_size, (long long)tr->block_size);
-    size_t n = (size_t)ne0 * (size_t)ne1, row = rt_type_row_size(t, ne0);
+    size_t n = (size_t)ne0 * (size_t)rows, row = rt_type_row_size(t, ne0);
     float *src = malloc(n * sizeof *src);
-    void *dst = t == RT_TYPE_F32 ? (void *)src : malloc(row * (size_t)ne1);
+    void *dst = t == RT_TYPE_F32 ? (void *)src : malloc(row * (size_t)rows);
     if (!src || !dst) {
         free(src);
         return fail("gen: out of memory for tensor %s (%zu elements)", name, n);
@@ -395,7 +407,7 @@ static int add_random(gguf_writer_t *w, const gen_opts_t *o, const char *name, i
     for (size_t i = 0; i < n; i++)
         src[i] = init == INIT_NORM ? (float)(1.0 + 0.2 * (rng_uniform(&r) - 0.5)) : (float)(sd * rng_normal(&r));
     int rc = 0;
-    for (int64_t i = 0; t != RT_TYPE_F32 && i < ne1; i++) {
+    for (int64_t i = 0; t != RT_TYPE_F32 && i < rows; i++) {
         const float *s = src + (size_t)i * (size_t)ne0;
         uint8_t *d = (uint8_t *)dst + (size_t)i * row;
         if (t == RT_TYPE_F16 || t == RT_TYPE_BF16) {
@@ -412,8 +424,8 @@ static int add_random(gguf_writer_t *w, const gen_opts_t *o, const char *name, i
         }
     }
     if (!rc) {
-        int64_t ne[2] = {ne0, ne1};
-        rt_status_t st = gguf_writer_add_tensor(w, name, (rt_type_t)t, ne1 > 1 ? 2 : 1, ne, dst);
+        int64_t ne[3] = {ne0, ne1, ne2};
+        rt_status_t st = gguf_writer_add_tensor(w, name, (rt_type_t)t, ne2 > 1 ? 3 : ne1 > 1 ? 2 : 1, ne, dst);
         if (st) rc = fail("gen: %s", rt_error_msg());
     }
     if (dst != src) free(dst);
@@ -444,7 +456,7 @@ static int gen_write(const gen_opts_t *o)
     const int64_t n_vocab = (int64_t)v.n;
     const int64_t head_dim = o->n_embd / o->n_head, n_embd_kv = head_dim * o->n_head_kv;
     /* llama.cpp has no "mistral" architecture: mistral-style models are llama */
-    const char *arch = o->arch == ARCH_QWEN2 ? "qwen2" : "llama";
+    const char *arch = o->arch == ARCH_QWEN2 ? "qwen2" : o->arch == ARCH_QWEN2MOE ? "qwen2moe" : "llama";
     const int embd_t = o->embd_type >= 0 ? o->embd_type : o->type;
     const int out_t = o->output_type >= 0 ? o->output_type : o->type;
     char key[128], name[64];
@@ -475,6 +487,14 @@ static int gen_write(const gen_opts_t *o)
     CHECK(gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), o->rms_eps));
     CHECK(gguf_writer_set_f32(w, KEY("rope.freq_base"), o->rope_base));
     CHECK(gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)head_dim));
+    if (o->n_expert > 0) {
+        CHECK(gguf_writer_set_u32(w, KEY("expert_count"), (uint32_t)o->n_expert));
+        CHECK(gguf_writer_set_u32(w, KEY("expert_used_count"), (uint32_t)o->n_expert_used));
+    }
+    if (o->arch == ARCH_QWEN2MOE) {
+        CHECK(gguf_writer_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)o->n_ff_exp));
+        CHECK(gguf_writer_set_u32(w, KEY("expert_shared_feed_forward_length"), (uint32_t)o->n_ff_shexp));
+    }
 #undef KEY
 
     CHECK(model_vocab_write_gguf(w, &v, o->pre, o->arch == ARCH_MISTRAL));
@@ -497,11 +517,29 @@ static int gen_write(const gen_opts_t *o)
         const int64_t dim[3] = {o->n_embd, n_embd_kv, o->n_ff};
         for (size_t k = 0; k < sizeof k_layer / sizeof k_layer[0]; k++) {
             if (k_layer[k].init == INIT_BIAS && !o->qkv_bias) continue;
+            if (o->n_expert > 0 && k_layer[k].in >= 0 && (k_layer[k].in == 2 || k_layer[k].out == 2)) continue;
             snprintf(name, sizeof name, "blk.%lld.%s", (long long)l, k_layer[k].name);
             bool vec = k_layer[k].out < 0;
             rc = add_random(w, o, name, vec ? RT_TYPE_F32 : o->type, k_layer[k].init, dim[k_layer[k].in],
                             vec ? 1 : dim[k_layer[k].out]);
             if (rc) goto out;
+        }
+        if (o->n_expert > 0) { /* the router (f32, as llama.cpp's quantizer keeps it), the experts, qwen2moe's shared one */
+            const int64_t E = o->n_embd, FX = o->n_ff_exp, NX = o->n_expert, FS = o->n_ff_shexp;
+#define ADD3(nm, t, a, b, c)                                                        \
+    snprintf(name, sizeof name, "blk.%lld." nm ".weight", (long long)l);          \
+    if ((rc = add_random3(w, o, name, t, INIT_MATRIX, a, b, c))) goto out;
+            ADD3("ffn_gate_inp", RT_TYPE_F32, E, NX, 1);
+            ADD3("ffn_gate_exps", o->type, E, FX, NX);
+            ADD3("ffn_up_exps", o->type, E, FX, NX);
+            ADD3("ffn_down_exps", o->type, FX, E, NX);
+            if (o->arch == ARCH_QWEN2MOE) {
+                ADD3("ffn_gate_inp_shexp", RT_TYPE_F32, E, 1, 1);
+                ADD3("ffn_gate_shexp", o->type, E, FS, 1);
+                ADD3("ffn_up_shexp", o->type, E, FS, 1);
+                ADD3("ffn_down_shexp", o->type, FS, E, 1);
+            }
+#undef ADD3
         }
     }
     if ((rc = add_random(w, o, "output_norm.weight", RT_TYPE_F32, INIT_NORM, o->n_embd, 1))) goto out;
@@ -524,7 +562,11 @@ static void gen_usage(FILE *f)
             "  --type T            weight matrices: f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q6_k (default f32)\n"
             "  --embd-type T       token_embd.weight (default: --type)\n"
             "  --output-type T     output.weight (default: --type)\n"
-            "  --arch A            llama | qwen2 | mistral (written as llama) (default llama)\n"
+            "  --arch A            llama | qwen2 | mistral (written as llama) | qwen2moe (default llama)\n"
+            "  --n-expert N        mixture of experts: N experts per layer (llama: Mixtral-style; qwen2moe: 4)\n"
+            "  --n-expert-used K   experts per token (2)\n"
+            "  --n-ff-exp N        an expert's hidden size (llama: n_ff; qwen2moe: n_ff / 2)\n"
+            "  --n-ff-shexp N      qwen2moe's shared expert hidden size (n_ff)\n"
             "  --tokenizer K       spm | bpe (default: spm for llama/mistral, bpe for qwen2)\n"
             "  --pre NAME          tokenizer.ggml.pre for bpe (default \"default\")\n"
             "  --n-layer N (2) --n-embd N (64) --n-head N (4) --n-head-kv N (2) --n-ff N (128)\n"
@@ -535,7 +577,9 @@ static void gen_usage(FILE *f)
             "  --qkv-bias          attn_q/k/v biases (implied by qwen2)\n"
             "  --tiny-vocab        only specials, bytes and a few pieces; ignores --n-vocab (small test files)\n"
             "  --seed S (1) --init-scale F (1.0) --name NAME\n"
-            "  --preset f16-100m   ~134M-parameter llama (768 x 12 layers, ff 2048, vocab 32000 spm, f16)\n");
+            "  --preset f16-100m   ~134M-parameter llama (768 x 12 layers, ff 2048, vocab 32000 spm, f16)\n"
+            "  --preset moe-q4k    Mixtral-style, ~370M parameters, ~110M active (768 x 8 layers, 8 experts\n"
+            "                      of ff 2048, 2 per token, vocab 32000 spm, q4_k)\n");
 }
 
 static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
@@ -558,7 +602,7 @@ static int cmd_gen(int argc, char **argv)
     enum {
         O_OUT = 256, O_TYPE, O_EMBD_TYPE, O_OUTPUT_TYPE, O_ARCH, O_TOK, O_PRE, O_NLAYER, O_NEMBD, O_NHEAD,
         O_NHEADKV, O_NFF, O_NVOCAB, O_NCTX, O_ROPE_BASE, O_RMS_EPS, O_NEOX, O_TIED, O_QKV_BIAS, O_TINY, O_SEED,
-        O_SCALE, O_NAME, O_PRESET, O_HELP
+        O_SCALE, O_NAME, O_PRESET, O_HELP, O_NEXP, O_NEXPUSED, O_NFFEXP, O_NFFSH
     };
     static const struct option lo[] = {
         {"out", required_argument, 0, O_OUT}, {"type", required_argument, 0, O_TYPE},
@@ -574,6 +618,8 @@ static int cmd_gen(int argc, char **argv)
         {"tiny-vocab", no_argument, 0, O_TINY}, {"seed", required_argument, 0, O_SEED},
         {"init-scale", required_argument, 0, O_SCALE}, {"name", required_argument, 0, O_NAME},
         {"preset", required_argument, 0, O_PRESET}, {"help", no_argument, 0, O_HELP},
+        {"n-expert", required_argument, 0, O_NEXP}, {"n-expert-used", required_argument, 0, O_NEXPUSED},
+        {"n-ff-exp", required_argument, 0, O_NFFEXP}, {"n-ff-shexp", required_argument, 0, O_NFFSH},
         {0, 0, 0, 0},
     };
     int c, li = -1;
@@ -597,7 +643,8 @@ static int cmd_gen(int argc, char **argv)
             if (strcmp(optarg, "llama") == 0) o.arch = ARCH_LLAMA;
             else if (strcmp(optarg, "qwen2") == 0) o.arch = ARCH_QWEN2;
             else if (strcmp(optarg, "mistral") == 0) o.arch = ARCH_MISTRAL;
-            else return fail("gen: unknown --arch '%s' (llama, qwen2, mistral)", optarg);
+            else if (strcmp(optarg, "qwen2moe") == 0) o.arch = ARCH_QWEN2MOE;
+            else return fail("gen: unknown --arch '%s' (llama, qwen2, mistral, qwen2moe)", optarg);
             break;
         case O_TOK:
             if (strcmp(optarg, "spm") == 0) tok = 1;
@@ -612,6 +659,10 @@ static int cmd_gen(int argc, char **argv)
         case O_NFF: dst = &o.n_ff; max = 262144; break;
         case O_NVOCAB: dst = &o.n_vocab; max = 1 << 20; break;
         case O_NCTX: dst = &o.n_ctx; max = 1 << 24; break;
+        case O_NEXP: dst = &o.n_expert; max = 256; break;
+        case O_NEXPUSED: dst = &o.n_expert_used; max = 256; break;
+        case O_NFFEXP: dst = &o.n_ff_exp; max = 262144; break;
+        case O_NFFSH: dst = &o.n_ff_shexp; max = 262144; break;
         case O_ROPE_BASE:
         case O_RMS_EPS:
         case O_SCALE: {
@@ -635,12 +686,22 @@ static int cmd_gen(int argc, char **argv)
         }
         case O_NAME: o.name = optarg; break;
         case O_PRESET:
-            if (strcmp(optarg, "f16-100m") != 0) return fail("gen: unknown --preset '%s' (f16-100m)", optarg);
-            o.type = RT_TYPE_F16;
-            o.n_embd = 768, o.n_layer = 12, o.n_head = 12, o.n_head_kv = 12, o.n_ff = 2048;
-            o.n_vocab = 32000, o.n_ctx = 2048;
-            tok = 1;
-            o.name = o.name ? o.name : "rotor-random-llama-100m-f16";
+            if (strcmp(optarg, "f16-100m") == 0) {
+                o.type = RT_TYPE_F16;
+                o.n_embd = 768, o.n_layer = 12, o.n_head = 12, o.n_head_kv = 12, o.n_ff = 2048;
+                o.n_vocab = 32000, o.n_ctx = 2048;
+                tok = 1;
+                o.name = o.name ? o.name : "rotor-random-llama-100m-f16";
+            } else if (strcmp(optarg, "moe-q4k") == 0) { /* Mixtral's shape, small */
+                o.type = RT_TYPE_Q4_K;
+                o.n_embd = 768, o.n_layer = 8, o.n_head = 12, o.n_head_kv = 4, o.n_ff = 2048;
+                o.n_expert = 8, o.n_expert_used = 2;
+                o.n_vocab = 32000, o.n_ctx = 2048;
+                tok = 1;
+                o.name = o.name ? o.name : "rotor-random-mixtral-370m-q4_k";
+            } else {
+                return fail("gen: unknown --preset '%s' (f16-100m, moe-q4k)", optarg);
+            }
             break;
         case O_HELP: gen_usage(stdout); return 0;
         case ':': return fail("gen: option '%s' needs a value", argv[optind - 1]);
@@ -653,13 +714,29 @@ static int cmd_gen(int argc, char **argv)
     if (optind < argc) return fail("gen: unexpected argument '%s'", argv[optind]);
     if (!o.out) return fail("gen: --out FILE is required");
 
-    if (o.arch == ARCH_QWEN2) o.qkv_bias = true, o.rope_neox = true;
-    if (o.rope_neox && o.arch != ARCH_QWEN2)
+    const bool qwen = o.arch == ARCH_QWEN2 || o.arch == ARCH_QWEN2MOE;
+    if (qwen) o.qkv_bias = true, o.rope_neox = true;
+    if (o.rope_neox && !qwen)
         return fail("gen: --rope-neox: llama.cpp fixes the rope type by architecture (llama/mistral: normal, "
                     "qwen2: neox); use --arch qwen2");
-    o.spm = tok < 0 ? o.arch != ARCH_QWEN2 : tok == 1;
-    if (o.rope_base == 0) o.rope_base = o.arch == ARCH_QWEN2 ? 1e6f : 10000.0f;
-    if (o.rms_eps == 0) o.rms_eps = o.arch == ARCH_QWEN2 ? 1e-6f : 1e-5f;
+    o.spm = tok < 0 ? !qwen : tok == 1;
+    if (o.rope_base == 0) o.rope_base = qwen ? 1e6f : 10000.0f;
+    if (o.rms_eps == 0) o.rms_eps = qwen ? 1e-6f : 1e-5f;
+    if (o.arch == ARCH_QWEN2MOE && o.n_expert == 0) o.n_expert = 4;
+    if (o.arch == ARCH_MISTRAL && o.n_expert > 0)
+        return fail("gen: --n-expert: write Mixtral-style models as --arch llama");
+    if (o.n_expert > 0) {
+        if (o.n_expert_used == 0) o.n_expert_used = o.n_expert < 2 ? o.n_expert : 2;
+        if (o.n_expert_used > o.n_expert)
+            return fail("gen: --n-expert-used %lld is more than --n-expert %lld", (long long)o.n_expert_used,
+                        (long long)o.n_expert);
+        if (o.n_ff_exp == 0) o.n_ff_exp = o.arch == ARCH_QWEN2MOE ? o.n_ff / o.n_expert_used : o.n_ff;
+        if (o.arch == ARCH_LLAMA && o.n_ff_exp != o.n_ff)
+            return fail("gen: llama.cpp sizes a llama model's experts by n_ff: --n-ff-exp must equal --n-ff");
+        if (o.arch == ARCH_QWEN2MOE && o.n_ff_shexp == 0) o.n_ff_shexp = o.n_ff;
+    } else if (o.n_expert_used || o.n_ff_exp || o.n_ff_shexp) {
+        return fail("gen: --n-expert-used, --n-ff-exp and --n-ff-shexp need --n-expert");
+    }
     if (o.n_embd % o.n_head != 0)
         return fail("gen: n_embd %lld is not a multiple of n_head %lld", (long long)o.n_embd, (long long)o.n_head);
     if ((o.n_embd / o.n_head) % 2 != 0)
@@ -671,6 +748,9 @@ static int cmd_gen(int argc, char **argv)
     const int ts[3] = {o.type, o.embd_type >= 0 ? o.embd_type : o.type, o.output_type >= 0 ? o.output_type : o.type};
     for (int i = 0; i < 3; i++) {
         int64_t bs = rt_type_traits(ts[i])->block_size;
+        if (i == 0 && ((o.n_ff_exp && o.n_ff_exp % bs != 0) || (o.n_ff_shexp && o.n_ff_shexp % bs != 0)))
+            return fail("gen: type %s needs the experts' hidden sizes (%lld, %lld) to be multiples of %lld",
+                        rt_type_name(ts[i]), (long long)o.n_ff_exp, (long long)o.n_ff_shexp, (long long)bs);
         if (o.n_embd % bs != 0 || (i == 0 && o.n_ff % bs != 0))
             return fail("gen: type %s needs row lengths that are multiples of %lld, but n_embd is %lld%s%lld; "
                         "no fallback: pick multiples of %lld or another type",

@@ -1,4 +1,5 @@
-"""rotor's model runtime against llama.cpp (llama-cpp-python) on the same GGUF.
+"""rotor's model runtime against llama.cpp (llama-cpp-python) on the same GGUF
+(dense and mixture-of-experts models).
 
 - first-step logits agree: F32 models relative L2 error < 1e-4 (both sides with
   an F32 KV cache); quantized / F16 models < 2e-2 and the same argmax;
@@ -29,7 +30,16 @@ GEN_MODELS = [
     ("small-q6_k-bpe", ["--type", "q6_k", "--tokenizer", "bpe", "--n-embd", "256", "--n-ff", "512",
                         "--seed", "9"], 2e-2, False),
     ("tiny-tied-f32", ["--type", "f32", "--tokenizer", "spm", "--tied-embeddings", "--seed", "10"], 1e-4, True),
+    # mixture of experts: Mixtral-style llama (router softmax, top 2 of 4, weights renormalized) and
+    # qwen2moe (not renormalized, plus a shared expert gated by a sigmoid)
+    ("tiny-moe-f32", ["--type", "f32", "--tokenizer", "bpe", "--n-expert", "4", "--n-expert-used", "2",
+                      "--seed", "15"], 1e-4, True),
+    ("tiny-qwen2moe-f32", ["--type", "f32", "--arch", "qwen2moe", "--n-expert", "4", "--seed", "16"], 1e-4, True),
+    ("tiny-q8_0-moe", ["--type", "q8_0", "--tokenizer", "spm", "--n-expert", "4", "--seed", "17"], 2e-2, False),
+    ("small-q4_k-qwen2moe", ["--type", "q4_k", "--arch", "qwen2moe", "--n-embd", "256", "--n-ff", "512",
+                             "--n-expert", "8", "--seed", "18"], 2e-2, False),
 ]
+GREEDY_MODELS = GEN_MODELS[:1] + [m for m in GEN_MODELS if "moe" in m[0] and m[0].endswith("f32")]
 
 PROMPTS = [
     "The capital of France is",
@@ -126,7 +136,7 @@ def test_generated_model_first_step_logits(llama_cpp, name, args, tol, kv_f32):
             assert_same_choice(got, ref, f"{name} len {length}")
 
 
-@pytest.mark.parametrize("name,args,tol,kv_f32", GEN_MODELS[:1], ids=[GEN_MODELS[0][0]])
+@pytest.mark.parametrize("name,args,tol,kv_f32", GREEDY_MODELS, ids=[m[0] for m in GREEDY_MODELS])
 def test_generated_model_greedy(llama_cpp, name, args, tol, kv_f32):
     path = gen_model(name, *args)
     llm = open_llama(path, n_ctx=256, f32_kv=True)

@@ -42,11 +42,14 @@ int posix_memalign(void **p, size_t al, size_t n)
 }
 #endif
 
-static char model_path[512];
+static char model_path[512], moe_path[512];
 
 static int setup(void **state)
 {
     (void)state;
+    if (test_gen_model(moe_path, sizeof moe_path, "noalloc-moe",
+                       "--arch qwen2moe --type q4_1 --n-expert 8 --n-expert-used 2 --seed 5"))
+        return -1;
     return test_gen_model(model_path, sizeof model_path, "noalloc", "--type q4_1 --tokenizer bpe --seed 4");
 }
 
@@ -54,6 +57,7 @@ static int teardown(void **state)
 {
     (void)state;
     unlink(model_path);
+    unlink(moe_path);
     return 0;
 }
 
@@ -100,10 +104,10 @@ static void test_forward_allocates_nothing(void **state)
 }
 
 /* n_req requests of 10, 20, 30, 40 tokens (cycling), max_seqs at once */
-static void engine_steps_allocate_nothing(int n_req, int max_seqs, int budget)
+static void engine_steps_allocate_nothing(const char *path, int n_req, int max_seqs, int budget)
 {
     engine_config_t c = engine_config_default();
-    c.model_path = model_path;
+    c.model_path = path;
     c.threads = 2;
     c.kv_blocks = 64 * (n_req + 3) / 4;
     c.max_num_seqs = max_seqs;
@@ -142,8 +146,10 @@ static void test_engine_step_allocates_nothing(void **state)
 {
     (void)state;
     if (!NOALLOC_COUNTING) skip();
-    engine_steps_allocate_nothing(4, 4, 24);
-    engine_steps_allocate_nothing(16, 16, 64); /* 16 decoding sequences: the data-parallel forward */
+    engine_steps_allocate_nothing(model_path, 4, 4, 24);
+    engine_steps_allocate_nothing(model_path, 16, 16, 64); /* 16 decoding sequences: the data-parallel forward */
+    engine_steps_allocate_nothing(moe_path, 4, 4, 24);      /* mixture of experts: gathered rows, shared expert */
+    engine_steps_allocate_nothing(moe_path, 16, 16, 64);
 }
 
 int main(void)
