@@ -32,6 +32,9 @@ void cpu_compat_swiglu(float *g, const float *u, int n);
 /* x[0..n) = softmax(x) in the order of ggml's soft_max row (16-lane groups
  * with the vectorized exp, their sums in double, the rest with expf). */
 void cpu_compat_softmax(float *x, int n);
+/* dot(a, b) of n floats (n % 16 == 0) in the order of llama.cpp's F32 matmul
+ * for 2+ tokens (tinyBLAS: one 16-lane FMA chain, then the lanes' sum). */
+float cpu_compat_dot_f32_gemm(const float *a, const float *b, int n);
 void cpu_compat_attn_head(const float *q, const float *kt, const float *vt, int hd, int n_pos, int n_pad,
                           float scale, bool gemm, bool kq_gemv_always, bool round_p_f16, float *p,
                           float *out);

@@ -106,6 +106,8 @@ static inline float dot_gemm(const float *a, const float *b, int n)
     return reduce16(acc);
 }
 
+float cpu_compat_dot_f32_gemm(const float *a, const float *b, int n) { return dot_gemm(a, b, n); }
+
 /* gemv order: four 16-lane chains per 64 elements, then leftovers in double */
 static inline float dot_gemv(const float *a, const float *b, int n)
 {

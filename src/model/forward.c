@@ -880,6 +880,30 @@ static void moe_route(const model_hparams_t *hp, float *p, int32_t *sel, float *
     }
 }
 
+/* y (rows t0..t1, stride w->ne1) = xn W^T for a router W (n_embd -> n).
+ * Under llama.cpp's numerics, an F32 router with 2+ tokens takes tinyBLAS's
+ * order, as llama.cpp's F32 matmul does then (GGUF files keep routers in
+ * F32): its bits, but not batch invariant, like MODEL_ATTN_LLAMACPP itself.
+ * The engine's invariant orders use the matmul. */
+static void fwd_router(model_ctx_t *c, const model_weight_t *w, const fwd_run_t *r, float *y)
+{
+    const int E = c->m->hp.n_embd;
+    const int64_t mt = r->t1 - r->t0, n = w->ne1;
+    const float *x = c->xn + (size_t)r->t0 * E;
+    if (c->attn_order == MODEL_ATTN_LLAMACPP && c->matmul == MODEL_MATMUL_LLAMACPP && mt >= 2 &&
+        w->type == RT_TYPE_F32 && E % 16 == 0) {
+        for (int64_t i = 0; i < mt; i++)
+            for (int64_t o = 0; o < n; o++)
+                y[i * n + o] = cpu_compat_dot_f32_gemm((const float *)((const char *)w->data + (size_t)o * w->row_bytes),
+                                                       x + (size_t)i * E, E);
+        return;
+    }
+    const model_weight_t *ws[1] = {w};
+    float *ys[1] = {y};
+    const int64_t ss[1] = {n};
+    fwd_matmul_rows(c, 1, ws, x, E, mt, ys, ss, 0, NULL, r->t0, r->dp);
+}
+
 /* y (n rows of n_embd) = (silu(x Wg) * (x Wu)) Wd for n rows of x (n_embd
  * each), hidden size ff. Scratch: n rows of ff in g and u from row0 *
  * ff_max on (the region of rows [row0, row0 + n) whatever ff: a
@@ -914,12 +938,7 @@ static void fwd_moe(model_ctx_t *c, const model_layer_t *L, const fwd_run_t *r)
     const int t0 = r->t0, t1 = r->t1;
     const int64_t mt = t1 - t0;
     float *xn = c->xn;
-    {
-        const model_weight_t *w[1] = {&L->router};
-        float *y[1] = {c->moe_logits + (size_t)t0 * NX};
-        const int64_t ys[1] = {NX};
-        fwd_matmul_rows(c, 1, w, xn + (size_t)t0 * E, E, mt, y, ys, 0, NULL, t0, r->dp);
-    }
+    fwd_router(c, &L->router, r, c->moe_logits + (size_t)t0 * NX);
     for (int i = t0; i < t1; i++)
         moe_route(hp, c->moe_logits + (size_t)i * NX, c->moe_sel + (size_t)i * K, c->moe_w + (size_t)i * K);
     for (int e = 0; e < NX; e++) {
@@ -943,10 +962,7 @@ static void fwd_moe(model_ctx_t *c, const model_layer_t *L, const fwd_run_t *r)
     }
     const bool shared = L->sh_gate.data != NULL;
     if (shared) {
-        const model_weight_t *w[1] = {&L->sh_router};
-        float *y[1] = {c->moe_gate + t0};
-        const int64_t ys[1] = {1};
-        fwd_matmul_rows(c, 1, w, xn + (size_t)t0 * E, E, mt, y, ys, 0, NULL, t0, r->dp);
+        fwd_router(c, &L->sh_router, r, c->moe_gate + t0);
         fwd_ffn_rows(c, &L->sh_gate, &L->sh_up, &L->sh_down, xn + (size_t)t0 * E, mt, hp->n_ff_shexp,
                      c->moe_y + (size_t)t0 * E, t0, r->dp);
     }

@@ -136,6 +136,43 @@ def test_generated_model_first_step_logits(llama_cpp, name, args, tol, kv_f32):
             assert_same_choice(got, ref, f"{name} len {length}")
 
 
+def cpu_has_avx512():
+    try:
+        return " avx512f " in open("/proc/cpuinfo").read().replace("\n", " ")
+    except OSError:
+        return False
+
+
+MOE_BITS_MODELS = [
+    ("moe8-q8_0-bits", ["--type", "q8_0", "--tokenizer", "spm", "--n-embd", "256", "--n-head", "4", "--n-head-kv", "2",
+                        "--n-ff", "512", "--n-layer", "6", "--n-expert", "8", "--seed", "19"]),
+    ("qwen2moe8-q8_0-bits", ["--type", "q8_0", "--arch", "qwen2moe", "--n-embd", "256", "--n-head", "4",
+                             "--n-head-kv", "2", "--n-ff", "512", "--n-layer", "6", "--n-expert", "8",
+                             "--seed", "20"]),
+]
+
+
+@pytest.mark.parametrize("name,args", MOE_BITS_MODELS, ids=[m[0] for m in MOE_BITS_MODELS])
+def test_moe_q8_0_logits_bit_for_bit(llama_cpp, name, args):
+    """Mixture of experts under llama.cpp's numerics is llama.cpp's graph to the
+    bit on Q8_0 weights: the F32 router in tinyBLAS's order for 2+ tokens, the
+    softmax, top-k, renormalization, each expert's rows, the weighted sum in
+    slot order, qwen2moe's sigmoid-gated shared expert. Prompts of 1, 5 and 33
+    tokens (6 layers x 8 experts: a top-k near-tie would show). rotor's
+    llama.cpp-order kernels follow llama.cpp's AVX-512 build, which pip builds
+    for this CPU only when it has AVX-512."""
+    if not cpu_has_avx512():
+        pytest.skip("llama.cpp is built for this CPU's ISA; rotor follows its AVX-512 order")
+    path = gen_model(name, *args)
+    llm = open_llama(path, n_ctx=256)
+    rng = np.random.default_rng(23)
+    for length in (1, 5, 33):
+        ids = [int(x) for x in rng.integers(3, llm.n_vocab(), size=length)]
+        ref = llama_logits(llm, ids)
+        got = rotor_logits(path, ids, False)
+        assert np.array_equal(got, ref), f"{name} len {length}: relative error {rel_err(got, ref):.3g}, not 0"
+
+
 @pytest.mark.parametrize("name,args,tol,kv_f32", GREEDY_MODELS, ids=[m[0] for m in GREEDY_MODELS])
 def test_generated_model_greedy(llama_cpp, name, args, tol, kv_f32):
     path = gen_model(name, *args)
