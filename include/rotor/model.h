@@ -1,7 +1,8 @@
 /*
- * model.h - Llama-family transformer models (llama, qwen2, mistral; the
- * mixture-of-experts forms: llama with experts (Mixtral) and qwen2moe) loaded
- * from GGUF, their paged KV cache, and the batched forward pass on the CPU.
+ * model.h - Llama-family transformer models (llama, qwen2, qwen3, mistral; the
+ * mixture-of-experts forms: llama with experts (Mixtral), qwen2moe, qwen3moe)
+ * loaded from GGUF, their paged KV cache, and the batched forward pass on the
+ * CPU.
  *
  * Weights are slices of the GGUF mapping (never copied). The forward pass
  * takes a batch of tokens from any number of sequences; each sequence's KV
@@ -25,7 +26,14 @@
 #include "rotor/tokenizer.h"
 #include "rotor/types.h"
 
-typedef enum { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_QWEN2, MODEL_ARCH_MISTRAL, MODEL_ARCH_QWEN2MOE } model_arch_t;
+typedef enum {
+    MODEL_ARCH_LLAMA = 0,
+    MODEL_ARCH_QWEN2,
+    MODEL_ARCH_MISTRAL,
+    MODEL_ARCH_QWEN2MOE,
+    MODEL_ARCH_QWEN3,    /* qwen2 without QKV biases, with RMSNorm of each q and k head */
+    MODEL_ARCH_QWEN3MOE, /* qwen3 with experts (renormalized, no shared expert) */
+} model_arch_t;
 
 /* Largest expert counts a model may declare (DeepSeek-V3: 8 of 256). */
 #define MODEL_MAX_EXPERTS 512
@@ -49,10 +57,11 @@ typedef struct {
     bool rope_neox;  /* NeoX layout (qwen2) vs normal (llama) */
     bool tied_embeddings;
     bool qkv_bias;
+    bool qk_norm;    /* RMSNorm of each query and key head before RoPE (qwen3) */
     /* mixture of experts (0 experts: every layer has a dense FFN). Each
      * token's FFN is the weighted sum of the n_expert_used experts with the
      * largest router probabilities (softmax over all n_expert), weights
-     * renormalized to sum 1 when expert_norm (Mixtral) or not (qwen2moe);
+     * renormalized to sum 1 when expert_norm (Mixtral, qwen3moe) or not (qwen2moe);
      * qwen2moe adds a shared expert gated by sigmoid(x . w). */
     int n_expert;
     int n_expert_used;

@@ -688,6 +688,11 @@ static void rope_store_row(const rows_job_t *j, int i)
         for (int d = 0; d < KVD; d++) k[d] += L->bk[d];
         for (int d = 0; d < KVD; d++) v[d] += L->bv[d];
     }
+    if (L->q_norm) { /* qwen3: RMSNorm of each head, before RoPE */
+        for (int h = 0; h < hp->n_head; h++) fwd_rmsnorm(c, q + (size_t)h * HD, L->q_norm, q + (size_t)h * HD, HD, hp->rms_eps);
+        for (int h = 0; h < hp->n_head_kv; h++)
+            fwd_rmsnorm(c, k + (size_t)h * HD, L->k_norm, k + (size_t)h * HD, HD, hp->rms_eps);
+    }
     cpu_rope_apply(q, hp->n_head, HD, hp->rope_dim, hp->rope_neox, cs);
     cpu_rope_apply(k, hp->n_head_kv, HD, hp->rope_dim, hp->rope_neox, cs);
     const size_t layer_off = (size_t)j->layer * kv->n_blocks * kv->block_size * KVD;

@@ -19,6 +19,7 @@ typedef struct {
     const float *attn_norm;  /* (n_embd) */
     model_weight_t wq, wk, wv, wo;
     const float *bq, *bk, *bv; /* (n_head*hd), (n_kv*hd) or NULL */
+    const float *q_norm, *k_norm; /* (hd) per-head RMSNorm weights (qwen3) or NULL */
     const float *ffn_norm;   /* (n_embd) */
     model_weight_t w_gate, w_up, w_down; /* dense FFN (data NULL in a MoE layer) */
     /* mixture of experts (n_expert > 0): the router (n_embd -> n_expert);

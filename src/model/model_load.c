@@ -104,15 +104,18 @@ static rt_status_t model_read_hparams(const gguf_ctx_t *g, model_hparams_t *hp)
     else if (strcmp(arch, "qwen2") == 0) hp->arch = MODEL_ARCH_QWEN2;
     else if (strcmp(arch, "mistral") == 0) hp->arch = MODEL_ARCH_MISTRAL;
     else if (strcmp(arch, "qwen2moe") == 0) hp->arch = MODEL_ARCH_QWEN2MOE;
+    else if (strcmp(arch, "qwen3") == 0) hp->arch = MODEL_ARCH_QWEN3;
+    else if (strcmp(arch, "qwen3moe") == 0) hp->arch = MODEL_ARCH_QWEN3MOE;
     else return rt_error_set(RT_ERR_UNSUPPORTED,
-                             "model: architecture '%s' is not supported (llama, qwen2, mistral, qwen2moe are)", arch);
+                             "model: architecture '%s' is not supported (llama, qwen2, qwen3, mistral, qwen2moe, "
+                             "qwen3moe are)", arch);
     snprintf(hp->arch_name, sizeof hp->arch_name, "%s", arch);
     rt_status_t st;
     if ((st = hp_int(g, arch, "block_count", true, 0, 1, 4096, &hp->n_layer))) return st;
     if ((st = hp_int(g, arch, "embedding_length", true, 0, 1, 1 << 20, &hp->n_embd))) return st;
     if ((st = hp_int(g, arch, "attention.head_count", true, 0, 1, 4096, &hp->n_head))) return st;
     if ((st = hp_int(g, arch, "attention.head_count_kv", false, hp->n_head, 1, hp->n_head, &hp->n_head_kv))) return st;
-    const bool qmoe = hp->arch == MODEL_ARCH_QWEN2MOE;
+    const bool qmoe = hp->arch == MODEL_ARCH_QWEN2MOE || hp->arch == MODEL_ARCH_QWEN3MOE;
     if ((st = hp_int(g, arch, "feed_forward_length", true, 0, 1, 1 << 22, &hp->n_ff))) return st;
     /* experts: Mixtral is llama with expert_count; qwen2moe always has them */
     if ((st = hp_int(g, arch, "expert_count", qmoe, 0, qmoe ? 1 : 0, MODEL_MAX_EXPERTS, &hp->n_expert))) return st;
@@ -124,10 +127,11 @@ static rt_status_t model_read_hparams(const gguf_ctx_t *g, model_hparams_t *hp)
         const int ff_exp = qmoe ? (hp->n_ff / hp->n_expert_used > 0 ? hp->n_ff / hp->n_expert_used : 1) : hp->n_ff;
         if ((st = hp_int(g, arch, "expert_feed_forward_length", false, ff_exp, 1, 1 << 22, &hp->n_ff_exp)))
             return st;
-        if (qmoe && (st = hp_int(g, arch, "expert_shared_feed_forward_length", false, hp->n_ff, 1, 1 << 22,
-                                 &hp->n_ff_shexp)))
+        if (hp->arch == MODEL_ARCH_QWEN2MOE &&
+            (st = hp_int(g, arch, "expert_shared_feed_forward_length", false, hp->n_ff, 1, 1 << 22, &hp->n_ff_shexp)))
             return st;
-        hp->expert_norm = !qmoe; /* llama.cpp: Mixtral renormalizes the chosen weights, qwen2moe does not */
+        /* llama.cpp: Mixtral and qwen3moe renormalize the chosen weights, qwen2moe does not */
+        hp->expert_norm = hp->arch != MODEL_ARCH_QWEN2MOE;
     }
     if ((st = hp_int(g, arch, "context_length", false, 2048, 1, 1 << 24, &hp->n_ctx_train))) return st;
     if (hp->n_head % hp->n_head_kv != 0)
@@ -159,7 +163,9 @@ static rt_status_t model_read_hparams(const gguf_ctx_t *g, model_hparams_t *hp)
     if (strcmp(stype, "linear") == 0 && factor > 0) hp->rope_freq_scale = (float)(1.0 / factor);
     else if (strcmp(stype, "none") != 0 && strcmp(stype, "linear") != 0)
         return rt_error_set(RT_ERR_UNSUPPORTED, "model: rope scaling type '%s' is not supported", stype);
-    hp->rope_neox = hp->arch == MODEL_ARCH_QWEN2 || hp->arch == MODEL_ARCH_QWEN2MOE;
+    hp->rope_neox = hp->arch == MODEL_ARCH_QWEN2 || hp->arch == MODEL_ARCH_QWEN2MOE || hp->arch == MODEL_ARCH_QWEN3 ||
+                    hp->arch == MODEL_ARCH_QWEN3MOE;
+    hp->qk_norm = hp->arch == MODEL_ARCH_QWEN3 || hp->arch == MODEL_ARCH_QWEN3MOE;
     return RT_OK;
 }
 
@@ -232,6 +238,8 @@ rt_status_t model_load(const char *path, model_t **out)
                 W(sh_router, "ffn_gate_inp_shexp", E, 1);
             }
         }
+        V(q_norm, "attn_q_norm.weight", HD, !hp->qk_norm);
+        V(k_norm, "attn_k_norm.weight", HD, !hp->qk_norm);
         V(bq, "attn_q.bias", QD, true);
         V(bk, "attn_k.bias", KVD, true);
         V(bv, "attn_v.bias", KVD, true);

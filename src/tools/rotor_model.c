@@ -330,7 +330,9 @@ static uint64_t name_hash(const char *s) { return XXH3_64bits(s, strlen(s)); }
  * gen
  * ====================================================================== */
 
-typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_MISTRAL, ARCH_QWEN2MOE } arch_t;
+typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_MISTRAL, ARCH_QWEN2MOE, ARCH_QWEN3, ARCH_QWEN3MOE } arch_t;
+
+static const char *const arch_gguf_name[] = {"llama", "qwen2", "llama", "qwen2moe", "qwen3", "qwen3moe"};
 
 typedef struct {
     const char *out;
@@ -340,6 +342,7 @@ typedef struct {
     int type, embd_type, output_type; /* rt_type_t; -1 = same as type */
     int64_t n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
     int64_t n_expert, n_expert_used, n_ff_exp, n_ff_shexp; /* experts: 0 = a dense FFN */
+    int64_t head_dim; /* 0: n_embd / n_head */
     float rope_base, rms_eps;
     bool rope_neox, tied, qkv_bias, tiny_vocab;
     uint64_t seed;
@@ -454,9 +457,11 @@ static int gen_write(const gen_opts_t *o)
         goto out;
     }
     const int64_t n_vocab = (int64_t)v.n;
-    const int64_t head_dim = o->n_embd / o->n_head, n_embd_kv = head_dim * o->n_head_kv;
+    const int64_t head_dim = o->head_dim ? o->head_dim : o->n_embd / o->n_head, n_embd_kv = head_dim * o->n_head_kv;
+    const int64_t n_q = head_dim * o->n_head;
+    const bool qk_norm = o->arch == ARCH_QWEN3 || o->arch == ARCH_QWEN3MOE;
     /* llama.cpp has no "mistral" architecture: mistral-style models are llama */
-    const char *arch = o->arch == ARCH_QWEN2 ? "qwen2" : o->arch == ARCH_QWEN2MOE ? "qwen2moe" : "llama";
+    const char *arch = arch_gguf_name[o->arch];
     const int embd_t = o->embd_type >= 0 ? o->embd_type : o->type;
     const int out_t = o->output_type >= 0 ? o->output_type : o->type;
     char key[128], name[64];
@@ -487,14 +492,18 @@ static int gen_write(const gen_opts_t *o)
     CHECK(gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), o->rms_eps));
     CHECK(gguf_writer_set_f32(w, KEY("rope.freq_base"), o->rope_base));
     CHECK(gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)head_dim));
+    if (o->head_dim) {
+        CHECK(gguf_writer_set_u32(w, KEY("attention.key_length"), (uint32_t)head_dim));
+        CHECK(gguf_writer_set_u32(w, KEY("attention.value_length"), (uint32_t)head_dim));
+    }
     if (o->n_expert > 0) {
         CHECK(gguf_writer_set_u32(w, KEY("expert_count"), (uint32_t)o->n_expert));
         CHECK(gguf_writer_set_u32(w, KEY("expert_used_count"), (uint32_t)o->n_expert_used));
     }
-    if (o->arch == ARCH_QWEN2MOE) {
+    if (o->arch == ARCH_QWEN2MOE || o->arch == ARCH_QWEN3MOE)
         CHECK(gguf_writer_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)o->n_ff_exp));
+    if (o->arch == ARCH_QWEN2MOE)
         CHECK(gguf_writer_set_u32(w, KEY("expert_shared_feed_forward_length"), (uint32_t)o->n_ff_shexp));
-    }
 #undef KEY
 
     CHECK(model_vocab_write_gguf(w, &v, o->pre, o->arch == ARCH_MISTRAL));
@@ -505,19 +514,21 @@ static int gen_write(const gen_opts_t *o)
         static const struct {
             const char *name;
             init_t init;
-            int in, out; /* 0 n_embd, 1 n_embd_kv, 2 n_ff, -1 vector */
+            int in, out; /* 0 n_embd, 1 n_embd_kv, 2 n_ff, 3 n_head x head_dim, 4 head_dim; -1 vector */
         } k_layer[] = {
-            {"attn_norm.weight", INIT_NORM, 0, -1},  {"attn_q.weight", INIT_MATRIX, 0, 0},
-            {"attn_q.bias", INIT_BIAS, 0, -1},       {"attn_k.weight", INIT_MATRIX, 0, 1},
+            {"attn_norm.weight", INIT_NORM, 0, -1},  {"attn_q.weight", INIT_MATRIX, 0, 3},
+            {"attn_q.bias", INIT_BIAS, 3, -1},       {"attn_k.weight", INIT_MATRIX, 0, 1},
             {"attn_k.bias", INIT_BIAS, 1, -1},       {"attn_v.weight", INIT_MATRIX, 0, 1},
-            {"attn_v.bias", INIT_BIAS, 1, -1},       {"attn_output.weight", INIT_MATRIX, 0, 0},
+            {"attn_v.bias", INIT_BIAS, 1, -1},       {"attn_q_norm.weight", INIT_NORM, 4, -1},
+            {"attn_k_norm.weight", INIT_NORM, 4, -1}, {"attn_output.weight", INIT_MATRIX, 3, 0},
             {"ffn_norm.weight", INIT_NORM, 0, -1},   {"ffn_gate.weight", INIT_MATRIX, 0, 2},
             {"ffn_up.weight", INIT_MATRIX, 0, 2},    {"ffn_down.weight", INIT_MATRIX, 2, 0},
         };
-        const int64_t dim[3] = {o->n_embd, n_embd_kv, o->n_ff};
+        const int64_t dim[5] = {o->n_embd, n_embd_kv, o->n_ff, n_q, head_dim};
         for (size_t k = 0; k < sizeof k_layer / sizeof k_layer[0]; k++) {
             if (k_layer[k].init == INIT_BIAS && !o->qkv_bias) continue;
-            if (o->n_expert > 0 && k_layer[k].in >= 0 && (k_layer[k].in == 2 || k_layer[k].out == 2)) continue;
+            if (k_layer[k].in == 4 && !qk_norm) continue;
+            if (o->n_expert > 0 && (k_layer[k].in == 2 || k_layer[k].out == 2)) continue;
             snprintf(name, sizeof name, "blk.%lld.%s", (long long)l, k_layer[k].name);
             bool vec = k_layer[k].out < 0;
             rc = add_random(w, o, name, vec ? RT_TYPE_F32 : o->type, k_layer[k].init, dim[k_layer[k].in],
@@ -562,7 +573,9 @@ static void gen_usage(FILE *f)
             "  --type T            weight matrices: f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q6_k (default f32)\n"
             "  --embd-type T       token_embd.weight (default: --type)\n"
             "  --output-type T     output.weight (default: --type)\n"
-            "  --arch A            llama | qwen2 | mistral (written as llama) | qwen2moe (default llama)\n"
+            "  --arch A            llama | qwen2 | qwen3 | mistral (written as llama) | qwen2moe | qwen3moe\n"
+            "                      (default llama)\n"
+            "  --head-dim N        per-head size (default n_embd / n_head; written as attention.key_length)\n"
             "  --n-expert N        mixture of experts: N experts per layer (llama: Mixtral-style; qwen2moe: 4)\n"
             "  --n-expert-used K   experts per token (2)\n"
             "  --n-ff-exp N        an expert's hidden size (llama: n_ff; qwen2moe: n_ff / 2)\n"
@@ -602,7 +615,7 @@ static int cmd_gen(int argc, char **argv)
     enum {
         O_OUT = 256, O_TYPE, O_EMBD_TYPE, O_OUTPUT_TYPE, O_ARCH, O_TOK, O_PRE, O_NLAYER, O_NEMBD, O_NHEAD,
         O_NHEADKV, O_NFF, O_NVOCAB, O_NCTX, O_ROPE_BASE, O_RMS_EPS, O_NEOX, O_TIED, O_QKV_BIAS, O_TINY, O_SEED,
-        O_SCALE, O_NAME, O_PRESET, O_HELP, O_NEXP, O_NEXPUSED, O_NFFEXP, O_NFFSH
+        O_SCALE, O_NAME, O_PRESET, O_HELP, O_NEXP, O_NEXPUSED, O_NFFEXP, O_NFFSH, O_HEADDIM
     };
     static const struct option lo[] = {
         {"out", required_argument, 0, O_OUT}, {"type", required_argument, 0, O_TYPE},
@@ -620,6 +633,7 @@ static int cmd_gen(int argc, char **argv)
         {"preset", required_argument, 0, O_PRESET}, {"help", no_argument, 0, O_HELP},
         {"n-expert", required_argument, 0, O_NEXP}, {"n-expert-used", required_argument, 0, O_NEXPUSED},
         {"n-ff-exp", required_argument, 0, O_NFFEXP}, {"n-ff-shexp", required_argument, 0, O_NFFSH},
+        {"head-dim", required_argument, 0, O_HEADDIM},
         {0, 0, 0, 0},
     };
     int c, li = -1;
@@ -644,7 +658,9 @@ static int cmd_gen(int argc, char **argv)
             else if (strcmp(optarg, "qwen2") == 0) o.arch = ARCH_QWEN2;
             else if (strcmp(optarg, "mistral") == 0) o.arch = ARCH_MISTRAL;
             else if (strcmp(optarg, "qwen2moe") == 0) o.arch = ARCH_QWEN2MOE;
-            else return fail("gen: unknown --arch '%s' (llama, qwen2, mistral, qwen2moe)", optarg);
+            else if (strcmp(optarg, "qwen3") == 0) o.arch = ARCH_QWEN3;
+            else if (strcmp(optarg, "qwen3moe") == 0) o.arch = ARCH_QWEN3MOE;
+            else return fail("gen: unknown --arch '%s' (llama, qwen2, qwen3, mistral, qwen2moe, qwen3moe)", optarg);
             break;
         case O_TOK:
             if (strcmp(optarg, "spm") == 0) tok = 1;
@@ -663,6 +679,7 @@ static int cmd_gen(int argc, char **argv)
         case O_NEXPUSED: dst = &o.n_expert_used; max = 256; break;
         case O_NFFEXP: dst = &o.n_ff_exp; max = 262144; break;
         case O_NFFSH: dst = &o.n_ff_shexp; max = 262144; break;
+        case O_HEADDIM: dst = &o.head_dim; max = 1024; break;
         case O_ROPE_BASE:
         case O_RMS_EPS:
         case O_SCALE: {
@@ -714,15 +731,20 @@ static int cmd_gen(int argc, char **argv)
     if (optind < argc) return fail("gen: unexpected argument '%s'", argv[optind]);
     if (!o.out) return fail("gen: --out FILE is required");
 
-    const bool qwen = o.arch == ARCH_QWEN2 || o.arch == ARCH_QWEN2MOE;
-    if (qwen) o.qkv_bias = true, o.rope_neox = true;
+    const bool qwen = o.arch == ARCH_QWEN2 || o.arch == ARCH_QWEN2MOE || o.arch == ARCH_QWEN3 ||
+                      o.arch == ARCH_QWEN3MOE;
+    const bool qwen3 = o.arch == ARCH_QWEN3 || o.arch == ARCH_QWEN3MOE;
+    if (qwen) o.rope_neox = true;
+    if (qwen && !qwen3) o.qkv_bias = true;
     if (o.rope_neox && !qwen)
         return fail("gen: --rope-neox: llama.cpp fixes the rope type by architecture (llama/mistral: normal, "
                     "qwen2: neox); use --arch qwen2");
     o.spm = tok < 0 ? !qwen : tok == 1;
     if (o.rope_base == 0) o.rope_base = qwen ? 1e6f : 10000.0f;
     if (o.rms_eps == 0) o.rms_eps = qwen ? 1e-6f : 1e-5f;
-    if (o.arch == ARCH_QWEN2MOE && o.n_expert == 0) o.n_expert = 4;
+    if ((o.arch == ARCH_QWEN2MOE || o.arch == ARCH_QWEN3MOE) && o.n_expert == 0) o.n_expert = 4;
+    if ((o.arch == ARCH_QWEN2 || o.arch == ARCH_QWEN3) && o.n_expert > 0)
+        return fail("gen: --n-expert: use --arch qwen2moe or qwen3moe");
     if (o.arch == ARCH_MISTRAL && o.n_expert > 0)
         return fail("gen: --n-expert: write Mixtral-style models as --arch llama");
     if (o.n_expert > 0) {
@@ -730,17 +752,18 @@ static int cmd_gen(int argc, char **argv)
         if (o.n_expert_used > o.n_expert)
             return fail("gen: --n-expert-used %lld is more than --n-expert %lld", (long long)o.n_expert_used,
                         (long long)o.n_expert);
-        if (o.n_ff_exp == 0) o.n_ff_exp = o.arch == ARCH_QWEN2MOE ? o.n_ff / o.n_expert_used : o.n_ff;
+        if (o.n_ff_exp == 0) o.n_ff_exp = o.arch == ARCH_LLAMA ? o.n_ff : o.n_ff / o.n_expert_used;
         if (o.arch == ARCH_LLAMA && o.n_ff_exp != o.n_ff)
             return fail("gen: llama.cpp sizes a llama model's experts by n_ff: --n-ff-exp must equal --n-ff");
         if (o.arch == ARCH_QWEN2MOE && o.n_ff_shexp == 0) o.n_ff_shexp = o.n_ff;
     } else if (o.n_expert_used || o.n_ff_exp || o.n_ff_shexp) {
         return fail("gen: --n-expert-used, --n-ff-exp and --n-ff-shexp need --n-expert");
     }
-    if (o.n_embd % o.n_head != 0)
-        return fail("gen: n_embd %lld is not a multiple of n_head %lld", (long long)o.n_embd, (long long)o.n_head);
-    if ((o.n_embd / o.n_head) % 2 != 0)
-        return fail("gen: head dimension %lld must be even (rope)", (long long)(o.n_embd / o.n_head));
+    if (!o.head_dim && o.n_embd % o.n_head != 0)
+        return fail("gen: n_embd %lld is not a multiple of n_head %lld (or give --head-dim)", (long long)o.n_embd,
+                    (long long)o.n_head);
+    const int64_t hd = o.head_dim ? o.head_dim : o.n_embd / o.n_head;
+    if (hd % 2 != 0) return fail("gen: head dimension %lld must be even (rope)", (long long)hd);
     if (o.n_head_kv > o.n_head || o.n_head % o.n_head_kv != 0)
         return fail("gen: n_head %lld is not a multiple of n_head_kv %lld", (long long)o.n_head,
                     (long long)o.n_head_kv);
@@ -751,6 +774,9 @@ static int cmd_gen(int argc, char **argv)
         if (i == 0 && ((o.n_ff_exp && o.n_ff_exp % bs != 0) || (o.n_ff_shexp && o.n_ff_shexp % bs != 0)))
             return fail("gen: type %s needs the experts' hidden sizes (%lld, %lld) to be multiples of %lld",
                         rt_type_name(ts[i]), (long long)o.n_ff_exp, (long long)o.n_ff_shexp, (long long)bs);
+        if (i == 0 && (hd * o.n_head) % bs != 0)
+            return fail("gen: type %s needs n_head x head_dim (%lld) to be a multiple of %lld", rt_type_name(ts[i]),
+                        (long long)(hd * o.n_head), (long long)bs);
         if (o.n_embd % bs != 0 || (i == 0 && o.n_ff % bs != 0))
             return fail("gen: type %s needs row lengths that are multiples of %lld, but n_embd is %lld%s%lld; "
                         "no fallback: pick multiples of %lld or another type",

@@ -65,9 +65,17 @@ def set_u32(key, value):
      ["tensor blk.0.ffn_gate_inp.weight has shape [64, 4, 1], expected [64, 3]"]),
     ("missing-router.gguf", lambda d: d.replace(b"blk.1.ffn_gate_inp.weight", b"blk.1.ffn_gate_inp.weighX", 1),
      ["missing tensor blk.1.ffn_gate_inp.weight"]),
+    ("qwen3-missing-q-norm.gguf", lambda d: d.replace(b"blk.0.attn_q_norm.weight", b"blk.0.attn_q_norm.weighX", 1),
+     ["missing tensor blk.0.attn_q_norm.weight"]),
 ])
 def test_broken_moe_model_is_refused_clearly(tmp_path, name, edit, words):
-    r = generate(moe_variant(tmp_path, name, edit))
+    if name.startswith("qwen3"):
+        src = gen_model("tiny-qwen3moe-f32", "--type", "f32", "--arch", "qwen3moe", "--seed", "23")
+        out = tmp_path / name
+        out.write_bytes(edit(open(src, "rb").read()))
+        r = generate(str(out))
+    else:
+        r = generate(moe_variant(tmp_path, name, edit))
     assert r.returncode == 1, f"exit {r.returncode} (negative = killed by a signal): {r.stderr}"
     for w in words:
         assert w in r.stderr, f"{name}: {w!r} not in: {r.stderr}"

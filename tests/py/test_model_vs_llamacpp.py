@@ -1,5 +1,6 @@
 """rotor's model runtime against llama.cpp (llama-cpp-python) on the same GGUF
-(dense and mixture-of-experts models).
+(dense and mixture-of-experts models: llama, qwen2, qwen3, Mixtral-style llama,
+qwen2moe, qwen3moe).
 
 - first-step logits agree: F32 models relative L2 error < 1e-4 (both sides with
   an F32 KV cache); quantized / F16 models < 2e-2 and the same argmax;
@@ -38,8 +39,14 @@ GEN_MODELS = [
     ("tiny-q8_0-moe", ["--type", "q8_0", "--tokenizer", "spm", "--n-expert", "4", "--seed", "17"], 2e-2, False),
     ("small-q4_k-qwen2moe", ["--type", "q4_k", "--arch", "qwen2moe", "--n-embd", "256", "--n-ff", "512",
                              "--n-expert", "8", "--seed", "18"], 2e-2, False),
+    # qwen3: RMSNorm of every q and k head before RoPE, no QKV biases; heads wider than
+    # n_embd / n_head (n_head x head_dim != n_embd, as in Qwen3-0.6B)
+    ("tiny-qwen3-f32", ["--type", "f32", "--arch", "qwen3", "--head-dim", "32", "--seed", "21"], 1e-4, True),
+    ("tiny-qwen3moe-f32", ["--type", "f32", "--arch", "qwen3moe", "--seed", "23"], 1e-4, True),
+    ("small-q8_0-qwen3", ["--type", "q8_0", "--arch", "qwen3", "--n-embd", "256", "--n-head", "4", "--head-dim", "128",
+                          "--n-ff", "512", "--seed", "25"], 2e-2, False),
 ]
-GREEDY_MODELS = GEN_MODELS[:1] + [m for m in GEN_MODELS if "moe" in m[0] and m[0].endswith("f32")]
+GREEDY_MODELS = GEN_MODELS[:1] + [m for m in GEN_MODELS if ("moe" in m[0] or "qwen3" in m[0]) and m[0].endswith("f32")]
 
 PROMPTS = [
     "The capital of France is",
@@ -149,6 +156,9 @@ MOE_BITS_MODELS = [
     ("qwen2moe8-q8_0-bits", ["--type", "q8_0", "--arch", "qwen2moe", "--n-embd", "256", "--n-head", "4",
                              "--n-head-kv", "2", "--n-ff", "512", "--n-layer", "6", "--n-expert", "8",
                              "--seed", "20"]),
+    ("qwen3moe8-q8_0-bits", ["--type", "q8_0", "--arch", "qwen3moe", "--n-embd", "256", "--n-head", "4",
+                             "--n-head-kv", "2", "--head-dim", "128", "--n-ff", "512", "--n-layer", "6",
+                             "--n-expert", "8", "--seed", "24"]),
 ]
 
 

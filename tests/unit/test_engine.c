@@ -33,6 +33,8 @@ static char q_model_path[512];
 /* mixture of experts: qwen2moe (8 experts, 2 per token, a shared expert) in
  * q4_1, and Mixtral-style llama (4 experts) in q8_0 */
 static char moe_model_path[512], mix_model_path[512];
+/* qwen3moe: per-head q/k norms, heads wider than n_embd / n_head, renormalized experts */
+static char q3_model_path[512];
 
 static int setup(void **state)
 {
@@ -46,6 +48,10 @@ static int setup(void **state)
     if (test_gen_model(mix_model_path, sizeof mix_model_path, "engine-mix",
                        "--type q8_0 --n-expert 4 --n-expert-used 2 --tokenizer bpe --seed 14 --n-ctx 512"))
         return -1;
+    if (test_gen_model(q3_model_path, sizeof q3_model_path, "engine-q3",
+                       "--arch qwen3moe --type q4_1 --n-embd 128 --n-head 2 --n-head-kv 1 --head-dim 128 --n-ff 256 "
+                       "--n-expert 8 --n-expert-used 2 --seed 15 --n-ctx 512"))
+        return -1;
     return test_gen_model(q_model_path, sizeof q_model_path, "engine-q",
                           "--type q4_1 --embd-type q8_0 --tokenizer bpe --seed 12 --n-ctx 512 --n-embd 128 "
                           "--n-head 2 --n-head-kv 1 --n-ff 256 --n-layer 2");
@@ -58,6 +64,7 @@ static int teardown(void **state)
     unlink(q_model_path);
     unlink(moe_model_path);
     unlink(mix_model_path);
+    unlink(q3_model_path);
     return 0;
 }
 
@@ -835,6 +842,8 @@ static void test_batch_invariance_moe(void **state)
     company(moe_model_path, RT_TYPE_F16);
     chunking_and_cache(mix_model_path, RT_TYPE_F32);
     company(mix_model_path, RT_TYPE_F16);
+    chunking_and_cache(q3_model_path, RT_TYPE_F16);
+    company(q3_model_path, RT_TYPE_F16);
 }
 
 int main(void)
