@@ -359,7 +359,12 @@ static uint32_t file_type_of(int t)
     case RT_TYPE_Q4_0: return 2;
     case RT_TYPE_Q4_1: return 3;
     case RT_TYPE_Q8_0: return 7;
+    case RT_TYPE_Q5_0: return 8;
+    case RT_TYPE_Q5_1: return 9;
+    case RT_TYPE_Q2_K: return 10;
+    case RT_TYPE_Q3_K: return 11; /* Q3_K_S: every matrix q3_K */
     case RT_TYPE_Q4_K: return 14; /* Q4_K_S: every matrix q4_K */
+    case RT_TYPE_Q5_K: return 16; /* Q5_K_S */
     case RT_TYPE_Q6_K: return 18;
     case RT_TYPE_BF16: return 32;
     default: return 0;
@@ -368,8 +373,9 @@ static uint32_t file_type_of(int t)
 
 static bool gen_type_allowed(int t)
 {
-    return t == RT_TYPE_F32 || t == RT_TYPE_F16 || t == RT_TYPE_BF16 || t == RT_TYPE_Q8_0 ||
-           t == RT_TYPE_Q4_0 || t == RT_TYPE_Q4_1 || t == RT_TYPE_Q4_K || t == RT_TYPE_Q6_K;
+    return t == RT_TYPE_F32 || t == RT_TYPE_F16 || t == RT_TYPE_BF16 || t == RT_TYPE_Q8_0 || t == RT_TYPE_Q4_0 ||
+           t == RT_TYPE_Q4_1 || t == RT_TYPE_Q5_0 || t == RT_TYPE_Q5_1 || t == RT_TYPE_Q2_K || t == RT_TYPE_Q3_K ||
+           t == RT_TYPE_Q4_K || t == RT_TYPE_Q5_K || t == RT_TYPE_Q6_K;
 }
 
 typedef enum { INIT_MATRIX, INIT_EMBD, INIT_NORM, INIT_BIAS } init_t;
@@ -570,7 +576,7 @@ static void gen_usage(FILE *f)
 {
     fprintf(f,
             "usage: " PROG " gen --out FILE [options]\n"
-            "  --type T            weight matrices: f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q6_k (default f32)\n"
+            "  --type T            weight matrices: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k (default f32)\n"
             "  --embd-type T       token_embd.weight (default: --type)\n"
             "  --output-type T     output.weight (default: --type)\n"
             "  --arch A            llama | qwen2 | qwen3 | mistral (written as llama) | qwen2moe | qwen3moe\n"
@@ -649,7 +655,7 @@ static int cmd_gen(int argc, char **argv)
         case O_OUTPUT_TYPE: {
             int t = rt_type_parse(optarg);
             if (t < 0 || !gen_type_allowed(t))
-                return fail("gen: unknown or unsupported type '%s' (f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q6_k)", optarg);
+                return fail("gen: unknown or unsupported type '%s' (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k)", optarg);
             *(c == O_TYPE ? &o.type : c == O_EMBD_TYPE ? &o.embd_type : &o.output_type) = t;
             break;
         }

@@ -31,6 +31,15 @@ GEN_MODELS = [
     ("small-q6_k-bpe", ["--type", "q6_k", "--tokenizer", "bpe", "--n-embd", "256", "--n-ff", "512",
                         "--seed", "9"], 2e-2, False),
     ("tiny-tied-f32", ["--type", "f32", "--tokenizer", "spm", "--tied-embeddings", "--seed", "10"], 1e-4, True),
+    # the other types of real Q*_K_M / Q5 files (llama.cpp's fallbacks for rows not made of 256-blocks are Q5_0/Q5_1)
+    ("tiny-q5_0-spm", ["--type", "q5_0", "--tokenizer", "spm", "--seed", "31"], 2e-2, False),
+    ("tiny-q5_1-bpe", ["--type", "q5_1", "--tokenizer", "bpe", "--seed", "32"], 2e-2, False),
+    ("small-q2_k-spm", ["--type", "q2_k", "--tokenizer", "spm", "--n-embd", "256", "--n-ff", "512", "--seed", "33"],
+     2e-2, False),
+    ("small-q3_k-bpe", ["--type", "q3_k", "--tokenizer", "bpe", "--n-embd", "256", "--n-ff", "512", "--seed", "34"],
+     2e-2, False),
+    ("small-q5_k-spm", ["--type", "q5_k", "--tokenizer", "spm", "--n-embd", "256", "--n-ff", "512", "--seed", "35"],
+     2e-2, False),
     # mixture of experts: Mixtral-style llama (router softmax, top 2 of 4, weights renormalized) and
     # qwen2moe (not renormalized, plus a shared expert gated by a sigmoid)
     ("tiny-moe-f32", ["--type", "f32", "--tokenizer", "bpe", "--n-expert", "4", "--n-expert-used", "2",
@@ -257,7 +266,8 @@ def test_same_bits_on_every_isa(smollm2):
 # dequantized to F32 (conftest.dequantized_f32_copy), where no activation is
 # quantized.
 
-ENGINE_MODELS = [m for m in GEN_MODELS if m[0].split("-")[1] in ("q8_0", "q4_1", "q4_0", "q4_k", "q6_k")]
+ENGINE_MODELS = [m for m in GEN_MODELS
+                 if m[0].split("-")[1] in ("q8_0", "q4_1", "q4_0", "q4_k", "q6_k", "q5_0", "q5_1", "q2_k", "q3_k", "q5_k")]
 
 
 @pytest.mark.parametrize("name,args,tol,kv_f32", ENGINE_MODELS, ids=[m[0] for m in ENGINE_MODELS])
