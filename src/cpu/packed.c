@@ -19,6 +19,8 @@ static int pk_kind(rt_type_t t, pk_kind_t *k)
     case RT_TYPE_Q8_0: *k = PK_Q8_0; return 1;
     case RT_TYPE_Q4_K: *k = PK_Q4_K; return 1;
     case RT_TYPE_Q6_K: *k = PK_Q6_K; return 1;
+    case RT_TYPE_Q5_0: *k = PK_Q5_0; return 1;
+    case RT_TYPE_Q5_1: *k = PK_Q5_1; return 1;
     default: return 0;
     }
 }
@@ -27,7 +29,9 @@ bool cpu_packed_supported(rt_type_t t)
 {
     pk_kind_t k;
     if (!pk_kind(t, &k)) return false;
-    /* the K-quants only where a fast kernel exists (AVX2, AVX-512; the scalar one is the reference) */
+    /* the K-quants only where a fast kernel exists (AVX2, AVX-512; the scalar one is the reference);
+     * Q5_0/Q5_1 only with AVX-512 (no AVX2 kernel yet: elsewhere they keep llama.cpp's order) */
+    if (k == PK_Q5_0 || k == PK_Q5_1) return cpu_quant_get_isa() == CPU_ISA_AVX512;
     return (k != PK_Q4_K && k != PK_Q6_K) || cpu_quant_get_isa() >= CPU_ISA_AVX2;
 }
 
@@ -44,7 +48,7 @@ size_t cpu_packed_size(rt_type_t t, int64_t n_out, int64_t n_in)
 /* one 32-block of rows [r, r + nr) of W into a panel block */
 static void pack_block(pk_kind_t k, const char *W, size_t w_stride, int64_t b, int nr, uint8_t *dst)
 {
-    const size_t qbytes = k == PK_Q8_0 ? PK_Q8_BYTES : PK_NIB_BYTES;
+    const size_t qbytes = pk_d_offset(k);
     memset(dst, 0, pk_block_bytes(k)); /* padding rows: scale 0, never stored */
     for (int r = 0; r < nr; r++) {
         const char *row = W + (size_t)r * w_stride;
@@ -59,6 +63,23 @@ static void pack_block(pk_kind_t k, const char *W, size_t w_stride, int64_t b, i
             memcpy(&d, &blk->d, 2);
             memcpy(&m, &blk->m, 2);
             qs = blk->qs;
+        } else if (k == PK_Q5_0 || k == PK_Q5_1) {
+            uint8_t qh[4];
+            if (k == PK_Q5_0) {
+                const block_q5_0 *blk = (const block_q5_0 *)row + b;
+                memcpy(&d, &blk->d, 2);
+                memcpy(qh, blk->qh, 4);
+                qs = blk->qs;
+            } else {
+                const block_q5_1 *blk = (const block_q5_1 *)row + b;
+                memcpy(&d, &blk->d, 2);
+                memcpy(&m, &blk->m, 2);
+                memcpy(qh, blk->qh, 4);
+                qs = blk->qs;
+            }
+            const uint32_t h = (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+            for (int g = 0; g < 8; g++)
+                for (int t = 0; t < 4; t++) dst[PK_Q5_H + r * 4 + t] |= (uint8_t)(((h >> (4 * g + t)) & 1) << g);
         } else {
             const block_q8_0 *blk = (const block_q8_0 *)row + b;
             memcpy(&d, &blk->d, 2);
@@ -71,7 +92,7 @@ static void pack_block(pk_kind_t k, const char *W, size_t w_stride, int64_t b, i
             for (int p = 0; p < 4; p++) memcpy(dst + p * 64 + r * 4, qs + 4 * p, 4);
         }
         memcpy(dst + qbytes + 2 * r, &d, 2);
-        if (k == PK_Q4_1) memcpy(dst + qbytes + 32 + 2 * r, &m, 2);
+        if (pk_has_min(k)) memcpy(dst + qbytes + 32 + 2 * r, &m, 2);
     }
 }
 

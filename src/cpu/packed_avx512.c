@@ -26,7 +26,9 @@ AI __m512i bcast4(const int8_t *q)
 }
 
 /* a block's 8 groups of 4 quants per row as unsigned bytes (nibble kinds:
- * low nibbles are groups 0..3, high 4..7) */
+ * low nibbles are groups 0..3, high 4..7; Q5: bit g of the h byte is bit 4
+ * of group g's, moved there by a 16-bit shift that brings no other bit under
+ * the 0x10 mask) */
 AI void unpack8(const pk_kind_t k, const uint8_t *blk, __m512i w[8])
 {
     if (k == PK_Q8_0) {
@@ -39,13 +41,21 @@ AI void unpack8(const pk_kind_t k, const uint8_t *blk, __m512i w[8])
         w[p] = _mm512_and_si512(v, m4);
         w[p + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
     }
+    if (k == PK_Q5_0 || k == PK_Q5_1) {
+        const __m512i h = _mm512_loadu_si512(blk + PK_Q5_H), m10 = _mm512_set1_epi8(0x10);
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            const __m512i t = g < 4 ? _mm512_slli_epi16(h, (unsigned)(4 - g)) : _mm512_srli_epi16(h, (unsigned)(g - 4));
+            w[g] = _mm512_ternarylogic_epi32(w[g], t, m10, 0xF8); /* w | (t & 0x10) */
+        }
+    }
 }
 
 AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, const void *x, size_t xs, float *y,
              int64_t ys, int nrows)
 {
     const size_t bb = pk_block_bytes(k);
-    const size_t qbytes = k == PK_Q8_0 ? PK_Q8_BYTES : PK_NIB_BYTES;
+    const size_t qbytes = pk_d_offset(k);
     const int off = pk_offset(k);
     pk_rows_t a;
     pk_rows(&a, x, xs, NS, nb);
@@ -100,8 +110,8 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
             mw = _mm512_setzero_ps();
         } else {
             dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + qbytes)));
-            mw = k == PK_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + qbytes + 32)))
-                              : _mm512_setzero_ps();
+            mw = pk_has_min(k) ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + qbytes + 32)))
+                               : _mm512_setzero_ps();
         }
 #pragma GCC unroll 8
         for (int s = 0; s < NS && k == PK_Q6_K; s++) {
@@ -129,13 +139,13 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
             }
             const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1));
             acc[s] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(a.da[s][b])), acc[s]);
-            if (k == PK_Q4_1 || k == PK_Q4_K) macc[s] = _mm512_fmadd_ps(mw, _mm512_set1_ps(a.sa[s][b]), macc[s]);
+            if (pk_has_min(k)) macc[s] = _mm512_fmadd_ps(mw, _mm512_set1_ps(a.sa[s][b]), macc[s]);
         }
     }
     const __mmask16 mask = nrows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nrows) - 1);
 #pragma GCC unroll 8
     for (int s = 0; s < NS; s++) {
-        const __m512 v = k == PK_Q4_1 || k == PK_Q4_K ? _mm512_add_ps(acc[s], macc[s]) : acc[s];
+        const __m512 v = pk_has_min(k) ? _mm512_add_ps(acc[s], macc[s]) : acc[s];
         _mm512_mask_storeu_ps(y + (int64_t)s * ys, mask, v);
     }
 }
@@ -147,6 +157,8 @@ void pk_tile_avx512(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x
     PK_TILE_DISPATCH(tile);
     if (k == PK_Q4_K) PK_TILE_NS(tile, PK_Q4_K)
     if (k == PK_Q6_K) PK_TILE_NS(tile, PK_Q6_K)
+    if (k == PK_Q5_0) PK_TILE_NS(tile, PK_Q5_0)
+    if (k == PK_Q5_1) PK_TILE_NS(tile, PK_Q5_1)
 }
 
 void pk_act_quantize_avx512(const float *x, void *dst, int64_t n)
@@ -188,7 +200,7 @@ AI void tile16(const pk_kind_t k, int64_t nb, const uint8_t *panel, const void *
                int nrows)
 {
     const size_t bb = pk_block_bytes(k);
-    const size_t qbytes = k == PK_Q8_0 ? PK_Q8_BYTES : PK_NIB_BYTES;
+    const size_t qbytes = pk_d_offset(k);
     const int off = pk_offset(k);
     pk_rows_t a, a2;
     pk_rows(&a, x, xs, 8, nb);
@@ -218,7 +230,7 @@ AI void tile16(const pk_kind_t k, int64_t nb, const uint8_t *panel, const void *
             acc[s] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(r->da[si][b])), acc[s]);
         }
     }
-    if (k == PK_Q4_1) {
+    if (pk_has_min(k)) {
         __m512 macc[16];
 #pragma GCC unroll 16
         for (int s = 0; s < 16; s++) macc[s] = _mm512_setzero_ps();
@@ -243,6 +255,8 @@ void pk_tile16_avx512(pk_kind_t k, int64_t nb, const uint8_t *panel, const void 
     case PK_Q4_0: tile16(PK_Q4_0, nb, panel, x, xs, y, ys, nrows); return;
     case PK_Q4_1: tile16(PK_Q4_1, nb, panel, x, xs, y, ys, nrows); return;
     case PK_Q8_0: tile16(PK_Q8_0, nb, panel, x, xs, y, ys, nrows); return;
+    case PK_Q5_0: tile16(PK_Q5_0, nb, panel, x, xs, y, ys, nrows); return;
+    case PK_Q5_1: tile16(PK_Q5_1, nb, panel, x, xs, y, ys, nrows); return;
     default: pk_tile_avx512(k, nb, panel, x, xs, 8, y, ys, nrows);
              pk_tile_avx512(k, nb, panel, (const char *)x + 8 * xs, xs, 8, y + 8 * ys, ys, nrows);
              return;

@@ -17,6 +17,10 @@
  *     element 16 + 4p + t (group p + 4);
  *   Q8_0: q[8][64]: byte 4*r + t of q[g] = row r's qs[4g + t] + 128;
  *   then d[16] (fp16), then for Q4_1 m[16] (fp16).
+ * Q5_0, Q5_1 per 32-block: the low 4 bits in the nibble layout (256 bytes),
+ *   then h[64]: byte 4*r + t holds at bit g the 5th bit of element 4g + t
+ *   (group g; 0..7), then d[16], then for Q5_1 m[16] (fp16). The stored
+ *   quant is 0..31 (Q5_0's weight d * (q - 16), Q5_1's d * q + m).
  * Q4_K per 256-element super-block of the panel (PK_Q4K_BYTES):
  *   q[8][256]: sub-block j's 32 quants per row in the nibble layout above;
  *   d[16], dmin[16] (fp16, the rows' super-block scales);
@@ -42,8 +46,9 @@
 #define PK_Q6K_SC (PK_Q6K_H + 128)     /* sc[2][16] */
 #define PK_Q6K_D (PK_Q6K_SC + 32)      /* d[16] */
 #define PK_Q6K_BYTES (PK_Q6K_D + 32)   /* 448 = 28 bytes per row and 32 weights */
+#define PK_Q5_H 256                    /* offset of h[64] in a Q5_0/Q5_1 block */
 
-typedef enum { PK_Q4_0, PK_Q4_1, PK_Q8_0, PK_Q4_K, PK_Q6_K } pk_kind_t;
+typedef enum { PK_Q4_0, PK_Q4_1, PK_Q8_0, PK_Q4_K, PK_Q6_K, PK_Q5_0, PK_Q5_1 } pk_kind_t;
 
 /* bytes of one 32-block of one panel */
 static inline size_t pk_block_bytes(pk_kind_t k)
@@ -54,9 +59,20 @@ static inline size_t pk_block_bytes(pk_kind_t k)
     case PK_Q8_0: return PK_Q8_BYTES + 32;
     case PK_Q4_K: return PK_Q4K_BYTES / 8; /* not a unit of the layout: see pk_panel_bytes */
     case PK_Q6_K: return PK_Q6K_BYTES;
+    case PK_Q5_0: return PK_Q5_H + 64 + 32;
+    case PK_Q5_1: return PK_Q5_H + 64 + 64;
     }
     return 0;
 }
+
+/* offset of d[16] in a block of the 32-block kinds (m[16] follows for Q4_1, Q5_1) */
+static inline size_t pk_d_offset(pk_kind_t k)
+{
+    return k == PK_Q8_0 ? PK_Q8_BYTES : k == PK_Q5_0 || k == PK_Q5_1 ? PK_Q5_H + 64 : PK_NIB_BYTES;
+}
+
+/* kinds with a min term (weight = d * q + m) */
+static inline int pk_has_min(pk_kind_t k) { return k == PK_Q4_1 || k == PK_Q4_K || k == PK_Q5_1; }
 
 /* bytes of one panel of rows of nb 32-blocks */
 static inline size_t pk_panel_bytes(pk_kind_t k, int64_t nb)
@@ -65,7 +81,7 @@ static inline size_t pk_panel_bytes(pk_kind_t k, int64_t nb)
 }
 
 /* the constant subtracted from every stored quant */
-static inline int pk_offset(pk_kind_t k) { return k == PK_Q4_0 ? 8 : k == PK_Q8_0 ? 128 : 0; }
+static inline int pk_offset(pk_kind_t k) { return k == PK_Q4_0 ? 8 : k == PK_Q8_0 ? 128 : k == PK_Q5_0 ? 16 : 0; }
 
 /*
  * Activation row of nb blocks: qs[nb * 32] (int8), then d[nb] (float),
@@ -129,7 +145,9 @@ typedef void (*pk_tile_fn)(pk_kind_t k, int64_t nb, const uint8_t *panel, const 
     case PK_Q4_1: PK_TILE_NS(TILE, PK_Q4_1)                                                                      \
     case PK_Q8_0: PK_TILE_NS(TILE, PK_Q8_0)                                                                      \
     case PK_Q4_K:                                                                                                \
-    case PK_Q6_K: break;                                                                                         \
+    case PK_Q6_K:                                                                                                \
+    case PK_Q5_0:                                                                                                \
+    case PK_Q5_1: break;                                                                                         \
     }
 _Static_assert(PK_MAX_NS == 8, "PK_TILE_NS covers 1..8 rows");
 

@@ -5,8 +5,8 @@
  * Order per (row r, activation row i), blocks b in order:
  *   isum = sum_k uq[r][k] * qa[i][k] - off * sum(qa[i])        exact
  *   acc  = fma((float)isum, dw_b * da_b, acc)
- *   macc = fma(mw_b, sa_b, macc)                               (Q4_1)
- *   y    = acc + macc                                          (Q4_1; else acc)
+ *   macc = fma(mw_b, sa_b, macc)                               (Q4_1, Q5_1)
+ *   y    = acc + macc                                          (Q4_1, Q5_1; else acc)
  */
 #include <math.h>
 #include <string.h>
@@ -20,14 +20,16 @@ static inline int pk_quant(pk_kind_t k, const uint8_t *blk, int r, int e)
     if (k == PK_Q8_0) return blk[(e / 4) * 64 + r * 4 + e % 4];
     const int hi = e >= 16, g = (e % 16) / 4;
     const uint8_t v = blk[g * 64 + r * 4 + e % 4];
-    return hi ? v >> 4 : v & 0x0F;
+    const int q = hi ? v >> 4 : v & 0x0F;
+    if (k != PK_Q5_0 && k != PK_Q5_1) return q;
+    return q | (((blk[PK_Q5_H + r * 4 + e % 4] >> (e / 4)) & 1) << 4); /* element e is in group e / 4 */
 }
 
 void pk_tile_scalar(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, size_t xs, int ns, float *y,
                     int64_t ys, int nrows)
 {
     const size_t bb = pk_block_bytes(k);
-    const size_t qbytes = k == PK_Q8_0 ? PK_Q8_BYTES : PK_NIB_BYTES;
+    const size_t qbytes = pk_d_offset(k);
     const int off = pk_offset(k);
     for (int i = 0; i < ns; i++) {
         const void *xi = (const char *)x + (size_t)i * xs;
@@ -74,12 +76,12 @@ void pk_tile_scalar(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x
                 rt_half hd, hm;
                 memcpy(&hd, blk + qbytes + 2 * r, 2);
                 acc = fmaf((float)isum, cpu_h2f(hd) * da[b], acc);
-                if (k == PK_Q4_1) {
+                if (pk_has_min(k)) {
                     memcpy(&hm, blk + qbytes + 32 + 2 * r, 2);
                     macc = fmaf(cpu_h2f(hm), sa[b], macc);
                 }
             }
-            y[(int64_t)i * ys + r] = k == PK_Q4_1 || k == PK_Q4_K ? acc + macc : acc;
+            y[(int64_t)i * ys + r] = pk_has_min(k) ? acc + macc : acc;
         }
     }
 }

@@ -35,6 +35,8 @@ static char q_model_path[512];
 static char moe_model_path[512], mix_model_path[512];
 /* qwen3moe: per-head q/k norms, heads wider than n_embd / n_head, renormalized experts */
 static char q3_model_path[512];
+/* Q5_1 (packed with AVX-512: a 5th-bit plane; llama.cpp's order elsewhere) */
+static char q5_model_path[512];
 
 static int setup(void **state)
 {
@@ -52,6 +54,10 @@ static int setup(void **state)
                        "--arch qwen3moe --type q4_1 --n-embd 128 --n-head 2 --n-head-kv 1 --head-dim 128 --n-ff 256 "
                        "--n-expert 8 --n-expert-used 2 --seed 15 --n-ctx 512"))
         return -1;
+    if (test_gen_model(q5_model_path, sizeof q5_model_path, "engine-q5",
+                       "--type q5_1 --embd-type q8_0 --tokenizer bpe --seed 16 --n-ctx 512 --n-embd 128 "
+                       "--n-head 2 --n-head-kv 1 --n-ff 256 --n-layer 2"))
+        return -1;
     return test_gen_model(q_model_path, sizeof q_model_path, "engine-q",
                           "--type q4_1 --embd-type q8_0 --tokenizer bpe --seed 12 --n-ctx 512 --n-embd 128 "
                           "--n-head 2 --n-head-kv 1 --n-ff 256 --n-layer 2");
@@ -65,6 +71,7 @@ static int teardown(void **state)
     unlink(moe_model_path);
     unlink(mix_model_path);
     unlink(q3_model_path);
+    unlink(q5_model_path);
     return 0;
 }
 
@@ -835,6 +842,18 @@ static void test_batch_invariance_company(void **state)
 
 /* mixture of experts: each expert runs over the rows that chose it, gathered
  * from whatever shares the step; a token's bits must not depend on that */
+static void test_batch_invariance_q5(void **state)
+{
+    (void)state;
+    const cpu_isa_t best = cpu_quant_detect_isa();
+    for (int isa = CPU_ISA_AVX512; isa >= CPU_ISA_SCALAR; isa--) {
+        if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
+        chunking_and_cache(q5_model_path, RT_TYPE_F16);
+        company(q5_model_path, RT_TYPE_F16);
+    }
+    cpu_quant_set_isa(best);
+}
+
 static void test_batch_invariance_moe(void **state)
 {
     (void)state;
@@ -862,6 +881,7 @@ int main(void)
         cmocka_unit_test(test_batch_invariance_chunking_and_cache),
         cmocka_unit_test(test_batch_invariance_company),
         cmocka_unit_test(test_batch_invariance_moe),
+        cmocka_unit_test(test_batch_invariance_q5),
     };
     return cmocka_run_group_tests_name("engine", tests, setup, teardown);
 }

@@ -24,10 +24,12 @@
 #include "rotor/types.h"
 
 
-static const rt_type_t k_types[] = {RT_TYPE_Q4_0, RT_TYPE_Q4_1, RT_TYPE_Q8_0, RT_TYPE_Q4_K, RT_TYPE_Q6_K};
+static const rt_type_t k_types[] = {RT_TYPE_Q4_0, RT_TYPE_Q4_1, RT_TYPE_Q8_0, RT_TYPE_Q4_K,
+                                    RT_TYPE_Q6_K, RT_TYPE_Q5_0, RT_TYPE_Q5_1};
 
 /* the K-quants are packed only where a fast kernel runs them (AVX2,
- * AVX-512); their rows are whole 256-element super-blocks */
+ * AVX-512), Q5_0/Q5_1 only for AVX-512; K-quant rows are whole 256-element
+ * super-blocks */
 static bool type_ok(rt_type_t t)
 {
     const cpu_isa_t cur = cpu_quant_get_isa();
