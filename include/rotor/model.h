@@ -174,7 +174,7 @@ void model_ctx_set_attn_order(model_ctx_t *c, model_attn_order_t order);
  *   MODEL_MATMUL_LLAMACPP (the default): llama.cpp's dot-product order for
  *     every weight type (cpu_quant.h), bit-identical to llama.cpp.
  *   MODEL_MATMUL_PACKED: the types cpu_packed_supported() takes (Q4_0, Q4_1,
- *     Q8_0, Q4_K, Q6_K, Q5_0, Q5_1, by ISA) go through the int8 GEMM on
+ *     Q8_0, Q4_K, Q6_K, Q5_0, Q5_1, Q5_K, by ISA) go through the int8 GEMM on
  *     the model's packed panels (cpu_packed.h; model_pack_weights first),
  *     much faster for batches and bit-identical on every ISA; other types
  *     keep the default order. Batch invariant like the default.

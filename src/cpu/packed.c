@@ -21,6 +21,7 @@ static int pk_kind(rt_type_t t, pk_kind_t *k)
     case RT_TYPE_Q6_K: *k = PK_Q6_K; return 1;
     case RT_TYPE_Q5_0: *k = PK_Q5_0; return 1;
     case RT_TYPE_Q5_1: *k = PK_Q5_1; return 1;
+    case RT_TYPE_Q5_K: *k = PK_Q5_K; return 1;
     default: return 0;
     }
 }
@@ -30,8 +31,8 @@ bool cpu_packed_supported(rt_type_t t)
     pk_kind_t k;
     if (!pk_kind(t, &k)) return false;
     /* the K-quants only where a fast kernel exists (AVX2, AVX-512; the scalar one is the reference);
-     * Q5_0/Q5_1 only with AVX-512 (no AVX2 kernel yet: elsewhere they keep llama.cpp's order) */
-    if (k == PK_Q5_0 || k == PK_Q5_1) return cpu_quant_get_isa() == CPU_ISA_AVX512;
+     * Q5_0/Q5_1/Q5_K only with AVX-512 (no AVX2 kernel yet: elsewhere they keep llama.cpp's order) */
+    if (k == PK_Q5_0 || k == PK_Q5_1 || k == PK_Q5_K) return cpu_quant_get_isa() == CPU_ISA_AVX512;
     return (k != PK_Q4_K && k != PK_Q6_K) || cpu_quant_get_isa() >= CPU_ISA_AVX2;
 }
 
@@ -39,7 +40,7 @@ size_t cpu_packed_size(rt_type_t t, int64_t n_out, int64_t n_in)
 {
     pk_kind_t k;
     if (!cpu_packed_supported(t) || !pk_kind(t, &k) || n_in <= 0 || n_out <= 0 ||
-        n_in % (k == PK_Q4_K || k == PK_Q6_K ? 256 : 32) != 0)
+        n_in % (pk_is_super(k) || k == PK_Q6_K ? 256 : 32) != 0)
         return 0;
     const int64_t panels = (n_out + CPU_PACK_ROWS - 1) / CPU_PACK_ROWS;
     return (size_t)panels * pk_panel_bytes(k, n_in / 32);
@@ -96,25 +97,36 @@ static void pack_block(pk_kind_t k, const char *W, size_t w_stride, int64_t b, i
     }
 }
 
-/* one 256-element super-block of rows [r, r + nr) of a Q4_K matrix */
-static void pack_superblock_q4k(const char *W, size_t w_stride, int64_t B, int nr, uint8_t *dst)
+/* one 256-element super-block of rows [r, r + nr) of a Q4_K or Q5_K matrix */
+static void pack_superblock_q4k(pk_kind_t k, const char *W, size_t w_stride, int64_t B, int nr, uint8_t *dst)
 {
-    memset(dst, 0, PK_Q4K_BYTES);
+    memset(dst, 0, pk_super_bytes(k));
     for (int r = 0; r < nr; r++) {
-        const block_q4_K *blk = (const block_q4_K *)(W + (size_t)r * w_stride) + B;
-        memcpy(dst + PK_Q4K_D + 2 * r, &blk->d, 2);
-        memcpy(dst + PK_Q4K_D + 32 + 2 * r, &blk->dmin, 2);
+        const uint8_t *scales, *qs, *qh = NULL;
+        if (k == PK_Q5_K) {
+            const block_q5_K *blk = (const block_q5_K *)(W + (size_t)r * w_stride) + B;
+            memcpy(dst + PK_Q4K_D + 2 * r, &blk->d, 2);
+            memcpy(dst + PK_Q4K_D + 32 + 2 * r, &blk->dmin, 2);
+            scales = blk->scales, qs = blk->qs, qh = blk->qh;
+        } else {
+            const block_q4_K *blk = (const block_q4_K *)(W + (size_t)r * w_stride) + B;
+            memcpy(dst + PK_Q4K_D + 2 * r, &blk->d, 2);
+            memcpy(dst + PK_Q4K_D + 32 + 2 * r, &blk->dmin, 2);
+            scales = blk->scales, qs = blk->qs;
+        }
         for (int j = 0; j < 8; j++) {
             uint8_t sc, m;
-            cpu_scale_min_k4(j, blk->scales, &sc, &m);
+            cpu_scale_min_k4(j, scales, &sc, &m);
             dst[PK_Q4K_SC + 16 * j + r] = sc;
             dst[PK_Q4K_M + 16 * j + r] = m;
             /* sub-block j: elements 32j..32j+31 = low (j even) or high (j
-             * odd) nibbles of qs[32 (j/2) .. +31] */
+             * odd) nibbles of qs[32 (j/2) .. +31]; Q5_K's 5th bit of element
+             * e is bit j of qh[e] */
             uint8_t q[32];
             for (int e = 0; e < 32; e++) {
-                const uint8_t v = blk->qs[32 * (j / 2) + e];
+                const uint8_t v = qs[32 * (j / 2) + e];
                 q[e] = j % 2 ? v >> 4 : v & 0x0F;
+                if (qh) dst[PK_Q5K_H + 64 * j + r * 4 + e % 4] |= (uint8_t)(((qh[e] >> j) & 1) << (e / 4));
             }
             for (int p = 0; p < 4; p++)
                 for (int t = 0; t < 4; t++)
@@ -153,7 +165,7 @@ rt_status_t cpu_pack_weights(rt_type_t t, const void *W, size_t w_stride, int64_
 {
     pk_kind_t k;
     if (!pk_kind(t, &k)) return rt_error_set(RT_ERR_UNSUPPORTED, "pack: type %s has no packed form", rt_type_name(t));
-    if (n_in <= 0 || n_out <= 0 || n_in % (k == PK_Q4_K || k == PK_Q6_K ? 256 : 32) != 0)
+    if (n_in <= 0 || n_out <= 0 || n_in % (pk_is_super(k) || k == PK_Q6_K ? 256 : 32) != 0)
         return rt_error_set(RT_ERR_RANGE, "pack: %lld x %lld matrix is not made of 32-blocks", (long long)n_out,
                             (long long)n_in);
     const int64_t nb = n_in / 32;
@@ -162,8 +174,8 @@ rt_status_t cpu_pack_weights(rt_type_t t, const void *W, size_t w_stride, int64_
     for (int64_t r = 0; r < n_out; r += CPU_PACK_ROWS) {
         const int nr = (int)(n_out - r < CPU_PACK_ROWS ? n_out - r : CPU_PACK_ROWS);
         const char *wr = (const char *)W + (size_t)r * w_stride;
-        if (k == PK_Q4_K)
-            for (int64_t B = 0; B < nb / 8; B++, out += PK_Q4K_BYTES) pack_superblock_q4k(wr, w_stride, B, nr, out);
+        if (pk_is_super(k))
+            for (int64_t B = 0; B < nb / 8; B++, out += pk_super_bytes(k)) pack_superblock_q4k(k, wr, w_stride, B, nr, out);
         else if (k == PK_Q6_K)
             for (int64_t b = 0; b < nb; b++, out += PK_Q6K_BYTES) pack_block_q6k(wr, w_stride, b, nr, out);
         else

@@ -294,7 +294,7 @@ void pk_tile_avx2(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, 
     if (k == PK_Q6_K) PK_TILE_NS(tile, PK_Q6_K)
     /* Q5_0/Q5_1 are packed only for AVX-512 (cpu_packed_supported); panels
      * packed there and run here get the reference kernel's (same) bits */
-    if (k == PK_Q5_0 || k == PK_Q5_1) pk_tile_scalar(k, nb, panel, x, xs, ns, y, ys, nrows);
+    if (k == PK_Q5_0 || k == PK_Q5_1 || k == PK_Q5_K) pk_tile_scalar(k, nb, panel, x, xs, ns, y, ys, nrows);
 }
 
 AI float hmax8(__m256 v)

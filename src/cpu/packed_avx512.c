@@ -29,7 +29,7 @@ AI __m512i bcast4(const int8_t *q)
  * low nibbles are groups 0..3, high 4..7; Q5: bit g of the h byte is bit 4
  * of group g's, moved there by a 16-bit shift that brings no other bit under
  * the 0x10 mask) */
-AI void unpack8(const pk_kind_t k, const uint8_t *blk, __m512i w[8])
+AI void unpack8(const pk_kind_t k, const uint8_t *blk, const uint8_t *hplane, __m512i w[8])
 {
     if (k == PK_Q8_0) {
         for (int g = 0; g < 8; g++) w[g] = _mm512_loadu_si512(blk + 64 * g);
@@ -41,8 +41,8 @@ AI void unpack8(const pk_kind_t k, const uint8_t *blk, __m512i w[8])
         w[p] = _mm512_and_si512(v, m4);
         w[p + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
     }
-    if (k == PK_Q5_0 || k == PK_Q5_1) {
-        const __m512i h = _mm512_loadu_si512(blk + PK_Q5_H), m10 = _mm512_set1_epi8(0x10);
+    if (k == PK_Q5_0 || k == PK_Q5_1 || k == PK_Q5_K) {
+        const __m512i h = _mm512_loadu_si512(hplane), m10 = _mm512_set1_epi8(0x10);
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
             const __m512i t = g < 4 ? _mm512_slli_epi16(h, (unsigned)(4 - g)) : _mm512_srli_epi16(h, (unsigned)(g - 4));
@@ -69,16 +69,17 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
     for (int64_t b = 0; b < nb; b++) {
         /* Q4_K: sub-block b % 8 of super-block b / 8, a Q4_1 block with
          * dw = d * sc, mw = -(dmin * m) (packed_impl.h) */
-        const uint8_t *sb = panel + (size_t)(b / 8) * PK_Q4K_BYTES;
-        const uint8_t *blk = k == PK_Q4_K ? sb + 256 * (b % 8) : panel + (size_t)b * bb;
-        if (k == PK_Q4_K) {
+        const uint8_t *sb = panel + (size_t)(b / 8) * pk_super_bytes(k);
+        const uint8_t *blk = pk_is_super(k) ? sb + 256 * (b % 8) : panel + (size_t)b * bb;
+        if (pk_is_super(k)) {
             for (size_t o = 0; o < 256; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
             _mm_prefetch((const char *)sb + PK_Q4K_D + 64 * (b % 8) + PK_PREFETCH_BYTES, _MM_HINT_T0);
+            if (k == PK_Q5_K) _mm_prefetch((const char *)sb + PK_Q5K_H + 64 * (b % 8) + PK_PREFETCH_BYTES, _MM_HINT_T0);
         } else {
             for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
         }
         __m512i w[8];
-        unpack8(k, blk, w);
+        unpack8(k, blk, k == PK_Q5_K ? sb + PK_Q5K_H + 64 * (b % 8) : blk + PK_Q5_H, w);
         __m512i sca = _mm512_setzero_si512(), scb = _mm512_setzero_si512();
         if (k == PK_Q6_K) { /* the high 2 bits into bits 4..5 of each byte */
             const __m512i h[2] = {_mm512_loadu_si512(blk + PK_Q6K_H), _mm512_loadu_si512(blk + PK_Q6K_H + 64)};
@@ -95,7 +96,7 @@ AI void tile(const pk_kind_t k, const int NS, int64_t nb, const uint8_t *panel, 
             scb = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + PK_Q6K_SC + 16)));
         }
         __m512 dw, mw;
-        if (k == PK_Q4_K) {
+        if (pk_is_super(k)) {
             const int j = (int)(b % 8);
             if (j == 0) { /* converted once per super-block, not per sub-block (vcvtph2ps: 2 cycles on Zen 4) */
                 sd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + PK_Q4K_D)));
@@ -159,6 +160,7 @@ void pk_tile_avx512(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x
     if (k == PK_Q6_K) PK_TILE_NS(tile, PK_Q6_K)
     if (k == PK_Q5_0) PK_TILE_NS(tile, PK_Q5_0)
     if (k == PK_Q5_1) PK_TILE_NS(tile, PK_Q5_1)
+    if (k == PK_Q5_K) PK_TILE_NS(tile, PK_Q5_K)
 }
 
 void pk_act_quantize_avx512(const float *x, void *dst, int64_t n)
@@ -212,7 +214,7 @@ AI void tile16(const pk_kind_t k, int64_t nb, const uint8_t *panel, const void *
         const uint8_t *blk = panel + (size_t)b * bb;
         for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
         __m512i w[8];
-        unpack8(k, blk, w);
+        unpack8(k, blk, blk + PK_Q5_H, w);
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + qbytes)));
 #pragma GCC unroll 16
         for (int s = 0; s < 16; s++) {

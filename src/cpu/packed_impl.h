@@ -27,6 +27,8 @@
  *   sc[8][16], m[8][16] (u8, the rows' 6-bit sub-block scales and mins).
  *   Weight = d * sc * q - dmin * m, so a sub-block is a Q4_1 block with
  *   dw = d * sc and mw = -(dmin * m), both exact in fp32.
+ * Q5_K: the Q4_K super-block, then h[8][64]: sub-block j's 5th bits in the
+ *   Q5_0 plane layout below (PK_Q5K_BYTES; quants 0..31).
  * Q6_K per 32-block of the panel (PK_Q6K_BYTES): the 6-bit quants (0..63,
  *   weight = d * sc * (q - 32)) as their low nibbles in the nibble layout
  *   (256 bytes), then their high 2 bits: byte 4*r + t of h[0] holds those of
@@ -47,8 +49,14 @@
 #define PK_Q6K_D (PK_Q6K_SC + 32)      /* d[16] */
 #define PK_Q6K_BYTES (PK_Q6K_D + 32)   /* 448 = 28 bytes per row and 32 weights */
 #define PK_Q5_H 256                    /* offset of h[64] in a Q5_0/Q5_1 block */
+#define PK_Q5K_H PK_Q4K_BYTES          /* offset of h[8][64] in a Q5_K super-block */
+#define PK_Q5K_BYTES (PK_Q5K_H + 512)  /* 2880 = 22.5 bytes per row and 32 weights */
 
-typedef enum { PK_Q4_0, PK_Q4_1, PK_Q8_0, PK_Q4_K, PK_Q6_K, PK_Q5_0, PK_Q5_1 } pk_kind_t;
+typedef enum { PK_Q4_0, PK_Q4_1, PK_Q8_0, PK_Q4_K, PK_Q6_K, PK_Q5_0, PK_Q5_1, PK_Q5_K } pk_kind_t;
+
+/* the kinds laid out in 256-element super-blocks of 8 Q4_1-like sub-blocks */
+static inline int pk_is_super(pk_kind_t k) { return k == PK_Q4_K || k == PK_Q5_K; }
+static inline size_t pk_super_bytes(pk_kind_t k) { return k == PK_Q5_K ? PK_Q5K_BYTES : PK_Q4K_BYTES; }
 
 /* bytes of one 32-block of one panel */
 static inline size_t pk_block_bytes(pk_kind_t k)
@@ -58,6 +66,7 @@ static inline size_t pk_block_bytes(pk_kind_t k)
     case PK_Q4_1: return PK_NIB_BYTES + 64;
     case PK_Q8_0: return PK_Q8_BYTES + 32;
     case PK_Q4_K: return PK_Q4K_BYTES / 8; /* not a unit of the layout: see pk_panel_bytes */
+    case PK_Q5_K: return PK_Q5K_BYTES / 8;
     case PK_Q6_K: return PK_Q6K_BYTES;
     case PK_Q5_0: return PK_Q5_H + 64 + 32;
     case PK_Q5_1: return PK_Q5_H + 64 + 64;
@@ -72,12 +81,12 @@ static inline size_t pk_d_offset(pk_kind_t k)
 }
 
 /* kinds with a min term (weight = d * q + m) */
-static inline int pk_has_min(pk_kind_t k) { return k == PK_Q4_1 || k == PK_Q4_K || k == PK_Q5_1; }
+static inline int pk_has_min(pk_kind_t k) { return k == PK_Q4_1 || k == PK_Q4_K || k == PK_Q5_1 || k == PK_Q5_K; }
 
 /* bytes of one panel of rows of nb 32-blocks */
 static inline size_t pk_panel_bytes(pk_kind_t k, int64_t nb)
 {
-    return k == PK_Q4_K ? (size_t)(nb / 8) * PK_Q4K_BYTES : (size_t)nb * pk_block_bytes(k);
+    return pk_is_super(k) ? (size_t)(nb / 8) * pk_super_bytes(k) : (size_t)nb * pk_block_bytes(k);
 }
 
 /* the constant subtracted from every stored quant */
@@ -147,7 +156,8 @@ typedef void (*pk_tile_fn)(pk_kind_t k, int64_t nb, const uint8_t *panel, const 
     case PK_Q4_K:                                                                                                \
     case PK_Q6_K:                                                                                                \
     case PK_Q5_0:                                                                                                \
-    case PK_Q5_1: break;                                                                                         \
+    case PK_Q5_1:                                                                                                \
+    case PK_Q5_K: break;                                                                                         \
     }
 _Static_assert(PK_MAX_NS == 8, "PK_TILE_NS covers 1..8 rows");
 

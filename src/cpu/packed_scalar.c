@@ -38,13 +38,18 @@ void pk_tile_scalar(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x
         const int32_t *suma = PK_ACT_SUM(xi, nb);
         for (int r = 0; r < nrows; r++) {
             float acc = 0.0f, macc = 0.0f;
-            for (int64_t b = 0; b < nb && k == PK_Q4_K; b++) {
+            for (int64_t b = 0; b < nb && pk_is_super(k); b++) {
                 /* sub-block b % 8 of super-block b / 8: a Q4_1 block with
-                 * dw = d * sc, mw = -(dmin * m) (both exact) */
-                const uint8_t *sb = panel + (size_t)(b / 8) * PK_Q4K_BYTES;
+                 * dw = d * sc, mw = -(dmin * m) (both exact); Q5_K's quant
+                 * has its 5th bit in the sub-block's plane */
+                const uint8_t *sb = panel + (size_t)(b / 8) * pk_super_bytes(k);
                 const int j = (int)(b % 8);
                 int32_t isum = 0;
-                for (int e = 0; e < 32; e++) isum += pk_quant(PK_Q4_1, sb + 256 * j, r, e) * qa[b * 32 + e];
+                for (int e = 0; e < 32; e++) {
+                    int q = pk_quant(PK_Q4_1, sb + 256 * j, r, e);
+                    if (k == PK_Q5_K) q |= ((sb[PK_Q5K_H + 64 * j + r * 4 + e % 4] >> (e / 4)) & 1) << 4;
+                    isum += q * qa[b * 32 + e];
+                }
                 rt_half hd, hm;
                 memcpy(&hd, sb + PK_Q4K_D + 2 * r, 2);
                 memcpy(&hm, sb + PK_Q4K_D + 32 + 2 * r, 2);
@@ -69,7 +74,7 @@ void pk_tile_scalar(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x
                 memcpy(&hd, blk + PK_Q6K_D + 2 * r, 2);
                 acc = fmaf((float)total, cpu_h2f(hd) * da[b], acc);
             }
-            for (int64_t b = 0; b < nb && k != PK_Q4_K && k != PK_Q6_K; b++) {
+            for (int64_t b = 0; b < nb && !pk_is_super(k) && k != PK_Q6_K; b++) {
                 const uint8_t *blk = panel + (size_t)b * bb;
                 int32_t isum = -off * suma[b];
                 for (int e = 0; e < 32; e++) isum += pk_quant(k, blk, r, e) * qa[b * 32 + e];

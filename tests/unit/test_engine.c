@@ -35,8 +35,8 @@ static char q_model_path[512];
 static char moe_model_path[512], mix_model_path[512];
 /* qwen3moe: per-head q/k norms, heads wider than n_embd / n_head, renormalized experts */
 static char q3_model_path[512];
-/* Q5_1 (packed with AVX-512: a 5th-bit plane; llama.cpp's order elsewhere) */
-static char q5_model_path[512];
+/* Q5_1 and Q5_K (packed with AVX-512: a 5th-bit plane; llama.cpp's order elsewhere) */
+static char q5_model_path[512], q5k_model_path[512];
 
 static int setup(void **state)
 {
@@ -58,6 +58,10 @@ static int setup(void **state)
                        "--type q5_1 --embd-type q8_0 --tokenizer bpe --seed 16 --n-ctx 512 --n-embd 128 "
                        "--n-head 2 --n-head-kv 1 --n-ff 256 --n-layer 2"))
         return -1;
+    if (test_gen_model(q5k_model_path, sizeof q5k_model_path, "engine-q5k",
+                       "--type q5_k --embd-type q8_0 --tokenizer bpe --seed 17 --n-ctx 512 --n-embd 256 "
+                       "--n-head 4 --n-head-kv 2 --n-ff 512 --n-layer 2"))
+        return -1;
     return test_gen_model(q_model_path, sizeof q_model_path, "engine-q",
                           "--type q4_1 --embd-type q8_0 --tokenizer bpe --seed 12 --n-ctx 512 --n-embd 128 "
                           "--n-head 2 --n-head-kv 1 --n-ff 256 --n-layer 2");
@@ -72,6 +76,7 @@ static int teardown(void **state)
     unlink(mix_model_path);
     unlink(q3_model_path);
     unlink(q5_model_path);
+    unlink(q5k_model_path);
     return 0;
 }
 
@@ -850,6 +855,8 @@ static void test_batch_invariance_q5(void **state)
         if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
         chunking_and_cache(q5_model_path, RT_TYPE_F16);
         company(q5_model_path, RT_TYPE_F16);
+        chunking_and_cache(q5k_model_path, RT_TYPE_F16);
+        company(q5k_model_path, RT_TYPE_F16);
     }
     cpu_quant_set_isa(best);
 }

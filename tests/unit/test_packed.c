@@ -25,7 +25,7 @@
 
 
 static const rt_type_t k_types[] = {RT_TYPE_Q4_0, RT_TYPE_Q4_1, RT_TYPE_Q8_0, RT_TYPE_Q4_K,
-                                    RT_TYPE_Q6_K, RT_TYPE_Q5_0, RT_TYPE_Q5_1};
+                                    RT_TYPE_Q6_K, RT_TYPE_Q5_0, RT_TYPE_Q5_1, RT_TYPE_Q5_K};
 
 /* the K-quants are packed only where a fast kernel runs them (AVX2,
  * AVX-512), Q5_0/Q5_1 only for AVX-512; K-quant rows are whole 256-element
@@ -38,7 +38,10 @@ static bool type_ok(rt_type_t t)
     cpu_quant_set_isa(cur);
     return ok;
 }
-static int64_t n_in_for(rt_type_t t, int64_t n) { return t == RT_TYPE_Q4_K || t == RT_TYPE_Q6_K ? 512 : n; }
+static int64_t n_in_for(rt_type_t t, int64_t n)
+{
+    return t == RT_TYPE_Q4_K || t == RT_TYPE_Q5_K || t == RT_TYPE_Q6_K ? 512 : n;
+}
 
 typedef struct {
     rt_type_t t;
@@ -236,7 +239,7 @@ static void test_errors(void **state)
     (void)state;
     uint8_t buf[64];
     assert_false(cpu_packed_supported(RT_TYPE_F16));
-    assert_false(cpu_packed_supported(RT_TYPE_Q5_K));
+    assert_false(cpu_packed_supported(RT_TYPE_Q3_K));
     assert_int_equal(cpu_packed_size(RT_TYPE_Q4_K, 16, 128), 0); /* not whole super-blocks */
     assert_true(cpu_packed_supported(RT_TYPE_Q4_1));
     assert_int_equal(cpu_packed_size(RT_TYPE_F16, 16, 64), 0);
