@@ -17,8 +17,7 @@
  * then the rows' scales (and mins); src/cpu/packed_impl.h has the layouts.
  * The last panel is padded with zero rows. About the bytes per row of the
  * original (Q6_K +7%: its fp16 scale is repeated per 32-block). The K-quants
- * are packed only where a fast kernel runs them (AVX2, AVX-512), Q5_0/Q5_1
- * and Q5_K only for AVX-512.
+ * and Q5 kinds are packed only where a fast kernel runs them (AVX2, AVX-512).
  *
  * Activations: each row of n floats becomes CPU_ACT8 blocks of 32: int8
  * quants, fp32 scale d = max|x| / 127, the integer sum of the quants, and
@@ -54,7 +53,7 @@
 #define CPU_PACK_ROWS 16
 
 /* True when weights of type t are packed on this CPU (Q4_0, Q4_1, Q8_0;
- * Q4_K and Q6_K with AVX2 or AVX-512; Q5_0, Q5_1 and Q5_K with AVX-512). */
+ * Q4_K, Q6_K, Q5_0, Q5_1 and Q5_K with AVX2 or AVX-512). */
 bool cpu_packed_supported(rt_type_t t);
 
 /* Bytes of the packed form of an (n_out x n_in) matrix of type t (n_out

@@ -30,10 +30,8 @@ bool cpu_packed_supported(rt_type_t t)
 {
     pk_kind_t k;
     if (!pk_kind(t, &k)) return false;
-    /* the K-quants only where a fast kernel exists (AVX2, AVX-512; the scalar one is the reference);
-     * Q5_0/Q5_1/Q5_K only with AVX-512 (no AVX2 kernel yet: elsewhere they keep llama.cpp's order) */
-    if (k == PK_Q5_0 || k == PK_Q5_1 || k == PK_Q5_K) return cpu_quant_get_isa() == CPU_ISA_AVX512;
-    return (k != PK_Q4_K && k != PK_Q6_K) || cpu_quant_get_isa() >= CPU_ISA_AVX2;
+    /* the K-quants and Q5 only where a fast kernel exists (AVX2, AVX-512; the scalar one is the reference) */
+    return (k == PK_Q4_0 || k == PK_Q4_1 || k == PK_Q8_0) || cpu_quant_get_isa() >= CPU_ISA_AVX2;
 }
 
 size_t cpu_packed_size(rt_type_t t, int64_t n_out, int64_t n_in)

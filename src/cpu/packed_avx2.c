@@ -11,7 +11,9 @@
  *     (0..255) would saturate vpmaddubsw, so it is split as u = 16 h + l and
  *     both nibbles go through that same exact path;
  *   - Q4_K's sub-blocks are Q4_1 blocks (nibbles) with dw = d * sc and
- *     mw = -(dmin * m) formed per lane as in the reference;
+ *     mw = -(dmin * m) formed per lane as in the reference; Q5_0, Q5_1 and
+ *     Q5_K add the 5th bit (quants 0..31): 4 pairs still fit int16, 8 do
+ *     not, so their groups go to int32 in two halves;
  *   - Q6_K's quants are 0..63: one vpmaddubsw pair is at most 63 * 128 * 2 =
  *     16128, so two of them still fit int16 (32256) but not more; each such
  *     sum goes through vpmaddwd with the row's int8 scale (sc, sc) into int32,
@@ -41,6 +43,19 @@ AI __m256i bcast4(const int8_t *q)
     int32_t v;
     memcpy(&v, q, 4);
     return _mm256_set1_epi32(v);
+}
+
+/* the same for 5-bit quants (<= 31): a pair is at most 31 * 127 * 2 = 7874,
+ * so 4 of them fit int16 (31496) but not 8: two vpmaddwd into int32 */
+AI __m256i dot8_i32_q5(const __m256i w[8], const int8_t *q)
+{
+    __m256i p[8];
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) p[g] = _mm256_maddubs_epi16(w[g], bcast4(q + 4 * g));
+    const __m256i a = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
+    const __m256i c = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
+    const __m256i one = _mm256_set1_epi16(1);
+    return _mm256_add_epi32(_mm256_madd_epi16(a, one), _mm256_madd_epi16(c, one));
 }
 
 /* sum over 8 groups of w[g] x activation group g (4 quants at q + 4 g), in
@@ -130,7 +145,7 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
                   size_t xs, float *y, int64_t ys, int nrows)
 {
     const size_t bb = pk_block_bytes(k);
-    const size_t qbytes = k == PK_Q8_0 ? PK_Q8_BYTES : PK_NIB_BYTES;
+    const size_t qbytes = pk_d_offset(k);
     const int off = pk_offset(k);
     pk_rows_t a;
     pk_rows(&a, x, xs, NS, nb);
@@ -140,17 +155,19 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
         acc[s] = _mm256_setzero_ps();
         macc[s] = _mm256_setzero_ps();
     }
+    const bool q5 = k == PK_Q5_0 || k == PK_Q5_1 || k == PK_Q5_K;
     for (int64_t b = 0; b < nb; b++) {
-        /* Q4_K: sub-block b % 8 of super-block b / 8, a Q4_1 block */
-        const uint8_t *sb = panel + (size_t)(b / 8) * PK_Q4K_BYTES;
-        const uint8_t *blk = k == PK_Q4_K ? sb + 256 * (b % 8) : panel + (size_t)b * bb;
-        if (h == 0 && k == PK_Q4_K) {
+        /* Q4_K, Q5_K: sub-block b % 8 of super-block b / 8, a Q4_1 (Q5_1) block */
+        const uint8_t *sb = panel + (size_t)(b / 8) * pk_super_bytes(k);
+        const uint8_t *blk = pk_is_super(k) ? sb + 256 * (b % 8) : panel + (size_t)b * bb;
+        if (h == 0 && pk_is_super(k)) {
             for (size_t o = 0; o < 256; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
             _mm_prefetch((const char *)sb + PK_Q4K_D + 64 * (b % 8) + PK_PREFETCH_BYTES, _MM_HINT_T0);
+            if (k == PK_Q5_K) _mm_prefetch((const char *)sb + PK_Q5K_H + 64 * (b % 8) + PK_PREFETCH_BYTES, _MM_HINT_T0);
         } else if (h == 0) {
             for (size_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)blk + PK_PREFETCH_BYTES + o, _MM_HINT_T0);
         }
-        const __m256 dw = k == PK_Q4_K ? q4k_dw(sb, b % 8, h) : f16x8_ps(blk + qbytes + 16 * h);
+        const __m256 dw = pk_is_super(k) ? q4k_dw(sb, b % 8, h) : f16x8_ps(blk + qbytes + 16 * h);
         /* Q8_0: stored byte = 16 wh + w (nibbles); Q4_x: w[0..4) the low
          * nibbles (groups 0..3), w[4..8) the high ones (groups 4..7) */
         __m256i w[8], wh[8], isum4[4];
@@ -169,6 +186,16 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
 #pragma GCC unroll 4
             for (int p = 0; p < 4; p++) nibbles(blk + 64 * p + 32 * h, &w[p], &w[p + 4]);
         }
+        if (q5) { /* bit g of the plane's byte is bit 4 of group g's (as in packed_avx512.c) */
+            const __m256i hp = _mm256_loadu_si256(
+                (const __m256i *)((k == PK_Q5_K ? sb + PK_Q5K_H + 64 * (b % 8) : blk + PK_Q5_H) + 32 * h));
+            const __m256i m10 = _mm256_set1_epi8(0x10);
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                const __m256i t = g < 4 ? _mm256_slli_epi16(hp, 4 - g) : _mm256_srli_epi16(hp, g - 4);
+                w[g] = _mm256_or_si256(w[g], _mm256_and_si256(t, m10));
+            }
+        }
 #pragma GCC unroll 8
         for (int s = 0; s < NS; s++) {
             const int8_t *q = a.qa[s] + b * 32;
@@ -178,28 +205,30 @@ AI void tile_half(const pk_kind_t k, const int NS, const int h, int64_t nb, cons
             else if (k == PK_Q8_0)
                 isum = _mm256_add_epi32(_mm256_madd_epi16(dot8_i16(w, q), _mm256_set1_epi16(1)),
                                         _mm256_madd_epi16(dot8_i16(wh, q), _mm256_set1_epi16(16)));
+            else if (q5)
+                isum = dot8_i32_q5(w, q);
             else
                 isum = _mm256_madd_epi16(dot8_i16(w, q), _mm256_set1_epi16(1));
             if (off) isum = _mm256_add_epi32(isum, _mm256_set1_epi32(-off * a.suma[s][b]));
             acc[s] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(a.da[s][b])), acc[s]);
-            if ((k == PK_Q4_1 || k == PK_Q4_K) && NS == 1) {
-                const __m256 mw = k == PK_Q4_K ? q4k_mw(sb, b % 8, h) : f16x8_ps(blk + qbytes + 32 + 16 * h);
+            if (pk_has_min(k) && NS == 1) {
+                const __m256 mw = pk_is_super(k) ? q4k_mw(sb, b % 8, h) : f16x8_ps(blk + qbytes + 32 + 16 * h);
                 macc[s] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.sa[s][b]), macc[s]);
             }
         }
     }
     /* Q4_1's and Q4_K's min terms: their own chain per lane, in a loop of
      * their own when there are several rows (fewer live registers above) */
-    if ((k == PK_Q4_1 || k == PK_Q4_K) && NS > 1)
+    if (pk_has_min(k) && NS > 1)
         for (int64_t b = 0; b < nb; b++) {
-            const __m256 mw = k == PK_Q4_K ? q4k_mw(panel + (size_t)(b / 8) * PK_Q4K_BYTES, b % 8, h)
-                                           : f16x8_ps(panel + (size_t)b * bb + qbytes + 32 + 16 * h);
+            const __m256 mw = pk_is_super(k) ? q4k_mw(panel + (size_t)(b / 8) * pk_super_bytes(k), b % 8, h)
+                                             : f16x8_ps(panel + (size_t)b * bb + qbytes + 32 + 16 * h);
 #pragma GCC unroll 8
             for (int s = 0; s < NS; s++) macc[s] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.sa[s][b]), macc[s]);
         }
 #pragma GCC unroll 8
     for (int s = 0; s < NS; s++)
-        store8(y + (int64_t)s * ys + 8 * h, k == PK_Q4_1 || k == PK_Q4_K ? _mm256_add_ps(acc[s], macc[s]) : acc[s],
+        store8(y + (int64_t)s * ys + 8 * h, pk_has_min(k) ? _mm256_add_ps(acc[s], macc[s]) : acc[s],
                nrows - 8 * h);
 }
 
@@ -292,9 +321,9 @@ void pk_tile_avx2(pk_kind_t k, int64_t nb, const uint8_t *panel, const void *x, 
     PK_TILE_DISPATCH(tile);
     if (k == PK_Q4_K) PK_TILE_NS(tile, PK_Q4_K)
     if (k == PK_Q6_K) PK_TILE_NS(tile, PK_Q6_K)
-    /* Q5_0/Q5_1 are packed only for AVX-512 (cpu_packed_supported); panels
-     * packed there and run here get the reference kernel's (same) bits */
-    if (k == PK_Q5_0 || k == PK_Q5_1 || k == PK_Q5_K) pk_tile_scalar(k, nb, panel, x, xs, ns, y, ys, nrows);
+    if (k == PK_Q5_0) PK_TILE_NS(tile, PK_Q5_0)
+    if (k == PK_Q5_1) PK_TILE_NS(tile, PK_Q5_1)
+    if (k == PK_Q5_K) PK_TILE_NS(tile, PK_Q5_K)
 }
 
 AI float hmax8(__m256 v)

@@ -183,6 +183,40 @@ static void test_bits_everywhere(void **state)
     cpu_quant_set_isa(best);
 }
 
+/* The largest integer sums a 5-bit block can make: every stored quant 31
+ * (one element per row at the other end, which sets the scale) times
+ * activation quants of 127. A kernel summing too many vpmaddubsw pairs in
+ * int16 (8 x 7874) wraps here; random data never gets near it. */
+static void test_q5_extremes(void **state)
+{
+    (void)state;
+    const cpu_isa_t best = cpu_quant_detect_isa();
+    const rt_type_t ts[3] = {RT_TYPE_Q5_0, RT_TYPE_Q5_1, RT_TYPE_Q5_K};
+    for (int ti = 0; ti < 3; ti++) {
+        if (!type_ok(ts[ti])) continue;
+        for (int isa = (int)best; isa >= CPU_ISA_SCALAR; isa--) {
+            cpu_quant_set_isa((cpu_isa_t)isa);
+            case_t c;
+            case_make(&c, ts[ti], 21, 256, 3);
+            float row[256];
+            for (int64_t r = 0; r < c.n_out; r++) {
+                for (int j = 0; j < 256; j++) /* Q5_0: d = -min / 16 and q = x / d + 16.5 -> 31 */
+                    row[j] = j % 32 == 0 ? -1.0f : (ts[ti] == RT_TYPE_Q5_0 ? 0.9375f : 1.0f);
+                assert_int_equal(cpu_quantize_row(c.t, row, (char *)c.w + (size_t)r * c.w_stride, 256), RT_OK);
+            }
+            const cpu_isa_t cur = cpu_quant_get_isa();
+            cpu_quant_set_isa(best);
+            assert_int_equal(cpu_pack_weights(c.t, c.w, c.w_stride, c.n_out, c.n_in, c.packed), RT_OK);
+            cpu_quant_set_isa(cur);
+            for (int64_t i = 0; i < c.m * c.n_in; i++) c.xf[i] = 1.0f;
+            for (int64_t i = 0; i < c.m; i++) cpu_act8_quantize(c.xf + i * c.n_in, (char *)c.x + (size_t)i * c.x_stride, c.n_in);
+            check_reference(&c);
+            case_free(&c);
+        }
+    }
+    cpu_quant_set_isa(best);
+}
+
 /* more activation rows than one pass takes (chunks of 64 rows) */
 static void test_many_rows(void **state)
 {
@@ -253,7 +287,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_reference), cmocka_unit_test(test_bits_everywhere),
-        cmocka_unit_test(test_many_rows),         cmocka_unit_test(test_act_quantize_odd_inputs),
+        cmocka_unit_test(test_many_rows),
+        cmocka_unit_test(test_q5_extremes),         cmocka_unit_test(test_act_quantize_odd_inputs),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
