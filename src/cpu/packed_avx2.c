@@ -45,29 +45,33 @@ AI __m256i bcast4(const int8_t *q)
     return _mm256_set1_epi32(v);
 }
 
+/* w[g] x activation group g (4 quants at q + 4 g) for the 8 groups, as
+ * int16 pair sums of groups 0..3 (*a) and 4..7 (*c) */
+AI void dot4x2_i16(const __m256i w[8], const int8_t *q, __m256i *a, __m256i *c)
+{
+    __m256i p[8];
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) p[g] = _mm256_maddubs_epi16(w[g], bcast4(q + 4 * g));
+    *a = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
+    *c = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
+}
+
+/* sum over the 8 groups in int16 pairs: exact while every w byte is <= 15 */
+AI __m256i dot8_i16(const __m256i w[8], const int8_t *q)
+{
+    __m256i a, c;
+    dot4x2_i16(w, q, &a, &c);
+    return _mm256_add_epi16(a, c);
+}
+
 /* the same for 5-bit quants (<= 31): a pair is at most 31 * 127 * 2 = 7874,
  * so 4 of them fit int16 (31496) but not 8: two vpmaddwd into int32 */
 AI __m256i dot8_i32_q5(const __m256i w[8], const int8_t *q)
 {
-    __m256i p[8];
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) p[g] = _mm256_maddubs_epi16(w[g], bcast4(q + 4 * g));
-    const __m256i a = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
-    const __m256i c = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
+    __m256i a, c;
+    dot4x2_i16(w, q, &a, &c);
     const __m256i one = _mm256_set1_epi16(1);
     return _mm256_add_epi32(_mm256_madd_epi16(a, one), _mm256_madd_epi16(c, one));
-}
-
-/* sum over 8 groups of w[g] x activation group g (4 quants at q + 4 g), in
- * int16 pairs: exact while every w byte is <= 15 */
-AI __m256i dot8_i16(const __m256i w[8], const int8_t *q)
-{
-    __m256i p[8];
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) p[g] = _mm256_maddubs_epi16(w[g], bcast4(q + 4 * g));
-    const __m256i a = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
-    const __m256i c = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
-    return _mm256_add_epi16(a, c);
 }
 
 /* the low and high nibbles of 32 bytes */

@@ -30,8 +30,11 @@ static rt_status_t hp_int(const gguf_ctx_t *g, const char *arch, const char *nam
     return RT_OK;
 }
 
-static rt_status_t bind_weight(const gguf_ctx_t *g, const char *name, int64_t ne0, int64_t ne1,
-                               bool optional, model_weight_t *w)
+/* A stack of n_stack matrices [ne0, ne1] (GGUF shape [ne0, ne1, n_stack]; 1:
+ * a plain matrix): w describes the first, *stride (if not NULL) is the bytes
+ * between them. A missing optional tensor leaves w zeroed. */
+static rt_status_t bind_stack(const gguf_ctx_t *g, const char *name, int64_t ne0, int64_t ne1, int64_t n_stack,
+                              bool optional, model_weight_t *w, size_t *stride)
 {
     const gguf_tensor_info_t *t = gguf_find_tensor(g, name);
     if (!t) {
@@ -41,33 +44,13 @@ static rt_status_t bind_weight(const gguf_ctx_t *g, const char *name, int64_t ne
         }
         return rt_error_set(RT_ERR_FORMAT, "model: missing tensor %s", name);
     }
-    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
-        return rt_error_set(RT_ERR_FORMAT, "model: tensor %s has shape [%lld, %lld, %lld], expected [%lld, %lld]",
-                            name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
-                            (long long)ne0, (long long)ne1);
-    const rt_type_traits_t *tr = rt_type_traits(t->type);
-    if (!tr || !tr->supported)
-        return rt_error_set(RT_ERR_UNSUPPORTED, "model: tensor %s has type %s, which rotor cannot compute with",
-                            name, rt_type_name(t->type));
-    w->data = t->data;
-    w->type = t->type;
-    w->ne0 = ne0;
-    w->ne1 = ne1;
-    w->row_bytes = rt_type_row_size(t->type, ne0);
-    return RT_OK;
-}
-
-/* A stack of n_expert matrices [ne0, ne1] (GGUF shape [ne0, ne1, n_expert]):
- * w describes expert 0, *stride is the bytes between experts. */
-static rt_status_t bind_experts(const gguf_ctx_t *g, const char *name, int64_t ne0, int64_t ne1, int64_t n_expert,
-                                model_weight_t *w, size_t *stride)
-{
-    const gguf_tensor_info_t *t = gguf_find_tensor(g, name);
-    if (!t) return rt_error_set(RT_ERR_FORMAT, "model: missing tensor %s", name);
-    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != n_expert || t->ne[3] != 1)
-        return rt_error_set(RT_ERR_FORMAT, "model: tensor %s has shape [%lld, %lld, %lld], expected [%lld, %lld, %lld]",
-                            name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)ne0,
-                            (long long)ne1, (long long)n_expert);
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != n_stack || t->ne[3] != 1) {
+        char want[96];
+        if (n_stack == 1) snprintf(want, sizeof want, "[%lld, %lld]", (long long)ne0, (long long)ne1);
+        else snprintf(want, sizeof want, "[%lld, %lld, %lld]", (long long)ne0, (long long)ne1, (long long)n_stack);
+        return rt_error_set(RT_ERR_FORMAT, "model: tensor %s has shape [%lld, %lld, %lld], expected %s", name,
+                            (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], want);
+    }
     const rt_type_traits_t *tr = rt_type_traits(t->type);
     if (!tr || !tr->supported)
         return rt_error_set(RT_ERR_UNSUPPORTED, "model: tensor %s has type %s, which rotor cannot compute with",
@@ -78,8 +61,21 @@ static rt_status_t bind_experts(const gguf_ctx_t *g, const char *name, int64_t n
     w->ne1 = ne1;
     w->row_bytes = rt_type_row_size(t->type, ne0);
     w->packed = NULL;
-    *stride = w->row_bytes * (size_t)ne1;
+    if (stride) *stride = w->row_bytes * (size_t)ne1;
     return RT_OK;
+}
+
+static rt_status_t bind_weight(const gguf_ctx_t *g, const char *name, int64_t ne0, int64_t ne1, bool optional,
+                               model_weight_t *w)
+{
+    return bind_stack(g, name, ne0, ne1, 1, optional, w, NULL);
+}
+
+/* A stack of n_expert matrices (the experts of a MoE layer) */
+static rt_status_t bind_experts(const gguf_ctx_t *g, const char *name, int64_t ne0, int64_t ne1, int64_t n_expert,
+                                model_weight_t *w, size_t *stride)
+{
+    return bind_stack(g, name, ne0, ne1, n_expert, false, w, stride);
 }
 
 static rt_status_t bind_vec(const gguf_ctx_t *g, const char *name, int64_t n, bool optional, const float **out)

@@ -827,6 +827,8 @@ static void test_batch_invariance_chunking_and_cache(void **state)
         if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
         chunking_and_cache(q_model_path, RT_TYPE_F16);
         chunking_and_cache(q_model_path, RT_TYPE_F32);
+        chunking_and_cache(q5_model_path, RT_TYPE_F16);
+        chunking_and_cache(q5k_model_path, RT_TYPE_F16);
     }
     chunking_and_cache(model_path, RT_TYPE_F16);
     cpu_quant_set_isa(best);
@@ -839,6 +841,8 @@ static void test_batch_invariance_company(void **state)
     for (int isa = CPU_ISA_AVX512; isa >= CPU_ISA_SCALAR; isa--) {
         if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
         company(q_model_path, RT_TYPE_F16);
+        company(q5_model_path, RT_TYPE_F16);
+        company(q5k_model_path, RT_TYPE_F16);
     }
     cpu_quant_set_isa(best);
     company(q_model_path, RT_TYPE_F32);
@@ -847,20 +851,6 @@ static void test_batch_invariance_company(void **state)
 
 /* mixture of experts: each expert runs over the rows that chose it, gathered
  * from whatever shares the step; a token's bits must not depend on that */
-static void test_batch_invariance_q5(void **state)
-{
-    (void)state;
-    const cpu_isa_t best = cpu_quant_detect_isa();
-    for (int isa = CPU_ISA_AVX512; isa >= CPU_ISA_SCALAR; isa--) {
-        if ((int)cpu_quant_set_isa((cpu_isa_t)isa) != isa) continue;
-        chunking_and_cache(q5_model_path, RT_TYPE_F16);
-        company(q5_model_path, RT_TYPE_F16);
-        chunking_and_cache(q5k_model_path, RT_TYPE_F16);
-        company(q5k_model_path, RT_TYPE_F16);
-    }
-    cpu_quant_set_isa(best);
-}
-
 static void test_batch_invariance_moe(void **state)
 {
     (void)state;
@@ -888,7 +878,6 @@ int main(void)
         cmocka_unit_test(test_batch_invariance_chunking_and_cache),
         cmocka_unit_test(test_batch_invariance_company),
         cmocka_unit_test(test_batch_invariance_moe),
-        cmocka_unit_test(test_batch_invariance_q5),
     };
     return cmocka_run_group_tests_name("engine", tests, setup, teardown);
 }
