@@ -38,45 +38,42 @@ static char q3_model_path[512];
 /* Q5_1 and Q5_K (packed with AVX-512: a 5th-bit plane; llama.cpp's order elsewhere) */
 static char q5_model_path[512], q5k_model_path[512];
 
+/* the models setup writes (rotor-model gen arguments) and teardown removes */
+static const struct {
+    char *path;
+    const char *tag, *args;
+} k_models[] = {
+    {model_path, "engine", "--type f32 --tokenizer bpe --seed 11 --n-ctx 512"},
+    {q_model_path, "engine-q",
+     "--type q4_1 --embd-type q8_0 --tokenizer bpe --seed 12 --n-ctx 512 --n-embd 128 --n-head 2 --n-head-kv 1 "
+     "--n-ff 256 --n-layer 2"},
+    {moe_model_path, "engine-moe",
+     "--arch qwen2moe --type q4_1 --n-expert 8 --n-expert-used 2 --seed 13 --n-ctx 512 --n-embd 128 --n-ff 256 "
+     "--n-layer 2"},
+    {mix_model_path, "engine-mix", "--type q8_0 --n-expert 4 --n-expert-used 2 --tokenizer bpe --seed 14 --n-ctx 512"},
+    {q3_model_path, "engine-q3",
+     "--arch qwen3moe --type q4_1 --n-embd 128 --n-head 2 --n-head-kv 1 --head-dim 128 --n-ff 256 --n-expert 8 "
+     "--n-expert-used 2 --seed 15 --n-ctx 512"},
+    {q5_model_path, "engine-q5",
+     "--type q5_1 --embd-type q8_0 --tokenizer bpe --seed 16 --n-ctx 512 --n-embd 128 --n-head 2 --n-head-kv 1 "
+     "--n-ff 256 --n-layer 2"},
+    {q5k_model_path, "engine-q5k",
+     "--type q5_k --embd-type q8_0 --tokenizer bpe --seed 17 --n-ctx 512 --n-embd 256 --n-head 4 --n-head-kv 2 "
+     "--n-ff 512 --n-layer 2"},
+};
+
 static int setup(void **state)
 {
     (void)state;
-    if (test_gen_model(model_path, sizeof model_path, "engine", "--type f32 --tokenizer bpe --seed 11 --n-ctx 512"))
-        return -1;
-    if (test_gen_model(moe_model_path, sizeof moe_model_path, "engine-moe",
-                       "--arch qwen2moe --type q4_1 --n-expert 8 --n-expert-used 2 --seed 13 --n-ctx 512 "
-                       "--n-embd 128 --n-ff 256 --n-layer 2"))
-        return -1;
-    if (test_gen_model(mix_model_path, sizeof mix_model_path, "engine-mix",
-                       "--type q8_0 --n-expert 4 --n-expert-used 2 --tokenizer bpe --seed 14 --n-ctx 512"))
-        return -1;
-    if (test_gen_model(q3_model_path, sizeof q3_model_path, "engine-q3",
-                       "--arch qwen3moe --type q4_1 --n-embd 128 --n-head 2 --n-head-kv 1 --head-dim 128 --n-ff 256 "
-                       "--n-expert 8 --n-expert-used 2 --seed 15 --n-ctx 512"))
-        return -1;
-    if (test_gen_model(q5_model_path, sizeof q5_model_path, "engine-q5",
-                       "--type q5_1 --embd-type q8_0 --tokenizer bpe --seed 16 --n-ctx 512 --n-embd 128 "
-                       "--n-head 2 --n-head-kv 1 --n-ff 256 --n-layer 2"))
-        return -1;
-    if (test_gen_model(q5k_model_path, sizeof q5k_model_path, "engine-q5k",
-                       "--type q5_k --embd-type q8_0 --tokenizer bpe --seed 17 --n-ctx 512 --n-embd 256 "
-                       "--n-head 4 --n-head-kv 2 --n-ff 512 --n-layer 2"))
-        return -1;
-    return test_gen_model(q_model_path, sizeof q_model_path, "engine-q",
-                          "--type q4_1 --embd-type q8_0 --tokenizer bpe --seed 12 --n-ctx 512 --n-embd 128 "
-                          "--n-head 2 --n-head-kv 1 --n-ff 256 --n-layer 2");
+    for (size_t i = 0; i < sizeof k_models / sizeof *k_models; i++)
+        if (test_gen_model(k_models[i].path, 512, k_models[i].tag, k_models[i].args)) return -1;
+    return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    unlink(model_path);
-    unlink(q_model_path);
-    unlink(moe_model_path);
-    unlink(mix_model_path);
-    unlink(q3_model_path);
-    unlink(q5_model_path);
-    unlink(q5k_model_path);
+    for (size_t i = 0; i < sizeof k_models / sizeof *k_models; i++) unlink(k_models[i].path);
     return 0;
 }
 
