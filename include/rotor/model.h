@@ -171,8 +171,10 @@ void model_ctx_set_attn_order(model_ctx_t *c, model_attn_order_t order);
 
 /*
  * Matmul numerics:
- *   MODEL_MATMUL_LLAMACPP (the default): llama.cpp's dot-product order for
- *     every weight type (cpu_quant.h), bit-identical to llama.cpp.
+ *   MODEL_MATMUL_LLAMACPP (the default): the cpu_quant.h kernels, in
+ *     llama.cpp's dot-product order for Q4_1 and Q8_0 (its bits) and in
+ *     ggml's vec_dot order for Q5_0 (its bits for one token; llama.cpp's
+ *     tinyBLAS takes Q5_0 with 2+); the other types close to llama.cpp's.
  *   MODEL_MATMUL_PACKED: the types cpu_packed_supported() takes (Q4_0, Q4_1,
  *     Q8_0, Q4_K, Q6_K, Q5_0, Q5_1, Q5_K, by ISA) go through the int8 GEMM on
  *     the model's packed panels (cpu_packed.h; model_pack_weights first),

@@ -74,6 +74,40 @@ def open_llama(path, n_ctx=512, f32_kv=False, threads=None):
     return Llama(**kw)
 
 
+def requantized_copy(src, qtype_name, keep=("token_embd.weight",)):
+    """BUILD/models/<name>-<qtype>.gguf: the same model with every matrix but
+    those in keep dequantized and quantized again to qtype by the gguf package
+    (a real model in a type no pip package ships: SmolLM2 in Q5_0, which is
+    what llama.cpp's Q4_K_M makes of its rows of 576 and 1536). Cached."""
+    import gguf
+    import numpy as np
+    os.makedirs(MODELS, exist_ok=True)
+    dst = os.path.join(MODELS, os.path.basename(src).rsplit(".gguf", 1)[0] + "-" + qtype_name + ".gguf")
+    if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
+        return dst
+    qtype = gguf.GGMLQuantizationType[qtype_name.upper()]
+    r = gguf.GGUFReader(src)
+    w = gguf.GGUFWriter(dst + ".tmp", r.fields["general.architecture"].contents())
+    for name, f in r.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        vt = f.types[0]
+        w.add_key_value(name, f.contents(), vt, sub_type=f.types[-1] if vt == gguf.GGUFValueType.ARRAY else None)
+    for t in r.tensors:
+        shape = [int(x) for x in t.shape[::-1]]
+        if len(shape) >= 2 and t.name not in keep:
+            a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(shape)
+            w.add_tensor(t.name, gguf.quants.quantize(a, qtype), raw_dtype=qtype)  # its byte shape
+        else:
+            w.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)  # t.data: the stored bytes (or floats)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(dst + ".tmp", dst)
+    return dst
+
+
 def dequantized_f32_copy(src):
     """BUILD/models/<name>-f32.gguf: the same model with every tensor
     dequantized to F32 by the gguf package (an independent reference: no
