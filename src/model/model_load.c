@@ -1,7 +1,7 @@
 /*
  * model_load.c - read hyper-parameters and bind weight tensors of a
- * Llama-family GGUF (llama, qwen2, mistral; with experts: llama/Mixtral,
- * qwen2moe), checking every shape.
+ * Llama-family GGUF (llama, qwen2, qwen3, mistral; with experts:
+ * llama/Mixtral, qwen2moe, qwen3moe), checking every shape.
  */
 #include "rotor/bigalloc.h"
 #include <stdio.h>
@@ -113,13 +113,13 @@ static rt_status_t model_read_hparams(const gguf_ctx_t *g, model_hparams_t *hp)
     if ((st = hp_int(g, arch, "attention.head_count_kv", false, hp->n_head, 1, hp->n_head, &hp->n_head_kv))) return st;
     const bool qmoe = hp->arch == MODEL_ARCH_QWEN2MOE || hp->arch == MODEL_ARCH_QWEN3MOE;
     if ((st = hp_int(g, arch, "feed_forward_length", true, 0, 1, 1 << 22, &hp->n_ff))) return st;
-    /* experts: Mixtral is llama with expert_count; qwen2moe always has them */
+    /* experts: Mixtral is llama with expert_count; qwen2moe and qwen3moe always have them */
     if ((st = hp_int(g, arch, "expert_count", qmoe, 0, qmoe ? 1 : 0, MODEL_MAX_EXPERTS, &hp->n_expert))) return st;
     if (hp->n_expert > 0) {
         const int used_max = hp->n_expert < MODEL_MAX_EXPERTS_USED ? hp->n_expert : MODEL_MAX_EXPERTS_USED;
         if ((st = hp_int(g, arch, "expert_used_count", true, 0, 1, used_max, &hp->n_expert_used))) return st;
         /* llama.cpp's defaults: Mixtral's experts are n_ff wide; qwen2moe's
-         * n_ff / n_expert_used, and its shared expert n_ff */
+         * and qwen3moe's n_ff / n_expert_used, qwen2moe's shared expert n_ff */
         const int ff_exp = qmoe ? (hp->n_ff / hp->n_expert_used > 0 ? hp->n_ff / hp->n_expert_used : 1) : hp->n_ff;
         if ((st = hp_int(g, arch, "expert_feed_forward_length", false, ff_exp, 1, 1 << 22, &hp->n_ff_exp)))
             return st;
