@@ -98,15 +98,33 @@ def core_round_trip_ns(stream):
 
 
 def issue_rates(stream):
-    """rotor-stream's one-core 512-bit FMA and vpdpbusd rates (G/s; -1 without AVX-512): the
-    compute ceiling a batch runs into, which differs 2x between Zen 4 and Zen 5 hosts."""
+    """rotor-stream's one-core 512-bit FMA and vpdpbusd rates (G/s; -1 without AVX-512) and
+    the packed int8 GEMM's instruction-mix ceiling (G multiply-adds/s): the compute ceiling
+    a batch runs into, which differs 2x between Zen 4 and Zen 5 hosts."""
     r = subprocess.run([stream, "--threads", "1", "--size-mib", "8", "--reps", "1", "--json"],
                        capture_output=True, text=True)
     try:
         d = json.loads(r.stdout)
-        return d["fma512_g_per_s"], d["vnni512_g_per_s"]
+        return d["fma512_g_per_s"], d["vnni512_g_per_s"], d.get("int8_gemm_gmac_per_s", -1)
     except (ValueError, KeyError):
         return None
+
+
+def macs_per_token(path):
+    """Multiply-adds of one token's matmuls: every matrix but the embedding table (which is
+    the output matrix too when there is no output.weight); None without the gguf package."""
+    try:
+        import gguf  # noqa: PLC0415
+    except ImportError:
+        return None
+    reader = gguf.GGUFReader(path)
+    names = {t.name for t in reader.tensors}
+    total = 0
+    for t in reader.tensors:
+        if len(t.shape) < 2 or (t.name == "token_embd.weight" and "output.weight" in names):
+            continue
+        total += int(np.prod([int(x) for x in t.shape]))
+    return total
 
 
 # A VM's two vCPUs may share a last-level cache (a cache line goes from one to
@@ -141,6 +159,9 @@ def main():
     if rates and rates[0] > 0:
         print(f"one core issues {rates[0]:.2f} G 512-bit FMA/s and {rates[1]:.2f} G 512-bit vpdpbusd/s "
               f"(rotor-stream; batches are bound by these)", flush=True)
+    macs = macs_per_token(model)
+    # the GEMMs alone, every thread at the packed kernel's instruction-mix ceiling
+    gemm_ceiling = a.threads * rates[2] * 1e9 / macs if rates and rates[2] > 0 and macs else None
     rounds = []
     for rep in range(max(1, a.repeats)):
         ns = [core_round_trip_ns(stream)]
@@ -184,6 +205,11 @@ def main():
                   f"{FAR_NS} ns): x of 1 seq " + " ".join(
                       f"{n}:{med([r['rotor'][n] / r['rotor'][seqs[0]] for r in rs]):.2f}" for n in seqs[1:]) +
                   f", 1 seq {med([r['rotor'][seqs[0]] for r in rs]):.0f} tok/s")
+    if gemm_ceiling:
+        one = med([r["rotor"][seqs[0]] for r in rounds])
+        print(f"compute ceiling: the packed GEMMs alone ({macs / 1e6:.0f} M multiply-adds a token, {a.threads} "
+              f"threads at {rates[2]:.0f} G/s each, rotor-stream) would run {gemm_ceiling:.0f} tok/s = "
+              f"{gemm_ceiling / one:.2f}x the 1-sequence median, before attention and the rest of a step")
     cold = med([r["ttft_cold_s"] for r in rounds])
     warm = med([r["ttft_cached_s"] for r in rounds])
     print(f"TTFT, {rounds[0]['prefix_tokens']}-token prefix: cold {cold * 1e3:.1f} ms, cached {warm * 1e3:.1f} ms, "
@@ -191,7 +217,8 @@ def main():
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump({"threads": a.threads, "gen": a.gen, "rounds": rounds, "summary": summary,
-                       "fma512_g_per_s": rates and rates[0], "vnni512_g_per_s": rates and rates[1]}, f, indent=1)
+                       "fma512_g_per_s": rates and rates[0], "vnni512_g_per_s": rates and rates[1],
+                       "int8_gemm_gmac_per_s": rates and rates[2], "gemm_ceiling_tok_s": gemm_ceiling}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -253,6 +253,46 @@ ISSUE_RATE_FN(fma512_rate, "avx512f", __m512, _mm512_cvtss_f32)
 #define RATE_LANE0_EPI32(v) _mm_cvtsi128_si32(_mm512_castsi512_si128(v))
 ISSUE_RATE_FN(vnni512_rate, "avx512f,avx512vnni", __m512i, RATE_LANE0_EPI32)
 
+/* One core's ceiling for rotor's packed int8 GEMM: its instruction mix per
+ * 32-element block of a 16-row panel and one sequence (packed_avx512.c,
+ * tile: 8 vpdpbusd in two chains, their sum converted, times the scales'
+ * product, into an FMA chain, and the min term's FMA), on 6 independent
+ * chains, in G multiply-adds per second (512 per block). Where vpdpbusd and
+ * FMA share pipes (Zen 4) this is ~8/11 of 64 x the vpdpbusd rate. */
+#define GEMM_BLOCK_STEP(k)                                                                         \
+    a##k = _mm512_dpbusd_epi32(a##k, w0, x0);                                                      \
+    b##k = _mm512_dpbusd_epi32(b##k, w1, x1);                                                      \
+    a##k = _mm512_dpbusd_epi32(a##k, w1, x0);                                                      \
+    b##k = _mm512_dpbusd_epi32(b##k, w0, x1);                                                      \
+    a##k = _mm512_dpbusd_epi32(a##k, w0, x1);                                                      \
+    b##k = _mm512_dpbusd_epi32(b##k, w1, x0);                                                      \
+    a##k = _mm512_dpbusd_epi32(a##k, w1, x1);                                                      \
+    b##k = _mm512_dpbusd_epi32(b##k, w0, x0);                                                      \
+    f##k = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a##k, b##k)), _mm512_mul_ps(g##k, sc), f##k); \
+    g##k = _mm512_fmadd_ps(mw, sa, g##k);
+#define GEMM_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define GEMM_DECL(k)                                                                               \
+    __m512i a##k = _mm512_set1_epi32(k), b##k = _mm512_set1_epi32(2 * k);                          \
+    __m512 f##k = _mm512_set1_ps((float)k), g##k = _mm512_set1_ps(1.0f + (float)k);
+#define GEMM_SUM(k) s = _mm512_add_ps(s, f##k);
+__attribute__((target("avx512f,avx512vnni"))) static double gemm512_rate(void)
+{
+    const __m512i w0 = _mm512_set1_epi8(3), w1 = _mm512_set1_epi8(7), x0 = _mm512_set1_epi8(5),
+                  x1 = _mm512_set1_epi8(-2);
+    const __m512 sc = _mm512_set1_ps(1e-30f), mw = _mm512_set1_ps(0.5f), sa = _mm512_set1_ps(0.25f);
+    GEMM_CHAINS(GEMM_DECL)
+    const double t0 = now_s();
+    for (long i = 0; i < RATE_ITERS; i++) {
+        GEMM_CHAINS(GEMM_BLOCK_STEP)
+    }
+    const double dt = now_s() - t0;
+    __m512 s = _mm512_setzero_ps();
+    GEMM_CHAINS(GEMM_SUM)
+    volatile double sink = (double)_mm512_cvtss_f32(s);
+    (void)sink;
+    return 6.0 * RATE_ITERS * 512.0 / dt / 1e9;
+}
+
 static double best_rate(double (*fn)(void))
 {
     double best = 0;
@@ -263,12 +303,13 @@ static double best_rate(double (*fn)(void))
     return best;
 }
 
-static void vector_rates(double *fma, double *vnni)
+static void vector_rates(double *fma, double *vnni, double *gemm)
 {
     __builtin_cpu_init();
-    const int f = __builtin_cpu_supports("avx512f");
+    const int f = __builtin_cpu_supports("avx512f"), v = f && __builtin_cpu_supports("avx512vnni");
     *fma = f ? best_rate(fma512_rate) : -1;
-    *vnni = f && __builtin_cpu_supports("avx512vnni") ? best_rate(vnni512_rate) : -1;
+    *vnni = v ? best_rate(vnni512_rate) : -1;
+    *gemm = v ? best_rate(gemm512_rate) : -1;
 }
 
 static void usage(const char *argv0)
@@ -353,8 +394,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "rotor-stream: triad result wrong (%g)\n", st.a[0]);
         return 1;
     }
-    double fma_g, vnni_g;
-    vector_rates(&fma_g, &vnni_g);
+    double fma_g, vnni_g, gemm_g;
+    vector_rates(&fma_g, &vnni_g, &gemm_g);
     qsort(t_triad, (size_t)reps, sizeof *t_triad, cmp_double);
     qsort(t_read, (size_t)reps, sizeof *t_read, cmp_double);
     const double triad_bytes = 3.0 * (double)bytes, read_bytes = (double)bytes;
@@ -372,9 +413,9 @@ int main(int argc, char **argv)
                "\"read_gbs_best\": %.3f, \"read_gbs_median\": %.3f, "
                "\"triad_bytes_per_pass\": %.0f, \"read_bytes_per_pass\": %.0f, "
                "\"core_round_trip_ns\": %.1f, \"fma512_g_per_s\": %.3f, \"vnni512_g_per_s\": %.3f, "
-               "\"checksum\": %llu}\n",
+               "\"int8_gemm_gmac_per_s\": %.1f, \"checksum\": %llu}\n",
                threads, size_mib, reps, triad_best, triad_med, read_best, read_med, triad_bytes,
-               read_bytes, rt_ns, fma_g, vnni_g, (unsigned long long)(sink & 0xffff));
+               read_bytes, rt_ns, fma_g, vnni_g, gemm_g, (unsigned long long)(sink & 0xffff));
     } else {
         printf("rotor-stream: %d threads, 3 x %ld MiB arrays, %d reps\n", threads, size_mib, reps);
         printf("  %-6s %10s %10s   (GB/s = 1e9 B/s)\n", "kernel", "best", "median");
@@ -384,6 +425,8 @@ int main(int argc, char **argv)
         if (rt_ns >= 0) printf("  core-to-core round trip %.1f ns (first two CPUs)\n", rt_ns);
         if (fma_g > 0)
             printf("  one core: %.2f G 512-bit FMA/s, %.2f G 512-bit vpdpbusd/s\n", fma_g, vnni_g);
+        if (gemm_g > 0)
+            printf("  one core: the packed int8 GEMM's instruction mix at most %.1f G multiply-adds/s\n", gemm_g);
         else
             printf("  one core: no AVX-512\n");
     }

@@ -30,6 +30,13 @@ def test_bandwidth_and_round_trip():
             assert 0.1 < d[k] < 20, (k, d[k])
         else:
             assert d[k] == -1, (k, d[k])
+    # the packed GEMM's instruction mix: 512 multiply-adds per 8 vpdpbusd and 3 other
+    # operations, so at most 64 x the vpdpbusd rate and at least 64 * 8 / 16 of it
+    if "avx512_vnni" in flags and "avx512f" in flags:
+        v = d["vnni512_g_per_s"]
+        assert 0.5 * 64 * v * 0.8 < d["int8_gemm_gmac_per_s"] <= 64 * v * 1.1, d
+    else:
+        assert d["int8_gemm_gmac_per_s"] == -1, d
     if len(os.sched_getaffinity(0)) >= 2:
         # a cache line between two cores: tens of ns at least, far below a millisecond
         assert 10 < d["core_round_trip_ns"] < 1e6, d
