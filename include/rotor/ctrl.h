@@ -8,8 +8,10 @@
  *   REQUEST   0 -> worker   ctrl_request_t + prompt ids + stop ids
  *   CANCEL    0 -> worker   uint64_t request id
  *   SHUTDOWN  0 -> worker   (empty) finish, cancel what is left, say BYE
- *   EVENTS    worker -> 0   ctrl_events_t + n engine_event_t; with no events
- *                           it is the heartbeat; every step's stats ride on it
+ *   EVENTS    worker -> 0   ctrl_events_t + n_events engine_event_t + n_kv_events
+ *                           bp_event_t (the engine's KV events, in id order,
+ *                           for the KV-aware router); with no events it is
+ *                           the heartbeat; every step's stats ride on it
  *   BYE       worker -> 0   (empty) the worker has stopped and will finalize
  *
  * Ownership: ctrl_request_pack returns a malloc'd buffer the caller frees
@@ -22,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rotor/block_pool.h"
 #include "rotor/engine.h"
 #include "rotor/status.h"
 
@@ -55,13 +58,17 @@ typedef struct {
 
 typedef struct {
     int32_t n_events;
-    int32_t pad;
+    int32_t n_kv_events;
     double t_sent;               /* CLOCK_REALTIME at send */
-    engine_step_stats_t stats;   /* the step that made these events; a heartbeat's are
-                                    engine_stats now; zero for a refusal */
+    engine_step_stats_t stats;   /* the step that made these events; otherwise (a
+                                    heartbeat, a refusal) engine_stats now */
     int32_t stepped;             /* 1 if stats describe a step */
     int32_t pad2;
 } ctrl_events_t;
+
+/* KV events a worker sends in one EVENTS message at most (more go in the
+ * messages that follow) */
+#define CTRL_MAX_KV_EVENTS 1024
 
 /* Pack a request for REQUEST (malloc'd into *buf, *len bytes). */
 rt_status_t ctrl_request_pack(const engine_request_t *r, void **buf, size_t *len);

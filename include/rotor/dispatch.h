@@ -4,9 +4,8 @@
  *   - local (src/frontend/dispatch_local.c): one in-process engine stepped on
  *     the front end's event loop; `rotor serve` without mpirun (1 rank);
  *   - mpi (src/job/dispatch_mpi.c): the job's worker ranks, chosen by the
- *     router policy (round-robin or least-loaded; KV-aware later).
- * The KV-aware router and disaggregation plug in here without touching the
- * front end.
+ *     router policy (round-robin, least-loaded or KV-aware: kv_router.h).
+ * Disaggregation plugs in here without touching the front end.
  *
  * Threading: every call and every sink callback happens on rank 0's event
  * loop thread. Events for a request arrive in order; exactly one FINISH or
@@ -44,6 +43,10 @@ typedef struct {
     int64_t prefix_hit_tokens_total;
     int64_t preemptions_total;
     int64_t steps_total;
+    /* the KV-aware router (zero for other policies and the local engine) */
+    int64_t route_request_blocks_total; /* full prompt blocks of routed requests */
+    int64_t route_overlap_blocks_total; /* of those, held by the chosen worker (per the index) */
+    int64_t kv_index_blocks;            /* distinct blocks the router's index knows of */
 } dispatch_status_t;
 
 typedef struct {

@@ -356,6 +356,15 @@ char *fe_metrics_render(const fe_metrics_t *m, const dispatch_status_t *st, int 
     put(&o, "rotor_workers{%s,state=\"configured\"} %d\n", o.label, st->n_workers);
     render_counter(&o, "rotor_engine_steps_total", "Engine steps run, all workers.",
                    st->steps_total);
+    render_counter(&o, "rotor_router_request_blocks_total",
+                   "Full prompt blocks of the requests the KV-aware router placed.",
+                   st->route_request_blocks_total);
+    render_counter(&o, "rotor_router_overlap_blocks_total",
+                   "Of those, blocks the chosen worker held, as the router's index knew it.",
+                   st->route_overlap_blocks_total);
+    render_gauge(&o, "rotor_router_kv_index_blocks",
+                 "Distinct KV blocks in the router's index (learnt from the workers' KV events).",
+                 (double)st->kv_index_blocks);
     render_counter(&o, "rotor_prompt_cached_tokens_total",
                    "Prompt tokens of finished requests served from the prefix cache.",
                    m->cached_tokens);

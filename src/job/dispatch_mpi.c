@@ -9,9 +9,18 @@
  * of routing and its requests fail (ERROR events, RT_ERR_UNAVAILABLE); if it
  * speaks again it is put back.
  *
- * Routing (router:policy): round_robin, or least_loaded = the up worker with
- * the fewest requests in flight from rank 0 (ties go round-robin). The
- * KV-aware policy replaces pick_worker later.
+ * Routing (router:policy): round_robin; least_loaded = the up worker with
+ * the fewest requests in flight from rank 0 (ties go round-robin); kv_aware
+ * = the least prefill against the KV blocks a worker holds, plus its load in
+ * blocks (kv_router.h). The KV events that teach the router's index ride on
+ * every EVENTS message; they are applied whatever the policy, so /metrics
+ * shows the index. A worker's events come in id order (one MPI stream); a
+ * gap or a worker leaving routing empties its part of the index.
+ *
+ * Load in blocks: each request in flight is charged the blocks it adds on
+ * its worker (its full prompt blocks the worker did not hold, plus one) from
+ * routing to its end, so a burst of requests spreads before any worker
+ * reports a step.
  */
 #include <event2/event.h>
 #include <mpi.h>
@@ -21,6 +30,7 @@
 
 #include "job_impl.h"
 #include "rotor/ctrl.h"
+#include "rotor/kv_router.h"
 #include "rotor/log.h"
 
 typedef struct {
@@ -29,6 +39,8 @@ typedef struct {
     int hello, up, bye;
     double last_seen;
     int n_inflight;
+    int64_t active_blocks; /* charged by requests in flight (see the top) */
+    uint64_t kv_last_id;   /* the last KV event applied; 0 = none yet */
     ctrl_hello_t info;
     engine_step_stats_t stats;
 } mpi_worker_t;
@@ -36,6 +48,7 @@ typedef struct {
 typedef struct {
     uint64_t id;
     int32_t worker; /* index into workers; -1 = empty slot */
+    int32_t blocks; /* charged to the worker's active_blocks */
 } route_t;
 
 typedef struct {
@@ -43,7 +56,7 @@ typedef struct {
     void *buf;
 } send_t;
 
-typedef enum { POLICY_ROUND_ROBIN, POLICY_LEAST_LOADED } policy_t;
+typedef enum { POLICY_ROUND_ROBIN, POLICY_LEAST_LOADED, POLICY_KV_AWARE } policy_t;
 
 typedef struct {
     struct event_base *base;
@@ -51,6 +64,15 @@ typedef struct {
     dispatch_sink_t sink;
     hlog_t *hlog;
     policy_t policy;
+    kvr_params_t kv_params;
+    kvi_t *kv;                /* the index of the workers' KV blocks */
+    int block_size;           /* engine:block_size, the workers' */
+    uint64_t *kv_hashes;      /* (kv_hashes_cap) a prompt's sequence hashes */
+    size_t kv_hashes_cap;
+    int32_t *kv_overlap;      /* (n_ranks) */
+    kvr_candidate_t *kv_cand; /* (n_ranks) */
+    uint64_t kv_rng;
+    int64_t route_request_blocks, route_overlap_blocks;
     double hb_timeout;
     mpi_worker_t *w;
     int n_w, rr;
@@ -84,7 +106,7 @@ static route_t *route_find(dmpi_t *d, uint64_t id)
 
 static rt_status_t route_grow(dmpi_t *d);
 
-static rt_status_t route_add(dmpi_t *d, uint64_t id, int worker)
+static rt_status_t route_add(dmpi_t *d, uint64_t id, int worker, int32_t blocks)
 {
     if ((d->tab_n + 1) * 2 > d->tab_cap) {
         rt_status_t st = route_grow(d);
@@ -96,7 +118,7 @@ static rt_status_t route_add(dmpi_t *d, uint64_t id, int worker)
                                                     (unsigned long long)id);
         i = (i + 1) & (d->tab_cap - 1);
     }
-    d->tab[i] = (route_t){.id = id, .worker = worker};
+    d->tab[i] = (route_t){.id = id, .worker = worker, .blocks = blocks};
     d->tab_n++;
     return RT_OK;
 }
@@ -113,7 +135,7 @@ static rt_status_t route_grow(dmpi_t *d)
     d->tab_cap = cap;
     d->tab_n = 0;
     for (size_t i = 0; i < old_cap; i++)
-        if (old[i].worker >= 0) route_add(d, old[i].id, old[i].worker);
+        if (old[i].worker >= 0) route_add(d, old[i].id, old[i].worker, old[i].blocks);
     free(old);
     return RT_OK;
 }
@@ -134,6 +156,15 @@ static void route_del(dmpi_t *d, route_t *r)
         d->tab[j].worker = -1;
         i = j;
     }
+}
+
+/* A request's end on its worker: off the table and the worker's load. */
+static void route_end(dmpi_t *d, route_t *r)
+{
+    mpi_worker_t *w = &d->w[r->worker];
+    w->n_inflight--;
+    w->active_blocks -= r->blocks;
+    route_del(d, r);
 }
 
 /* ------------------------------------------------------------- messaging */
@@ -199,8 +230,7 @@ static void fail_worker_requests(dmpi_t *d, int wi)
             continue;
         }
         uint64_t id = r->id;
-        route_del(d, r); /* may move a later entry into slot i: look at i again */
-        w->n_inflight--;
+        route_end(d, r); /* may move a later entry into slot i: look at i again */
         send_cancel(d, w->rank, id);
         engine_event_t ev = {.kind = ENGINE_EV_ERROR, .request_id = id, .status = RT_ERR_UNAVAILABLE};
         rt_error_set(RT_ERR_UNAVAILABLE, "worker rank %d stopped answering; the request was cancelled", w->rank);
@@ -215,7 +245,29 @@ static void mark_down(dmpi_t *d, int wi, const char *why)
     w->up = 0;
     RT_LOG_WARN("worker rank %d is out of routing: %s", w->rank, why);
     worker_event(d, w, "down", why);
+    kvi_clear_worker(d->kv, wi);
     fail_worker_requests(d, wi);
+}
+
+/* A worker's KV events into the index, in id order; a gap (or the index out
+ * of memory) forgets what the worker held: routing then only misses hits. */
+static void apply_kv_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, int n)
+{
+    const int wi = (int)(w - d->w);
+    for (int i = 0; i < n; i++) {
+        bp_event_t ev;
+        memcpy(&ev, buf + (size_t)i * sizeof ev, sizeof ev);
+        if (ev.id != w->kv_last_id + 1) {
+            RT_LOG_WARN("worker rank %d: KV event %llu after %llu; its blocks leave the router's index", w->rank,
+                        (unsigned long long)ev.id, (unsigned long long)w->kv_last_id);
+            kvi_clear_worker(d->kv, wi);
+        }
+        w->kv_last_id = ev.id;
+        if (kvi_apply(d->kv, wi, &ev) != RT_OK) {
+            RT_LOG_WARN("worker rank %d: KV event %llu: %s", w->rank, (unsigned long long)ev.id, rt_error_msg());
+            kvi_clear_worker(d->kv, wi);
+        }
+    }
 }
 
 static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len)
@@ -223,7 +275,8 @@ static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len
     ctrl_events_t h;
     if (len < sizeof h) return;
     memcpy(&h, buf, sizeof h);
-    if (h.n_events < 0 || len != sizeof h + (size_t)h.n_events * sizeof(engine_event_t)) {
+    if (h.n_events < 0 || h.n_kv_events < 0 ||
+        len != sizeof h + (size_t)h.n_events * sizeof(engine_event_t) + (size_t)h.n_kv_events * sizeof(bp_event_t)) {
         RT_LOG_WARN("rank %d sent a malformed EVENTS message (%zu bytes)", w->rank, len);
         return;
     }
@@ -252,14 +305,14 @@ static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len
         route_t *r = route_find(d, ev.request_id);
         if (!r || r->worker != wi) continue; /* already failed or finished */
         if (ev.kind == ENGINE_EV_FINISH || ev.kind == ENGINE_EV_ERROR) {
-            route_del(d, r);
-            w->n_inflight--;
+            route_end(d, r);
             if (ev.kind == ENGINE_EV_ERROR)
                 rt_error_set(ev.status, "worker rank %d could not run the request (%s)", w->rank,
                              rt_status_str(ev.status));
         }
         if (d->sink.on_event) d->sink.on_event(d->sink.ctx, &ev, w->rank);
     }
+    apply_kv_events(d, w, buf + sizeof h + (size_t)h.n_events * sizeof(engine_event_t), h.n_kv_events);
 }
 
 static void poll_messages(dmpi_t *d)
@@ -289,6 +342,7 @@ static void poll_messages(dmpi_t *d)
         case CTRL_TAG_BYE:
             w->bye = 1;
             w->up = 0;
+            kvi_clear_worker(d->kv, (int)(w - d->w));
             worker_event(d, w, "shutdown", "bye");
             break;
         default: RT_LOG_WARN("unexpected message tag %d from rank %d", tag, from); break;
@@ -341,10 +395,41 @@ static void dm_set_sink(void *self, dispatch_sink_t sink) { ((dmpi_t *)self)->si
 /* Requests one engine holds (running + its queue), as the engine bounds it. */
 static int worker_capacity(const mpi_worker_t *w) { return 4 * (w->info.max_num_seqs > 0 ? w->info.max_num_seqs : 64); }
 
-/* An up worker with room, by policy; -1 if none is up, -2 if all are full. */
-static int pick_worker(dmpi_t *d)
+/* The KV-aware choice among the up workers with room (-1 if none); *blocks
+ * receives what the request adds on the chosen worker. */
+static int pick_worker_kv(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
+{
+    const size_t nb = r->n_prompt / (size_t)d->block_size;
+    if (nb > d->kv_hashes_cap) {
+        uint64_t *h = realloc(d->kv_hashes, nb * sizeof *h);
+        if (!h) RT_PANIC("dispatch: out of memory");
+        d->kv_hashes = h;
+        d->kv_hashes_cap = nb;
+    }
+    bp_hash_blocks(r->prompt, r->n_prompt, d->block_size, NULL, d->kv_hashes);
+    kvi_overlap(d->kv, d->kv_hashes, nb, d->kv_overlap);
+    for (int i = 0; i < d->n_w; i++) {
+        const mpi_worker_t *w = &d->w[i];
+        d->kv_cand[i] = (kvr_candidate_t){.eligible = w->up && w->n_inflight < worker_capacity(w),
+                                          .overlap = d->kv_overlap[i],
+                                          .active_blocks = w->active_blocks,
+                                          .n_inflight = w->n_inflight};
+    }
+    const int best = kvr_pick(&d->kv_params, d->kv_cand, d->n_w, (int32_t)nb, d->rr, &d->kv_rng);
+    if (best >= 0) {
+        *blocks = (int32_t)nb - d->kv_overlap[best] + 1;
+        d->route_request_blocks += (int64_t)nb;
+        d->route_overlap_blocks += d->kv_overlap[best];
+    }
+    return best;
+}
+
+/* An up worker with room, by policy; -1 if none is up, -2 if all are full.
+ * *blocks receives what the request is charged there. */
+static int pick_worker(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
 {
     int best = -1, n_up = 0;
+    *blocks = (int32_t)(r->n_prompt / (size_t)d->block_size) + 1;
     for (int k = 0; k < d->n_w; k++) {
         int i = (d->rr + k) % d->n_w;
         if (!d->w[i].up) continue;
@@ -356,6 +441,7 @@ static int pick_worker(dmpi_t *d)
         }
         if (best < 0 || d->w[i].n_inflight < d->w[best].n_inflight) best = i;
     }
+    if (best >= 0 && d->policy == POLICY_KV_AWARE) best = pick_worker_kv(d, r, blocks);
     if (best >= 0) d->rr = (best + 1) % d->n_w;
     return best >= 0 ? best : n_up ? -2 : -1;
 }
@@ -364,7 +450,8 @@ static rt_status_t dm_submit(void *self, const engine_request_t *r, int *worker)
 {
     dmpi_t *d = self;
     if (d->shutting) return rt_error_set(RT_ERR_UNAVAILABLE, "the job is shutting down");
-    int wi = pick_worker(d);
+    int32_t blocks;
+    int wi = pick_worker(d, r, &blocks);
     if (wi == -2) return rt_error_set(RT_ERR_FULL, "every worker is full");
     if (wi < 0) return rt_error_set(RT_ERR_UNAVAILABLE, "no worker is up (%d configured)", d->n_w);
     if (d->w[wi].info.n_vocab > 0)
@@ -376,12 +463,13 @@ static rt_status_t dm_submit(void *self, const engine_request_t *r, int *worker)
     size_t len;
     rt_status_t st = ctrl_request_pack(r, &buf, &len);
     if (st) return st;
-    if ((st = route_add(d, r->id, wi))) {
+    if ((st = route_add(d, r->id, wi, blocks))) {
         free(buf);
         return st;
     }
     send_async(d, d->w[wi].rank, CTRL_TAG_REQUEST, buf, len);
     d->w[wi].n_inflight++;
+    d->w[wi].active_blocks += blocks;
     *worker = d->w[wi].rank;
     /* poll soon: the first token matters */
     struct timeval tv = {0, 100};
@@ -417,6 +505,9 @@ static void dm_status(void *self, dispatch_status_t *st)
     }
     st->kv_usage = total ? (double)used / (double)total : 0;
     st->steps_total = d->steps_total;
+    st->route_request_blocks_total = d->route_request_blocks;
+    st->route_overlap_blocks_total = d->route_overlap_blocks;
+    st->kv_index_blocks = kvi_blocks(d->kv);
 }
 
 static const dispatch_ops_t dmpi_ops = {
@@ -429,12 +520,17 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
     policy_t policy;
     if (strcmp(pol, "round_robin") == 0) policy = POLICY_ROUND_ROBIN;
     else if (strcmp(pol, "least_loaded") == 0) policy = POLICY_LEAST_LOADED;
-    else return rt_error_set(RT_ERR_INVALID, "router:policy: '%s' is not round_robin or least_loaded", pol);
+    else if (strcmp(pol, "kv_aware") == 0) policy = POLICY_KV_AWARE;
+    else return rt_error_set(RT_ERR_INVALID, "router:policy: '%s' is not round_robin, least_loaded or kv_aware", pol);
     dmpi_t *d = calloc(1, sizeof *d);
     if (!d) return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
     d->base = base;
     d->hlog = hlog;
     d->policy = policy;
+    d->kv_params = (kvr_params_t){.overlap_weight = cfg_float(cfg, "router:kv_overlap_weight"),
+                                  .temperature = cfg_float(cfg, "router:kv_temperature")};
+    d->block_size = (int)cfg_int(cfg, "engine:block_size");
+    d->kv_rng = (uint64_t)(hlog_now() * 1e6);
     d->hb_timeout = cfg_float(cfg, "job:heartbeat_timeout_s");
     d->w = calloc((size_t)n_ranks, sizeof *d->w);
     d->w_of_rank = malloc((size_t)n_ranks * sizeof *d->w_of_rank);
@@ -442,7 +538,10 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
     d->rx_cap = 1 << 20;
     d->rx = malloc(d->rx_cap);
     d->poll_ev = evtimer_new(base, on_poll, d);
-    if (!d->w || !d->w_of_rank || !d->rx || !d->poll_ev || route_grow(d)) {
+    d->kv_overlap = calloc((size_t)n_ranks, sizeof *d->kv_overlap);
+    d->kv_cand = calloc((size_t)n_ranks, sizeof *d->kv_cand);
+    if (!d->w || !d->w_of_rank || !d->rx || !d->poll_ev || !d->kv_overlap || !d->kv_cand || route_grow(d) ||
+        kvi_create(n_ranks, &d->kv)) {
         dispatch_mpi_destroy((dispatch_t){.ops = &dmpi_ops, .self = d});
         return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
     }
@@ -486,5 +585,9 @@ void dispatch_mpi_destroy(dispatch_t dd)
     free(d->rx);
     free(d->w);
     free(d->w_of_rank);
+    free(d->kv_hashes);
+    free(d->kv_overlap);
+    free(d->kv_cand);
+    kvi_destroy(d->kv);
     free(d);
 }

@@ -18,7 +18,8 @@ typedef struct {
     engine_t *engine;
     engine_event_t *events; /* (cap) step output, then sent as is */
     size_t cap;
-    uint8_t *msg;           /* ctrl_events_t + cap events */
+    bp_event_t *kv;         /* (CTRL_MAX_KV_EVENTS) KV events drained for a message */
+    uint8_t *msg;           /* ctrl_events_t + cap events + CTRL_MAX_KV_EVENTS KV events */
     uint8_t *rx;            /* receive buffer, rx_cap bytes */
     size_t rx_cap;
     double last_sent;
@@ -26,17 +27,29 @@ typedef struct {
     int shutdown;
 } worker_t;
 
-/* stats: the step's (stepped) or the engine's current ones (a heartbeat);
- * NULL sends zeros */
+/* stats: the step's (stepped) or the engine's current ones (NULL: a
+ * heartbeat or a refusal). The KV events queued since the last message ride along;
+ * if more are queued than one message takes, further messages carry them
+ * (with the engine's current stats). */
 static void send_events(worker_t *w, const engine_event_t *ev, size_t n, const engine_step_stats_t *stats,
                         bool stepped)
 {
-    ctrl_events_t h = {.n_events = (int32_t)n, .t_sent = hlog_now(), .stepped = stepped};
-    if (stats) h.stats = *stats;
-    memcpy(w->msg, &h, sizeof h);
-    if (n) memcpy(w->msg + sizeof h, ev, n * sizeof *ev);
-    MPI_Send(w->msg, (int)(sizeof h + n * sizeof *ev), MPI_BYTE, 0, CTRL_TAG_EVENTS, MPI_COMM_WORLD);
-    w->last_sent = h.t_sent;
+    for (bool first = true;; first = false) {
+        const size_t n_kv = engine_kv_events_drain(w->engine, w->kv, CTRL_MAX_KV_EVENTS);
+        if (!first && n_kv == 0) return;
+        ctrl_events_t h = {.n_events = first ? (int32_t)n : 0, .n_kv_events = (int32_t)n_kv, .t_sent = hlog_now(),
+                           .stepped = first && stepped};
+        if (first && stats) h.stats = *stats;
+        else engine_stats(w->engine, &h.stats);
+        const size_t ev_bytes = (size_t)h.n_events * sizeof *ev;
+        memcpy(w->msg, &h, sizeof h);
+        if (ev_bytes) memcpy(w->msg + sizeof h, ev, ev_bytes);
+        if (n_kv) memcpy(w->msg + sizeof h + ev_bytes, w->kv, n_kv * sizeof *w->kv);
+        MPI_Send(w->msg, (int)(sizeof h + ev_bytes + n_kv * sizeof *w->kv), MPI_BYTE, 0, CTRL_TAG_EVENTS,
+                 MPI_COMM_WORLD);
+        w->last_sent = h.t_sent;
+        if (n_kv < CTRL_MAX_KV_EVENTS) return;
+    }
 }
 
 /* A request the engine refused: answer with an ERROR event at once. */
@@ -99,10 +112,11 @@ int job_worker_main(const cfg_t *cfg, job_role_t role)
      * every cancelled request (up to 4 x max_num_seqs) */
     w.cap = 6 * (size_t)ec.max_num_seqs + 16;
     w.events = calloc(w.cap, sizeof *w.events);
-    w.msg = malloc(sizeof(ctrl_events_t) + w.cap * sizeof(engine_event_t));
+    w.kv = malloc(CTRL_MAX_KV_EVENTS * sizeof *w.kv);
+    w.msg = malloc(sizeof(ctrl_events_t) + w.cap * sizeof(engine_event_t) + CTRL_MAX_KV_EVENTS * sizeof *w.kv);
     w.rx_cap = 1 << 16;
     w.rx = malloc(w.rx_cap);
-    if (!w.events || !w.msg || !w.rx) RT_PANIC("worker: out of memory");
+    if (!w.events || !w.kv || !w.msg || !w.rx) RT_PANIC("worker: out of memory");
 
     ctrl_hello_t hello = {.n_vocab = engine_n_vocab(w.engine), .max_num_seqs = ec.max_num_seqs, .role = (int32_t)role};
     engine_step_stats_t stats0 = {0};
@@ -146,6 +160,7 @@ int job_worker_main(const cfg_t *cfg, job_role_t role)
     RT_LOG_INFO("worker stopped");
     engine_destroy(w.engine);
     free(w.events);
+    free(w.kv);
     free(w.msg);
     free(w.rx);
     return 0;

@@ -1,0 +1,113 @@
+"""The KV-aware router (router:policy = kv_aware) in the real MPI job: it
+learns from the workers' KV events which worker holds which prompt prefix and
+sends a request to the worker holding its prefix. The same workload under
+round_robin is the reference: the clients' cached_tokens and the HDF5 log
+(h5py) show where each request went and what it found cached."""
+import time
+
+import h5py
+import pytest
+import requests
+from openai import OpenAI
+
+from conftest import gen_model
+from jobutil import start_job
+from test_job import metric
+
+HANG_S = 120  # only keeps a broken job from hanging the run
+MODEL = "kvr-tiny"
+BLOCK = 16
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return gen_model(MODEL, "--tokenizer", "bpe", "--n-vocab", "2000", "--n-ctx", "512", "--seed", "9")
+
+
+def client(job):
+    return OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=HANG_S)
+
+
+def prefix(k, lines=24):
+    """A long shared prefix (~12 tokens a line: many KV blocks) per conversation k."""
+    return " ".join(f"doc{k} line{i} item{(i * 7 + k) % 13}" for i in range(lines))
+
+
+def run_workload(job, n_prefixes=4, per_prefix=4):
+    """Requests that share prefixes, interleaved (P0 q0, P1 q0, ..., P0 q1, ...)
+    and sent one at a time; returns [(prefix index, usage)] in order."""
+    c = client(job)
+    out = []
+    for q in range(per_prefix):
+        for k in range(n_prefixes):
+            r = c.completions.create(model=MODEL, prompt=prefix(k) + f" question {q} about {k}?", max_tokens=2,
+                                     temperature=0, extra_body={"ignore_eos": True})
+            out.append((k, r.usage))
+    time.sleep(0.3)  # a heartbeat brings the last step's stats
+    return out, requests.get(job.url + "/metrics", timeout=10).text
+
+
+def test_kv_aware_follows_the_cached_prefix(tiny, tmp_path):
+    """Under kv_aware every request after a prefix's first goes to the worker
+    that served it and finds the prefix cached; new prefixes spread over the
+    workers. round_robin on the same workload finds much less."""
+    results = {}
+    for policy in ("kv_aware", "round_robin"):
+        with start_job(tiny, tmp_path / policy, np=4,
+                       overrides={"router:policy": policy, "job:heartbeat_interval_s": "0.05"}) as job:
+            seen, m = run_workload(job)
+            logs = job.h5_logs()
+        with h5py.File(logs[0], "r") as f:
+            req = f["requests"][:]
+        req = req[req["t_arrival"].argsort()]
+        assert len(req) == len(seen)
+        results[policy] = (seen, m, req)
+
+    seen, m, req = results["kv_aware"]
+    workers = req["worker"].tolist()
+    first = {}
+    for (k, usage), w, rec in zip(seen, workers, req):
+        assert rec["tokens_cached"] == usage.prompt_tokens_details.cached_tokens
+        if k not in first:
+            first[k] = (w, usage.prompt_tokens)
+            continue
+        assert w == first[k][0], (k, workers)  # the worker holding the prefix
+        # the whole shared prefix's full blocks, less the block where the question starts
+        assert usage.prompt_tokens_details.cached_tokens >= (first[k][1] // BLOCK - 2) * BLOCK, usage
+    assert len({w for w, _ in first.values()}) == 3, workers  # 4 new prefixes over 3 idle workers
+    assert metric(m, "rotor_router_request_blocks_total") == sum(u.prompt_tokens // BLOCK for _, u in seen)
+    overlap = metric(m, "rotor_router_overlap_blocks_total")
+    assert overlap >= sum(u.prompt_tokens_details.cached_tokens // BLOCK for _, u in seen)
+    assert metric(m, "rotor_router_kv_index_blocks") >= sum(p // BLOCK - 1 for _, p in first.values())
+
+    kv_cached = sum(u.prompt_tokens_details.cached_tokens for _, u in seen)
+    rr_seen, rr_m, _ = results["round_robin"]
+    rr_cached = sum(u.prompt_tokens_details.cached_tokens for _, u in rr_seen)
+    # 3 workers, 4 prefixes in turn: round robin sends each prefix's requests
+    # to 3 different workers, so at most a quarter of the hits remain
+    assert rr_cached * 2 < kv_cached, (rr_cached, kv_cached)
+    assert metric(rr_m, "rotor_router_request_blocks_total") == 0  # counted for kv_aware only
+    assert metric(rr_m, "rotor_router_kv_index_blocks") > 0  # the index learns under every policy
+
+
+def test_kv_index_follows_evictions(tiny, tmp_path):
+    """Small KV pools evict all the time: the router's index drops what the
+    workers evict (REMOVED events), so it never knows of more blocks than the
+    pools hold, and requests keep succeeding."""
+    pool = 24
+    with start_job(tiny, tmp_path, np=3,
+                   overrides={"router:policy": "kv_aware", "engine:kv_cache_blocks": str(pool),
+                              "job:heartbeat_interval_s": "0.05"}) as job:
+        c = client(job)
+        for i in range(12):  # 12 different prompts of ~6-8 blocks each into 2 x 24 blocks
+            r = c.completions.create(model=MODEL, prompt=prefix(100 + i, 8), max_tokens=2, temperature=0,
+                                     extra_body={"ignore_eos": True})
+            assert r.choices[0].finish_reason == "length"
+        time.sleep(0.3)
+        m = requests.get(job.url + "/metrics", timeout=10).text
+        # a prefix the index still holds is routed to its worker and hits
+        last = c.completions.create(model=MODEL, prompt=prefix(111, 8) + " again", max_tokens=2, temperature=0,
+                                    extra_body={"ignore_eos": True})
+    indexed = metric(m, "rotor_router_kv_index_blocks")
+    assert 0 < indexed <= 2 * pool, indexed
+    assert last.usage.prompt_tokens_details.cached_tokens >= 4 * BLOCK, last.usage
