@@ -6,6 +6,7 @@
  *   /tokens      (request id, token index, time) per generated token, for ITL
  *   /steps       one record per engine step of every worker (hlog_step_t)
  *   /workers     worker events: up, down, role (hlog_worker_t)
+ *   /kv_events   the workers' KV events as rank 0 received them (hlog_kv_event_t)
  * Times are CLOCK_REALTIME seconds (double), the same clock on every rank of
  * a node (NTP across nodes).
  *
@@ -68,6 +69,19 @@ typedef struct {
 } hlog_worker_t;
 
 typedef struct {
+    uint64_t id;          /* the worker's event id (1, 2, ... per worker) */
+    uint64_t seq_hash;    /* stored, removed: the block's sequence hash */
+    uint64_t block_hash;  /* stored, removed: the hash of its tokens */
+    uint64_t parent_hash; /* stored: the parent's sequence hash when has_parent */
+    double t;             /* when rank 0 received it */
+    int32_t worker;       /* rank */
+    int32_t tier;         /* 1 = G1 (device memory or the CPU engine's arena) */
+    int32_t n_tokens;     /* tokens in the block */
+    int32_t has_parent;
+    char kind[HLOG_KIND_LEN]; /* stored, removed, cleared */
+} hlog_kv_event_t;
+
+typedef struct {
     double flush_interval_s; /* default 1 */
     size_t queue_records;    /* capacity of the in-memory queue (all kinds); default 1<<20 */
 } hlog_config_t;
@@ -81,6 +95,8 @@ void hlog_request(hlog_t *h, const hlog_request_t *r);
 void hlog_tokens(hlog_t *h, uint64_t request_id, int32_t first_index, const double *t, size_t n);
 void hlog_step(hlog_t *h, const hlog_step_t *s);
 void hlog_worker(hlog_t *h, const hlog_worker_t *w);
+/* n KV events (all or none queued) */
+void hlog_kv_events(hlog_t *h, const hlog_kv_event_t *e, size_t n);
 /* Flush everything queued, stop the thread, close the file. NULL is a no-op. */
 rt_status_t hlog_close(hlog_t *h);
 /* Records dropped so far because the queue was full. */

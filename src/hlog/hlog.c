@@ -171,6 +171,18 @@ void hlog_worker(hlog_t *h, const hlog_worker_t *w)
     pthread_mutex_unlock(&h->mu);
 }
 
+void hlog_kv_events(hlog_t *h, const hlog_kv_event_t *e, size_t n)
+{
+    if (n == 0) return;
+    pthread_mutex_lock(&h->mu);
+    hlog_kv_event_t *d = reserve(h, HLOG_KIND_KV_EVENT, n);
+    for (size_t i = 0; d && i < n; i++) {
+        d[i] = e[i];
+        fix_str(d[i].kind, sizeof d[i].kind);
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
 uint64_t hlog_dropped(const hlog_t *h) { return atomic_load(&h->dropped); }
 
 /* ---- writer thread --------------------------------------------------- */

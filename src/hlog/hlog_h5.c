@@ -33,7 +33,7 @@
 #define ROTOR_VERSION "0.1.0"
 #endif
 
-#define HLOG_LAYOUT_VERSION 1
+#define HLOG_LAYOUT_VERSION 2 /* 2: /kv_events */
 #define WHO "hlog" /* prefix of error messages */
 
 typedef struct {
@@ -56,12 +56,13 @@ static int h5_n_open;        /* logs open: error printing is off while > 0 */
 static h5u_quiet_t h5_quiet; /* HDF5 error printing before the first open */
 
 static const size_t kind_size[HLOG_KIND_COUNT] = {
-    sizeof(hlog_request_t), sizeof(hlog_token_rec_t), sizeof(hlog_step_t), sizeof(hlog_worker_t)};
+    sizeof(hlog_request_t), sizeof(hlog_token_rec_t), sizeof(hlog_step_t), sizeof(hlog_worker_t),
+    sizeof(hlog_kv_event_t)};
 
 size_t hlog_kind_size(hlog_kind_t k) { return kind_size[k]; }
 
 static const char *const final_u64[] = {"dropped_records", "n_requests", "n_tokens", "n_steps",
-                                        "n_workers"};
+                                        "n_workers", "n_kv_events"};
 
 /* ---- types ----------------------------------------------------------- */
 
@@ -102,6 +103,25 @@ static hid_t token_type(void)
         INS(t, hlog_token_rec_t, request_id, H5T_NATIVE_UINT64);
         INS(t, hlog_token_rec_t, index, H5T_NATIVE_INT32);
         INS(t, hlog_token_rec_t, t, H5T_NATIVE_DOUBLE);
+    }
+    return h5u_compound_end(t, ok);
+}
+
+static hid_t kv_event_type(void)
+{
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_kv_event_t));
+    int ok = t >= 0;
+    if (ok) {
+        INS(t, hlog_kv_event_t, worker, H5T_NATIVE_INT32);
+        INS(t, hlog_kv_event_t, t, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_kv_event_t, id, H5T_NATIVE_UINT64);
+        INS_STR(t, hlog_kv_event_t, kind);
+        INS(t, hlog_kv_event_t, seq_hash, H5T_NATIVE_UINT64);
+        INS(t, hlog_kv_event_t, block_hash, H5T_NATIVE_UINT64);
+        INS(t, hlog_kv_event_t, parent_hash, H5T_NATIVE_UINT64);
+        INS(t, hlog_kv_event_t, has_parent, H5T_NATIVE_INT32);
+        INS(t, hlog_kv_event_t, n_tokens, H5T_NATIVE_INT32);
+        INS(t, hlog_kv_event_t, tier, H5T_NATIVE_INT32);
     }
     return h5u_compound_end(t, ok);
 }
@@ -194,6 +214,10 @@ static const h5_table_t table_init[HLOG_KIND_COUNT] = {
                         H5I_INVALID_HID, H5I_INVALID_HID, 0},
     [HLOG_KIND_WORKER] = {"workers", 256, "t: s since the Unix epoch (CLOCK_REALTIME)",
                           H5I_INVALID_HID, H5I_INVALID_HID, 0},
+    [HLOG_KIND_KV_EVENT] = {"kv_events", 4096,
+                            "t: s since the Unix epoch (CLOCK_REALTIME), when rank 0 received it; "
+                            "n_tokens: tokens; tier: 1 = G1",
+                            H5I_INVALID_HID, H5I_INVALID_HID, 0},
 };
 
 /* Close every handle of f (ignoring errors), restore error printing, free. */
@@ -229,6 +253,7 @@ rt_status_t hlog_h5_create(const char *path, const hlog_h5_meta_t *meta, hlog_h5
     f->tab[HLOG_KIND_TOKEN].mem_type = token_type();
     f->tab[HLOG_KIND_STEP].mem_type = step_type();
     f->tab[HLOG_KIND_WORKER].mem_type = worker_type();
+    f->tab[HLOG_KIND_KV_EVENT].mem_type = kv_event_type();
     for (int k = 0; k < HLOG_KIND_COUNT; k++)
         if (f->tab[k].mem_type < 0) st = h5u_fail(WHO, "compound type");
 
@@ -278,8 +303,8 @@ rt_status_t hlog_h5_close(hlog_h5_t *f, uint64_t dropped, double end_time)
     pthread_mutex_lock(&h5_mu);
     hid_t g = H5Gopen2(f->file, "meta", H5P_DEFAULT);
     if (g < 0) st = h5u_fail(WHO, "open /meta");
-    uint64_t v[5] = {dropped, f->tab[HLOG_KIND_REQUEST].n, f->tab[HLOG_KIND_TOKEN].n,
-                     f->tab[HLOG_KIND_STEP].n, f->tab[HLOG_KIND_WORKER].n};
+    uint64_t v[6] = {dropped, f->tab[HLOG_KIND_REQUEST].n, f->tab[HLOG_KIND_TOKEN].n,
+                     f->tab[HLOG_KIND_STEP].n, f->tab[HLOG_KIND_WORKER].n, f->tab[HLOG_KIND_KV_EVENT].n};
     for (size_t i = 0; !st && i < sizeof final_u64 / sizeof *final_u64; i++)
         st = h5u_attr_update(WHO, g, final_u64[i], H5T_NATIVE_UINT64, &v[i]);
     if (!st) st = h5u_attr_update(WHO, g, "end_time", H5T_NATIVE_DOUBLE, &end_time);

@@ -20,7 +20,11 @@
  * Load in blocks: each request in flight is charged the blocks it adds on
  * its worker (its full prompt blocks the worker did not hold, plus one) from
  * routing to its end, so a burst of requests spreads before any worker
- * reports a step.
+ * reports a step. Blocks in flight: a request's prompt blocks are also put in
+ * a second index, of what each worker is about to hold, from routing to its
+ * end (by then its STORED events have come); a worker's overlap is the larger
+ * of the two, so requests that share a prefix follow the first one before its
+ * prefill is done.
  */
 #include <event2/event.h>
 #include <mpi.h>
@@ -49,6 +53,8 @@ typedef struct {
     uint64_t id;
     int32_t worker; /* index into workers; -1 = empty slot */
     int32_t blocks; /* charged to the worker's active_blocks */
+    int32_t n_hashes;
+    uint64_t *hashes; /* (n_hashes) prompt blocks in the pending index; owned, NULL if none */
 } route_t;
 
 typedef struct {
@@ -66,6 +72,8 @@ typedef struct {
     policy_t policy;
     kvr_params_t kv_params;
     kvi_t *kv;                /* the index of the workers' KV blocks */
+    kvi_t *kv_pending;        /* prompt blocks of requests in flight, by worker */
+    int32_t *kv_overlap_pending; /* (n_ranks) */
     int block_size;           /* engine:block_size, the workers' */
     uint64_t *kv_hashes;      /* (kv_hashes_cap) a prompt's sequence hashes */
     size_t kv_hashes_cap;
@@ -106,7 +114,7 @@ static route_t *route_find(dmpi_t *d, uint64_t id)
 
 static rt_status_t route_grow(dmpi_t *d);
 
-static rt_status_t route_add(dmpi_t *d, uint64_t id, int worker, int32_t blocks)
+static rt_status_t route_add(dmpi_t *d, uint64_t id, int worker, int32_t blocks, uint64_t *hashes, int32_t n_hashes)
 {
     if ((d->tab_n + 1) * 2 > d->tab_cap) {
         rt_status_t st = route_grow(d);
@@ -118,7 +126,7 @@ static rt_status_t route_add(dmpi_t *d, uint64_t id, int worker, int32_t blocks)
                                                     (unsigned long long)id);
         i = (i + 1) & (d->tab_cap - 1);
     }
-    d->tab[i] = (route_t){.id = id, .worker = worker, .blocks = blocks};
+    d->tab[i] = (route_t){.id = id, .worker = worker, .blocks = blocks, .n_hashes = n_hashes, .hashes = hashes};
     d->tab_n++;
     return RT_OK;
 }
@@ -135,7 +143,7 @@ static rt_status_t route_grow(dmpi_t *d)
     d->tab_cap = cap;
     d->tab_n = 0;
     for (size_t i = 0; i < old_cap; i++)
-        if (old[i].worker >= 0) route_add(d, old[i].id, old[i].worker, old[i].blocks);
+        if (old[i].worker >= 0) route_add(d, old[i].id, old[i].worker, old[i].blocks, old[i].hashes, old[i].n_hashes);
     free(old);
     return RT_OK;
 }
@@ -164,6 +172,8 @@ static void route_end(dmpi_t *d, route_t *r)
     mpi_worker_t *w = &d->w[r->worker];
     w->n_inflight--;
     w->active_blocks -= r->blocks;
+    for (int32_t i = 0; i < r->n_hashes; i++) kvi_remove(d->kv_pending, r->worker, r->hashes[i]);
+    free(r->hashes);
     route_del(d, r);
 }
 
@@ -249,14 +259,35 @@ static void mark_down(dmpi_t *d, int wi, const char *why)
     fail_worker_requests(d, wi);
 }
 
-/* A worker's KV events into the index, in id order; a gap (or the index out
- * of memory) forgets what the worker held: routing then only misses hits. */
+static const char *kv_event_kind(bp_event_kind_t k)
+{
+    return k == BP_EV_STORED ? "stored" : k == BP_EV_REMOVED ? "removed" : k == BP_EV_CLEARED ? "cleared" : "unknown";
+}
+
+/* A worker's KV events into the index, in id order, and into the HDF5 log;
+ * a gap (or the index out of memory) forgets what the worker held: routing
+ * then only misses hits. */
 static void apply_kv_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, int n)
 {
     const int wi = (int)(w - d->w);
+    enum { LOG_BATCH = 64 };
+    hlog_kv_event_t rec[LOG_BATCH];
+    size_t n_rec = 0;
+    const double now = hlog_now();
     for (int i = 0; i < n; i++) {
         bp_event_t ev;
         memcpy(&ev, buf + (size_t)i * sizeof ev, sizeof ev);
+        if (d->hlog) {
+            rec[n_rec] = (hlog_kv_event_t){.id = ev.id, .seq_hash = ev.seq_hash, .block_hash = ev.block_hash,
+                                           .parent_hash = ev.has_parent ? ev.parent_hash : 0, .t = now,
+                                           .worker = w->rank, .tier = ev.tier, .n_tokens = ev.n_tokens,
+                                           .has_parent = ev.has_parent};
+            snprintf(rec[n_rec].kind, sizeof rec[n_rec].kind, "%s", kv_event_kind(ev.kind));
+            if (++n_rec == LOG_BATCH || i == n - 1) {
+                hlog_kv_events(d->hlog, rec, n_rec);
+                n_rec = 0;
+            }
+        }
         if (ev.id != w->kv_last_id + 1) {
             RT_LOG_WARN("worker rank %d: KV event %llu after %llu; its blocks leave the router's index", w->rank,
                         (unsigned long long)ev.id, (unsigned long long)w->kv_last_id);
@@ -408,7 +439,9 @@ static int pick_worker_kv(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
     }
     bp_hash_blocks(r->prompt, r->n_prompt, d->block_size, NULL, d->kv_hashes);
     kvi_overlap(d->kv, d->kv_hashes, nb, d->kv_overlap);
+    kvi_overlap(d->kv_pending, d->kv_hashes, nb, d->kv_overlap_pending);
     for (int i = 0; i < d->n_w; i++) {
+        if (d->kv_overlap_pending[i] > d->kv_overlap[i]) d->kv_overlap[i] = d->kv_overlap_pending[i];
         const mpi_worker_t *w = &d->w[i];
         d->kv_cand[i] = (kvr_candidate_t){.eligible = w->up && w->n_inflight < worker_capacity(w),
                                           .overlap = d->kv_overlap[i],
@@ -416,11 +449,7 @@ static int pick_worker_kv(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
                                           .n_inflight = w->n_inflight};
     }
     const int best = kvr_pick(&d->kv_params, d->kv_cand, d->n_w, (int32_t)nb, d->rr, &d->kv_rng);
-    if (best >= 0) {
-        *blocks = (int32_t)nb - d->kv_overlap[best] + 1;
-        d->route_request_blocks += (int64_t)nb;
-        d->route_overlap_blocks += d->kv_overlap[best];
-    }
+    if (best >= 0) *blocks = (int32_t)nb - d->kv_overlap[best] + 1;
     return best;
 }
 
@@ -459,17 +488,30 @@ static rt_status_t dm_submit(void *self, const engine_request_t *r, int *worker)
             if (r->prompt[i] < 0 || r->prompt[i] >= d->w[wi].info.n_vocab)
                 return rt_error_set(RT_ERR_INVALID, "token id %d is outside the vocabulary (0..%d)", r->prompt[i],
                                     d->w[wi].info.n_vocab - 1);
+    /* kv_aware: pick_worker_kv left the prompt's hashes and overlaps in the scratch */
+    const int32_t n_hashes = d->policy == POLICY_KV_AWARE ? (int32_t)(r->n_prompt / (size_t)d->block_size) : 0;
+    uint64_t *hashes = n_hashes ? malloc((size_t)n_hashes * sizeof *hashes) : NULL;
+    if (n_hashes && !hashes) return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
+    if (n_hashes) memcpy(hashes, d->kv_hashes, (size_t)n_hashes * sizeof *hashes);
     void *buf;
     size_t len;
     rt_status_t st = ctrl_request_pack(r, &buf, &len);
-    if (st) return st;
-    if ((st = route_add(d, r->id, wi, blocks))) {
+    if (!st) st = route_add(d, r->id, wi, blocks, hashes, n_hashes);
+    if (st) {
+        free(hashes);
         free(buf);
         return st;
     }
     send_async(d, d->w[wi].rank, CTRL_TAG_REQUEST, buf, len);
     d->w[wi].n_inflight++;
     d->w[wi].active_blocks += blocks;
+    if (d->policy == POLICY_KV_AWARE) {
+        d->route_request_blocks += n_hashes;
+        d->route_overlap_blocks += d->kv_overlap[wi];
+    }
+    /* what the worker is about to hold (out of memory: only fewer predicted hits) */
+    for (int32_t i = 0; i < n_hashes; i++)
+        if (kvi_store(d->kv_pending, wi, hashes[i]) != RT_OK) break;
     *worker = d->w[wi].rank;
     /* poll soon: the first token matters */
     struct timeval tv = {0, 100};
@@ -539,9 +581,10 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
     d->rx = malloc(d->rx_cap);
     d->poll_ev = evtimer_new(base, on_poll, d);
     d->kv_overlap = calloc((size_t)n_ranks, sizeof *d->kv_overlap);
+    d->kv_overlap_pending = calloc((size_t)n_ranks, sizeof *d->kv_overlap_pending);
     d->kv_cand = calloc((size_t)n_ranks, sizeof *d->kv_cand);
-    if (!d->w || !d->w_of_rank || !d->rx || !d->poll_ev || !d->kv_overlap || !d->kv_cand || route_grow(d) ||
-        kvi_create(n_ranks, &d->kv)) {
+    if (!d->w || !d->w_of_rank || !d->rx || !d->poll_ev || !d->kv_overlap || !d->kv_overlap_pending || !d->kv_cand ||
+        route_grow(d) || kvi_create(n_ranks, &d->kv) || kvi_create(n_ranks, &d->kv_pending)) {
         dispatch_mpi_destroy((dispatch_t){.ops = &dmpi_ops, .self = d});
         return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
     }
@@ -581,13 +624,17 @@ void dispatch_mpi_destroy(dispatch_t dd)
         if (flag) free(d->sends[i].buf);
     }
     free(d->sends);
+    for (size_t i = 0; i < d->tab_cap; i++)
+        if (d->tab[i].worker >= 0) free(d->tab[i].hashes);
     free(d->tab);
     free(d->rx);
     free(d->w);
     free(d->w_of_rank);
     free(d->kv_hashes);
     free(d->kv_overlap);
+    free(d->kv_overlap_pending);
     free(d->kv_cand);
     kvi_destroy(d->kv);
+    kvi_destroy(d->kv_pending);
     free(d);
 }

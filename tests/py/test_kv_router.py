@@ -2,12 +2,16 @@
 learns from the workers' KV events which worker holds which prompt prefix and
 sends a request to the worker holding its prefix. The same workload under
 round_robin is the reference: the clients' cached_tokens and the HDF5 log
-(h5py) show where each request went and what it found cached."""
+(h5py) show where each request went and what it found cached; the log's
+/kv_events are checked against block hashes computed with the xxhash
+package."""
+import struct
 import time
 
 import h5py
 import pytest
 import requests
+import xxhash
 from openai import OpenAI
 
 from conftest import gen_model
@@ -111,3 +115,50 @@ def test_kv_index_follows_evictions(tiny, tmp_path):
     indexed = metric(m, "rotor_router_kv_index_blocks")
     assert 0 < indexed <= 2 * pool, indexed
     assert last.usage.prompt_tokens_details.cached_tokens >= 4 * BLOCK, last.usage
+
+
+def block_hashes(tokens):
+    """Sequence hashes of the full blocks of a token list, computed here with
+    the xxhash package: Dynamo's and vLLM's scheme (xxh3-64, seed 1337, token
+    ids as LE u32; a later block chains [parent seq hash, block hash] as LE
+    u64s)."""
+    out, parent = [], None
+    for b in range(len(tokens) // BLOCK):
+        bh = xxhash.xxh3_64_intdigest(struct.pack(f"<{BLOCK}I", *tokens[b * BLOCK:(b + 1) * BLOCK]), seed=1337)
+        sh = bh if parent is None else xxhash.xxh3_64_intdigest(struct.pack("<QQ", parent, bh), seed=1337)
+        out.append((sh, bh, parent))
+        parent = sh
+    return out
+
+
+def test_kv_events_in_the_log_match_xxhash(tiny, tmp_path):
+    """Prompts given as token ids: the /kv_events the workers sent to rank 0
+    (HDF5 log, h5py) carry, for the worker that served each prompt, the block
+    and sequence hashes the xxhash package computes from those ids, with their
+    parents; ids run 1, 2, ... per worker; and the router sent the repeat of a
+    prompt to that worker."""
+    prompts = [[(37 * p + 11 * i) % 1900 + 50 for i in range(5 * BLOCK + 3)] for p in range(3)]
+    with start_job(tiny, tmp_path, np=3, overrides={"router:policy": "kv_aware"}) as job:
+        c = client(job)
+        for p in prompts + [prompts[1] + [7, 8, 9]]:
+            c.completions.create(model=MODEL, prompt=p, max_tokens=2, temperature=0,
+                                 extra_body={"ignore_eos": True})
+        logs = job.h5_logs()
+    with h5py.File(logs[0], "r") as f:
+        ev = f["kv_events"][:]
+        req = f["requests"][:]
+        assert f["meta"].attrs["layout_version"] == 2
+        assert f["meta"].attrs["n_kv_events"] == len(ev)
+    req = req[req["t_arrival"].argsort()]
+    for w in set(ev["worker"].tolist()):
+        assert ev[ev["worker"] == w]["id"].tolist() == list(range(1, (ev["worker"] == w).sum() + 1))
+    assert set(ev["kind"].tolist()) == {b"stored"}  # the pools are large: nothing evicted
+    assert (ev["tier"] == 1).all() and (ev["n_tokens"] == BLOCK).all()
+    for p, r in zip(prompts, req):
+        mine = ev[ev["worker"] == r["worker"]]
+        stored = {int(e["seq_hash"]): (int(e["block_hash"]), int(e["parent_hash"]) if e["has_parent"] else None)
+                  for e in mine}
+        for sh, bh, parent in block_hashes(p):
+            assert stored.get(sh) == (bh, parent)
+    assert req[3]["worker"] == req[1]["worker"]
+    assert req[3]["tokens_cached"] == 5 * BLOCK
