@@ -45,7 +45,7 @@ def workloads(a):
         "prefix": ["--shared-prefixes", str(a.prefixes), "--prefix-tokens", str(a.prefix_tokens),
                    "--input-tokens", str(a.suffix_tokens), "--output-tokens", str(a.output_tokens),
                    "--concurrency", str(a.concurrency), "--requests", str(a.requests)],
-        "sessions": ["--sessions", str(a.sessions), "--turns", str(a.turns), "--input-tokens", "96",
+        "sessions": ["--sessions", str(a.sessions), "--turns", str(a.turns), "--input-tokens", str(a.turn_tokens),
                      "--output-tokens", str(a.output_tokens)],
     }
 
@@ -85,6 +85,7 @@ def main():
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--sessions", type=int, default=6)
     ap.add_argument("--turns", type=int, default=4)
+    ap.add_argument("--turn-tokens", type=int, default=256, help="new user tokens per turn")
     ap.add_argument("--output-tokens", type=int, default=16)
     ap.add_argument("--slo-ttft-ms", type=int, default=1000)
     ap.add_argument("--kv-bytes", default=str(256 << 20))

@@ -3,7 +3,7 @@
  *
  * One file, created with the default (serial) driver and the latest file
  * format so that it can be written in SWMR mode: after the layout is made
- * (the /meta group and its attributes, four empty extendible datasets with
+ * (the /meta group and its attributes, five empty extendible datasets with
  * their "units" attributes) the file switches to single-writer/multiple-
  * reader writing, and h5py (`h5py.File(p, "r", swmr=True)`) can read it
  * while the job runs. Each dataset is 1-D, unlimited and chunked; an append

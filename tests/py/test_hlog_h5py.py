@@ -21,7 +21,16 @@ TOKEN_FIELDS = ["request_id", "index", "t"]
 STEP_FIELDS = ["worker", "t", "step_s", "n_seqs", "n_prefill_tokens", "n_decode_tokens",
                "n_running", "n_waiting", "blocks_used", "blocks_cached", "blocks_free"]
 WORKER_FIELDS = ["rank", "t", "kind", "role", "detail"]
+KV_EVENT_FIELDS = ["worker", "t", "id", "kind", "seq_hash", "block_hash", "parent_hash",
+                   "has_parent", "n_tokens", "tier"]
 T0 = 1.7e9
+N_KV = 4200  # test_hlog.c's N_KV
+M64 = (1 << 64) - 1
+
+
+def kv_seq_hash(i):
+    """test_hlog.c's gen_kv_event(i).seq_hash, as a Python int."""
+    return (0x9E3779B97F4A7C15 * (i + 1)) & M64
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +47,12 @@ def log_file(tmp_path_factory):
 
 def test_layout_dtypes_and_counts(log_file):
     with h5py.File(log_file, "r") as f:
-        assert set(f.keys()) == {"meta", "requests", "tokens", "steps", "workers"}
+        assert set(f.keys()) == {"meta", "requests", "tokens", "steps", "workers", "kv_events"}
         for name, fields, n, chunk in (("requests", REQUEST_FIELDS, 300, 1024),
                                        ("tokens", TOKEN_FIELDS, 5000, 8192),
                                        ("steps", STEP_FIELDS, 2000, 4096),
-                                       ("workers", WORKER_FIELDS, 20, 256)):
+                                       ("workers", WORKER_FIELDS, 20, 256),
+                                       ("kv_events", KV_EVENT_FIELDS, N_KV, 4096)):
             ds = f[name]
             assert list(ds.dtype.names) == fields, name
             assert ds.shape == (n,), name
@@ -52,15 +62,19 @@ def test_layout_dtypes_and_counts(log_file):
         rq = f["requests"].dtype
         assert rq["id"] == np.dtype("<u8") and rq["t_arrival"] == np.dtype("<f8")
         assert rq["finish_reason"] == np.dtype("S16") and rq["error"] == np.dtype("S128")
+        kv = f["kv_events"].dtype
+        assert kv["seq_hash"] == np.dtype("<u8") and kv["kind"] == np.dtype("S16")
+        assert kv["worker"] == np.dtype("<i4") and kv["t"] == np.dtype("<f8")
         m = f["meta"].attrs
         assert m["model"] == "smollm2.gguf"
         assert m["roles"] == "0:router 1-2:worker"
         assert m["config"].startswith("[roles]\n")
-        assert m["layout_version"] == 1
+        assert m["layout_version"] == 2
         assert m["rotor_version"]
         assert m["hostname"]
         assert m["dropped_records"] == 0
-        assert (m["n_requests"], m["n_tokens"], m["n_steps"], m["n_workers"]) == (300, 5000, 2000, 20)
+        assert (m["n_requests"], m["n_tokens"], m["n_steps"], m["n_workers"],
+                m["n_kv_events"]) == (300, 5000, 2000, 20, N_KV)
         assert 0 < m["start_time"] <= m["end_time"]
 
 
@@ -70,6 +84,7 @@ def test_values(log_file):
         tok = f["tokens"][:]
         steps = f["steps"][:]
         workers = f["workers"][:]
+        kv = f["kv_events"][:]
     assert list(rq["id"]) == list(range(1000, 1300))
     r1 = rq[1]
     assert r1["worker"] == 2 and r1["http_status"] == 200 and r1["tokens_in"] == 11
@@ -84,12 +99,26 @@ def test_values(log_file):
     assert steps[3]["n_prefill_tokens"] == 300 and steps[3]["blocks_free"] == 997
     assert workers[1]["kind"] == b"down" and workers[0]["role"] == b"router"
     assert workers[5]["detail"] == b"event 5"
+    assert kv["seq_hash"].dtype == np.dtype("<u8") and kv["kind"].dtype == np.dtype("S16")
+    assert [bytes(k) for k in kv["kind"][:7]] == [b"stored", b"removed", b"stored", b"stored",
+                                                  b"removed", b"stored", b"cleared"]
+    assert kv[11]["kind"] == b"y" * 15  # an unterminated field is cut to 15 bytes
+    assert int(kv[0]["seq_hash"]) == kv_seq_hash(0) == 0x9E3779B97F4A7C15
+    assert int(kv[1000]["seq_hash"]) == kv_seq_hash(1000) and kv_seq_hash(1000) >= 1 << 63
+    assert kv[0]["has_parent"] == 0 and kv[0]["parent_hash"] == 0
+    assert kv[5]["has_parent"] == 1 and int(kv[5]["parent_hash"]) == kv_seq_hash(4)
+    assert all(int(b) >> 63 == 1 for b in kv["block_hash"][:100])
+    assert (kv[4]["worker"], kv[4]["id"], kv[4]["tier"], kv[4]["n_tokens"]) == (2, 2, 2, 5)
+    assert kv[4]["t"] == pytest.approx(T0 + 0.004, abs=1e-6)
+    for w in (1, 2, 3):  # per worker, ids 1, 2, ... without a gap
+        ids = kv["id"][kv["worker"] == w]
+        assert list(ids) == list(range(1, len(ids) + 1))
 
 
 def test_h5dump_header(log_file):
     r = subprocess.run(["h5dump", "-H", log_file], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    for name in ("/", "meta", "requests", "tokens", "steps", "workers"):
+    for name in ("/", "meta", "requests", "tokens", "steps", "workers", "kv_events"):
         assert re.search(r'(GROUP|DATASET) "%s"' % re.escape(name), r.stdout), name
     assert "H5S_UNLIMITED" in r.stdout and '"t_first_token"' in r.stdout
 
@@ -110,8 +139,8 @@ def test_docs_snippet_computes_ttft_and_itl(log_file):
     assert np.allclose(itl, 0.004, atol=1e-6)
 
 
-COUNTS = (300, 5000, 2000, 20)
-NAMES = ("requests", "tokens", "steps", "workers")
+COUNTS = (300, 5000, 2000, 20, N_KV)
+NAMES = ("requests", "tokens", "steps", "workers", "kv_events")
 
 
 def swmr_counts(path):
@@ -145,6 +174,7 @@ def test_killed_writer_keeps_flushed_records(tmp_path):
         assert f["meta"].attrs["end_time"] == 0  # never closed
         assert f["tokens"][4999]["index"] == 49
         assert f["requests"][299]["id"] == 1299
+        assert int(f["kv_events"][N_KV - 1]["seq_hash"]) == kv_seq_hash(N_KV - 1)
     with pytest.raises(OSError):
         h5py.File(path, "r")  # the file is still marked open for writing
     subprocess.run(["h5clear", "-s", path], check=True, capture_output=True, timeout=120)

@@ -1,6 +1,6 @@
 /* test_hlog.c - the HDF5 job log: records written from the test thread come
- * back field by field through the HDF5 C API after close; a full queue drops
- * and counts; after a flush interval the records are readable (by another
+ * back field by field through the HDF5 C API after close (every dataset,
+ * /kv_events included); a full queue drops and counts; after a flush interval the records are readable (by another
  * process, in SWMR mode) before the log is closed. Bad arguments fail.
  *
  * HLOG_TEST_KEEP=path keeps the round-trip file there (tests/py/
@@ -32,9 +32,12 @@ extern char **environ;
 #define TOK_PER_REQ 50
 #define N_STEP 2000
 #define N_WORKER 20
+#define N_KV 4200 /* KV events: more than one 4096-record chunk */
+#define N_DSET 5
 #define T0 1.7e9
 
-static const char *const dset_names[4] = {"requests", "tokens", "steps", "workers"};
+static const char *const dset_names[N_DSET] = {"requests", "tokens", "steps", "workers",
+                                               "kv_events"};
 
 /* ---- records the tests write ----------------------------------------- */
 
@@ -91,7 +94,28 @@ static hlog_worker_t gen_worker(int i)
     return w;
 }
 
-/* Push everything from the test thread; tokens in batches of 1..7. */
+/* KV event i: worker 1..3 with ids 1, 2, ... each; hashes with the high bit
+ * set (the file must keep all 64 bits); event 11's kind has no NUL. */
+static hlog_kv_event_t gen_kv_event(int i)
+{
+    hlog_kv_event_t e;
+    memset(&e, 0, sizeof e);
+    e.worker = i % 3 + 1;
+    e.id = (uint64_t)(i / 3 + 1);
+    e.t = T0 + i * 0.001;
+    e.seq_hash = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
+    e.block_hash = 0xC2B2AE3D27D4EB4Full * (uint64_t)(i + 1) | 0x8000000000000000ull;
+    e.has_parent = i % 4 != 0;
+    e.parent_hash = e.has_parent ? 0x9E3779B97F4A7C15ull * (uint64_t)i : 0;
+    e.n_tokens = 1 + i % 32;
+    e.tier = i % 5 == 4 ? 2 : 1;
+    snprintf(e.kind, sizeof e.kind, "%s", i % 7 == 6 ? "cleared" : (i % 3 == 1 ? "removed" : "stored"));
+    if (i == 11) memset(e.kind, 'y', sizeof e.kind); /* no NUL: truncated */
+    return e;
+}
+
+/* Push everything from the test thread; tokens in batches of 1..7, KV
+ * events in batches of 1..8 with an empty batch (a no-op) now and then. */
 static void write_all(hlog_t *h)
 {
     for (int i = 0; i < N_WORKER; i++) {
@@ -112,6 +136,15 @@ static void write_all(hlog_t *h)
     for (int i = 0; i < N_STEP; i++) {
         hlog_step_t s = gen_step(i);
         hlog_step(h, &s);
+    }
+    hlog_kv_event_t ev[8];
+    for (int i = 0, b = 0; i < N_KV; b++) {
+        int n = 1 + b % 8;
+        if (n > N_KV - i) n = N_KV - i;
+        for (int j = 0; j < 8; j++) ev[j] = gen_kv_event(i + j); /* beyond n: must not be logged */
+        if (b % 5 == 0) hlog_kv_events(h, ev, 0);
+        hlog_kv_events(h, ev, (size_t)n);
+        i += n;
     }
     for (int i = 0; i < N_REQ; i++) {
         hlog_request_t r = gen_request(i);
@@ -183,7 +216,7 @@ static hid_t read_type(int k)
         INS(t, hlog_step_t, blocks_cached, H5T_NATIVE_INT32);
         INS(t, hlog_step_t, blocks_free, H5T_NATIVE_INT32);
         return t;
-    default:
+    case 3:
         t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_worker_t));
         s1 = str_t(HLOG_KIND_LEN);
         s2 = str_t(HLOG_ROLE_LEN);
@@ -196,6 +229,21 @@ static hid_t read_type(int k)
         H5Tclose(s1);
         H5Tclose(s2);
         H5Tclose(s3);
+        return t;
+    default:
+        t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_kv_event_t));
+        s1 = str_t(HLOG_KIND_LEN);
+        INS(t, hlog_kv_event_t, worker, H5T_NATIVE_INT32);
+        INS(t, hlog_kv_event_t, t, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_kv_event_t, id, H5T_NATIVE_UINT64);
+        INS(t, hlog_kv_event_t, kind, s1);
+        INS(t, hlog_kv_event_t, seq_hash, H5T_NATIVE_UINT64);
+        INS(t, hlog_kv_event_t, block_hash, H5T_NATIVE_UINT64);
+        INS(t, hlog_kv_event_t, parent_hash, H5T_NATIVE_UINT64);
+        INS(t, hlog_kv_event_t, has_parent, H5T_NATIVE_INT32);
+        INS(t, hlog_kv_event_t, n_tokens, H5T_NATIVE_INT32);
+        INS(t, hlog_kv_event_t, tier, H5T_NATIVE_INT32);
+        H5Tclose(s1);
         return t;
     }
 }
@@ -321,6 +369,13 @@ static void test_roundtrip(void **state)
     assert_int_equal(attr_u64(g, "n_tokens"), N_TOK_REQ * TOK_PER_REQ);
     assert_int_equal(attr_u64(g, "n_steps"), N_STEP);
     assert_int_equal(attr_u64(g, "n_workers"), N_WORKER);
+    assert_int_equal(attr_u64(g, "n_kv_events"), N_KV);
+    int32_t layout = -1;
+    hid_t a = H5Aopen(g, "layout_version", H5P_DEFAULT);
+    assert_true(a >= 0);
+    assert_true(H5Aread(a, H5T_NATIVE_INT32, &layout) >= 0);
+    H5Aclose(a);
+    assert_int_equal(layout, 2);
     H5Gclose(g);
 
     /* /requests */
@@ -399,8 +454,32 @@ static void test_roundtrip(void **state)
     }
     free(wk);
 
+    /* /kv_events: push order, every field; the empty batches added nothing */
+    hlog_kv_event_t *kv = read_all(f, 4, sizeof *kv, &n);
+    assert_int_equal(n, N_KV);
+    for (int i = 0; i < N_KV; i++) {
+        hlog_kv_event_t e = gen_kv_event(i);
+        assert_int_equal(kv[i].worker, e.worker);
+        assert_true(kv[i].t == e.t);
+        assert_int_equal(kv[i].id, e.id);
+        if (i == 11)
+            assert_string_equal(kv[i].kind, "yyyyyyyyyyyyyyy");
+        else
+            assert_string_equal(kv[i].kind, e.kind);
+        assert_true(kv[i].seq_hash == e.seq_hash);
+        assert_true(kv[i].block_hash == e.block_hash);
+        assert_true(kv[i].parent_hash == e.parent_hash);
+        assert_int_equal(kv[i].has_parent, e.has_parent);
+        assert_int_equal(kv[i].n_tokens, e.n_tokens);
+        assert_int_equal(kv[i].tier, e.tier);
+    }
+    assert_string_equal(kv[6].kind, "cleared");
+    assert_true(kv[0].seq_hash == 0x9E3779B97F4A7C15ull && kv[0].parent_hash == 0);
+    assert_true(kv[5].parent_hash == 0x9E3779B97F4A7C15ull * 5);
+    free(kv);
+
     /* every dataset says its units */
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < N_DSET; k++) {
         hid_t d = H5Dopen2(f, dset_names[k], H5P_DEFAULT);
         char *u = attr_str(d, "units");
         assert_non_null(strstr(u, "CLOCK_REALTIME"));
@@ -424,6 +503,13 @@ static void test_queue_full_drops_and_counts(void **state)
     for (int i = 0; i < 9; i++) t[i] = T0 + i;
     hlog_tokens(h, 1, 0, t, 9);
     assert_int_equal(hlog_dropped(h), 9);
+    /* nor does a KV batch: all dropped; an empty batch drops nothing */
+    hlog_kv_event_t ev[9];
+    for (int i = 0; i < 9; i++) ev[i] = gen_kv_event(i);
+    hlog_kv_events(h, ev, 9);
+    assert_int_equal(hlog_dropped(h), 18);
+    hlog_kv_events(h, ev, 0);
+    assert_int_equal(hlog_dropped(h), 18);
     /* a flood of single records overruns the 8-record queue */
     enum { FLOOD = 200000 };
     for (int i = 0; i < FLOOD; i++) {
@@ -431,17 +517,19 @@ static void test_queue_full_drops_and_counts(void **state)
         hlog_step(h, &s);
     }
     uint64_t dropped = hlog_dropped(h);
-    assert_true(dropped > 9);
+    assert_true(dropped > 18);
     assert_int_equal(hlog_close(h), RT_OK);
 
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(f >= 0);
     hsize_t n_steps = dset_len(f, "steps");
     assert_int_equal(dset_len(f, "tokens"), 0);
-    assert_int_equal(n_steps + (dropped - 9), FLOOD);
+    assert_int_equal(dset_len(f, "kv_events"), 0);
+    assert_int_equal(n_steps + (dropped - 18), FLOOD);
     hid_t g = H5Gopen2(f, "meta", H5P_DEFAULT);
     assert_int_equal(attr_u64(g, "dropped_records"), dropped);
     assert_int_equal(attr_u64(g, "n_steps"), n_steps);
+    assert_int_equal(attr_u64(g, "n_kv_events"), 0);
     H5Gclose(g);
     /* what was kept is in push order: strictly increasing times */
     hlog_step_t *st = read_all(f, 2, sizeof *st, &n_steps);
@@ -451,9 +539,9 @@ static void test_queue_full_drops_and_counts(void **state)
     unlink(path);
 }
 
-/* Run this binary with --swmr-count path; parse its four counts. Returns
+/* Run this binary with --swmr-count path; parse its N_DSET counts. Returns
  * the child's exit status. */
-static int child_counts(const char *path, unsigned long long c[4])
+static int child_counts(const char *path, unsigned long long c[N_DSET])
 {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -469,11 +557,11 @@ static int child_counts(const char *path, unsigned long long c[4])
     close(fds[1]);
     FILE *in = fdopen(fds[0], "r");
     assert_non_null(in);
-    int got = fscanf(in, "%llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3]);
+    int got = fscanf(in, "%llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3], &c[4]);
     fclose(in);
     int status = 0;
     waitpid(pid, &status, 0);
-    if (got != 4) return -1;
+    if (got != N_DSET) return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -496,12 +584,12 @@ static void test_flush_interval_makes_records_readable(void **state)
      * h5py would be) until it sees every record; the log is still open and
      * idle. The 600-try cap only keeps a broken writer from hanging. */
     sleep_s(0.5);
-    unsigned long long c[4] = {0};
+    unsigned long long c[N_DSET] = {0};
     int rc = -1;
     for (int tries = 0; tries < 600; tries++) {
         rc = child_counts(path, c);
         if (rc == 0 && c[0] == N_REQ && c[1] == N_TOK_REQ * TOK_PER_REQ && c[2] == N_STEP &&
-            c[3] == N_WORKER)
+            c[3] == N_WORKER && c[4] == N_KV)
             break;
         sleep_s(0.1);
     }
@@ -510,6 +598,7 @@ static void test_flush_interval_makes_records_readable(void **state)
     assert_int_equal(c[1], N_TOK_REQ * TOK_PER_REQ);
     assert_int_equal(c[2], N_STEP);
     assert_int_equal(c[3], N_WORKER);
+    assert_int_equal(c[4], N_KV);
     /* more records after an idle period are flushed too */
     for (int i = 0; i < 10; i++) {
         hlog_worker_t w = gen_worker(i);
@@ -523,6 +612,7 @@ static void test_flush_interval_makes_records_readable(void **state)
     }
     assert_int_equal(rc, 0);
     assert_int_equal(c[3], N_WORKER + 10);
+    assert_int_equal(c[4], N_KV);
     assert_int_equal(hlog_close(h), RT_OK);
     unlink(path);
 }
@@ -551,6 +641,7 @@ static void test_two_logs_at_once(void **state)
         assert_int_equal(dset_len(f, "tokens"), times * N_TOK_REQ * TOK_PER_REQ);
         assert_int_equal(dset_len(f, "steps"), times * N_STEP);
         assert_int_equal(dset_len(f, "workers"), times * N_WORKER);
+        assert_int_equal(dset_len(f, "kv_events"), times * N_KV);
         H5Fclose(f);
         unlink(paths[i]);
     }
@@ -572,13 +663,13 @@ static void test_bad_arguments(void **state)
     assert_true(a > 1.6e9 && b >= a);
 }
 
-/* Child mode: print the four dataset lengths of a file being written. */
+/* Child mode: print the N_DSET dataset lengths of a file being written. */
 static int swmr_count(const char *path)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
     if (f < 0) return 2;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < N_DSET; k++) {
         hid_t d = H5Dopen2(f, dset_names[k], H5P_DEFAULT);
         if (d < 0) return 3;
         hid_t s = H5Dget_space(d);
