@@ -7,7 +7,7 @@ model under each router:policy in turn; rotor-bench drives it with
   - prefix: requests that start with one of N shared prefixes (documents,
     system prompts) at a fixed concurrency;
   - sessions: multi-turn conversations whose every turn carries the whole
-    history.
+    history, the next turn THINK_TIME s after the answer.
 Policies are interleaved (A, B, C, A, B, C, ...) REPEATS times on a fresh job
 each, and the medians are compared: TTFT p50 and mean, goodput (TTFT SLO),
 output throughput, and the prompt tokens the workers found cached
@@ -46,7 +46,7 @@ def workloads(a):
                    "--input-tokens", str(a.suffix_tokens), "--output-tokens", str(a.output_tokens),
                    "--concurrency", str(a.concurrency), "--requests", str(a.requests)],
         "sessions": ["--sessions", str(a.sessions), "--turns", str(a.turns), "--input-tokens", str(a.turn_tokens),
-                     "--output-tokens", str(a.output_tokens)],
+                     "--think-time", str(a.think_time), "--output-tokens", str(a.output_tokens)],
     }
 
 
@@ -86,6 +86,7 @@ def main():
     ap.add_argument("--sessions", type=int, default=6)
     ap.add_argument("--turns", type=int, default=4)
     ap.add_argument("--turn-tokens", type=int, default=256, help="new user tokens per turn")
+    ap.add_argument("--think-time", type=float, default=1.0, help="s between an answer and the next turn")
     ap.add_argument("--output-tokens", type=int, default=16)
     ap.add_argument("--slo-ttft-ms", type=int, default=1000)
     ap.add_argument("--kv-bytes", default=str(256 << 20))
