@@ -86,4 +86,7 @@ double kvr_cost(const kvr_params_t *p, const kvr_candidate_t *c, int32_t request
 int kvr_pick(const kvr_params_t *p, const kvr_candidate_t *c, int n, int32_t request_blocks, int start,
              uint64_t *rng);
 
+/* Uniform in [0, 1) from *rng (advanced): the routers' coin (splitmix64). */
+double kvr_coin(uint64_t *rng);
+
 #endif

@@ -41,7 +41,7 @@ static const cfg_key_t cfg_key_table[] = {
     {"roles:tp", CFG_INT, "1", 1, 1, "Tensor-parallel ranks per engine instance (1 for now)."},
     {"roles:ep", CFG_INT, "1", 1, 1, "Expert-parallel ranks per engine instance (1 for now)."},
     {"router:policy", CFG_STRING, "least_loaded", 1, 0,
-     "How rank 0 picks a worker: round_robin; least_loaded (fewest requests in flight); kv_aware (the least "
+     "How rank 0 picks a worker: round_robin; least_loaded (fewest requests in flight); random; kv_aware (the least "
      "kv_overlap_weight x prompt blocks the worker does not hold in its KV cache + KV blocks of its requests in "
      "flight, learnt from the workers' KV events, as Dynamo's KV router)."},
     {"router:kv_overlap_weight", CFG_FLOAT, "1.0", 0, 1000,

@@ -10,7 +10,8 @@
  * speaks again it is put back.
  *
  * Routing (router:policy): round_robin; least_loaded = the up worker with
- * the fewest requests in flight from rank 0 (ties go round-robin); kv_aware
+ * the fewest requests in flight from rank 0 (ties go round-robin); random =
+ * any up worker with room, alike (a baseline, as Dynamo's); kv_aware
  * = the least prefill against the KV blocks a worker holds, plus its load in
  * blocks (kv_router.h). The KV events that teach the router's index ride on
  * every EVENTS message; they are applied whatever the policy, so /metrics
@@ -62,7 +63,7 @@ typedef struct {
     void *buf;
 } send_t;
 
-typedef enum { POLICY_ROUND_ROBIN, POLICY_LEAST_LOADED, POLICY_KV_AWARE } policy_t;
+typedef enum { POLICY_ROUND_ROBIN, POLICY_LEAST_LOADED, POLICY_RANDOM, POLICY_KV_AWARE } policy_t;
 
 typedef struct {
     struct event_base *base;
@@ -79,7 +80,7 @@ typedef struct {
     size_t kv_hashes_cap;
     int32_t *kv_overlap;      /* (n_ranks) */
     kvr_candidate_t *kv_cand; /* (n_ranks) */
-    uint64_t kv_rng;
+    uint64_t kv_rng; /* kv_temperature's and the random policy's coin */
     int64_t route_request_blocks, route_overlap_blocks;
     double hb_timeout;
     mpi_worker_t *w;
@@ -457,7 +458,7 @@ static int pick_worker_kv(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
  * *blocks receives what the request is charged there. */
 static int pick_worker(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
 {
-    int best = -1, n_up = 0;
+    int best = -1, n_up = 0, n_room = 0;
     *blocks = (int32_t)(r->n_prompt / (size_t)d->block_size) + 1;
     for (int k = 0; k < d->n_w; k++) {
         int i = (d->rr + k) % d->n_w;
@@ -467,6 +468,10 @@ static int pick_worker(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
         if (d->policy == POLICY_ROUND_ROBIN) {
             best = i;
             break;
+        }
+        if (d->policy == POLICY_RANDOM) { /* reservoir of one: each worker with room alike */
+            if (kvr_coin(&d->kv_rng) * ++n_room < 1.0) best = i;
+            continue;
         }
         if (best < 0 || d->w[i].n_inflight < d->w[best].n_inflight) best = i;
     }
@@ -562,8 +567,10 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
     policy_t policy;
     if (strcmp(pol, "round_robin") == 0) policy = POLICY_ROUND_ROBIN;
     else if (strcmp(pol, "least_loaded") == 0) policy = POLICY_LEAST_LOADED;
+    else if (strcmp(pol, "random") == 0) policy = POLICY_RANDOM;
     else if (strcmp(pol, "kv_aware") == 0) policy = POLICY_KV_AWARE;
-    else return rt_error_set(RT_ERR_INVALID, "router:policy: '%s' is not round_robin, least_loaded or kv_aware", pol);
+    else return rt_error_set(RT_ERR_INVALID, "router:policy: '%s' is not round_robin, least_loaded, random or kv_aware",
+                             pol);
     dmpi_t *d = calloc(1, sizeof *d);
     if (!d) return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
     d->base = base;

@@ -11,8 +11,7 @@ double kvr_cost(const kvr_params_t *p, const kvr_candidate_t *c, int32_t request
     return p->overlap_weight * (double)(request_blocks - overlap) + (double)c->active_blocks;
 }
 
-/* uniform in [0, 1): splitmix64's step (a router's coin, not a sampler's) */
-static double coin(uint64_t *s)
+double kvr_coin(uint64_t *s)
 {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -46,7 +45,7 @@ int kvr_pick(const kvr_params_t *p, const kvr_candidate_t *c, int n, int32_t req
         const int i = (start + k) % n;
         if (c[i].eligible) total += exp(-(kvr_cost(p, &c[i], request_blocks) - lo) / (hi - lo) / p->temperature);
     }
-    double u = coin(rng) * total;
+    double u = kvr_coin(rng) * total;
     for (int k = 0; k < n; k++) {
         const int i = (start + k) % n;
         if (!c[i].eligible) continue;

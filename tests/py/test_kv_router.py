@@ -162,3 +162,17 @@ def test_kv_events_in_the_log_match_xxhash(tiny, tmp_path):
             assert stored.get(sh) == (bh, parent)
     assert req[3]["worker"] == req[1]["worker"]
     assert req[3]["tokens_cached"] == 5 * BLOCK
+
+
+def test_random_policy_spreads(tiny, tmp_path):
+    """router:policy = random (the baseline Dynamo also offers): 20 requests one
+    at a time reach more than one of 3 workers (all on one: 3 ** -19)."""
+    with start_job(tiny, tmp_path, np=4, overrides={"router:policy": "random"}) as job:
+        c = client(job)
+        for i in range(20):
+            r = c.completions.create(model=MODEL, prompt=f"request {i}", max_tokens=1, temperature=0)
+            assert r.usage.completion_tokens == 1
+        logs = job.h5_logs()
+    with h5py.File(logs[0], "r") as f:
+        workers = f["requests"]["worker"].tolist()
+    assert len(workers) == 20 and len(set(workers)) > 1, workers
