@@ -5,7 +5,10 @@ round_robin is the reference: the clients' cached_tokens and the HDF5 log
 (h5py) show where each request went and what it found cached; the log's
 /kv_events are checked against block hashes computed with the xxhash
 package."""
+import os
+import signal
 import struct
+import subprocess
 import time
 
 import h5py
@@ -14,7 +17,7 @@ import requests
 import xxhash
 from openai import OpenAI
 
-from conftest import gen_model
+from conftest import ROTOR, gen_model
 from jobutil import start_job
 from test_job import metric
 
@@ -176,3 +179,65 @@ def test_random_policy_spreads(tiny, tmp_path):
     with h5py.File(logs[0], "r") as f:
         workers = f["requests"]["worker"].tolist()
     assert len(workers) == 20 and len(set(workers)) > 1, workers
+
+
+def rank_pid(job, rank):
+    """Pid of the job's process of MPI rank `rank` (Open MPI puts the rank in each process's environment)."""
+    out = subprocess.run(["pgrep", "-f", f"log:dir={job.log_dir}"], capture_output=True, text=True).stdout
+    for p in map(int, out.split()):
+        try:
+            env = open(f"/proc/{p}/environ", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if f"OMPI_COMM_WORLD_RANK={rank}".encode() in env and os.readlink(f"/proc/{p}/exe") == os.path.realpath(ROTOR):
+            return p
+    raise AssertionError(f"no process of rank {rank}")
+
+
+def test_worker_down_leaves_the_index(tiny, tmp_path):
+    """A worker that stops answering leaves the router's index with it: its
+    prefix is routed to the other worker (a miss there, then a hit), and when
+    it answers again the router still sends the prefix where it knows it is."""
+    prompt = [(13 * i) % 1900 + 50 for i in range(8 * BLOCK + 3)]
+    with start_job(tiny, tmp_path, np=3, overrides={"router:policy": "kv_aware", "job:heartbeat_interval_s": "0.1",
+                                                    "job:heartbeat_timeout_s": "1.5"}) as job:
+        c = client(job)
+
+        def ask():
+            r = c.completions.create(model=MODEL, prompt=prompt, max_tokens=2, temperature=0,
+                                     extra_body={"ignore_eos": True})
+            return r.usage.prompt_tokens_details.cached_tokens
+
+        def index_blocks():
+            time.sleep(0.3)  # past a heartbeat
+            return metric(requests.get(job.url + "/metrics", timeout=10).text, "rotor_router_kv_index_blocks")
+
+        def health():
+            return requests.get(job.url + "/health", timeout=10).status_code
+
+        assert ask() == 0
+        assert index_blocks() == 8
+        time.sleep(0.5)  # the log's flush interval: the request's record is in the file
+        with h5py.File(job.h5_logs()[0], "r", swmr=True) as f:
+            first = int(f["requests"][:]["worker"][0])
+        pid = rank_pid(job, first)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + HANG_S
+            while health() != 503:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert index_blocks() == 0  # the stopped worker's blocks left the index
+            assert ask() == 0  # the other worker, cold
+            assert index_blocks() == 8
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + HANG_S
+        while health() != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert ask() == 8 * BLOCK  # routed where the router knows the prefix is
+        logs = job.h5_logs()
+    with h5py.File(logs[0], "r") as f:
+        workers = f["requests"]["worker"].tolist()
+    assert workers[0] == first and workers[1] != first and workers[2] == workers[1], workers
