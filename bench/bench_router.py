@@ -8,7 +8,9 @@ model under each router:policy in turn; rotor-bench drives it with
     system prompts) at a fixed concurrency;
   - sessions: multi-turn conversations whose every turn carries the whole
     history, the next turn THINK_TIME s after the answer.
-Policies are interleaved (A, B, C, A, B, C, ...) REPEATS times on a fresh job
+With --backend sim the workers are simulated GPUs (engine:backend = sim: every
+step sleeps for the time the GPU would take, the rest of the job is real), so
+the fleet can be larger than the machine's cores. Policies are interleaved (A, B, C, A, B, C, ...) REPEATS times on a fresh job
 each, and the medians are compared: TTFT p50 and mean, goodput (TTFT SLO),
 output throughput, and the prompt tokens the workers found cached
 (vllm:prefix_cache_hits_total / queries_total from /metrics).
@@ -51,10 +53,12 @@ def workloads(a):
 
 
 def run_one(a, policy, wl_args, model_id):
+    sets = {"router:policy": policy, "model:threads": 1, "engine:kv_cache_bytes": a.kv_bytes}
+    if a.backend == "sim":
+        sets.update({"engine:backend": "sim", "sim:gpu": a.sim_gpu, "sim:shape": a.sim_shape,
+                     "engine:max_num_batched_tokens": 2048, "engine:max_num_seqs": 64})
     with tempfile.TemporaryDirectory() as tmp:
-        with jobutil.start_job(a.model, tmp, np=a.workers + 1,
-                               overrides={"router:policy": policy, "model:threads": 1,
-                                          "engine:kv_cache_bytes": a.kv_bytes}) as job:
+        with jobutil.start_job(a.model, tmp, np=a.workers + 1, overrides=sets) as job:
             out = os.path.join(tmp, "rb.json")
             subprocess.run([f"{a.build}/bin/rotor-bench", "profile", "--url", job.url, "--model", model_id,
                             "--endpoint", "completions", "--tokenizer-gguf", a.model, "--seed", "7",
@@ -90,6 +94,10 @@ def main():
     ap.add_argument("--output-tokens", type=int, default=16)
     ap.add_argument("--slo-ttft-ms", type=int, default=1000)
     ap.add_argument("--kv-bytes", default=str(256 << 20))
+    ap.add_argument("--backend", default="cpu", choices=("cpu", "sim"),
+                    help="sim: each worker is a simulated GPU (engine:backend = sim), see --sim-gpu/--sim-shape")
+    ap.add_argument("--sim-gpu", default="h100")
+    ap.add_argument("--sim-shape", default="llama3-8b")
     ap.add_argument("--json-out")
     a = ap.parse_args()
     jobutil.ROTOR = os.path.join(a.build, "bin", "rotor")  # the job runs this build's binary
@@ -99,7 +107,9 @@ def main():
     model_id = os.path.basename(a.model)[:-5] if a.model.endswith(".gguf") else os.path.basename(a.model)
     policies = a.policies.split(",")
     wls = {k: v for k, v in workloads(a).items() if k in a.workloads.split(",")}
-    print(f"model {model_id}, {a.workers} workers x 1 thread, {a.repeats} repeats, policies interleaved")
+    what = f"{a.workers} simulated {a.sim_gpu}s timing {a.sim_shape}" if a.backend == "sim" else \
+        f"{a.workers} workers x 1 thread"
+    print(f"model {model_id}, {what}, {a.repeats} repeats, policies interleaved")
     res = {w: {p: [] for p in policies} for w in wls}
     for rep in range(a.repeats):
         for w, wl_args in wls.items():

@@ -11,7 +11,8 @@
  * xxh3 hashes (include/rotor/block_pool.h) and reused across requests; every
  * block stored or removed is published as a KV event.
  *
- * Backends sit behind engine_backend_ops_t (cpu now; cuda and sim later) and
+ * Backends sit behind engine_backend_ops_t (cpu; sim, which only models a
+ * GPU's time; cuda later) and
  * only run forward passes over a model_batch_t; everything else (scheduling,
  * blocks, sampling, stop conditions) is backend-independent.
  *
@@ -33,7 +34,7 @@
 typedef struct engine engine_t;
 
 typedef struct {
-    const char *backend;        /* "cpu" */
+    const char *backend;        /* "cpu" or "sim" */
     const char *model_path;
     int threads;                /* 0 = all cores */
     int block_size;             /* tokens per KV block (default 16) */
@@ -43,6 +44,12 @@ typedef struct {
     int max_num_batched_tokens; /* tokens per step (default 512) */
     int max_model_len;          /* prompt + output tokens per request; 0 = model's */
     rt_type_t kv_type;          /* RT_TYPE_F16 (default) or RT_TYPE_F32 */
+    struct {                    /* the sim backend's time model (sim_model.h), [sim] keys */
+        const char *gpu;        /* a preset: a100, h100, h200, b200, l40s */
+        const char *shape;      /* "file" (the GGUF's) or a preset shape */
+        double tflops, hbm_gbps; /* 0: the preset's */
+        double mfu, mbu, overhead_s, weight_bytes, kv_bytes, gpu_memory_utilization;
+    } sim;
 } engine_config_t;
 
 engine_config_t engine_config_default(void);

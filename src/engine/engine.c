@@ -18,8 +18,9 @@
 #include "rotor/engine.h"
 
 extern const engine_backend_ops_t engine_backend_cpu;
+extern const engine_backend_ops_t engine_backend_sim;
 
-static const engine_backend_ops_t *const engine_backends[] = {&engine_backend_cpu};
+static const engine_backend_ops_t *const engine_backends[] = {&engine_backend_cpu, &engine_backend_sim};
 
 const engine_backend_ops_t *engine_backend_find(const char *name)
 {
@@ -33,6 +34,14 @@ engine_config_t engine_config_default(void)
     engine_config_t c = {.backend = "cpu", .threads = 0, .block_size = 16, .kv_blocks = 0,
                          .kv_bytes = 256ll << 20, .max_num_seqs = 64, .max_num_batched_tokens = 512,
                          .max_model_len = 0, .kv_type = RT_TYPE_F16};
+    c.sim.gpu = "h100";
+    c.sim.shape = "file";
+    c.sim.mfu = 0.5;
+    c.sim.mbu = 0.8;
+    c.sim.overhead_s = 150e-6;
+    c.sim.weight_bytes = 2;
+    c.sim.kv_bytes = 2;
+    c.sim.gpu_memory_utilization = 0.9;
     return c;
 }
 

@@ -11,7 +11,7 @@ rt_status_t engine_config_from_cfg(const cfg_t *c, const char *model_path, engin
     engine_config_t e = engine_config_default();
     e.backend = cfg_str(c, "engine:backend");
     if (!engine_backend_find(e.backend))
-        return rt_error_set(RT_ERR_INVALID, "engine:backend: unknown backend '%s' (known: cpu)", e.backend);
+        return rt_error_set(RT_ERR_INVALID, "engine:backend: unknown backend '%s' (known: cpu, sim)", e.backend);
     e.model_path = model_path ? model_path : cfg_str(c, "model:path");
     e.threads = (int)cfg_int(c, "model:threads");
     e.block_size = (int)cfg_int(c, "engine:block_size");
@@ -27,6 +27,16 @@ rt_status_t engine_config_from_cfg(const cfg_t *c, const char *model_path, engin
         e.kv_type = RT_TYPE_F32;
     else
         return rt_error_set(RT_ERR_INVALID, "engine:kv_type: '%s' is not f16 or f32", kv);
+    e.sim.gpu = cfg_str(c, "sim:gpu");
+    e.sim.shape = cfg_str(c, "sim:shape");
+    e.sim.tflops = cfg_float(c, "sim:tflops");
+    e.sim.hbm_gbps = cfg_float(c, "sim:hbm_gbps");
+    e.sim.mfu = cfg_float(c, "sim:mfu");
+    e.sim.mbu = cfg_float(c, "sim:mbu");
+    e.sim.overhead_s = cfg_float(c, "sim:step_overhead_us") * 1e-6;
+    e.sim.weight_bytes = cfg_float(c, "sim:weight_bytes");
+    e.sim.kv_bytes = cfg_float(c, "sim:kv_bytes");
+    e.sim.gpu_memory_utilization = cfg_float(c, "sim:gpu_memory_utilization");
     *out = e;
     return RT_OK;
 }
