@@ -24,8 +24,10 @@ static const cfg_key_t cfg_key_table[] = {
      "Default maximum number of generated tokens per request."},
     {"engine:block_size", CFG_INT, "16", 16, 1024, "Tokens per KV cache block (paged attention, prefix caching); a multiple of 16."},
     {"engine:kv_cache_bytes", CFG_INT, "268435456", 1048576, 1099511627776.0,
-     "KV cache pool size in bytes per engine (K and V, all layers); ignored when kv_cache_blocks is set."},
-    {"engine:kv_cache_blocks", CFG_INT, "0", 0, 16777216, "KV cache pool size in blocks; 0 = from kv_cache_bytes."},
+     "KV cache pool size in bytes per engine (K and V, all layers); ignored when kv_cache_blocks is set, and by "
+     "the sim backend (its pool is the simulated GPU's memory less the weights)."},
+    {"engine:kv_cache_blocks", CFG_INT, "0", 0, 16777216,
+     "KV cache pool size in blocks; 0 = from kv_cache_bytes (cpu) or the GPU's memory (sim)."},
     {"engine:kv_type", CFG_STRING, "f16", 1, 0, "KV cache element type: f16 (like llama.cpp) or f32."},
     {"engine:max_num_seqs", CFG_INT, "64", 1, 4096, "Most sequences running at once in one engine."},
     {"engine:max_num_batched_tokens", CFG_INT, "512", 1, 65536,
