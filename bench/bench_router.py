@@ -53,7 +53,8 @@ def workloads(a):
 
 
 def run_one(a, policy, wl_args, model_id):
-    sets = {"router:policy": policy, "model:threads": 1, "engine:kv_cache_bytes": a.kv_bytes}
+    sets = {"router:policy": policy, "model:threads": 1, "engine:kv_cache_bytes": a.kv_bytes,
+            "router:kv_overlap_weight": a.kv_overlap_weight}
     if a.backend == "sim":
         sets.update({"engine:backend": "sim", "sim:gpu": a.sim_gpu, "sim:shape": a.sim_shape,
                      "engine:max_num_batched_tokens": 2048, "engine:max_num_seqs": 64})
@@ -94,6 +95,7 @@ def main():
     ap.add_argument("--output-tokens", type=int, default=16)
     ap.add_argument("--slo-ttft-ms", type=int, default=1000)
     ap.add_argument("--kv-bytes", default=str(256 << 20))
+    ap.add_argument("--kv-overlap-weight", type=float, default=1.0, help="router:kv_overlap_weight for kv_aware")
     ap.add_argument("--backend", default="cpu", choices=("cpu", "sim"),
                     help="sim: each worker is a simulated GPU (engine:backend = sim), see --sim-gpu/--sim-shape")
     ap.add_argument("--sim-gpu", default="h100")

@@ -10,9 +10,10 @@
  *     names a whole prefix, a request's overlap with a worker is the number
  *     of its leading block hashes the worker holds;
  *   - a choice (kvr_pick) among the workers with room: the least
- *       overlap_weight x (request blocks - overlap) + active blocks,
- *     i.e. the prefill a worker would still do against the KV it already
- *     holds for running requests; ties go to fewer requests in flight, then
+ *       overlap_weight x new + (active blocks + new),  new = request blocks - overlap,
+ *     Dynamo's logit: the prefill the worker would still do, plus its load
+ *     in KV blocks once it has taken the request (the blocks it holds are
+ *     shared, not added); ties go to fewer requests in flight, then
  *     round-robin. A temperature above 0 samples instead, with probabilities
  *     softmax(-cost / temperature) over costs normalized to 0..1 (Dynamo's
  *     router_temperature).

@@ -58,10 +58,11 @@ static const cfg_key_t cfg_key_table[] = {
     {"roles:ep", CFG_INT, "1", 1, 1, "Expert-parallel ranks per engine instance (1 for now)."},
     {"router:policy", CFG_STRING, "least_loaded", 1, 0,
      "How rank 0 picks a worker: round_robin; least_loaded (fewest requests in flight); random; kv_aware (the least "
-     "kv_overlap_weight x prompt blocks the worker does not hold in its KV cache + KV blocks of its requests in "
-     "flight, learnt from the workers' KV events, as Dynamo's KV router)."},
+     "kv_overlap_weight x new + its KV blocks in flight + new, new = prompt blocks the worker does not hold in its KV "
+     "cache, learnt from the workers' KV events: Dynamo's KV router)."},
     {"router:kv_overlap_weight", CFG_FLOAT, "1.0", 0, 1000,
-     "kv_aware: weight of a prompt block to prefill against a block of load; 0 = least blocks in flight only."},
+     "kv_aware: weight of a prompt block to prefill against a block of load; 0 = least blocks in flight (the "
+     "request's own counted) only."},
     {"router:kv_temperature", CFG_FLOAT, "0.0", 0, 100,
      "kv_aware: 0 = always the least cost; above 0, sample workers by softmax of -cost (normalized to 0..1) / "
      "temperature, spreading load among near-equal ones."},

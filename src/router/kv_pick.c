@@ -8,7 +8,8 @@
 double kvr_cost(const kvr_params_t *p, const kvr_candidate_t *c, int32_t request_blocks)
 {
     const int32_t overlap = c->overlap < request_blocks ? c->overlap : request_blocks;
-    return p->overlap_weight * (double)(request_blocks - overlap) + (double)c->active_blocks;
+    const double fresh = (double)(request_blocks - overlap); /* blocks to prefill, and to add */
+    return p->overlap_weight * fresh + (double)c->active_blocks + fresh;
 }
 
 double kvr_coin(uint64_t *s)

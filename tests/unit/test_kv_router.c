@@ -236,15 +236,20 @@ static void test_pick(void **state)
         {.eligible = true, .overlap = 10, .active_blocks = 5, .n_inflight = 3},
         {.eligible = true, .overlap = 2, .active_blocks = 0, .n_inflight = 0},
     };
-    /* 12 blocks: costs 12, 2 + 5 = 7, 10 */
-    assert_true(kvr_cost(&p, &c[1], 12) == 7.0);
+    /* 12 blocks: new 12, 2, 10: costs 12 + 12, 2 + (5 + 2) = 9, 10 + 10 */
+    assert_true(kvr_cost(&p, &c[0], 12) == 24.0);
+    assert_true(kvr_cost(&p, &c[1], 12) == 9.0);
+    assert_true(kvr_cost(&p, &c[2], 12) == 20.0);
     assert_int_equal(kvr_pick(&p, c, 3, 12, 0, &rng), 1);
-    /* the held prefix outweighed by load */
-    c[1].active_blocks = 20;
+    /* the held prefix outweighed by load: 2 + 32 */
+    c[1].active_blocks = 30;
     assert_int_equal(kvr_pick(&p, c, 3, 12, 0, &rng), 2);
-    /* weight 0: blocks in flight only; ties go to fewer requests in flight, then from start */
+    /* a heavier weight keeps it: 3 x 2 + 32 = 38 against 3 x 10 + 10 = 40 */
+    p.overlap_weight = 3;
+    assert_int_equal(kvr_pick(&p, c, 3, 12, 0, &rng), 1);
+    /* equal costs: ties go to fewer requests in flight, then from start */
     p.overlap_weight = 0;
-    c[1].active_blocks = 0;
+    for (int i = 0; i < 3; i++) c[i].overlap = 0, c[i].active_blocks = 0;
     assert_int_equal(kvr_pick(&p, c, 3, 12, 1, &rng), 2); /* 1 has 3 in flight */
     assert_int_equal(kvr_pick(&p, c, 3, 12, 0, &rng), 0);
     assert_int_equal(kvr_pick(&p, c, 3, 12, 2, &rng), 2);
