@@ -58,6 +58,7 @@
 
 #define BP_HASH_SEED 1337ULL /* XXH3 seed of Dynamo and vLLM */
 #define BP_TIER_G1 1         /* device memory, or the engine's arena on CPU */
+#define BP_TIER_G2 2         /* host DRAM: the KV block manager's tier (kvbm.h) */
 
 /* ---- hashing (pure functions) ---- */
 
@@ -176,7 +177,7 @@ typedef enum {
 typedef struct {
     uint64_t id; /* per-pool, strictly increasing from 1 */
     bp_event_kind_t kind;
-    int32_t tier;         /* BP_TIER_G1 */
+    int32_t tier;         /* BP_TIER_G1, or G2 for the events the engine publishes for kvbm.h */
     int32_t block_id;     /* STORED/REMOVED: the pool's block id; -1 for CLEARED */
     uint64_t seq_hash;    /* STORED/REMOVED: Dynamo's block_hash (ExternalSequenceBlockHash) */
     uint64_t block_hash;  /* STORED/REMOVED: Dynamo's tokens_hash (LocalBlockHash) */
@@ -191,5 +192,17 @@ size_t bp_events_drain(bp_pool_t *pool, bp_event_t *out, size_t max);
 
 /* Events queued now. */
 size_t bp_events_pending(const bp_pool_t *pool);
+
+/* Queue an event of another tier (ev's kind, tier, hashes and token count;
+ * the pool gives it the next id), so that every tier's events of one engine
+ * are one stream. */
+void bp_publish(bp_pool_t *pool, const bp_event_t *ev);
+
+/* Called by bp_alloc for each cached block it evicts, before the block's
+ * hash is dropped and it is handed out: its KV is still intact, so the
+ * caller may copy it to a lower tier (kvbm.h). fn must not call back into
+ * the pool. NULL removes the hook. */
+typedef void (*bp_evict_fn)(void *ud, int32_t block_id, const bp_block_info_t *info);
+void bp_set_evict_hook(bp_pool_t *pool, bp_evict_fn fn, void *ud);
 
 #endif

@@ -43,6 +43,9 @@ typedef struct {
     int64_t prefix_hit_tokens_total;
     int64_t preemptions_total;
     int64_t steps_total;
+    /* the KV block manager's host tier, all engines (kvbm.h) */
+    int64_t kvbm_offloaded_total, kvbm_onboarded_total; /* blocks */
+    int64_t kvbm_blocks, kvbm_capacity;                 /* held now / room */
     /* the KV-aware router (zero for other policies and the local engine) */
     int64_t route_request_blocks_total; /* full prompt blocks of routed requests */
     int64_t route_overlap_blocks_total; /* of those, held by the chosen worker (per the index) */

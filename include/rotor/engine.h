@@ -44,6 +44,7 @@ typedef struct {
     int max_num_batched_tokens; /* tokens per step (default 512) */
     int max_model_len;          /* prompt + output tokens per request; 0 = model's */
     rt_type_t kv_type;          /* RT_TYPE_F16 (default) or RT_TYPE_F32 */
+    int64_t host_kv_bytes;      /* the KV block manager's host tier (G2, kvbm.h); 0 = none */
     struct {                    /* the sim backend's time model (sim_model.h), [sim] keys */
         const char *gpu;        /* a preset: a100, h100, h200, b200, l40s */
         const char *shape;      /* "file" (the GGUF's) or a preset shape */
@@ -110,7 +111,10 @@ typedef struct {
     int n_running, n_waiting, n_preempted_total;
     int blocks_total, blocks_used, blocks_cached, blocks_free;
     int64_t prefix_query_tokens_total; /* prompt tokens looked up in the prefix cache */
-    int64_t prefix_hit_tokens_total;   /* of those, found cached */
+    int64_t prefix_hit_tokens_total;   /* of those, found cached (G1, or onboarded from G2) */
+    int64_t kvbm_offloaded_total;      /* blocks copied from G1 to the host tier when evicted */
+    int64_t kvbm_onboarded_total;      /* blocks copied back for a prefix hit */
+    int32_t kvbm_blocks, kvbm_capacity; /* held in the host tier / its size (0: none) */
     double step_s;
 } engine_step_stats_t;
 
@@ -124,6 +128,11 @@ typedef struct {
     void (*destroy)(void *state);
     /* run one batch; logits of flagged tokens in batch order */
     rt_status_t (*forward)(void *state, const model_batch_t *batch, float *logits);
+    /* optional (NULL: no KV block manager tiers): one block's KV bytes,
+     * every layer; copy block id's out to dst / in from src */
+    size_t (*block_bytes)(void *state);
+    void (*block_read)(void *state, int32_t id, void *dst);
+    void (*block_write)(void *state, int32_t id, const void *src);
 } engine_backend_ops_t;
 
 /* The registered backend called name, or NULL. */

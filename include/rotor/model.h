@@ -119,6 +119,12 @@ void kv_cache_destroy(kv_cache_t *kv);
 int kv_cache_block_size(const kv_cache_t *kv);
 int kv_cache_n_blocks(const kv_cache_t *kv);
 size_t kv_cache_bytes(const kv_cache_t *kv);
+/* Bytes of one block's K and V, every layer; copy them out of block id into
+ * dst, or from src into it (the KV block manager's offload and onboard: the
+ * same bytes, so the same logits). id must be in range. */
+size_t kv_cache_block_bytes(const kv_cache_t *kv);
+void kv_cache_block_read(const kv_cache_t *kv, int id, void *dst);
+void kv_cache_block_write(kv_cache_t *kv, int id, const void *src);
 
 /* A sequence's view of the cache: position p lives in block
  * blocks[p / block_size], slot p % block_size. */

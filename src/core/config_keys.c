@@ -35,6 +35,9 @@ static const cfg_key_t cfg_key_table[] = {
     {"engine:backend", CFG_STRING, "cpu", 1, 0,
      "Engine backend: cpu, or sim (computes nothing: each step sleeps for the time the [sim] GPU would take; "
      "scheduling, KV blocks, prefix caching, routing are real). cuda comes later."},
+    {"kvbm:host_bytes", CFG_INT, "0", 0, 1099511627776.0,
+     "KV block manager's host tier (G2) per engine, bytes: blocks evicted from the KV pool are copied here and "
+     "copied back on a prefix hit instead of prefilled again; 0 = none (evicted blocks are lost). cpu backend."},
     {"sim:gpu", CFG_STRING, "h100", 1, 0, "sim: the GPU whose time is modelled: a100, h100, h200, b200 or l40s."},
     {"sim:shape", CFG_STRING, "file", 1, 0,
      "sim: the model shape timed: file (the GGUF's), llama3-8b or qwen2.5-7b (the GGUF still gives the tokenizer)."},

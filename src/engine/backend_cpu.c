@@ -72,9 +72,24 @@ static rt_status_t cpu_forward(void *state, const model_batch_t *batch, float *l
     return model_forward(b->ctx, b->kv, batch, logits);
 }
 
+static size_t cpu_block_bytes(void *state) { return kv_cache_block_bytes(((cpu_backend_t *)state)->kv); }
+
+static void cpu_block_read(void *state, int32_t id, void *dst)
+{
+    kv_cache_block_read(((cpu_backend_t *)state)->kv, id, dst);
+}
+
+static void cpu_block_write(void *state, int32_t id, const void *src)
+{
+    kv_cache_block_write(((cpu_backend_t *)state)->kv, id, src);
+}
+
 const engine_backend_ops_t engine_backend_cpu = {
     .name = "cpu",
     .create = cpu_create,
     .destroy = cpu_destroy,
     .forward = cpu_forward,
+    .block_bytes = cpu_block_bytes,
+    .block_read = cpu_block_read,
+    .block_write = cpu_block_write,
 };

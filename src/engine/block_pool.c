@@ -52,6 +52,9 @@ struct bp_pool {
     uint64_t next_event_id;
 
     uint64_t stored, evicted, hit_blocks, events_dropped;
+
+    bp_evict_fn evict_fn; /* bp_set_evict_hook */
+    void *evict_ud;
 };
 
 /* ---- events ---- */
@@ -73,7 +76,7 @@ static void ev_push(bp_pool_t *p, const bp_event_t *ev) {
     bp_event_t *slot = &p->ring[(p->ring_head + p->ring_count) % p->ring_cap];
     *slot = *ev;
     slot->id = p->next_event_id++;
-    slot->tier = BP_TIER_G1;
+    slot->tier = ev->tier ? ev->tier : BP_TIER_G1;
     p->ring_count++;
 }
 
@@ -96,6 +99,13 @@ size_t bp_events_drain(bp_pool_t *pool, bp_event_t *out, size_t max) {
     pool->ring_head = (pool->ring_head + n) % pool->ring_cap;
     pool->ring_count -= n;
     return n;
+}
+
+void bp_publish(bp_pool_t *pool, const bp_event_t *ev) { ev_push(pool, ev); }
+
+void bp_set_evict_hook(bp_pool_t *pool, bp_evict_fn fn, void *ud) {
+    pool->evict_fn = fn;
+    pool->evict_ud = ud;
 }
 
 size_t bp_events_pending(const bp_pool_t *pool) {
@@ -283,6 +293,11 @@ rt_status_t bp_alloc(bp_pool_t *pool, size_t n, int32_t *out_ids) {
             id = pool->free_stack[--pool->n_free];
         } else {
             id = pool->lru_head; /* least recently used cached block */
+            if (pool->evict_fn) { /* its KV is still there: the caller may keep a copy */
+                bp_block_info_t info;
+                bp_block_info(pool, id, &info);
+                pool->evict_fn(pool->evict_ud, id, &info);
+            }
             ev_block(pool, BP_EV_REMOVED, id);
             pool->evicted++;
             drop_hash(pool, id);

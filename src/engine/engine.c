@@ -16,6 +16,7 @@
 
 #include "rotor/block_pool.h"
 #include "rotor/engine.h"
+#include "rotor/kvbm.h"
 
 extern const engine_backend_ops_t engine_backend_cpu;
 extern const engine_backend_ops_t engine_backend_sim;
@@ -86,6 +87,8 @@ struct engine {
     uint64_t admit_counter;
     int n_preempted;
     int64_t prefix_query, prefix_hit; /* prompt tokens looked up / found at first admission */
+    kvbm_t *kvbm;                     /* the host tier (G2), NULL if none */
+    int64_t offloaded, onboarded;     /* blocks, ever */
     engine_logits_fn observer;
     void *observer_ud;
     /* per-step buffers, (max_num_batched_tokens) */
@@ -238,8 +241,57 @@ static void finish(engine_t *e, int slot, engine_finish_t why, engine_event_t *e
 
 /* ------------------------------------------------------------------- step */
 
+/* bp_alloc evicts block id from G1: keep a copy in the host tier (G2) */
+static void offload(void *ud, int32_t id, const bp_block_info_t *info)
+{
+    engine_t *e = ud;
+    const kvbm_key_t key = {.seq_hash = info->seq_hash, .block_hash = info->block_hash,
+                            .parent_hash = info->parent_hash, .has_parent = info->has_parent,
+                            .n_tokens = info->n_tokens};
+    kvbm_key_t dropped;
+    bool did_drop;
+    void *buf = kvbm_put(e->kvbm, &key, &dropped, &did_drop);
+    if (did_drop) {
+        const bp_event_t ev = {.kind = BP_EV_REMOVED, .tier = BP_TIER_G2, .block_id = -1,
+                               .seq_hash = dropped.seq_hash, .block_hash = dropped.block_hash,
+                               .parent_hash = dropped.has_parent ? dropped.parent_hash : 0,
+                               .has_parent = dropped.has_parent, .n_tokens = dropped.n_tokens};
+        bp_publish(e->pool, &ev);
+    }
+    if (!buf) return; /* already held there */
+    e->ops->block_read(e->backend, id, buf);
+    e->offloaded++;
+    const bp_event_t ev = {.kind = BP_EV_STORED, .tier = BP_TIER_G2, .block_id = -1, .seq_hash = key.seq_hash,
+                           .block_hash = key.block_hash, .parent_hash = key.has_parent ? key.parent_hash : 0,
+                           .has_parent = key.has_parent, .n_tokens = key.n_tokens};
+    bp_publish(e->pool, &ev);
+}
+
+/* Blocks hit..full-1 of s from the host tier, while it has them and G1 has
+ * room: each is copied into a fresh G1 block and committed there (a G1
+ * STORED event). Returns the new hit count. */
+static int onboard(engine_t *e, seq_t *s, int hit, int full)
+{
+    const int B = e->cfg.block_size;
+    for (; hit < full; hit++) {
+        /* found (now the tier's most recent, so the eviction bp_alloc may
+         * cause - one G1 block, one G2 drop of the least recent - spares it) */
+        const void *src = kvbm_get(e->kvbm, s->seq_hashes[hit]);
+        int32_t id;
+        if (!src || bp_alloc(e->pool, 1, &id) != RT_OK) break;
+        e->ops->block_write(e->backend, id, src);
+        int32_t use = id;
+        if (bp_commit_full(e->pool, id, s->blk_hashes[hit], s->seq_hashes[hit], hit ? &s->seq_hashes[hit - 1] : NULL,
+                           B, &use) != RT_OK)
+            abort(); /* a block just allocated and held: broken invariant */
+        s->blocks[hit] = use;
+        e->onboarded++;
+    }
+    return hit;
+}
+
 /* admit slot: prefix-match its full blocks (never the one holding the last
- * known token, whose logits we need) */
+ * known token, whose logits we need), in G1 and then in the host tier */
 static void admit(engine_t *e, int slot)
 {
     seq_t *s = &e->seqs[slot];
@@ -249,7 +301,8 @@ static void admit(engine_t *e, int slot)
         s->blk_hashes[j] = bp_hash_block(s->tokens + (size_t)j * B, B);
         s->seq_hashes[j] = j ? bp_hash_chain(s->seq_hashes[j - 1], s->blk_hashes[j]) : s->blk_hashes[j];
     }
-    const int hit = (int)bp_match_prefix(e->pool, s->seq_hashes, (size_t)full, s->blocks);
+    int hit = (int)bp_match_prefix(e->pool, s->seq_hashes, (size_t)full, s->blocks);
+    if (e->kvbm) hit = onboard(e, s, hit, full);
     s->n_blocks = hit;
     s->n_committed = hit;
     s->n_computed = hit * B;
@@ -299,7 +352,15 @@ static void fill_stats(const engine_t *e, engine_step_stats_t *stats)
                                    .n_preempted_total = e->n_preempted, .blocks_total = bs.total,
                                    .blocks_used = bs.used, .blocks_cached = bs.cached, .blocks_free = bs.free,
                                    .prefix_query_tokens_total = e->prefix_query,
-                                   .prefix_hit_tokens_total = e->prefix_hit};
+                                   .prefix_hit_tokens_total = e->prefix_hit,
+                                   .kvbm_offloaded_total = e->offloaded,
+                                   .kvbm_onboarded_total = e->onboarded};
+    if (e->kvbm) {
+        kvbm_stats_t ks;
+        kvbm_stats(e->kvbm, &ks);
+        stats->kvbm_blocks = (int32_t)ks.held;
+        stats->kvbm_capacity = (int32_t)ks.capacity;
+    }
 }
 
 rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_events, engine_step_stats_t *stats)
@@ -520,6 +581,7 @@ void engine_destroy(engine_t *e)
     free(e->b_slot);
     free(e->b_count);
     free(e->logits);
+    kvbm_destroy(e->kvbm);
     bp_destroy(e->pool);
     if (e->ops && e->backend) e->ops->destroy(e->backend);
     free(e);
@@ -541,6 +603,20 @@ rt_status_t engine_create(const engine_config_t *cfg, engine_t **out)
     if ((st = ops->create(cfg, &e->backend, &e->n_blocks, &e->n_vocab, &e->vocab, &n_ctx))) goto err;
     e->max_model_len = cfg->max_model_len > 0 ? cfg->max_model_len : n_ctx;
     if ((st = bp_create(e->n_blocks, cfg->block_size, 0, &e->pool))) goto err;
+    if (cfg->host_kv_bytes > 0) { /* the KV block manager's host tier */
+        if (!ops->block_bytes) {
+            st = rt_error_set(RT_ERR_UNSUPPORTED, "kvbm:host_bytes: the %s backend has no KV bytes to offload",
+                              ops->name);
+            goto err;
+        }
+        const size_t bb = ops->block_bytes(e->backend);
+        if ((st = kvbm_create(cfg->host_kv_bytes / (int64_t)bb, bb, &e->kvbm))) {
+            rt_error_set(st, "kvbm:host_bytes: %lld bytes make %lld blocks of %zu bytes (2 to 2^30 are needed)",
+                         (long long)cfg->host_kv_bytes, (long long)(cfg->host_kv_bytes / (int64_t)bb), bb);
+            goto err;
+        }
+        bp_set_evict_hook(e->pool, offload, e);
+    }
     e->max_slots = 4 * cfg->max_num_seqs;
     const size_t T = (size_t)cfg->max_num_batched_tokens, S = (size_t)cfg->max_num_seqs;
     e->seqs = calloc((size_t)e->max_slots, sizeof *e->seqs);

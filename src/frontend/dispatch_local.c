@@ -132,6 +132,10 @@ static void dl_status(void *self, dispatch_status_t *st)
         .prefix_hit_tokens_total = s->prefix_hit_tokens_total,
         .preemptions_total = s->n_preempted_total,
         .steps_total = d->steps,
+        .kvbm_offloaded_total = s->kvbm_offloaded_total,
+        .kvbm_onboarded_total = s->kvbm_onboarded_total,
+        .kvbm_blocks = s->kvbm_blocks,
+        .kvbm_capacity = s->kvbm_capacity,
     };
 }
 

@@ -356,6 +356,15 @@ char *fe_metrics_render(const fe_metrics_t *m, const dispatch_status_t *st, int 
     put(&o, "rotor_workers{%s,state=\"configured\"} %d\n", o.label, st->n_workers);
     render_counter(&o, "rotor_engine_steps_total", "Engine steps run, all workers.",
                    st->steps_total);
+    render_counter(&o, "rotor_kvbm_offloaded_blocks_total",
+                   "KV blocks copied to the host tier (G2) when evicted from the KV pool, all workers.",
+                   st->kvbm_offloaded_total);
+    render_counter(&o, "rotor_kvbm_onboarded_blocks_total",
+                   "KV blocks copied back from the host tier for a prefix hit instead of prefilled, all workers.",
+                   st->kvbm_onboarded_total);
+    head(&o, "rotor_kvbm_host_blocks", "gauge", "Host tier (G2) blocks: held now, and its capacity (all workers).");
+    put(&o, "rotor_kvbm_host_blocks{%s,state=\"held\"} %lld\n", o.label, (long long)st->kvbm_blocks);
+    put(&o, "rotor_kvbm_host_blocks{%s,state=\"capacity\"} %lld\n", o.label, (long long)st->kvbm_capacity);
     render_counter(&o, "rotor_router_request_blocks_total",
                    "Full prompt blocks of the requests the KV-aware router placed.",
                    st->route_request_blocks_total);

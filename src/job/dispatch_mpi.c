@@ -542,6 +542,10 @@ static void dm_status(void *self, dispatch_status_t *st)
         const mpi_worker_t *w = &d->w[i];
         st->prefix_query_tokens_total += w->stats.prefix_query_tokens_total;
         st->prefix_hit_tokens_total += w->stats.prefix_hit_tokens_total;
+        st->kvbm_offloaded_total += w->stats.kvbm_offloaded_total;
+        st->kvbm_onboarded_total += w->stats.kvbm_onboarded_total;
+        st->kvbm_blocks += w->stats.kvbm_blocks;
+        st->kvbm_capacity += w->stats.kvbm_capacity;
         st->preemptions_total += w->stats.n_preempted_total;
         if (!w->up) continue;
         st->n_up++;

@@ -3,8 +3,10 @@
  * token slots of kv_dim K (and V) values, F16 or F32, in one of two
  * layouts (model.h: kv_layout_t).
  */
-#include "rotor/bigalloc.h"
 #include <stdlib.h>
+#include <string.h>
+
+#include "rotor/bigalloc.h"
 
 #include "model/model_impl.h"
 #include "rotor/cpu_ops.h"
@@ -60,6 +62,33 @@ void kv_cache_destroy(kv_cache_t *kv)
 }
 
 int kv_cache_block_size(const kv_cache_t *kv) { return kv->block_size; }
+
+/* a block is contiguous within each layer in both layouts: (n_layer, n_blocks, ...) */
+static size_t block_chunk(const kv_cache_t *kv) { return (size_t)kv->block_size * (size_t)kv->kv_dim * kv->elt; }
+
+size_t kv_cache_block_bytes(const kv_cache_t *kv) { return 2 * (size_t)kv->n_layer * block_chunk(kv); }
+
+void kv_cache_block_read(const kv_cache_t *kv, int id, void *dst)
+{
+    const size_t c = block_chunk(kv);
+    char *d = dst;
+    for (int l = 0; l < kv->n_layer; l++, d += 2 * c) {
+        const size_t off = ((size_t)l * (size_t)kv->n_blocks + (size_t)id) * c;
+        memcpy(d, (const char *)kv->k + off, c);
+        memcpy(d + c, (const char *)kv->v + off, c);
+    }
+}
+
+void kv_cache_block_write(kv_cache_t *kv, int id, const void *src)
+{
+    const size_t c = block_chunk(kv);
+    const char *s = src;
+    for (int l = 0; l < kv->n_layer; l++, s += 2 * c) {
+        const size_t off = ((size_t)l * (size_t)kv->n_blocks + (size_t)id) * c;
+        memcpy((char *)kv->k + off, s, c);
+        memcpy((char *)kv->v + off, s + c, c);
+    }
+}
 int kv_cache_n_blocks(const kv_cache_t *kv) { return kv->n_blocks; }
 size_t kv_cache_bytes(const kv_cache_t *kv)
 {
