@@ -216,7 +216,7 @@ static const h5_table_t table_init[HLOG_KIND_COUNT] = {
                           H5I_INVALID_HID, H5I_INVALID_HID, 0},
     [HLOG_KIND_KV_EVENT] = {"kv_events", 4096,
                             "t: s since the Unix epoch (CLOCK_REALTIME), when rank 0 received it; "
-                            "n_tokens: tokens; tier: 1 = G1",
+                            "n_tokens: tokens; tier: 1 = G1 (the KV pool), 2 = G2 (host memory)",
                             H5I_INVALID_HID, H5I_INVALID_HID, 0},
 };
 
