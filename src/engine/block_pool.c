@@ -11,6 +11,9 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
 
 #include "rotor/block_pool.h"
 
@@ -43,6 +46,7 @@ struct bp_pool {
 
     int32_t *buckets; /* (n_buckets) first block id of each chain, -1 if empty */
     uint32_t bucket_mask;
+    uint64_t bucket_seed;
     int32_t n_hashed;
 
     int32_t n_used;
@@ -114,8 +118,11 @@ size_t bp_events_pending(const bp_pool_t *pool) {
 
 /* ---- prefix index ---- */
 
+/* by xxh3 of the sequence hash with a seed drawn at creation: prompts, and
+ * so block hashes, are the clients' to choose, and a chosen bucket would
+ * make every lookup a walk down one long chain */
 static uint32_t bucket_of(const bp_pool_t *p, uint64_t h) {
-    return (uint32_t)(h ^ (h >> 29) ^ (h >> 47)) & p->bucket_mask;
+    return (uint32_t)XXH3_64bits_withSeed(&h, sizeof h, p->bucket_seed) & p->bucket_mask;
 }
 
 static int32_t ht_find(const bp_pool_t *p, uint64_t seq_hash) {
@@ -217,6 +224,8 @@ rt_status_t bp_create(int32_t n_blocks, int32_t block_size, int32_t event_capaci
     p->n_blocks = n_blocks;
     p->block_size = block_size;
     p->bucket_mask = nb - 1;
+    if (getentropy(&p->bucket_seed, sizeof p->bucket_seed) != 0)
+        p->bucket_seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)p;
     p->ring_cap = event_capacity > 0 ? (size_t)event_capacity : 2 * (size_t)n_blocks + 64;
     p->blocks = calloc((size_t)n_blocks, sizeof *p->blocks);
     p->free_stack = malloc((size_t)n_blocks * sizeof *p->free_stack);
