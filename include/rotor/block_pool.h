@@ -59,6 +59,7 @@
 #define BP_HASH_SEED 1337ULL /* XXH3 seed of Dynamo and vLLM */
 #define BP_TIER_G1 1         /* device memory, or the engine's arena on CPU */
 #define BP_TIER_G2 2         /* host DRAM: the KV block manager's tier (kvbm.h) */
+#define BP_TIER_G3 3         /* node-local disk: the KV block manager's HDF5 tier (kvbm.h) */
 
 /* ---- hashing (pure functions) ---- */
 
@@ -177,7 +178,7 @@ typedef enum {
 typedef struct {
     uint64_t id; /* per-pool, strictly increasing from 1 */
     bp_event_kind_t kind;
-    int32_t tier;         /* BP_TIER_G1, or G2 for the events the engine publishes for kvbm.h */
+    int32_t tier;         /* BP_TIER_G1, or G2/G3 for the events the engine publishes for kvbm.h */
     int32_t block_id;     /* STORED/REMOVED: the pool's block id; -1 for CLEARED */
     uint64_t seq_hash;    /* STORED/REMOVED: Dynamo's block_hash (ExternalSequenceBlockHash) */
     uint64_t block_hash;  /* STORED/REMOVED: Dynamo's tokens_hash (LocalBlockHash) */

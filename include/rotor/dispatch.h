@@ -46,6 +46,7 @@ typedef struct {
     /* the KV block manager's host tier, all engines (kvbm.h) */
     int64_t kvbm_offloaded_total, kvbm_onboarded_total; /* blocks */
     int64_t kvbm_blocks, kvbm_capacity;                 /* held now / room */
+    int64_t kvbm_disk_blocks, kvbm_disk_capacity;       /* the disk tier's */
     /* the KV-aware router (zero for other policies and the local engine) */
     int64_t route_request_blocks_total; /* full prompt blocks of routed requests */
     int64_t route_overlap_blocks_total; /* of those, held by the chosen worker (per the index) */

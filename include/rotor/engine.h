@@ -45,6 +45,8 @@ typedef struct {
     int max_model_len;          /* prompt + output tokens per request; 0 = model's */
     rt_type_t kv_type;          /* RT_TYPE_F16 (default) or RT_TYPE_F32 */
     int64_t host_kv_bytes;      /* the KV block manager's host tier (G2, kvbm.h); 0 = none */
+    const char *disk_kv_dir;    /* its disk tier (G3): a folder on node-local disk; NULL or "" = none */
+    int64_t disk_kv_bytes;      /* the disk tier's size; 0 = none */
     struct {                    /* the sim backend's time model (sim_model.h), [sim] keys */
         const char *gpu;        /* a preset: a100, h100, h200, b200, l40s */
         const char *shape;      /* "file" (the GGUF's) or a preset shape */
@@ -115,6 +117,7 @@ typedef struct {
     int64_t kvbm_offloaded_total;      /* blocks copied from G1 to the host tier when evicted */
     int64_t kvbm_onboarded_total;      /* blocks copied back for a prefix hit */
     int32_t kvbm_blocks, kvbm_capacity; /* held in the host tier / its size (0: none) */
+    int32_t kvbm_disk_blocks, kvbm_disk_capacity; /* the same for the disk tier */
     double step_s;
 } engine_step_stats_t;
 

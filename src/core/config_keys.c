@@ -38,6 +38,11 @@ static const cfg_key_t cfg_key_table[] = {
     {"kvbm:host_bytes", CFG_INT, "0", 0, 1099511627776.0,
      "KV block manager's host tier (G2) per engine, bytes: blocks evicted from the KV pool are copied here and "
      "copied back on a prefix hit instead of prefilled again; 0 = none (evicted blocks are lost). cpu backend."},
+    {"kvbm:disk_dir", CFG_STRING, "", 1, 0,
+     "KV block manager's disk tier (G3): a folder on node-local disk (NVMe) for one HDF5 file per engine, removed "
+     "at exit; blocks the host tier drops go there (or, without a host tier, those the KV pool evicts). Empty = none."},
+    {"kvbm:disk_bytes", CFG_INT, "0", 0, 1099511627776.0 * 64, "KV block manager's disk tier size per engine, bytes; "
+     "0 = none."},
     {"sim:gpu", CFG_STRING, "h100", 1, 0, "sim: the GPU whose time is modelled: a100, h100, h200, b200 or l40s."},
     {"sim:shape", CFG_STRING, "file", 1, 0,
      "sim: the model shape timed: file (the GGUF's), llama3-8b or qwen2.5-7b (the GGUF still gives the tokenizer)."},

@@ -10,13 +10,16 @@
  * are allocated when a request is added and freed when it finishes; the
  * per-step buffers (batch arrays, logits) are allocated once at create.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "rotor/block_pool.h"
 #include "rotor/engine.h"
 #include "rotor/kvbm.h"
+#include "rotor/log.h"
 
 extern const engine_backend_ops_t engine_backend_cpu;
 extern const engine_backend_ops_t engine_backend_sim;
@@ -88,6 +91,8 @@ struct engine {
     int n_preempted;
     int64_t prefix_query, prefix_hit; /* prompt tokens looked up / found at first admission */
     kvbm_t *kvbm;                     /* the host tier (G2), NULL if none */
+    kvbm_disk_t *disk;                /* the disk tier (G3), NULL if none */
+    void *scratch_out, *scratch_in;   /* a block each: offload to disk / onboard from it */
     int64_t offloaded, onboarded;     /* blocks, ever */
     engine_logits_fn observer;
     void *observer_ud;
@@ -241,42 +246,66 @@ static void finish(engine_t *e, int slot, engine_finish_t why, engine_event_t *e
 
 /* ------------------------------------------------------------------- step */
 
-/* bp_alloc evicts block id from G1: keep a copy in the host tier (G2) */
+static void publish_tier(engine_t *e, bp_event_kind_t kind, int32_t tier, const kvbm_key_t *k)
+{
+    const bp_event_t ev = {.kind = kind, .tier = tier, .block_id = -1, .seq_hash = k->seq_hash,
+                           .block_hash = k->block_hash, .parent_hash = k->has_parent ? k->parent_hash : 0,
+                           .has_parent = k->has_parent, .n_tokens = k->n_tokens};
+    bp_publish(e->pool, &ev);
+}
+
+/* a block leaving G2 (or G1, without G2) for the disk tier; a write error
+ * loses only the block */
+static void to_disk(engine_t *e, const kvbm_key_t *key, const void *src)
+{
+    kvbm_key_t dropped;
+    bool did_drop, stored;
+    if (kvbm_disk_put(e->disk, key, src, &dropped, &did_drop, &stored) != RT_OK)
+        RT_LOG_WARN("KV disk tier: %s; the block is dropped", rt_error_msg());
+    if (did_drop) publish_tier(e, BP_EV_REMOVED, BP_TIER_G3, &dropped);
+    if (stored) publish_tier(e, BP_EV_STORED, BP_TIER_G3, key);
+}
+
+/* bp_alloc evicts block id from G1: keep a copy in the host tier (G2), and
+ * what that drops on disk (G3); without G2, straight to disk */
 static void offload(void *ud, int32_t id, const bp_block_info_t *info)
 {
     engine_t *e = ud;
     const kvbm_key_t key = {.seq_hash = info->seq_hash, .block_hash = info->block_hash,
                             .parent_hash = info->parent_hash, .has_parent = info->has_parent,
                             .n_tokens = info->n_tokens};
+    if (!e->kvbm) {
+        e->ops->block_read(e->backend, id, e->scratch_out);
+        to_disk(e, &key, e->scratch_out);
+        e->offloaded++;
+        return;
+    }
     kvbm_key_t dropped;
     bool did_drop;
     void *buf = kvbm_put(e->kvbm, &key, &dropped, &did_drop);
-    if (did_drop) {
-        const bp_event_t ev = {.kind = BP_EV_REMOVED, .tier = BP_TIER_G2, .block_id = -1,
-                               .seq_hash = dropped.seq_hash, .block_hash = dropped.block_hash,
-                               .parent_hash = dropped.has_parent ? dropped.parent_hash : 0,
-                               .has_parent = dropped.has_parent, .n_tokens = dropped.n_tokens};
-        bp_publish(e->pool, &ev);
+    if (did_drop) { /* buf holds the dropped block's bytes until read over below */
+        publish_tier(e, BP_EV_REMOVED, BP_TIER_G2, &dropped);
+        if (e->disk) to_disk(e, &dropped, buf);
     }
     if (!buf) return; /* already held there */
     e->ops->block_read(e->backend, id, buf);
     e->offloaded++;
-    const bp_event_t ev = {.kind = BP_EV_STORED, .tier = BP_TIER_G2, .block_id = -1, .seq_hash = key.seq_hash,
-                           .block_hash = key.block_hash, .parent_hash = key.has_parent ? key.parent_hash : 0,
-                           .has_parent = key.has_parent, .n_tokens = key.n_tokens};
-    bp_publish(e->pool, &ev);
+    publish_tier(e, BP_EV_STORED, BP_TIER_G2, &key);
 }
 
-/* Blocks hit..full-1 of s from the host tier, while it has them and G1 has
- * room: each is copied into a fresh G1 block and committed there (a G1
- * STORED event). Returns the new hit count. */
+/* Blocks hit..full-1 of s from the host tier, else the disk tier, while
+ * they have them and G1 has room: each is copied into a fresh G1 block and
+ * committed there (a G1 STORED event). Returns the new hit count. */
 static int onboard(engine_t *e, seq_t *s, int hit, int full)
 {
     const int B = e->cfg.block_size;
     for (; hit < full; hit++) {
-        /* found (now the tier's most recent, so the eviction bp_alloc may
-         * cause - one G1 block, one G2 drop of the least recent - spares it) */
-        const void *src = kvbm_get(e->kvbm, s->seq_hashes[hit]);
+        /* found (now its tier's most recent, so the evictions bp_alloc may
+         * cause - one G1 block, one drop of the least recent per tier -
+         * spare it; a disk block is in scratch_in, which offload leaves) */
+        const void *src = e->kvbm ? kvbm_get(e->kvbm, s->seq_hashes[hit]) : NULL;
+        if (!src && e->disk && kvbm_disk_get(e->disk, s->seq_hashes[hit], e->scratch_in) == RT_OK)
+            src = e->scratch_in;
         int32_t id;
         if (!src || bp_alloc(e->pool, 1, &id) != RT_OK) break;
         e->ops->block_write(e->backend, id, src);
@@ -302,7 +331,7 @@ static void admit(engine_t *e, int slot)
         s->seq_hashes[j] = j ? bp_hash_chain(s->seq_hashes[j - 1], s->blk_hashes[j]) : s->blk_hashes[j];
     }
     int hit = (int)bp_match_prefix(e->pool, s->seq_hashes, (size_t)full, s->blocks);
-    if (e->kvbm) hit = onboard(e, s, hit, full);
+    if (e->kvbm || e->disk) hit = onboard(e, s, hit, full);
     s->n_blocks = hit;
     s->n_committed = hit;
     s->n_computed = hit * B;
@@ -355,11 +384,16 @@ static void fill_stats(const engine_t *e, engine_step_stats_t *stats)
                                    .prefix_hit_tokens_total = e->prefix_hit,
                                    .kvbm_offloaded_total = e->offloaded,
                                    .kvbm_onboarded_total = e->onboarded};
+    kvbm_stats_t ks;
     if (e->kvbm) {
-        kvbm_stats_t ks;
         kvbm_stats(e->kvbm, &ks);
         stats->kvbm_blocks = (int32_t)ks.held;
         stats->kvbm_capacity = (int32_t)ks.capacity;
+    }
+    if (e->disk) {
+        kvbm_disk_stats(e->disk, &ks);
+        stats->kvbm_disk_blocks = (int32_t)ks.held;
+        stats->kvbm_disk_capacity = (int32_t)ks.capacity;
     }
 }
 
@@ -582,9 +616,39 @@ void engine_destroy(engine_t *e)
     free(e->b_count);
     free(e->logits);
     kvbm_destroy(e->kvbm);
+    kvbm_disk_destroy(e->disk);
+    free(e->scratch_out);
+    free(e->scratch_in);
     bp_destroy(e->pool);
     if (e->ops && e->backend) e->ops->destroy(e->backend);
     free(e);
+}
+
+/* the KV block manager's tiers the config asks for, and the pool's hook */
+static rt_status_t engine_tiers_create(engine_t *e, const engine_config_t *cfg)
+{
+    const bool disk = cfg->disk_kv_dir && cfg->disk_kv_dir[0] && cfg->disk_kv_bytes > 0;
+    if (cfg->host_kv_bytes <= 0 && !disk) return RT_OK;
+    if (!e->ops->block_bytes)
+        return rt_error_set(RT_ERR_UNSUPPORTED, "kvbm: the %s backend has no KV bytes to offload", e->ops->name);
+    const size_t bb = e->ops->block_bytes(e->backend);
+    rt_status_t st;
+    if (cfg->host_kv_bytes > 0 && (st = kvbm_create(cfg->host_kv_bytes / (int64_t)bb, bb, &e->kvbm)))
+        return rt_error_set(st, "kvbm:host_bytes: %lld bytes make %lld blocks of %zu bytes (2 to 2^30 are needed)",
+                            (long long)cfg->host_kv_bytes, (long long)(cfg->host_kv_bytes / (int64_t)bb), bb);
+    if (disk) {
+        static _Atomic unsigned n_files;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/rotor-kv-%d-%u.h5", cfg->disk_kv_dir, (int)getpid(), n_files++);
+        if ((st = kvbm_disk_create(path, cfg->disk_kv_bytes / (int64_t)bb, bb, &e->disk)))
+            return rt_error_set(st, "kvbm:disk_dir / disk_bytes: %s (%lld blocks of %zu bytes)", rt_error_msg(),
+                                (long long)(cfg->disk_kv_bytes / (int64_t)bb), bb);
+        e->scratch_out = malloc(bb);
+        e->scratch_in = malloc(bb);
+        if (!e->scratch_out || !e->scratch_in) return rt_error_set(RT_ERR_NOMEM, "kvbm: out of memory");
+    }
+    bp_set_evict_hook(e->pool, offload, e);
+    return RT_OK;
 }
 
 rt_status_t engine_create(const engine_config_t *cfg, engine_t **out)
@@ -603,20 +667,7 @@ rt_status_t engine_create(const engine_config_t *cfg, engine_t **out)
     if ((st = ops->create(cfg, &e->backend, &e->n_blocks, &e->n_vocab, &e->vocab, &n_ctx))) goto err;
     e->max_model_len = cfg->max_model_len > 0 ? cfg->max_model_len : n_ctx;
     if ((st = bp_create(e->n_blocks, cfg->block_size, 0, &e->pool))) goto err;
-    if (cfg->host_kv_bytes > 0) { /* the KV block manager's host tier */
-        if (!ops->block_bytes) {
-            st = rt_error_set(RT_ERR_UNSUPPORTED, "kvbm:host_bytes: the %s backend has no KV bytes to offload",
-                              ops->name);
-            goto err;
-        }
-        const size_t bb = ops->block_bytes(e->backend);
-        if ((st = kvbm_create(cfg->host_kv_bytes / (int64_t)bb, bb, &e->kvbm))) {
-            rt_error_set(st, "kvbm:host_bytes: %lld bytes make %lld blocks of %zu bytes (2 to 2^30 are needed)",
-                         (long long)cfg->host_kv_bytes, (long long)(cfg->host_kv_bytes / (int64_t)bb), bb);
-            goto err;
-        }
-        bp_set_evict_hook(e->pool, offload, e);
-    }
+    if ((st = engine_tiers_create(e, cfg))) goto err;
     e->max_slots = 4 * cfg->max_num_seqs;
     const size_t T = (size_t)cfg->max_num_batched_tokens, S = (size_t)cfg->max_num_seqs;
     e->seqs = calloc((size_t)e->max_slots, sizeof *e->seqs);

@@ -28,6 +28,8 @@ rt_status_t engine_config_from_cfg(const cfg_t *c, const char *model_path, engin
     else
         return rt_error_set(RT_ERR_INVALID, "engine:kv_type: '%s' is not f16 or f32", kv);
     e.host_kv_bytes = cfg_int(c, "kvbm:host_bytes");
+    e.disk_kv_dir = cfg_str(c, "kvbm:disk_dir");
+    e.disk_kv_bytes = cfg_int(c, "kvbm:disk_bytes");
     e.sim.gpu = cfg_str(c, "sim:gpu");
     e.sim.shape = cfg_str(c, "sim:shape");
     e.sim.tflops = cfg_float(c, "sim:tflops");

@@ -136,6 +136,8 @@ static void dl_status(void *self, dispatch_status_t *st)
         .kvbm_onboarded_total = s->kvbm_onboarded_total,
         .kvbm_blocks = s->kvbm_blocks,
         .kvbm_capacity = s->kvbm_capacity,
+        .kvbm_disk_blocks = s->kvbm_disk_blocks,
+        .kvbm_disk_capacity = s->kvbm_disk_capacity,
     };
 }
 

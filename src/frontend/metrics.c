@@ -365,6 +365,10 @@ char *fe_metrics_render(const fe_metrics_t *m, const dispatch_status_t *st, int 
     head(&o, "rotor_kvbm_host_blocks", "gauge", "Host tier (G2) blocks: held now, and its capacity (all workers).");
     put(&o, "rotor_kvbm_host_blocks{%s,state=\"held\"} %lld\n", o.label, (long long)st->kvbm_blocks);
     put(&o, "rotor_kvbm_host_blocks{%s,state=\"capacity\"} %lld\n", o.label, (long long)st->kvbm_capacity);
+    head(&o, "rotor_kvbm_disk_blocks", "gauge",
+         "Disk tier (G3, HDF5 on node-local disk) blocks: held now, and its capacity (all workers).");
+    put(&o, "rotor_kvbm_disk_blocks{%s,state=\"held\"} %lld\n", o.label, (long long)st->kvbm_disk_blocks);
+    put(&o, "rotor_kvbm_disk_blocks{%s,state=\"capacity\"} %lld\n", o.label, (long long)st->kvbm_disk_capacity);
     render_counter(&o, "rotor_router_request_blocks_total",
                    "Full prompt blocks of the requests the KV-aware router placed.",
                    st->route_request_blocks_total);

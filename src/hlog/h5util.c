@@ -4,6 +4,7 @@
  */
 #include "hlog/h5util.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,6 +47,26 @@ rt_status_t h5u_quiet_begin(const char *who, h5u_quiet_t *saved)
 void h5u_quiet_end(const h5u_quiet_t *saved)
 {
     H5Eset_auto2(H5E_DEFAULT, saved->func, saved->data);
+}
+
+static pthread_mutex_t h5u_mu = PTHREAD_MUTEX_INITIALIZER;
+static int h5u_users;        /* under h5u_mu */
+static h5u_quiet_t h5u_saved; /* error printing before the first user */
+
+void h5u_lock(void) { pthread_mutex_lock(&h5u_mu); }
+
+void h5u_unlock(void) { pthread_mutex_unlock(&h5u_mu); }
+
+rt_status_t h5u_user_begin(const char *who)
+{
+    rt_status_t st = h5u_users == 0 ? h5u_quiet_begin(who, &h5u_saved) : RT_OK;
+    if (!st) h5u_users++;
+    return st;
+}
+
+void h5u_user_end(void)
+{
+    if (--h5u_users == 0) h5u_quiet_end(&h5u_saved);
 }
 
 /* ---- types ----------------------------------------------------------- */

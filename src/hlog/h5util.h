@@ -6,9 +6,10 @@
  * datasets of a compound type that grow by appends ("tables").
  *
  * Threads: Debian's HDF5 is not built thread-safe. Callers must call HDF5,
- * these helpers included, from one thread at a time (hlog holds its
- * process-wide lock around every HDF5 call; rotor-bench calls from its main
- * thread only). h5u_quiet_begin/end change process-wide HDF5 state.
+ * these helpers included, from one thread at a time: the job log and the KV
+ * block manager's disk tier hold the process-wide lock (h5u_lock) around
+ * every HDF5 call; rotor-bench calls from its main thread only.
+ * h5u_quiet_begin/end change process-wide HDF5 state.
  *
  * Errors: functions returning rt_status_t record the message with
  * rt_error_set as "<who>: <what>: <HDF5 messages>", where who is the
@@ -44,6 +45,15 @@ typedef struct {
 rt_status_t h5u_quiet_begin(const char *who, h5u_quiet_t *saved);
 /* Restore the error printing saved by h5u_quiet_begin. */
 void h5u_quiet_end(const h5u_quiet_t *saved);
+
+/* The process-wide HDF5 lock (see Threads above). */
+void h5u_lock(void);
+void h5u_unlock(void);
+/* With the lock held: one more user of HDF5 in this process (a log, a disk
+ * tier). The first turns HDF5's error printing off (h5u_quiet_begin), the
+ * last one to end turns it back on. */
+rt_status_t h5u_user_begin(const char *who);
+void h5u_user_end(void);
 
 /* Fixed-length string of len bytes (H5T_C_S1, NUL-terminated). */
 hid_t h5u_str_fixed(size_t len);

@@ -12,9 +12,10 @@
  * file types are the same compounds packed (no padding). Fixed-length
  * strings are H5T_C_S1, NUL-terminated.
  *
- * Only hlog writer threads call this file, and every entry point holds one
- * process-wide lock (h5_mu), so that several logs in one process never call
- * the non-thread-safe HDF5 at the same time. HDF5's automatic error printing
+ * Only hlog writer threads call this file, and every entry point holds the
+ * process-wide HDF5 lock (h5u_lock), so that several logs, or a log and a
+ * KV disk tier, in one process never call the non-thread-safe HDF5 at the
+ * same time. HDF5's automatic error printing
  * is turned off while any log is open; failures are reported as rt_status_t
  * with the HDF5 error stack's messages. The generic HDF5 steps (attributes,
  * string types, tables, errors) are in h5util.c, shared with rotor-bench.
@@ -22,7 +23,6 @@
 #include "hlog/hlog_h5.h"
 
 #include <hdf5.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,9 +51,6 @@ struct hlog_h5 {
 };
 
 /* Serialises every HDF5 call of this file; guards the fields below too. */
-static pthread_mutex_t h5_mu = PTHREAD_MUTEX_INITIALIZER;
-static int h5_n_open;        /* logs open: error printing is off while > 0 */
-static h5u_quiet_t h5_quiet; /* HDF5 error printing before the first open */
 
 static const size_t kind_size[HLOG_KIND_COUNT] = {
     sizeof(hlog_request_t), sizeof(hlog_token_rec_t), sizeof(hlog_step_t), sizeof(hlog_worker_t),
@@ -216,7 +213,7 @@ static const h5_table_t table_init[HLOG_KIND_COUNT] = {
                           H5I_INVALID_HID, H5I_INVALID_HID, 0},
     [HLOG_KIND_KV_EVENT] = {"kv_events", 4096,
                             "t: s since the Unix epoch (CLOCK_REALTIME), when rank 0 received it; "
-                            "n_tokens: tokens; tier: 1 = G1 (the KV pool), 2 = G2 (host memory)",
+                            "n_tokens: tokens; tier: 1 = G1 (the KV pool), 2 = G2 (host memory), 3 = G3 (disk)",
                             H5I_INVALID_HID, H5I_INVALID_HID, 0},
 };
 
@@ -229,7 +226,7 @@ static herr_t release(hlog_h5_t *f)
         if (f->tab[k].mem_type >= 0 && H5Tclose(f->tab[k].mem_type) < 0) r = -1;
     }
     if (f->file >= 0 && H5Fclose(f->file) < 0) r = -1;
-    if (--h5_n_open == 0) h5u_quiet_end(&h5_quiet);
+    h5u_user_end();
     free(f);
     return r;
 }
@@ -240,14 +237,13 @@ rt_status_t hlog_h5_create(const char *path, const hlog_h5_meta_t *meta, hlog_h5
     if (!f) return rt_error_set(RT_ERR_NOMEM, "hlog: out of memory");
     f->file = H5I_INVALID_HID;
     memcpy(f->tab, table_init, sizeof table_init);
-    pthread_mutex_lock(&h5_mu);
-    rt_status_t st = h5_n_open == 0 ? h5u_quiet_begin(WHO, &h5_quiet) : RT_OK;
+    h5u_lock();
+    rt_status_t st = h5u_user_begin(WHO);
     if (st) {
-        pthread_mutex_unlock(&h5_mu);
+        h5u_unlock();
         free(f);
         return st;
     }
-    h5_n_open++;
 
     f->tab[HLOG_KIND_REQUEST].mem_type = request_type();
     f->tab[HLOG_KIND_TOKEN].mem_type = token_type();
@@ -270,7 +266,7 @@ rt_status_t hlog_h5_create(const char *path, const hlog_h5_meta_t *meta, hlog_h5
     }
     if (!st && H5Fstart_swmr_write(f->file) < 0) st = h5u_fail(WHO, "H5Fstart_swmr_write");
     if (st) release(f);
-    pthread_mutex_unlock(&h5_mu);
+    h5u_unlock();
     if (!st) *out = f;
     return st;
 }
@@ -279,18 +275,18 @@ rt_status_t hlog_h5_append(hlog_h5_t *f, hlog_kind_t k, const void *recs, size_t
 {
     if (n == 0) return RT_OK;
     h5_table_t *t = &f->tab[k];
-    pthread_mutex_lock(&h5_mu);
+    h5u_lock();
     rt_status_t st = h5u_table_append(WHO, t->dset, t->name, t->mem_type, t->n, recs, n);
-    pthread_mutex_unlock(&h5_mu);
+    h5u_unlock();
     if (!st) t->n += n;
     return st;
 }
 
 rt_status_t hlog_h5_flush(hlog_h5_t *f)
 {
-    pthread_mutex_lock(&h5_mu);
+    h5u_lock();
     rt_status_t st = H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0 ? h5u_fail(WHO, "H5Fflush") : RT_OK;
-    pthread_mutex_unlock(&h5_mu);
+    h5u_unlock();
     return st;
 }
 
@@ -300,7 +296,7 @@ rt_status_t hlog_h5_close(hlog_h5_t *f, uint64_t dropped, double end_time)
 {
     if (!f) return RT_OK;
     rt_status_t st = RT_OK;
-    pthread_mutex_lock(&h5_mu);
+    h5u_lock();
     hid_t g = H5Gopen2(f->file, "meta", H5P_DEFAULT);
     if (g < 0) st = h5u_fail(WHO, "open /meta");
     uint64_t v[6] = {dropped, f->tab[HLOG_KIND_REQUEST].n, f->tab[HLOG_KIND_TOKEN].n,
@@ -310,6 +306,6 @@ rt_status_t hlog_h5_close(hlog_h5_t *f, uint64_t dropped, double end_time)
     if (!st) st = h5u_attr_update(WHO, g, "end_time", H5T_NATIVE_DOUBLE, &end_time);
     if (g >= 0) H5Gclose(g);
     if (release(f) < 0 && !st) st = rt_error_set(RT_ERR_IO, "hlog: closing the file failed");
-    pthread_mutex_unlock(&h5_mu);
+    h5u_unlock();
     return st;
 }

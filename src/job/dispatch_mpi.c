@@ -546,6 +546,8 @@ static void dm_status(void *self, dispatch_status_t *st)
         st->kvbm_onboarded_total += w->stats.kvbm_onboarded_total;
         st->kvbm_blocks += w->stats.kvbm_blocks;
         st->kvbm_capacity += w->stats.kvbm_capacity;
+        st->kvbm_disk_blocks += w->stats.kvbm_disk_blocks;
+        st->kvbm_disk_capacity += w->stats.kvbm_disk_capacity;
         st->preemptions_total += w->stats.n_preempted_total;
         if (!w->up) continue;
         st->n_up++;

@@ -49,3 +49,31 @@ def test_host_tier_brings_evicted_blocks_back(tiny, tmp_path):  # noqa: F811
     assert set(first) <= g2  # the first prompt's 8 blocks went to the host tier
     g1 = [int(e["seq_hash"]) for e in ev if e["tier"] == 1 and e["kind"] == b"stored"]
     assert all(g1.count(sh) == 2 for sh in first)  # stored in G1, evicted, stored again when onboarded
+
+
+def test_disk_tier_brings_evicted_blocks_back(tiny, tmp_path):  # noqa: F811
+    """The same with the disk tier alone (kvbm:disk_dir, an HDF5 file per
+    worker on local disk, removed when the job ends): the first prompt's
+    blocks come back from disk, the events say tier 3."""
+    disk = tmp_path / "nvme"
+    disk.mkdir()
+    sets = {"engine:kv_cache_blocks": "20", "job:heartbeat_interval_s": "0.05", "kvbm:disk_dir": str(disk),
+            "kvbm:disk_bytes": str(64 << 20)}
+    with start_job(tiny, tmp_path / "g3", np=2, overrides=sets) as job:
+        files = [p.name for p in disk.iterdir()]
+        prompts, out, m = run(job)
+        logs = job.h5_logs()
+    assert len(files) == 1 and files[0].startswith("rotor-kv-") and files[0].endswith(".h5")
+    assert list(disk.iterdir()) == []  # a cache: gone with the job
+    assert [r.usage.prompt_tokens_details.cached_tokens for r in out] == [0, 0, 0, 0, 8 * BLOCK]
+    assert out[4].choices[0].text == out[0].choices[0].text
+    assert metric(m, "rotor_kvbm_onboarded_blocks_total") == 8
+    cap = [float(line.rsplit(" ", 1)[1]) for line in m.splitlines()
+           if line.startswith("rotor_kvbm_disk_blocks{") and 'state="capacity"' in line]
+    held = [float(line.rsplit(" ", 1)[1]) for line in m.splitlines()
+            if line.startswith("rotor_kvbm_disk_blocks{") and 'state="held"' in line]
+    assert cap and cap[0] > 100 and held and 8 <= held[0] <= cap[0], (cap, held)
+    with h5py.File(logs[0], "r") as f:
+        ev = f["kv_events"][:]
+    g3 = {int(e["seq_hash"]) for e in ev if e["tier"] == 3 and e["kind"] == b"stored"}
+    assert {sh for sh, _, _ in block_hashes(prompts[0])} <= g3

@@ -1,18 +1,22 @@
 /*
- * test_kvbm.c - the KV block manager's host tier (G2): the tier alone (LRU
- * order, drops, a seeded randomized run against a model kept by the test
- * with the invariants checked after every operation), and the engine with
- * it: a prefix evicted from the KV pool comes back from the host tier with
- * the same logits to the bit and no prefill of those blocks, its G2 events
- * share the engine's id sequence, and many requests over small pools give
- * the tokens each gives alone.
+ * test_kvbm.c - the KV block manager's host tier (G2) and disk tier (G3,
+ * HDF5): each tier alone (LRU order, drops, the host tier in a seeded
+ * randomized run against a model kept by the test with the invariants
+ * checked after every operation, the disk tier's rows read back and its
+ * file removed), and the engine with them: a prefix evicted from the KV
+ * pool comes back from host memory, from disk, or from both, with the same
+ * logits to the bit and no prefill of those blocks, the tiers' events share
+ * the engine's id sequence, and many requests over small pools give the
+ * tokens each gives alone.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -160,6 +164,9 @@ static void observe(void *ud, uint64_t id, int step, const float *logits, int n_
     f->have = 1;
 }
 
+/* q4_1, 2 layers, kv_dim 64, f16: 2 x 2 x 16 x 64 x 2 = 8 KiB a block */
+#define BLOCK_BYTES 8192
+
 static engine_config_t config(int64_t kv_blocks, int64_t host_blocks)
 {
     engine_config_t c = engine_config_default();
@@ -168,8 +175,7 @@ static engine_config_t config(int64_t kv_blocks, int64_t host_blocks)
     c.kv_blocks = kv_blocks;
     c.max_num_seqs = 4;
     c.max_num_batched_tokens = 64;
-    /* q4_1, 2 layers, kv_dim 64, f16: 2 x 2 x 16 x 64 x 2 = 8 KiB a block */
-    c.host_kv_bytes = host_blocks * 8192;
+    c.host_kv_bytes = host_blocks * BLOCK_BYTES;
     return c;
 }
 
@@ -198,6 +204,12 @@ static void prompt(int32_t *p, int n, int salt)
     for (int i = 0; i < n; i++) p[i] = 3 + (salt * 131 + i * 17) % 1900;
 }
 
+/* tiers: none; host (32 blocks); host (2 blocks) and disk (32): a's
+ * blocks go on to disk; disk alone */
+static const struct {
+    int host, disk;
+} k_tiers[] = {{0, 0}, {32, 0}, {2, 32}, {0, 32}};
+
 static void test_engine_onboards_from_host(void **state)
 {
     (void)state;
@@ -205,10 +217,13 @@ static void test_engine_onboards_from_host(void **state)
     prompt(a, 81, 1);
     prompt(b, 81, 2);
     prompt(c, 81, 3);
-    for (int with_tier = 0; with_tier < 2; with_tier++) {
+    for (size_t v = 0; v < sizeof k_tiers / sizeof *k_tiers; v++) {
+        const int with_tier = k_tiers[v].host || k_tiers[v].disk;
         /* 11 blocks: a, b and c need 6 each (5 full, cached after); b takes
          * the 6 free, c the last free one and a's 5 (the least recent) */
-        engine_config_t cfg = config(11, with_tier ? 32 : 0);
+        engine_config_t cfg = config(11, k_tiers[v].host);
+        cfg.disk_kv_dir = "/tmp";
+        cfg.disk_kv_bytes = k_tiers[v].disk * BLOCK_BYTES;
         engine_t *e = NULL;
         assert_int_equal(engine_create(&cfg, &e), RT_OK);
         first_logits_t cold = {0}, warm = {0};
@@ -229,14 +244,17 @@ static void test_engine_onboards_from_host(void **state)
             assert_int_equal(cached, 80);
             assert_int_equal(st.kvbm_onboarded_total, 5);
             assert_true(st.kvbm_offloaded_total >= 5);
-            assert_int_equal(st.kvbm_capacity, 32);
+            assert_int_equal(st.kvbm_capacity, k_tiers[v].host);
+            assert_int_equal(st.kvbm_disk_capacity, k_tiers[v].disk);
+            if (k_tiers[v].disk) assert_true(st.kvbm_disk_blocks >= 3);
             /* the same bytes of KV: the same logits, bit for bit, and tokens */
             assert_true(cold.have && warm.have && cold.n_vocab == warm.n_vocab);
             assert_memory_equal(cold.first, warm.first, sizeof(float) * (size_t)cold.n_vocab);
             assert_memory_equal(ta, ta2, sizeof ta);
             /* G2 events in the engine's one id sequence, with a's hashes */
-            /* G2 events in the engine's one id sequence; a's 5 blocks (its
-             * first 5 G1 STORED events) went to G2 once and back to G1 */
+            /* the tiers' events in the engine's one id sequence; a's 5 blocks
+             * (its first 5 G1 STORED events) went to G2 and/or G3 and back
+             * to G1 */
             bp_event_t evs[512];
             const size_t n = engine_kv_events_drain(e, evs, 512);
             uint64_t a_hash[5];
@@ -247,22 +265,25 @@ static void test_engine_onboards_from_host(void **state)
             }
             assert_int_equal(n_a, 5);
             for (int j = 0; j < 5; j++) {
-                int g1 = 0, g2 = 0;
+                int g1 = 0, g2 = 0, g3 = 0;
                 for (size_t i = 0; i < n; i++)
                     if (evs[i].kind == BP_EV_STORED && evs[i].seq_hash == a_hash[j]) {
                         g1 += evs[i].tier == BP_TIER_G1;
                         g2 += evs[i].tier == BP_TIER_G2;
+                        g3 += evs[i].tier == BP_TIER_G3;
                     }
                 assert_int_equal(g1, 2);
-                assert_int_equal(g2, 1);
+                assert_int_equal(g2, k_tiers[v].host ? 1 : 0);
+                if (!k_tiers[v].host) assert_int_equal(g3, 1);
+                if (k_tiers[v].host == 2) assert_true(g3 <= 1); /* the ones the 2-block host tier dropped */
             }
         }
         engine_destroy(e);
     }
 }
 
-/* Many requests sharing prefixes over a 12-block pool (preemptions too)
- * and an 8-block host tier, several at a time with cancellations: every finished request's
+/* Many requests sharing prefixes over a 12-block pool (preemptions too), a
+ * 4-block host tier and an 8-block disk tier, several at a time with cancellations: every finished request's
  * tokens equal what it gives alone in a large pool. */
 static void test_engine_randomized(void **state)
 {
@@ -283,7 +304,9 @@ static void test_engine_randomized(void **state)
     for (int i = 0; i < N; i++) run1(e, (uint64_t)i + 1, p[i], len[i], GEN, want[i]);
     engine_destroy(e);
 
-    engine_config_t small = config(12, 8);
+    engine_config_t small = config(12, 4);
+    small.disk_kv_dir = "/tmp";
+    small.disk_kv_bytes = 8 * BLOCK_BYTES;
     assert_int_equal(engine_create(&small, &e), RT_OK);
     int32_t got[N][GEN];
     int n_got[N] = {0}, done[N] = {0}, cancelled[N] = {0};
@@ -326,6 +349,48 @@ static void test_engine_randomized(void **state)
     engine_destroy(e);
 }
 
+/* the disk tier alone: rows written and read back, LRU drops, the file
+ * there while the tier is and gone after */
+static void test_disk_tier(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/rotor-test-kvdisk-%d.h5", (int)getpid());
+    kvbm_disk_t *d = NULL;
+    assert_int_equal(kvbm_disk_create(path, 1, 64, &d), RT_ERR_RANGE);
+    assert_int_equal(kvbm_disk_create("/nonexistent-dir/x.h5", 4, 64, &d), RT_ERR_IO);
+    assert_int_equal(kvbm_disk_create(path, 2, 64, &d), RT_OK);
+    assert_int_equal(access(path, F_OK), 0);
+    char buf[64], back[64];
+    kvbm_key_t dropped;
+    bool did, stored;
+    for (uint64_t h = 1; h <= 3; h++) {
+        memset(buf, (int)(0x40 + h), sizeof buf);
+        kvbm_key_t k = key(h);
+        assert_int_equal(kvbm_disk_put(d, &k, buf, &dropped, &did, &stored), RT_OK);
+        assert_true(stored);
+        assert_true(did == (h == 3) && (!did || dropped.seq_hash == 1));
+    }
+    kvbm_key_t k2 = key(2);
+    assert_int_equal(kvbm_disk_put(d, &k2, buf, &dropped, &did, &stored), RT_OK);
+    assert_false(stored || did); /* held: the most recent */
+    assert_int_equal(kvbm_disk_get(d, 1, back), RT_ERR_NOT_FOUND);
+    assert_int_equal(kvbm_disk_get(d, 2, back), RT_OK);
+    memset(buf, 0x42, sizeof buf);
+    assert_memory_equal(back, buf, sizeof buf);
+    assert_int_equal(kvbm_disk_get(d, 3, back), RT_OK);
+    memset(buf, 0x43, sizeof buf);
+    assert_memory_equal(back, buf, sizeof buf);
+    if (kvbm_disk_check(d) != RT_OK) fail_msg("%s", rt_error_msg());
+    kvbm_stats_t st;
+    kvbm_disk_stats(d, &st);
+    assert_int_equal(st.held, 2);
+    assert_int_equal(st.dropped, 1);
+    kvbm_disk_destroy(d);
+    assert_int_equal(access(path, F_OK), -1); /* a cache: removed */
+    kvbm_disk_destroy(NULL);
+}
+
 static void test_bad_tier(void **state)
 {
     (void)state;
@@ -345,7 +410,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tier_lru),          cmocka_unit_test(test_tier_randomized),
         cmocka_unit_test(test_engine_onboards_from_host), cmocka_unit_test(test_engine_randomized),
-        cmocka_unit_test(test_bad_tier),
+        cmocka_unit_test(test_disk_tier),         cmocka_unit_test(test_bad_tier),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
