@@ -46,15 +46,18 @@ void kvi_remove(kvi_t *x, int w, uint64_t seq_hash);
 /* Worker w holds nothing (its cache was cleared, or it went down). */
 void kvi_clear_worker(kvi_t *x, int w);
 
-/* One of worker w's KV events: STORED / REMOVED / CLEARED as above. Events
- * of tiers other than G1 are ignored (what a worker holds in device memory
- * is what saves a prefill). */
+/* One of worker w's KV events: STORED / REMOVED / CLEARED as above,
+ * whatever its tier (the caller keeps an index per tier). */
 rt_status_t kvi_apply(kvi_t *x, int w, const bp_event_t *ev);
 
 /* overlap[w] for every worker (n_workers entries): how many of the leading
  * seq_hashes[0..n) worker w holds, all of them from the first. Uses the
  * index's scratch space: not const. */
 void kvi_overlap(kvi_t *x, const uint64_t *seq_hashes, size_t n, int32_t *overlap);
+/* The same over the union of n_x (at most 8) indexes of the same workers (a block
+ * counts where any of them has it: the tiers, the blocks in flight); uses
+ * xs[0]'s scratch space. */
+void kvi_overlap_any(kvi_t *const *xs, int n_x, const uint64_t *seq_hashes, size_t n, int32_t *overlap);
 
 /* Blocks indexed for worker w; distinct blocks indexed (any worker). */
 int64_t kvi_worker_blocks(const kvi_t *x, int w);

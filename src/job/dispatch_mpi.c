@@ -25,7 +25,10 @@
  * a second index, of what each worker is about to hold, from routing to its
  * end (by then its STORED events have come); a worker's overlap is the larger
  * of the two, so requests that share a prefix follow the first one before its
- * prefill is done.
+ * prefill is done. Blocks in a worker's host or disk tier (KV events of
+ * tier 2 and 3, kvbm.h) count as held too: onboarding them is a copy, not a
+ * prefill. A request's overlap is the run of its leading blocks the worker
+ * has in any of these.
  */
 #include <event2/event.h>
 #include <mpi.h>
@@ -72,9 +75,9 @@ typedef struct {
     hlog_t *hlog;
     policy_t policy;
     kvr_params_t kv_params;
-    kvi_t *kv;                /* the index of the workers' KV blocks */
+    kvi_t *kv;                /* the index of the workers' KV blocks (G1: their KV pools) */
+    kvi_t *kv_host, *kv_disk; /* ... in their KV block managers' host and disk tiers */
     kvi_t *kv_pending;        /* prompt blocks of requests in flight, by worker */
-    int32_t *kv_overlap_pending; /* (n_ranks) */
     int block_size;           /* engine:block_size, the workers' */
     uint64_t *kv_hashes;      /* (kv_hashes_cap) a prompt's sequence hashes */
     size_t kv_hashes_cap;
@@ -249,6 +252,14 @@ static void fail_worker_requests(dmpi_t *d, int wi)
     }
 }
 
+/* worker wi's blocks leave the router's index, every tier */
+static void forget_worker(dmpi_t *d, int wi)
+{
+    kvi_clear_worker(d->kv, wi);
+    kvi_clear_worker(d->kv_host, wi);
+    kvi_clear_worker(d->kv_disk, wi);
+}
+
 static void mark_down(dmpi_t *d, int wi, const char *why)
 {
     mpi_worker_t *w = &d->w[wi];
@@ -256,8 +267,14 @@ static void mark_down(dmpi_t *d, int wi, const char *why)
     w->up = 0;
     RT_LOG_WARN("worker rank %d is out of routing: %s", w->rank, why);
     worker_event(d, w, "down", why);
-    kvi_clear_worker(d->kv, wi);
+    forget_worker(d, wi);
     fail_worker_requests(d, wi);
+}
+
+/* the index of a tier's events, or NULL */
+static kvi_t *tier_index(dmpi_t *d, int32_t tier)
+{
+    return tier == BP_TIER_G1 ? d->kv : tier == BP_TIER_G2 ? d->kv_host : tier == BP_TIER_G3 ? d->kv_disk : NULL;
 }
 
 static const char *kv_event_kind(bp_event_kind_t k)
@@ -292,12 +309,17 @@ static void apply_kv_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, int 
         if (ev.id != w->kv_last_id + 1) {
             RT_LOG_WARN("worker rank %d: KV event %llu after %llu; its blocks leave the router's index", w->rank,
                         (unsigned long long)ev.id, (unsigned long long)w->kv_last_id);
-            kvi_clear_worker(d->kv, wi);
+            forget_worker(d, wi);
         }
         w->kv_last_id = ev.id;
-        if (kvi_apply(d->kv, wi, &ev) != RT_OK) {
+        if (ev.kind == BP_EV_CLEARED) { /* the pool's ring overflowed (or it was cleared): every tier's events */
+            forget_worker(d, wi);
+            continue;
+        }
+        kvi_t *x = tier_index(d, ev.tier);
+        if (x && kvi_apply(x, wi, &ev) != RT_OK) {
             RT_LOG_WARN("worker rank %d: KV event %llu: %s", w->rank, (unsigned long long)ev.id, rt_error_msg());
-            kvi_clear_worker(d->kv, wi);
+            forget_worker(d, wi);
         }
     }
 }
@@ -374,7 +396,7 @@ static void poll_messages(dmpi_t *d)
         case CTRL_TAG_BYE:
             w->bye = 1;
             w->up = 0;
-            kvi_clear_worker(d->kv, (int)(w - d->w));
+            forget_worker(d, (int)(w - d->w));
             worker_event(d, w, "shutdown", "bye");
             break;
         default: RT_LOG_WARN("unexpected message tag %d from rank %d", tag, from); break;
@@ -439,10 +461,9 @@ static int pick_worker_kv(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
         d->kv_hashes_cap = nb;
     }
     bp_hash_blocks(r->prompt, r->n_prompt, d->block_size, NULL, d->kv_hashes);
-    kvi_overlap(d->kv, d->kv_hashes, nb, d->kv_overlap);
-    kvi_overlap(d->kv_pending, d->kv_hashes, nb, d->kv_overlap_pending);
+    kvi_t *const held[4] = {d->kv, d->kv_pending, d->kv_host, d->kv_disk};
+    kvi_overlap_any(held, 4, d->kv_hashes, nb, d->kv_overlap);
     for (int i = 0; i < d->n_w; i++) {
-        if (d->kv_overlap_pending[i] > d->kv_overlap[i]) d->kv_overlap[i] = d->kv_overlap_pending[i];
         const mpi_worker_t *w = &d->w[i];
         d->kv_cand[i] = (kvr_candidate_t){.eligible = w->up && w->n_inflight < worker_capacity(w),
                                           .overlap = d->kv_overlap[i],
@@ -594,10 +615,10 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
     d->rx = malloc(d->rx_cap);
     d->poll_ev = evtimer_new(base, on_poll, d);
     d->kv_overlap = calloc((size_t)n_ranks, sizeof *d->kv_overlap);
-    d->kv_overlap_pending = calloc((size_t)n_ranks, sizeof *d->kv_overlap_pending);
     d->kv_cand = calloc((size_t)n_ranks, sizeof *d->kv_cand);
-    if (!d->w || !d->w_of_rank || !d->rx || !d->poll_ev || !d->kv_overlap || !d->kv_overlap_pending || !d->kv_cand ||
-        route_grow(d) || kvi_create(n_ranks, &d->kv) || kvi_create(n_ranks, &d->kv_pending)) {
+    if (!d->w || !d->w_of_rank || !d->rx || !d->poll_ev || !d->kv_overlap || !d->kv_cand || route_grow(d) ||
+        kvi_create(n_ranks, &d->kv) || kvi_create(n_ranks, &d->kv_host) || kvi_create(n_ranks, &d->kv_disk) ||
+        kvi_create(n_ranks, &d->kv_pending)) {
         dispatch_mpi_destroy((dispatch_t){.ops = &dmpi_ops, .self = d});
         return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
     }
@@ -645,9 +666,10 @@ void dispatch_mpi_destroy(dispatch_t dd)
     free(d->w_of_rank);
     free(d->kv_hashes);
     free(d->kv_overlap);
-    free(d->kv_overlap_pending);
     free(d->kv_cand);
     kvi_destroy(d->kv);
+    kvi_destroy(d->kv_host);
+    kvi_destroy(d->kv_disk);
     kvi_destroy(d->kv_pending);
     free(d);
 }

@@ -197,7 +197,6 @@ void kvi_clear_worker(kvi_t *x, int w)
 
 rt_status_t kvi_apply(kvi_t *x, int w, const bp_event_t *ev)
 {
-    if (ev->tier != BP_TIER_G1) return RT_OK;
     switch (ev->kind) {
     case BP_EV_STORED: return kvi_store(x, w, ev->seq_hash);
     case BP_EV_REMOVED: kvi_remove(x, w, ev->seq_hash); return RT_OK;
@@ -206,16 +205,22 @@ rt_status_t kvi_apply(kvi_t *x, int w, const bp_event_t *ev)
     }
 }
 
-void kvi_overlap(kvi_t *x, const uint64_t *seq_hashes, size_t n, int32_t *overlap)
+void kvi_overlap_any(kvi_t *const *xs, int n_x, const uint64_t *seq_hashes, size_t n, int32_t *overlap)
 {
+    kvi_t *x = xs[0];
     for (int w = 0; w < x->n_workers; w++) overlap[w] = 0;
     for (int k = 0; k < x->n_words; k++) x->active[k] = ~0ull;
     if (x->n_workers % 64) x->active[x->n_words - 1] = (1ull << (x->n_workers % 64)) - 1;
     for (size_t i = 0; i < n; i++) {
-        const size_t s = find(x, seq_hashes[i]);
+        size_t s[8];
+        const int nx = n_x < 8 ? n_x : 8;
+        for (int j = 0; j < nx; j++) s[j] = find(xs[j], seq_hashes[i]);
         uint64_t any = 0;
         for (int k = 0; k < x->n_words; k++) {
-            const uint64_t keep = s == x->cap ? 0 : x->active[k] & bits_of(x, s)[k];
+            uint64_t held = 0;
+            for (int j = 0; j < nx; j++)
+                if (s[j] != xs[j]->cap) held |= bits_of(xs[j], s[j])[k];
+            const uint64_t keep = x->active[k] & held;
             for (uint64_t gone = x->active[k] & ~keep; gone; gone &= gone - 1)
                 overlap[64 * k + __builtin_ctzll(gone)] = (int32_t)i;
             x->active[k] = keep;
@@ -225,6 +230,11 @@ void kvi_overlap(kvi_t *x, const uint64_t *seq_hashes, size_t n, int32_t *overla
     }
     for (int k = 0; k < x->n_words; k++)
         for (uint64_t left = x->active[k]; left; left &= left - 1) overlap[64 * k + __builtin_ctzll(left)] = (int32_t)n;
+}
+
+void kvi_overlap(kvi_t *x, const uint64_t *seq_hashes, size_t n, int32_t *overlap)
+{
+    kvi_overlap_any(&x, 1, seq_hashes, n, overlap);
 }
 
 int64_t kvi_worker_blocks(const kvi_t *x, int w) { return w >= 0 && w < x->n_workers ? x->per_worker[w] : 0; }

@@ -77,3 +77,30 @@ def test_disk_tier_brings_evicted_blocks_back(tiny, tmp_path):  # noqa: F811
         ev = f["kv_events"][:]
     g3 = {int(e["seq_hash"]) for e in ev if e["tier"] == 3 and e["kind"] == b"stored"}
     assert {sh for sh, _, _ in block_hashes(prompts[0])} <= g3
+
+
+def test_router_follows_blocks_into_the_host_tier(tiny, tmp_path):  # noqa: F811
+    """kv_aware counts a worker's host-tier blocks as held (onboarding is a
+    copy, not a prefill). The first prompt goes to worker A; 4 others, each
+    new, alternate B, A, B, A (ties go round-robin), and the two on A push
+    all of the first prompt's blocks out of A's 16-block pool into its host
+    tier. The repeat would go to B next, round-robin; it goes to A and finds
+    them."""
+    sets = {"engine:kv_cache_blocks": "16", "kvbm:host_bytes": str(64 << 20), "router:policy": "kv_aware"}
+    with start_job(tiny, tmp_path, np=3, overrides=sets) as job:
+        c = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=HANG_S)
+        prompts = [[(23 * k + 31 * i) % 1900 + 50 for i in range(8 * BLOCK + 3)] for k in range(5)]
+        out = [c.completions.create(model=MODEL, prompt=p, max_tokens=4, temperature=0,
+                                    extra_body={"ignore_eos": True}) for p in prompts + [prompts[0]]]
+        logs = job.h5_logs()
+    with h5py.File(logs[0], "r") as f:
+        req = f["requests"][:]
+        ev = f["kv_events"][:]
+    workers = req[req["t_arrival"].argsort()]["worker"].tolist()
+    assert workers[:5] == [workers[0], workers[1]] * 2 + [workers[0]] and workers[0] != workers[1], workers
+    first = {sh for sh, _, _ in block_hashes(prompts[0])}
+    a = workers[0]
+    removed_g1 = {int(e["seq_hash"]) for e in ev if e["worker"] == a and e["tier"] == 1 and e["kind"] == b"removed"}
+    assert first <= removed_g1  # evicted from A's pool...
+    assert workers[5] == a  # ...and still routed to A
+    assert out[5].usage.prompt_tokens_details.cached_tokens == 8 * BLOCK

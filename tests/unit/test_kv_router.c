@@ -119,12 +119,14 @@ static void test_events(void **state)
     ev.parent_hash = a[0];
     ev.has_parent = true;
     assert_int_equal(kvi_apply(x, 1, &ev), RT_OK);
-    ev.tier = BP_TIER_G1 + 1; /* another tier: not what saves a prefill now */
-    ev.seq_hash = a[2];
-    assert_int_equal(kvi_apply(x, 1, &ev), RT_OK);
     int32_t ov[2];
     kvi_overlap(x, a, 3, ov);
     assert_int_equal(ov[1], 2);
+    ev.tier = BP_TIER_G2; /* any tier: the caller keeps an index per tier */
+    ev.seq_hash = a[2];
+    assert_int_equal(kvi_apply(x, 1, &ev), RT_OK);
+    kvi_overlap(x, a, 3, ov);
+    assert_int_equal(ov[1], 3);
     ev = (bp_event_t){.kind = BP_EV_REMOVED, .tier = BP_TIER_G1, .seq_hash = a[1]};
     assert_int_equal(kvi_apply(x, 1, &ev), RT_OK);
     kvi_overlap(x, a, 3, ov);
@@ -136,6 +138,35 @@ static void test_events(void **state)
     assert_int_equal(kvi_apply(x, 1, &ev), RT_ERR_FORMAT);
     check_ok(x);
     kvi_destroy(x);
+}
+
+/* several indexes as one: a block counts where any of them has it */
+static void test_overlap_any(void **state)
+{
+    (void)state;
+    kvi_t *g1 = make(70), *g2 = make(70), *flight = make(70);
+    uint64_t a[6];
+    seq_hashes(300, 6, a);
+    /* worker 3: blocks 0-1 in G1, 2-3 in G2, 4 in flight; worker 66: 0 in G2, then a hole */
+    for (int i = 0; i < 2; i++) assert_int_equal(kvi_store(g1, 3, a[i]), RT_OK);
+    for (int i = 2; i < 4; i++) assert_int_equal(kvi_store(g2, 3, a[i]), RT_OK);
+    assert_int_equal(kvi_store(flight, 3, a[4]), RT_OK);
+    assert_int_equal(kvi_store(g2, 66, a[0]), RT_OK);
+    assert_int_equal(kvi_store(g1, 66, a[2]), RT_OK);
+    int32_t ov[70];
+    kvi_t *const all[3] = {g1, g2, flight};
+    kvi_overlap_any(all, 3, a, 6, ov);
+    assert_int_equal(ov[3], 5);
+    assert_int_equal(ov[66], 1);
+    assert_int_equal(ov[0], 0);
+    kvi_overlap_any(all, 2, a, 6, ov); /* without the blocks in flight */
+    assert_int_equal(ov[3], 4);
+    kvi_overlap(g1, a, 6, ov);
+    assert_int_equal(ov[3], 2);
+    assert_int_equal(ov[66], 0);
+    kvi_destroy(g1);
+    kvi_destroy(g2);
+    kvi_destroy(flight);
 }
 
 /* workers past 64 live in later bitset words; 130 = 3 words, the last partial */
@@ -294,6 +325,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefix_overlap), cmocka_unit_test(test_store_remove_clear),
         cmocka_unit_test(test_events),         cmocka_unit_test(test_many_workers),
+        cmocka_unit_test(test_overlap_any),
         cmocka_unit_test(test_randomized),     cmocka_unit_test(test_pick),
         cmocka_unit_test(test_pick_temperature),
     };
