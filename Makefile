@@ -8,6 +8,7 @@
 #   make bench      model benchmark against llama.cpp (see docs/performance.md)
 #   make bench-batch  engine: batched decode at 1/4/16/64 sequences, cached-prefix TTFT
 #   make bench-router the KV-aware router vs round-robin and least-loaded (TTFT, goodput)
+#   make bench-kvbm   the KV block manager's host and disk tiers vs none (TTFT)
 #   make bench-server the job's front-end overhead, 1,000 streams, tiny requests/s
 #   make deps       install missing Debian and Python packages (idempotent)
 #   make format     clang-format every C source
@@ -62,7 +63,7 @@ CU_SRC := $(sort $(wildcard kernels/*.cu))
 CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CUDA_BIN := $(if $(NVCC),$(BUILD)/bin/rotor-cuda-check,)
 
-.PHONY: all build deps run test test-unit test-py asan fuzz bench bench-batch bench-router bench-server format clean cuda
+.PHONY: all build deps run test test-unit test-py asan fuzz bench bench-batch bench-router bench-kvbm bench-server format clean cuda
 all: deps build
 build: $(TOOLS) $(BENCH_BIN) $(UNIT_BIN) $(FUZZ_REPLAY) $(CUDA_BIN)
 
@@ -145,6 +146,9 @@ bench-batch: deps build
 
 bench-router: deps build
 	$(Q)$(VPY) bench/bench_router.py --build $(BUILD) $(BENCH_ARGS)
+
+bench-kvbm: deps build
+	$(Q)$(VPY) bench/bench_kvbm.py --build $(BUILD) $(BENCH_ARGS)
 
 run: deps build
 	$(Q)bash tools/run_local.sh

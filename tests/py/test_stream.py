@@ -34,7 +34,9 @@ def test_bandwidth_and_round_trip():
     # operations, so at most 64 x the vpdpbusd rate and at least 64 * 8 / 16 of it
     if "avx512_vnni" in flags and "avx512f" in flags:
         v = d["vnni512_g_per_s"]
-        assert 0.5 * 64 * v * 0.8 < d["int8_gemm_gmac_per_s"] <= 64 * v * 1.1, d
+        assert d["int8_gemm_gmac_per_s"] > 0, d
+        if not d["sanitized"]:  # at -O1 (make asan) the two loops are not the optimized ones
+            assert 0.5 * 64 * v * 0.8 < d["int8_gemm_gmac_per_s"] <= 64 * v * 1.1, d
     else:
         assert d["int8_gemm_gmac_per_s"] == -1, d
     if len(os.sched_getaffinity(0)) >= 2:
