@@ -27,11 +27,7 @@ import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "py"))
 import jobutil  # noqa: E402
-
-
-def metric(text, name):
-    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
-               if l.startswith(name + "{") or l.startswith(name + " "))
+from jobutil import metric  # noqa: E402
 
 
 def run_one(a, tier, model_id):

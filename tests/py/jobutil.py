@@ -58,6 +58,15 @@ flush_interval_s = 0.2
 """
 
 
+def metric(text, name):
+    """Sum of the samples of one metric family in Prometheus text (/metrics)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 @dataclasses.dataclass
 class Job:
     url: str            # http://host:port

@@ -14,7 +14,7 @@ import requests
 from openai import OpenAI
 
 from conftest import ROTOR, gen_model
-from jobutil import JOB_ENV, MPIRUN, start_job
+from jobutil import JOB_ENV, MPIRUN, metric, start_job
 
 HANG_S = 120  # only keeps a broken job from hanging the run
 MODEL = "job-tiny"
@@ -190,14 +190,6 @@ def test_shutdown_lets_requests_finish(tiny, tmp_path):
         assert len([t for t in texts if t]) >= 100  # every token arrived (a few may be held for UTF-8)
         assert job.proc.wait(timeout=HANG_S) == 0
 
-
-def metric(text, name):
-    """Sum of the samples of one metric family in Prometheus text."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_metrics_aggregate_workers(tiny, tmp_path):

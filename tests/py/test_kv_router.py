@@ -18,8 +18,7 @@ import xxhash
 from openai import OpenAI
 
 from conftest import ROTOR, gen_model
-from jobutil import start_job
-from test_job import metric
+from jobutil import metric, start_job
 
 HANG_S = 120  # only keeps a broken job from hanging the run
 MODEL = "kvr-tiny"

@@ -10,8 +10,7 @@ import h5py
 import requests
 from openai import OpenAI
 
-from jobutil import start_job
-from test_job import metric
+from jobutil import metric, start_job
 from test_kv_router import BLOCK, MODEL, block_hashes, tiny  # noqa: F401 - tiny is a fixture
 
 HANG_S = 120
