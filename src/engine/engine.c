@@ -640,9 +640,12 @@ static rt_status_t engine_tiers_create(engine_t *e, const engine_config_t *cfg)
         static _Atomic unsigned n_files;
         char path[4096];
         snprintf(path, sizeof path, "%s/rotor-kv-%d-%u.h5", cfg->disk_kv_dir, (int)getpid(), n_files++);
-        if ((st = kvbm_disk_create(path, cfg->disk_kv_bytes / (int64_t)bb, bb, &e->disk)))
-            return rt_error_set(st, "kvbm:disk_dir / disk_bytes: %s (%lld blocks of %zu bytes)", rt_error_msg(),
-                                (long long)(cfg->disk_kv_bytes / (int64_t)bb), bb);
+        if ((st = kvbm_disk_create(path, cfg->disk_kv_bytes / (int64_t)bb, bb, &e->disk))) {
+            char why[400]; /* the message is about to be rewritten */
+            snprintf(why, sizeof why, "%s", rt_error_msg());
+            return rt_error_set(st, "kvbm:disk_dir / disk_bytes (%lld blocks of %zu bytes): %s",
+                                (long long)(cfg->disk_kv_bytes / (int64_t)bb), bb, why);
+        }
         e->scratch_out = malloc(bb);
         e->scratch_in = malloc(bb);
         if (!e->scratch_out || !e->scratch_in) return rt_error_set(RT_ERR_NOMEM, "kvbm: out of memory");

@@ -399,6 +399,13 @@ static void test_bad_tier(void **state)
     engine_t *e = NULL;
     assert_int_equal(engine_create(&c, &e), RT_ERR_RANGE);
     assert_non_null(strstr(rt_error_msg(), "kvbm:host_bytes"));
+    c = config(12, 0); /* a disk tier where no folder is */
+    c.disk_kv_dir = "/nonexistent-rotor-dir";
+    c.disk_kv_bytes = 1 << 20;
+    assert_int_equal(engine_create(&c, &e), RT_ERR_IO);
+    assert_non_null(strstr(rt_error_msg(), "kvbm:disk_dir"));
+    assert_non_null(strstr(rt_error_msg(), "/nonexistent-rotor-dir/rotor-kv-"));
+    c = config(12, 0);
     c.backend = "sim"; /* no KV bytes to offload */
     c.host_kv_bytes = 1 << 20;
     assert_int_equal(engine_create(&c, &e), RT_ERR_UNSUPPORTED);
