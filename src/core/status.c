@@ -4,6 +4,7 @@
 #include "rotor/status.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char rt_error_buf[512];
 
@@ -28,10 +29,14 @@ const char *rt_status_str(rt_status_t st)
 
 rt_status_t rt_error_set(rt_status_t st, const char *fmt, ...)
 {
+    /* through a copy: an argument may be rt_error_msg() itself (a caller
+     * adding context to the error it got) */
+    char msg[sizeof rt_error_buf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(rt_error_buf, sizeof rt_error_buf, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(rt_error_buf, msg, sizeof msg);
     return st;
 }
 
