@@ -28,7 +28,8 @@
  * prefill is done. Blocks in a worker's host or disk tier (KV events of
  * tier 2 and 3, kvbm.h) count as held too: onboarding them is a copy, not a
  * prefill. A request's overlap is the run of its leading blocks the worker
- * has in any of these.
+ * has in any of these, up to the block holding its last prompt token (the
+ * engine recomputes that one for its logits).
  */
 #include <event2/event.h>
 #include <mpi.h>
@@ -463,7 +464,11 @@ static int pick_worker_kv(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
     bp_hash_blocks(r->prompt, r->n_prompt, d->block_size, NULL, d->kv_hashes);
     kvi_t *const held[4] = {d->kv, d->kv_pending, d->kv_host, d->kv_disk};
     kvi_overlap_any(held, 4, d->kv_hashes, nb, d->kv_overlap);
+    /* the engine never takes the block holding the prompt's last token from
+     * its cache (it needs that token's logits): what it can use */
+    const int32_t usable = r->n_prompt > 0 ? (int32_t)((r->n_prompt - 1) / (size_t)d->block_size) : 0;
     for (int i = 0; i < d->n_w; i++) {
+        if (d->kv_overlap[i] > usable) d->kv_overlap[i] = usable;
         const mpi_worker_t *w = &d->w[i];
         d->kv_cand[i] = (kvr_candidate_t){.eligible = w->up && w->n_inflight < worker_capacity(w),
                                           .overlap = d->kv_overlap[i],
