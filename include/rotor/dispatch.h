@@ -53,12 +53,18 @@ typedef struct {
     int64_t kv_index_blocks;            /* distinct blocks the router's index knows of */
 } dispatch_status_t;
 
+/* Where submit sent a request. */
+typedef struct {
+    int worker;             /* the rank (0 for the local engine) */
+    int32_t overlap_blocks; /* kv_aware: prompt blocks the router found the worker holding; -1 otherwise */
+} dispatch_route_t;
+
 typedef struct {
     const char *name; /* "local", "mpi" */
     void (*set_sink)(void *self, dispatch_sink_t sink);
     /* RT_ERR_UNAVAILABLE when no engine is up, RT_ERR_INVALID for a request
-     * no engine can take (message says why). *worker receives the choice. */
-    rt_status_t (*submit)(void *self, const engine_request_t *r, int *worker);
+     * no engine can take (message says why). *route receives the choice. */
+    rt_status_t (*submit)(void *self, const engine_request_t *r, dispatch_route_t *route);
     /* Cancel a submitted request (unknown ids are ignored). */
     void (*cancel)(void *self, uint64_t id);
     void (*status)(void *self, dispatch_status_t *st);

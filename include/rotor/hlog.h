@@ -47,6 +47,7 @@ typedef struct {
     int32_t tokens_in;       /* prompt tokens */
     int32_t tokens_out;      /* completion tokens */
     int32_t tokens_cached;   /* prompt tokens from the prefix cache */
+    int32_t route_overlap_blocks; /* kv_aware: prompt blocks the router counted the worker holding; -1 otherwise */
     int32_t http_status;
     char finish_reason[HLOG_REASON_LEN]; /* stop, length, cancelled, error */
     char error[HLOG_ERROR_LEN];          /* "" when none */

@@ -96,7 +96,7 @@ static void dl_step(evutil_socket_t fd, short what, void *arg)
 
 static void dl_set_sink(void *self, dispatch_sink_t sink) { ((dl_t *)self)->sink = sink; }
 
-static rt_status_t dl_submit(void *self, const engine_request_t *r, int *worker)
+static rt_status_t dl_submit(void *self, const engine_request_t *r, dispatch_route_t *route)
 {
     dl_t *d = self;
     if (!r)
@@ -106,8 +106,8 @@ static rt_status_t dl_submit(void *self, const engine_request_t *r, int *worker)
         return st; /* the engine's message says why */
     d->n_submitted++;
     dl_arm(d);
-    if (worker)
-        *worker = 0;
+    if (route)
+        *route = (dispatch_route_t){.worker = 0, .overlap_blocks = -1};
     return RT_OK;
 }
 

@@ -369,7 +369,7 @@ static sub_result_t submit_choice(fe_server_t *fe, fe_req_t *r, fe_choice_t *c) 
     };
     er.sampling.seed = r->oai.has_seed ? r->oai.sampling.seed + (uint64_t)i : next_seed(fe);
     c->t_routed = hlog_now();
-    int worker = -1;
+    dispatch_route_t route = {.worker = -1, .overlap_blocks = -1};
     /* submitted before the call: events may in principle come from inside it */
     const bool was_parked = c->parked;
     c->edge = fe->cap_hint != SIZE_MAX && fe->n_inflight + 1 >= fe->cap_hint;
@@ -377,10 +377,11 @@ static sub_result_t submit_choice(fe_server_t *fe, fe_req_t *r, fe_choice_t *c) 
     c->parked = false;
     fe->n_inflight++;
     r->busy++;
-    rt_status_t st = fe->dispatch.ops->submit(fe->dispatch.self, &er, &worker);
+    rt_status_t st = fe->dispatch.ops->submit(fe->dispatch.self, &er, &route);
     r->busy--;
     if (st == RT_OK) {
-        if (c->worker < 0) c->worker = worker;
+        if (c->worker < 0) c->worker = route.worker;
+        c->route_overlap_blocks = route.overlap_blocks;
         return SUB_OK;
     }
     c->submitted = false;
@@ -588,6 +589,7 @@ static void reject(fe_server_t *fe, struct evhttp_request *req, const oai_error_
     hlog_request_t rec = {0};
     rec.id = FE_EID(fe->next_seq++, REJECTED_SLOT, 0);
     rec.worker = -1;
+    rec.route_overlap_blocks = -1;
     rec.t_arrival = t_arrival;
     rec.t_finish = hlog_now();
     rec.tokens_in = (int32_t)n_prompt;

@@ -32,6 +32,7 @@ rt_status_t fe_req_create(struct fe_server *fe, uint64_t seq, uint32_t slot, oai
         fe_choice_t *c = &r->choices[i];
         c->eid = FE_EID(seq, slot, i);
         c->worker = -1;
+        c->route_overlap_blocks = -1;
         c->n_prompt = (int)n_prompt;
         if (oai->n_stops &&
             stop_matcher_create((const char *const *)oai->stops, oai->n_stops, &c->stop) != RT_OK) {
@@ -226,6 +227,7 @@ void fe_req_hlog_record(const fe_req_t *r, int i, hlog_request_t *out) {
     out->tokens_in = (int32_t)r->n_prompt;
     out->tokens_out = c->n_tokens;
     out->tokens_cached = c->n_cached;
+    out->route_overlap_blocks = c->submitted ? c->route_overlap_blocks : -1;
     out->http_status = r->http_status;
     snprintf(out->finish_reason, sizeof out->finish_reason, "%s",
              c->finish_reason ? c->finish_reason : "error");

@@ -34,6 +34,7 @@ struct fe_server;
 typedef struct {
     uint64_t eid;     /* engine request id */
     int worker;       /* -1 until routed */
+    int32_t route_overlap_blocks; /* the router's prefix estimate (dispatch_route_t), -1 if none */
     bool submitted;   /* dispatch.submit succeeded */
     bool parked;      /* waiting in the server's backlog for engine room */
     bool edge;        /* submitted at the server's capacity hint (fe_server_impl.h) */

@@ -33,7 +33,7 @@
 #define ROTOR_VERSION "0.1.0"
 #endif
 
-#define HLOG_LAYOUT_VERSION 2 /* 2: /kv_events */
+#define HLOG_LAYOUT_VERSION 2 /* 2: /kv_events, /requests route_overlap_blocks */
 #define WHO "hlog" /* prefix of error messages */
 
 typedef struct {
@@ -85,6 +85,7 @@ static hid_t request_type(void)
         INS(t, hlog_request_t, tokens_in, H5T_NATIVE_INT32);
         INS(t, hlog_request_t, tokens_out, H5T_NATIVE_INT32);
         INS(t, hlog_request_t, tokens_cached, H5T_NATIVE_INT32);
+        INS(t, hlog_request_t, route_overlap_blocks, H5T_NATIVE_INT32);
         INS(t, hlog_request_t, http_status, H5T_NATIVE_INT32);
         INS_STR(t, hlog_request_t, finish_reason);
         INS_STR(t, hlog_request_t, error);

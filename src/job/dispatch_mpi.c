@@ -506,7 +506,7 @@ static int pick_worker(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
     return best >= 0 ? best : n_up ? -2 : -1;
 }
 
-static rt_status_t dm_submit(void *self, const engine_request_t *r, int *worker)
+static rt_status_t dm_submit(void *self, const engine_request_t *r, dispatch_route_t *route)
 {
     dmpi_t *d = self;
     if (d->shutting) return rt_error_set(RT_ERR_UNAVAILABLE, "the job is shutting down");
@@ -543,7 +543,8 @@ static rt_status_t dm_submit(void *self, const engine_request_t *r, int *worker)
     /* what the worker is about to hold (out of memory: only fewer predicted hits) */
     for (int32_t i = 0; i < n_hashes; i++)
         if (kvi_store(d->kv_pending, wi, hashes[i]) != RT_OK) break;
-    *worker = d->w[wi].rank;
+    *route = (dispatch_route_t){.worker = d->w[wi].rank,
+                                .overlap_blocks = d->policy == POLICY_KV_AWARE ? d->kv_overlap[wi] : -1};
     /* poll soon: the first token matters */
     struct timeval tv = {0, 100};
     evtimer_del(d->poll_ev);

@@ -16,7 +16,7 @@ TEST_HLOG = os.path.join(BUILD, "tests", "test_hlog")
 
 REQUEST_FIELDS = ["id", "worker", "t_arrival", "t_routed", "t_scheduled", "t_prefill_done",
                   "t_first_token", "t_finish", "queue_wait_s", "tokens_in", "tokens_out",
-                  "tokens_cached", "http_status", "finish_reason", "error"]
+                  "tokens_cached", "route_overlap_blocks", "http_status", "finish_reason", "error"]
 TOKEN_FIELDS = ["request_id", "index", "t"]
 STEP_FIELDS = ["worker", "t", "step_s", "n_seqs", "n_prefill_tokens", "n_decode_tokens",
                "n_running", "n_waiting", "blocks_used", "blocks_cached", "blocks_free"]

@@ -74,6 +74,8 @@ def test_kv_aware_follows_the_cached_prefix(tiny, tmp_path):
     first = {}
     for (k, usage), w, rec in zip(seen, workers, req):
         assert rec["tokens_cached"] == usage.prompt_tokens_details.cached_tokens
+        # the router's estimate, per request: what the worker then found cached
+        assert rec["route_overlap_blocks"] * BLOCK == rec["tokens_cached"], rec
         if k not in first:
             first[k] = (w, usage.prompt_tokens)
             continue
@@ -87,7 +89,8 @@ def test_kv_aware_follows_the_cached_prefix(tiny, tmp_path):
     assert metric(m, "rotor_router_kv_index_blocks") >= sum(p // BLOCK - 1 for _, p in first.values())
 
     kv_cached = sum(u.prompt_tokens_details.cached_tokens for _, u in seen)
-    rr_seen, rr_m, _ = results["round_robin"]
+    rr_seen, rr_m, rr_req = results["round_robin"]
+    assert (rr_req["route_overlap_blocks"] == -1).all()  # no estimate under other policies
     rr_cached = sum(u.prompt_tokens_details.cached_tokens for _, u in rr_seen)
     # 3 workers, 4 prefixes in turn: round robin sends each prefix's requests
     # to 3 different workers, so at most a quarter of the hits remain

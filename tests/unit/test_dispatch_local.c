@@ -193,9 +193,10 @@ static void test_outputs_equal_direct_run(void **state)
     for (int i = 0; i < NREQ; i++) {
         make_prompt(&t->r[i], i);
         engine_request_t q = greedy(&t->r[i], (uint64_t)i, MAXOUT);
-        int worker = -1;
-        assert_int_equal(t->d.ops->submit(t->d.self, &q, &worker), RT_OK);
-        assert_int_equal(worker, 0);
+        dispatch_route_t route = {.worker = -1};
+        assert_int_equal(t->d.ops->submit(t->d.self, &q, &route), RT_OK);
+        assert_int_equal(route.worker, 0);
+        assert_int_equal(route.overlap_blocks, -1); /* no router estimate in one process */
     }
     dispatch_status_t st;
     t->d.ops->status(t->d.self, &st);
@@ -256,9 +257,9 @@ static void sink_cancel(void *ctx, const engine_event_t *ev, int worker)
         t->d.ops->cancel(t->d.self, ID_A);
         t->d.ops->cancel(t->d.self, 12345); /* unknown: ignored */
         engine_request_t c = greedy(&t->r[ID_C], ID_C, MAXOUT);
-        int w = -1;
+        dispatch_route_t w = {.worker = -1};
         assert_int_equal(t->d.ops->submit(t->d.self, &c, &w), RT_OK);
-        assert_int_equal(w, 0);
+        assert_int_equal(w.worker, 0);
     }
 }
 
@@ -279,7 +280,7 @@ static void test_cancel_and_reentrant_submit(void **state)
     t->d.ops->set_sink(t->d.self, (dispatch_sink_t){.on_event = sink_cancel, .ctx = t});
     for (int i = 0; i < N_CANCEL_REQS; i++)
         make_prompt(&t->r[i], i);
-    int worker = -1;
+    dispatch_route_t worker;
     engine_request_t a = greedy(&t->r[ID_A], ID_A, 200);
     engine_request_t b = greedy(&t->r[ID_B], ID_B, MAXOUT);
     engine_request_t d = greedy(&t->r[ID_D], ID_D, MAXOUT);
@@ -346,7 +347,7 @@ static void test_destroy_inside_sink(void **state)
     for (int i = 0; i < 2; i++) {
         make_prompt(&r[i], 0); /* same short prompt: both emit a token in the first step */
         engine_request_t q = greedy(&r[i], (uint64_t)i, MAXOUT);
-        int worker;
+        dispatch_route_t worker;
         assert_int_equal(t.d.ops->submit(t.d.self, &q, &worker), RT_OK);
     }
     assert_int_equal(event_base_dispatch(base), 1); /* the step timer went with it */
@@ -371,7 +372,7 @@ static void test_bad_requests(void **state)
     req_t r;
     make_prompt(&r, 1);
     engine_request_t q = greedy(&r, 9, MAXOUT);
-    int worker = -1;
+    dispatch_route_t worker = {.worker = -1};
     q.n_prompt = 0;
     rt_error_clear();
     assert_int_equal(d.ops->submit(d.self, &q, &worker), RT_ERR_INVALID);
@@ -380,7 +381,7 @@ static void test_bad_requests(void **state)
     r.prompt[0] = 1 << 29; /* out of the vocabulary */
     assert_int_equal(d.ops->submit(d.self, &q, &worker), RT_ERR_INVALID);
     assert_non_null(strstr(rt_error_msg(), "out of range"));
-    assert_int_equal(worker, -1); /* output only on success */
+    assert_int_equal(worker.worker, -1); /* output only on success */
     dispatch_status_t st;
     d.ops->status(d.self, &st);
     assert_int_equal(st.n_waiting, 0);

@@ -109,7 +109,7 @@ static void fake_set_sink(void *self, dispatch_sink_t s) {
     ((fake_t *)self)->sink = s;
 }
 
-static rt_status_t fake_submit(void *self, const engine_request_t *r, int *worker) {
+static rt_status_t fake_submit(void *self, const engine_request_t *r, dispatch_route_t *route) {
     fake_t *f = self;
     int mode = (int)r->sampling.seed;
     if (mode == MODE_UNAVAIL) return rt_error_set(RT_ERR_UNAVAILABLE, "no worker is up");
@@ -127,7 +127,7 @@ static rt_status_t fake_submit(void *self, const engine_request_t *r, int *worke
             f->n_live++;
             struct timeval tv = {0, 1000};
             event_add(f->tick, &tv);
-            *worker = 1;
+            *route = (dispatch_route_t){.worker = 1, .overlap_blocks = -1};
             return RT_OK;
         }
     return rt_error_set(RT_ERR_FULL, "fake dispatcher full");

@@ -57,6 +57,7 @@ static hlog_request_t gen_request(int i)
     r.tokens_in = 10 + i;
     r.tokens_out = i < N_TOK_REQ ? TOK_PER_REQ : i % 17;
     r.tokens_cached = i % 4 * 16;
+    r.route_overlap_blocks = i % 5 - 1; /* -1: no estimate */
     r.http_status = i % 11 == 0 ? 503 : 200;
     snprintf(r.finish_reason, sizeof r.finish_reason, "%s",
              i % 11 == 0 ? "error" : (i % 2 ? "stop" : "length"));
@@ -184,6 +185,7 @@ static hid_t read_type(int k)
         INS(t, hlog_request_t, tokens_in, H5T_NATIVE_INT32);
         INS(t, hlog_request_t, tokens_out, H5T_NATIVE_INT32);
         INS(t, hlog_request_t, tokens_cached, H5T_NATIVE_INT32);
+        INS(t, hlog_request_t, route_overlap_blocks, H5T_NATIVE_INT32);
         INS(t, hlog_request_t, http_status, H5T_NATIVE_INT32);
         INS(t, hlog_request_t, finish_reason, s1);
         INS(t, hlog_request_t, error, s2);
@@ -396,6 +398,7 @@ static void test_roundtrip(void **state)
         assert_int_equal(r->tokens_in, e.tokens_in);
         assert_int_equal(r->tokens_out, e.tokens_out);
         assert_int_equal(r->tokens_cached, e.tokens_cached);
+        assert_int_equal(r->route_overlap_blocks, e.route_overlap_blocks);
         assert_int_equal(r->http_status, e.http_status);
         if (i == 7)
             assert_string_equal(r->finish_reason, "xxxxxxxxxxxxxxx");
