@@ -74,18 +74,14 @@ def open_llama(path, n_ctx=512, f32_kv=False, threads=None):
     return Llama(**kw)
 
 
-def requantized_copy(src, qtype_name, keep=("token_embd.weight",)):
-    """BUILD/models/<name>-<qtype>.gguf: the same model with every matrix but
-    those in keep dequantized and quantized again to qtype by the gguf package
-    (a real model in a type no pip package ships: SmolLM2 in Q5_0, which is
-    what llama.cpp's Q4_K_M makes of its rows of 576 and 1536). Cached."""
+def _rewritten_copy(src, suffix, tensor):
+    """BUILD/models/<name>-<suffix>.gguf: src's metadata, and each tensor as
+    tensor(gguf tensor) returns it: (data, raw_dtype). Cached until src changes."""
     import gguf
-    import numpy as np
     os.makedirs(MODELS, exist_ok=True)
-    dst = os.path.join(MODELS, os.path.basename(src).rsplit(".gguf", 1)[0] + "-" + qtype_name + ".gguf")
+    dst = os.path.join(MODELS, os.path.basename(src).rsplit(".gguf", 1)[0] + "-" + suffix + ".gguf")
     if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
         return dst
-    qtype = gguf.GGMLQuantizationType[qtype_name.upper()]
     r = gguf.GGUFReader(src)
     w = gguf.GGUFWriter(dst + ".tmp", r.fields["general.architecture"].contents())
     for name, f in r.fields.items():
@@ -94,18 +90,32 @@ def requantized_copy(src, qtype_name, keep=("token_embd.weight",)):
         vt = f.types[0]
         w.add_key_value(name, f.contents(), vt, sub_type=f.types[-1] if vt == gguf.GGUFValueType.ARRAY else None)
     for t in r.tensors:
-        shape = [int(x) for x in t.shape[::-1]]
-        if len(shape) >= 2 and t.name not in keep:
-            a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(shape)
-            w.add_tensor(t.name, gguf.quants.quantize(a, qtype), raw_dtype=qtype)  # its byte shape
-        else:
-            w.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)  # t.data: the stored bytes (or floats)
+        data, dtype = tensor(t)
+        w.add_tensor(t.name, data, raw_dtype=dtype)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
     os.replace(dst + ".tmp", dst)
     return dst
+
+
+def requantized_copy(src, qtype_name, keep=("token_embd.weight",)):
+    """BUILD/models/<name>-<qtype>.gguf: the same model with every matrix but
+    those in keep dequantized and quantized again to qtype by the gguf package
+    (a real model in a type no pip package ships: SmolLM2 in Q5_0, which is
+    what llama.cpp's Q4_K_M makes of its rows of 576 and 1536). Cached."""
+    import gguf
+    import numpy as np
+    qtype = gguf.GGMLQuantizationType[qtype_name.upper()]
+
+    def tensor(t):
+        shape = [int(x) for x in t.shape[::-1]]
+        if len(shape) >= 2 and t.name not in keep:
+            a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(shape)
+            return gguf.quants.quantize(a, qtype), qtype  # its byte shape
+        return t.data, t.tensor_type  # t.data: the stored bytes (or floats)
+    return _rewritten_copy(src, qtype_name, tensor)
 
 
 def dequantized_f32_copy(src):
@@ -115,23 +125,8 @@ def dequantized_f32_copy(src):
     without quantizing them). Cached beside the generated models."""
     import gguf
     import numpy as np
-    os.makedirs(MODELS, exist_ok=True)
-    dst = os.path.join(MODELS, os.path.basename(src).rsplit(".gguf", 1)[0] + "-f32.gguf")
-    if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
-        return dst
-    r = gguf.GGUFReader(src)
-    w = gguf.GGUFWriter(dst + ".tmp", r.fields["general.architecture"].contents())
-    for name, f in r.fields.items():
-        if name.startswith("GGUF.") or name == "general.architecture":
-            continue
-        vt = f.types[0]
-        w.add_key_value(name, f.contents(), vt, sub_type=f.types[-1] if vt == gguf.GGUFValueType.ARRAY else None)
-    for t in r.tensors:
+
+    def tensor(t):
         a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
-        w.add_tensor(t.name, a.reshape([int(x) for x in t.shape[::-1]]), raw_dtype=gguf.GGMLQuantizationType.F32)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    os.replace(dst + ".tmp", dst)
-    return dst
+        return a.reshape([int(x) for x in t.shape[::-1]]), gguf.GGMLQuantizationType.F32
+    return _rewritten_copy(src, "f32", tensor)
