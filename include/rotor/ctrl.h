@@ -14,6 +14,13 @@
  *                           the heartbeat; every step's stats ride on it
  *   BYE       worker -> 0   (empty) the worker has stopped and will finalize
  *
+ * Disaggregated serving (docs/architecture.md, "Disaggregation"):
+ *   PREFILL   0 -> prefill  a REQUEST whose kv_peer names the decode rank: compute
+ *                           the prompt's full blocks (prefill_only), then hand off
+ *   KV        prefill -> decode  ctrl_kv_t + the REQUEST bytes + n_blocks blocks of
+ *                           KV (transfer.h): import them, then run the request
+ *   XFER      decode -> 0   ctrl_xfer_t: a hand-off arrived (timing, for the log)
+ *
  * Ownership: ctrl_request_pack returns a malloc'd buffer the caller frees
  * (after the send completes); unpack points into the caller's buffer;
  * ctrl_try_recv grows the caller's receive buffer (caller-owned, realloc).
@@ -35,6 +42,9 @@ enum {
     CTRL_TAG_SHUTDOWN,
     CTRL_TAG_EVENTS,
     CTRL_TAG_BYE,
+    CTRL_TAG_PREFILL,
+    CTRL_TAG_KV,
+    CTRL_TAG_XFER,
 };
 
 typedef struct {
@@ -53,8 +63,30 @@ typedef struct {
     int32_t top_logprobs;
     int32_t ignore_eos;
     int32_t logprobs;
+    int32_t kv_peer; /* PREFILL: the decode rank to hand the KV to; -1 otherwise */
     sampler_params_t sampling;
 } ctrl_request_t;
+
+/* KV: a prefill worker's hand-off of one request */
+typedef struct {
+    uint64_t id;
+    int32_t n_blocks;       /* KV blocks that follow (the prompt's leading full blocks) */
+    int32_t req_bytes;      /* the REQUEST message that follows this header */
+    int64_t block_bytes;    /* bytes per block */
+    double t_prefill_done;  /* CLOCK_REALTIME */
+    double t_sent;
+} ctrl_kv_t;
+
+/* XFER: what a decode worker reports of a hand-off (hlog_transfer_t's fields) */
+typedef struct {
+    uint64_t id;
+    int32_t prefill_rank;
+    int32_t n_blocks;
+    int32_t n_imported;
+    int32_t pad;
+    int64_t bytes;
+    double t_prefill_done, t_sent, t_received, t_imported;
+} ctrl_xfer_t;
 
 typedef struct {
     int32_t n_events;
@@ -70,11 +102,12 @@ typedef struct {
  * messages that follow) */
 #define CTRL_MAX_KV_EVENTS 1024
 
-/* Pack a request for REQUEST (malloc'd into *buf, *len bytes). */
-rt_status_t ctrl_request_pack(const engine_request_t *r, void **buf, size_t *len);
-/* Unpack a REQUEST buffer into r (pointers into buf). RT_ERR_FORMAT if the
- * sizes do not add up. */
-rt_status_t ctrl_request_unpack(const void *buf, size_t len, engine_request_t *r);
+/* Pack a request for REQUEST (malloc'd into *buf, *len bytes); kv_peer as
+ * in ctrl_request_t (-1: none). */
+rt_status_t ctrl_request_pack(const engine_request_t *r, int32_t kv_peer, void **buf, size_t *len);
+/* Unpack a REQUEST buffer into r (pointers into buf); *kv_peer (NULL: not
+ * wanted) receives its kv_peer. RT_ERR_FORMAT if the sizes do not add up. */
+rt_status_t ctrl_request_unpack(const void *buf, size_t len, engine_request_t *r, int32_t *kv_peer);
 
 /* Receive one pending message from source (MPI_ANY_SOURCE = -1 too) on
  * MPI_COMM_WORLD without blocking: 0 if none is pending, else 1 with the

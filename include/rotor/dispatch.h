@@ -51,12 +51,19 @@ typedef struct {
     int64_t route_request_blocks_total; /* full prompt blocks of routed requests */
     int64_t route_overlap_blocks_total; /* of those, held by the chosen worker (per the index) */
     int64_t kv_index_blocks;            /* distinct blocks the router's index knows of */
+    /* disaggregated serving (zero without prefill workers) */
+    int n_prefill_workers;              /* of n_workers, prefill-only ones */
+    int64_t remote_prefills_total;      /* requests sent to a prefill worker */
+    int64_t kv_transfers_total;         /* hand-offs decode workers received */
+    int64_t kv_transfer_blocks_total, kv_transfer_bytes_total;
+    double kv_transfer_seconds_total;   /* sum of send-to-receipt times */
 } dispatch_status_t;
 
 /* Where submit sent a request. */
 typedef struct {
     int worker;             /* the rank (0 for the local engine) */
     int32_t overlap_blocks; /* kv_aware: prompt blocks the router found the worker holding; -1 otherwise */
+    int prefill_worker;     /* disaggregated: the rank computing its prompt; -1 if none */
 } dispatch_route_t;
 
 typedef struct {

@@ -74,6 +74,10 @@ typedef struct {
     int top_logprobs;           /* 0..ENGINE_MAX_TOP_LOGPROBS alternatives per token */
     bool logprobs;              /* compute TOKEN.logprob (a log-sum-exp over the vocabulary
                                    per token); implied by top_logprobs > 0 */
+    bool prefill_only;          /* disaggregation's prefill side: compute the prompt's KV
+                                   (its full blocks enter the prefix cache, for
+                                   engine_kv_export) and finish with ENGINE_FINISH_PREFILL;
+                                   no logits, no token */
 } engine_request_t;
 
 /* OpenAI caps top_logprobs at 20. */
@@ -87,6 +91,7 @@ typedef enum {
     ENGINE_FINISH_LENGTH,    /* max_tokens or max_model_len */
     ENGINE_FINISH_CANCELLED, /* engine_cancel */
     ENGINE_FINISH_ERROR,
+    ENGINE_FINISH_PREFILL,   /* a prefill_only request's prompt is computed */
 } engine_finish_t;
 
 typedef struct {
@@ -171,6 +176,23 @@ bool engine_has_work(const engine_t *e);
  * removes it. Called from engine_step on the caller's thread. */
 typedef void (*engine_logits_fn)(void *ud, uint64_t request_id, int step, const float *logits, int n_vocab);
 void engine_set_logits_observer(engine_t *e, engine_logits_fn fn, void *ud);
+/* Disaggregation's KV hand-off (transfer.h moves the bytes). One block's KV
+ * bytes, every layer; 0 if the backend has none (sim): then nothing is
+ * exported and the receiving engine computes the prompt itself. */
+size_t engine_kv_block_bytes(const engine_t *e);
+/* Copy the KV of tokens' leading n_blocks full blocks, as far as they are in
+ * the prefix cache (G1) from the first on, into dst (n_blocks x
+ * engine_kv_block_bytes, caller-owned); *n_out receives how many. Touches
+ * them (LRU) but changes nothing else. */
+void engine_kv_export(engine_t *e, const int32_t *tokens, size_t n_blocks, void *dst, size_t *n_out);
+/* Put n_blocks blocks of KV (src, as engine_kv_export wrote them) into the
+ * prefix cache as tokens' leading full blocks: blocks already cached are
+ * kept, the others are written into blocks from the pool (STORED events),
+ * until the pool has no free or evictable block left. They end cached, the
+ * most recently used, so a request for tokens admitted next finds them as a
+ * prefix hit. *n_in receives the leading blocks now cached. */
+void engine_kv_import(engine_t *e, const int32_t *tokens, size_t n_blocks, const void *src, size_t *n_in);
+
 /* KV events (blocks stored in / removed from the prefix cache) since the last
  * drain, oldest first; see block_pool.h. */
 size_t engine_kv_events_drain(engine_t *e, bp_event_t *out, size_t max);

@@ -7,6 +7,7 @@
  *   /steps       one record per engine step of every worker (hlog_step_t)
  *   /workers     worker events: up, down, role (hlog_worker_t)
  *   /kv_events   the workers' KV events as rank 0 received them (hlog_kv_event_t)
+ *   /transfers   disaggregation's KV hand-offs, prefill rank to decode rank (hlog_transfer_t)
  * Times are CLOCK_REALTIME seconds (double), the same clock on every rank of
  * a node (NTP across nodes).
  *
@@ -82,6 +83,21 @@ typedef struct {
     char kind[HLOG_KIND_LEN]; /* stored, removed, cleared */
 } hlog_kv_event_t;
 
+/* One request's KV moved from the prefill worker that computed its prompt to
+ * the decode worker that goes on with it (disaggregated serving). */
+typedef struct {
+    uint64_t id;            /* the request's id (as in /requests) */
+    int32_t prefill_worker; /* rank that computed the prompt's blocks */
+    int32_t decode_worker;  /* rank that received them */
+    int32_t n_blocks;       /* KV blocks sent */
+    int32_t n_imported;     /* of those, in the decode worker's prefix cache after import */
+    int64_t bytes;          /* KV bytes sent */
+    double t_prefill_done;  /* the prefill worker finished the prompt */
+    double t_sent;          /* it posted the send */
+    double t_received;      /* the decode worker had every byte */
+    double t_imported;      /* ... and the blocks were in its pool */
+} hlog_transfer_t;
+
 typedef struct {
     double flush_interval_s; /* default 1 */
     size_t queue_records;    /* capacity of the in-memory queue (all kinds); default 1<<20 */
@@ -98,6 +114,7 @@ void hlog_step(hlog_t *h, const hlog_step_t *s);
 void hlog_worker(hlog_t *h, const hlog_worker_t *w);
 /* n KV events (all or none queued) */
 void hlog_kv_events(hlog_t *h, const hlog_kv_event_t *e, size_t n);
+void hlog_transfer(hlog_t *h, const hlog_transfer_t *t);
 /* Flush everything queued, stop the thread, close the file. NULL is a no-op. */
 rt_status_t hlog_close(hlog_t *h);
 /* Records dropped so far because the queue was full. */

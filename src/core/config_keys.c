@@ -35,6 +35,13 @@ static const cfg_key_t cfg_key_table[] = {
     {"engine:backend", CFG_STRING, "cpu", 1, 0,
      "Engine backend: cpu, or sim (computes nothing: each step sleeps for the time the [sim] GPU would take; "
      "scheduling, KV blocks, prefix caching, routing are real). cuda comes later."},
+    {"disagg:max_local_prefill_tokens", CFG_INT, "1000", 0, 1073741824,
+     "Disaggregated serving (roles:prefill and roles:decode set): a prompt whose tokens not already cached on "
+     "its decode worker number more than this is prefilled on a prefill worker and its KV moved to the decode "
+     "worker; shorter ones prefill where they decode (Dynamo's conditional disaggregation). 0 = always remote."},
+    {"disagg:transfer", CFG_STRING, "mpi", 1, 0,
+     "Transfer layer that moves KV blocks from prefill to decode workers: mpi (Open MPI's transport: shared "
+     "memory in a node, UCX or TCP across nodes)."},
     {"kvbm:host_bytes", CFG_INT, "0", 0, 1099511627776.0,
      "KV block manager's host tier (G2) per engine, bytes: blocks evicted from the KV pool are copied here and "
      "copied back on a prefix hit instead of prefilled again; 0 = none (evicted blocks are lost). cpu backend."},
@@ -58,9 +65,12 @@ static const cfg_key_t cfg_key_table[] = {
     {"roles:router", CFG_STRING, "0", 1, 0,
      "Ranks of the router (front end); exactly rank 0. Rank lists look like 0, 1-3, 4,6 or 1- (to the last rank)."},
     {"roles:worker", CFG_STRING, "1-", 1, 0,
-     "Ranks that prefill and decode (aggregated serving). With one rank in the job, rank 0 also runs an engine."},
-    {"roles:prefill", CFG_STRING, "", 1, 0, "Ranks that only prefill (disaggregated serving; not yet routed)."},
-    {"roles:decode", CFG_STRING, "", 1, 0, "Ranks that only decode (disaggregated serving; not yet routed)."},
+     "Ranks that prefill and decode (aggregated serving). The default, 1-, is every rank from 1 that no other "
+     "role names. With one rank in the job, rank 0 also runs an engine."},
+    {"roles:prefill", CFG_STRING, "", 1, 0, "Ranks that only prefill (disaggregated serving): they compute long prompts and hand the KV to a decode "
+     "rank (see [disagg]). Needs roles:decode."},
+    {"roles:decode", CFG_STRING, "", 1, 0, "Ranks that decode (disaggregated serving): the router sends every request to one of them (or a worker "
+     "rank); prompts longer than disagg:max_local_prefill_tokens are prefilled on a prefill rank first."},
     {"roles:planner", CFG_STRING, "", 1, 0, "Rank of the SLO planner (at most one)."},
     {"roles:tp", CFG_INT, "1", 1, 1, "Tensor-parallel ranks per engine instance (1 for now)."},
     {"roles:ep", CFG_INT, "1", 1, 1, "Expert-parallel ranks per engine instance (1 for now)."},

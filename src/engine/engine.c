@@ -69,6 +69,7 @@ typedef struct {
     int n_stop_tokens;
     int top_n;             /* top logprobs per token */
     bool want_logprob;     /* the chosen token's logprob per token */
+    bool prefill_only;     /* finish with PREFILL once the prompt is computed */
     double t_scheduled;    /* CLOCK_REALTIME s of its first step, 0 before */
     double t_prefill_done; /* CLOCK_REALTIME s when its prompt was first all computed */
     uint64_t admit_order;  /* for preemption: the newest running goes first */
@@ -363,7 +364,7 @@ static int schedule(engine_t *e, plan_t *pl, int slot, bool may_preempt)
         e->b_tokens[pl->nt] = s->tokens[p];
         e->b_pos[pl->nt] = p;
         e->b_seq[pl->nt] = i;
-        e->b_logits[pl->nt] = p == s->n_tokens - 1;
+        e->b_logits[pl->nt] = p == s->n_tokens - 1 && !s->prefill_only;
         pl->nt++;
     }
     pl->budget -= chunk;
@@ -490,6 +491,10 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
         if (s->t_prefill_done == 0.0 && s->n_computed >= s->n_prompt) s->t_prefill_done = t_fwd_real;
         seq_commit_blocks(e, s);
         if (s->n_computed != s->n_tokens) continue; /* prefill not done */
+        if (s->prefill_only) { /* no logits were asked for: no row */
+            finish(e, sl, ENGINE_FINISH_PREFILL, ev, cap, &n);
+            continue;
+        }
         float *lg = e->logits + (size_t)row++ * e->n_vocab;
         if (e->observer) e->observer(e->observer_ud, s->id, s->n_tokens - s->n_prompt, lg, e->n_vocab);
         engine_event_t x = {.kind = ENGINE_EV_TOKEN, .request_id = s->id};
@@ -566,6 +571,7 @@ rt_status_t engine_add_request(engine_t *e, const engine_request_t *r)
     s->ignore_eos = r->ignore_eos;
     s->top_n = r->top_logprobs;
     s->want_logprob = r->logprobs || r->top_logprobs > 0;
+    s->prefill_only = r->prefill_only;
     s->state = SEQ_WAITING;
     e->waiting[e->n_waiting++] = slot;
     return RT_OK;
@@ -590,6 +596,68 @@ void engine_set_logits_observer(engine_t *e, engine_logits_fn fn, void *ud)
 }
 
 bool engine_has_work(const engine_t *e) { return e->n_running > 0 || e->n_waiting > 0; }
+
+size_t engine_kv_block_bytes(const engine_t *e) { return e->ops->block_bytes ? e->ops->block_bytes(e->backend) : 0; }
+
+/* the sequence hashes of tokens' leading n full blocks */
+static void hash_prefix(const engine_t *e, const int32_t *tokens, size_t n, uint64_t *blk, uint64_t *seq)
+{
+    const int B = e->cfg.block_size;
+    for (size_t j = 0; j < n; j++) {
+        blk[j] = bp_hash_block(tokens + j * (size_t)B, B);
+        seq[j] = j ? bp_hash_chain(seq[j - 1], blk[j]) : blk[j];
+    }
+}
+
+void engine_kv_export(engine_t *e, const int32_t *tokens, size_t n_blocks, void *dst, size_t *n_out)
+{
+    *n_out = 0;
+    const size_t bb = engine_kv_block_bytes(e);
+    if (!bb || !n_blocks) return;
+    uint64_t *blk = malloc(n_blocks * sizeof *blk), *seq = malloc(n_blocks * sizeof *seq);
+    int32_t *ids = malloc(n_blocks * sizeof *ids);
+    if (!blk || !seq || !ids) goto out; /* out of memory: nothing exported, the receiver computes it */
+    hash_prefix(e, tokens, n_blocks, blk, seq);
+    const size_t k = bp_match_prefix(e->pool, seq, n_blocks, ids); /* references, while we read */
+    for (size_t j = 0; j < k; j++) e->ops->block_read(e->backend, ids[j], (char *)dst + j * bb);
+    if (k && bp_release(e->pool, ids, k) != RT_OK) abort(); /* the references just taken: broken invariant */
+    *n_out = k;
+out:
+    free(blk);
+    free(seq);
+    free(ids);
+}
+
+void engine_kv_import(engine_t *e, const int32_t *tokens, size_t n_blocks, const void *src, size_t *n_in)
+{
+    *n_in = 0;
+    const size_t bb = engine_kv_block_bytes(e);
+    if (!bb || !n_blocks) return;
+    const int B = e->cfg.block_size;
+    uint64_t *blk = malloc(n_blocks * sizeof *blk), *seq = malloc(n_blocks * sizeof *seq);
+    int32_t *ids = malloc(n_blocks * sizeof *ids);
+    if (!blk || !seq || !ids) goto out;
+    hash_prefix(e, tokens, n_blocks, blk, seq);
+    /* hold what is cached already, then fill the rest; every block stays
+     * held until the end, so no allocation here evicts another of them */
+    size_t k = bp_match_prefix(e->pool, seq, n_blocks, ids);
+    for (; k < n_blocks; k++) {
+        int32_t id;
+        if (bp_alloc(e->pool, 1, &id) != RT_OK) break;
+        e->ops->block_write(e->backend, id, (const char *)src + k * bb);
+        int32_t use = id;
+        if (bp_commit_full(e->pool, id, blk[k], seq[k], k ? &seq[k - 1] : NULL, B, &use) != RT_OK)
+            abort(); /* a block just allocated and held: broken invariant */
+        ids[k] = use;
+    }
+    /* one call, leaves first to the LRU list (block_pool.h) */
+    if (k && bp_release(e->pool, ids, k) != RT_OK) abort();
+    *n_in = k;
+out:
+    free(blk);
+    free(seq);
+    free(ids);
+}
 
 size_t engine_kv_events_drain(engine_t *e, bp_event_t *out, size_t max) { return bp_events_drain(e->pool, out, max); }
 

@@ -107,7 +107,7 @@ static rt_status_t dl_submit(void *self, const engine_request_t *r, dispatch_rou
     d->n_submitted++;
     dl_arm(d);
     if (route)
-        *route = (dispatch_route_t){.worker = 0, .overlap_blocks = -1};
+        *route = (dispatch_route_t){.worker = 0, .overlap_blocks = -1, .prefill_worker = -1};
     return RT_OK;
 }
 

@@ -369,7 +369,7 @@ static sub_result_t submit_choice(fe_server_t *fe, fe_req_t *r, fe_choice_t *c) 
     };
     er.sampling.seed = r->oai.has_seed ? r->oai.sampling.seed + (uint64_t)i : next_seed(fe);
     c->t_routed = hlog_now();
-    dispatch_route_t route = {.worker = -1, .overlap_blocks = -1};
+    dispatch_route_t route = {.worker = -1, .overlap_blocks = -1, .prefill_worker = -1};
     /* submitted before the call: events may in principle come from inside it */
     const bool was_parked = c->parked;
     c->edge = fe->cap_hint != SIZE_MAX && fe->n_inflight + 1 >= fe->cap_hint;

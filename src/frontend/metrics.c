@@ -378,6 +378,18 @@ char *fe_metrics_render(const fe_metrics_t *m, const dispatch_status_t *st, int 
     render_gauge(&o, "rotor_router_kv_index_blocks",
                  "Distinct KV blocks in the router's index (learnt from the workers' KV events).",
                  (double)st->kv_index_blocks);
+    render_counter(&o, "rotor_disagg_remote_prefills_total",
+                   "Requests whose prompt a prefill worker computed (disaggregated serving).",
+                   st->remote_prefills_total);
+    render_counter(&o, "rotor_disagg_kv_transfers_total",
+                   "KV hand-offs from prefill to decode workers that arrived.", st->kv_transfers_total);
+    render_counter(&o, "rotor_disagg_kv_transfer_blocks_total", "KV blocks those hand-offs carried.",
+                   st->kv_transfer_blocks_total);
+    render_counter(&o, "rotor_disagg_kv_transfer_bytes_total", "KV bytes those hand-offs carried.",
+                   st->kv_transfer_bytes_total);
+    head(&o, "rotor_disagg_kv_transfer_seconds_total", "counter",
+         "Seconds from a prefill worker's send to the decode worker's receipt, summed over hand-offs.");
+    put(&o, "rotor_disagg_kv_transfer_seconds_total{%s} %.6f\n", o.label, st->kv_transfer_seconds_total);
     render_counter(&o, "rotor_prompt_cached_tokens_total",
                    "Prompt tokens of finished requests served from the prefix cache.",
                    m->cached_tokens);

@@ -183,6 +183,14 @@ void hlog_kv_events(hlog_t *h, const hlog_kv_event_t *e, size_t n)
     pthread_mutex_unlock(&h->mu);
 }
 
+void hlog_transfer(hlog_t *h, const hlog_transfer_t *t)
+{
+    pthread_mutex_lock(&h->mu);
+    hlog_transfer_t *d = reserve(h, HLOG_KIND_TRANSFER, 1);
+    if (d) *d = *t;
+    pthread_mutex_unlock(&h->mu);
+}
+
 uint64_t hlog_dropped(const hlog_t *h) { return atomic_load(&h->dropped); }
 
 /* ---- writer thread --------------------------------------------------- */

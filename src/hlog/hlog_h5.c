@@ -3,7 +3,7 @@
  *
  * One file, created with the default (serial) driver and the latest file
  * format so that it can be written in SWMR mode: after the layout is made
- * (the /meta group and its attributes, five empty extendible datasets with
+ * (the /meta group and its attributes, six empty extendible datasets with
  * their "units" attributes) the file switches to single-writer/multiple-
  * reader writing, and h5py (`h5py.File(p, "r", swmr=True)`) can read it
  * while the job runs. Each dataset is 1-D, unlimited and chunked; an append
@@ -33,7 +33,7 @@
 #define ROTOR_VERSION "0.1.0"
 #endif
 
-#define HLOG_LAYOUT_VERSION 2 /* 2: /kv_events, /requests route_overlap_blocks */
+#define HLOG_LAYOUT_VERSION 3 /* 2: /kv_events, /requests route_overlap_blocks; 3: /transfers */
 #define WHO "hlog" /* prefix of error messages */
 
 typedef struct {
@@ -54,12 +54,12 @@ struct hlog_h5 {
 
 static const size_t kind_size[HLOG_KIND_COUNT] = {
     sizeof(hlog_request_t), sizeof(hlog_token_rec_t), sizeof(hlog_step_t), sizeof(hlog_worker_t),
-    sizeof(hlog_kv_event_t)};
+    sizeof(hlog_kv_event_t), sizeof(hlog_transfer_t)};
 
 size_t hlog_kind_size(hlog_kind_t k) { return kind_size[k]; }
 
 static const char *const final_u64[] = {"dropped_records", "n_requests", "n_tokens", "n_steps",
-                                        "n_workers", "n_kv_events"};
+                                        "n_workers", "n_kv_events", "n_transfers"};
 
 /* ---- types ----------------------------------------------------------- */
 
@@ -120,6 +120,25 @@ static hid_t kv_event_type(void)
         INS(t, hlog_kv_event_t, has_parent, H5T_NATIVE_INT32);
         INS(t, hlog_kv_event_t, n_tokens, H5T_NATIVE_INT32);
         INS(t, hlog_kv_event_t, tier, H5T_NATIVE_INT32);
+    }
+    return h5u_compound_end(t, ok);
+}
+
+static hid_t transfer_type(void)
+{
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_transfer_t));
+    int ok = t >= 0;
+    if (ok) {
+        INS(t, hlog_transfer_t, id, H5T_NATIVE_UINT64);
+        INS(t, hlog_transfer_t, prefill_worker, H5T_NATIVE_INT32);
+        INS(t, hlog_transfer_t, decode_worker, H5T_NATIVE_INT32);
+        INS(t, hlog_transfer_t, n_blocks, H5T_NATIVE_INT32);
+        INS(t, hlog_transfer_t, n_imported, H5T_NATIVE_INT32);
+        INS(t, hlog_transfer_t, bytes, H5T_NATIVE_INT64);
+        INS(t, hlog_transfer_t, t_prefill_done, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_transfer_t, t_sent, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_transfer_t, t_received, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_transfer_t, t_imported, H5T_NATIVE_DOUBLE);
     }
     return h5u_compound_end(t, ok);
 }
@@ -216,6 +235,10 @@ static const h5_table_t table_init[HLOG_KIND_COUNT] = {
                             "t: s since the Unix epoch (CLOCK_REALTIME), when rank 0 received it; "
                             "n_tokens: tokens; tier: 1 = G1 (the KV pool), 2 = G2 (host memory), 3 = G3 (disk)",
                             H5I_INVALID_HID, H5I_INVALID_HID, 0},
+    [HLOG_KIND_TRANSFER] = {"transfers", 1024,
+                            "t_*: s since the Unix epoch (CLOCK_REALTIME); n_blocks, n_imported: "
+                            "KV blocks; bytes: bytes; prefill_worker, decode_worker: ranks",
+                            H5I_INVALID_HID, H5I_INVALID_HID, 0},
 };
 
 /* Close every handle of f (ignoring errors), restore error printing, free. */
@@ -251,6 +274,7 @@ rt_status_t hlog_h5_create(const char *path, const hlog_h5_meta_t *meta, hlog_h5
     f->tab[HLOG_KIND_STEP].mem_type = step_type();
     f->tab[HLOG_KIND_WORKER].mem_type = worker_type();
     f->tab[HLOG_KIND_KV_EVENT].mem_type = kv_event_type();
+    f->tab[HLOG_KIND_TRANSFER].mem_type = transfer_type();
     for (int k = 0; k < HLOG_KIND_COUNT; k++)
         if (f->tab[k].mem_type < 0) st = h5u_fail(WHO, "compound type");
 
@@ -300,8 +324,15 @@ rt_status_t hlog_h5_close(hlog_h5_t *f, uint64_t dropped, double end_time)
     h5u_lock();
     hid_t g = H5Gopen2(f->file, "meta", H5P_DEFAULT);
     if (g < 0) st = h5u_fail(WHO, "open /meta");
-    uint64_t v[6] = {dropped, f->tab[HLOG_KIND_REQUEST].n, f->tab[HLOG_KIND_TOKEN].n,
-                     f->tab[HLOG_KIND_STEP].n, f->tab[HLOG_KIND_WORKER].n, f->tab[HLOG_KIND_KV_EVENT].n};
+    uint64_t v[] = {dropped,
+                    f->tab[HLOG_KIND_REQUEST].n,
+                    f->tab[HLOG_KIND_TOKEN].n,
+                    f->tab[HLOG_KIND_STEP].n,
+                    f->tab[HLOG_KIND_WORKER].n,
+                    f->tab[HLOG_KIND_KV_EVENT].n,
+                    f->tab[HLOG_KIND_TRANSFER].n};
+    _Static_assert(sizeof v / sizeof *v == sizeof final_u64 / sizeof *final_u64,
+                   "one value per closing attribute");
     for (size_t i = 0; !st && i < sizeof final_u64 / sizeof *final_u64; i++)
         st = h5u_attr_update(WHO, g, final_u64[i], H5T_NATIVE_UINT64, &v[i]);
     if (!st) st = h5u_attr_update(WHO, g, "end_time", H5T_NATIVE_DOUBLE, &end_time);

@@ -9,7 +9,7 @@
 #include "job_impl.h"
 #include "rotor/ctrl.h"
 
-rt_status_t ctrl_request_pack(const engine_request_t *r, void **buf, size_t *len)
+rt_status_t ctrl_request_pack(const engine_request_t *r, int32_t kv_peer, void **buf, size_t *len)
 {
     if (r->n_prompt > INT32_MAX / 8 || r->n_stop_tokens > 1024)
         return rt_error_set(RT_ERR_INVALID, "ctrl: request too large to send");
@@ -20,6 +20,7 @@ rt_status_t ctrl_request_pack(const engine_request_t *r, void **buf, size_t *len
                         .top_logprobs = r->top_logprobs,
                         .ignore_eos = r->ignore_eos,
                         .logprobs = r->logprobs,
+                        .kv_peer = kv_peer,
                         .sampling = r->sampling};
     size_t n = sizeof h + (r->n_prompt + r->n_stop_tokens) * sizeof(int32_t);
     uint8_t *b = malloc(n);
@@ -33,7 +34,7 @@ rt_status_t ctrl_request_pack(const engine_request_t *r, void **buf, size_t *len
     return RT_OK;
 }
 
-rt_status_t ctrl_request_unpack(const void *buf, size_t len, engine_request_t *r)
+rt_status_t ctrl_request_unpack(const void *buf, size_t len, engine_request_t *r, int32_t *kv_peer)
 {
     ctrl_request_t h;
     if (len < sizeof h) return rt_error_set(RT_ERR_FORMAT, "ctrl: short REQUEST message (%zu bytes)", len);
@@ -53,6 +54,7 @@ rt_status_t ctrl_request_unpack(const void *buf, size_t len, engine_request_t *r
     r->ignore_eos = h.ignore_eos != 0;
     r->logprobs = h.logprobs != 0;
     r->sampling = h.sampling;
+    if (kv_peer) *kv_peer = h.kv_peer;
     return RT_OK;
 }
 

@@ -60,7 +60,15 @@ typedef struct {
     int32_t blocks; /* charged to the worker's active_blocks */
     int32_t n_hashes;
     uint64_t *hashes; /* (n_hashes) prompt blocks in the pending index; owned, NULL if none */
+    int32_t prefill;  /* d->routes: index of the prefill worker computing its prompt, until
+                         that one reports; -1 if none */
 } route_t;
+
+/* open addressing, linear probing, power-of-two size */
+typedef struct {
+    route_t *slots; /* (cap) */
+    size_t cap, n;
+} route_tab_t;
 
 typedef struct {
     MPI_Request req;
@@ -91,8 +99,12 @@ typedef struct {
     int n_w, rr;
     int *w_of_rank; /* (n_ranks) index into w, -1 for ranks that are no worker */
     int n_ranks;
-    route_t *tab; /* open addressing, linear probing, power-of-two size */
-    size_t tab_cap, tab_n;
+    route_tab_t routes;   /* requests in flight, by the worker that serves them */
+    route_tab_t prefills; /* disaggregated ones still on their prefill worker */
+    int n_prefill;        /* prefill workers (0: aggregated serving) */
+    int max_local_prefill; /* disagg:max_local_prefill_tokens */
+    int64_t remote_prefills, xfer_count, xfer_blocks, xfer_bytes;
+    double xfer_seconds;  /* sum of t_received - t_sent */
     send_t *sends;
     size_t n_sends, cap_sends;
     uint8_t *rx;
@@ -107,79 +119,87 @@ typedef struct {
 
 /* ------------------------------------------------------------ route table */
 
-static size_t slot_of(const dmpi_t *d, uint64_t id) { return XXH3_64bits(&id, sizeof id) & (d->tab_cap - 1); }
+static size_t slot_of(const route_tab_t *t, uint64_t id) { return XXH3_64bits(&id, sizeof id) & (t->cap - 1); }
 
-static route_t *route_find(dmpi_t *d, uint64_t id)
+static route_t *route_find(route_tab_t *t, uint64_t id)
 {
-    for (size_t i = slot_of(d, id);; i = (i + 1) & (d->tab_cap - 1)) {
-        if (d->tab[i].worker < 0) return NULL;
-        if (d->tab[i].id == id) return &d->tab[i];
+    for (size_t i = slot_of(t, id);; i = (i + 1) & (t->cap - 1)) {
+        if (t->slots[i].worker < 0) return NULL;
+        if (t->slots[i].id == id) return &t->slots[i];
     }
 }
 
-static rt_status_t route_grow(dmpi_t *d);
+static rt_status_t route_grow(route_tab_t *t);
 
-static rt_status_t route_add(dmpi_t *d, uint64_t id, int worker, int32_t blocks, uint64_t *hashes, int32_t n_hashes)
+static rt_status_t route_add(route_tab_t *t, const route_t *r)
 {
-    if ((d->tab_n + 1) * 2 > d->tab_cap) {
-        rt_status_t st = route_grow(d);
+    if ((t->n + 1) * 2 > t->cap) {
+        rt_status_t st = route_grow(t);
         if (st) return st;
     }
-    size_t i = slot_of(d, id);
-    while (d->tab[i].worker >= 0) {
-        if (d->tab[i].id == id) return rt_error_set(RT_ERR_INVALID, "dispatch: request id %llu is already live",
-                                                    (unsigned long long)id);
-        i = (i + 1) & (d->tab_cap - 1);
+    size_t i = slot_of(t, r->id);
+    while (t->slots[i].worker >= 0) {
+        if (t->slots[i].id == r->id)
+            return rt_error_set(RT_ERR_INVALID, "dispatch: request id %llu is already live", (unsigned long long)r->id);
+        i = (i + 1) & (t->cap - 1);
     }
-    d->tab[i] = (route_t){.id = id, .worker = worker, .blocks = blocks, .n_hashes = n_hashes, .hashes = hashes};
-    d->tab_n++;
+    t->slots[i] = *r;
+    t->n++;
     return RT_OK;
 }
 
-static rt_status_t route_grow(dmpi_t *d)
+static rt_status_t route_grow(route_tab_t *t)
 {
-    size_t old_cap = d->tab_cap;
-    route_t *old = d->tab;
+    size_t old_cap = t->cap;
+    route_t *old = t->slots;
     size_t cap = old_cap ? old_cap * 2 : 1024;
-    route_t *t = malloc(cap * sizeof *t);
-    if (!t) return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
-    for (size_t i = 0; i < cap; i++) t[i].worker = -1;
-    d->tab = t;
-    d->tab_cap = cap;
-    d->tab_n = 0;
+    route_t *slots = malloc(cap * sizeof *slots);
+    if (!slots) return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
+    for (size_t i = 0; i < cap; i++) slots[i].worker = -1;
+    t->slots = slots;
+    t->cap = cap;
+    t->n = 0;
     for (size_t i = 0; i < old_cap; i++)
-        if (old[i].worker >= 0) route_add(d, old[i].id, old[i].worker, old[i].blocks, old[i].hashes, old[i].n_hashes);
+        if (old[i].worker >= 0) route_add(t, &old[i]);
     free(old);
     return RT_OK;
 }
 
 /* Backward-shift deletion keeps probe chains intact without tombstones. */
-static void route_del(dmpi_t *d, route_t *r)
+static void route_del(route_tab_t *t, route_t *r)
 {
-    size_t mask = d->tab_cap - 1, i = (size_t)(r - d->tab), j = i;
-    d->tab[i].worker = -1;
-    d->tab_n--;
+    size_t mask = t->cap - 1, i = (size_t)(r - t->slots), j = i;
+    t->slots[i].worker = -1;
+    t->n--;
     for (;;) {
         j = (j + 1) & mask;
-        if (d->tab[j].worker < 0) return;
-        size_t k = slot_of(d, d->tab[j].id);
+        if (t->slots[j].worker < 0) return;
+        size_t k = slot_of(t, t->slots[j].id);
         /* move j back to i unless its home k lies cyclically in (i, j] */
         if ((i <= j) ? (i < k && k <= j) : (i < k || k <= j)) continue;
-        d->tab[i] = d->tab[j];
-        d->tab[j].worker = -1;
+        t->slots[i] = t->slots[j];
+        t->slots[j].worker = -1;
         i = j;
     }
 }
 
-/* A request's end on its worker: off the table and the worker's load. */
-static void route_end(dmpi_t *d, route_t *r)
+static void route_tab_free(route_tab_t *t)
+{
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i].worker >= 0) free(t->slots[i].hashes);
+    free(t->slots);
+}
+
+/* A request's end on a worker (its decode or serving worker in d->routes,
+ * its prefill worker in d->prefills): off the table and the worker's load. */
+static void route_end(dmpi_t *d, route_tab_t *t, route_t *r)
 {
     mpi_worker_t *w = &d->w[r->worker];
     w->n_inflight--;
     w->active_blocks -= r->blocks;
     for (int32_t i = 0; i < r->n_hashes; i++) kvi_remove(d->kv_pending, r->worker, r->hashes[i]);
     free(r->hashes);
-    route_del(d, r);
+    route_del(t, r);
 }
 
 /* ------------------------------------------------------------- messaging */
@@ -234,22 +254,48 @@ static void worker_event(dmpi_t *d, const mpi_worker_t *w, const char *kind, con
     hlog_worker(d->hlog, &rec);
 }
 
-/* Fail every request routed to w (it stopped answering). */
+static void sink_error(dmpi_t *d, uint64_t id, rt_status_t st, int rank)
+{
+    engine_event_t ev = {.kind = ENGINE_EV_ERROR, .request_id = id, .status = st};
+    if (d->sink.on_event) d->sink.on_event(d->sink.ctx, &ev, rank);
+}
+
+/* Fail every request worker wi holds (it stopped answering): the ones it
+ * serves, and the ones whose prompt it was computing for a decode worker. */
 static void fail_worker_requests(dmpi_t *d, int wi)
 {
     mpi_worker_t *w = &d->w[wi];
-    for (size_t i = 0; i < d->tab_cap;) {
-        route_t *r = &d->tab[i];
+    for (size_t i = 0; i < d->routes.cap;) {
+        route_t *r = &d->routes.slots[i];
         if (r->worker != wi) {
             i++;
             continue;
         }
         uint64_t id = r->id;
-        route_end(d, r); /* may move a later entry into slot i: look at i again */
+        route_end(d, &d->routes, r); /* may move a later entry into slot i: look at i again */
         send_cancel(d, w->rank, id);
-        engine_event_t ev = {.kind = ENGINE_EV_ERROR, .request_id = id, .status = RT_ERR_UNAVAILABLE};
+        route_t *p = route_find(&d->prefills, id);
+        if (p) send_cancel(d, d->w[p->worker].rank, id); /* its prefill report ends that entry */
         rt_error_set(RT_ERR_UNAVAILABLE, "worker rank %d stopped answering; the request was cancelled", w->rank);
-        if (d->sink.on_event) d->sink.on_event(d->sink.ctx, &ev, w->rank);
+        sink_error(d, id, RT_ERR_UNAVAILABLE, w->rank);
+    }
+    for (size_t i = 0; i < d->prefills.cap;) {
+        route_t *p = &d->prefills.slots[i];
+        if (p->worker != wi) {
+            i++;
+            continue;
+        }
+        uint64_t id = p->id;
+        route_end(d, &d->prefills, p);
+        send_cancel(d, w->rank, id);
+        route_t *r = route_find(&d->routes, id);
+        if (!r) continue;
+        const int decode_rank = d->w[r->worker].rank;
+        route_end(d, &d->routes, r);
+        send_cancel(d, decode_rank, id); /* in case its hand-off left before */
+        rt_error_set(RT_ERR_UNAVAILABLE, "prefill worker rank %d stopped answering; the request was cancelled",
+                     w->rank);
+        sink_error(d, id, RT_ERR_UNAVAILABLE, w->rank);
     }
 }
 
@@ -325,6 +371,54 @@ static void apply_kv_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, int 
     }
 }
 
+/* A prefill worker's event. FINISH (PREFILL): the hand-off is on its way to
+ * the decode worker, which takes the request from here. Any other end (an
+ * error, a cancel) means no hand-off: the request ends with it. */
+static void on_prefill_event(dmpi_t *d, const mpi_worker_t *w, const engine_event_t *ev)
+{
+    if (ev->kind == ENGINE_EV_TOKEN) return;
+    route_t *p = route_find(&d->prefills, ev->request_id);
+    if (!p || p->worker != (int)(w - d->w)) return;
+    route_end(d, &d->prefills, p);
+    route_t *r = route_find(&d->routes, ev->request_id);
+    if (r) r->prefill = -1;
+    if (ev->kind == ENGINE_EV_FINISH && ev->finish == ENGINE_FINISH_PREFILL) return;
+    if (!r) return; /* failed or cancelled already */
+    const int decode_rank = d->w[r->worker].rank;
+    route_end(d, &d->routes, r);
+    send_cancel(d, decode_rank, ev->request_id); /* it only remembers the id */
+    engine_event_t x = *ev;
+    if (x.kind == ENGINE_EV_FINISH && x.finish == ENGINE_FINISH_CANCELLED) {
+        x.n_cached = 0;
+        x.n_generated = 0;
+    } else if (x.kind == ENGINE_EV_ERROR) {
+        rt_error_set(x.status, "prefill worker rank %d could not run the request (%s)", w->rank,
+                     rt_status_str(x.status));
+    } else {
+        x = (engine_event_t){.kind = ENGINE_EV_ERROR, .request_id = ev->request_id, .status = RT_ERR_INTERNAL};
+        rt_error_set(RT_ERR_INTERNAL, "prefill worker rank %d ended the prompt without a hand-off", w->rank);
+    }
+    if (d->sink.on_event) d->sink.on_event(d->sink.ctx, &x, w->rank);
+}
+
+/* A decode worker received a hand-off: log it */
+static void on_xfer(dmpi_t *d, const mpi_worker_t *w, const uint8_t *buf, size_t len)
+{
+    ctrl_xfer_t x;
+    if (len != sizeof x) return;
+    memcpy(&x, buf, sizeof x);
+    d->xfer_count++;
+    d->xfer_blocks += x.n_blocks;
+    d->xfer_bytes += x.bytes;
+    d->xfer_seconds += x.t_received - x.t_sent;
+    if (!d->hlog) return;
+    const hlog_transfer_t t = {.id = x.id, .prefill_worker = x.prefill_rank, .decode_worker = w->rank,
+                               .n_blocks = x.n_blocks, .n_imported = x.n_imported, .bytes = x.bytes,
+                               .t_prefill_done = x.t_prefill_done, .t_sent = x.t_sent,
+                               .t_received = x.t_received, .t_imported = x.t_imported};
+    hlog_transfer(d->hlog, &t);
+}
+
 static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len)
 {
     ctrl_events_t h;
@@ -357,10 +451,14 @@ static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len
     for (int i = 0; i < h.n_events; i++) {
         engine_event_t ev;
         memcpy(&ev, buf + sizeof h + (size_t)i * sizeof ev, sizeof ev);
-        route_t *r = route_find(d, ev.request_id);
+        if (w->role == JOB_ROLE_PREFILL) {
+            on_prefill_event(d, w, &ev);
+            continue;
+        }
+        route_t *r = route_find(&d->routes, ev.request_id);
         if (!r || r->worker != wi) continue; /* already failed or finished */
         if (ev.kind == ENGINE_EV_FINISH || ev.kind == ENGINE_EV_ERROR) {
-            route_end(d, r);
+            route_end(d, &d->routes, r);
             if (ev.kind == ENGINE_EV_ERROR)
                 rt_error_set(ev.status, "worker rank %d could not run the request (%s)", w->rank,
                              rt_status_str(ev.status));
@@ -394,6 +492,7 @@ static void poll_messages(dmpi_t *d)
             worker_event(d, w, "up", "hello");
             break;
         case CTRL_TAG_EVENTS: on_events(d, w, d->rx, (size_t)count); break;
+        case CTRL_TAG_XFER: on_xfer(d, w, d->rx, (size_t)count); break;
         case CTRL_TAG_BYE:
             w->bye = 1;
             w->up = 0;
@@ -439,7 +538,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     reap_sends(d);
     check_heartbeats(d);
     check_shutdown(d);
-    struct timeval tv = {0, (d->tab_n || d->n_sends || d->shutting) ? 100 : 2000};
+    struct timeval tv = {0, (d->routes.n || d->prefills.n || d->n_sends || d->shutting) ? 100 : 2000};
     evtimer_add(d->poll_ev, &tv);
 }
 
@@ -450,9 +549,13 @@ static void dm_set_sink(void *self, dispatch_sink_t sink) { ((dmpi_t *)self)->si
 /* Requests one engine holds (running + its queue), as the engine bounds it. */
 static int worker_capacity(const mpi_worker_t *w) { return 4 * (w->info.max_num_seqs > 0 ? w->info.max_num_seqs : 64); }
 
-/* The KV-aware choice among the up workers with room (-1 if none); *blocks
- * receives what the request adds on the chosen worker. */
-static int pick_worker_kv(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
+/* The workers a pick chooses among: prefill workers for a remote prefill,
+ * the others (aggregated or decode workers) for serving. */
+static bool in_pool(const mpi_worker_t *w, bool prefill) { return (w->role == JOB_ROLE_PREFILL) == prefill; }
+
+/* The KV-aware choice among the up workers of the pool with room (-1 if
+ * none); *blocks receives what the request adds on the chosen worker. */
+static int pick_worker_kv(dmpi_t *d, const engine_request_t *r, bool prefill, int32_t *blocks)
 {
     const size_t nb = r->n_prompt / (size_t)d->block_size;
     if (nb > d->kv_hashes_cap) {
@@ -470,7 +573,7 @@ static int pick_worker_kv(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
     for (int i = 0; i < d->n_w; i++) {
         if (d->kv_overlap[i] > usable) d->kv_overlap[i] = usable;
         const mpi_worker_t *w = &d->w[i];
-        d->kv_cand[i] = (kvr_candidate_t){.eligible = w->up && w->n_inflight < worker_capacity(w),
+        d->kv_cand[i] = (kvr_candidate_t){.eligible = w->up && in_pool(w, prefill) && w->n_inflight < worker_capacity(w),
                                           .overlap = d->kv_overlap[i],
                                           .active_blocks = w->active_blocks,
                                           .n_inflight = w->n_inflight};
@@ -480,15 +583,15 @@ static int pick_worker_kv(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
     return best;
 }
 
-/* An up worker with room, by policy; -1 if none is up, -2 if all are full.
- * *blocks receives what the request is charged there. */
-static int pick_worker(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
+/* An up worker of the pool with room, by policy; -1 if none is up, -2 if
+ * all are full. *blocks receives what the request is charged there. */
+static int pick_worker(dmpi_t *d, const engine_request_t *r, bool prefill, int32_t *blocks)
 {
     int best = -1, n_up = 0, n_room = 0;
     *blocks = (int32_t)(r->n_prompt / (size_t)d->block_size) + 1;
     for (int k = 0; k < d->n_w; k++) {
         int i = (d->rr + k) % d->n_w;
-        if (!d->w[i].up) continue;
+        if (!d->w[i].up || !in_pool(&d->w[i], prefill)) continue;
         n_up++;
         if (d->w[i].n_inflight >= worker_capacity(&d->w[i])) continue;
         if (d->policy == POLICY_ROUND_ROBIN) {
@@ -501,9 +604,42 @@ static int pick_worker(dmpi_t *d, const engine_request_t *r, int32_t *blocks)
         }
         if (best < 0 || d->w[i].n_inflight < d->w[best].n_inflight) best = i;
     }
-    if (best >= 0 && d->policy == POLICY_KV_AWARE) best = pick_worker_kv(d, r, blocks);
+    if (best >= 0 && d->policy == POLICY_KV_AWARE) best = pick_worker_kv(d, r, prefill, blocks);
     if (best >= 0) d->rr = (best + 1) % d->n_w;
     return best >= 0 ? best : n_up ? -2 : -1;
+}
+
+/* kv_aware: a copy of the first n of the prompt's hashes pick_worker_kv
+ * left in the scratch (NULL if n is 0); *oom on failure */
+static uint64_t *copy_hashes(const dmpi_t *d, int32_t n, bool *oom)
+{
+    if (n <= 0) return NULL;
+    uint64_t *h = malloc((size_t)n * sizeof *h);
+    if (!h) *oom = true;
+    else memcpy(h, d->kv_hashes, (size_t)n * sizeof *h);
+    return h;
+}
+
+/* r enters worker wi's load and the pending index */
+static void charge(dmpi_t *d, const route_t *r)
+{
+    d->w[r->worker].n_inflight++;
+    d->w[r->worker].active_blocks += r->blocks;
+    /* what the worker is about to hold (out of memory: only fewer predicted hits) */
+    for (int32_t i = 0; i < r->n_hashes; i++)
+        if (kvi_store(d->kv_pending, r->worker, r->hashes[i]) != RT_OK) break;
+}
+
+/* Disaggregation: a prefill worker for r, whose serving worker holds
+ * overlap blocks of its prompt, or -1 to prefill where it decodes (short
+ * prompts, most of it cached there, or no prefill worker up with room). */
+static int pick_prefill(dmpi_t *d, const engine_request_t *r, int32_t overlap, int32_t *blocks)
+{
+    const int64_t n_full = r->n_prompt ? (int64_t)(r->n_prompt - 1) / d->block_size : 0;
+    if (!d->n_prefill || n_full == 0) return -1;
+    if ((int64_t)r->n_prompt - (int64_t)overlap * d->block_size <= d->max_local_prefill) return -1;
+    const int pi = pick_worker(d, r, true, blocks);
+    return pi >= 0 ? pi : -1;
 }
 
 static rt_status_t dm_submit(void *self, const engine_request_t *r, dispatch_route_t *route)
@@ -511,40 +647,57 @@ static rt_status_t dm_submit(void *self, const engine_request_t *r, dispatch_rou
     dmpi_t *d = self;
     if (d->shutting) return rt_error_set(RT_ERR_UNAVAILABLE, "the job is shutting down");
     int32_t blocks;
-    int wi = pick_worker(d, r, &blocks);
+    int wi = pick_worker(d, r, false, &blocks);
     if (wi == -2) return rt_error_set(RT_ERR_FULL, "every worker is full");
-    if (wi < 0) return rt_error_set(RT_ERR_UNAVAILABLE, "no worker is up (%d configured)", d->n_w);
+    if (wi < 0) return rt_error_set(RT_ERR_UNAVAILABLE, "no worker is up (%d configured)", d->n_w - d->n_prefill);
     if (d->w[wi].info.n_vocab > 0)
         for (size_t i = 0; i < r->n_prompt; i++)
             if (r->prompt[i] < 0 || r->prompt[i] >= d->w[wi].info.n_vocab)
                 return rt_error_set(RT_ERR_INVALID, "token id %d is outside the vocabulary (0..%d)", r->prompt[i],
                                     d->w[wi].info.n_vocab - 1);
+    const bool kv = d->policy == POLICY_KV_AWARE;
+    const int32_t overlap = kv ? d->kv_overlap[wi] : 0;
+    bool oom = false;
     /* kv_aware: pick_worker_kv left the prompt's hashes and overlaps in the scratch */
-    const int32_t n_hashes = d->policy == POLICY_KV_AWARE ? (int32_t)(r->n_prompt / (size_t)d->block_size) : 0;
-    uint64_t *hashes = n_hashes ? malloc((size_t)n_hashes * sizeof *hashes) : NULL;
-    if (n_hashes && !hashes) return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
-    if (n_hashes) memcpy(hashes, d->kv_hashes, (size_t)n_hashes * sizeof *hashes);
-    void *buf;
+    route_t rt = {.id = r->id, .worker = wi, .blocks = blocks, .prefill = -1,
+                  .n_hashes = kv ? (int32_t)(r->n_prompt / (size_t)d->block_size) : 0};
+    rt.hashes = copy_hashes(d, rt.n_hashes, &oom);
+    route_t pre = {.id = r->id, .worker = -1, .prefill = -1};
+    if (!oom) pre.worker = pick_prefill(d, r, overlap, &pre.blocks);
+    if (pre.worker >= 0) {
+        /* the prefill worker holds the prompt's full blocks but the last */
+        pre.n_hashes = kv ? (int32_t)((r->n_prompt - 1) / (size_t)d->block_size) : 0;
+        pre.hashes = copy_hashes(d, pre.n_hashes, &oom);
+        rt.prefill = pre.worker;
+    }
+    void *buf = NULL;
     size_t len;
-    rt_status_t st = ctrl_request_pack(r, &buf, &len);
-    if (!st) st = route_add(d, r->id, wi, blocks, hashes, n_hashes);
+    rt_status_t st = oom ? rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory")
+                         : ctrl_request_pack(r, pre.worker >= 0 ? d->w[wi].rank : -1, &buf, &len);
+    if (!st) st = route_add(&d->routes, &rt);
+    if (!st && pre.worker >= 0 && (st = route_add(&d->prefills, &pre)))
+        route_del(&d->routes, route_find(&d->routes, r->id));
     if (st) {
-        free(hashes);
+        free(rt.hashes);
+        free(pre.hashes);
         free(buf);
         return st;
     }
-    send_async(d, d->w[wi].rank, CTRL_TAG_REQUEST, buf, len);
-    d->w[wi].n_inflight++;
-    d->w[wi].active_blocks += blocks;
-    if (d->policy == POLICY_KV_AWARE) {
-        d->route_request_blocks += n_hashes;
-        d->route_overlap_blocks += d->kv_overlap[wi];
+    charge(d, &rt);
+    if (pre.worker >= 0) {
+        charge(d, &pre);
+        d->remote_prefills++;
+        send_async(d, d->w[pre.worker].rank, CTRL_TAG_PREFILL, buf, len);
+    } else {
+        send_async(d, d->w[wi].rank, CTRL_TAG_REQUEST, buf, len);
     }
-    /* what the worker is about to hold (out of memory: only fewer predicted hits) */
-    for (int32_t i = 0; i < n_hashes; i++)
-        if (kvi_store(d->kv_pending, wi, hashes[i]) != RT_OK) break;
+    if (kv) {
+        d->route_request_blocks += rt.n_hashes;
+        d->route_overlap_blocks += overlap;
+    }
     *route = (dispatch_route_t){.worker = d->w[wi].rank,
-                                .overlap_blocks = d->policy == POLICY_KV_AWARE ? d->kv_overlap[wi] : -1};
+                                .overlap_blocks = kv ? overlap : -1,
+                                .prefill_worker = pre.worker >= 0 ? d->w[pre.worker].rank : -1};
     /* poll soon: the first token matters */
     struct timeval tv = {0, 100};
     evtimer_del(d->poll_ev);
@@ -555,8 +708,13 @@ static rt_status_t dm_submit(void *self, const engine_request_t *r, dispatch_rou
 static void dm_cancel(void *self, uint64_t id)
 {
     dmpi_t *d = self;
-    route_t *r = route_find(d, id);
-    if (r) send_cancel(d, d->w[r->worker].rank, id);
+    route_t *r = route_find(&d->routes, id);
+    if (!r) return;
+    /* on its prefill worker, or already on the way to its decode worker:
+     * both hear of it (the decode worker remembers an id it does not hold) */
+    route_t *p = route_find(&d->prefills, id);
+    if (p) send_cancel(d, d->w[p->worker].rank, id);
+    send_cancel(d, d->w[r->worker].rank, id);
 }
 
 static void dm_status(void *self, dispatch_status_t *st)
@@ -564,6 +722,7 @@ static void dm_status(void *self, dispatch_status_t *st)
     dmpi_t *d = self;
     memset(st, 0, sizeof *st);
     st->n_workers = d->n_w;
+    st->n_prefill_workers = d->n_prefill;
     int64_t used = 0, total = 0;
     for (int i = 0; i < d->n_w; i++) {
         const mpi_worker_t *w = &d->w[i];
@@ -588,6 +747,11 @@ static void dm_status(void *self, dispatch_status_t *st)
     st->route_request_blocks_total = d->route_request_blocks;
     st->route_overlap_blocks_total = d->route_overlap_blocks;
     st->kv_index_blocks = kvi_blocks(d->kv);
+    st->remote_prefills_total = d->remote_prefills;
+    st->kv_transfers_total = d->xfer_count;
+    st->kv_transfer_blocks_total = d->xfer_blocks;
+    st->kv_transfer_bytes_total = d->xfer_bytes;
+    st->kv_transfer_seconds_total = d->xfer_seconds;
 }
 
 static const dispatch_ops_t dmpi_ops = {
@@ -622,7 +786,7 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
     d->poll_ev = evtimer_new(base, on_poll, d);
     d->kv_overlap = calloc((size_t)n_ranks, sizeof *d->kv_overlap);
     d->kv_cand = calloc((size_t)n_ranks, sizeof *d->kv_cand);
-    if (!d->w || !d->w_of_rank || !d->rx || !d->poll_ev || !d->kv_overlap || !d->kv_cand || route_grow(d) ||
+    if (!d->w || !d->w_of_rank || !d->rx || !d->poll_ev || !d->kv_overlap || !d->kv_cand || route_grow(&d->routes) || route_grow(&d->prefills) ||
         kvi_create(n_ranks, &d->kv) || kvi_create(n_ranks, &d->kv_host) || kvi_create(n_ranks, &d->kv_disk) ||
         kvi_create(n_ranks, &d->kv_pending)) {
         dispatch_mpi_destroy((dispatch_t){.ops = &dmpi_ops, .self = d});
@@ -634,7 +798,9 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
         if (!job_role_is_engine(roles[r])) continue;
         d->w_of_rank[r] = d->n_w;
         d->w[d->n_w++] = (mpi_worker_t){.rank = r, .role = roles[r], .last_seen = now};
+        d->n_prefill += roles[r] == JOB_ROLE_PREFILL;
     }
+    d->max_local_prefill = (int)cfg_int(cfg, "disagg:max_local_prefill_tokens");
     struct timeval tv = {0, 1000};
     evtimer_add(d->poll_ev, &tv);
     *out = (dispatch_t){.ops = &dmpi_ops, .self = d};
@@ -664,9 +830,8 @@ void dispatch_mpi_destroy(dispatch_t dd)
         if (flag) free(d->sends[i].buf);
     }
     free(d->sends);
-    for (size_t i = 0; i < d->tab_cap; i++)
-        if (d->tab[i].worker >= 0) free(d->tab[i].hashes);
-    free(d->tab);
+    route_tab_free(&d->routes);
+    route_tab_free(&d->prefills);
     free(d->rx);
     free(d->w);
     free(d->w_of_rank);

@@ -74,9 +74,9 @@ rt_status_t job_roles_parse(const cfg_t *cfg, int n_ranks, job_role_t *roles)
     static const struct {
         const char *key;
         job_role_t role;
-    } keys[] = {{"roles:router", JOB_ROLE_ROUTER},   {"roles:worker", JOB_ROLE_WORKER},
-                {"roles:prefill", JOB_ROLE_PREFILL}, {"roles:decode", JOB_ROLE_DECODE},
-                {"roles:planner", JOB_ROLE_PLANNER}};
+    } keys[] = {{"roles:router", JOB_ROLE_ROUTER},   {"roles:prefill", JOB_ROLE_PREFILL},
+                {"roles:decode", JOB_ROLE_DECODE},   {"roles:planner", JOB_ROLE_PLANNER},
+                {"roles:worker", JOB_ROLE_WORKER}};
     bool *in = calloc((size_t)n_ranks, sizeof *in);
     if (!in) return rt_error_set(RT_ERR_NOMEM, "roles: out of memory");
     for (int i = 0; i < n_ranks; i++) roles[i] = JOB_ROLE_NONE;
@@ -90,8 +90,10 @@ rt_status_t job_roles_parse(const cfg_t *cfg, int n_ranks, job_role_t *roles)
             st = rt_error_set(st, "%s: %s", keys[k].key, msg);
             break;
         }
+        /* the worker key's default, "1-", is every rank the other roles leave */
+        const bool rest = keys[k].role == JOB_ROLE_WORKER && strcmp(text, "1-") == 0;
         for (int r = 0; r < n_ranks; r++) {
-            if (!in[r]) continue;
+            if (!in[r] || (rest && roles[r] != JOB_ROLE_NONE)) continue;
             if (roles[r] != JOB_ROLE_NONE) {
                 st = rt_error_set(RT_ERR_INVALID, "%s: rank %d is already a %s rank (roles overlap)", keys[k].key, r,
                                   job_role_name(roles[r]));

@@ -2,6 +2,14 @@
  * worker.c - a worker rank's loop: take requests and cancellations from
  * rank 0, step the engine while it has work, send each step's events and
  * stats back (a heartbeat when idle), stop on SHUTDOWN.
+ *
+ * Disaggregation (ctrl.h): a PREFILL from rank 0 runs the prompt's full
+ * blocks prefill_only; when the engine finishes it, the blocks are exported
+ * and sent with the request to the decode rank (transfer.h). A KV message
+ * from a prefill rank is imported into the engine's prefix cache and its
+ * request queued: admission then finds the prompt cached but for its last
+ * block. A CANCEL for a request not here yet is remembered (a hand-off may
+ * still be on its way) and ends it when it comes.
  */
 #include <mpi.h>
 #include <stdbool.h>
@@ -13,6 +21,18 @@
 #include "rotor/ctrl.h"
 #include "rotor/hlog.h"
 #include "rotor/log.h"
+#include "rotor/transfer.h"
+
+/* a prefill_only request in the engine, to hand off when it finishes */
+typedef struct {
+    uint64_t id;
+    int32_t peer;    /* the decode rank */
+    uint8_t *req;    /* (req_len) its REQUEST message as rank 0 sent it, owned */
+    size_t req_len;
+} handoff_t;
+
+/* CANCELs for requests this worker did not hold, most recent last */
+#define WORKER_TOMBSTONES 256
 
 typedef struct {
     engine_t *engine;
@@ -25,6 +45,12 @@ typedef struct {
     double last_sent;
     double heartbeat_s;
     int shutdown;
+    int block_size;
+    xfer_t *xfer;           /* hand-offs to decode ranks */
+    handoff_t *handoffs;    /* (n_handoffs, cap_handoffs) owned */
+    size_t n_handoffs, cap_handoffs;
+    uint64_t tombstones[WORKER_TOMBSTONES];
+    size_t n_tombstones;    /* ever; the ring holds the last WORKER_TOMBSTONES */
 } worker_t;
 
 /* stats: the step's (stepped) or the engine's current ones (NULL: a
@@ -60,28 +86,167 @@ static void refuse(worker_t *w, uint64_t id, rt_status_t st)
     send_events(w, &ev, 1, NULL, false);
 }
 
-/* Receive everything rank 0 has sent; returns the number of messages. */
+static uint64_t leading_id(const uint8_t *buf, int count)
+{
+    uint64_t id = 0; /* ctrl_request_t and ctrl_kv_t start with it */
+    if ((size_t)count >= sizeof id) memcpy(&id, buf, sizeof id);
+    return id;
+}
+
+static bool tombstoned(const worker_t *w, uint64_t id)
+{
+    const size_t n = w->n_tombstones < WORKER_TOMBSTONES ? w->n_tombstones : WORKER_TOMBSTONES;
+    for (size_t i = 0; i < n; i++)
+        if (w->tombstones[i] == id) return true;
+    return false;
+}
+
+/* PREFILL: the prompt's blocks a decode rank can take from its cache (all
+ * full ones but the one holding the last token), prefill_only */
+static void on_prefill(worker_t *w, int count)
+{
+    engine_request_t r;
+    int32_t peer = -1;
+    rt_status_t st = ctrl_request_unpack(w->rx, (size_t)count, &r, &peer);
+    const size_t n_full = r.n_prompt ? (r.n_prompt - 1) / (size_t)w->block_size : 0;
+    if (!st && (peer <= 0 || n_full == 0))
+        st = rt_error_set(RT_ERR_INVALID, "PREFILL of %zu tokens for rank %d: nothing to hand off", r.n_prompt, peer);
+    if (!st && w->n_handoffs == w->cap_handoffs) {
+        size_t cap = w->cap_handoffs ? 2 * w->cap_handoffs : 16;
+        handoff_t *h = realloc(w->handoffs, cap * sizeof *h);
+        if (!h) st = rt_error_set(RT_ERR_NOMEM, "worker: out of memory");
+        else {
+            w->handoffs = h;
+            w->cap_handoffs = cap;
+        }
+    }
+    uint8_t *copy = st ? NULL : malloc((size_t)count);
+    if (!st && !copy) st = rt_error_set(RT_ERR_NOMEM, "worker: out of memory");
+    if (!st) {
+        memcpy(copy, w->rx, (size_t)count);
+        engine_request_t p = r;
+        p.n_prompt = n_full * (size_t)w->block_size;
+        p.prefill_only = true;
+        p.max_tokens = 1;
+        p.n_stop_tokens = 0;
+        p.top_logprobs = 0;
+        p.logprobs = false;
+        st = engine_add_request(w->engine, &p);
+    }
+    if (st) {
+        free(copy);
+        refuse(w, leading_id(w->rx, count), st);
+        return;
+    }
+    w->handoffs[w->n_handoffs++] = (handoff_t){.id = r.id, .peer = peer, .req = copy, .req_len = (size_t)count};
+}
+
+/* The engine finished a prefill_only request: send its blocks and the
+ * request to the decode rank; any other end just forgets it (rank 0 learns
+ * of it from the event and tells the client) */
+static void on_prefill_finished(worker_t *w, const engine_event_t *ev)
+{
+    size_t i = 0;
+    while (i < w->n_handoffs && w->handoffs[i].id != ev->request_id) i++;
+    if (i == w->n_handoffs) return;
+    handoff_t h = w->handoffs[i];
+    w->handoffs[i] = w->handoffs[--w->n_handoffs];
+    if (ev->kind != ENGINE_EV_FINISH || ev->finish != ENGINE_FINISH_PREFILL) {
+        free(h.req);
+        return;
+    }
+    engine_request_t r;
+    if (ctrl_request_unpack(h.req, h.req_len, &r, NULL)) RT_PANIC("worker: a REQUEST it unpacked before");
+    const size_t bb = engine_kv_block_bytes(w->engine);
+    size_t n_blocks = (r.n_prompt - 1) / (size_t)w->block_size;
+    if (bb && n_blocks > (XFER_MAX_BYTES - sizeof(ctrl_kv_t) - h.req_len) / bb) /* the rest the decode rank computes */
+        n_blocks = (XFER_MAX_BYTES - sizeof(ctrl_kv_t) - h.req_len) / bb;
+    if (!bb) n_blocks = 0;
+    ctrl_kv_t k = {.id = h.id, .req_bytes = (int32_t)h.req_len, .block_bytes = (int64_t)bb,
+                   .t_prefill_done = ev->t_prefill_done};
+    uint8_t *buf = malloc(sizeof k + h.req_len + n_blocks * bb);
+    if (!buf && n_blocks) { /* no room for the blocks: the decode rank computes them */
+        n_blocks = 0;
+        buf = malloc(sizeof k + h.req_len);
+    }
+    if (!buf) RT_PANIC("worker: out of memory for a %zu-byte hand-off", sizeof k + h.req_len);
+    memcpy(buf + sizeof k, h.req, h.req_len);
+    size_t n_out = 0;
+    engine_kv_export(w->engine, r.prompt, n_blocks, buf + sizeof k + h.req_len, &n_out);
+    k.n_blocks = (int32_t)n_out;
+    k.t_sent = hlog_now();
+    memcpy(buf, &k, sizeof k);
+    if (xfer_send(w->xfer, h.peer, CTRL_TAG_KV, buf, sizeof k + h.req_len + n_out * bb))
+        RT_PANIC("worker: hand-off to rank %d: %s", h.peer, rt_error_msg());
+    free(h.req);
+}
+
+/* KV from a prefill rank: import its blocks, queue its request, tell rank 0 */
+static void on_kv(worker_t *w, int from, int count)
+{
+    const double t_received = hlog_now();
+    ctrl_kv_t k;
+    const uint64_t id = leading_id(w->rx, count);
+    rt_status_t st = RT_OK;
+    if ((size_t)count < sizeof k) st = rt_error_set(RT_ERR_FORMAT, "KV message of %d bytes", count);
+    else memcpy(&k, w->rx, sizeof k);
+    const size_t bb = engine_kv_block_bytes(w->engine);
+    if (!st && (k.req_bytes <= 0 || k.n_blocks < 0 || (k.n_blocks && (size_t)k.block_bytes != bb) ||
+                (size_t)count != sizeof k + (size_t)k.req_bytes + (size_t)k.n_blocks * (size_t)k.block_bytes))
+        st = rt_error_set(RT_ERR_FORMAT, "KV message from rank %d: %d bytes do not match its header (%d blocks of "
+                          "%lld bytes; this engine's are %zu)", from, count, k.n_blocks, (long long)k.block_bytes, bb);
+    engine_request_t r;
+    if (!st) st = ctrl_request_unpack(w->rx + sizeof k, (size_t)k.req_bytes, &r, NULL);
+    if (st) {
+        refuse(w, id, st);
+        return;
+    }
+    if (tombstoned(w, id)) { /* cancelled while it was on its way */
+        engine_event_t ev = {.kind = ENGINE_EV_FINISH, .request_id = id, .finish = ENGINE_FINISH_CANCELLED,
+                             .n_prompt = (int)r.n_prompt};
+        send_events(w, &ev, 1, NULL, false);
+        return;
+    }
+    size_t n_in = 0;
+    engine_kv_import(w->engine, r.prompt, (size_t)k.n_blocks, w->rx + sizeof k + (size_t)k.req_bytes, &n_in);
+    ctrl_xfer_t x = {.id = id, .prefill_rank = from, .n_blocks = k.n_blocks, .n_imported = (int32_t)n_in,
+                     .bytes = (int64_t)k.n_blocks * k.block_bytes, .t_prefill_done = k.t_prefill_done,
+                     .t_sent = k.t_sent, .t_received = t_received, .t_imported = hlog_now()};
+    MPI_Send(&x, sizeof x, MPI_BYTE, 0, CTRL_TAG_XFER, MPI_COMM_WORLD);
+    st = engine_add_request(w->engine, &r);
+    if (st) refuse(w, id, st);
+}
+
+/* Receive everything rank 0 and prefill ranks have sent; returns the
+ * number of messages. */
 static int poll_inbox(worker_t *w)
 {
     int n = 0, count, from, tag;
-    for (; ctrl_try_recv(0, &w->rx, &w->rx_cap, &count, &from, &tag); n++) {
+    for (; ctrl_try_recv(MPI_ANY_SOURCE, &w->rx, &w->rx_cap, &count, &from, &tag); n++) {
+        if (tag == CTRL_TAG_KV) {
+            on_kv(w, from, count);
+            continue;
+        }
+        if (from != 0) {
+            RT_LOG_WARN("worker: unexpected message tag %d from rank %d", tag, from);
+            continue;
+        }
         switch (tag) {
         case CTRL_TAG_REQUEST: {
             engine_request_t r;
-            rt_status_t st = ctrl_request_unpack(w->rx, (size_t)count, &r);
+            rt_status_t st = ctrl_request_unpack(w->rx, (size_t)count, &r, NULL);
             if (!st) st = engine_add_request(w->engine, &r);
-            if (st) {
-                uint64_t id = 0; /* ctrl_request_t starts with it */
-                if ((size_t)count >= sizeof id) memcpy(&id, w->rx, sizeof id);
-                refuse(w, id, st);
-            }
+            if (st) refuse(w, leading_id(w->rx, count), st);
             break;
         }
+        case CTRL_TAG_PREFILL: on_prefill(w, count); break;
         case CTRL_TAG_CANCEL: {
             uint64_t id;
             if (count == sizeof id) {
                 memcpy(&id, w->rx, sizeof id);
-                engine_cancel(w->engine, id); /* unknown: already finished */
+                /* unknown: finished already, or a hand-off still on its way */
+                if (engine_cancel(w->engine, id) != RT_OK)
+                    w->tombstones[w->n_tombstones++ % WORKER_TOMBSTONES] = id;
             }
             break;
         }
@@ -102,8 +267,9 @@ int job_worker_main(const cfg_t *cfg, job_role_t role)
 {
     engine_config_t ec;
     rt_status_t st = engine_config_from_cfg(cfg, NULL, &ec);
-    worker_t w = {.heartbeat_s = cfg_float(cfg, "job:heartbeat_interval_s")};
+    worker_t w = {.heartbeat_s = cfg_float(cfg, "job:heartbeat_interval_s"), .block_size = ec.block_size};
     if (!st) st = engine_create(&ec, &w.engine);
+    if (!st) st = xfer_create(cfg_str(cfg, "disagg:transfer"), &w.xfer);
     if (st) {
         RT_LOG_ERROR("engine: %s", rt_error_msg());
         return 1;
@@ -140,10 +306,15 @@ int job_worker_main(const cfg_t *cfg, job_role_t role)
             engine_step_stats_t stats;
             st = engine_step(w.engine, w.events, w.cap, &n, &stats);
             if (st) RT_LOG_ERROR("engine step: %s", rt_error_msg());
+            if (w.n_handoffs)
+                for (size_t i = 0; i < n; i++)
+                    if (w.events[i].kind != ENGINE_EV_TOKEN) on_prefill_finished(&w, &w.events[i]);
             send_events(&w, w.events, n, &stats, true);
+            xfer_progress(w.xfer);
             idle_nap = 20e-6;
             continue;
         }
+        xfer_progress(w.xfer);
         if (hlog_now() - w.last_sent >= w.heartbeat_s) {
             engine_step_stats_t stats;
             engine_stats(w.engine, &stats);
@@ -158,6 +329,9 @@ int job_worker_main(const cfg_t *cfg, job_role_t role)
     }
     MPI_Send(NULL, 0, MPI_BYTE, 0, CTRL_TAG_BYE, MPI_COMM_WORLD);
     RT_LOG_INFO("worker stopped");
+    xfer_destroy(w.xfer, 5.0);
+    for (size_t i = 0; i < w.n_handoffs; i++) free(w.handoffs[i].req);
+    free(w.handoffs);
     engine_destroy(w.engine);
     free(w.events);
     free(w.kv);

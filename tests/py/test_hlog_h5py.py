@@ -26,6 +26,8 @@ KV_EVENT_FIELDS = ["worker", "t", "id", "kind", "seq_hash", "block_hash", "paren
 T0 = 1.7e9
 N_KV = 4200  # test_hlog.c's N_KV
 M64 = (1 << 64) - 1
+TRANSFER_FIELDS = ["id", "prefill_worker", "decode_worker", "n_blocks", "n_imported", "bytes",
+                   "t_prefill_done", "t_sent", "t_received", "t_imported"]
 
 
 def kv_seq_hash(i):
@@ -47,12 +49,14 @@ def log_file(tmp_path_factory):
 
 def test_layout_dtypes_and_counts(log_file):
     with h5py.File(log_file, "r") as f:
-        assert set(f.keys()) == {"meta", "requests", "tokens", "steps", "workers", "kv_events"}
+        assert set(f.keys()) == {"meta", "requests", "tokens", "steps", "workers", "kv_events",
+                                 "transfers"}
         for name, fields, n, chunk in (("requests", REQUEST_FIELDS, 300, 1024),
                                        ("tokens", TOKEN_FIELDS, 5000, 8192),
                                        ("steps", STEP_FIELDS, 2000, 4096),
                                        ("workers", WORKER_FIELDS, 20, 256),
-                                       ("kv_events", KV_EVENT_FIELDS, N_KV, 4096)):
+                                       ("kv_events", KV_EVENT_FIELDS, N_KV, 4096),
+                                       ("transfers", TRANSFER_FIELDS, 3, 1024)):
             ds = f[name]
             assert list(ds.dtype.names) == fields, name
             assert ds.shape == (n,), name
@@ -69,12 +73,12 @@ def test_layout_dtypes_and_counts(log_file):
         assert m["model"] == "smollm2.gguf"
         assert m["roles"] == "0:router 1-2:worker"
         assert m["config"].startswith("[roles]\n")
-        assert m["layout_version"] == 2
+        assert m["layout_version"] == 3
         assert m["rotor_version"]
         assert m["hostname"]
         assert m["dropped_records"] == 0
         assert (m["n_requests"], m["n_tokens"], m["n_steps"], m["n_workers"],
-                m["n_kv_events"]) == (300, 5000, 2000, 20, N_KV)
+                m["n_kv_events"], m["n_transfers"]) == (300, 5000, 2000, 20, N_KV, 3)
         assert 0 < m["start_time"] <= m["end_time"]
 
 
@@ -118,7 +122,7 @@ def test_values(log_file):
 def test_h5dump_header(log_file):
     r = subprocess.run(["h5dump", "-H", log_file], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    for name in ("/", "meta", "requests", "tokens", "steps", "workers", "kv_events"):
+    for name in ("/", "meta", "requests", "tokens", "steps", "workers", "kv_events", "transfers"):
         assert re.search(r'(GROUP|DATASET) "%s"' % re.escape(name), r.stdout), name
     assert "H5S_UNLIMITED" in r.stdout and '"t_first_token"' in r.stdout
 

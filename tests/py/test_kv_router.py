@@ -152,7 +152,7 @@ def test_kv_events_in_the_log_match_xxhash(tiny, tmp_path):
     with h5py.File(logs[0], "r") as f:
         ev = f["kv_events"][:]
         req = f["requests"][:]
-        assert f["meta"].attrs["layout_version"] == 2
+        assert f["meta"].attrs["layout_version"] == 3
         assert f["meta"].attrs["n_kv_events"] == len(ev)
     req = req[req["t_arrival"].argsort()]
     for w in set(ev["worker"].tolist()):

@@ -767,6 +767,90 @@ static void chunking_and_cache(const char *path, rt_type_t kv_type)
     rec_free(rec);
 }
 
+/* disaggregation's hand-off: a prefill_only request on one engine, its
+ * blocks exported and imported into another, give the second engine's run
+ * of the whole request the bits of a cold run; a full pool imports what fits */
+static void test_kv_handoff(void **state)
+{
+    (void)state;
+    engine_config_t c = lcfg(model_path, 4, 64, 512, RT_TYPE_F16);
+    const int V = lvocab(&c);
+    rec_t *ref = rec_new(V), *rec = rec_new(V);
+    engine_step_stats_t st;
+    lreq_t p, r;
+    lreq_prompt(&p, 60, 91);
+    lrun_fresh(&c, &p, 1, 1, 0, ref, &st);
+
+    /* the prefill side: the 3 full blocks a decode engine can take (the
+     * 4th holds the last prompt token, whose logits it computes itself) */
+    engine_config_t cp = lcfg(model_path, 4, 64, 16, RT_TYPE_F16); /* chunked, too */
+    engine_t *pe = NULL;
+    assert_int_equal(engine_create(&cp, &pe), RT_OK);
+    engine_set_logits_observer(pe, observe, rec);
+    engine_request_t pr = {.id = 0, .prompt = p.prompt, .n_prompt = 48, .sampling = sampler_params_default(),
+                           .max_tokens = 1, .prefill_only = true};
+    assert_int_equal(engine_add_request(pe, &pr), RT_OK);
+    engine_event_t ev[64];
+    int n_finish = 0, n_tokens = 0;
+    while (engine_has_work(pe)) {
+        size_t ne = 0;
+        assert_int_equal(engine_step(pe, ev, 64, &ne, &st), RT_OK);
+        for (size_t k = 0; k < ne; k++) {
+            n_tokens += ev[k].kind == ENGINE_EV_TOKEN;
+            if (ev[k].kind == ENGINE_EV_FINISH) {
+                n_finish++;
+                assert_int_equal(ev[k].finish, ENGINE_FINISH_PREFILL);
+                assert_int_equal(ev[k].n_generated, 0);
+                assert_true(ev[k].t_prefill_done > 0);
+            }
+        }
+    }
+    assert_int_equal(n_finish, 1);
+    assert_int_equal(n_tokens, 0);
+    for (int k = 0; k < LMAXOUT; k++) assert_int_equal(rec->seen[0][k], 0); /* no logits */
+    const size_t bb = engine_kv_block_bytes(pe);
+    assert_true(bb > 0);
+    uint8_t *kv = malloc(4 * bb);
+    assert_non_null(kv);
+    size_t n_out = 9;
+    engine_kv_export(pe, p.prompt, 4, kv, &n_out); /* the 4th block was never computed */
+    assert_int_equal(n_out, 3);
+
+    /* the decode side: a different pool, another request's blocks in it */
+    engine_config_t cd = lcfg(model_path, 4, 40, 512, RT_TYPE_F16);
+    engine_t *de = NULL;
+    assert_int_equal(engine_create(&cd, &de), RT_OK);
+    lreq_t other;
+    lreq_prompt(&other, 40, 3);
+    lrun(de, &other, 1, 1, 0, &st);
+    size_t n_in = 0;
+    engine_kv_import(de, p.prompt, 3, kv, &n_in);
+    assert_int_equal(n_in, 3);
+    engine_kv_import(de, p.prompt, 3, kv, &n_in); /* again: already cached, nothing changes */
+    assert_int_equal(n_in, 3);
+    engine_set_logits_observer(de, observe, rec);
+    r = p;
+    lrun(de, &r, 1, 1, 0, &st);
+    assert_int_equal(r.fin.n_cached, 48);
+    assert_same_run(&p, ref, 0, &r, rec, 0, "decode after a KV hand-off");
+    engine_destroy(de);
+
+    /* a pool of 2 blocks takes the first 2; an engine without the prefix exports nothing */
+    engine_config_t c2 = lcfg(model_path, 1, 2, 512, RT_TYPE_F16);
+    assert_int_equal(engine_create(&c2, &de), RT_OK);
+    engine_kv_import(de, p.prompt, 3, kv, &n_in);
+    assert_int_equal(n_in, 2);
+    engine_kv_export(de, p.prompt, 3, kv, &n_out);
+    assert_int_equal(n_out, 2);
+    engine_destroy(de);
+    engine_kv_export(pe, other.prompt, 2, kv, &n_out);
+    assert_int_equal(n_out, 0);
+    engine_destroy(pe);
+    free(kv);
+    rec_free(ref);
+    rec_free(rec);
+}
+
 /* 16 sequences of mixed lengths (1..96 tokens, half joining mid-flight,
  * chunked prefills sharing steps with decodes; then a pool small enough to
  * preempt) give every sequence the bits it gets alone */
@@ -875,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_batch_invariance_chunking_and_cache),
         cmocka_unit_test(test_batch_invariance_company),
         cmocka_unit_test(test_batch_invariance_moe),
+        cmocka_unit_test(test_kv_handoff),
     };
     return cmocka_run_group_tests_name("engine", tests, setup, teardown);
 }

@@ -1,6 +1,6 @@
 /* test_hlog.c - the HDF5 job log: records written from the test thread come
  * back field by field through the HDF5 C API after close (every dataset,
- * /kv_events included); a full queue drops and counts; after a flush interval the records are readable (by another
+ * /kv_events and /transfers included); a full queue drops and counts; after a flush interval the records are readable (by another
  * process, in SWMR mode) before the log is closed. Bad arguments fail.
  *
  * HLOG_TEST_KEEP=path keeps the round-trip file there (tests/py/
@@ -33,11 +33,12 @@ extern char **environ;
 #define N_STEP 2000
 #define N_WORKER 20
 #define N_KV 4200 /* KV events: more than one 4096-record chunk */
-#define N_DSET 5
+#define N_XFER 3 /* KV transfers (disaggregation) */
+#define N_DSET 6
 #define T0 1.7e9
 
 static const char *const dset_names[N_DSET] = {"requests", "tokens", "steps", "workers",
-                                               "kv_events"};
+                                               "kv_events", "transfers"};
 
 /* ---- records the tests write ----------------------------------------- */
 
@@ -115,6 +116,25 @@ static hlog_kv_event_t gen_kv_event(int i)
     return e;
 }
 
+/* KV transfer i: every field distinct per record; ids and bytes beyond 32
+ * bits (the file must keep all 64). */
+static hlog_transfer_t gen_transfer(int i)
+{
+    hlog_transfer_t x;
+    memset(&x, 0, sizeof x);
+    x.id = 0x8000000000001000ull + (uint64_t)i;
+    x.prefill_worker = 1 + i % 2;
+    x.decode_worker = 3 + i;
+    x.n_blocks = 5 + 7 * i;
+    x.n_imported = 4 + 7 * i - i % 2;
+    x.bytes = ((int64_t)1 << 33) + (int64_t)i * 123456789;
+    x.t_prefill_done = T0 + 10 + i;
+    x.t_sent = x.t_prefill_done + 0.0001 * (i + 1);
+    x.t_received = x.t_sent + 0.002 * (i + 1);
+    x.t_imported = x.t_received + 0.0003 * (i + 1);
+    return x;
+}
+
 /* Push everything from the test thread; tokens in batches of 1..7, KV
  * events in batches of 1..8 with an empty batch (a no-op) now and then. */
 static void write_all(hlog_t *h)
@@ -146,6 +166,10 @@ static void write_all(hlog_t *h)
         if (b % 5 == 0) hlog_kv_events(h, ev, 0);
         hlog_kv_events(h, ev, (size_t)n);
         i += n;
+    }
+    for (int i = 0; i < N_XFER; i++) {
+        hlog_transfer_t x = gen_transfer(i);
+        hlog_transfer(h, &x);
     }
     for (int i = 0; i < N_REQ; i++) {
         hlog_request_t r = gen_request(i);
@@ -232,7 +256,7 @@ static hid_t read_type(int k)
         H5Tclose(s2);
         H5Tclose(s3);
         return t;
-    default:
+    case 4:
         t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_kv_event_t));
         s1 = str_t(HLOG_KIND_LEN);
         INS(t, hlog_kv_event_t, worker, H5T_NATIVE_INT32);
@@ -246,6 +270,19 @@ static hid_t read_type(int k)
         INS(t, hlog_kv_event_t, n_tokens, H5T_NATIVE_INT32);
         INS(t, hlog_kv_event_t, tier, H5T_NATIVE_INT32);
         H5Tclose(s1);
+        return t;
+    default:
+        t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_transfer_t));
+        INS(t, hlog_transfer_t, id, H5T_NATIVE_UINT64);
+        INS(t, hlog_transfer_t, prefill_worker, H5T_NATIVE_INT32);
+        INS(t, hlog_transfer_t, decode_worker, H5T_NATIVE_INT32);
+        INS(t, hlog_transfer_t, n_blocks, H5T_NATIVE_INT32);
+        INS(t, hlog_transfer_t, n_imported, H5T_NATIVE_INT32);
+        INS(t, hlog_transfer_t, bytes, H5T_NATIVE_INT64);
+        INS(t, hlog_transfer_t, t_prefill_done, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_transfer_t, t_sent, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_transfer_t, t_received, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_transfer_t, t_imported, H5T_NATIVE_DOUBLE);
         return t;
     }
 }
@@ -372,12 +409,13 @@ static void test_roundtrip(void **state)
     assert_int_equal(attr_u64(g, "n_steps"), N_STEP);
     assert_int_equal(attr_u64(g, "n_workers"), N_WORKER);
     assert_int_equal(attr_u64(g, "n_kv_events"), N_KV);
+    assert_int_equal(attr_u64(g, "n_transfers"), N_XFER);
     int32_t layout = -1;
     hid_t a = H5Aopen(g, "layout_version", H5P_DEFAULT);
     assert_true(a >= 0);
     assert_true(H5Aread(a, H5T_NATIVE_INT32, &layout) >= 0);
     H5Aclose(a);
-    assert_int_equal(layout, 2);
+    assert_int_equal(layout, 3);
     H5Gclose(g);
 
     /* /requests */
@@ -481,6 +519,28 @@ static void test_roundtrip(void **state)
     assert_true(kv[5].parent_hash == 0x9E3779B97F4A7C15ull * 5);
     free(kv);
 
+    /* /transfers: push order, every field, all 64 bits of id and bytes */
+    hlog_transfer_t *xf = read_all(f, 5, sizeof *xf, &n);
+    assert_int_equal(n, N_XFER);
+    for (int i = 0; i < N_XFER; i++) {
+        hlog_transfer_t e = gen_transfer(i);
+        assert_true(xf[i].id == e.id);
+        assert_int_equal(xf[i].prefill_worker, e.prefill_worker);
+        assert_int_equal(xf[i].decode_worker, e.decode_worker);
+        assert_int_equal(xf[i].n_blocks, e.n_blocks);
+        assert_int_equal(xf[i].n_imported, e.n_imported);
+        assert_true(xf[i].bytes == e.bytes);
+        assert_true(xf[i].t_prefill_done == e.t_prefill_done);
+        assert_true(xf[i].t_sent == e.t_sent);
+        assert_true(xf[i].t_received == e.t_received);
+        assert_true(xf[i].t_imported == e.t_imported);
+    }
+    assert_true(xf[0].id == 0x8000000000001000ull && xf[1].id == 0x8000000000001001ull);
+    assert_true(xf[1].bytes == ((int64_t)1 << 33) + 123456789);
+    assert_int_equal(xf[0].decode_worker, 3);
+    assert_int_equal(xf[1].decode_worker, 4);
+    free(xf);
+
     /* every dataset says its units */
     for (int k = 0; k < N_DSET; k++) {
         hid_t d = H5Dopen2(f, dset_names[k], H5P_DEFAULT);
@@ -513,6 +573,10 @@ static void test_queue_full_drops_and_counts(void **state)
     assert_int_equal(hlog_dropped(h), 18);
     hlog_kv_events(h, ev, 0);
     assert_int_equal(hlog_dropped(h), 18);
+    /* one transfer fits the (empty) queue */
+    hlog_transfer_t x = gen_transfer(0);
+    hlog_transfer(h, &x);
+    assert_int_equal(hlog_dropped(h), 18);
     /* a flood of single records overruns the 8-record queue */
     enum { FLOOD = 200000 };
     for (int i = 0; i < FLOOD; i++) {
@@ -528,11 +592,13 @@ static void test_queue_full_drops_and_counts(void **state)
     hsize_t n_steps = dset_len(f, "steps");
     assert_int_equal(dset_len(f, "tokens"), 0);
     assert_int_equal(dset_len(f, "kv_events"), 0);
+    assert_int_equal(dset_len(f, "transfers"), 1);
     assert_int_equal(n_steps + (dropped - 18), FLOOD);
     hid_t g = H5Gopen2(f, "meta", H5P_DEFAULT);
     assert_int_equal(attr_u64(g, "dropped_records"), dropped);
     assert_int_equal(attr_u64(g, "n_steps"), n_steps);
     assert_int_equal(attr_u64(g, "n_kv_events"), 0);
+    assert_int_equal(attr_u64(g, "n_transfers"), 1);
     H5Gclose(g);
     /* what was kept is in push order: strictly increasing times */
     hlog_step_t *st = read_all(f, 2, sizeof *st, &n_steps);
@@ -560,7 +626,7 @@ static int child_counts(const char *path, unsigned long long c[N_DSET])
     close(fds[1]);
     FILE *in = fdopen(fds[0], "r");
     assert_non_null(in);
-    int got = fscanf(in, "%llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3], &c[4]);
+    int got = fscanf(in, "%llu %llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]);
     fclose(in);
     int status = 0;
     waitpid(pid, &status, 0);
@@ -592,7 +658,7 @@ static void test_flush_interval_makes_records_readable(void **state)
     for (int tries = 0; tries < 600; tries++) {
         rc = child_counts(path, c);
         if (rc == 0 && c[0] == N_REQ && c[1] == N_TOK_REQ * TOK_PER_REQ && c[2] == N_STEP &&
-            c[3] == N_WORKER && c[4] == N_KV)
+            c[3] == N_WORKER && c[4] == N_KV && c[5] == N_XFER)
             break;
         sleep_s(0.1);
     }
@@ -602,6 +668,7 @@ static void test_flush_interval_makes_records_readable(void **state)
     assert_int_equal(c[2], N_STEP);
     assert_int_equal(c[3], N_WORKER);
     assert_int_equal(c[4], N_KV);
+    assert_int_equal(c[5], N_XFER);
     /* more records after an idle period are flushed too */
     for (int i = 0; i < 10; i++) {
         hlog_worker_t w = gen_worker(i);
@@ -616,6 +683,7 @@ static void test_flush_interval_makes_records_readable(void **state)
     assert_int_equal(rc, 0);
     assert_int_equal(c[3], N_WORKER + 10);
     assert_int_equal(c[4], N_KV);
+    assert_int_equal(c[5], N_XFER);
     assert_int_equal(hlog_close(h), RT_OK);
     unlink(path);
 }
@@ -645,6 +713,7 @@ static void test_two_logs_at_once(void **state)
         assert_int_equal(dset_len(f, "steps"), times * N_STEP);
         assert_int_equal(dset_len(f, "workers"), times * N_WORKER);
         assert_int_equal(dset_len(f, "kv_events"), times * N_KV);
+        assert_int_equal(dset_len(f, "transfers"), times * N_XFER);
         H5Fclose(f);
         unlink(paths[i]);
     }

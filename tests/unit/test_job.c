@@ -76,11 +76,19 @@ static void test_role_maps(void **state)
     assert_int_equal(roles[5], JOB_ROLE_PLANNER);
     assert_string_equal(job_role_name(roles[5]), "planner");
     cfg_destroy(c);
+    /* the worker key's default, 1-, takes the ranks the other roles leave */
+    c = cfg_with("0", "1-", "1", "2", "");
+    assert_int_equal(job_roles_parse(c, 4, roles), RT_OK);
+    assert_int_equal(roles[1], JOB_ROLE_PREFILL);
+    assert_int_equal(roles[2], JOB_ROLE_DECODE);
+    assert_int_equal(roles[3], JOB_ROLE_WORKER);
+    cfg_destroy(c);
 
     expect_refusal("0", "1-2", "", "", "", 4, "rank 3");           /* a rank without a role */
     expect_refusal("0", "1-3", "", "", "", 3, "roles:worker");     /* past the job's size */
     expect_refusal("0", "0-2", "", "", "", 3, "roles:worker");     /* overlap with the router */
-    expect_refusal("0", "1-2", "2", "3", "", 4, "roles:prefill");  /* overlap */
+    expect_refusal("0", "1-2", "2", "3", "", 4, "roles:worker");   /* overlap */
+    expect_refusal("0", "", "1-2", "2", "", 3, "roles:decode");    /* overlap */
     expect_refusal("1", "0,2", "", "", "", 3, "roles:router");     /* router must be rank 0 */
     expect_refusal("0-1", "2", "", "", "", 3, "roles:router");     /* one router */
     expect_refusal("0", "1", "", "", "2-3", 4, "roles:planner");   /* one planner */
@@ -100,9 +108,11 @@ static void test_request_pack(void **state)
     r.sampling.temperature = 0.5f;
     void *buf;
     size_t len;
-    assert_int_equal(ctrl_request_pack(&r, &buf, &len), RT_OK);
+    assert_int_equal(ctrl_request_pack(&r, 42, &buf, &len), RT_OK);
     engine_request_t u;
-    assert_int_equal(ctrl_request_unpack(buf, len, &u), RT_OK);
+    int32_t peer = 0;
+    assert_int_equal(ctrl_request_unpack(buf, len, &u, &peer), RT_OK);
+    assert_int_equal(peer, 42);
     assert_true(u.id == r.id);
     assert_int_equal(u.n_prompt, 5);
     assert_memory_equal(u.prompt, prompt, sizeof prompt);
@@ -114,8 +124,8 @@ static void test_request_pack(void **state)
     assert_true(u.logprobs);
     assert_true(u.sampling.seed == 99 && u.sampling.temperature == 0.5f);
     /* truncated or padded messages are refused */
-    assert_int_equal(ctrl_request_unpack(buf, len - 4, &u), RT_ERR_FORMAT);
-    assert_int_equal(ctrl_request_unpack(buf, 8, &u), RT_ERR_FORMAT);
+    assert_int_equal(ctrl_request_unpack(buf, len - 4, &u, NULL), RT_ERR_FORMAT);
+    assert_int_equal(ctrl_request_unpack(buf, 8, &u, NULL), RT_ERR_FORMAT);
     free(buf);
 }
 

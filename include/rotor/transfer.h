@@ -1,0 +1,50 @@
+/*
+ * transfer.h - disaggregation's transfer layer: moves a request's KV blocks
+ * from the prefill rank that computed them to the decode rank that goes on
+ * with the request.
+ *
+ * Backends sit behind an ops table chosen by name (disagg:transfer):
+ *   mpi   MPI_Isend on MPI_COMM_WORLD, over whatever transport Open MPI picks
+ *         (shared memory inside a node; UCX, verbs or TCP across nodes).
+ * A UCX (RDMA from registered memory) or NCCL (GPU memory) backend fits the
+ * same calls.
+ *
+ * A hand-off is one message (ctrl.h, CTRL_TAG_KV): ctrl_kv_t, the request,
+ * the blocks. The decode rank receives it through its control inbox.
+ *
+ * Ownership: the transfer owns its pending sends; xfer_send takes buf
+ * (malloc'd) and frees it once the send completes. Single-threaded: one
+ * worker loop calls everything.
+ */
+#ifndef ROTOR_TRANSFER_H
+#define ROTOR_TRANSFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rotor/status.h"
+
+typedef struct xfer xfer_t;
+
+typedef struct {
+    int64_t sends;   /* messages posted, ever */
+    int64_t bytes;   /* their bytes */
+    int64_t pending; /* posted, not yet complete */
+} xfer_stats_t;
+
+/* A transfer over backend ("mpi"). RT_ERR_INVALID for an unknown name. */
+rt_status_t xfer_create(const char *backend, xfer_t **out);
+/* Post buf (len bytes, malloc'd; the transfer frees it when sent) to rank
+ * peer with tag. Never blocks. RT_ERR_RANGE if len is more than one message
+ * carries (buf is then still the caller's). */
+rt_status_t xfer_send(xfer_t *x, int peer, int tag, void *buf, size_t len);
+/* Complete what has been sent (frees those buffers); call from the loop. */
+void xfer_progress(xfer_t *x);
+void xfer_stats(const xfer_t *x, xfer_stats_t *out);
+/* Wait up to timeout_s for pending sends, then free everything (a send to a
+ * rank that never receives is abandoned, its buffer leaked). NULL: no-op. */
+void xfer_destroy(xfer_t *x, double timeout_s);
+/* The largest message a backend carries. */
+#define XFER_MAX_BYTES ((size_t)1 << 30)
+
+#endif

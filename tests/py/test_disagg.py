@@ -1,0 +1,194 @@
+"""Disaggregated serving in the real MPI job: roles:prefill ranks compute long
+prompts and hand their KV blocks to a roles:decode rank, which goes on from
+its prefix cache. An aggregated job on the same model is the reference: the
+engine is batch-invariant, so greedy outputs must be identical token for
+token. The HDF5 log's /transfers (h5py) and /metrics show which requests
+moved, how many blocks and bytes, and when."""
+import os
+import signal
+import threading
+import time
+
+import h5py
+import pytest
+import requests
+from openai import OpenAI
+
+from conftest import gen_model
+from jobutil import metric, start_job
+from test_kv_router import rank_pid
+
+HANG_S = 120  # only keeps a broken job from hanging the run
+MODEL = "disagg-tiny"
+BLOCK = 16
+LOCAL = 48  # disagg:max_local_prefill_tokens in these tests
+
+DISAGG = """\
+; written by tests/py/test_disagg.py
+[roles]
+router = 0
+prefill = 1
+decode = 2-
+worker =
+
+[model]
+threads = 1
+
+[engine]
+kv_cache_bytes = 67108864
+max_num_seqs = 16
+
+[sampling]
+temperature = 0
+max_tokens = 8
+
+[router]
+policy = kv_aware
+
+[disagg]
+max_local_prefill_tokens = %d
+
+[job]
+shutdown_grace_s = 5
+heartbeat_interval_s = 0.05
+
+[log]
+level = info
+hdf5 = true
+flush_interval_s = 0.2
+""" % LOCAL
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return gen_model(MODEL, "--tokenizer", "bpe", "--n-vocab", "2000", "--n-ctx", "1024", "--seed", "21")
+
+
+def client(job):
+    return OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=HANG_S)
+
+
+def text(k, words):
+    return " ".join(f"w{k}x{(i * 11 + k) % 37} t{i % 5}" for i in range(words))
+
+
+# long prompts (hundreds of tokens: remote prefill), short ones (local), and
+# a repeat of the first long one (its blocks are on the decode worker by then)
+PROMPTS = [text(1, 40), "short one", text(2, 25), text(3, 60), "tiny", text(1, 40) + " and more"]
+
+
+def complete(job, prompts, stream_last=True):
+    c = client(job)
+    out = []
+    for i, p in enumerate(prompts):
+        if stream_last and i == len(prompts) - 1:
+            s = c.completions.create(model=MODEL, prompt=p, max_tokens=8, temperature=0, stream=True,
+                                     extra_body={"ignore_eos": True})
+            out.append(("".join(ch.choices[0].text for ch in s if ch.choices), None))
+        else:
+            r = c.completions.create(model=MODEL, prompt=p, max_tokens=8, temperature=0,
+                                     extra_body={"ignore_eos": True})
+            out.append((r.choices[0].text, r.usage))
+    return out
+
+
+def test_disaggregated_equals_aggregated(tiny, tmp_path):
+    """Long prompts prefill on the prefill rank and decode on the decode rank
+    with the aggregated job's exact output; short prompts and one whose
+    prefix the decode rank holds prefill locally; /transfers logs every
+    hand-off with its blocks, bytes and times; /metrics counts them."""
+    with start_job(tiny, tmp_path / "agg", np=2, config=DISAGG.replace("prefill = 1\ndecode = 2-\nworker =", "worker = 1-"))\
+            as job:
+        ref = complete(job, PROMPTS)
+    with start_job(tiny, tmp_path / "dis", np=3, config=DISAGG) as job:
+        got = complete(job, PROMPTS)
+        time.sleep(0.3)
+        m = requests.get(job.url + "/metrics", timeout=10).text
+        logs = job.h5_logs()
+    assert [t for t, _ in got] == [t for t, _ in ref]
+    with h5py.File(logs[0], "r") as f:
+        req = f["requests"][:]
+        xf = f["transfers"][:]
+        assert f["meta"].attrs["n_transfers"] == len(xf)
+    req = req[req["t_arrival"].argsort()]
+    assert len(req) == len(PROMPTS)
+    assert set(req["worker"].tolist()) == {2}  # every request decodes on the decode rank
+    remote = [i for i, r in enumerate(req)
+              if r["tokens_in"] - r["route_overlap_blocks"] * BLOCK > LOCAL and (r["tokens_in"] - 1) // BLOCK > 0]
+    assert remote == [0, 2, 3], [(r["tokens_in"], r["route_overlap_blocks"]) for r in req]
+    assert sorted(xf["id"].tolist()) == sorted(req["id"][remote].tolist())
+    for x in xf:
+        r = req[req["id"] == x["id"]][0]
+        n_full = (r["tokens_in"] - 1) // BLOCK
+        assert (x["prefill_worker"], x["decode_worker"]) == (1, 2)
+        assert x["n_blocks"] == n_full and x["n_imported"] == n_full
+        assert x["bytes"] > 0 and x["bytes"] % x["n_blocks"] == 0
+        assert x["t_prefill_done"] <= x["t_sent"] <= x["t_received"] <= x["t_imported"]
+        assert r["t_arrival"] <= x["t_prefill_done"] <= r["t_first_token"]
+        assert r["tokens_cached"] == n_full * BLOCK  # the hand-off, found as a prefix hit
+    assert len({int(x["bytes"]) // int(x["n_blocks"]) for x in xf}) == 1  # one block size
+    # the repeat found its prefix on the decode rank: no remote prefill
+    assert req[5]["tokens_cached"] >= (req[0]["tokens_in"] // BLOCK - 1) * BLOCK
+    assert metric(m, "rotor_disagg_remote_prefills_total") == 3
+    assert metric(m, "rotor_disagg_kv_transfers_total") == 3
+    assert metric(m, "rotor_disagg_kv_transfer_blocks_total") == xf["n_blocks"].sum()
+    assert metric(m, "rotor_disagg_kv_transfer_bytes_total") == xf["bytes"].sum()
+    assert metric(m, "rotor_disagg_kv_transfer_seconds_total") > 0
+    for _, u in got[:-1]:
+        assert u.completion_tokens == 8
+
+
+def test_cancels_and_a_stopped_prefill_rank(tiny, tmp_path):
+    """Clients that go away while their prompt is on the prefill rank or on
+    its way lose nothing for anyone else; when the prefill rank stops
+    answering, long prompts prefill on the decode rank instead (same
+    output), and once it answers again they go remote again."""
+    with start_job(tiny, tmp_path / "agg", np=2, config=DISAGG.replace("prefill = 1\ndecode = 2-\nworker =", "worker = 1-"))\
+            as job:
+        ref = [t for t, _ in complete(job, [text(7, 50), text(8, 50), text(9, 50)], stream_last=False)]
+    with start_job(tiny, tmp_path / "dis", np=3, config=DISAGG) as job:
+        # 12 streams of long prompts, each dropped after 0..2 chunks
+        def drop(i):
+            try:
+                with requests.post(job.url + "/v1/completions", stream=True, timeout=HANG_S,
+                                   json={"model": MODEL, "prompt": text(100 + i, 50), "max_tokens": 64,
+                                         "stream": True, "ignore_eos": True}) as r:
+                    assert r.status_code == 200
+                    for n, _ in enumerate(r.iter_lines()):
+                        if n >= i % 3:
+                            break
+            except requests.RequestException:
+                pass
+        threads = [threading.Thread(target=drop, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG_S)
+        assert complete(job, [text(7, 50)], stream_last=False)[0][0] == ref[0]
+        deadline = time.monotonic() + HANG_S
+        while True:  # every cancelled request ends on both ranks
+            m = requests.get(job.url + "/metrics", timeout=10).text
+            if metric(m, "rotor_http_active_requests") == 0 and metric(m, "vllm:num_requests_running") == 0:
+                break
+            assert time.monotonic() < deadline, m
+            time.sleep(0.1)
+        remote_before = metric(m, "rotor_disagg_remote_prefills_total")
+        assert remote_before >= 1
+
+        pid = rank_pid(job, 1)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            while requests.get(job.url + "/health", timeout=10).status_code != 503:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert complete(job, [text(8, 50)], stream_last=False)[0][0] == ref[1]
+            m = requests.get(job.url + "/metrics", timeout=10).text
+            assert metric(m, "rotor_disagg_remote_prefills_total") == remote_before  # prefilled locally
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        while requests.get(job.url + "/health", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert complete(job, [text(9, 50)], stream_last=False)[0][0] == ref[2]
+        m = requests.get(job.url + "/metrics", timeout=10).text
+        assert metric(m, "rotor_disagg_remote_prefills_total") == remote_before + 1
