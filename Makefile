@@ -63,7 +63,7 @@ CU_SRC := $(sort $(wildcard kernels/*.cu))
 CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CUDA_BIN := $(if $(NVCC),$(BUILD)/bin/rotor-cuda-check,)
 
-.PHONY: all build deps run test test-unit test-py asan fuzz bench bench-batch bench-router bench-kvbm bench-server format clean cuda
+.PHONY: all build deps run test test-unit test-py asan fuzz bench bench-batch bench-router bench-kvbm bench-disagg bench-server format clean cuda
 all: deps build
 build: $(TOOLS) $(BENCH_BIN) $(UNIT_BIN) $(FUZZ_REPLAY) $(CUDA_BIN)
 
@@ -79,7 +79,7 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/bin/rotor: $(BUILD)/obj/src/tools/rotor_main.o $(BUILD)/obj/src/tools/generate.o $(BUILD)/obj/src/tools/tokenize.o $(BUILD)/obj/src/tools/bench_engine.o $(BUILD)/obj/src/tools/serve.o $(LIB)
+$(BUILD)/bin/rotor: $(BUILD)/obj/src/tools/rotor_main.o $(BUILD)/obj/src/tools/generate.o $(BUILD)/obj/src/tools/tokenize.o $(BUILD)/obj/src/tools/bench_engine.o $(BUILD)/obj/src/tools/serve.o $(BUILD)/obj/src/tools/xfer_bench.o $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(filter 1,$(V)),,echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
@@ -146,6 +146,9 @@ bench-batch: deps build
 
 bench-router: deps build
 	$(Q)$(VPY) bench/bench_router.py --build $(BUILD) $(BENCH_ARGS)
+
+bench-disagg: deps build
+	$(Q)$(VPY) bench/bench_disagg.py --build $(BUILD) $(BENCH_ARGS)
 
 bench-kvbm: deps build
 	$(Q)$(VPY) bench/bench_kvbm.py --build $(BUILD) $(BENCH_ARGS)

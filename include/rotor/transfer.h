@@ -12,9 +12,11 @@
  * A hand-off is one message (ctrl.h, CTRL_TAG_KV): ctrl_kv_t, the request,
  * the blocks. The decode rank receives it through its control inbox.
  *
- * Ownership: the transfer owns its pending sends; xfer_send takes buf
- * (malloc'd) and frees it once the send completes. Single-threaded: one
- * worker loop calls everything.
+ * Ownership: the transfer owns its staging buffers. xfer_buffer lends one
+ * to the caller, who fills it and passes it to xfer_send (or gives it back
+ * with xfer_buffer_return); once the send completes it returns to the pool,
+ * already faulted in, for the next hand-off (as a registered-memory pool
+ * would be for RDMA). Single-threaded: one worker loop calls everything.
  */
 #ifndef ROTOR_TRANSFER_H
 #define ROTOR_TRANSFER_H
@@ -34,12 +36,23 @@ typedef struct {
 
 /* A transfer over backend ("mpi"). RT_ERR_INVALID for an unknown name. */
 rt_status_t xfer_create(const char *backend, xfer_t **out);
-/* Post buf (len bytes, malloc'd; the transfer frees it when sent) to rank
- * peer with tag. Never blocks. RT_ERR_RANGE if len is more than one message
- * carries (buf is then still the caller's). */
+/* A staging buffer of at least len bytes (the pool's smallest that fits, or
+ * a new one); NULL when out of memory or len > XFER_MAX_BYTES. */
+void *xfer_buffer(xfer_t *x, size_t len);
+/* Give back a buffer from xfer_buffer unsent. */
+void xfer_buffer_return(xfer_t *x, void *buf);
+/* Post buf (from xfer_buffer; len bytes of it) to rank peer with tag: the
+ * transfer owns it again. Never blocks. On an error the buffer has gone
+ * back to the pool. */
 rt_status_t xfer_send(xfer_t *x, int peer, int tag, void *buf, size_t len);
-/* Complete what has been sent (frees those buffers); call from the loop. */
-void xfer_progress(xfer_t *x);
+/* Complete what has been sent (frees those buffers); call from the loop.
+ * Returns the sends still pending. */
+size_t xfer_progress(xfer_t *x);
+/* Progress until nothing is pending or timeout_s passed; returns the sends
+ * still pending. Two-sided transports (MPI without single-copy shared memory)
+ * move a large message only while both ranks are inside MPI calls: a rank
+ * that posted a hand-off flushes it before computing again. */
+size_t xfer_flush(xfer_t *x, double timeout_s);
 void xfer_stats(const xfer_t *x, xfer_stats_t *out);
 /* Wait up to timeout_s for pending sends, then free everything (a send to a
  * rank that never receives is abandoned, its buffer leaked). NULL: no-op. */

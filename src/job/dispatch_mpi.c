@@ -38,6 +38,7 @@
 #include <xxhash.h>
 
 #include "job_impl.h"
+#include "topology.h"
 #include "rotor/ctrl.h"
 #include "rotor/kv_router.h"
 #include "rotor/log.h"
@@ -102,6 +103,8 @@ typedef struct {
     route_tab_t routes;   /* requests in flight, by the worker that serves them */
     route_tab_t prefills; /* disaggregated ones still on their prefill worker */
     int n_prefill;        /* prefill workers (0: aggregated serving) */
+    job_topo_id_t *ids;   /* (n_ranks) where each rank sits */
+    uint8_t *allow;       /* (n_ranks) scratch: workers a pick may choose */
     int max_local_prefill; /* disagg:max_local_prefill_tokens */
     int64_t remote_prefills, xfer_count, xfer_blocks, xfer_bytes;
     double xfer_seconds;  /* sum of t_received - t_sent */
@@ -549,9 +552,13 @@ static void dm_set_sink(void *self, dispatch_sink_t sink) { ((dmpi_t *)self)->si
 /* Requests one engine holds (running + its queue), as the engine bounds it. */
 static int worker_capacity(const mpi_worker_t *w) { return 4 * (w->info.max_num_seqs > 0 ? w->info.max_num_seqs : 64); }
 
-/* The workers a pick chooses among: prefill workers for a remote prefill,
- * the others (aggregated or decode workers) for serving. */
-static bool in_pool(const mpi_worker_t *w, bool prefill) { return (w->role == JOB_ROLE_PREFILL) == prefill; }
+/* The workers a pick chooses among: prefill workers for a remote prefill
+ * (those d->allow marks), the others (aggregated or decode workers) for
+ * serving. */
+static bool in_pool(const dmpi_t *d, int i, bool prefill)
+{
+    return prefill ? d->w[i].role == JOB_ROLE_PREFILL && d->allow[i] : d->w[i].role != JOB_ROLE_PREFILL;
+}
 
 /* The KV-aware choice among the up workers of the pool with room (-1 if
  * none); *blocks receives what the request adds on the chosen worker. */
@@ -573,7 +580,7 @@ static int pick_worker_kv(dmpi_t *d, const engine_request_t *r, bool prefill, in
     for (int i = 0; i < d->n_w; i++) {
         if (d->kv_overlap[i] > usable) d->kv_overlap[i] = usable;
         const mpi_worker_t *w = &d->w[i];
-        d->kv_cand[i] = (kvr_candidate_t){.eligible = w->up && in_pool(w, prefill) && w->n_inflight < worker_capacity(w),
+        d->kv_cand[i] = (kvr_candidate_t){.eligible = w->up && in_pool(d, i, prefill) && w->n_inflight < worker_capacity(w),
                                           .overlap = d->kv_overlap[i],
                                           .active_blocks = w->active_blocks,
                                           .n_inflight = w->n_inflight};
@@ -591,7 +598,7 @@ static int pick_worker(dmpi_t *d, const engine_request_t *r, bool prefill, int32
     *blocks = (int32_t)(r->n_prompt / (size_t)d->block_size) + 1;
     for (int k = 0; k < d->n_w; k++) {
         int i = (d->rr + k) % d->n_w;
-        if (!d->w[i].up || !in_pool(&d->w[i], prefill)) continue;
+        if (!d->w[i].up || !in_pool(d, i, prefill)) continue;
         n_up++;
         if (d->w[i].n_inflight >= worker_capacity(&d->w[i])) continue;
         if (d->policy == POLICY_ROUND_ROBIN) {
@@ -630,14 +637,27 @@ static void charge(dmpi_t *d, const route_t *r)
         if (kvi_store(d->kv_pending, r->worker, r->hashes[i]) != RT_OK) break;
 }
 
-/* Disaggregation: a prefill worker for r, whose serving worker holds
- * overlap blocks of its prompt, or -1 to prefill where it decodes (short
+/* Disaggregation: a prefill worker for r, whose serving worker (index
+ * decode) holds overlap blocks of its prompt, or -1 to prefill where it decodes (short
  * prompts, most of it cached there, or no prefill worker up with room). */
-static int pick_prefill(dmpi_t *d, const engine_request_t *r, int32_t overlap, int32_t *blocks)
+static int pick_prefill(dmpi_t *d, const engine_request_t *r, int decode, int32_t overlap, int32_t *blocks)
 {
     const int64_t n_full = r->n_prompt ? (int64_t)(r->n_prompt - 1) / d->block_size : 0;
     if (!d->n_prefill || n_full == 0) return -1;
     if ((int64_t)r->n_prompt - (int64_t)overlap * d->block_size <= d->max_local_prefill) return -1;
+    /* among the prefill workers up with room, the nearest to the decode
+     * worker (same node, then the most switches shared: topology.h) */
+    const job_topo_id_t *at = &d->ids[d->w[decode].rank];
+    int best = -1;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < d->n_w; i++) {
+            const mpi_worker_t *w = &d->w[i];
+            d->allow[i] = 0;
+            if (w->role != JOB_ROLE_PREFILL || !w->up || w->n_inflight >= worker_capacity(w)) continue;
+            const int near = job_topo_nearness(&d->ids[w->rank], at, NULL);
+            if (pass == 0 && near > best) best = near;
+            d->allow[i] = near == best;
+        }
     const int pi = pick_worker(d, r, true, blocks);
     return pi >= 0 ? pi : -1;
 }
@@ -663,7 +683,7 @@ static rt_status_t dm_submit(void *self, const engine_request_t *r, dispatch_rou
                   .n_hashes = kv ? (int32_t)(r->n_prompt / (size_t)d->block_size) : 0};
     rt.hashes = copy_hashes(d, rt.n_hashes, &oom);
     route_t pre = {.id = r->id, .worker = -1, .prefill = -1};
-    if (!oom) pre.worker = pick_prefill(d, r, overlap, &pre.blocks);
+    if (!oom) pre.worker = pick_prefill(d, r, wi, overlap, &pre.blocks);
     if (pre.worker >= 0) {
         /* the prefill worker holds the prompt's full blocks but the last */
         pre.n_hashes = kv ? (int32_t)((r->n_prompt - 1) / (size_t)d->block_size) : 0;
@@ -757,8 +777,8 @@ static void dm_status(void *self, dispatch_status_t *st)
 static const dispatch_ops_t dmpi_ops = {
     .name = "mpi", .set_sink = dm_set_sink, .submit = dm_submit, .cancel = dm_cancel, .status = dm_status};
 
-rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const job_role_t *roles, int n_ranks,
-                                hlog_t *hlog, dispatch_t *out)
+rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const job_role_t *roles,
+                                const job_topo_id_t *ids, int n_ranks, hlog_t *hlog, dispatch_t *out)
 {
     const char *pol = cfg_str(cfg, "router:policy");
     policy_t policy;
@@ -786,7 +806,10 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
     d->poll_ev = evtimer_new(base, on_poll, d);
     d->kv_overlap = calloc((size_t)n_ranks, sizeof *d->kv_overlap);
     d->kv_cand = calloc((size_t)n_ranks, sizeof *d->kv_cand);
-    if (!d->w || !d->w_of_rank || !d->rx || !d->poll_ev || !d->kv_overlap || !d->kv_cand || route_grow(&d->routes) || route_grow(&d->prefills) ||
+    d->ids = calloc((size_t)n_ranks, sizeof *d->ids);
+    d->allow = calloc((size_t)n_ranks, 1);
+    if (d->ids && ids) memcpy(d->ids, ids, (size_t)n_ranks * sizeof *d->ids);
+    if (!d->ids || !d->allow || !d->w || !d->w_of_rank || !d->rx || !d->poll_ev || !d->kv_overlap || !d->kv_cand || route_grow(&d->routes) || route_grow(&d->prefills) ||
         kvi_create(n_ranks, &d->kv) || kvi_create(n_ranks, &d->kv_host) || kvi_create(n_ranks, &d->kv_disk) ||
         kvi_create(n_ranks, &d->kv_pending)) {
         dispatch_mpi_destroy((dispatch_t){.ops = &dmpi_ops, .self = d});
@@ -838,6 +861,8 @@ void dispatch_mpi_destroy(dispatch_t dd)
     free(d->kv_hashes);
     free(d->kv_overlap);
     free(d->kv_cand);
+    free(d->ids);
+    free(d->allow);
     kvi_destroy(d->kv);
     kvi_destroy(d->kv_host);
     kvi_destroy(d->kv_disk);

@@ -159,7 +159,7 @@ static int model_ctx_len(const cfg_t *cfg, const gguf_ctx_t *g)
 }
 
 static int router_main(const cfg_t *cfg, const char *config_path, const job_role_t *roles, int n_ranks,
-                       const char *placement)
+                       const char *placement, const job_topo_id_t *ids)
 {
     const char *model_path = cfg_str(cfg, "model:path");
     const char *log_dir = cfg_str(cfg, "log:dir");
@@ -244,13 +244,7 @@ static int router_main(const cfg_t *cfg, const char *config_path, const job_role
         RT_LOG_INFO("one rank: serving with an in-process engine");
         if ((st = dispatch_local_create(r.base, &ec, &r.dispatch))) goto out;
     } else {
-        for (int i = 1; i < n_ranks; i++)
-            if (roles[i] == JOB_ROLE_PREFILL || roles[i] == JOB_ROLE_DECODE) {
-                RT_LOG_WARN("roles: rank %d is a %s rank; disaggregated serving is not built yet, so it serves "
-                            "whole requests",
-                            i, job_role_name(roles[i]));
-            }
-        if ((st = dispatch_mpi_create(r.base, cfg, roles, n_ranks, hlog, &r.dispatch))) goto out;
+        if ((st = dispatch_mpi_create(r.base, cfg, roles, ids, n_ranks, hlog, &r.dispatch))) goto out;
     }
     if ((st = fe_server_create(r.base, cfg, &fm, r.dispatch, hlog, &r.fe))) goto out;
     r.dispatch.ops->set_sink(r.dispatch.self, (dispatch_sink_t){.on_event = fe_server_on_event, .ctx = r.fe});
@@ -383,7 +377,6 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
         job_topo_describe(size, pair, near, placement, sizeof placement);
         if (rank == 0 && *placement) RT_LOG_INFO("placement: %s", placement);
     }
-    free(ids);
     free(pair);
     free(near);
 
@@ -401,7 +394,7 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
 
     int rc;
     if (rank == 0) {
-        rc = router_main(cfg, config_path, roles, size, placement);
+        rc = router_main(cfg, config_path, roles, size, placement, ids);
     } else if (roles[rank] == JOB_ROLE_PLANNER) {
         /* the SLO planner comes later: the rank idles until shutdown */
         RT_LOG_INFO("planner rank: nothing to plan yet");
@@ -424,6 +417,7 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
     }
     cfg_destroy(cfg);
     free(roles);
+    free(ids);
     MPI_Finalize();
     return rc;
 }

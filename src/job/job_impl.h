@@ -33,10 +33,13 @@ static inline bool job_role_is_engine(job_role_t r)
 int job_worker_main(const cfg_t *cfg, job_role_t role);
 
 /* dispatch_mpi.c: rank 0's dispatcher over the worker ranks (roles[r] is
- * WORKER, PREFILL or DECODE). Polls MPI from a timer on base. hlog may be
- * NULL. The dispatcher owns its state; destroy after shutdown completed. */
-rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const job_role_t *roles, int n_ranks,
-                                hlog_t *hlog, dispatch_t *out);
+ * WORKER, PREFILL or DECODE; ids[r] where rank r sits, topology.h, copied:
+ * a prefill rank is chosen among the nearest to the decode rank). Polls MPI
+ * from a timer on base. hlog may be NULL. The dispatcher owns its state;
+ * destroy after shutdown completed. */
+struct job_topo_id;
+rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const job_role_t *roles,
+                                const struct job_topo_id *ids, int n_ranks, hlog_t *hlog, dispatch_t *out);
 /* Send SHUTDOWN to every worker; done(arg) runs once all said BYE (or were
  * down, or timeout_s passed). */
 void dispatch_mpi_shutdown(dispatch_t d, double timeout_s, void (*done)(void *arg), void *arg);

@@ -91,6 +91,14 @@ static int score(const job_topo_id_t *p, const job_topo_id_t *d, job_near_t *nea
     return n;
 }
 
+int job_topo_nearness(const job_topo_id_t *a, const job_topo_id_t *b, job_near_t *near)
+{
+    job_near_t n;
+    const int sc = score(a, b, &n);
+    if (near) *near = n;
+    return sc;
+}
+
 rt_status_t job_topo_pair(int n_ranks, const job_role_t *roles, const job_topo_id_t *ids, int *pair,
                           job_near_t *near)
 {

@@ -30,7 +30,7 @@
 #define JOB_TOPO_ADDR_MAX 256
 
 /* One rank's place: NUL-terminated strings, "" when unknown. */
-typedef struct {
+typedef struct job_topo_id {
     char host[JOB_TOPO_HOST_MAX]; /* SLURMD_NODENAME, else gethostname() */
     char addr[JOB_TOPO_ADDR_MAX]; /* SLURM_TOPOLOGY_ADDR, else "" */
 } job_topo_id_t;
@@ -49,6 +49,11 @@ const char *job_near_name(job_near_t n);
  * hostname) and SLURM_TOPOLOGY_ADDR (else ""). RT_ERR_RANGE if either does
  * not fit; *out is written only on success. */
 rt_status_t job_topo_id_self(job_topo_id_t *out);
+
+/* How near two places are, as a number (larger is nearer: the same node
+ * above any switch count; else the leading switches they share) and as a
+ * class (near may be NULL). */
+int job_topo_nearness(const job_topo_id_t *a, const job_topo_id_t *b, job_near_t *near);
 
 /* Pair every prefill rank with a decode rank. ids and roles have n_ranks
  * entries (ids[r] is rank r's place). Writes pair[r] (the decode rank for a

@@ -31,6 +31,10 @@ typedef struct {
     size_t req_len;
 } handoff_t;
 
+/* how long a prefill rank waits in MPI for a hand-off to leave before it
+ * computes again (transfer.h, xfer_flush) */
+#define HANDOFF_FLUSH_S 0.1
+
 /* CANCELs for requests this worker did not hold, most recent last */
 #define WORKER_TOMBSTONES 256
 
@@ -164,10 +168,10 @@ static void on_prefill_finished(worker_t *w, const engine_event_t *ev)
     if (!bb) n_blocks = 0;
     ctrl_kv_t k = {.id = h.id, .req_bytes = (int32_t)h.req_len, .block_bytes = (int64_t)bb,
                    .t_prefill_done = ev->t_prefill_done};
-    uint8_t *buf = malloc(sizeof k + h.req_len + n_blocks * bb);
+    uint8_t *buf = xfer_buffer(w->xfer, sizeof k + h.req_len + n_blocks * bb);
     if (!buf && n_blocks) { /* no room for the blocks: the decode rank computes them */
         n_blocks = 0;
-        buf = malloc(sizeof k + h.req_len);
+        buf = xfer_buffer(w->xfer, sizeof k + h.req_len);
     }
     if (!buf) RT_PANIC("worker: out of memory for a %zu-byte hand-off", sizeof k + h.req_len);
     memcpy(buf + sizeof k, h.req, h.req_len);
@@ -310,17 +314,19 @@ int job_worker_main(const cfg_t *cfg, job_role_t role)
                 for (size_t i = 0; i < n; i++)
                     if (w.events[i].kind != ENGINE_EV_TOKEN) on_prefill_finished(&w, &w.events[i]);
             send_events(&w, w.events, n, &stats, true);
-            xfer_progress(w.xfer);
+            /* a hand-off just posted moves while we wait in MPI: up to
+             * HANDOFF_FLUSH_S (the decode rank takes it between its steps) */
+            xfer_flush(w.xfer, HANDOFF_FLUSH_S);
             idle_nap = 20e-6;
             continue;
         }
-        xfer_progress(w.xfer);
+        const size_t sending = xfer_progress(w.xfer);
         if (hlog_now() - w.last_sent >= w.heartbeat_s) {
             engine_step_stats_t stats;
             engine_stats(w.engine, &stats);
             send_events(&w, NULL, 0, &stats, false);
         }
-        if (!got) {
+        if (!got && !sending) { /* a pending hand-off moves only while we poll */
             nap(idle_nap);
             if (idle_nap < 200e-6) idle_nap *= 2;
         } else {

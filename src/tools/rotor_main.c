@@ -23,6 +23,7 @@ static void usage(FILE *f)
             "  rotor generate --model FILE --prompt TEXT [-n N] [--temp T] [--seed S] [--threads N] [--json]\n"
             "  rotor tokenize --model FILE --text TEXT [--json]\n"
             "  rotor chat-template --model FILE --messages-json FILE\n"
+            "  mpirun -np 2 rotor xfer-bench [--bytes N,M,...] [--reps R]\n"
             "  rotor bench-engine --model FILE [--seqs 1,4,16,64] [--prefix-tokens 1024]\n"
             "  rotor --help-config [--markdown]\n"
             "  rotor --version\n\n"
@@ -42,6 +43,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "chat-template") == 0) return cmd_chat_template(argc - 1, argv + 1);
     if (strcmp(cmd, "bench-engine") == 0) return cmd_bench_engine(argc - 1, argv + 1);
+    if (strcmp(cmd, "xfer-bench") == 0) return cmd_xfer_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "--help-config") == 0) {
         cfg_print_help(stdout, argc > 2 && strcmp(argv[2], "--markdown") == 0);
         return 0;

@@ -9,5 +9,6 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_bench_engine(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_xfer_bench(int argc, char **argv);
 
 #endif

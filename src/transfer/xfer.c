@@ -20,12 +20,62 @@ typedef struct {
     int (*test)(xfer_send_t *s); /* 1 once complete */
 } xfer_ops_t;
 
+/* staging buffers kept for reuse, at most */
+#define XFER_POOL 4
+
+/* a staging buffer's header, right before the bytes it lends */
+typedef struct {
+    size_t cap;
+    size_t pad; /* keeps the bytes 16-byte aligned */
+} xfer_buf_hdr_t;
+
 struct xfer {
     const xfer_ops_t *ops;
     xfer_send_t *sends; /* (cap) pending, their buffers owned */
     size_t n, cap;
+    void *pool[XFER_POOL]; /* (n_pool) completed sends' buffers, owned */
+    size_t n_pool;
     int64_t n_sent, bytes;
 };
+
+static xfer_buf_hdr_t *hdr_of(void *buf) { return (xfer_buf_hdr_t *)buf - 1; }
+
+void *xfer_buffer(xfer_t *x, size_t len)
+{
+    if (len > XFER_MAX_BYTES) return NULL;
+    size_t best = x->n_pool;
+    for (size_t i = 0; i < x->n_pool; i++)
+        if (hdr_of(x->pool[i])->cap >= len && (best == x->n_pool || hdr_of(x->pool[i])->cap < hdr_of(x->pool[best])->cap))
+            best = i;
+    if (best < x->n_pool) {
+        void *b = x->pool[best];
+        x->pool[best] = x->pool[--x->n_pool];
+        return b;
+    }
+    xfer_buf_hdr_t *h = malloc(sizeof *h + len);
+    if (!h) return NULL;
+    h->cap = len;
+    return h + 1;
+}
+
+void xfer_buffer_return(xfer_t *x, void *buf)
+{
+    if (!buf) return;
+    if (x->n_pool < XFER_POOL) {
+        x->pool[x->n_pool++] = buf;
+        return;
+    }
+    /* full: keep the larger buffers */
+    size_t small = 0;
+    for (size_t i = 1; i < x->n_pool; i++)
+        if (hdr_of(x->pool[i])->cap < hdr_of(x->pool[small])->cap) small = i;
+    if (hdr_of(x->pool[small])->cap < hdr_of(buf)->cap) {
+        free(hdr_of(x->pool[small]));
+        x->pool[small] = buf;
+    } else {
+        free(hdr_of(buf));
+    }
+}
 
 /* ------------------------------------------------------------------ mpi */
 
@@ -64,19 +114,23 @@ rt_status_t xfer_create(const char *backend, xfer_t **out)
 
 rt_status_t xfer_send(xfer_t *x, int peer, int tag, void *buf, size_t len)
 {
-    if (len > XFER_MAX_BYTES)
-        return rt_error_set(RT_ERR_RANGE, "transfer: %zu bytes is more than one message carries (%zu)", len,
-                            XFER_MAX_BYTES);
+    if (len > hdr_of(buf)->cap) abort(); /* more than xfer_buffer lent: broken invariant */
     if (x->n == x->cap) {
         size_t cap = x->cap ? 2 * x->cap : 16;
         xfer_send_t *s = realloc(x->sends, cap * sizeof *s);
-        if (!s) return rt_error_set(RT_ERR_NOMEM, "transfer: out of memory");
+        if (!s) {
+            xfer_buffer_return(x, buf);
+            return rt_error_set(RT_ERR_NOMEM, "transfer: out of memory");
+        }
         x->sends = s;
         x->cap = cap;
     }
     xfer_send_t *s = &x->sends[x->n];
     rt_status_t st = x->ops->post(x, peer, tag, buf, len, s);
-    if (st) return st;
+    if (st) {
+        xfer_buffer_return(x, buf);
+        return st;
+    }
     s->buf = buf;
     x->n++;
     x->n_sent++;
@@ -84,14 +138,15 @@ rt_status_t xfer_send(xfer_t *x, int peer, int tag, void *buf, size_t len)
     return RT_OK;
 }
 
-void xfer_progress(xfer_t *x)
+size_t xfer_progress(xfer_t *x)
 {
     size_t j = 0;
     for (size_t i = 0; i < x->n; i++) {
-        if (x->ops->test(&x->sends[i])) free(x->sends[i].buf);
+        if (x->ops->test(&x->sends[i])) xfer_buffer_return(x, x->sends[i].buf);
         else x->sends[j++] = x->sends[i];
     }
     x->n = j;
+    return j;
 }
 
 void xfer_stats(const xfer_t *x, xfer_stats_t *out)
@@ -106,17 +161,19 @@ static double mono_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+size_t xfer_flush(xfer_t *x, double timeout_s)
+{
+    const double end = mono_s() + timeout_s;
+    while (xfer_progress(x) && mono_s() < end) {
+    }
+    return x->n;
+}
+
 void xfer_destroy(xfer_t *x, double timeout_s)
 {
     if (!x) return;
-    const double end = mono_s() + timeout_s;
-    while (x->n && mono_s() < end) {
-        xfer_progress(x);
-        if (x->n) {
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
-        }
-    }
+    xfer_flush(x, timeout_s);
     free(x->sends); /* what is left is abandoned with its buffers (transfer.h) */
+    for (size_t i = 0; i < x->n_pool; i++) free(hdr_of(x->pool[i]));
     free(x);
 }

@@ -14,7 +14,7 @@ import pytest
 import requests
 from openai import OpenAI
 
-from conftest import gen_model
+from conftest import ROOT, gen_model
 from jobutil import metric, start_job
 from test_kv_router import rank_pid
 
@@ -59,6 +59,13 @@ flush_interval_s = 0.2
 """ % LOCAL
 
 
+# the shipped example, as a user runs it, with these tests' settings on top
+SHIPPED = open(os.path.join(ROOT, "configs", "disagg.ini")).read()
+TEST_SETS = {"disagg:max_local_prefill_tokens": str(LOCAL), "sampling:temperature": "0", "sampling:max_tokens": "8",
+             "job:heartbeat_interval_s": "0.05", "log:flush_interval_s": "0.2", "engine:kv_cache_bytes": "67108864"}
+AGG_SETS = dict(TEST_SETS, **{"roles:prefill": "", "roles:decode": "", "roles:worker": "1-"})
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return gen_model(MODEL, "--tokenizer", "bpe", "--n-vocab", "2000", "--n-ctx", "1024", "--seed", "21")
@@ -97,10 +104,9 @@ def test_disaggregated_equals_aggregated(tiny, tmp_path):
     with the aggregated job's exact output; short prompts and one whose
     prefix the decode rank holds prefill locally; /transfers logs every
     hand-off with its blocks, bytes and times; /metrics counts them."""
-    with start_job(tiny, tmp_path / "agg", np=2, config=DISAGG.replace("prefill = 1\ndecode = 2-\nworker =", "worker = 1-"))\
-            as job:
+    with start_job(tiny, tmp_path / "agg", np=2, config=SHIPPED, overrides=AGG_SETS) as job:
         ref = complete(job, PROMPTS)
-    with start_job(tiny, tmp_path / "dis", np=3, config=DISAGG) as job:
+    with start_job(tiny, tmp_path / "dis", np=3, config=SHIPPED, overrides=TEST_SETS) as job:
         got = complete(job, PROMPTS)
         time.sleep(0.3)
         m = requests.get(job.url + "/metrics", timeout=10).text

@@ -62,6 +62,27 @@ static void test_same_node_first(void **state)
     assert_int_equal(near[2], JOB_NEAR_NODE);
 }
 
+/* the nearness rank 0 picks a prefill rank by: node > leaf switch > parent
+ * switch > fabric, and the class */
+static void test_nearness(void **state)
+{
+    (void)state;
+    const char *places[] = {"a@t.s0.a", "a@t.s0.a", "b@t.s0.b", "c@t.s1.c", "d@u.s9.d", "e", "e"};
+    job_topo_id_t ids[7];
+    ids_from(7, places, ids);
+    job_near_t n;
+    const int node = job_topo_nearness(&ids[0], &ids[1], &n);
+    assert_int_equal(n, JOB_NEAR_NODE);
+    const int sw = job_topo_nearness(&ids[0], &ids[2], &n);
+    assert_int_equal(n, JOB_NEAR_SWITCH);
+    const int parent = job_topo_nearness(&ids[0], &ids[3], &n);
+    assert_int_equal(n, JOB_NEAR_FABRIC);
+    const int far = job_topo_nearness(&ids[0], &ids[4], NULL);
+    assert_true(node > sw && sw > parent && parent > far);
+    assert_int_equal(job_topo_nearness(&ids[5], &ids[6], &n), node); /* no topology address: the host */
+    assert_int_equal(n, JOB_NEAR_NODE);
+}
+
 static void test_same_switch_next(void **state)
 {
     (void)state;
@@ -235,6 +256,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_node_first),
+        cmocka_unit_test(test_nearness),
         cmocka_unit_test(test_same_switch_next),
         cmocka_unit_test(test_parent_switch_before_far),
         cmocka_unit_test(test_components_not_characters),
