@@ -47,7 +47,7 @@ AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/model/*.c src/cpu/*.c src/tokenizer/*.c \
-  src/chat/*.c src/sampling/*.c src/engine/*.c src/hlog/*.c src/frontend/*.c src/job/*.c src/router/*.c src/kvbm/*.c src/transfer/*.c))
+  src/chat/*.c src/sampling/*.c src/engine/*.c src/hlog/*.c src/frontend/*.c src/job/*.c src/router/*.c src/kvbm/*.c src/transfer/*.c src/planner/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/librotor.a
 

@@ -21,6 +21,12 @@
  *                           KV (transfer.h): import them, then run the request
  *   XFER      decode -> 0   ctrl_xfer_t: a hand-off arrived (timing, for the log)
  *
+ * The SLO planner (planner.h) on the planner rank:
+ *   OBS       0 -> planner  planner_obs_t: the last interval, every planner:interval_s
+ *   PLAN      planner -> 0  ctrl_plan_t: move a rank between the pools
+ *   ROLE      0 -> worker   int32_t job_role_t: the worker's new role (for its log)
+ *   SHUTDOWN  0 -> planner  (empty) stop
+ *
  * Ownership: ctrl_request_pack returns a malloc'd buffer the caller frees
  * (after the send completes); unpack points into the caller's buffer;
  * ctrl_try_recv grows the caller's receive buffer (caller-owned, realloc).
@@ -45,7 +51,17 @@ enum {
     CTRL_TAG_PREFILL,
     CTRL_TAG_KV,
     CTRL_TAG_XFER,
+    CTRL_TAG_OBS,
+    CTRL_TAG_PLAN,
+    CTRL_TAG_ROLE,
 };
+
+/* PLAN: the planner's decision */
+typedef struct {
+    int32_t action; /* planner_action_t */
+    int32_t pad;
+    char why[192];
+} ctrl_plan_t;
 
 typedef struct {
     int32_t n_vocab;

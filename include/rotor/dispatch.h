@@ -52,7 +52,8 @@ typedef struct {
     int64_t route_overlap_blocks_total; /* of those, held by the chosen worker (per the index) */
     int64_t kv_index_blocks;            /* distinct blocks the router's index knows of */
     /* disaggregated serving (zero without prefill workers) */
-    int n_prefill_workers;              /* of n_workers, prefill-only ones */
+    int n_prefill_workers;              /* of n_workers, prefill-only ones now */
+    int64_t planner_moves_total;        /* ranks the SLO planner moved between the pools */
     int64_t remote_prefills_total;      /* requests sent to a prefill worker */
     int64_t kv_transfers_total;         /* hand-offs decode workers received */
     int64_t kv_transfer_blocks_total, kv_transfer_bytes_total;

@@ -42,6 +42,20 @@ static const cfg_key_t cfg_key_table[] = {
     {"disagg:transfer", CFG_STRING, "mpi", 1, 0,
      "Transfer layer that moves KV blocks from prefill to decode workers: mpi (Open MPI's transport: shared "
      "memory in a node, UCX or TCP across nodes)."},
+    {"planner:ttft_slo_ms", CFG_FLOAT, "1000", 0.01, 3600000,
+     "SLO planner (a roles:planner rank and disaggregated serving): target mean time to first token. Over it, "
+     "with decode under planner:headroom of its target, a decode rank becomes a prefill rank."},
+    {"planner:itl_slo_ms", CFG_FLOAT, "100", 0.01, 3600000,
+     "SLO planner: target mean inter-token latency. Over it, with TTFT under planner:headroom of its target, a "
+     "prefill rank becomes a decode rank."},
+    {"planner:interval_s", CFG_FLOAT, "5", 0.1, 3600,
+     "SLO planner: seconds per observation interval (rank 0 measures TTFT and ITL over it and asks the planner)."},
+    {"planner:cooldown_s", CFG_FLOAT, "15", 0, 86400,
+     "SLO planner: seconds it holds after moving a rank, so the move's effect is measured before the next."},
+    {"planner:headroom", CFG_FLOAT, "0.8", 0.01, 1,
+     "SLO planner: a pool gives up a rank only while its own latency is under this fraction of its target."},
+    {"planner:min_samples", CFG_INT, "4", 1, 1000000,
+     "SLO planner: an interval with fewer first tokens or token gaps than this is not acted on."},
     {"kvbm:host_bytes", CFG_INT, "0", 0, 1099511627776.0,
      "KV block manager's host tier (G2) per engine, bytes: blocks evicted from the KV pool are copied here and "
      "copied back on a prefix hit instead of prefilled again; 0 = none (evicted blocks are lost). cpu backend."},
@@ -71,7 +85,9 @@ static const cfg_key_t cfg_key_table[] = {
      "rank (see [disagg]). Needs roles:decode."},
     {"roles:decode", CFG_STRING, "", 1, 0, "Ranks that decode (disaggregated serving): the router sends every request to one of them (or a worker "
      "rank); prompts longer than disagg:max_local_prefill_tokens are prefilled on a prefill rank first."},
-    {"roles:planner", CFG_STRING, "", 1, 0, "Rank of the SLO planner (at most one)."},
+    {"roles:planner", CFG_STRING, "", 1, 0,
+     "Rank of the SLO planner (at most one): it moves ranks between the prefill and decode pools to meet "
+     "planner:ttft_slo_ms and planner:itl_slo_ms."},
     {"roles:tp", CFG_INT, "1", 1, 1, "Tensor-parallel ranks per engine instance (1 for now)."},
     {"roles:ep", CFG_INT, "1", 1, 1, "Expert-parallel ranks per engine instance (1 for now)."},
     {"router:policy", CFG_STRING, "least_loaded", 1, 0,

@@ -378,6 +378,10 @@ char *fe_metrics_render(const fe_metrics_t *m, const dispatch_status_t *st, int 
     render_gauge(&o, "rotor_router_kv_index_blocks",
                  "Distinct KV blocks in the router's index (learnt from the workers' KV events).",
                  (double)st->kv_index_blocks);
+    render_gauge(&o, "rotor_disagg_prefill_workers", "Engine workers in the prefill pool now (the SLO planner moves them).",
+                 (double)st->n_prefill_workers);
+    render_counter(&o, "rotor_planner_moves_total", "Ranks the SLO planner moved between the prefill and decode pools.",
+                   st->planner_moves_total);
     render_counter(&o, "rotor_disagg_remote_prefills_total",
                    "Requests whose prompt a prefill worker computed (disaggregated serving).",
                    st->remote_prefills_total);

@@ -42,6 +42,7 @@
 #include "rotor/ctrl.h"
 #include "rotor/kv_router.h"
 #include "rotor/log.h"
+#include "rotor/planner.h"
 
 typedef struct {
     int rank;
@@ -63,6 +64,9 @@ typedef struct {
     uint64_t *hashes; /* (n_hashes) prompt blocks in the pending index; owned, NULL if none */
     int32_t prefill;  /* d->routes: index of the prefill worker computing its prompt, until
                          that one reports; -1 if none */
+    int32_t n_tokens; /* d->routes: tokens received so far */
+    double t_submit;  /* d->routes: when rank 0 routed it (CLOCK_REALTIME) */
+    double t_last;    /* d->routes: its last token's arrival */
 } route_t;
 
 /* open addressing, linear probing, power-of-two size */
@@ -107,6 +111,12 @@ typedef struct {
     uint8_t *allow;       /* (n_ranks) scratch: workers a pick may choose */
     int max_local_prefill; /* disagg:max_local_prefill_tokens */
     int64_t remote_prefills, xfer_count, xfer_blocks, xfer_bytes;
+    /* the SLO planner (planner.h): the planner rank, or -1; the interval's measures */
+    int planner_rank;
+    double planner_interval, obs_t0;
+    double obs_ttft_sum, obs_itl_sum;
+    int obs_ttft_n, obs_itl_n;
+    int64_t planner_moves;
     double xfer_seconds;  /* sum of t_received - t_sent */
     send_t *sends;
     size_t n_sends, cap_sends;
@@ -253,7 +263,7 @@ static void worker_event(dmpi_t *d, const mpi_worker_t *w, const char *kind, con
     hlog_worker_t rec = {.rank = w->rank, .t = hlog_now()};
     snprintf(rec.kind, sizeof rec.kind, "%s", kind);
     snprintf(rec.role, sizeof rec.role, "%s", job_role_name(w->role));
-    snprintf(rec.detail, sizeof rec.detail, "%s", detail ? detail : "");
+    snprintf(rec.detail, sizeof rec.detail, "%.*s", (int)sizeof rec.detail - 1, detail ? detail : "");
     hlog_worker(d->hlog, &rec);
 }
 
@@ -454,12 +464,24 @@ static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len
     for (int i = 0; i < h.n_events; i++) {
         engine_event_t ev;
         memcpy(&ev, buf + sizeof h + (size_t)i * sizeof ev, sizeof ev);
-        if (w->role == JOB_ROLE_PREFILL) {
+        route_t *p = d->prefills.n ? route_find(&d->prefills, ev.request_id) : NULL;
+        if (p && p->worker == wi) { /* its prompt, computed for a decode worker */
             on_prefill_event(d, w, &ev);
             continue;
         }
         route_t *r = route_find(&d->routes, ev.request_id);
         if (!r || r->worker != wi) continue; /* already failed or finished */
+        if (ev.kind == ENGINE_EV_TOKEN) { /* the planner's measures */
+            const double now = hlog_now();
+            if (r->n_tokens++ == 0) {
+                d->obs_ttft_sum += now - r->t_submit;
+                d->obs_ttft_n++;
+            } else {
+                d->obs_itl_sum += now - r->t_last;
+                d->obs_itl_n++;
+            }
+            r->t_last = now;
+        }
         if (ev.kind == ENGINE_EV_FINISH || ev.kind == ENGINE_EV_ERROR) {
             route_end(d, &d->routes, r);
             if (ev.kind == ENGINE_EV_ERROR)
@@ -471,10 +493,74 @@ static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len
     apply_kv_events(d, w, buf + sizeof h + (size_t)h.n_events * sizeof(engine_event_t), h.n_kv_events);
 }
 
+/* The planner's move: the up worker of the source pool with the fewest
+ * requests in flight changes pools. Its requests go on where they are (a
+ * request's events are matched by table, not by role); from now on it is
+ * chosen for the other kind of work. */
+static void on_plan(dmpi_t *d, const uint8_t *buf)
+{
+    ctrl_plan_t plan;
+    memcpy(&plan, buf, sizeof plan);
+    plan.why[sizeof plan.why - 1] = '\0';
+    const job_role_t from = plan.action == PLANNER_TO_PREFILL ? JOB_ROLE_DECODE : JOB_ROLE_PREFILL;
+    const job_role_t to = from == JOB_ROLE_DECODE ? JOB_ROLE_PREFILL : JOB_ROLE_DECODE;
+    if (plan.action != PLANNER_TO_PREFILL && plan.action != PLANNER_TO_DECODE) return;
+    int best = -1, n_from = 0;
+    for (int i = 0; i < d->n_w; i++) {
+        const mpi_worker_t *w = &d->w[i];
+        if (!w->up || w->role != from) continue;
+        n_from++;
+        if (best < 0 || w->n_inflight < d->w[best].n_inflight) best = i;
+    }
+    if (best < 0 || n_from < 2) { /* the planner keeps one of each; the pools may have changed since */
+        RT_LOG_INFO("planner: %s not carried out: %d %s rank(s) up", planner_action_name(plan.action), n_from,
+                    job_role_name(from));
+        return;
+    }
+    mpi_worker_t *w = &d->w[best];
+    w->role = to;
+    d->n_prefill += to == JOB_ROLE_PREFILL ? 1 : -1;
+    d->planner_moves++;
+    RT_LOG_INFO("planner: rank %d is now a %s rank: %s", w->rank, job_role_name(to), plan.why);
+    worker_event(d, w, "role", plan.why);
+    int32_t *role = malloc(sizeof *role);
+    if (!role) RT_PANIC("dispatch: out of memory");
+    *role = (int32_t)to;
+    send_async(d, w->rank, CTRL_TAG_ROLE, role, sizeof *role);
+}
+
+/* Every planner:interval_s: the interval's measures to the planner rank. */
+static void send_obs(dmpi_t *d, double now)
+{
+    if (d->planner_rank < 0 || d->shutting || now - d->obs_t0 < d->planner_interval) return;
+    planner_obs_t *o = calloc(1, sizeof *o);
+    if (!o) RT_PANIC("dispatch: out of memory");
+    o->t = now;
+    for (int i = 0; i < d->n_w; i++) {
+        if (!d->w[i].up) continue;
+        o->n_prefill += d->w[i].role == JOB_ROLE_PREFILL;
+        o->n_decode += d->w[i].role == JOB_ROLE_DECODE;
+    }
+    o->n_ttft = d->obs_ttft_n;
+    o->ttft_mean_s = d->obs_ttft_n ? d->obs_ttft_sum / d->obs_ttft_n : 0;
+    o->n_itl = d->obs_itl_n;
+    o->itl_mean_s = d->obs_itl_n ? d->obs_itl_sum / d->obs_itl_n : 0;
+    o->prefill_queue = (int)d->prefills.n;
+    send_async(d, d->planner_rank, CTRL_TAG_OBS, o, sizeof *o);
+    d->obs_t0 = now;
+    d->obs_ttft_sum = d->obs_itl_sum = 0;
+    d->obs_ttft_n = d->obs_itl_n = 0;
+}
+
 static void poll_messages(dmpi_t *d)
 {
     int count, from, tag;
     while (ctrl_try_recv(MPI_ANY_SOURCE, &d->rx, &d->rx_cap, &count, &from, &tag)) {
+        if (from == d->planner_rank && from >= 0) {
+            if (tag == CTRL_TAG_PLAN && (size_t)count == sizeof(ctrl_plan_t)) on_plan(d, d->rx);
+            else RT_LOG_WARN("unexpected message tag %d from the planner rank %d", tag, from);
+            continue;
+        }
         mpi_worker_t *w = worker_of_rank(d, from);
         if (!w) {
             RT_LOG_WARN("message tag %d from rank %d, which is no worker", tag, from);
@@ -539,6 +625,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     dmpi_t *d = arg;
     poll_messages(d);
     reap_sends(d);
+    send_obs(d, hlog_now());
     check_heartbeats(d);
     check_shutdown(d);
     struct timeval tv = {0, (d->routes.n || d->prefills.n || d->n_sends || d->shutting) ? 100 : 2000};
@@ -679,7 +766,7 @@ static rt_status_t dm_submit(void *self, const engine_request_t *r, dispatch_rou
     const int32_t overlap = kv ? d->kv_overlap[wi] : 0;
     bool oom = false;
     /* kv_aware: pick_worker_kv left the prompt's hashes and overlaps in the scratch */
-    route_t rt = {.id = r->id, .worker = wi, .blocks = blocks, .prefill = -1,
+    route_t rt = {.id = r->id, .worker = wi, .blocks = blocks, .prefill = -1, .t_submit = hlog_now(),
                   .n_hashes = kv ? (int32_t)(r->n_prompt / (size_t)d->block_size) : 0};
     rt.hashes = copy_hashes(d, rt.n_hashes, &oom);
     route_t pre = {.id = r->id, .worker = -1, .prefill = -1};
@@ -768,6 +855,7 @@ static void dm_status(void *self, dispatch_status_t *st)
     st->route_overlap_blocks_total = d->route_overlap_blocks;
     st->kv_index_blocks = kvi_blocks(d->kv);
     st->remote_prefills_total = d->remote_prefills;
+    st->planner_moves_total = d->planner_moves;
     st->kv_transfers_total = d->xfer_count;
     st->kv_transfer_blocks_total = d->xfer_blocks;
     st->kv_transfer_bytes_total = d->xfer_bytes;
@@ -824,6 +912,11 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
         d->n_prefill += roles[r] == JOB_ROLE_PREFILL;
     }
     d->max_local_prefill = (int)cfg_int(cfg, "disagg:max_local_prefill_tokens");
+    d->planner_rank = -1;
+    for (int r = 0; r < n_ranks; r++)
+        if (roles[r] == JOB_ROLE_PLANNER) d->planner_rank = r;
+    d->planner_interval = cfg_float(cfg, "planner:interval_s");
+    d->obs_t0 = now;
     struct timeval tv = {0, 1000};
     evtimer_add(d->poll_ev, &tv);
     *out = (dispatch_t){.ops = &dmpi_ops, .self = d};
@@ -839,6 +932,7 @@ void dispatch_mpi_shutdown(dispatch_t dd, double timeout_s, void (*done)(void *)
     d->done_arg = arg;
     for (int i = 0; i < d->n_w; i++)
         if (!d->w[i].bye) send_async(d, d->w[i].rank, CTRL_TAG_SHUTDOWN, NULL, 0);
+    if (d->planner_rank >= 0) send_async(d, d->planner_rank, CTRL_TAG_SHUTDOWN, NULL, 0);
 }
 
 void dispatch_mpi_destroy(dispatch_t dd)

@@ -396,9 +396,7 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
     if (rank == 0) {
         rc = router_main(cfg, config_path, roles, size, placement, ids);
     } else if (roles[rank] == JOB_ROLE_PLANNER) {
-        /* the SLO planner comes later: the rank idles until shutdown */
-        RT_LOG_INFO("planner rank: nothing to plan yet");
-        rc = 0;
+        rc = job_planner_main(cfg);
     } else {
         struct sigaction sa = {.sa_handler = worker_on_signal};
         sigemptyset(&sa.sa_mask);

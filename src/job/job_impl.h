@@ -29,6 +29,10 @@ static inline bool job_role_is_engine(job_role_t r)
     return r == JOB_ROLE_WORKER || r == JOB_ROLE_PREFILL || r == JOB_ROLE_DECODE;
 }
 
+/* planner_rank.c: the planner rank's loop until SHUTDOWN; returns the exit
+ * code. */
+int job_planner_main(const cfg_t *cfg);
+
 /* worker.c: a worker rank's loop until SHUTDOWN; returns the exit code. */
 int job_worker_main(const cfg_t *cfg, job_role_t role);
 

@@ -255,6 +255,17 @@ static int poll_inbox(worker_t *w)
             break;
         }
         case CTRL_TAG_SHUTDOWN: w->shutdown = 1; break;
+        case CTRL_TAG_ROLE: { /* the planner moved this rank: only its log says so */
+            int32_t role;
+            if (count == sizeof role) {
+                memcpy(&role, w->rx, sizeof role);
+                int me;
+                MPI_Comm_rank(MPI_COMM_WORLD, &me);
+                rt_log_set_identity(me, job_role_name((job_role_t)role));
+                RT_LOG_INFO("now a %s rank (SLO planner)", job_role_name((job_role_t)role));
+            }
+            break;
+        }
         default: RT_LOG_WARN("worker: unexpected message tag %d from rank 0", tag); break;
         }
     }

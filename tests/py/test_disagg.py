@@ -198,3 +198,84 @@ def test_cancels_and_a_stopped_prefill_rank(tiny, tmp_path):
         assert complete(job, [text(9, 50)], stream_last=False)[0][0] == ref[2]
         m = requests.get(job.url + "/metrics", timeout=10).text
         assert metric(m, "rotor_disagg_remote_prefills_total") == remote_before + 1
+
+
+def planner_job(tiny, tmp_path, roles, sets):
+    cfg = SHIPPED.replace("prefill = 1\ndecode = 2", roles)
+    base = dict(TEST_SETS, **{"planner:interval_s": "0.5", "planner:cooldown_s": "1000", "planner:min_samples": "2",
+                              "disagg:max_local_prefill_tokens": "0"})
+    base.update(sets)
+    return start_job(tiny, tmp_path, np=5, config=cfg, overrides=base)
+
+
+def load(job, n=8, words=50, max_tokens=8):
+    """n long prompts at once, a few times, until the planner acts or 30 s pass."""
+    c = client(job)
+    outs = []
+
+    def one(i):
+        r = c.completions.create(model=MODEL, prompt=text(300 + i, words), max_tokens=max_tokens, temperature=0,
+                                 extra_body={"ignore_eos": True})
+        outs.append(r.choices[0].text)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG_S)
+        m = requests.get(job.url + "/metrics", timeout=10).text
+        if metric(m, "rotor_planner_moves_total") >= 1:
+            return m, outs
+    return m, outs
+
+
+def test_planner_moves_a_decode_rank_to_prefill(tiny, tmp_path):
+    """Prompts wait (TTFT far over its target) while decode has room (ITL far
+    under its): the planner rank moves one decode rank into the prefill pool,
+    once (cooldown), logged in /workers; requests keep their exact outputs."""
+    with start_job(tiny, tmp_path / "agg", np=2, config=SHIPPED, overrides=AGG_SETS) as job:
+        ref = complete(job, [text(9, 50)], stream_last=False)[0][0]
+    with planner_job(tiny, tmp_path / "p", "prefill = 1\ndecode = 2-3\nplanner = 4",
+                     {"planner:ttft_slo_ms": "0.5", "planner:itl_slo_ms": "100000"}) as job:
+        m, outs = load(job)
+        assert metric(m, "rotor_planner_moves_total") == 1, m
+        assert metric(m, "rotor_disagg_prefill_workers") == 2
+        assert all(outs)
+        assert complete(job, [text(9, 50)], stream_last=False)[0][0] == ref
+        after = []
+        threads = [threading.Thread(target=lambda i=i: after.append(complete(job, [text(400 + i, 50)], False)))
+                   for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG_S)
+        assert len(after) == 6
+        time.sleep(0.5)
+        logs = job.h5_logs()
+        out = job.output()
+    with h5py.File(logs[0], "r") as f:
+        w = f["workers"][:]
+        xf = f["transfers"][:]
+        req = f["requests"][:]
+    moves = w[w["kind"] == b"role"]
+    assert len(moves) == 1 and moves[0]["role"] == b"prefill" and moves[0]["rank"] in (2, 3), moves
+    assert b"TTFT" in moves[0]["detail"]
+    # after the move both prefill ranks compute prompts for the decode rank left
+    moved = int(moves[0]["rank"])
+    routed_after = set(req["id"][req["t_routed"] > moves[0]["t"]].tolist())
+    late = xf[[int(i) in routed_after for i in xf["id"]]]
+    assert {int(x) for x in late["prefill_worker"]} <= {1, moved} and moved in set(late["prefill_worker"].tolist())
+    assert {int(x) for x in late["decode_worker"]} == {5 - moved}
+    assert f"now a prefill rank" in out
+
+
+def test_planner_moves_a_prefill_rank_to_decode(tiny, tmp_path):
+    """Tokens come slowly (ITL over its target) while prompts are quick
+    (TTFT far under its): a prefill rank joins the decode pool."""
+    with planner_job(tiny, tmp_path, "prefill = 1-2\ndecode = 3\nplanner = 4",
+                     {"planner:ttft_slo_ms": "100000", "planner:itl_slo_ms": "0.01"}) as job:
+        m, outs = load(job, n=4, words=10, max_tokens=16)
+        assert metric(m, "rotor_planner_moves_total") == 1, m
+        assert metric(m, "rotor_disagg_prefill_workers") == 1
+        assert all(outs)

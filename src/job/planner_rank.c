@@ -1,0 +1,64 @@
+/*
+ * planner_rank.c - the planner rank's loop: every OBS from rank 0 (one per
+ * planner:interval_s) goes through the planner's rule (planner.h); a move
+ * goes back as PLAN, which rank 0 carries out. Stops on SHUTDOWN.
+ */
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "job_impl.h"
+#include "rotor/ctrl.h"
+#include "rotor/log.h"
+#include "rotor/planner.h"
+
+static planner_config_t job_planner_config(const cfg_t *cfg)
+{
+    return (planner_config_t){.ttft_slo_s = cfg_float(cfg, "planner:ttft_slo_ms") / 1e3,
+                              .itl_slo_s = cfg_float(cfg, "planner:itl_slo_ms") / 1e3,
+                              .headroom = cfg_float(cfg, "planner:headroom"),
+                              .cooldown_s = cfg_float(cfg, "planner:cooldown_s"),
+                              .min_samples = (int)cfg_int(cfg, "planner:min_samples"),
+                              .min_prefill = 1,
+                              .min_decode = 1};
+}
+
+int job_planner_main(const cfg_t *cfg)
+{
+    planner_t p;
+    planner_config_t pc = job_planner_config(cfg);
+    planner_init(&p, &pc);
+    RT_LOG_INFO("planner up: TTFT target %.0f ms, ITL target %.0f ms, every %.1f s", pc.ttft_slo_s * 1e3,
+                pc.itl_slo_s * 1e3, cfg_float(cfg, "planner:interval_s"));
+    size_t cap = 4096;
+    uint8_t *rx = malloc(cap);
+    if (!rx) RT_PANIC("planner: out of memory");
+    for (int stop = 0; !stop;) {
+        int count, from, tag;
+        if (!ctrl_try_recv(0, &rx, &cap, &count, &from, &tag)) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (tag == CTRL_TAG_SHUTDOWN) {
+            stop = 1;
+        } else if (tag == CTRL_TAG_OBS && (size_t)count == sizeof(planner_obs_t)) {
+            planner_obs_t o;
+            memcpy(&o, rx, sizeof o);
+            ctrl_plan_t plan = {0};
+            plan.action = (int32_t)planner_decide(&p, &o, plan.why, sizeof plan.why);
+            if (plan.action == PLANNER_HOLD) {
+                RT_LOG_DEBUG("planner: hold: %s", plan.why);
+                continue;
+            }
+            RT_LOG_INFO("planner: %s: %s", planner_action_name((planner_action_t)plan.action), plan.why);
+            MPI_Send(&plan, sizeof plan, MPI_BYTE, 0, CTRL_TAG_PLAN, MPI_COMM_WORLD);
+        } else {
+            RT_LOG_WARN("planner: unexpected message tag %d (%d bytes)", tag, count);
+        }
+    }
+    free(rx);
+    RT_LOG_INFO("planner stopped after %ld moves", p.moves);
+    return 0;
+}
