@@ -141,6 +141,9 @@ typedef struct {
     size_t (*block_bytes)(void *state);
     void (*block_read)(void *state, int32_t id, void *dst);
     void (*block_write)(void *state, int32_t id, const void *src);
+    /* no KV bytes at all (sim): blocks are bookkeeping only, so a hand-off
+     * (engine_kv_export/import) moves which blocks are cached, no bytes */
+    bool kv_virtual;
 } engine_backend_ops_t;
 
 /* The registered backend called name, or NULL. */
@@ -177,8 +180,10 @@ bool engine_has_work(const engine_t *e);
 typedef void (*engine_logits_fn)(void *ud, uint64_t request_id, int step, const float *logits, int n_vocab);
 void engine_set_logits_observer(engine_t *e, engine_logits_fn fn, void *ud);
 /* Disaggregation's KV hand-off (transfer.h moves the bytes). One block's KV
- * bytes, every layer; 0 if the backend has none (sim): then nothing is
- * exported and the receiving engine computes the prompt itself. */
+ * bytes, every layer; 0 if the backend has none. A backend with none moves
+ * nothing (the receiving engine computes the prompt itself), unless its KV
+ * is virtual (sim): then export and import still count and cache the blocks,
+ * with no bytes. */
 size_t engine_kv_block_bytes(const engine_t *e);
 /* Copy the KV of tokens' leading n_blocks full blocks, as far as they are in
  * the prefix cache (G1) from the first on, into dst (n_blocks x

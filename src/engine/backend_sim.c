@@ -148,4 +148,5 @@ const engine_backend_ops_t engine_backend_sim = {
     .create = sim_create,
     .destroy = sim_destroy,
     .forward = sim_forward,
+    .kv_virtual = true, /* disaggregation's hand-offs carry its blocks as bookkeeping */
 };

@@ -613,13 +613,13 @@ void engine_kv_export(engine_t *e, const int32_t *tokens, size_t n_blocks, void 
 {
     *n_out = 0;
     const size_t bb = engine_kv_block_bytes(e);
-    if (!bb || !n_blocks) return;
+    if ((!bb && !e->ops->kv_virtual) || !n_blocks) return;
     uint64_t *blk = malloc(n_blocks * sizeof *blk), *seq = malloc(n_blocks * sizeof *seq);
     int32_t *ids = malloc(n_blocks * sizeof *ids);
     if (!blk || !seq || !ids) goto out; /* out of memory: nothing exported, the receiver computes it */
     hash_prefix(e, tokens, n_blocks, blk, seq);
     const size_t k = bp_match_prefix(e->pool, seq, n_blocks, ids); /* references, while we read */
-    for (size_t j = 0; j < k; j++) e->ops->block_read(e->backend, ids[j], (char *)dst + j * bb);
+    for (size_t j = 0; bb && j < k; j++) e->ops->block_read(e->backend, ids[j], (char *)dst + j * bb);
     if (k && bp_release(e->pool, ids, k) != RT_OK) abort(); /* the references just taken: broken invariant */
     *n_out = k;
 out:
@@ -632,7 +632,7 @@ void engine_kv_import(engine_t *e, const int32_t *tokens, size_t n_blocks, const
 {
     *n_in = 0;
     const size_t bb = engine_kv_block_bytes(e);
-    if (!bb || !n_blocks) return;
+    if ((!bb && !e->ops->kv_virtual) || !n_blocks) return;
     const int B = e->cfg.block_size;
     uint64_t *blk = malloc(n_blocks * sizeof *blk), *seq = malloc(n_blocks * sizeof *seq);
     int32_t *ids = malloc(n_blocks * sizeof *ids);
@@ -644,7 +644,7 @@ void engine_kv_import(engine_t *e, const int32_t *tokens, size_t n_blocks, const
     for (; k < n_blocks; k++) {
         int32_t id;
         if (bp_alloc(e->pool, 1, &id) != RT_OK) break;
-        e->ops->block_write(e->backend, id, (const char *)src + k * bb);
+        if (bb) e->ops->block_write(e->backend, id, (const char *)src + k * bb);
         int32_t use = id;
         if (bp_commit_full(e->pool, id, blk[k], seq[k], k ? &seq[k - 1] : NULL, B, &use) != RT_OK)
             abort(); /* a block just allocated and held: broken invariant */

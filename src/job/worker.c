@@ -165,7 +165,6 @@ static void on_prefill_finished(worker_t *w, const engine_event_t *ev)
     size_t n_blocks = (r.n_prompt - 1) / (size_t)w->block_size;
     if (bb && n_blocks > (XFER_MAX_BYTES - sizeof(ctrl_kv_t) - h.req_len) / bb) /* the rest the decode rank computes */
         n_blocks = (XFER_MAX_BYTES - sizeof(ctrl_kv_t) - h.req_len) / bb;
-    if (!bb) n_blocks = 0;
     ctrl_kv_t k = {.id = h.id, .req_bytes = (int32_t)h.req_len, .block_bytes = (int64_t)bb,
                    .t_prefill_done = ev->t_prefill_done};
     uint8_t *buf = xfer_buffer(w->xfer, sizeof k + h.req_len + n_blocks * bb);

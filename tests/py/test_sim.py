@@ -45,3 +45,36 @@ def test_eight_simulated_gpus(tmp_path):
     assert (decode["step_s"] >= 0.0055).all()  # 15 GB of weights at 2.68 TB/s
     # the repeat prefilled only its 3 new tokens
     assert (steps["n_prefill_tokens"] == 3).sum() == 1
+
+
+def test_disaggregated_simulated_gpus(tmp_path):
+    """Two simulated prefill GPUs and two decode GPUs: a long prompt is computed
+    on a prefill GPU and handed to a decode GPU as blocks without bytes (the
+    sim's KV is bookkeeping), which then prefills only the last block; a
+    short prompt prefills where it decodes."""
+    model = gen_model(MODEL, "--tokenizer", "bpe", "--n-vocab", "2000", "--n-ctx", "4096", "--seed", "3")
+    long_prompt = [(13 * i) % 1900 + 50 for i in range(1000)]
+    with start_job(model, tmp_path, np=5, overrides={
+            "engine:backend": "sim", "sim:gpu": "h100", "sim:shape": "llama3-8b", "router:policy": "kv_aware",
+            "roles:worker": "", "roles:prefill": "1-2", "roles:decode": "3-4",
+            "disagg:max_local_prefill_tokens": "256", "engine:max_num_batched_tokens": "2048",
+            "job:heartbeat_interval_s": "0.2"}) as job:
+        c = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=HANG_S)
+        rl = c.completions.create(model=MODEL, prompt=long_prompt, max_tokens=4, extra_body={"ignore_eos": True})
+        rs = c.completions.create(model=MODEL, prompt=long_prompt[:100], max_tokens=4,
+                                  extra_body={"ignore_eos": True})
+        logs = job.h5_logs()
+    assert rl.usage.prompt_tokens_details.cached_tokens == 999 // 16 * 16  # handed off: all but the last block
+    assert rl.usage.completion_tokens == 4 and rs.usage.completion_tokens == 4
+    with h5py.File(logs[0], "r") as f:
+        xf = f["transfers"][:]
+        req = f["requests"][:]
+        steps = f["steps"][:]
+    assert len(xf) == 1
+    x = xf[0]
+    assert x["n_blocks"] == 999 // 16 and x["n_imported"] == 999 // 16 and x["bytes"] == 0
+    assert x["prefill_worker"] in (1, 2) and x["decode_worker"] in (3, 4)
+    assert set(req["worker"].tolist()) <= {3, 4}
+    # the prefill GPU computed the 992 tokens of full blocks, the decode GPU the last 8
+    assert ((steps["worker"] == x["prefill_worker"]) & (steps["n_prefill_tokens"] == 992)).sum() == 1
+    assert ((steps["worker"] == x["decode_worker"]) & (steps["n_prefill_tokens"] == 8)).sum() == 1
