@@ -33,6 +33,20 @@
 
 typedef struct engine engine_t;
 
+/* Expert parallelism (roles:ep): this engine is one rank of an instance
+ * whose MoE experts are split over `size` ranks (model.h,
+ * model_ctx_set_expert_parallel). The leader (rank 0 of the instance)
+ * schedules and talks to the router; before each forward pass it hands the
+ * batch to step(), which sends it to the other ranks; they run it with
+ * engine_forward_batch, so every MoE layer's combine is a collective over the
+ * same batch. Owned by the caller; outlives the engine. */
+typedef struct engine_ep {
+    int rank, size;
+    model_ep_combine_fn combine;
+    void (*step)(void *ud, const model_batch_t *b); /* the leader's; NULL on the others */
+    void *ud;
+} engine_ep_t;
+
 typedef struct {
     const char *backend;        /* "cpu" or "sim" */
     const char *model_path;
@@ -47,6 +61,7 @@ typedef struct {
     int64_t host_kv_bytes;      /* the KV block manager's host tier (G2, kvbm.h); 0 = none */
     const char *disk_kv_dir;    /* its disk tier (G3): a folder on node-local disk; NULL or "" = none */
     int64_t disk_kv_bytes;      /* the disk tier's size; 0 = none */
+    const engine_ep_t *ep;      /* expert parallelism (cpu backend); NULL = none */
     struct {                    /* the sim backend's time model (sim_model.h), [sim] keys */
         const char *gpu;        /* a preset: a100, h100, h200, b200, l40s */
         const char *shape;      /* "file" (the GGUF's) or a preset shape */
@@ -165,6 +180,9 @@ rt_status_t engine_cancel(engine_t *e, uint64_t id);
  * the next call goes on: no event is ever dropped. */
 rt_status_t engine_step(engine_t *e, engine_event_t *events, size_t cap, size_t *n_events,
                         engine_step_stats_t *stats);
+/* Expert parallelism's other ranks: run one forward pass over a batch the
+ * leader's step() sent (logits are computed and dropped). */
+rt_status_t engine_forward_batch(engine_t *e, const model_batch_t *b);
 /* Vocabulary size of the engine's model (valid token ids are below it). */
 int engine_n_vocab(const engine_t *e);
 /* Prompt + output tokens a request may reach (the context length). */

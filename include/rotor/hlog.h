@@ -8,6 +8,7 @@
  *   /workers     worker events: up, down, role (hlog_worker_t)
  *   /kv_events   the workers' KV events as rank 0 received them (hlog_kv_event_t)
  *   /transfers   disaggregation's KV hand-offs, prefill rank to decode rank (hlog_transfer_t)
+ *   /planner     the SLO planner's decision every interval, with what it saw (hlog_planner_t)
  * Times are CLOCK_REALTIME seconds (double), the same clock on every rank of
  * a node (NTP across nodes).
  *
@@ -98,6 +99,21 @@ typedef struct {
     double t_imported;      /* ... and the blocks were in its pool */
 } hlog_transfer_t;
 
+/* One SLO planner interval: what rank 0 measured and what the planner decided. */
+typedef struct {
+    double t;               /* when rank 0 received the decision */
+    double ttft_mean_s;     /* mean time to first token over the interval (0 if none) */
+    double itl_mean_s;      /* mean inter-token gap over the interval (0 if none) */
+    int32_t n_ttft;         /* first tokens in the interval */
+    int32_t n_itl;          /* token gaps in the interval */
+    int32_t n_prefill;      /* prefill ranks up when measured */
+    int32_t n_decode;       /* decode ranks up when measured */
+    int32_t prefill_queue;  /* prompts waiting for or on prefill ranks */
+    int32_t rank_moved;     /* the rank that changed pools; -1 if none */
+    char action[HLOG_KIND_LEN];  /* hold, to_prefill, to_decode */
+    char why[HLOG_ERROR_LEN];    /* the planner's reason */
+} hlog_planner_t;
+
 typedef struct {
     double flush_interval_s; /* default 1 */
     size_t queue_records;    /* capacity of the in-memory queue (all kinds); default 1<<20 */
@@ -115,6 +131,7 @@ void hlog_worker(hlog_t *h, const hlog_worker_t *w);
 /* n KV events (all or none queued) */
 void hlog_kv_events(hlog_t *h, const hlog_kv_event_t *e, size_t n);
 void hlog_transfer(hlog_t *h, const hlog_transfer_t *t);
+void hlog_planner(hlog_t *h, const hlog_planner_t *p);
 /* Flush everything queued, stop the thread, close the file. NULL is a no-op. */
 rt_status_t hlog_close(hlog_t *h);
 /* Records dropped so far because the queue was full. */

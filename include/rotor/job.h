@@ -21,6 +21,8 @@ typedef enum {
     JOB_ROLE_PREFILL,
     JOB_ROLE_DECODE,
     JOB_ROLE_PLANNER,
+    JOB_ROLE_EXPERT,  /* a rank of an expert-parallel engine instance other than its leader
+                         (roles:ep; set by the job, not a roles:* key) */
 } job_role_t;
 
 const char *job_role_name(job_role_t r);

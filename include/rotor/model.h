@@ -192,6 +192,21 @@ typedef enum { MODEL_MATMUL_LLAMACPP = 0, MODEL_MATMUL_PACKED } model_matmul_t;
 void model_ctx_set_matmul(model_ctx_t *c, model_matmul_t mm);
 
 /*
+ * Expert parallelism: this context computes only the experts e of each MoE
+ * layer with e % size == rank and leaves the other experts' outputs zero;
+ * combine(ud, buf, n) must sum buf (n floats) in place over the `size`
+ * contexts (one per rank of the engine instance, each running the same
+ * batch: a collective, called once per MoE layer in the same order on every
+ * rank). Each expert output is then computed on exactly one rank, so the sum
+ * restores it exactly and the weighted combination that follows runs in the
+ * same order as on one rank: the same bits. The forward pass then splits each
+ * layer over the thread pool instead of running data-parallel by rows (a
+ * collective per thread would not do). size 1 or a NULL combine: off.
+ */
+typedef void (*model_ep_combine_fn)(void *ud, float *buf, size_t n);
+void model_ctx_set_expert_parallel(model_ctx_t *c, int rank, int size, model_ep_combine_fn combine, void *ud);
+
+/*
  * Run the batch. Token i attends to positions 0..pos[i] of its sequence,
  * whose KV for positions < pos[i] must already be in the cache (earlier
  * batches, or earlier tokens of this batch). Logits of the tokens flagged in

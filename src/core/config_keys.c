@@ -89,7 +89,11 @@ static const cfg_key_t cfg_key_table[] = {
      "Rank of the SLO planner (at most one): it moves ranks between the prefill and decode pools to meet "
      "planner:ttft_slo_ms and planner:itl_slo_ms."},
     {"roles:tp", CFG_INT, "1", 1, 1, "Tensor-parallel ranks per engine instance (1 for now)."},
-    {"roles:ep", CFG_INT, "1", 1, 1, "Expert-parallel ranks per engine instance (1 for now)."},
+    {"roles:ep", CFG_INT, "1", 1, 64,
+     "Expert-parallel ranks per engine instance (mixture-of-experts models, cpu backend): the engine ranks form "
+     "instances of this many consecutive ranks of one role; the first schedules and serves, each rank computes "
+     "the experts e with e % ep == its index, and every MoE layer sums the experts' outputs over the instance "
+     "(MPI_Allreduce). Attention and dense layers are replicated on every rank of the instance."},
     {"router:policy", CFG_STRING, "least_loaded", 1, 0,
      "How rank 0 picks a worker: round_robin; least_loaded (fewest requests in flight); random; kv_aware (the least "
      "kv_overlap_weight x new + its KV blocks in flight + new, new = prompt blocks the worker does not hold in its KV "

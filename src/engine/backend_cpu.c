@@ -14,6 +14,7 @@ typedef struct {
     model_t *model;
     kv_cache_t *kv;
     model_ctx_t *ctx;
+    const engine_ep_t *ep; /* expert parallelism, or NULL (the caller's) */
 } cpu_backend_t;
 
 static void cpu_destroy(void *state)
@@ -55,6 +56,15 @@ static rt_status_t cpu_create(const engine_config_t *cfg, void **state, int *n_b
     model_ctx_set_attn_order(b->ctx, MODEL_ATTN_ENGINE);
     /* batches go through the int8 GEMM on packed panels (cpu_packed.h) */
     model_ctx_set_matmul(b->ctx, MODEL_MATMUL_PACKED);
+    if (cfg->ep && cfg->ep->size > 1) {
+        if (hp->n_expert == 0) {
+            st = rt_error_set(RT_ERR_INVALID, "roles:ep = %d: expert parallelism needs a mixture-of-experts model "
+                              "(%s has no experts)", cfg->ep->size, cfg->model_path);
+            goto err;
+        }
+        b->ep = cfg->ep;
+        model_ctx_set_expert_parallel(b->ctx, cfg->ep->rank, cfg->ep->size, cfg->ep->combine, cfg->ep->ud);
+    }
     *n_blocks = (int)nb;
     *n_vocab = hp->n_vocab;
     *vocab = model_vocab(b->model);
@@ -69,6 +79,7 @@ err:
 static rt_status_t cpu_forward(void *state, const model_batch_t *batch, float *logits)
 {
     cpu_backend_t *b = state;
+    if (b->ep && b->ep->step) b->ep->step(b->ep->ud, batch); /* the instance's other ranks run it too */
     return model_forward(b->ctx, b->kv, batch, logits);
 }
 

@@ -51,6 +51,8 @@ static rt_status_t sim_create(const engine_config_t *cfg, void **state, int *n_b
     rt_status_t st;
     const sim_gpu_t *gpu = sim_gpu_find(cfg->sim.gpu);
     if (!gpu) return rt_error_set(RT_ERR_INVALID, "sim:gpu: unknown GPU '%s' (%s)", cfg->sim.gpu, sim_gpu_names());
+    if (cfg->ep && cfg->ep->size > 1)
+        return rt_error_set(RT_ERR_UNSUPPORTED, "engine sim: roles:ep > 1 is not modelled (cpu backend only)");
     sim_backend_t *b = calloc(1, sizeof *b);
     if (!b) return rt_error_set(RT_ERR_NOMEM, "engine sim: out of memory");
     b->ctx = malloc(sizeof *b->ctx * (size_t)(cfg->max_num_batched_tokens > 0 ? cfg->max_num_batched_tokens : 1));

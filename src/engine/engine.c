@@ -589,6 +589,14 @@ rt_status_t engine_cancel(engine_t *e, uint64_t id)
 
 int engine_n_vocab(const engine_t *e) { return e->n_vocab; }
 
+rt_status_t engine_forward_batch(engine_t *e, const model_batch_t *b)
+{
+    if (b->n_tokens > e->cfg.max_num_batched_tokens || b->n_seqs > e->cfg.max_num_seqs)
+        return rt_error_set(RT_ERR_INVALID, "engine: a batch of %d tokens, %d sequences is over this engine's %d, %d",
+                            b->n_tokens, b->n_seqs, e->cfg.max_num_batched_tokens, e->cfg.max_num_seqs);
+    return e->ops->forward(e->backend, b, e->logits);
+}
+
 void engine_set_logits_observer(engine_t *e, engine_logits_fn fn, void *ud)
 {
     e->observer = fn;

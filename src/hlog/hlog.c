@@ -191,6 +191,18 @@ void hlog_transfer(hlog_t *h, const hlog_transfer_t *t)
     pthread_mutex_unlock(&h->mu);
 }
 
+void hlog_planner(hlog_t *h, const hlog_planner_t *p)
+{
+    pthread_mutex_lock(&h->mu);
+    hlog_planner_t *d = reserve(h, HLOG_KIND_PLANNER, 1);
+    if (d) {
+        *d = *p;
+        fix_str(d->action, sizeof d->action);
+        fix_str(d->why, sizeof d->why);
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
 uint64_t hlog_dropped(const hlog_t *h) { return atomic_load(&h->dropped); }
 
 /* ---- writer thread --------------------------------------------------- */

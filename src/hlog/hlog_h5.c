@@ -3,7 +3,7 @@
  *
  * One file, created with the default (serial) driver and the latest file
  * format so that it can be written in SWMR mode: after the layout is made
- * (the /meta group and its attributes, six empty extendible datasets with
+ * (the /meta group and its attributes, seven empty extendible datasets with
  * their "units" attributes) the file switches to single-writer/multiple-
  * reader writing, and h5py (`h5py.File(p, "r", swmr=True)`) can read it
  * while the job runs. Each dataset is 1-D, unlimited and chunked; an append
@@ -33,7 +33,7 @@
 #define ROTOR_VERSION "0.1.0"
 #endif
 
-#define HLOG_LAYOUT_VERSION 3 /* 2: /kv_events, /requests route_overlap_blocks; 3: /transfers */
+#define HLOG_LAYOUT_VERSION 3 /* 2: /kv_events, /requests route_overlap_blocks; 3: /transfers, /planner */
 #define WHO "hlog" /* prefix of error messages */
 
 typedef struct {
@@ -54,12 +54,13 @@ struct hlog_h5 {
 
 static const size_t kind_size[HLOG_KIND_COUNT] = {
     sizeof(hlog_request_t), sizeof(hlog_token_rec_t), sizeof(hlog_step_t), sizeof(hlog_worker_t),
-    sizeof(hlog_kv_event_t), sizeof(hlog_transfer_t)};
+    sizeof(hlog_kv_event_t), sizeof(hlog_transfer_t), sizeof(hlog_planner_t)};
 
 size_t hlog_kind_size(hlog_kind_t k) { return kind_size[k]; }
 
 static const char *const final_u64[] = {"dropped_records", "n_requests", "n_tokens", "n_steps",
-                                        "n_workers", "n_kv_events", "n_transfers"};
+                                        "n_workers", "n_kv_events", "n_transfers",
+                                        "n_planner"};
 
 /* ---- types ----------------------------------------------------------- */
 
@@ -139,6 +140,26 @@ static hid_t transfer_type(void)
         INS(t, hlog_transfer_t, t_sent, H5T_NATIVE_DOUBLE);
         INS(t, hlog_transfer_t, t_received, H5T_NATIVE_DOUBLE);
         INS(t, hlog_transfer_t, t_imported, H5T_NATIVE_DOUBLE);
+    }
+    return h5u_compound_end(t, ok);
+}
+
+static hid_t planner_type(void)
+{
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_planner_t));
+    int ok = t >= 0;
+    if (ok) {
+        INS(t, hlog_planner_t, t, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_planner_t, ttft_mean_s, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_planner_t, itl_mean_s, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_planner_t, n_ttft, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, n_itl, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, n_prefill, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, n_decode, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, prefill_queue, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, rank_moved, H5T_NATIVE_INT32);
+        INS_STR(t, hlog_planner_t, action);
+        INS_STR(t, hlog_planner_t, why);
     }
     return h5u_compound_end(t, ok);
 }
@@ -239,6 +260,12 @@ static const h5_table_t table_init[HLOG_KIND_COUNT] = {
                             "t_*: s since the Unix epoch (CLOCK_REALTIME); n_blocks, n_imported: "
                             "KV blocks; bytes: bytes; prefill_worker, decode_worker: ranks",
                             H5I_INVALID_HID, H5I_INVALID_HID, 0},
+    [HLOG_KIND_PLANNER] = {"planner", 256,
+                           "t: s since the Unix epoch (CLOCK_REALTIME), when rank 0 received the "
+                           "decision; *_mean_s: s; n_ttft: first tokens; n_itl: token gaps; "
+                           "n_prefill, n_decode: ranks; prefill_queue: prompts; rank_moved: rank, "
+                           "-1 = none",
+                           H5I_INVALID_HID, H5I_INVALID_HID, 0},
 };
 
 /* Close every handle of f (ignoring errors), restore error printing, free. */
@@ -275,6 +302,7 @@ rt_status_t hlog_h5_create(const char *path, const hlog_h5_meta_t *meta, hlog_h5
     f->tab[HLOG_KIND_WORKER].mem_type = worker_type();
     f->tab[HLOG_KIND_KV_EVENT].mem_type = kv_event_type();
     f->tab[HLOG_KIND_TRANSFER].mem_type = transfer_type();
+    f->tab[HLOG_KIND_PLANNER].mem_type = planner_type();
     for (int k = 0; k < HLOG_KIND_COUNT; k++)
         if (f->tab[k].mem_type < 0) st = h5u_fail(WHO, "compound type");
 
@@ -330,7 +358,8 @@ rt_status_t hlog_h5_close(hlog_h5_t *f, uint64_t dropped, double end_time)
                     f->tab[HLOG_KIND_STEP].n,
                     f->tab[HLOG_KIND_WORKER].n,
                     f->tab[HLOG_KIND_KV_EVENT].n,
-                    f->tab[HLOG_KIND_TRANSFER].n};
+                    f->tab[HLOG_KIND_TRANSFER].n,
+                    f->tab[HLOG_KIND_PLANNER].n};
     _Static_assert(sizeof v / sizeof *v == sizeof final_u64 / sizeof *final_u64,
                    "one value per closing attribute");
     for (size_t i = 0; !st && i < sizeof final_u64 / sizeof *final_u64; i++)

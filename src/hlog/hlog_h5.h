@@ -24,6 +24,7 @@ typedef enum {
     HLOG_KIND_WORKER,      /* /workers, hlog_worker_t */
     HLOG_KIND_KV_EVENT,    /* /kv_events, hlog_kv_event_t */
     HLOG_KIND_TRANSFER,    /* /transfers, hlog_transfer_t */
+    HLOG_KIND_PLANNER,     /* /planner, hlog_planner_t */
     HLOG_KIND_COUNT
 } hlog_kind_t;
 

@@ -117,6 +117,7 @@ typedef struct {
     double obs_ttft_sum, obs_itl_sum;
     int obs_ttft_n, obs_itl_n;
     int64_t planner_moves;
+    planner_obs_t last_obs; /* the last interval sent to the planner */
     double xfer_seconds;  /* sum of t_received - t_sent */
     send_t *sends;
     size_t n_sends, cap_sends;
@@ -497,14 +498,34 @@ static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len
  * requests in flight changes pools. Its requests go on where they are (a
  * request's events are matched by table, not by role); from now on it is
  * chosen for the other kind of work. */
+static int carry_out(dmpi_t *d, const ctrl_plan_t *pl);
+
+/* The planner's decision on the last interval: carried out if a move, and
+ * logged (HDF5 /planner) with what the interval looked like. */
 static void on_plan(dmpi_t *d, const uint8_t *buf)
 {
     ctrl_plan_t plan;
     memcpy(&plan, buf, sizeof plan);
     plan.why[sizeof plan.why - 1] = '\0';
+    const int moved = plan.action == PLANNER_TO_PREFILL || plan.action == PLANNER_TO_DECODE ? carry_out(d, &plan) : -1;
+    if (!d->hlog) return;
+    const planner_obs_t *o = &d->last_obs;
+    hlog_planner_t rec = {.t = hlog_now(), .ttft_mean_s = o->ttft_mean_s, .itl_mean_s = o->itl_mean_s,
+                          .n_ttft = o->n_ttft, .n_itl = o->n_itl, .n_prefill = o->n_prefill, .n_decode = o->n_decode,
+                          .prefill_queue = o->prefill_queue, .rank_moved = moved};
+    snprintf(rec.action, sizeof rec.action, "%s",
+             plan.action == PLANNER_TO_PREFILL || plan.action == PLANNER_TO_DECODE ? planner_action_name(plan.action)
+                                                                                  : "hold");
+    snprintf(rec.why, sizeof rec.why, "%.*s", (int)sizeof rec.why - 1, plan.why);
+    hlog_planner(d->hlog, &rec);
+}
+
+/* A move: returns the rank moved, -1 if it was not carried out. */
+static int carry_out(dmpi_t *d, const ctrl_plan_t *pl)
+{
+    const ctrl_plan_t plan = *pl;
     const job_role_t from = plan.action == PLANNER_TO_PREFILL ? JOB_ROLE_DECODE : JOB_ROLE_PREFILL;
     const job_role_t to = from == JOB_ROLE_DECODE ? JOB_ROLE_PREFILL : JOB_ROLE_DECODE;
-    if (plan.action != PLANNER_TO_PREFILL && plan.action != PLANNER_TO_DECODE) return;
     int best = -1, n_from = 0;
     for (int i = 0; i < d->n_w; i++) {
         const mpi_worker_t *w = &d->w[i];
@@ -515,7 +536,7 @@ static void on_plan(dmpi_t *d, const uint8_t *buf)
     if (best < 0 || n_from < 2) { /* the planner keeps one of each; the pools may have changed since */
         RT_LOG_INFO("planner: %s not carried out: %d %s rank(s) up", planner_action_name(plan.action), n_from,
                     job_role_name(from));
-        return;
+        return -1;
     }
     mpi_worker_t *w = &d->w[best];
     w->role = to;
@@ -527,6 +548,7 @@ static void on_plan(dmpi_t *d, const uint8_t *buf)
     if (!role) RT_PANIC("dispatch: out of memory");
     *role = (int32_t)to;
     send_async(d, w->rank, CTRL_TAG_ROLE, role, sizeof *role);
+    return w->rank;
 }
 
 /* Every planner:interval_s: the interval's measures to the planner rank. */
@@ -546,6 +568,7 @@ static void send_obs(dmpi_t *d, double now)
     o->n_itl = d->obs_itl_n;
     o->itl_mean_s = d->obs_itl_n ? d->obs_itl_sum / d->obs_itl_n : 0;
     o->prefill_queue = (int)d->prefills.n;
+    d->last_obs = *o;
     send_async(d, d->planner_rank, CTRL_TAG_OBS, o, sizeof *o);
     d->obs_t0 = now;
     d->obs_ttft_sum = d->obs_itl_sum = 0;

@@ -148,6 +148,34 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* Group the engine ranks into instances of per_engine consecutive ones:
+ * every engine rank but an instance's first becomes JOB_ROLE_EXPERT; *color
+ * receives this rank's instance (MPI_UNDEFINED if it runs no engine). */
+static rt_status_t job_instances(job_role_t *roles, int size, int per_engine, int rank, int *color)
+{
+    int n_engine = 0;
+    for (int r = 0; r < size; r++) n_engine += job_role_is_engine(roles[r]);
+    if (per_engine > 1 && n_engine % per_engine)
+        return rt_error_set(RT_ERR_INVALID, "roles:ep: %d engine ranks do not split into instances of %d",
+                            n_engine, per_engine);
+    int index = 0, leader = -1;
+    for (int r = 0; r < size; r++) {
+        if (!job_role_is_engine(roles[r])) continue;
+        if (r == rank) *color = index / per_engine;
+        if (index % per_engine == 0) {
+            leader = r;
+        } else {
+            if (roles[r] != roles[leader])
+                return rt_error_set(RT_ERR_INVALID, "roles:ep: rank %d (%s) and rank %d (%s) would share an engine "
+                                    "instance; an instance's ranks need one role",
+                                    leader, job_role_name(roles[leader]), r, job_role_name(roles[r]));
+            roles[r] = JOB_ROLE_EXPERT;
+        }
+        index++;
+    }
+    return RT_OK;
+}
+
 static int model_ctx_len(const cfg_t *cfg, const gguf_ctx_t *g)
 {
     int64_t c = cfg_int(cfg, "model:ctx_size");
@@ -353,6 +381,12 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
         st = rt_error_set(RT_ERR_INVALID, "model:path is empty: set it in %s or with --set model:path=FILE.gguf",
                           config_path);
     if (!st) st = job_roles_parse(cfg, size, roles);
+    /* engine instances: tp * ep consecutive engine ranks each, with their own
+     * communicator; an instance's first rank leads it, the others become
+     * expert ranks (roles:ep, ep.c) */
+    const int per_engine = st ? 1 : (int)(cfg_int(cfg, "roles:tp") * cfg_int(cfg, "roles:ep"));
+    int color = MPI_UNDEFINED;
+    if (!st) st = job_instances(roles, size, per_engine, rank, &color);
     if (st) {
         /* every rank reads the same config: all refuse it, rank 0 says why */
         if (rank == 0) fprintf(stderr, "rotor serve: %s\n", rt_error_msg());
@@ -380,17 +414,11 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
     free(pair);
     free(near);
 
-    /* engine instances: tp * ep consecutive engine ranks each, with their own
-     * communicator (one rank per instance for now) */
-    int per_engine = (int)(cfg_int(cfg, "roles:tp") * cfg_int(cfg, "roles:ep"));
-    int engine_index = 0, color = MPI_UNDEFINED;
-    for (int r = 0; r < size; r++) {
-        bool is_engine = job_role_is_engine(roles[r]);
-        if (r == rank && is_engine) color = engine_index / per_engine;
-        engine_index += is_engine;
-    }
     MPI_Comm engine_comm = MPI_COMM_NULL;
     MPI_Comm_split(MPI_COMM_WORLD, color, rank, &engine_comm);
+    job_ep_t *ep = NULL;
+    if (per_engine > 1 && engine_comm != MPI_COMM_NULL && job_ep_create(engine_comm, &ep))
+        RT_PANIC("expert parallelism: %s", rt_error_msg());
 
     int rc;
     if (rank == 0) {
@@ -405,8 +433,9 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
         int esize = 1;
         MPI_Comm_size(engine_comm, &esize);
         RT_LOG_DEBUG("engine instance %d: %d rank(s)", color, esize);
-        rc = job_worker_main(cfg, roles[rank]);
+        rc = roles[rank] == JOB_ROLE_EXPERT ? job_ep_follower_main(cfg, ep) : job_worker_main(cfg, roles[rank], ep);
     }
+    job_ep_destroy(ep);
     if (engine_comm != MPI_COMM_NULL) MPI_Comm_free(&engine_comm);
     /* a failed rank takes the job down rather than leaving others waiting */
     if (rc != 0 && size > 1) {

@@ -4,6 +4,7 @@
 #ifndef ROTOR_JOB_IMPL_H
 #define ROTOR_JOB_IMPL_H
 
+#include <mpi.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +34,21 @@ static inline bool job_role_is_engine(job_role_t r)
  * code. */
 int job_planner_main(const cfg_t *cfg);
 
-/* worker.c: a worker rank's loop until SHUTDOWN; returns the exit code. */
-int job_worker_main(const cfg_t *cfg, job_role_t role);
+/* ep.c: expert parallelism over an engine instance's communicator (comm,
+ * not owned; it must outlive the object). The instance's rank 0 (the
+ * leader) passes job_ep_engine() to its engine and, when its worker loop
+ * ends, job_ep_stop() releases the others, which run job_ep_follower_main
+ * until then. */
+typedef struct job_ep job_ep_t;
+rt_status_t job_ep_create(MPI_Comm comm, job_ep_t **out);
+const engine_ep_t *job_ep_engine(const job_ep_t *ep);
+void job_ep_stop(job_ep_t *ep);
+void job_ep_destroy(job_ep_t *ep);
+int job_ep_follower_main(const cfg_t *cfg, job_ep_t *ep);
+
+/* worker.c: a worker rank's loop until SHUTDOWN; returns the exit code. ep:
+ * this rank leads an expert-parallel instance (NULL: none). */
+int job_worker_main(const cfg_t *cfg, job_role_t role, job_ep_t *ep);
 
 /* dispatch_mpi.c: rank 0's dispatcher over the worker ranks (roles[r] is
  * WORKER, PREFILL or DECODE; ids[r] where rank r sits, topology.h, copied:

@@ -1,7 +1,8 @@
 /*
  * planner_rank.c - the planner rank's loop: every OBS from rank 0 (one per
- * planner:interval_s) goes through the planner's rule (planner.h); a move
- * goes back as PLAN, which rank 0 carries out. Stops on SHUTDOWN.
+ * planner:interval_s) goes through the planner's rule (planner.h); the
+ * decision goes back as PLAN (a hold too, for the log); rank 0 carries out
+ * a move. Stops on SHUTDOWN.
  */
 #include <mpi.h>
 #include <stdlib.h>
@@ -48,11 +49,9 @@ int job_planner_main(const cfg_t *cfg)
             memcpy(&o, rx, sizeof o);
             ctrl_plan_t plan = {0};
             plan.action = (int32_t)planner_decide(&p, &o, plan.why, sizeof plan.why);
-            if (plan.action == PLANNER_HOLD) {
-                RT_LOG_DEBUG("planner: hold: %s", plan.why);
-                continue;
-            }
-            RT_LOG_INFO("planner: %s: %s", planner_action_name((planner_action_t)plan.action), plan.why);
+            if (plan.action == PLANNER_HOLD) RT_LOG_DEBUG("planner: hold: %s", plan.why);
+            else RT_LOG_INFO("planner: %s: %s", planner_action_name((planner_action_t)plan.action), plan.why);
+            /* every decision goes back, holds too: rank 0 logs each interval */
             MPI_Send(&plan, sizeof plan, MPI_BYTE, 0, CTRL_TAG_PLAN, MPI_COMM_WORLD);
         } else {
             RT_LOG_WARN("planner: unexpected message tag %d (%d bytes)", tag, count);

@@ -17,6 +17,7 @@ const char *job_role_name(job_role_t r)
     case JOB_ROLE_PREFILL: return "prefill";
     case JOB_ROLE_DECODE: return "decode";
     case JOB_ROLE_PLANNER: return "planner";
+    case JOB_ROLE_EXPERT: return "expert";
     case JOB_ROLE_NONE: break;
     }
     return "none";

@@ -277,15 +277,17 @@ static void nap(double s)
     nanosleep(&ts, NULL);
 }
 
-int job_worker_main(const cfg_t *cfg, job_role_t role)
+int job_worker_main(const cfg_t *cfg, job_role_t role, job_ep_t *ep)
 {
     engine_config_t ec;
     rt_status_t st = engine_config_from_cfg(cfg, NULL, &ec);
+    ec.ep = job_ep_engine(ep);
     worker_t w = {.heartbeat_s = cfg_float(cfg, "job:heartbeat_interval_s"), .block_size = ec.block_size};
     if (!st) st = engine_create(&ec, &w.engine);
     if (!st) st = xfer_create(cfg_str(cfg, "disagg:transfer"), &w.xfer);
     if (st) {
         RT_LOG_ERROR("engine: %s", rt_error_msg());
+        job_ep_stop(ep);
         return 1;
     }
     /* 2 x max_num_seqs is enough (engine.h); the rest lets one step also end
@@ -345,6 +347,7 @@ int job_worker_main(const cfg_t *cfg, job_role_t role)
     }
     MPI_Send(NULL, 0, MPI_BYTE, 0, CTRL_TAG_BYE, MPI_COMM_WORLD);
     RT_LOG_INFO("worker stopped");
+    job_ep_stop(ep); /* the instance's expert ranks stop with it */
     xfer_destroy(w.xfer, 5.0);
     for (size_t i = 0; i < w.n_handoffs; i++) free(w.handoffs[i].req);
     free(w.handoffs);

@@ -198,6 +198,15 @@ void model_ctx_set_attn_order(model_ctx_t *c, model_attn_order_t order) { c->att
 
 void model_ctx_set_matmul(model_ctx_t *c, model_matmul_t mm) { c->matmul = mm; }
 
+void model_ctx_set_expert_parallel(model_ctx_t *c, int rank, int size, model_ep_combine_fn combine, void *ud)
+{
+    const bool on = combine && size > 1 && rank >= 0 && rank < size;
+    c->ep_rank = on ? rank : 0;
+    c->ep_size = on ? size : 1;
+    c->ep_combine = on ? combine : NULL;
+    c->ep_ud = ud;
+}
+
 /* the packed panels of w when the context uses them, else NULL */
 static const void *fwd_packed(const model_ctx_t *c, const model_weight_t *w)
 {
@@ -789,6 +798,7 @@ typedef struct {
 static bool fwd_dp_plan(const model_ctx_t *c, const model_batch_t *b, dp_job_t *d)
 {
     const int nth = model_ctx_threads(c), T = b->n_tokens;
+    if (c->ep_size > 1) return false; /* one collective per MoE layer, not one per thread */
     if (c->attn_order != MODEL_ATTN_ENGINE || nth < 2 || nth > FWD_DP_MAX_THREADS || T < FWD_DP_MIN_ROWS * nth)
         return false;
     for (int i = 1; i < T; i++) /* contiguous: a new sequence starts where it first appears */

@@ -76,6 +76,9 @@ struct kv_cache {
 struct model_ctx {
     const model_t *m;
     threadpool_t *pool;
+    int ep_rank, ep_size;          /* expert parallelism (model.h); size 1: off */
+    model_ep_combine_fn ep_combine;
+    void *ep_ud;
     int max_tokens;
     model_attn_order_t attn_order; /* MODEL_ATTN_LLAMACPP unless set */
     model_matmul_t matmul;         /* MODEL_MATMUL_LLAMACPP unless set */

@@ -87,7 +87,8 @@ static void fwd_ffn_rows(model_ctx_t *c, const model_weight_t *wg, const model_w
  * token's chosen experts, each expert over the rows that chose it (gathered,
  * one matmul per expert), outputs times their weights summed best first,
  * plus qwen2moe's shared expert times sigmoid(x . w). Each token's result
- * depends on its own row only (batch invariant). */
+ * depends on its own row only (batch invariant). Under expert parallelism
+ * only this rank's experts run; the slots are summed over the ranks. */
 void fwd_moe(model_ctx_t *c, const model_layer_t *L, const fwd_run_t *r)
 {
     const model_hparams_t *hp = &c->m->hp;
@@ -98,7 +99,10 @@ void fwd_moe(model_ctx_t *c, const model_layer_t *L, const fwd_run_t *r)
     fwd_router(c, &L->router, r, c->moe_logits + (size_t)t0 * NX);
     for (int i = t0; i < t1; i++)
         moe_route(hp, c->moe_logits + (size_t)i * NX, c->moe_sel + (size_t)i * K, c->moe_w + (size_t)i * K);
+    const bool ep = c->ep_size > 1;
+    if (ep) memset(c->moe_slot + (size_t)t0 * K * E, 0, sizeof(float) * (size_t)mt * K * E);
     for (int e = 0; e < NX; e++) {
+        if (ep && e % c->ep_size != c->ep_rank) continue; /* another rank's expert */
         int64_t n = 0; /* a token picks an expert at most once: n <= mt */
         for (int i = t0; i < t1; i++)
             for (int k = 0; k < K; k++)
@@ -117,6 +121,9 @@ void fwd_moe(model_ctx_t *c, const model_layer_t *L, const fwd_run_t *r)
             memcpy(c->moe_slot + (size_t)c->moe_rows[t0 + j] * E, c->moe_y + (size_t)(t0 + j) * E,
                    sizeof(float) * (size_t)E);
     }
+    /* expert parallelism: each slot was computed on one rank, zero on the
+     * others; the sum restores every slot exactly (model.h) */
+    if (ep) c->ep_combine(c->ep_ud, c->moe_slot + (size_t)t0 * K * E, (size_t)mt * K * E);
     const bool shared = L->sh_gate.data != NULL;
     if (shared) {
         fwd_router(c, &L->sh_router, r, c->moe_gate + t0);

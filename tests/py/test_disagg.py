@@ -258,7 +258,18 @@ def test_planner_moves_a_decode_rank_to_prefill(tiny, tmp_path):
         w = f["workers"][:]
         xf = f["transfers"][:]
         req = f["requests"][:]
+        plan = f["planner"][:]
     moves = w[w["kind"] == b"role"]
+    # every interval's decision is in /planner: holds, and the one move with what it saw
+    assert len(plan) >= 2
+    moved_rec = plan[plan["action"] == b"to_prefill"]
+    assert len(moved_rec) == 1 and moved_rec[0]["rank_moved"] == moves[0]["rank"]
+    assert moved_rec[0]["ttft_mean_s"] > 0.0005 and moved_rec[0]["n_ttft"] >= 2
+    assert (moved_rec[0]["n_prefill"], moved_rec[0]["n_decode"]) == (1, 2)
+    holds = plan[plan["action"] == b"hold"]
+    assert len(holds) >= 1 and (holds["rank_moved"] == -1).all()
+    assert any(b"cooling down" in h["why"] for h in holds[holds["t"] > moved_rec[0]["t"]]) or \
+        not (holds["t"] > moved_rec[0]["t"]).any()
     assert len(moves) == 1 and moves[0]["role"] == b"prefill" and moves[0]["rank"] in (2, 3), moves
     assert b"TTFT" in moves[0]["detail"]
     # after the move both prefill ranks compute prompts for the decode rank left

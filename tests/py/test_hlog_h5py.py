@@ -28,6 +28,9 @@ N_KV = 4200  # test_hlog.c's N_KV
 M64 = (1 << 64) - 1
 TRANSFER_FIELDS = ["id", "prefill_worker", "decode_worker", "n_blocks", "n_imported", "bytes",
                    "t_prefill_done", "t_sent", "t_received", "t_imported"]
+PLANNER_FIELDS = ["t", "ttft_mean_s", "itl_mean_s", "n_ttft", "n_itl", "n_prefill", "n_decode",
+                  "prefill_queue", "rank_moved", "action", "why"]
+N_PLAN = 3  # test_hlog.c's N_PLAN
 
 
 def kv_seq_hash(i):
@@ -50,13 +53,14 @@ def log_file(tmp_path_factory):
 def test_layout_dtypes_and_counts(log_file):
     with h5py.File(log_file, "r") as f:
         assert set(f.keys()) == {"meta", "requests", "tokens", "steps", "workers", "kv_events",
-                                 "transfers"}
+                                 "transfers", "planner"}
         for name, fields, n, chunk in (("requests", REQUEST_FIELDS, 300, 1024),
                                        ("tokens", TOKEN_FIELDS, 5000, 8192),
                                        ("steps", STEP_FIELDS, 2000, 4096),
                                        ("workers", WORKER_FIELDS, 20, 256),
                                        ("kv_events", KV_EVENT_FIELDS, N_KV, 4096),
-                                       ("transfers", TRANSFER_FIELDS, 3, 1024)):
+                                       ("transfers", TRANSFER_FIELDS, 3, 1024),
+                                       ("planner", PLANNER_FIELDS, N_PLAN, 256)):
             ds = f[name]
             assert list(ds.dtype.names) == fields, name
             assert ds.shape == (n,), name
@@ -69,6 +73,10 @@ def test_layout_dtypes_and_counts(log_file):
         kv = f["kv_events"].dtype
         assert kv["seq_hash"] == np.dtype("<u8") and kv["kind"] == np.dtype("S16")
         assert kv["worker"] == np.dtype("<i4") and kv["t"] == np.dtype("<f8")
+        pl = f["planner"].dtype
+        assert pl["t"] == np.dtype("<f8") and pl["rank_moved"] == np.dtype("<i4")
+        assert pl["action"] == np.dtype("S16") and pl["why"] == np.dtype("S128")
+        assert "s since the Unix epoch" in f["planner"].attrs["units"]
         m = f["meta"].attrs
         assert m["model"] == "smollm2.gguf"
         assert m["roles"] == "0:router 1-2:worker"
@@ -78,7 +86,8 @@ def test_layout_dtypes_and_counts(log_file):
         assert m["hostname"]
         assert m["dropped_records"] == 0
         assert (m["n_requests"], m["n_tokens"], m["n_steps"], m["n_workers"],
-                m["n_kv_events"], m["n_transfers"]) == (300, 5000, 2000, 20, N_KV, 3)
+                m["n_kv_events"], m["n_transfers"], m["n_planner"]) == (300, 5000, 2000, 20,
+                                                                        N_KV, 3, N_PLAN)
         assert 0 < m["start_time"] <= m["end_time"]
 
 
@@ -89,6 +98,7 @@ def test_values(log_file):
         steps = f["steps"][:]
         workers = f["workers"][:]
         kv = f["kv_events"][:]
+        pl = f["planner"][:]
     assert list(rq["id"]) == list(range(1000, 1300))
     r1 = rq[1]
     assert r1["worker"] == 2 and r1["http_status"] == 200 and r1["tokens_in"] == 11
@@ -117,12 +127,18 @@ def test_values(log_file):
     for w in (1, 2, 3):  # per worker, ids 1, 2, ... without a gap
         ids = kv["id"][kv["worker"] == w]
         assert list(ids) == list(range(1, len(ids) + 1))
+    assert [bytes(a) for a in pl["action"]] == [b"hold", b"to_prefill", b"to_decode"]
+    assert list(pl["rank_moved"]) == [-1, 4, 2]
+    assert pl[1]["why"] == b"ttft 0.750 s over 1.000 s, itl under headroom"
+    assert pl[2]["why"] == b"z" * 127  # an unterminated field is cut to 127 bytes
+    assert pl[1]["ttft_mean_s"] == 0.75 and pl[2]["n_decode"] == 3
 
 
 def test_h5dump_header(log_file):
     r = subprocess.run(["h5dump", "-H", log_file], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    for name in ("/", "meta", "requests", "tokens", "steps", "workers", "kv_events", "transfers"):
+    for name in ("/", "meta", "requests", "tokens", "steps", "workers", "kv_events", "transfers",
+                 "planner"):
         assert re.search(r'(GROUP|DATASET) "%s"' % re.escape(name), r.stdout), name
     assert "H5S_UNLIMITED" in r.stdout and '"t_first_token"' in r.stdout
 

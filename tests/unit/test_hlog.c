@@ -1,6 +1,7 @@
 /* test_hlog.c - the HDF5 job log: records written from the test thread come
  * back field by field through the HDF5 C API after close (every dataset,
- * /kv_events and /transfers included); a full queue drops and counts; after a flush interval the records are readable (by another
+ * /kv_events, /transfers and /planner included); a full queue drops and
+ * counts; after a flush interval the records are readable (by another
  * process, in SWMR mode) before the log is closed. Bad arguments fail.
  *
  * HLOG_TEST_KEEP=path keeps the round-trip file there (tests/py/
@@ -34,11 +35,12 @@ extern char **environ;
 #define N_WORKER 20
 #define N_KV 4200 /* KV events: more than one 4096-record chunk */
 #define N_XFER 3 /* KV transfers (disaggregation) */
-#define N_DSET 6
+#define N_PLAN 3 /* SLO planner intervals */
+#define N_DSET 7
 #define T0 1.7e9
 
 static const char *const dset_names[N_DSET] = {"requests", "tokens", "steps", "workers",
-                                               "kv_events", "transfers"};
+                                               "kv_events", "transfers", "planner"};
 
 /* ---- records the tests write ----------------------------------------- */
 
@@ -135,6 +137,35 @@ static hlog_transfer_t gen_transfer(int i)
     return x;
 }
 
+/* Planner interval i: every field distinct per record; a hold, a move to
+ * prefill and a move to decode; interval 2's reason has no NUL (cut to 127). */
+static hlog_planner_t gen_planner(int i)
+{
+    static const char *const action[N_PLAN] = {"hold", "to_prefill", "to_decode"};
+    static const int32_t moved[N_PLAN] = {-1, 4, 2};
+    hlog_planner_t p;
+    memset(&p, 0, sizeof p);
+    p.t = T0 + 20 + 5 * i + 0.001 * i;
+    p.ttft_mean_s = 0.25 + 0.5 * i;
+    p.itl_mean_s = 0.02 + 0.003 * i;
+    p.n_ttft = 40 + 3 * i;
+    p.n_itl = 900 + 11 * i;
+    p.n_prefill = 1 + i;
+    p.n_decode = 5 - i;
+    p.prefill_queue = 7 + 2 * i;
+    p.rank_moved = moved[i % N_PLAN];
+    snprintf(p.action, sizeof p.action, "%s", action[i % N_PLAN]);
+    if (i == 0)
+        snprintf(p.why, sizeof p.why, "ttft %.3f s and itl %.3f s within targets", p.ttft_mean_s,
+                 p.itl_mean_s);
+    else if (i == 1)
+        snprintf(p.why, sizeof p.why, "ttft %.3f s over 1.000 s, itl under headroom",
+                 p.ttft_mean_s);
+    else
+        memset(p.why, 'z', sizeof p.why); /* no NUL: truncated */
+    return p;
+}
+
 /* Push everything from the test thread; tokens in batches of 1..7, KV
  * events in batches of 1..8 with an empty batch (a no-op) now and then. */
 static void write_all(hlog_t *h)
@@ -170,6 +201,10 @@ static void write_all(hlog_t *h)
     for (int i = 0; i < N_XFER; i++) {
         hlog_transfer_t x = gen_transfer(i);
         hlog_transfer(h, &x);
+    }
+    for (int i = 0; i < N_PLAN; i++) {
+        hlog_planner_t p = gen_planner(i);
+        hlog_planner(h, &p);
     }
     for (int i = 0; i < N_REQ; i++) {
         hlog_request_t r = gen_request(i);
@@ -271,7 +306,7 @@ static hid_t read_type(int k)
         INS(t, hlog_kv_event_t, tier, H5T_NATIVE_INT32);
         H5Tclose(s1);
         return t;
-    default:
+    case 5:
         t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_transfer_t));
         INS(t, hlog_transfer_t, id, H5T_NATIVE_UINT64);
         INS(t, hlog_transfer_t, prefill_worker, H5T_NATIVE_INT32);
@@ -283,6 +318,24 @@ static hid_t read_type(int k)
         INS(t, hlog_transfer_t, t_sent, H5T_NATIVE_DOUBLE);
         INS(t, hlog_transfer_t, t_received, H5T_NATIVE_DOUBLE);
         INS(t, hlog_transfer_t, t_imported, H5T_NATIVE_DOUBLE);
+        return t;
+    default:
+        t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_planner_t));
+        s1 = str_t(HLOG_KIND_LEN);
+        s2 = str_t(HLOG_ERROR_LEN);
+        INS(t, hlog_planner_t, t, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_planner_t, ttft_mean_s, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_planner_t, itl_mean_s, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_planner_t, n_ttft, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, n_itl, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, n_prefill, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, n_decode, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, prefill_queue, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, rank_moved, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, action, s1);
+        INS(t, hlog_planner_t, why, s2);
+        H5Tclose(s1);
+        H5Tclose(s2);
         return t;
     }
 }
@@ -410,6 +463,7 @@ static void test_roundtrip(void **state)
     assert_int_equal(attr_u64(g, "n_workers"), N_WORKER);
     assert_int_equal(attr_u64(g, "n_kv_events"), N_KV);
     assert_int_equal(attr_u64(g, "n_transfers"), N_XFER);
+    assert_int_equal(attr_u64(g, "n_planner"), N_PLAN);
     int32_t layout = -1;
     hid_t a = H5Aopen(g, "layout_version", H5P_DEFAULT);
     assert_true(a >= 0);
@@ -541,6 +595,37 @@ static void test_roundtrip(void **state)
     assert_int_equal(xf[1].decode_worker, 4);
     free(xf);
 
+    /* /planner: push order, every field; the unterminated reason is cut */
+    hlog_planner_t *pl = read_all(f, 6, sizeof *pl, &n);
+    assert_int_equal(n, N_PLAN);
+    for (int i = 0; i < N_PLAN; i++) {
+        hlog_planner_t e = gen_planner(i);
+        assert_true(pl[i].t == e.t);
+        assert_true(pl[i].ttft_mean_s == e.ttft_mean_s);
+        assert_true(pl[i].itl_mean_s == e.itl_mean_s);
+        assert_int_equal(pl[i].n_ttft, e.n_ttft);
+        assert_int_equal(pl[i].n_itl, e.n_itl);
+        assert_int_equal(pl[i].n_prefill, e.n_prefill);
+        assert_int_equal(pl[i].n_decode, e.n_decode);
+        assert_int_equal(pl[i].prefill_queue, e.prefill_queue);
+        assert_int_equal(pl[i].rank_moved, e.rank_moved);
+        assert_string_equal(pl[i].action, e.action);
+        if (i == 2) {
+            char cut[HLOG_ERROR_LEN];
+            memset(cut, 'z', sizeof cut - 1);
+            cut[sizeof cut - 1] = 0;
+            assert_string_equal(pl[i].why, cut);
+        } else {
+            assert_string_equal(pl[i].why, e.why);
+        }
+    }
+    assert_string_equal(pl[0].action, "hold");
+    assert_int_equal(pl[0].rank_moved, -1);
+    assert_string_equal(pl[1].action, "to_prefill");
+    assert_string_equal(pl[1].why, "ttft 0.750 s over 1.000 s, itl under headroom");
+    assert_string_equal(pl[2].action, "to_decode");
+    free(pl);
+
     /* every dataset says its units */
     for (int k = 0; k < N_DSET; k++) {
         hid_t d = H5Dopen2(f, dset_names[k], H5P_DEFAULT);
@@ -573,9 +658,11 @@ static void test_queue_full_drops_and_counts(void **state)
     assert_int_equal(hlog_dropped(h), 18);
     hlog_kv_events(h, ev, 0);
     assert_int_equal(hlog_dropped(h), 18);
-    /* one transfer fits the (empty) queue */
+    /* one transfer and one planner record fit the (nearly empty) queue */
     hlog_transfer_t x = gen_transfer(0);
     hlog_transfer(h, &x);
+    hlog_planner_t p = gen_planner(1);
+    hlog_planner(h, &p);
     assert_int_equal(hlog_dropped(h), 18);
     /* a flood of single records overruns the 8-record queue */
     enum { FLOOD = 200000 };
@@ -593,12 +680,14 @@ static void test_queue_full_drops_and_counts(void **state)
     assert_int_equal(dset_len(f, "tokens"), 0);
     assert_int_equal(dset_len(f, "kv_events"), 0);
     assert_int_equal(dset_len(f, "transfers"), 1);
+    assert_int_equal(dset_len(f, "planner"), 1);
     assert_int_equal(n_steps + (dropped - 18), FLOOD);
     hid_t g = H5Gopen2(f, "meta", H5P_DEFAULT);
     assert_int_equal(attr_u64(g, "dropped_records"), dropped);
     assert_int_equal(attr_u64(g, "n_steps"), n_steps);
     assert_int_equal(attr_u64(g, "n_kv_events"), 0);
     assert_int_equal(attr_u64(g, "n_transfers"), 1);
+    assert_int_equal(attr_u64(g, "n_planner"), 1);
     H5Gclose(g);
     /* what was kept is in push order: strictly increasing times */
     hlog_step_t *st = read_all(f, 2, sizeof *st, &n_steps);
@@ -626,7 +715,8 @@ static int child_counts(const char *path, unsigned long long c[N_DSET])
     close(fds[1]);
     FILE *in = fdopen(fds[0], "r");
     assert_non_null(in);
-    int got = fscanf(in, "%llu %llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]);
+    int got = fscanf(in, "%llu %llu %llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3], &c[4],
+                     &c[5], &c[6]);
     fclose(in);
     int status = 0;
     waitpid(pid, &status, 0);
@@ -658,7 +748,7 @@ static void test_flush_interval_makes_records_readable(void **state)
     for (int tries = 0; tries < 600; tries++) {
         rc = child_counts(path, c);
         if (rc == 0 && c[0] == N_REQ && c[1] == N_TOK_REQ * TOK_PER_REQ && c[2] == N_STEP &&
-            c[3] == N_WORKER && c[4] == N_KV && c[5] == N_XFER)
+            c[3] == N_WORKER && c[4] == N_KV && c[5] == N_XFER && c[6] == N_PLAN)
             break;
         sleep_s(0.1);
     }
@@ -669,6 +759,7 @@ static void test_flush_interval_makes_records_readable(void **state)
     assert_int_equal(c[3], N_WORKER);
     assert_int_equal(c[4], N_KV);
     assert_int_equal(c[5], N_XFER);
+    assert_int_equal(c[6], N_PLAN);
     /* more records after an idle period are flushed too */
     for (int i = 0; i < 10; i++) {
         hlog_worker_t w = gen_worker(i);
@@ -684,6 +775,7 @@ static void test_flush_interval_makes_records_readable(void **state)
     assert_int_equal(c[3], N_WORKER + 10);
     assert_int_equal(c[4], N_KV);
     assert_int_equal(c[5], N_XFER);
+    assert_int_equal(c[6], N_PLAN);
     assert_int_equal(hlog_close(h), RT_OK);
     unlink(path);
 }
@@ -714,6 +806,7 @@ static void test_two_logs_at_once(void **state)
         assert_int_equal(dset_len(f, "workers"), times * N_WORKER);
         assert_int_equal(dset_len(f, "kv_events"), times * N_KV);
         assert_int_equal(dset_len(f, "transfers"), times * N_XFER);
+        assert_int_equal(dset_len(f, "planner"), times * N_PLAN);
         H5Fclose(f);
         unlink(paths[i]);
     }

@@ -1,0 +1,154 @@
+/*
+ * ep.c - expert parallelism across the ranks of one engine instance
+ * (roles:ep; engine.h engine_ep_t, model.h model_ctx_set_expert_parallel).
+ *
+ * The instance's first rank (the leader) runs the engine as any worker does;
+ * the others (expert ranks) hold the same model and a KV cache of the same
+ * shape, and step with it: before each forward pass the leader broadcasts the
+ * batch over the instance's communicator (its length, then the bytes: a
+ * header, the token arrays, the block tables), every rank runs it, and each
+ * MoE layer computes this rank's experts (e % size == rank) and sums the
+ * experts' output slots over the instance with MPI_Allreduce. Attention and
+ * the dense layers run on every rank alike (replicated); only the experts
+ * are split. A length of 0 tells the expert ranks to stop.
+ */
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job_impl.h"
+#include "rotor/log.h"
+
+struct job_ep {
+    MPI_Comm comm; /* the instance's (not owned) */
+    engine_ep_t eng;
+    uint8_t *buf;  /* (cap) the packed batch */
+    size_t cap;
+};
+
+static void ep_combine(void *ud, float *buf, size_t n)
+{
+    job_ep_t *ep = ud;
+    /* every slot holds one rank's value and the others' zeros: the sum is exact */
+    for (size_t off = 0; off < n;) {
+        const int chunk = n - off > (size_t)(1 << 30) ? 1 << 30 : (int)(n - off);
+        MPI_Allreduce(MPI_IN_PLACE, buf + off, chunk, MPI_FLOAT, MPI_SUM, ep->comm);
+        off += (size_t)chunk;
+    }
+}
+
+static uint8_t *ep_room(job_ep_t *ep, size_t len)
+{
+    if (len > ep->cap) {
+        uint8_t *b = realloc(ep->buf, len);
+        if (!b) RT_PANIC("expert parallelism: out of memory for a %zu-byte batch", len);
+        ep->buf = b;
+        ep->cap = len;
+    }
+    return ep->buf;
+}
+
+/* header: n_tokens, n_seqs, block entries in all tables */
+enum { EP_HDR = 3 };
+
+static void ep_step(void *ud, const model_batch_t *b)
+{
+    job_ep_t *ep = ud;
+    int64_t n_ids = 0;
+    for (int s = 0; s < b->n_seqs; s++) n_ids += b->seq_tables[s].n_blocks;
+    const size_t T = (size_t)b->n_tokens, S = (size_t)b->n_seqs;
+    int64_t len = (int64_t)(sizeof(int32_t) * (EP_HDR + 3 * T + S + (size_t)n_ids) + T);
+    int32_t *p = (int32_t *)(void *)ep_room(ep, (size_t)len);
+    p[0] = b->n_tokens;
+    p[1] = b->n_seqs;
+    p[2] = (int32_t)n_ids;
+    int32_t *q = p + EP_HDR;
+    memcpy(q, b->tokens, T * sizeof *q);
+    memcpy(q + T, b->pos, T * sizeof *q);
+    memcpy(q + 2 * T, b->seq, T * sizeof *q);
+    int32_t *nb = q + 3 * T, *ids = nb + S;
+    for (size_t s = 0; s < S; s++) {
+        nb[s] = b->seq_tables[s].n_blocks;
+        memcpy(ids, b->seq_tables[s].blocks, (size_t)nb[s] * sizeof *ids);
+        ids += nb[s];
+    }
+    memcpy(ids, b->logits, T);
+    MPI_Bcast(&len, 1, MPI_INT64_T, 0, ep->comm);
+    MPI_Bcast(ep->buf, (int)len, MPI_BYTE, 0, ep->comm);
+}
+
+rt_status_t job_ep_create(MPI_Comm comm, job_ep_t **out)
+{
+    job_ep_t *ep = calloc(1, sizeof *ep);
+    if (!ep) return rt_error_set(RT_ERR_NOMEM, "expert parallelism: out of memory");
+    ep->comm = comm;
+    MPI_Comm_rank(comm, &ep->eng.rank);
+    MPI_Comm_size(comm, &ep->eng.size);
+    ep->eng.combine = ep_combine;
+    ep->eng.step = ep->eng.rank == 0 ? ep_step : NULL;
+    ep->eng.ud = ep;
+    *out = ep;
+    return RT_OK;
+}
+
+const engine_ep_t *job_ep_engine(const job_ep_t *ep) { return ep ? &ep->eng : NULL; }
+
+void job_ep_stop(job_ep_t *ep)
+{
+    if (!ep || ep->eng.rank != 0) return;
+    int64_t len = 0;
+    MPI_Bcast(&len, 1, MPI_INT64_T, 0, ep->comm);
+}
+
+void job_ep_destroy(job_ep_t *ep)
+{
+    if (!ep) return;
+    free(ep->buf);
+    free(ep);
+}
+
+int job_ep_follower_main(const cfg_t *cfg, job_ep_t *ep)
+{
+    engine_config_t ec;
+    engine_t *e = NULL;
+    rt_status_t st = engine_config_from_cfg(cfg, NULL, &ec);
+    ec.ep = &ep->eng;
+    if (!st) st = engine_create(&ec, &e);
+    if (st) {
+        RT_LOG_ERROR("engine: %s", rt_error_msg());
+        return 1;
+    }
+    RT_LOG_INFO("expert rank %d of %d up: experts e %% %d == %d of %s", ep->eng.rank, ep->eng.size, ep->eng.size,
+                ep->eng.rank, ec.model_path);
+    kv_block_table_t *tables = NULL;
+    size_t tables_cap = 0;
+    long steps = 0;
+    for (;;) {
+        int64_t len = 0;
+        MPI_Bcast(&len, 1, MPI_INT64_T, 0, ep->comm);
+        if (len == 0) break;
+        int32_t *p = (int32_t *)(void *)ep_room(ep, (size_t)len);
+        MPI_Bcast(ep->buf, (int)len, MPI_BYTE, 0, ep->comm);
+        const size_t T = (size_t)p[0], S = (size_t)p[1];
+        const int32_t *q = p + EP_HDR, *nb = q + 3 * T, *ids = nb + S;
+        if (S > tables_cap) {
+            kv_block_table_t *t = realloc(tables, S * sizeof *t);
+            if (!t) RT_PANIC("expert rank: out of memory");
+            tables = t;
+            tables_cap = S;
+        }
+        for (size_t s = 0; s < S; s++) {
+            tables[s] = (kv_block_table_t){ids, nb[s]};
+            ids += nb[s];
+        }
+        const model_batch_t b = {.n_tokens = (int)T, .tokens = q, .pos = q + T, .seq = q + 2 * T,
+                                 .logits = (const uint8_t *)ids, .seq_tables = tables, .n_seqs = (int)S};
+        /* a failure here would leave the leader's collectives waiting: fatal */
+        if ((st = engine_forward_batch(e, &b))) RT_PANIC("expert rank: forward pass: %s", rt_error_msg());
+        steps++;
+    }
+    RT_LOG_INFO("expert rank stopped after %ld steps", steps);
+    free(tables);
+    engine_destroy(e);
+    return 0;
+}

@@ -1,0 +1,76 @@
+"""MoE expert parallelism in the real MPI job (roles:ep): an engine instance
+spans two ranks, each computing half of every MoE layer's experts, the
+experts' outputs summed over the instance with MPI_Allreduce. Each expert
+output is computed on exactly one rank, so the sum restores it and the
+instance's greedy outputs equal one rank's, token for token, for a Mixtral-style
+and a qwen2moe (shared expert) model, alone and in a batch."""
+import threading
+
+import pytest
+import requests
+from openai import OpenAI
+
+from conftest import gen_model
+from jobutil import start_job
+
+HANG_S = 120
+PROMPTS = ["The quick brown fox", "one two three four five six seven", "Hello, world! " * 20, "x"]
+
+
+@pytest.fixture(scope="module", params=["mixtral", "qwen2moe"])
+def moe(request):
+    if request.param == "mixtral":
+        return gen_model("ep-mixtral", "--type", "q4_1", "--tokenizer", "bpe", "--n-vocab", "2000", "--n-expert", "4",
+                         "--n-expert-used", "2", "--n-ctx", "512", "--seed", "31")
+    return gen_model("ep-qwen2moe", "--type", "q8_0", "--arch", "qwen2moe", "--tokenizer", "bpe", "--n-vocab", "2000",
+                     "--n-expert", "6", "--n-expert-used", "2", "--n-ctx", "512", "--seed", "32")
+
+
+def answers(job, concurrent):
+    job.model = requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"]
+    c = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=HANG_S)
+    out = [None] * len(PROMPTS)
+
+    def one(i):
+        r = c.completions.create(model=job.model, prompt=PROMPTS[i], max_tokens=12, temperature=0,
+                                 extra_body={"ignore_eos": True})
+        out[i] = r.choices[0].text
+    if concurrent:
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(len(PROMPTS))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(HANG_S)
+    else:
+        for i in range(len(PROMPTS)):
+            one(i)
+    return out
+
+
+def test_expert_parallel_equals_one_rank(moe, tmp_path):
+    with start_job(moe, tmp_path / "one", np=2) as job:
+        ref = answers(job, concurrent=False)
+    with start_job(moe, tmp_path / "ep", np=3, overrides={"roles:ep": "2"}) as job:
+        health = requests.get(job.url + "/health", timeout=10).json()
+        alone = answers(job, concurrent=False)
+        batched = answers(job, concurrent=True)
+        out = job.output()
+    assert all(ref)
+    assert alone == ref
+    assert batched == ref
+    assert health["workers"] == 1  # one instance of two ranks
+    assert "expert rank 1 of 2 up" in out
+
+
+def test_expert_parallel_refuses_a_dense_model(tmp_path):
+    dense = gen_model("ep-dense", "--tokenizer", "bpe", "--n-vocab", "2000", "--seed", "33")
+    with pytest.raises(AssertionError, match="needs a mixture-of-experts model"):
+        with start_job(dense, tmp_path, np=3, overrides={"roles:ep": "2"}, ready_timeout=60):
+            pass
+
+
+def test_expert_parallel_instances_need_one_role(moe, tmp_path):
+    with pytest.raises(AssertionError, match="instance's ranks need one role"):
+        with start_job(moe, tmp_path, np=3, overrides={"roles:ep": "2", "roles:worker": "", "roles:prefill": "1",
+                                                       "roles:decode": "2"}, ready_timeout=60):
+            pass
