@@ -95,6 +95,11 @@ const char *model_weight_type_name(const model_t *m);
  * the resident weights do not double. Call before creating contexts; a
  * second call does nothing. */
 rt_status_t model_pack_weights(model_t *m);
+/* The same, keeping of each MoE layer's experts only those with
+ * e % size == rank (expert parallelism: this rank's share; the others are
+ * never computed here, and their file pages are dropped like the packed
+ * ones'). model_pack_weights is the share 0 of 1. */
+rt_status_t model_pack_weights_experts(model_t *m, int rank, int size);
 /* Bytes of the packed copy (0 before model_pack_weights or when no matrix
  * has a packed form). */
 size_t model_packed_bytes(const model_t *m);

@@ -34,7 +34,9 @@ static rt_status_t cpu_create(const engine_config_t *cfg, void **state, int *n_b
     cpu_backend_t *b = calloc(1, sizeof *b);
     if (!b) return rt_error_set(RT_ERR_NOMEM, "engine cpu: out of memory");
     if ((st = model_load(cfg->model_path, &b->model))) goto err;
-    if ((st = model_pack_weights(b->model))) goto err;
+    /* expert parallelism: this rank packs (and keeps resident) only its experts */
+    const bool ep = cfg->ep && cfg->ep->size > 1;
+    if ((st = model_pack_weights_experts(b->model, ep ? cfg->ep->rank : 0, ep ? cfg->ep->size : 1))) goto err;
     const model_hparams_t *hp = model_hparams(b->model);
     int64_t nb = cfg->kv_blocks;
     if (nb <= 0) {

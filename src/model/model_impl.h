@@ -35,11 +35,17 @@ typedef struct {
 
 /* Expert e's slice of a stacked expert tensor (stride bytes apart in the
  * file, pstride bytes apart in the packed copy). */
-static inline model_weight_t model_expert_weight(const model_weight_t *w, size_t stride, size_t pstride, int e)
+/* Expert e of a stacked weight; the packed copy holds only the experts of
+ * this rank's share (model_pack_weights_experts: e % ep_size == ep_rank, at
+ * e / ep_size), the others have no packed copy. */
+static inline model_weight_t model_expert_weight(const model_weight_t *w, size_t stride, size_t pstride, int e,
+                                                 int ep_rank, int ep_size)
 {
     model_weight_t s = *w;
     s.data = (const char *)w->data + (size_t)e * stride;
-    s.packed = w->packed ? (const char *)w->packed + (size_t)e * pstride : NULL;
+    const bool mine = ep_size <= 1 || e % ep_size == ep_rank;
+    s.packed = w->packed && mine ? (const char *)w->packed + (size_t)(ep_size > 1 ? e / ep_size : e) * pstride
+                                 : NULL;
     return s;
 }
 
@@ -57,6 +63,7 @@ struct model {
     rt_type_t main_type;
     void *packed;         /* model_pack_weights' panels, owned (rt_big_alloc of packed_bytes) */
     size_t packed_bytes;
+    int pack_ep_rank, pack_ep_size; /* the packed copy's share of the experts (model_pack_weights_experts) */
 };
 
 struct kv_cache {

@@ -4,6 +4,7 @@
  * region per packable matrix.
  */
 #include "rotor/bigalloc.h"
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -62,13 +63,22 @@ static void drop_mapped_pages(const model_weight_t *w)
     if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
-rt_status_t model_pack_weights(model_t *m)
+rt_status_t model_pack_weights(model_t *m) { return model_pack_weights_experts(m, 0, 1); }
+
+rt_status_t model_pack_weights_experts(model_t *m, int rank, int size)
 {
     if (m->packed) return RT_OK;
+    if (size < 1 || rank < 0 || rank >= size)
+        return rt_error_set(RT_ERR_INVALID, "model pack: expert share %d of %d", rank, size);
+    m->pack_ep_rank = rank;
+    m->pack_ep_size = size;
     const int n = pack_list(m, NULL);
     pack_item_t *ws = malloc(sizeof *ws * (size_t)n);
     if (!ws) return rt_error_set(RT_ERR_NOMEM, "model pack: out of memory");
     pack_list(m, ws);
+    /* a stack of experts keeps only this rank's, at e / size */
+    for (int i = 0; i < n; i++)
+        if (ws[i].n_stack > 1) ws[i].n_stack = (ws[i].n_stack - rank + size - 1) / size;
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += (size_t)ws[i].n_stack * align64(cpu_packed_size(ws[i].w->type, ws[i].w->ne1, ws[i].w->ne0));
@@ -87,7 +97,8 @@ rt_status_t model_pack_weights(model_t *m)
         const size_t sz = cpu_packed_size(w->type, w->ne1, w->ne0);
         if (sz == 0) continue;
         for (int e = 0; e < ws[i].n_stack; e++) {
-            rt_status_t st = cpu_pack_weights(w->type, (const char *)w->data + (size_t)e * ws[i].stride,
+            const int ex = ws[i].pstride ? rank + e * size : e; /* the expert held at local index e */
+            rt_status_t st = cpu_pack_weights(w->type, (const char *)w->data + (size_t)ex * ws[i].stride,
                                               w->row_bytes, w->ne1, w->ne0, p + (size_t)e * align64(sz));
             if (st) { /* cannot happen for a size > 0; leave the model unpacked and usable */
                 for (int k = 0; k < n; k++) ws[k].w->packed = NULL;
@@ -105,13 +116,13 @@ rt_status_t model_pack_weights(model_t *m)
     if (m->hp.tied_embeddings) m->tok_embd.packed = m->output.packed;
     for (int i = 0; i < n; i++) /* tok_embd's rows still serve the embedding lookup */
         if (ws[i].w->packed && !(m->hp.tied_embeddings && ws[i].w == &m->output)) {
-            model_weight_t all = *ws[i].w; /* a stack: all of its rows */
-            all.ne1 *= ws[i].n_stack;
+            model_weight_t all = *ws[i].w; /* a stack: all of its rows, other ranks' experts too */
+            all.ne1 *= ws[i].pstride ? m->hp.n_expert : 1;
             drop_mapped_pages(&all);
         }
     m->packed_bytes = total;
     free(ws);
-    RT_LOG_DEBUG("model: %zu bytes of packed weights", total);
+    RT_LOG_DEBUG("model: %zu bytes of packed weights (experts: %d of every %d)", total, 1, size);
     return RT_OK;
 }
 

@@ -100,6 +100,7 @@ void fwd_moe(model_ctx_t *c, const model_layer_t *L, const fwd_run_t *r)
     for (int i = t0; i < t1; i++)
         moe_route(hp, c->moe_logits + (size_t)i * NX, c->moe_sel + (size_t)i * K, c->moe_w + (size_t)i * K);
     const bool ep = c->ep_size > 1;
+    const int pr = c->m->pack_ep_rank, ps = c->m->pack_ep_size; /* the packed copy's share */
     if (ep) memset(c->moe_slot + (size_t)t0 * K * E, 0, sizeof(float) * (size_t)mt * K * E);
     for (int e = 0; e < NX; e++) {
         if (ep && e % c->ep_size != c->ep_rank) continue; /* another rank's expert */
@@ -112,9 +113,9 @@ void fwd_moe(model_ctx_t *c, const model_layer_t *L, const fwd_run_t *r)
                     n++;
                 }
         if (n == 0) continue;
-        const model_weight_t wg = model_expert_weight(&L->exp_gate, L->exp_gate_bytes, L->exp_gate_pbytes, e);
-        const model_weight_t wu = model_expert_weight(&L->exp_up, L->exp_up_bytes, L->exp_up_pbytes, e);
-        const model_weight_t wd = model_expert_weight(&L->exp_down, L->exp_down_bytes, L->exp_down_pbytes, e);
+        const model_weight_t wg = model_expert_weight(&L->exp_gate, L->exp_gate_bytes, L->exp_gate_pbytes, e, pr, ps);
+        const model_weight_t wu = model_expert_weight(&L->exp_up, L->exp_up_bytes, L->exp_up_pbytes, e, pr, ps);
+        const model_weight_t wd = model_expert_weight(&L->exp_down, L->exp_down_bytes, L->exp_down_pbytes, e, pr, ps);
         fwd_ffn_rows(c, &wg, &wu, &wd, c->moe_x + (size_t)t0 * E, n, hp->n_ff_exp, c->moe_y + (size_t)t0 * E, t0,
                      r->dp);
         for (int64_t j = 0; j < n; j++)

@@ -767,6 +767,29 @@ static void chunking_and_cache(const char *path, rt_type_t kv_type)
     rec_free(rec);
 }
 
+/* expert parallelism: a rank packs only its share of the experts (8 experts
+ * over 2 ranks: half of them each, the rest of the model whole) */
+static void test_expert_share_packing(void **state)
+{
+    (void)state;
+    size_t bytes[3];
+    const int share[3][2] = {{0, 1}, {0, 2}, {1, 2}};
+    for (int i = 0; i < 3; i++) {
+        model_t *m = NULL;
+        assert_int_equal(model_load(moe_model_path, &m), RT_OK);
+        assert_int_equal(model_pack_weights_experts(m, share[i][0], share[i][1]), RT_OK);
+        bytes[i] = model_packed_bytes(m);
+        model_free(m);
+    }
+    assert_true(bytes[1] < bytes[0]);
+    assert_true(bytes[1] == bytes[2]);            /* 4 experts each */
+    assert_true(bytes[0] - bytes[1] < bytes[1]);  /* what it leaves out (the other rank's experts) is less than what it keeps */
+    model_t *m = NULL;
+    assert_int_equal(model_load(moe_model_path, &m), RT_OK);
+    assert_int_equal(model_pack_weights_experts(m, 2, 2), RT_ERR_INVALID);
+    model_free(m);
+}
+
 /* disaggregation's hand-off: a prefill_only request on one engine, its
  * blocks exported and imported into another, give the second engine's run
  * of the whole request the bits of a cold run; a full pool imports what fits */
@@ -960,6 +983,7 @@ int main(void)
         cmocka_unit_test(test_batch_invariance_company),
         cmocka_unit_test(test_batch_invariance_moe),
         cmocka_unit_test(test_kv_handoff),
+        cmocka_unit_test(test_expert_share_packing),
     };
     return cmocka_run_group_tests_name("engine", tests, setup, teardown);
 }
