@@ -63,7 +63,7 @@ CU_SRC := $(sort $(wildcard kernels/*.cu))
 CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CUDA_BIN := $(if $(NVCC),$(BUILD)/bin/rotor-cuda-check,)
 
-.PHONY: all build deps run test test-unit test-py asan fuzz bench bench-batch bench-router bench-kvbm bench-disagg bench-planner bench-server format clean cuda
+.PHONY: all build deps run test test-unit test-py asan fuzz bench bench-batch bench-router bench-kvbm bench-disagg bench-planner bench-ep bench-server format clean cuda
 all: deps build
 build: $(TOOLS) $(BENCH_BIN) $(UNIT_BIN) $(FUZZ_REPLAY) $(CUDA_BIN)
 
@@ -152,6 +152,9 @@ bench-disagg: deps build
 
 bench-planner: deps build
 	$(Q)$(VPY) bench/bench_planner.py --build $(BUILD) $(BENCH_ARGS)
+
+bench-ep: deps build
+	$(Q)$(VPY) bench/bench_ep.py --build $(BUILD) $(BENCH_ARGS)
 
 bench-kvbm: deps build
 	$(Q)$(VPY) bench/bench_kvbm.py --build $(BUILD) $(BENCH_ARGS)

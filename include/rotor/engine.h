@@ -44,6 +44,9 @@ typedef struct engine_ep {
     int rank, size;
     model_ep_combine_fn combine;
     void (*step)(void *ud, const model_batch_t *b); /* the leader's; NULL on the others */
+    /* the leader's: a KV block it wrote outside a forward pass (import,
+     * onboarding), for the others' caches (engine_kv_block_write) */
+    void (*block_write)(void *ud, int32_t id, const void *src, size_t bytes);
     void *ud;
 } engine_ep_t;
 
@@ -183,6 +186,8 @@ rt_status_t engine_step(engine_t *e, engine_event_t *events, size_t cap, size_t 
 /* Expert parallelism's other ranks: run one forward pass over a batch the
  * leader's step() sent (logits are computed and dropped). */
 rt_status_t engine_forward_batch(engine_t *e, const model_batch_t *b);
+/* ... and write a KV block the leader wrote (bytes must be a block's). */
+rt_status_t engine_kv_block_write(engine_t *e, int32_t id, const void *src, size_t bytes);
 /* Vocabulary size of the engine's model (valid token ids are below it). */
 int engine_n_vocab(const engine_t *e);
 /* Prompt + output tokens a request may reach (the context length). */

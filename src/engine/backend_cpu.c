@@ -94,7 +94,10 @@ static void cpu_block_read(void *state, int32_t id, void *dst)
 
 static void cpu_block_write(void *state, int32_t id, const void *src)
 {
-    kv_cache_block_write(((cpu_backend_t *)state)->kv, id, src);
+    cpu_backend_t *b = state;
+    kv_cache_block_write(b->kv, id, src);
+    /* expert parallelism: the instance's other ranks hold the same cache */
+    if (b->ep && b->ep->block_write) b->ep->block_write(b->ep->ud, id, src, kv_cache_block_bytes(b->kv));
 }
 
 const engine_backend_ops_t engine_backend_cpu = {

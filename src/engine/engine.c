@@ -589,6 +589,14 @@ rt_status_t engine_cancel(engine_t *e, uint64_t id)
 
 int engine_n_vocab(const engine_t *e) { return e->n_vocab; }
 
+rt_status_t engine_kv_block_write(engine_t *e, int32_t id, const void *src, size_t bytes)
+{
+    if (!e->ops->block_write || bytes != engine_kv_block_bytes(e) || id < 0 || id >= e->n_blocks)
+        return rt_error_set(RT_ERR_INVALID, "engine: KV block %d of %zu bytes does not fit this engine", id, bytes);
+    e->ops->block_write(e->backend, id, src);
+    return RT_OK;
+}
+
 rt_status_t engine_forward_batch(engine_t *e, const model_batch_t *b)
 {
     if (b->n_tokens > e->cfg.max_num_batched_tokens || b->n_seqs > e->cfg.max_num_seqs)

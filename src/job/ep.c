@@ -10,7 +10,10 @@
  * MoE layer computes this rank's experts (e % size == rank) and sums the
  * experts' output slots over the instance with MPI_Allreduce. Attention and
  * the dense layers run on every rank alike (replicated); only the experts
- * are split. A length of 0 tells the expert ranks to stop.
+ * are split. KV blocks the leader writes from outside a forward pass (a
+ * disaggregated hand-off imported, a KV tier onboarded) are broadcast too,
+ * so every rank's replicated cache stays the same. A length of 0 tells the
+ * expert ranks to stop.
  */
 #include <mpi.h>
 #include <stdlib.h>
@@ -48,8 +51,30 @@ static uint8_t *ep_room(job_ep_t *ep, size_t len)
     return ep->buf;
 }
 
-/* header: n_tokens, n_seqs, block entries in all tables */
-enum { EP_HDR = 3 };
+/* a message: cmd, then for EP_BATCH n_tokens, n_seqs, block entries in all
+ * tables and the arrays; for EP_BLOCK the block id, a pad word and its bytes */
+enum { EP_BATCH = 1, EP_BLOCK = 2 };
+enum { EP_HDR = 4 };
+
+static void ep_send(job_ep_t *ep, int64_t len)
+{
+    MPI_Bcast(&len, 1, MPI_INT64_T, 0, ep->comm);
+    MPI_Bcast(ep->buf, (int)len, MPI_BYTE, 0, ep->comm);
+}
+
+/* the leader wrote a KV block (a hand-off imported, a tier onboarded): the
+ * other ranks' replicated caches take the same bytes */
+static void ep_block_write(void *ud, int32_t id, const void *src, size_t bytes)
+{
+    job_ep_t *ep = ud;
+    const int64_t len = (int64_t)(4 * sizeof(int32_t) + bytes);
+    int32_t *p = (int32_t *)(void *)ep_room(ep, (size_t)len);
+    p[0] = EP_BLOCK;
+    p[1] = id;
+    p[2] = p[3] = 0;
+    memcpy(p + 4, src, bytes);
+    ep_send(ep, len);
+}
 
 static void ep_step(void *ud, const model_batch_t *b)
 {
@@ -59,9 +84,10 @@ static void ep_step(void *ud, const model_batch_t *b)
     const size_t T = (size_t)b->n_tokens, S = (size_t)b->n_seqs;
     int64_t len = (int64_t)(sizeof(int32_t) * (EP_HDR + 3 * T + S + (size_t)n_ids) + T);
     int32_t *p = (int32_t *)(void *)ep_room(ep, (size_t)len);
-    p[0] = b->n_tokens;
-    p[1] = b->n_seqs;
-    p[2] = (int32_t)n_ids;
+    p[0] = EP_BATCH;
+    p[1] = b->n_tokens;
+    p[2] = b->n_seqs;
+    p[3] = (int32_t)n_ids;
     int32_t *q = p + EP_HDR;
     memcpy(q, b->tokens, T * sizeof *q);
     memcpy(q + T, b->pos, T * sizeof *q);
@@ -73,8 +99,7 @@ static void ep_step(void *ud, const model_batch_t *b)
         ids += nb[s];
     }
     memcpy(ids, b->logits, T);
-    MPI_Bcast(&len, 1, MPI_INT64_T, 0, ep->comm);
-    MPI_Bcast(ep->buf, (int)len, MPI_BYTE, 0, ep->comm);
+    ep_send(ep, len);
 }
 
 rt_status_t job_ep_create(MPI_Comm comm, job_ep_t **out)
@@ -86,6 +111,7 @@ rt_status_t job_ep_create(MPI_Comm comm, job_ep_t **out)
     MPI_Comm_size(comm, &ep->eng.size);
     ep->eng.combine = ep_combine;
     ep->eng.step = ep->eng.rank == 0 ? ep_step : NULL;
+    ep->eng.block_write = ep->eng.rank == 0 ? ep_block_write : NULL;
     ep->eng.ud = ep;
     *out = ep;
     return RT_OK;
@@ -129,7 +155,12 @@ int job_ep_follower_main(const cfg_t *cfg, job_ep_t *ep)
         if (len == 0) break;
         int32_t *p = (int32_t *)(void *)ep_room(ep, (size_t)len);
         MPI_Bcast(ep->buf, (int)len, MPI_BYTE, 0, ep->comm);
-        const size_t T = (size_t)p[0], S = (size_t)p[1];
+        if (p[0] == EP_BLOCK) {
+            if ((st = engine_kv_block_write(e, p[1], p + 4, (size_t)len - 4 * sizeof(int32_t))))
+                RT_PANIC("expert rank: %s", rt_error_msg());
+            continue;
+        }
+        const size_t T = (size_t)p[1], S = (size_t)p[2];
         const int32_t *q = p + EP_HDR, *nb = q + 3 * T, *ids = nb + S;
         if (S > tables_cap) {
             kv_block_table_t *t = realloc(tables, S * sizeof *t);

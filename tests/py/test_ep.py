@@ -5,13 +5,14 @@ output is computed on exactly one rank, so the sum restores it and the
 instance's greedy outputs equal one rank's, token for token, for a Mixtral-style
 and a qwen2moe (shared expert) model, alone and in a batch."""
 import threading
+import time
 
 import pytest
 import requests
 from openai import OpenAI
 
 from conftest import gen_model
-from jobutil import start_job
+from jobutil import metric, start_job
 
 HANG_S = 120
 PROMPTS = ["The quick brown fox", "one two three four five six seven", "Hello, world! " * 20, "x"]
@@ -74,3 +75,29 @@ def test_expert_parallel_instances_need_one_role(moe, tmp_path):
         with start_job(moe, tmp_path, np=3, overrides={"roles:ep": "2", "roles:worker": "", "roles:prefill": "1",
                                                        "roles:decode": "2"}, ready_timeout=60):
             pass
+
+
+def test_expert_parallel_with_onboarded_blocks(moe, tmp_path):
+    """A KV pool too small for the prompts pushes blocks into the host tier;
+    repeats bring them back (onboarding writes KV outside a forward pass):
+    the leader sends those blocks to its expert rank too, so the instance's
+    outputs stay one rank's."""
+    sets = {"engine:kv_cache_blocks": "24", "kvbm:host_bytes": str(64 << 20), "engine:max_num_seqs": "4"}
+    prompts = [" ".join(f"p{k} w{i}" for i in range(45)) for k in range(4)]
+    order = prompts + prompts[::-1]
+
+    def run(job):
+        model = requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"]
+        c = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=HANG_S)
+        out = [c.completions.create(model=model, prompt=p, max_tokens=8, temperature=0,
+                                    extra_body={"ignore_eos": True}).choices[0].text for p in order]
+        time.sleep(0.6)  # a heartbeat brings the workers' counters
+        m = requests.get(job.url + "/metrics", timeout=10).text
+        return out, metric(m, "rotor_kvbm_onboarded_blocks_total")
+
+    with start_job(moe, tmp_path / "one", np=2, overrides=sets) as job:
+        ref, onboarded_ref = run(job)
+    with start_job(moe, tmp_path / "ep", np=3, overrides=dict(sets, **{"roles:ep": "2"})) as job:
+        got, onboarded = run(job)
+    assert onboarded_ref > 0 and onboarded > 0
+    assert got == ref
