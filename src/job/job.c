@@ -419,6 +419,9 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
     job_ep_t *ep = NULL;
     if (per_engine > 1 && engine_comm != MPI_COMM_NULL && job_ep_create(engine_comm, &ep))
         RT_PANIC("expert parallelism: %s", rt_error_msg());
+    /* the worker ranks (instance leaders), among which KV hand-offs travel */
+    MPI_Comm xfer_comm = MPI_COMM_NULL;
+    MPI_Comm_split(MPI_COMM_WORLD, rank > 0 && job_role_is_engine(roles[rank]) ? 0 : MPI_UNDEFINED, rank, &xfer_comm);
 
     int rc;
     if (rank == 0) {
@@ -433,9 +436,10 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
         int esize = 1;
         MPI_Comm_size(engine_comm, &esize);
         RT_LOG_DEBUG("engine instance %d: %d rank(s)", color, esize);
-        rc = roles[rank] == JOB_ROLE_EXPERT ? job_ep_follower_main(cfg, ep) : job_worker_main(cfg, roles[rank], ep);
+        rc = roles[rank] == JOB_ROLE_EXPERT ? job_ep_follower_main(cfg, ep) : job_worker_main(cfg, roles[rank], ep, xfer_comm);
     }
     job_ep_destroy(ep);
+    if (xfer_comm != MPI_COMM_NULL) MPI_Comm_free(&xfer_comm);
     if (engine_comm != MPI_COMM_NULL) MPI_Comm_free(&engine_comm);
     /* a failed rank takes the job down rather than leaving others waiting */
     if (rc != 0 && size > 1) {

@@ -47,8 +47,9 @@ void job_ep_destroy(job_ep_t *ep);
 int job_ep_follower_main(const cfg_t *cfg, job_ep_t *ep);
 
 /* worker.c: a worker rank's loop until SHUTDOWN; returns the exit code. ep:
- * this rank leads an expert-parallel instance (NULL: none). */
-int job_worker_main(const cfg_t *cfg, job_role_t role, job_ep_t *ep);
+ * this rank leads an expert-parallel instance (NULL: none); xfer_comm: the
+ * worker ranks' communicator, over which the KV transfer is made (collective). */
+int job_worker_main(const cfg_t *cfg, job_role_t role, job_ep_t *ep, MPI_Comm xfer_comm);
 
 /* dispatch_mpi.c: rank 0's dispatcher over the worker ranks (roles[r] is
  * WORKER, PREFILL or DECODE; ids[r] where rank r sits, topology.h, copied:

@@ -184,22 +184,23 @@ static void on_prefill_finished(worker_t *w, const engine_event_t *ev)
     free(h.req);
 }
 
-/* KV from a prefill rank: import its blocks, queue its request, tell rank 0 */
-static void on_kv(worker_t *w, int from, int count)
+/* KV from a prefill rank (count bytes at msg: the control inbox's, or the
+ * transfer's): import its blocks, queue its request, tell rank 0 */
+static void on_kv(worker_t *w, int from, const uint8_t *msg, int count)
 {
     const double t_received = hlog_now();
     ctrl_kv_t k;
-    const uint64_t id = leading_id(w->rx, count);
+    const uint64_t id = leading_id(msg, count);
     rt_status_t st = RT_OK;
     if ((size_t)count < sizeof k) st = rt_error_set(RT_ERR_FORMAT, "KV message of %d bytes", count);
-    else memcpy(&k, w->rx, sizeof k);
+    else memcpy(&k, msg, sizeof k);
     const size_t bb = engine_kv_block_bytes(w->engine);
     if (!st && (k.req_bytes <= 0 || k.n_blocks < 0 || (k.n_blocks && (size_t)k.block_bytes != bb) ||
                 (size_t)count != sizeof k + (size_t)k.req_bytes + (size_t)k.n_blocks * (size_t)k.block_bytes))
         st = rt_error_set(RT_ERR_FORMAT, "KV message from rank %d: %d bytes do not match its header (%d blocks of "
                           "%lld bytes; this engine's are %zu)", from, count, k.n_blocks, (long long)k.block_bytes, bb);
     engine_request_t r;
-    if (!st) st = ctrl_request_unpack(w->rx + sizeof k, (size_t)k.req_bytes, &r, NULL);
+    if (!st) st = ctrl_request_unpack(msg + sizeof k, (size_t)k.req_bytes, &r, NULL);
     if (st) {
         refuse(w, id, st);
         return;
@@ -211,7 +212,7 @@ static void on_kv(worker_t *w, int from, int count)
         return;
     }
     size_t n_in = 0;
-    engine_kv_import(w->engine, r.prompt, (size_t)k.n_blocks, w->rx + sizeof k + (size_t)k.req_bytes, &n_in);
+    engine_kv_import(w->engine, r.prompt, (size_t)k.n_blocks, msg + sizeof k + (size_t)k.req_bytes, &n_in);
     ctrl_xfer_t x = {.id = id, .prefill_rank = from, .n_blocks = k.n_blocks, .n_imported = (int32_t)n_in,
                      .bytes = (int64_t)k.n_blocks * k.block_bytes, .t_prefill_done = k.t_prefill_done,
                      .t_sent = k.t_sent, .t_received = t_received, .t_imported = hlog_now()};
@@ -225,9 +226,12 @@ static void on_kv(worker_t *w, int from, int count)
 static int poll_inbox(worker_t *w)
 {
     int n = 0, count, from, tag;
+    const uint8_t *msg;
+    size_t len;
+    for (; xfer_poll(w->xfer, CTRL_TAG_KV, &msg, &len, &from); n++) on_kv(w, from, msg, (int)len); /* ucx */
     for (; ctrl_try_recv(MPI_ANY_SOURCE, &w->rx, &w->rx_cap, &count, &from, &tag); n++) {
-        if (tag == CTRL_TAG_KV) {
-            on_kv(w, from, count);
+        if (tag == CTRL_TAG_KV) { /* mpi */
+            on_kv(w, from, w->rx, count);
             continue;
         }
         if (from != 0) {
@@ -277,14 +281,14 @@ static void nap(double s)
     nanosleep(&ts, NULL);
 }
 
-int job_worker_main(const cfg_t *cfg, job_role_t role, job_ep_t *ep)
+int job_worker_main(const cfg_t *cfg, job_role_t role, job_ep_t *ep, MPI_Comm xfer_comm)
 {
     engine_config_t ec;
     rt_status_t st = engine_config_from_cfg(cfg, NULL, &ec);
     ec.ep = job_ep_engine(ep);
     worker_t w = {.heartbeat_s = cfg_float(cfg, "job:heartbeat_interval_s"), .block_size = ec.block_size};
     if (!st) st = engine_create(&ec, &w.engine);
-    if (!st) st = xfer_create(cfg_str(cfg, "disagg:transfer"), &w.xfer);
+    if (!st) st = xfer_create(cfg_str(cfg, "disagg:transfer"), xfer_comm, &w.xfer);
     if (st) {
         RT_LOG_ERROR("engine: %s", rt_error_msg());
         job_ep_stop(ep);

@@ -1,42 +1,20 @@
 /*
- * xfer.c - the transfer layer (include/rotor/transfer.h): backend registry
- * and the mpi backend.
+ * xfer.c - the transfer layer (include/rotor/transfer.h): the backend
+ * registry, staging buffers and pending sends; the backends are
+ * xfer_mpi.c and xfer_ucx.c.
  */
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "rotor/transfer.h"
-
-typedef struct {
-    MPI_Request req;
-    void *buf;
-} xfer_send_t;
-
-typedef struct {
-    const char *name;
-    rt_status_t (*post)(xfer_t *x, int peer, int tag, void *buf, size_t len, xfer_send_t *s);
-    int (*test)(xfer_send_t *s); /* 1 once complete */
-} xfer_ops_t;
-
-/* staging buffers kept for reuse, at most */
-#define XFER_POOL 4
+#include "transfer/xfer_impl.h"
 
 /* a staging buffer's header, right before the bytes it lends */
 typedef struct {
     size_t cap;
     size_t pad; /* keeps the bytes 16-byte aligned */
 } xfer_buf_hdr_t;
-
-struct xfer {
-    const xfer_ops_t *ops;
-    xfer_send_t *sends; /* (cap) pending, their buffers owned */
-    size_t n, cap;
-    void *pool[XFER_POOL]; /* (n_pool) completed sends' buffers, owned */
-    size_t n_pool;
-    int64_t n_sent, bytes;
-};
 
 static xfer_buf_hdr_t *hdr_of(void *buf) { return (xfer_buf_hdr_t *)buf - 1; }
 
@@ -77,39 +55,60 @@ void xfer_buffer_return(xfer_t *x, void *buf)
     }
 }
 
-/* ------------------------------------------------------------------ mpi */
-
-static rt_status_t mpi_post(xfer_t *x, int peer, int tag, void *buf, size_t len, xfer_send_t *s)
-{
-    (void)x;
-    if (MPI_Isend(buf, (int)len, MPI_BYTE, peer, tag, MPI_COMM_WORLD, &s->req) != MPI_SUCCESS)
-        return rt_error_set(RT_ERR_IO, "transfer (mpi): MPI_Isend of %zu bytes to rank %d failed", len, peer);
-    return RT_OK;
-}
-
-static int mpi_test(xfer_send_t *s)
-{
-    int flag = 0;
-    MPI_Test(&s->req, &flag, MPI_STATUS_IGNORE);
-    return flag;
-}
-
-static const xfer_ops_t xfer_mpi = {.name = "mpi", .post = mpi_post, .test = mpi_test};
-static const xfer_ops_t *const xfer_backends[] = {&xfer_mpi};
+static const xfer_ops_t *const xfer_backends[] = {&xfer_backend_mpi, &xfer_backend_ucx};
 
 /* ------------------------------------------------------------ interface */
 
-rt_status_t xfer_create(const char *backend, xfer_t **out)
+rt_status_t xfer_create(const char *backend, MPI_Comm comm, xfer_t **out)
 {
     const xfer_ops_t *ops = NULL;
     for (size_t i = 0; i < sizeof xfer_backends / sizeof xfer_backends[0]; i++)
         if (strcmp(xfer_backends[i]->name, backend) == 0) ops = xfer_backends[i];
-    if (!ops) return rt_error_set(RT_ERR_INVALID, "transfer: unknown backend '%s' (mpi)", backend);
+    if (!ops) return rt_error_set(RT_ERR_INVALID, "transfer: unknown backend '%s' (mpi, ucx)", backend);
     xfer_t *x = calloc(1, sizeof *x);
     if (!x) return rt_error_set(RT_ERR_NOMEM, "transfer: out of memory");
     x->ops = ops;
+    x->comm = comm;
+    MPI_Comm_rank(MPI_COMM_WORLD, &x->world_rank);
+    /* peers are named by their world rank; a backend addresses them in comm */
+    int world_size, comm_size = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    x->comm_of_world = malloc((size_t)world_size * sizeof *x->comm_of_world);
+    int *all = malloc((size_t)world_size * sizeof *all);
+    if (!x->comm_of_world || !all) {
+        free(all);
+        xfer_destroy(x, 0);
+        return rt_error_set(RT_ERR_NOMEM, "transfer: out of memory");
+    }
+    for (int r = 0; r < world_size; r++) {
+        all[r] = r;
+        x->comm_of_world[r] = -1;
+    }
+    if (comm != MPI_COMM_NULL) {
+        MPI_Group gw, gc;
+        MPI_Comm_size(comm, &comm_size);
+        MPI_Comm_group(MPI_COMM_WORLD, &gw);
+        MPI_Comm_group(comm, &gc);
+        MPI_Group_translate_ranks(gw, world_size, all, gc, x->comm_of_world);
+        for (int r = 0; r < world_size; r++)
+            if (x->comm_of_world[r] == MPI_UNDEFINED) x->comm_of_world[r] = -1;
+        MPI_Group_free(&gw);
+        MPI_Group_free(&gc);
+    }
+    free(all);
+    rt_status_t st = ops->init ? ops->init(x) : RT_OK;
+    if (st) {
+        x->ops = &xfer_backend_mpi; /* nothing of the failed backend to tear down */
+        xfer_destroy(x, 0);
+        return st;
+    }
     *out = x;
     return RT_OK;
+}
+
+int xfer_poll(xfer_t *x, int tag, const uint8_t **buf, size_t *len, int *from)
+{
+    return x->ops->poll ? x->ops->poll(x, tag, buf, len, from) : 0;
 }
 
 rt_status_t xfer_send(xfer_t *x, int peer, int tag, void *buf, size_t len)
@@ -140,9 +139,10 @@ rt_status_t xfer_send(xfer_t *x, int peer, int tag, void *buf, size_t len)
 
 size_t xfer_progress(xfer_t *x)
 {
+    if (x->ops->poll) x->ops->poll(x, -1, NULL, NULL, NULL); /* tag -1: only progress the transport */
     size_t j = 0;
     for (size_t i = 0; i < x->n; i++) {
-        if (x->ops->test(&x->sends[i])) xfer_buffer_return(x, x->sends[i].buf);
+        if (x->ops->test(x, &x->sends[i])) xfer_buffer_return(x, x->sends[i].buf);
         else x->sends[j++] = x->sends[i];
     }
     x->n = j;
@@ -175,5 +175,7 @@ void xfer_destroy(xfer_t *x, double timeout_s)
     xfer_flush(x, timeout_s);
     free(x->sends); /* what is left is abandoned with its buffers (transfer.h) */
     for (size_t i = 0; i < x->n_pool; i++) free(hdr_of(x->pool[i]));
+    if (x->ops->fini) x->ops->fini(x);
+    free(x->comm_of_world);
     free(x);
 }

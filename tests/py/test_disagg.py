@@ -99,14 +99,16 @@ def complete(job, prompts, stream_last=True):
     return out
 
 
-def test_disaggregated_equals_aggregated(tiny, tmp_path):
+@pytest.mark.parametrize("transfer", ["mpi", "ucx"])
+def test_disaggregated_equals_aggregated(tiny, tmp_path, transfer):
     """Long prompts prefill on the prefill rank and decode on the decode rank
     with the aggregated job's exact output; short prompts and one whose
     prefix the decode rank holds prefill locally; /transfers logs every
     hand-off with its blocks, bytes and times; /metrics counts them."""
     with start_job(tiny, tmp_path / "agg", np=2, config=SHIPPED, overrides=AGG_SETS) as job:
         ref = complete(job, PROMPTS)
-    with start_job(tiny, tmp_path / "dis", np=3, config=SHIPPED, overrides=TEST_SETS) as job:
+    with start_job(tiny, tmp_path / "dis", np=3, config=SHIPPED,
+                   overrides=dict(TEST_SETS, **{"disagg:transfer": transfer})) as job:
         got = complete(job, PROMPTS)
         time.sleep(0.3)
         m = requests.get(job.url + "/metrics", timeout=10).text
