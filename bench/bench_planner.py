@@ -28,17 +28,6 @@ import jobutil  # noqa: E402
 from jobutil import metric  # noqa: E402
 
 
-def tiny_model(build):
-    """A small GGUF for the tokenizer and the file (the sim times sim:shape instead)."""
-    path = os.path.join(build, "models", "planner-bench.gguf")
-    if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        subprocess.run([os.path.join(build, "bin", "rotor-model"), "gen", "--out", path, "--tokenizer", "bpe",
-                        "--n-vocab", "2000", "--n-ctx", "8192", "--seed", "11"], check=True,
-                       stdout=subprocess.DEVNULL)
-    return path
-
-
 def run_one(a, planner, model):
     n_ranks = 1 + a.gpus + 1  # router, GPUs, the planner rank (idle in the static run)
     last = a.gpus
@@ -94,7 +83,9 @@ def main():
     ap.add_argument("--sim-shape", default="llama3-8b")
     a = ap.parse_args()
     jobutil.ROTOR = os.path.join(a.build, "bin", "rotor")
-    model = tiny_model(a.build)
+    # a small GGUF for the tokenizer and the file (the sim times sim:shape instead)
+    model = jobutil.gen_model_in(a.build, "planner-bench", "--tokenizer", "bpe", "--n-vocab", "2000",
+                                 "--n-ctx", "8192", "--seed", "11")
     print(f"{a.gpus} simulated {a.sim_gpu}s timing {a.sim_shape}, {a.prefill} prefill at start; "
           f"{a.rate} req/s for {a.duration:.0f} s, {a.input_tokens} prompt / {a.output_tokens} output tokens; "
           f"SLOs TTFT {a.ttft_slo_ms:.0f} ms, ITL {a.itl_slo_ms:.0f} ms; {a.repeats} interleaved runs")

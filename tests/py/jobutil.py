@@ -58,6 +58,17 @@ flush_interval_s = 0.2
 """
 
 
+def gen_model_in(build, name, *args):
+    """BUILD/models/NAME.gguf written by rotor-model gen ARGS unless it exists (for the
+    benchmarks; the tests' conftest.gen_model also notices changed ARGS)."""
+    path = os.path.join(build, "models", name + ".gguf")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        subprocess.run([os.path.join(build, "bin", "rotor-model"), "gen", "--out", path, *args], check=True,
+                       stdout=subprocess.DEVNULL)
+    return path
+
+
 def metric(text, name):
     """Sum of the samples of one metric family in Prometheus text (/metrics)."""
     total = 0.0

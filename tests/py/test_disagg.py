@@ -23,42 +23,6 @@ MODEL = "disagg-tiny"
 BLOCK = 16
 LOCAL = 48  # disagg:max_local_prefill_tokens in these tests
 
-DISAGG = """\
-; written by tests/py/test_disagg.py
-[roles]
-router = 0
-prefill = 1
-decode = 2-
-worker =
-
-[model]
-threads = 1
-
-[engine]
-kv_cache_bytes = 67108864
-max_num_seqs = 16
-
-[sampling]
-temperature = 0
-max_tokens = 8
-
-[router]
-policy = kv_aware
-
-[disagg]
-max_local_prefill_tokens = %d
-
-[job]
-shutdown_grace_s = 5
-heartbeat_interval_s = 0.05
-
-[log]
-level = info
-hdf5 = true
-flush_interval_s = 0.2
-""" % LOCAL
-
-
 # the shipped example, as a user runs it, with these tests' settings on top
 SHIPPED = open(os.path.join(ROOT, "configs", "disagg.ini")).read()
 TEST_SETS = {"disagg:max_local_prefill_tokens": str(LOCAL), "sampling:temperature": "0", "sampling:max_tokens": "8",
@@ -151,10 +115,9 @@ def test_cancels_and_a_stopped_prefill_rank(tiny, tmp_path):
     its way lose nothing for anyone else; when the prefill rank stops
     answering, long prompts prefill on the decode rank instead (same
     output), and once it answers again they go remote again."""
-    with start_job(tiny, tmp_path / "agg", np=2, config=DISAGG.replace("prefill = 1\ndecode = 2-\nworker =", "worker = 1-"))\
-            as job:
+    with start_job(tiny, tmp_path / "agg", np=2, config=SHIPPED, overrides=AGG_SETS) as job:
         ref = [t for t, _ in complete(job, [text(7, 50), text(8, 50), text(9, 50)], stream_last=False)]
-    with start_job(tiny, tmp_path / "dis", np=3, config=DISAGG) as job:
+    with start_job(tiny, tmp_path / "dis", np=3, config=SHIPPED, overrides=TEST_SETS) as job:
         # 12 streams of long prompts, each dropped after 0..2 chunks
         def drop(i):
             try:
