@@ -109,7 +109,7 @@ static bool tombstoned(const worker_t *w, uint64_t id)
  * full ones but the one holding the last token), prefill_only */
 static void on_prefill(worker_t *w, int count)
 {
-    engine_request_t r;
+    engine_request_t r = {0};
     int32_t peer = -1;
     rt_status_t st = ctrl_request_unpack(w->rx, (size_t)count, &r, &peer);
     const size_t n_full = r.n_prompt ? (r.n_prompt - 1) / (size_t)w->block_size : 0;
@@ -201,6 +201,9 @@ static void on_kv(worker_t *w, int from, const uint8_t *msg, int count)
                           "%lld bytes; this engine's are %zu)", from, count, k.n_blocks, (long long)k.block_bytes, bb);
     engine_request_t r;
     if (!st) st = ctrl_request_unpack(msg + sizeof k, (size_t)k.req_bytes, &r, NULL);
+    if (!st && (size_t)k.n_blocks > r.n_prompt / (size_t)w->block_size)
+        st = rt_error_set(RT_ERR_FORMAT, "KV message from rank %d: %d blocks for a prompt of %zu tokens", from,
+                          k.n_blocks, r.n_prompt);
     if (st) {
         refuse(w, id, st);
         return;
