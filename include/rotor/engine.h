@@ -70,6 +70,7 @@ typedef struct {
         const char *shape;      /* "file" (the GGUF's) or a preset shape */
         double tflops, hbm_gbps; /* 0: the preset's */
         double mfu, mbu, overhead_s, weight_bytes, kv_bytes, gpu_memory_utilization;
+        double link_gbps;       /* a disaggregated hand-off's link (engine_kv_transfer_s) */
     } sim;
 } engine_config_t;
 
@@ -162,6 +163,9 @@ typedef struct {
     /* no KV bytes at all (sim): blocks are bookkeeping only, so a hand-off
      * (engine_kv_export/import) moves which blocks are cached, no bytes */
     bool kv_virtual;
+    /* optional: the modelled seconds a hand-off of n blocks takes (sim: its
+     * KV bytes over the link); NULL: a real transfer, already timed */
+    double (*kv_transfer_s)(void *state, size_t n_blocks);
 } engine_backend_ops_t;
 
 /* The registered backend called name, or NULL. */
@@ -220,6 +224,9 @@ void engine_kv_export(engine_t *e, const int32_t *tokens, size_t n_blocks, void 
  * most recently used, so a request for tokens admitted next finds them as a
  * prefix hit. *n_in receives the leading blocks now cached. */
 void engine_kv_import(engine_t *e, const int32_t *tokens, size_t n_blocks, const void *src, size_t *n_in);
+/* Seconds a hand-off of n blocks would take on the modelled link (sim; the
+ * receiver admits the request only then); 0 for a real backend. */
+double engine_kv_transfer_s(const engine_t *e, size_t n_blocks);
 
 /* KV events (blocks stored in / removed from the prefix cache) since the last
  * drain, oldest first; see block_pool.h. */

@@ -75,6 +75,9 @@ static const cfg_key_t cfg_key_table[] = {
     {"sim:step_overhead_us", CFG_FLOAT, "150", 0, 1e6, "sim: fixed time of every step (launches, scheduling), us."},
     {"sim:weight_bytes", CFG_FLOAT, "2", 0.125, 8, "sim: bytes per weight (2 = BF16, 1 = FP8, 0.5 = 4-bit)."},
     {"sim:kv_bytes", CFG_FLOAT, "2", 0.5, 8, "sim: bytes per KV-cache element."},
+    {"sim:link_gbps", CFG_FLOAT, "50", 0.1, 100000,
+     "sim: GB/s of the link a disaggregated KV hand-off crosses (50: a 400 Gb/s InfiniBand NIC per GPU); the "
+     "decode GPU admits a handed-off request once its KV bytes would have arrived."},
     {"sim:gpu_memory_utilization", CFG_FLOAT, "0.9", 0.05, 1,
      "sim: share of the GPU's memory for weights + KV pool (the pool's size unless engine:kv_cache_blocks is set)."},
     {"roles:router", CFG_STRING, "0", 1, 0,

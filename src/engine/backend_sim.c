@@ -34,6 +34,8 @@ typedef struct {
     int32_t eos;
     int32_t *ctx; /* (max_num_batched_tokens) per batch sequence: context after the step */
     double last_step_s;
+    double block_kv_bytes; /* one block's KV bytes in the modelled model */
+    double link_gbps;      /* a hand-off's link */
 } sim_backend_t;
 
 static void sim_destroy(void *state)
@@ -70,6 +72,8 @@ static rt_status_t sim_create(const engine_config_t *cfg, void **state, int *n_b
                            .overhead_s = cfg->sim.overhead_s,
                            .weight_bytes = cfg->sim.weight_bytes,
                            .kv_bytes = cfg->sim.kv_bytes};
+    b->block_kv_bytes = sim_kv_bytes_per_token(&b->shape, &b->cost) * cfg->block_size;
+    b->link_gbps = cfg->sim.link_gbps > 0 ? cfg->sim.link_gbps : 50;
     if (cfg->sim.tflops > 0) b->cost.gpu.tflops = cfg->sim.tflops;
     if (cfg->sim.hbm_gbps > 0) b->cost.gpu.hbm_gbps = cfg->sim.hbm_gbps;
     int64_t nb = cfg->kv_blocks;
@@ -145,10 +149,18 @@ static rt_status_t sim_forward(void *state, const model_batch_t *batch, float *l
     return RT_OK;
 }
 
+/* a hand-off of n blocks: their modelled KV bytes over the link */
+static double sim_kv_transfer_s(void *state, size_t n_blocks)
+{
+    const sim_backend_t *b = state;
+    return (double)n_blocks * b->block_kv_bytes / (b->link_gbps * 1e9);
+}
+
 const engine_backend_ops_t engine_backend_sim = {
     .name = "sim",
     .create = sim_create,
     .destroy = sim_destroy,
     .forward = sim_forward,
     .kv_virtual = true, /* disaggregation's hand-offs carry its blocks as bookkeeping */
+    .kv_transfer_s = sim_kv_transfer_s,
 };

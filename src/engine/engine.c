@@ -46,6 +46,7 @@ engine_config_t engine_config_default(void)
     c.sim.weight_bytes = 2;
     c.sim.kv_bytes = 2;
     c.sim.gpu_memory_utilization = 0.9;
+    c.sim.link_gbps = 50;
     return c;
 }
 
@@ -673,6 +674,11 @@ out:
     free(blk);
     free(seq);
     free(ids);
+}
+
+double engine_kv_transfer_s(const engine_t *e, size_t n_blocks)
+{
+    return e->ops->kv_transfer_s ? e->ops->kv_transfer_s(e->backend, n_blocks) : 0.0;
 }
 
 size_t engine_kv_events_drain(engine_t *e, bp_event_t *out, size_t max) { return bp_events_drain(e->pool, out, max); }

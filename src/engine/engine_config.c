@@ -40,6 +40,7 @@ rt_status_t engine_config_from_cfg(const cfg_t *c, const char *model_path, engin
     e.sim.weight_bytes = cfg_float(c, "sim:weight_bytes");
     e.sim.kv_bytes = cfg_float(c, "sim:kv_bytes");
     e.sim.gpu_memory_utilization = cfg_float(c, "sim:gpu_memory_utilization");
+    e.sim.link_gbps = cfg_float(c, "sim:link_gbps");
     *out = e;
     return RT_OK;
 }

@@ -35,6 +35,14 @@ typedef struct {
  * computes again (transfer.h, xfer_flush) */
 #define HANDOFF_FLUSH_S 0.1
 
+/* a handed-off request waiting for its modelled transfer to end (sim) */
+typedef struct {
+    double ready;  /* CLOCK_REALTIME when its KV would have arrived */
+    uint64_t id;
+    uint8_t *req;  /* (req_len) its REQUEST message, owned */
+    size_t req_len;
+} deferred_t;
+
 /* CANCELs for requests this worker did not hold, most recent last */
 #define WORKER_TOMBSTONES 256
 
@@ -53,6 +61,8 @@ typedef struct {
     xfer_t *xfer;           /* hand-offs to decode ranks */
     handoff_t *handoffs;    /* (n_handoffs, cap_handoffs) owned */
     size_t n_handoffs, cap_handoffs;
+    deferred_t *deferred;   /* (n_deferred, cap_deferred) owned */
+    size_t n_deferred, cap_deferred;
     uint64_t tombstones[WORKER_TOMBSTONES];
     size_t n_tombstones;    /* ever; the ring holds the last WORKER_TOMBSTONES */
 } worker_t;
@@ -184,6 +194,52 @@ static void on_prefill_finished(worker_t *w, const engine_event_t *ev)
     free(h.req);
 }
 
+/* keep a request until ready; false if there is no room (it goes in now) */
+static bool defer(worker_t *w, uint64_t id, double ready, const uint8_t *req, size_t len)
+{
+    if (w->n_deferred == w->cap_deferred) {
+        size_t cap = w->cap_deferred ? 2 * w->cap_deferred : 16;
+        deferred_t *d = realloc(w->deferred, cap * sizeof *d);
+        if (!d) return false;
+        w->deferred = d;
+        w->cap_deferred = cap;
+    }
+    uint8_t *copy = malloc(len);
+    if (!copy) return false;
+    memcpy(copy, req, len);
+    w->deferred[w->n_deferred++] = (deferred_t){.ready = ready, .id = id, .req = copy, .req_len = len};
+    return true;
+}
+
+/* the deferred requests whose time has come join the engine (or end, if
+ * cancelled meanwhile); returns how many */
+static int admit_deferred(worker_t *w)
+{
+    int n = 0;
+    const double now = hlog_now();
+    for (size_t i = 0; i < w->n_deferred;) {
+        deferred_t d = w->deferred[i];
+        if (d.ready > now) {
+            i++;
+            continue;
+        }
+        w->deferred[i] = w->deferred[--w->n_deferred];
+        engine_request_t r;
+        rt_status_t st = ctrl_request_unpack(d.req, d.req_len, &r, NULL);
+        if (!st && tombstoned(w, d.id)) {
+            engine_event_t ev = {.kind = ENGINE_EV_FINISH, .request_id = d.id, .finish = ENGINE_FINISH_CANCELLED,
+                                 .n_prompt = (int)r.n_prompt};
+            send_events(w, &ev, 1, NULL, false);
+        } else {
+            if (!st) st = engine_add_request(w->engine, &r);
+            if (st) refuse(w, d.id, st);
+        }
+        free(d.req);
+        n++;
+    }
+    return n;
+}
+
 /* KV from a prefill rank (count bytes at msg: the control inbox's, or the
  * transfer's): import its blocks, queue its request, tell rank 0 */
 static void on_kv(worker_t *w, int from, const uint8_t *msg, int count)
@@ -220,6 +276,9 @@ static void on_kv(worker_t *w, int from, const uint8_t *msg, int count)
                      .bytes = (int64_t)k.n_blocks * k.block_bytes, .t_prefill_done = k.t_prefill_done,
                      .t_sent = k.t_sent, .t_received = t_received, .t_imported = hlog_now()};
     MPI_Send(&x, sizeof x, MPI_BYTE, 0, CTRL_TAG_XFER, MPI_COMM_WORLD);
+    /* a modelled transfer (sim) ends later: the request waits for it */
+    const double ready = k.t_sent + engine_kv_transfer_s(w->engine, n_in);
+    if (ready > hlog_now() && defer(w, id, ready, msg + sizeof k, (size_t)k.req_bytes)) return;
     st = engine_add_request(w->engine, &r);
     if (st) refuse(w, id, st);
 }
@@ -320,10 +379,11 @@ int job_worker_main(const cfg_t *cfg, job_role_t role, job_ep_t *ep, MPI_Comm xf
     /* idle: poll every 20 us doubling to 200 us, so a new request waits at
      * most ~0.2 ms (a poll costs ~1 us of CPU) */
     double idle_nap = 20e-6;
-    while (!(w.shutdown && !engine_has_work(w.engine))) {
+    while (!(w.shutdown && !engine_has_work(w.engine) && !w.n_deferred)) {
         /* after SHUTDOWN, rank 0 has drained the front end and sent CANCELs
          * for whatever was left: the loop ends once those are finished */
         int got = poll_inbox(&w);
+        if (w.n_deferred) got += admit_deferred(&w);
         if (engine_has_work(w.engine)) {
             size_t n = 0;
             engine_step_stats_t stats;
@@ -358,6 +418,8 @@ int job_worker_main(const cfg_t *cfg, job_role_t role, job_ep_t *ep, MPI_Comm xf
     xfer_destroy(w.xfer, 5.0);
     for (size_t i = 0; i < w.n_handoffs; i++) free(w.handoffs[i].req);
     free(w.handoffs);
+    for (size_t i = 0; i < w.n_deferred; i++) free(w.deferred[i].req);
+    free(w.deferred);
     engine_destroy(w.engine);
     free(w.events);
     free(w.kv);

@@ -50,15 +50,16 @@ def test_eight_simulated_gpus(tmp_path):
 def test_disaggregated_simulated_gpus(tmp_path):
     """Two simulated prefill GPUs and two decode GPUs: a long prompt is computed
     on a prefill GPU and handed to a decode GPU as blocks without bytes (the
-    sim's KV is bookkeeping), which then prefills only the last block; a
-    short prompt prefills where it decodes."""
+    sim's KV is bookkeeping), which admits it once the modelled transfer
+    (sim:link_gbps) is over and then prefills only the last block; a short
+    prompt prefills where it decodes."""
     model = gen_model(MODEL, "--tokenizer", "bpe", "--n-vocab", "2000", "--n-ctx", "4096", "--seed", "3")
     long_prompt = [(13 * i) % 1900 + 50 for i in range(1000)]
     with start_job(model, tmp_path, np=5, overrides={
             "engine:backend": "sim", "sim:gpu": "h100", "sim:shape": "llama3-8b", "router:policy": "kv_aware",
             "roles:worker": "", "roles:prefill": "1-2", "roles:decode": "3-4",
             "disagg:max_local_prefill_tokens": "256", "engine:max_num_batched_tokens": "2048",
-            "job:heartbeat_interval_s": "0.2"}) as job:
+            "sim:link_gbps": "1", "job:heartbeat_interval_s": "0.2"}) as job:
         c = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=HANG_S)
         rl = c.completions.create(model=MODEL, prompt=long_prompt, max_tokens=4, extra_body={"ignore_eos": True})
         rs = c.completions.create(model=MODEL, prompt=long_prompt[:100], max_tokens=4,
@@ -77,4 +78,7 @@ def test_disaggregated_simulated_gpus(tmp_path):
     assert set(req["worker"].tolist()) <= {3, 4}
     # the prefill GPU computed the 992 tokens of full blocks, the decode GPU the last 8
     assert ((steps["worker"] == x["prefill_worker"]) & (steps["n_prefill_tokens"] == 992)).sum() == 1
-    assert ((steps["worker"] == x["decode_worker"]) & (steps["n_prefill_tokens"] == 8)).sum() == 1
+    last = steps[(steps["worker"] == x["decode_worker"]) & (steps["n_prefill_tokens"] == 8)]
+    assert len(last) == 1
+    # ... once the modelled hand-off was over: 62 blocks of 16 tokens x 128 KiB (Llama-3-8B, BF16) at 1 GB/s
+    assert last[0]["t"] - last[0]["step_s"] >= x["t_sent"] + 62 * 16 * 131072 / 1e9
