@@ -12,9 +12,11 @@
    blocks out of the prefill rank's pool (export) and into the decode rank's
    (import) - are shown as shares of the time to first token.
 2. Serving: the same workload (rotor-bench, long prompts at a fixed
-   concurrency) through an aggregated job (two workers) and a disaggregated
-   one (one prefill, one decode rank), interleaved REPEATS times, medians
-   compared: TTFT, ITL (p50, p99) and output throughput.
+   concurrency, or --rate) through an aggregated job (two workers) and a
+   disaggregated one (one prefill, one decode rank), interleaved REPEATS
+   times, medians compared: TTFT, per-token ITL (p50, p99) and output
+   throughput. --backend sim runs this part on simulated GPUs (--sim-gpus,
+   of which --prefill-gpus prefill) instead.
 """
 import argparse
 import glob
@@ -99,19 +101,26 @@ def raw_bandwidth(a, sizes):
 
 def serve(a, roles, model_id):
     sets = dict(base_sets(a), **roles)
+    np_ = 3
+    if a.backend == "sim":
+        np_ = 1 + a.sim_gpus
+        sets.update({"engine:backend": "sim", "sim:gpu": a.sim_gpu, "sim:shape": a.sim_shape,
+                     "engine:max_num_batched_tokens": 2048, "engine:max_num_seqs": 128})
     with tempfile.TemporaryDirectory() as tmp:
-        np_ = 3
         with jobutil.start_job(a.model, tmp, np=np_, overrides=sets) as job:
             out = os.path.join(tmp, "rb.json")
             subprocess.run([f"{a.build}/bin/rotor-bench", "profile", "--url", job.url, "--model", model_id,
                             "--endpoint", "completions", "--tokenizer-gguf", a.model, "--seed", "3",
                             "--input-tokens", str(a.input_tokens), "--output-tokens", str(a.output_tokens),
-                            "--concurrency", str(a.concurrency), "--requests", str(a.requests),
+                            *(["--rate", str(a.rate), "--duration", str(a.duration)] if a.rate else
+                              ["--concurrency", str(a.concurrency), "--requests", str(a.requests)]),
                             "--json", out, "--no-progress"], check=True, stdout=subprocess.DEVNULL)
             with open(out) as f:
                 j = json.load(f)
-    return {"ttft_p50": j["ttft_ms"]["p50"], "ttft_mean": j["ttft_ms"]["mean"], "itl_p50": j["itl_ms"]["p50"],
-            "itl_p99": j["itl_ms"]["p99"], "tok_s": j["output_token_throughput"], "errors": j["requests"]["errors"]}
+    # ITL: the gaps between tokens, every token of every request (not per-request means)
+    return {"ttft_p50": j["ttft_ms"]["p50"], "ttft_mean": j["ttft_ms"]["mean"], "itl_p50": j["itl_token_ms"]["p50"],
+            "itl_p99": j["itl_token_ms"]["p99"], "tok_s": j["output_token_throughput"],
+            "errors": j["requests"]["errors"]}
 
 
 def main():
@@ -128,6 +137,14 @@ def main():
     ap.add_argument("--kv-bytes", default=str(256 << 20))
     ap.add_argument("--skip-serving", action="store_true")
     ap.add_argument("--transfers", default="mpi,ucx", help="disagg:transfer backends of the hand-off part")
+    ap.add_argument("--backend", default="cpu", choices=("cpu", "sim"),
+                    help="sim: the serving part on simulated GPUs (--sim-gpus, --prefill-gpus); skips the hand-offs")
+    ap.add_argument("--sim-gpus", type=int, default=8)
+    ap.add_argument("--prefill-gpus", type=int, default=3)
+    ap.add_argument("--sim-gpu", default="h100")
+    ap.add_argument("--sim-shape", default="llama3-8b")
+    ap.add_argument("--rate", type=float, default=0, help="requests/s (Poisson) instead of --concurrency")
+    ap.add_argument("--duration", type=float, default=30, help="s, with --rate")
     a = ap.parse_args()
     jobutil.ROTOR = os.path.join(a.build, "bin", "rotor")
     a.model = a.model or default_model()
@@ -141,6 +158,8 @@ def main():
     # better median of the two is the reference
     sizes = [(n - 1) // 16 * kv_block_bytes(a) for n in a.lengths]
     raw0 = raw_bandwidth(a, sizes)
+    if a.backend == "sim":
+        return serving(a, model_id)
     rows = {b: transfers(a, model_id, b) for b in a.transfers}
     raw1 = raw_bandwidth(a, sizes)
     raw = {b: max(raw0[b], raw1[b], key=lambda j: j["gbps_median"]) for b in raw0}
@@ -164,12 +183,25 @@ def main():
             print(f"| {backend} | {n} | {rs[0]['blocks']} | {b / 1e6:.1f} | {gbps:.2f} | {rg:.2f} | {gbps / rg:.2f} | "
                   f"{med['export_s'] * 1e3:.2f} ms | {med['wire_s'] * 1e3:.2f} ms | {med['import_s'] * 1e3:.2f} ms | "
                   f"{t * 1e3:.1f} | {med['export_s'] / t:.3f} / {med['wire_s'] / t:.3f} / {med['import_s'] / t:.3f} |")
-    if a.skip_serving:
-        return
-    modes = {"aggregated (2 workers)": AGG_ROLES, "disaggregated (1 prefill + 1 decode)": DISAGG_ROLES}
+    if not a.skip_serving:
+        serving(a, model_id)
+
+
+def serving(a, model_id):
+    """The same workload through an aggregated and a disaggregated job, interleaved."""
+    if a.backend == "sim":
+        n, p = a.sim_gpus, a.prefill_gpus
+        agg = {"roles:worker": "1-", "roles:prefill": "", "roles:decode": ""}
+        dis = {"roles:worker": "", "roles:prefill": f"1-{p}", "roles:decode": f"{p + 1}-{n}"}
+        modes = {f"aggregated ({n} simulated {a.sim_gpu}s)": agg,
+                 f"disaggregated ({p} prefill + {n - p} decode)": dis}
+    else:
+        modes = {"aggregated (2 workers)": AGG_ROLES, "disaggregated (1 prefill + 1 decode)": DISAGG_ROLES}
+    load = f"{a.rate} req/s for {a.duration:.0f} s" if a.rate else \
+        f"concurrency {a.concurrency}, {a.requests} requests"
     res = {m: [] for m in modes}
-    print(f"\nserving: {a.input_tokens} prompt / {a.output_tokens} output tokens, concurrency {a.concurrency}, "
-          f"{a.requests} requests, {a.repeats} interleaved runs")
+    print(f"\nserving: {a.input_tokens} prompt / {a.output_tokens} output tokens, {load}, "
+          f"{a.repeats} interleaved runs")
     for rep in range(a.repeats):
         for m, roles in modes.items():
             r = serve(a, roles, model_id)
