@@ -98,7 +98,8 @@ rt_status_t xfer_create(const char *backend, MPI_Comm comm, xfer_t **out)
     free(all);
     rt_status_t st = ops->init ? ops->init(x) : RT_OK;
     if (st) {
-        x->ops = &xfer_backend_mpi; /* nothing of the failed backend to tear down */
+        if (ops->fini) ops->fini(x); /* what the failed backend set up */
+        x->ops = &xfer_backend_mpi;  /* nothing more of it to tear down */
         xfer_destroy(x, 0);
         return st;
     }
