@@ -145,6 +145,9 @@ def main():
     ap.add_argument("--sim-shape", default="llama3-8b")
     ap.add_argument("--rate", type=float, default=0, help="requests/s (Poisson) instead of --concurrency")
     ap.add_argument("--duration", type=float, default=30, help="s, with --rate")
+    ap.add_argument("--max-prefill-queue", type=int, default=0,
+                    help="also a disaggregated run with this disagg:max_prefill_queue (0: not)")
+    ap.add_argument("--skip-transfers", action="store_true", help="only the serving part")
     a = ap.parse_args()
     jobutil.ROTOR = os.path.join(a.build, "bin", "rotor")
     a.model = a.model or default_model()
@@ -158,7 +161,7 @@ def main():
     # better median of the two is the reference
     sizes = [(n - 1) // 16 * kv_block_bytes(a) for n in a.lengths]
     raw0 = raw_bandwidth(a, sizes)
-    if a.backend == "sim":
+    if a.backend == "sim" or a.skip_transfers:
         return serving(a, model_id)
     rows = {b: transfers(a, model_id, b) for b in a.transfers}
     raw1 = raw_bandwidth(a, sizes)
@@ -197,6 +200,10 @@ def serving(a, model_id):
                  f"disaggregated ({p} prefill + {n - p} decode)": dis}
     else:
         modes = {"aggregated (2 workers)": AGG_ROLES, "disaggregated (1 prefill + 1 decode)": DISAGG_ROLES}
+    if a.max_prefill_queue:
+        dis = list(modes.values())[1]
+        modes[f"disaggregated, prefill queue <= {a.max_prefill_queue}"] = dict(
+            dis, **{"disagg:max_prefill_queue": a.max_prefill_queue})
     load = f"{a.rate} req/s for {a.duration:.0f} s" if a.rate else \
         f"concurrency {a.concurrency}, {a.requests} requests"
     res = {m: [] for m in modes}
@@ -216,10 +223,13 @@ def serving(a, model_id):
         x = med[m]
         print(f"| {m} | {x['ttft_p50']:.0f} | {x['ttft_mean']:.0f} | {x['itl_p50']:.1f} | {x['itl_p99']:.1f} | "
               f"{x['tok_s']:.1f} |")
-    ag, di = (med[m] for m in modes)
-    print(f"disaggregated / aggregated: ITL p99 {di['itl_p99'] / ag['itl_p99']:.2f}x, ITL p50 "
-          f"{di['itl_p50'] / ag['itl_p50']:.2f}x, TTFT p50 {di['ttft_p50'] / ag['ttft_p50']:.2f}x, "
-          f"output throughput {di['tok_s'] / ag['tok_s']:.2f}x")
+    names = list(modes)
+    ag = med[names[0]]
+    for m in names[1:]:
+        di = med[m]
+        print(f"{m} / aggregated: ITL p99 {di['itl_p99'] / ag['itl_p99']:.2f}x, ITL p50 "
+              f"{di['itl_p50'] / ag['itl_p50']:.2f}x, TTFT p50 {di['ttft_p50'] / ag['ttft_p50']:.2f}x, "
+              f"output throughput {di['tok_s'] / ag['tok_s']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ static const cfg_key_t cfg_key_table[] = {
      "Disaggregated serving (roles:prefill and roles:decode set): a prompt whose tokens not already cached on "
      "its decode worker number more than this is prefilled on a prefill worker and its KV moved to the decode "
      "worker; shorter ones prefill where they decode (Dynamo's conditional disaggregation). 0 = always remote."},
+    {"disagg:max_prefill_queue", CFG_INT, "0", 0, 1000000,
+     "Disaggregated serving: a long prompt prefills where it decodes instead when every prefill worker it could "
+     "go to already has this many prompts queued or running (Dynamo's max prefill queue size); 0 = no limit."},
     {"disagg:transfer", CFG_STRING, "mpi", 1, 0,
      "Transfer layer that moves KV blocks from prefill to decode workers: mpi (Open MPI's transport: shared "
      "memory in a node, UCX or TCP across nodes) or ucx (UCP tagged messages between the workers' own UCX "

@@ -110,6 +110,7 @@ typedef struct {
     job_topo_id_t *ids;   /* (n_ranks) where each rank sits */
     uint8_t *allow;       /* (n_ranks) scratch: workers a pick may choose */
     int max_local_prefill; /* disagg:max_local_prefill_tokens */
+    int max_prefill_queue; /* disagg:max_prefill_queue (0: none) */
     int64_t remote_prefills, xfer_count, xfer_blocks, xfer_bytes;
     /* the SLO planner (planner.h): the planner rank, or -1; the interval's measures */
     int planner_rank;
@@ -748,8 +749,9 @@ static void charge(dmpi_t *d, const route_t *r)
 }
 
 /* Disaggregation: a prefill worker for r, whose serving worker (index
- * decode) holds overlap blocks of its prompt, or -1 to prefill where it decodes (short
- * prompts, most of it cached there, or no prefill worker up with room). */
+ * decode) holds overlap blocks of its prompt, or -1 to prefill where it
+ * decodes (short prompts, most of it cached there, or no prefill worker up
+ * with room or, under disagg:max_prefill_queue, a short enough queue). */
 static int pick_prefill(dmpi_t *d, const engine_request_t *r, int decode, int32_t overlap, int32_t *blocks)
 {
     const int64_t n_full = r->n_prompt ? (int64_t)(r->n_prompt - 1) / d->block_size : 0;
@@ -764,6 +766,7 @@ static int pick_prefill(dmpi_t *d, const engine_request_t *r, int decode, int32_
             const mpi_worker_t *w = &d->w[i];
             d->allow[i] = 0;
             if (w->role != JOB_ROLE_PREFILL || !w->up || w->n_inflight >= worker_capacity(w)) continue;
+            if (d->max_prefill_queue > 0 && w->n_inflight >= d->max_prefill_queue) continue; /* queue full */
             const int near = job_topo_nearness(&d->ids[w->rank], at, NULL);
             if (pass == 0 && near > best) best = near;
             d->allow[i] = near == best;
@@ -935,6 +938,7 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
         d->n_prefill += roles[r] == JOB_ROLE_PREFILL;
     }
     d->max_local_prefill = (int)cfg_int(cfg, "disagg:max_local_prefill_tokens");
+    d->max_prefill_queue = (int)cfg_int(cfg, "disagg:max_prefill_queue");
     d->planner_rank = -1;
     for (int r = 0; r < n_ranks; r++)
         if (roles[r] == JOB_ROLE_PLANNER) d->planner_rank = r;

@@ -82,3 +82,35 @@ def test_disaggregated_simulated_gpus(tmp_path):
     assert len(last) == 1
     # ... once the modelled hand-off was over: 62 blocks of 16 tokens x 128 KiB (Llama-3-8B, BF16) at 1 GB/s
     assert last[0]["t"] - last[0]["step_s"] >= x["t_sent"] + 62 * 16 * 131072 / 1e9
+
+
+def test_prefill_queue_limit(tmp_path):
+    """disagg:max_prefill_queue = 1: long prompts arriving together go to the
+    prefill GPU while it has none in flight, and prefill where they decode
+    otherwise (Dynamo's max prefill queue size); all are answered."""
+    import threading
+
+    import requests
+
+    from jobutil import metric
+    model = gen_model(MODEL, "--tokenizer", "bpe", "--n-vocab", "2000", "--n-ctx", "4096", "--seed", "3")
+    with start_job(model, tmp_path, np=3, overrides={
+            "engine:backend": "sim", "sim:gpu": "h100", "sim:shape": "llama3-8b",
+            "roles:worker": "", "roles:prefill": "1", "roles:decode": "2",
+            "disagg:max_local_prefill_tokens": "256", "disagg:max_prefill_queue": "1",
+            "engine:max_num_batched_tokens": "2048", "job:heartbeat_interval_s": "0.2"}) as job:
+        c = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=HANG_S)
+        out = []
+
+        def one(k):
+            p = [(17 * i + k) % 1900 + 50 for i in range(3000)]
+            out.append(c.completions.create(model=MODEL, prompt=p, max_tokens=4, extra_body={"ignore_eos": True}))
+        ts = [threading.Thread(target=one, args=(k,)) for k in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(HANG_S)
+        m = requests.get(job.url + "/metrics", timeout=10).text
+    assert len(out) == 6 and all(r.usage.completion_tokens == 4 for r in out)
+    remote = metric(m, "rotor_disagg_remote_prefills_total")
+    assert 1 <= remote < 6, remote
