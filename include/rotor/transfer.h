@@ -64,7 +64,8 @@ size_t xfer_progress(xfer_t *x);
 /* Progress until nothing is pending or timeout_s passed; returns the sends
  * still pending. Two-sided transports (MPI without single-copy shared memory)
  * move a large message only while both ranks are inside MPI calls: a rank
- * that posted a hand-off flushes it before computing again. */
+ * that posted a hand-off flushes it before computing again. Sends pending
+ * for a second or more (a receiver that stopped) are not waited for. */
 size_t xfer_flush(xfer_t *x, double timeout_s);
 void xfer_stats(const xfer_t *x, xfer_stats_t *out);
 /* Wait up to timeout_s for pending sends, then free everything (a send to a

@@ -4,6 +4,7 @@
  * xfer_mpi.c and xfer_ucx.c.
  */
 #include <mpi.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -112,6 +113,13 @@ int xfer_poll(xfer_t *x, int tag, const uint8_t **buf, size_t *len, int *from)
     return x->ops->poll ? x->ops->poll(x, tag, buf, len, from) : 0;
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 rt_status_t xfer_send(xfer_t *x, int peer, int tag, void *buf, size_t len)
 {
     if (len > hdr_of(buf)->cap) abort(); /* more than xfer_buffer lent: broken invariant */
@@ -132,6 +140,7 @@ rt_status_t xfer_send(xfer_t *x, int peer, int tag, void *buf, size_t len)
         return st;
     }
     s->buf = buf;
+    s->t_post = mono_s();
     x->n++;
     x->n_sent++;
     x->bytes += (int64_t)len;
@@ -155,17 +164,18 @@ void xfer_stats(const xfer_t *x, xfer_stats_t *out)
     *out = (xfer_stats_t){.sends = x->n_sent, .bytes = x->bytes, .pending = (int64_t)x->n};
 }
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+
+/* a send pending this long is taken for stuck (its receiver stopped):
+ * xfer_flush no longer waits for it, xfer_progress still tries */
+#define XFER_STUCK_S 1.0
 
 size_t xfer_flush(xfer_t *x, double timeout_s)
 {
-    const double end = mono_s() + timeout_s;
+    const double t0 = mono_s(), end = t0 + timeout_s;
     while (xfer_progress(x) && mono_s() < end) {
+        bool recent = false;
+        for (size_t i = 0; i < x->n && !recent; i++) recent = t0 - x->sends[i].t_post < XFER_STUCK_S;
+        if (!recent) break;
     }
     return x->n;
 }

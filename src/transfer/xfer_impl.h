@@ -14,6 +14,7 @@
 /* one posted send: its buffer (owned) and the backend's handle */
 typedef struct {
     void *buf;
+    double t_post;   /* CLOCK_MONOTONIC when posted */
     MPI_Request req; /* mpi */
     void *handle;    /* ucx: the request, or NULL once complete */
 } xfer_send_t;
