@@ -101,3 +101,20 @@ def test_expert_parallel_with_onboarded_blocks(moe, tmp_path):
         got, onboarded = run(job)
     assert onboarded_ref > 0 and onboarded > 0
     assert got == ref
+
+
+def test_expert_parallel_disaggregated(moe, tmp_path):
+    """Expert parallelism and disaggregation together: a prefill instance and a
+    decode instance of two ranks each; long prompts are prefilled on the
+    first, handed to the second's leader, which passes the imported blocks
+    to its expert rank: outputs stay one rank's."""
+    with start_job(moe, tmp_path / "one", np=2) as job:
+        ref = answers(job, concurrent=False)
+    with start_job(moe, tmp_path / "ep", np=5, overrides={
+            "roles:ep": "2", "roles:worker": "", "roles:prefill": "1-2", "roles:decode": "3-4",
+            "disagg:max_local_prefill_tokens": "16", "job:heartbeat_interval_s": "0.1"}) as job:
+        got = answers(job, concurrent=False)
+        time.sleep(0.3)
+        m = requests.get(job.url + "/metrics", timeout=10).text
+    assert got == ref
+    assert metric(m, "rotor_disagg_remote_prefills_total") >= 1  # the long prompt went remote
