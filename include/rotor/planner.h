@@ -7,10 +7,14 @@
  *
  * The rule, per interval with enough samples:
  *   ttft = mean TTFT / ttft target, itl = mean ITL / itl target;
- *   ttft > 1 (prompts wait) and itl < headroom (decode has room to give):
- *     a decode rank becomes a prefill rank, if more than min_decode remain;
- *   itl > 1 and ttft < headroom: a prefill rank becomes a decode rank, if
- *     more than min_prefill remain;
+ *   the decode pool is short of KV memory when its blocks in use reach
+ *   kv_high of its pool (sequences are about to be preempted): that counts
+ *   as decode pressure, like itl > 1;
+ *   ttft > 1 (prompts wait) and itl < headroom and no KV shortage (decode
+ *     has room to give): a decode rank becomes a prefill rank, if more than
+ *     min_decode remain;
+ *   decode pressure and ttft < headroom: a prefill rank becomes a decode
+ *     rank, if more than min_prefill remain;
  *   both over their targets, or both within: hold (moving a rank cannot fix
  *   the first: the job needs more ranks; the second needs nothing).
  * After a move it holds for cooldown_s, so the move's effect is measured
@@ -28,6 +32,7 @@ typedef struct {
     double ttft_slo_s;   /* target mean time to first token */
     double itl_slo_s;    /* target mean inter-token latency */
     double headroom;     /* the other side's ratio must be below this to give a rank (< 1) */
+    double kv_high;      /* decode KV use (0..1) that counts as decode pressure; 0 = ignore */
     double cooldown_s;   /* hold this long after a move */
     int min_samples;     /* fewer TTFT and ITL samples in an interval: hold */
     int min_prefill, min_decode; /* ranks each pool keeps */
@@ -42,6 +47,7 @@ typedef struct {
     int n_itl;                /* token gaps measured */
     double itl_mean_s;
     int prefill_queue;        /* requests waiting for or on a prefill rank */
+    double decode_kv_usage;   /* KV blocks in use / pool, over the decode ranks up (0..1) */
 } planner_obs_t;
 
 typedef enum { PLANNER_HOLD = 0, PLANNER_TO_PREFILL, PLANNER_TO_DECODE } planner_action_t;

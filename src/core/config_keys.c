@@ -58,6 +58,10 @@ static const cfg_key_t cfg_key_table[] = {
      "SLO planner: seconds it holds after moving a rank, so the move's effect is measured before the next."},
     {"planner:headroom", CFG_FLOAT, "0.8", 0.01, 1,
      "SLO planner: a pool gives up a rank only while its own latency is under this fraction of its target."},
+    {"planner:kv_high", CFG_FLOAT, "0.9", 0, 1,
+     "SLO planner: decode ranks' KV use (blocks in use / pool) that counts as decode pressure, as ITL over its "
+     "target does (sequences are about to be preempted): no decode rank leaves, and a prefill rank may join; "
+     "0 = ignore KV use."},
     {"planner:min_samples", CFG_INT, "4", 1, 1000000,
      "SLO planner: an interval with fewer first tokens or token gaps than this is not acted on."},
     {"kvbm:host_bytes", CFG_INT, "0", 0, 1099511627776.0,

@@ -559,11 +559,17 @@ static void send_obs(dmpi_t *d, double now)
     planner_obs_t *o = calloc(1, sizeof *o);
     if (!o) RT_PANIC("dispatch: out of memory");
     o->t = now;
+    int64_t kv_used = 0, kv_total = 0;
     for (int i = 0; i < d->n_w; i++) {
         if (!d->w[i].up) continue;
         o->n_prefill += d->w[i].role == JOB_ROLE_PREFILL;
         o->n_decode += d->w[i].role == JOB_ROLE_DECODE;
+        if (d->w[i].role == JOB_ROLE_DECODE) {
+            kv_used += d->w[i].stats.blocks_used;
+            kv_total += d->w[i].stats.blocks_total;
+        }
     }
+    o->decode_kv_usage = kv_total ? (double)kv_used / (double)kv_total : 0.0;
     o->n_ttft = d->obs_ttft_n;
     o->ttft_mean_s = d->obs_ttft_n ? d->obs_ttft_sum / d->obs_ttft_n : 0;
     o->n_itl = d->obs_itl_n;

@@ -19,6 +19,7 @@ static planner_config_t job_planner_config(const cfg_t *cfg)
     return (planner_config_t){.ttft_slo_s = cfg_float(cfg, "planner:ttft_slo_ms") / 1e3,
                               .itl_slo_s = cfg_float(cfg, "planner:itl_slo_ms") / 1e3,
                               .headroom = cfg_float(cfg, "planner:headroom"),
+                              .kv_high = cfg_float(cfg, "planner:kv_high"),
                               .cooldown_s = cfg_float(cfg, "planner:cooldown_s"),
                               .min_samples = (int)cfg_int(cfg, "planner:min_samples"),
                               .min_prefill = 1,

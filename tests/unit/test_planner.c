@@ -10,7 +10,8 @@
 
 #include "rotor/planner.h"
 
-static const planner_config_t CFG = {.ttft_slo_s = 1.0, .itl_slo_s = 0.05, .headroom = 0.8, .cooldown_s = 10,
+static const planner_config_t CFG = {.ttft_slo_s = 1.0, .itl_slo_s = 0.05, .headroom = 0.8, .kv_high = 0.9,
+                                     .cooldown_s = 10,
                                      .min_samples = 4, .min_prefill = 1, .min_decode = 1};
 
 static planner_obs_t obs(double t, int n_prefill, int n_decode, double ttft, double itl)
@@ -51,6 +52,29 @@ static void test_tokens_slow_prefill_gives_a_rank(void **state)
     assert_int_equal(planner_decide(&p, &o, NULL, 0), PLANNER_HOLD);
 }
 
+/* decode ranks short of KV memory: none leaves, and a prefill rank joins
+ * when prompts are quick */
+static void test_decode_kv_pressure(void **state)
+{
+    (void)state;
+    planner_t p;
+    planner_init(&p, &CFG);
+    char why[192];
+    planner_obs_t o = obs(1, 2, 2, 2.0, 0.01); /* prompts wait, tokens quick ... */
+    o.decode_kv_usage = 0.95;                  /* ... but decode is about to preempt */
+    assert_int_equal(planner_decide(&p, &o, why, sizeof why), PLANNER_HOLD);
+    assert_non_null(strstr(why, "more ranks"));
+    o = obs(2, 2, 2, 0.2, 0.01);
+    o.decode_kv_usage = 0.95;
+    assert_int_equal(planner_decide(&p, &o, why, sizeof why), PLANNER_TO_DECODE);
+    assert_non_null(strstr(why, "decode KV 95%"));
+    planner_t q; /* the same with KV use ignored: nothing to do */
+    planner_config_t c = CFG;
+    c.kv_high = 0;
+    planner_init(&q, &c);
+    assert_int_equal(planner_decide(&q, &o, NULL, 0), PLANNER_HOLD);
+}
+
 static void test_holds(void **state)
 {
     (void)state;
@@ -80,6 +104,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prompts_wait_decode_gives_a_rank),
         cmocka_unit_test(test_tokens_slow_prefill_gives_a_rank),
+        cmocka_unit_test(test_decode_kv_pressure),
         cmocka_unit_test(test_holds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
