@@ -28,7 +28,7 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc
 CUDA_HOME ?= $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)),)
 
 # hdf5-openmpi brings Open MPI's include path; ompi-c its library.
-PKGS := libpcre2-8 libcjson libxxhash libevent libevent_pthreads hdf5-openmpi ompi-c libcurl ucx
+PKGS := libpcre2-8 libcjson libxxhash libevent libevent_pthreads hdf5-openmpi ompi-c libcurl
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian's iniparser ships no .pc file: fall back to its known location.
