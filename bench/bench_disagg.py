@@ -108,15 +108,10 @@ def serve(a, roles, model_id):
                      "engine:max_num_batched_tokens": 2048, "engine:max_num_seqs": 128})
     with tempfile.TemporaryDirectory() as tmp:
         with jobutil.start_job(a.model, tmp, np=np_, overrides=sets) as job:
-            out = os.path.join(tmp, "rb.json")
-            subprocess.run([f"{a.build}/bin/rotor-bench", "profile", "--url", job.url, "--model", model_id,
-                            "--endpoint", "completions", "--tokenizer-gguf", a.model, "--seed", "3",
-                            "--input-tokens", str(a.input_tokens), "--output-tokens", str(a.output_tokens),
-                            *(["--rate", str(a.rate), "--duration", str(a.duration)] if a.rate else
-                              ["--concurrency", str(a.concurrency), "--requests", str(a.requests)]),
-                            "--json", out, "--no-progress"], check=True, stdout=subprocess.DEVNULL)
-            with open(out) as f:
-                j = json.load(f)
+            j = jobutil.rotor_bench(a.build, job, a.model, 3, [
+                "--input-tokens", a.input_tokens, "--output-tokens", a.output_tokens,
+                *(["--rate", a.rate, "--duration", a.duration] if a.rate else
+                  ["--concurrency", a.concurrency, "--requests", a.requests])])
     # ITL: the gaps between tokens, every token of every request (not per-request means)
     return {"ttft_p50": j["ttft_ms"]["p50"], "ttft_mean": j["ttft_ms"]["mean"], "itl_p50": j["itl_token_ms"]["p50"],
             "itl_p99": j["itl_token_ms"]["p99"], "tok_s": j["output_token_throughput"],

@@ -10,10 +10,8 @@ layer's experts, attention is replicated). Medians compared: output tokens/s,
 TTFT, ITL.
 """
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
@@ -25,14 +23,9 @@ def run_one(a, ep, threads, model):
     sets = {"roles:ep": ep, "model:threads": threads, "engine:kv_cache_bytes": 128 << 20, "sampling:temperature": 0}
     with tempfile.TemporaryDirectory() as tmp:
         with jobutil.start_job(model, tmp, np=1 + ep, overrides=sets) as job:
-            out = os.path.join(tmp, "rb.json")
-            subprocess.run([f"{a.build}/bin/rotor-bench", "profile", "--url", job.url, "--model",
-                            os.path.basename(model)[:-5], "--endpoint", "completions", "--tokenizer-gguf", model,
-                            "--seed", "9", "--concurrency", str(a.concurrency), "--requests", str(a.requests),
-                            "--input-tokens", str(a.input_tokens), "--output-tokens", str(a.output_tokens),
-                            "--json", out, "--no-progress"], check=True, stdout=subprocess.DEVNULL)
-            with open(out) as f:
-                j = json.load(f)
+            j = jobutil.rotor_bench(a.build, job, model, 9, [
+                "--concurrency", a.concurrency, "--requests", a.requests, "--input-tokens", a.input_tokens,
+                "--output-tokens", a.output_tokens])
     return {"tok_s": j["output_token_throughput"], "ttft_p50": j["ttft_ms"]["p50"], "itl_p50": j["itl_ms"]["p50"],
             "errors": j["requests"]["errors"]}
 

@@ -13,10 +13,8 @@ Medians compared: TTFT (p50, mean, p99), goodput under the TTFT SLO, ITL p50,
 the moves the planner made and the split it ended with.
 """
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
@@ -44,17 +42,11 @@ def run_one(a, planner, model):
         sets["planner:itl_slo_ms"] = 3600000
     with tempfile.TemporaryDirectory() as tmp:
         with jobutil.start_job(model, tmp, np=n_ranks, overrides=sets) as job:
-            out = os.path.join(tmp, "rb.json")
-            subprocess.run([f"{a.build}/bin/rotor-bench", "profile", "--url", job.url, "--model",
-                            os.path.basename(model)[:-5], "--endpoint", "completions", "--tokenizer-gguf", model,
-                            "--seed", "5", "--rate", str(a.rate), "--arrival", "poisson",
-                            "--duration", str(a.duration), "--input-tokens", str(a.input_tokens),
-                            "--output-tokens", str(a.output_tokens), "--goodput", f"ttft:{a.ttft_slo_ms}",
-                            "--json", out, "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+            j = jobutil.rotor_bench(a.build, job, model, 5, [
+                "--rate", a.rate, "--arrival", "poisson", "--duration", a.duration, "--input-tokens", a.input_tokens,
+                "--output-tokens", a.output_tokens, "--goodput", f"ttft:{a.ttft_slo_ms}"])
             m = requests.get(job.url + "/metrics", timeout=10).text
             logs = job.h5_logs()
-            with open(out) as f:
-                j = json.load(f)
         with h5py.File(logs[0], "r") as f:
             w = f["workers"][:]
         moves = [(round(float(x["t"] - w["t"].min()), 1), int(x["rank"]), x["role"].decode())

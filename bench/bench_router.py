@@ -20,7 +20,6 @@ import glob
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
@@ -48,7 +47,7 @@ def workloads(a):
     }
 
 
-def run_one(a, policy, wl_args, model_id):
+def run_one(a, policy, wl_args):
     sets = {"router:policy": policy, "model:threads": 1, "engine:kv_cache_bytes": a.kv_bytes,
             "router:kv_overlap_weight": a.kv_overlap_weight}
     if a.backend == "sim":
@@ -56,14 +55,8 @@ def run_one(a, policy, wl_args, model_id):
                      "engine:max_num_batched_tokens": 2048, "engine:max_num_seqs": 64})
     with tempfile.TemporaryDirectory() as tmp:
         with jobutil.start_job(a.model, tmp, np=a.workers + 1, overrides=sets) as job:
-            out = os.path.join(tmp, "rb.json")
-            subprocess.run([f"{a.build}/bin/rotor-bench", "profile", "--url", job.url, "--model", model_id,
-                            "--endpoint", "completions", "--tokenizer-gguf", a.model, "--seed", "7",
-                            "--goodput", f"ttft:{a.slo_ttft_ms}", "--json", out, "--no-progress"] + wl_args,
-                           check=True, stdout=subprocess.DEVNULL)
+            j = jobutil.rotor_bench(a.build, job, a.model, 7, ["--goodput", f"ttft:{a.slo_ttft_ms}"] + wl_args)
             m = requests.get(job.url + "/metrics", timeout=10).text
-            with open(out) as f:
-                j = json.load(f)
     q = metric(m, "vllm:prefix_cache_queries_total")
     return {"ttft_p50": j["ttft_ms"]["p50"], "ttft_mean": j["ttft_ms"]["mean"],
             "goodput": j["goodput"]["fraction"], "tok_s": j["output_token_throughput"],
@@ -112,7 +105,7 @@ def main():
     for rep in range(a.repeats):
         for w, wl_args in wls.items():
             for p in policies:
-                r = run_one(a, p, wl_args, model_id)
+                r = run_one(a, p, wl_args)
                 res[w][p].append(r)
                 print(f"  [{rep + 1}/{a.repeats}] {w:8s} {p:12s} TTFT p50 {r['ttft_p50']:8.1f} ms, mean "
                       f"{r['ttft_mean']:8.1f} ms, goodput {r['goodput']:.2f}, {r['tok_s']:6.1f} tok/s, "

@@ -33,12 +33,6 @@
 
 typedef struct xfer xfer_t;
 
-typedef struct {
-    int64_t sends;   /* messages posted, ever */
-    int64_t bytes;   /* their bytes */
-    int64_t pending; /* posted, not yet complete */
-} xfer_stats_t;
-
 /* A transfer over backend ("mpi", "ucx") among the ranks of comm (not owned;
  * it must outlive the transfer). Collective over comm: every rank of it
  * calls it (ucx exchanges worker addresses). RT_ERR_INVALID for an unknown
@@ -67,7 +61,6 @@ size_t xfer_progress(xfer_t *x);
  * that posted a hand-off flushes it before computing again. Sends pending
  * for a second or more (a receiver that stopped) are not waited for. */
 size_t xfer_flush(xfer_t *x, double timeout_s);
-void xfer_stats(const xfer_t *x, xfer_stats_t *out);
 /* Wait up to timeout_s for pending sends, then free everything (a send to a
  * rank that never receives is abandoned, its buffer leaked). NULL: no-op. */
 void xfer_destroy(xfer_t *x, double timeout_s);

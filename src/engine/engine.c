@@ -616,16 +616,6 @@ bool engine_has_work(const engine_t *e) { return e->n_running > 0 || e->n_waitin
 
 size_t engine_kv_block_bytes(const engine_t *e) { return e->ops->block_bytes ? e->ops->block_bytes(e->backend) : 0; }
 
-/* the sequence hashes of tokens' leading n full blocks */
-static void hash_prefix(const engine_t *e, const int32_t *tokens, size_t n, uint64_t *blk, uint64_t *seq)
-{
-    const int B = e->cfg.block_size;
-    for (size_t j = 0; j < n; j++) {
-        blk[j] = bp_hash_block(tokens + j * (size_t)B, B);
-        seq[j] = j ? bp_hash_chain(seq[j - 1], blk[j]) : blk[j];
-    }
-}
-
 void engine_kv_export(engine_t *e, const int32_t *tokens, size_t n_blocks, void *dst, size_t *n_out)
 {
     *n_out = 0;
@@ -634,7 +624,7 @@ void engine_kv_export(engine_t *e, const int32_t *tokens, size_t n_blocks, void 
     uint64_t *blk = malloc(n_blocks * sizeof *blk), *seq = malloc(n_blocks * sizeof *seq);
     int32_t *ids = malloc(n_blocks * sizeof *ids);
     if (!blk || !seq || !ids) goto out; /* out of memory: nothing exported, the receiver computes it */
-    hash_prefix(e, tokens, n_blocks, blk, seq);
+    bp_hash_blocks(tokens, n_blocks * (size_t)e->cfg.block_size, e->cfg.block_size, blk, seq);
     const size_t k = bp_match_prefix(e->pool, seq, n_blocks, ids); /* references, while we read */
     for (size_t j = 0; bb && j < k; j++) e->ops->block_read(e->backend, ids[j], (char *)dst + j * bb);
     if (k && bp_release(e->pool, ids, k) != RT_OK) abort(); /* the references just taken: broken invariant */
@@ -654,7 +644,7 @@ void engine_kv_import(engine_t *e, const int32_t *tokens, size_t n_blocks, const
     uint64_t *blk = malloc(n_blocks * sizeof *blk), *seq = malloc(n_blocks * sizeof *seq);
     int32_t *ids = malloc(n_blocks * sizeof *ids);
     if (!blk || !seq || !ids) goto out;
-    hash_prefix(e, tokens, n_blocks, blk, seq);
+    bp_hash_blocks(tokens, n_blocks * (size_t)e->cfg.block_size, e->cfg.block_size, blk, seq);
     /* hold what is cached already, then fill the rest; every block stays
      * held until the end, so no allocation here evicts another of them */
     size_t k = bp_match_prefix(e->pool, seq, n_blocks, ids);

@@ -107,7 +107,7 @@ typedef struct {
     route_tab_t routes;   /* requests in flight, by the worker that serves them */
     route_tab_t prefills; /* disaggregated ones still on their prefill worker */
     int n_prefill;        /* prefill workers (0: aggregated serving) */
-    job_topo_id_t *ids;   /* (n_ranks) where each rank sits */
+    int *near;            /* (n_w x n_w) job_topo_nearness of worker i to worker j (topology.h) */
     uint8_t *allow;       /* (n_ranks) scratch: workers a pick may choose */
     int max_local_prefill; /* disagg:max_local_prefill_tokens */
     int max_prefill_queue; /* disagg:max_prefill_queue (0: none) */
@@ -473,7 +473,7 @@ static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len
         }
         route_t *r = route_find(&d->routes, ev.request_id);
         if (!r || r->worker != wi) continue; /* already failed or finished */
-        if (ev.kind == ENGINE_EV_TOKEN) { /* the planner's measures */
+        if (ev.kind == ENGINE_EV_TOKEN && d->planner_rank >= 0) { /* the planner's measures */
             const double now = hlog_now();
             if (r->n_tokens++ == 0) {
                 d->obs_ttft_sum += now - r->t_submit;
@@ -765,7 +765,7 @@ static int pick_prefill(dmpi_t *d, const engine_request_t *r, int decode, int32_
     if ((int64_t)r->n_prompt - (int64_t)overlap * d->block_size <= d->max_local_prefill) return -1;
     /* among the prefill workers up with room, the nearest to the decode
      * worker (same node, then the most switches shared: topology.h) */
-    const job_topo_id_t *at = &d->ids[d->w[decode].rank];
+    const int *at = d->near + (size_t)decode * (size_t)d->n_w;
     int best = -1;
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < d->n_w; i++) {
@@ -773,7 +773,7 @@ static int pick_prefill(dmpi_t *d, const engine_request_t *r, int decode, int32_
             d->allow[i] = 0;
             if (w->role != JOB_ROLE_PREFILL || !w->up || w->n_inflight >= worker_capacity(w)) continue;
             if (d->max_prefill_queue > 0 && w->n_inflight >= d->max_prefill_queue) continue; /* queue full */
-            const int near = job_topo_nearness(&d->ids[w->rank], at, NULL);
+            const int near = at[i];
             if (pass == 0 && near > best) best = near;
             d->allow[i] = near == best;
         }
@@ -926,10 +926,8 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
     d->poll_ev = evtimer_new(base, on_poll, d);
     d->kv_overlap = calloc((size_t)n_ranks, sizeof *d->kv_overlap);
     d->kv_cand = calloc((size_t)n_ranks, sizeof *d->kv_cand);
-    d->ids = calloc((size_t)n_ranks, sizeof *d->ids);
     d->allow = calloc((size_t)n_ranks, 1);
-    if (d->ids && ids) memcpy(d->ids, ids, (size_t)n_ranks * sizeof *d->ids);
-    if (!d->ids || !d->allow || !d->w || !d->w_of_rank || !d->rx || !d->poll_ev || !d->kv_overlap || !d->kv_cand || route_grow(&d->routes) || route_grow(&d->prefills) ||
+    if (!d->allow || !d->w || !d->w_of_rank || !d->rx || !d->poll_ev || !d->kv_overlap || !d->kv_cand || route_grow(&d->routes) || route_grow(&d->prefills) ||
         kvi_create(n_ranks, &d->kv) || kvi_create(n_ranks, &d->kv_host) || kvi_create(n_ranks, &d->kv_disk) ||
         kvi_create(n_ranks, &d->kv_pending)) {
         dispatch_mpi_destroy((dispatch_t){.ops = &dmpi_ops, .self = d});
@@ -943,6 +941,17 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
         d->w[d->n_w++] = (mpi_worker_t){.rank = r, .role = roles[r], .last_seen = now};
         d->n_prefill += roles[r] == JOB_ROLE_PREFILL;
     }
+    /* how near each worker is to each other: a prefill worker is chosen
+     * among the nearest to the decode worker (pick_prefill) */
+    d->near = calloc((size_t)d->n_w * (size_t)d->n_w + 1, sizeof *d->near);
+    if (!d->near) {
+        dispatch_mpi_destroy((dispatch_t){.ops = &dmpi_ops, .self = d});
+        return rt_error_set(RT_ERR_NOMEM, "dispatch: out of memory");
+    }
+    for (int i = 0; i < d->n_w; i++)
+        for (int j = 0; j < d->n_w; j++)
+            d->near[(size_t)i * (size_t)d->n_w + (size_t)j] =
+                ids ? job_topo_nearness(&ids[d->w[j].rank], &ids[d->w[i].rank], NULL) : 0;
     d->max_local_prefill = (int)cfg_int(cfg, "disagg:max_local_prefill_tokens");
     d->max_prefill_queue = (int)cfg_int(cfg, "disagg:max_prefill_queue");
     d->planner_rank = -1;
@@ -988,7 +997,7 @@ void dispatch_mpi_destroy(dispatch_t dd)
     free(d->kv_hashes);
     free(d->kv_overlap);
     free(d->kv_cand);
-    free(d->ids);
+    free(d->near);
     free(d->allow);
     kvi_destroy(d->kv);
     kvi_destroy(d->kv_host);

@@ -52,8 +52,8 @@ int job_ep_follower_main(const cfg_t *cfg, job_ep_t *ep);
 int job_worker_main(const cfg_t *cfg, job_role_t role, job_ep_t *ep, MPI_Comm xfer_comm);
 
 /* dispatch_mpi.c: rank 0's dispatcher over the worker ranks (roles[r] is
- * WORKER, PREFILL or DECODE; ids[r] where rank r sits, topology.h, copied:
- * a prefill rank is chosen among the nearest to the decode rank). Polls MPI
+ * WORKER, PREFILL or DECODE; ids[r] where rank r sits, topology.h, read at
+ * creation: a prefill rank is chosen among the nearest to the decode rank). Polls MPI
  * from a timer on base. hlog may be NULL. The dispatcher owns its state;
  * destroy after shutdown completed. */
 struct job_topo_id;

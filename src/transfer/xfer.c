@@ -142,8 +142,6 @@ rt_status_t xfer_send(xfer_t *x, int peer, int tag, void *buf, size_t len)
     s->buf = buf;
     s->t_post = mono_s();
     x->n++;
-    x->n_sent++;
-    x->bytes += (int64_t)len;
     return RT_OK;
 }
 
@@ -157,11 +155,6 @@ size_t xfer_progress(xfer_t *x)
     }
     x->n = j;
     return j;
-}
-
-void xfer_stats(const xfer_t *x, xfer_stats_t *out)
-{
-    *out = (xfer_stats_t){.sends = x->n_sent, .bytes = x->bytes, .pending = (int64_t)x->n};
 }
 
 

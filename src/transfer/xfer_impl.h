@@ -44,7 +44,6 @@ struct xfer {
     size_t n, cap;
     void *pool[XFER_POOL]; /* (n_pool) completed sends' buffers, owned */
     size_t n_pool;
-    int64_t n_sent, bytes;
 };
 
 extern const xfer_ops_t xfer_backend_mpi, xfer_backend_ucx;

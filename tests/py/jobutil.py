@@ -69,6 +69,22 @@ def gen_model_in(build, name, *args):
     return path
 
 
+def rotor_bench(build, job, model, seed, args):
+    """rotor-bench profile against the job's completions endpoint with the
+    model's own tokenizer (model: a GGUF path; its name without .gguf is the
+    served id), more ARGS for the workload; returns its JSON summary."""
+    import json
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rb.json")
+        model_id = os.path.basename(model)[:-5] if model.endswith(".gguf") else os.path.basename(model)
+        subprocess.run([os.path.join(build, "bin", "rotor-bench"), "profile", "--url", job.url, "--model", model_id,
+                        "--endpoint", "completions", "--tokenizer-gguf", model, "--seed", str(seed),
+                        "--json", out, "--no-progress", *map(str, args)], check=True, stdout=subprocess.DEVNULL)
+        with open(out) as f:
+            return json.load(f)
+
+
 def metric(text, name):
     """Sum of the samples of one metric family in Prometheus text (/metrics)."""
     total = 0.0
