@@ -4,11 +4,15 @@
 Simulated GPUs (engine:backend = sim: every step sleeps for the time an H100
 would take on Llama-3-8B; scheduling, routing, KV hand-offs are real) serve a
 prompt-heavy workload at a fixed request rate, disaggregated, starting from a
-split that has too few prefill GPUs for it. Two jobs on the same workload,
-interleaved REPEATS times:
+split that has too few prefill GPUs for it. Jobs on the same workload, one
+per mode (--modes), interleaved REPEATS times:
   - static: the split stays as configured;
-  - planner: a planner rank moves GPUs between the pools (planner.h) to meet
-    planner:ttft_slo_ms while ITL stays under planner:itl_slo_ms.
+  - reactive: a planner rank moves GPUs between the pools (planner.h), one
+    at a time, when TTFT misses planner:ttft_slo_ms while ITL has headroom
+    under planner:itl_slo_ms (and the reverse);
+  - predictive: the planner rank forecasts each pool's demand in tokens/s and
+    moves as many GPUs as it takes to load both pools alike (planner:mode =
+    predictive, capacities learnt from the GPUs' steps).
 Medians compared: TTFT (p50, mean, p99), goodput under the TTFT SLO, ITL p50,
 the moves the planner made and the split it ended with.
 """
@@ -26,7 +30,7 @@ import jobutil  # noqa: E402
 from jobutil import metric  # noqa: E402
 
 
-def run_one(a, planner, model):
+def run_one(a, mode, model):
     n_ranks = 1 + a.gpus + 1  # router, GPUs, the planner rank (idle in the static run)
     last = a.gpus
     sets = {"engine:backend": "sim", "sim:gpu": a.sim_gpu, "sim:shape": a.sim_shape, "router:policy": "kv_aware",
@@ -37,7 +41,10 @@ def run_one(a, planner, model):
     # both jobs have the planner rank; the static one's targets cannot be missed, so it
     # never moves a GPU (the same ranks, the same messages)
     sets["roles:planner"] = str(last + 1)
-    if not planner:
+    if mode == "predictive":
+        sets["planner:mode"] = "predictive"
+        sets["planner:predictor"] = a.predictor
+    if mode == "static":
         sets["planner:ttft_slo_ms"] = 3600000
         sets["planner:itl_slo_ms"] = 3600000
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,6 +78,9 @@ def main():
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--cooldown", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--modes", default="static,reactive,predictive", help="comma-separated: static, reactive, "
+                    "predictive (the first is the reference of the ratios)")
+    ap.add_argument("--predictor", default="constant", help="planner:predictor of the predictive mode")
     ap.add_argument("--sim-gpu", default="h100")
     ap.add_argument("--sim-shape", default="llama3-8b")
     a = ap.parse_args()
@@ -81,12 +91,15 @@ def main():
     print(f"{a.gpus} simulated {a.sim_gpu}s timing {a.sim_shape}, {a.prefill} prefill at start; "
           f"{a.rate} req/s for {a.duration:.0f} s, {a.input_tokens} prompt / {a.output_tokens} output tokens; "
           f"SLOs TTFT {a.ttft_slo_ms:.0f} ms, ITL {a.itl_slo_ms:.0f} ms; {a.repeats} interleaved runs")
-    res = {"static": [], "planner": []}
+    modes = a.modes.split(",")
+    if not modes or any(m not in ("static", "reactive", "predictive") for m in modes):
+        ap.error("--modes: static, reactive or predictive, comma-separated")
+    res = {m: [] for m in modes}
     for rep in range(a.repeats):
         for mode in res:
-            r = run_one(a, mode == "planner", model)
+            r = run_one(a, mode, model)
             res[mode].append(r)
-            print(f"  [{rep + 1}/{a.repeats}] {mode:8s} TTFT p50 {r['ttft_p50']:8.0f} ms, mean {r['ttft_mean']:8.0f}, "
+            print(f"  [{rep + 1}/{a.repeats}] {mode:10s} TTFT p50 {r['ttft_p50']:8.0f} ms, mean {r['ttft_mean']:8.0f}, "
                   f"p99 {r['ttft_p99']:8.0f}; goodput {r['goodput']:.2f}; ITL p50 {r['itl_p50']:.1f} ms; "
                   f"{r['tok_s']:.0f} tok/s; prefill GPUs at the end {r['prefill_gpus']:.0f}; moves {r['log']}; "
                   f"errors {r['errors']}", flush=True)
@@ -99,10 +112,12 @@ def main():
     for m, x in med.items():
         print(f"| {m} | {x['ttft_p50']:.0f} | {x['ttft_mean']:.0f} | {x['ttft_p99']:.0f} | {x['goodput']:.2f} | "
               f"{x['itl_p50']:.1f} | {x['tok_s']:.0f} | {x['prefill_gpus']:.0f} |")
-    s, p = med["static"], med["planner"]
-    print(f"planner vs static: TTFT p50 {s['ttft_p50'] / p['ttft_p50']:.2f}x lower, mean "
-          f"{s['ttft_mean'] / p['ttft_mean']:.2f}x lower; goodput {p['goodput']:.2f} vs {s['goodput']:.2f}; "
-          f"ITL p50 {p['itl_p50'] / s['itl_p50']:.2f}x")
+    s = med[modes[0]]
+    for m in modes[1:]:
+        p = med[m]
+        print(f"{m} vs {modes[0]}: TTFT p50 {s['ttft_p50'] / p['ttft_p50']:.2f}x lower, mean "
+              f"{s['ttft_mean'] / p['ttft_mean']:.2f}x lower; goodput {p['goodput']:.2f} vs {s['goodput']:.2f}; "
+              f"ITL p50 {p['itl_p50'] / s['itl_p50']:.2f}x")
 
 
 if __name__ == "__main__":

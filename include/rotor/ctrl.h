@@ -23,7 +23,7 @@
  *
  * The SLO planner (planner.h) on the planner rank:
  *   OBS       0 -> planner  planner_obs_t: the last interval, every planner:interval_s
- *   PLAN      planner -> 0  ctrl_plan_t: move a rank between the pools
+ *   PLAN      planner -> 0  ctrl_plan_t: move ranks between the pools, or hold
  *   ROLE      0 -> worker   int32_t job_role_t: the worker's new role (for its log)
  *   SHUTDOWN  0 -> planner  (empty) stop
  *
@@ -58,8 +58,12 @@ enum {
 
 /* PLAN: the planner's decision */
 typedef struct {
-    int32_t action; /* planner_action_t */
+    int32_t action;  /* planner_action_t */
+    int32_t n_moves; /* ranks to move (0 on hold) */
+    int32_t target_prefill; /* predictive mode: the split aimed at; -1 if none */
     int32_t pad;
+    double prefill_tps, decode_tps;         /* predictive: forecast demand, tokens/s */
+    double prefill_cap_tps, decode_cap_tps; /* predictive: per rank; 0 = unknown yet */
     char why[192];
 } ctrl_plan_t;
 

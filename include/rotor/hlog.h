@@ -109,7 +109,13 @@ typedef struct {
     int32_t n_prefill;      /* prefill ranks up when measured */
     int32_t n_decode;       /* decode ranks up when measured */
     int32_t prefill_queue;  /* prompts waiting for or on prefill ranks */
-    int32_t rank_moved;     /* the rank that changed pools; -1 if none */
+    int32_t rank_moved;     /* the (first) rank that changed pools; -1 if none */
+    int32_t n_moved;        /* ranks that changed pools */
+    int32_t target_prefill; /* predictive mode: the split it aimed at (prefill ranks); -1 if none */
+    double prefill_tps;     /* predictive: forecast prompt tokens/s for the prefill pool (0 otherwise) */
+    double decode_tps;      /* predictive: forecast output tokens/s for the decode pool */
+    double prefill_cap_tps; /* predictive: what one prefill rank serves, tokens/s (0: not known yet) */
+    double decode_cap_tps;  /* predictive: what one decode rank serves within the ITL target */
     char action[HLOG_KIND_LEN];  /* hold, to_prefill, to_decode */
     char why[HLOG_ERROR_LEN];    /* the planner's reason */
 } hlog_planner_t;

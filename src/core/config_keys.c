@@ -64,6 +64,19 @@ static const cfg_key_t cfg_key_table[] = {
      "0 = ignore KV use."},
     {"planner:min_samples", CFG_INT, "4", 1, 1000000,
      "SLO planner: an interval with fewer first tokens or token gaps than this is not acted on."},
+    {"planner:mode", CFG_STRING, "reactive", 1, 0,
+     "SLO planner: reactive (moves one rank when measured TTFT or ITL misses its target and the other side has "
+     "headroom) or predictive (Dynamo's SLA planner: forecasts each pool's demand in tokens/s, divides by what "
+     "one rank serves, and moves as many ranks as it takes to load both pools alike)."},
+    {"planner:predictor", CFG_STRING, "constant", 1, 0,
+     "SLO planner, predictive mode: load forecaster, constant (the next interval looks like the last) or trend "
+     "(Holt's double exponential smoothing: level and slope, one interval ahead)."},
+    {"planner:prefill_capacity_tps", CFG_FLOAT, "0", 0, 1e12,
+     "SLO planner, predictive mode: prompt tokens/s one prefill rank serves (from a profile, e.g. rotor "
+     "generate's prefill tokens/s); 0 = learn it from the prefill ranks' steps (tokens per busy second)."},
+    {"planner:decode_capacity_tps", CFG_FLOAT, "0", 0, 1e12,
+     "SLO planner, predictive mode: output tokens/s one decode rank serves with its step within "
+     "planner:itl_slo_ms; 0 = learn it from the decode ranks' steps (a line of step time against batch size)."},
     {"kvbm:host_bytes", CFG_INT, "0", 0, 1099511627776.0,
      "KV block manager's host tier (G2) per engine, bytes: blocks evicted from the KV pool are copied here and "
      "copied back on a prefix hit instead of prefilled again; 0 = none (evicted blocks are lost). cpu backend."},

@@ -158,6 +158,12 @@ static hid_t planner_type(void)
         INS(t, hlog_planner_t, n_decode, H5T_NATIVE_INT32);
         INS(t, hlog_planner_t, prefill_queue, H5T_NATIVE_INT32);
         INS(t, hlog_planner_t, rank_moved, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, n_moved, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, target_prefill, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, prefill_tps, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_planner_t, decode_tps, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_planner_t, prefill_cap_tps, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_planner_t, decode_cap_tps, H5T_NATIVE_DOUBLE);
         INS_STR(t, hlog_planner_t, action);
         INS_STR(t, hlog_planner_t, why);
     }

@@ -67,6 +67,7 @@ typedef struct {
     int32_t n_tokens; /* d->routes: tokens received so far */
     double t_submit;  /* d->routes: when rank 0 routed it (CLOCK_REALTIME) */
     double t_last;    /* d->routes: its last token's arrival */
+    int32_t prefill_tokens; /* d->prefills: the prompt tokens it prefills (the planner's backlog) */
 } route_t;
 
 /* open addressing, linear probing, power-of-two size */
@@ -118,6 +119,8 @@ typedef struct {
     double obs_ttft_sum, obs_itl_sum;
     int obs_ttft_n, obs_itl_n;
     int64_t planner_moves;
+    planner_obs_t acc;      /* the interval so far: load and the ranks' work (predictive planner) */
+    double prefill_backlog; /* prompt tokens on or waiting for prefill workers */
     planner_obs_t last_obs; /* the last interval sent to the planner */
     double xfer_seconds;  /* sum of t_received - t_sent */
     send_t *sends;
@@ -213,6 +216,7 @@ static void route_end(dmpi_t *d, route_tab_t *t, route_t *r)
     w->n_inflight--;
     w->active_blocks -= r->blocks;
     for (int32_t i = 0; i < r->n_hashes; i++) kvi_remove(d->kv_pending, r->worker, r->hashes[i]);
+    if (t == &d->prefills) d->prefill_backlog -= r->prefill_tokens;
     free(r->hashes);
     route_del(t, r);
 }
@@ -434,6 +438,27 @@ static void on_xfer(dmpi_t *d, const mpi_worker_t *w, const uint8_t *buf, size_t
     hlog_transfer(d->hlog, &t);
 }
 
+/* A step's work, for the predictive planner: what prefill ranks do per busy
+ * second, and decode ranks' step time against their batch. */
+static void account_step(dmpi_t *d, const mpi_worker_t *w, const engine_step_stats_t *s)
+{
+    planner_obs_t *a = &d->acc;
+    if (w->role == JOB_ROLE_PREFILL) {
+        a->prefill_tokens_done += s->n_prefill_tokens;
+        a->prefill_busy_s += s->step_s;
+    } else if (w->role == JOB_ROLE_DECODE) {
+        a->decode_tokens += s->n_decode_tokens;
+        if (s->n_prefill_tokens == 0 && s->n_decode_tokens > 0) {
+            const double b = s->n_decode_tokens, t = s->step_s;
+            a->fit_n += 1;
+            a->fit_b += b;
+            a->fit_t += t;
+            a->fit_bb += b * b;
+            a->fit_bt += b * t;
+        }
+    }
+}
+
 static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len)
 {
     ctrl_events_t h;
@@ -461,6 +486,7 @@ static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len
                              .blocks_free = h.stats.blocks_free};
             hlog_step(d->hlog, &s);
         }
+        if (d->planner_rank >= 0) account_step(d, w, &h.stats);
     }
     int wi = (int)(w - d->w);
     for (int i = 0; i < h.n_events; i++) {
@@ -508,12 +534,22 @@ static void on_plan(dmpi_t *d, const uint8_t *buf)
     ctrl_plan_t plan;
     memcpy(&plan, buf, sizeof plan);
     plan.why[sizeof plan.why - 1] = '\0';
-    const int moved = plan.action == PLANNER_TO_PREFILL || plan.action == PLANNER_TO_DECODE ? carry_out(d, &plan) : -1;
+    int moved = -1, n_moved = 0;
+    if (plan.action == PLANNER_TO_PREFILL || plan.action == PLANNER_TO_DECODE)
+        for (int i = 0; i < (plan.n_moves > 1 ? plan.n_moves : 1); i++) {
+            const int r = carry_out(d, &plan);
+            if (r < 0) break;
+            if (moved < 0) moved = r;
+            n_moved++;
+        }
     if (!d->hlog) return;
     const planner_obs_t *o = &d->last_obs;
     hlog_planner_t rec = {.t = hlog_now(), .ttft_mean_s = o->ttft_mean_s, .itl_mean_s = o->itl_mean_s,
                           .n_ttft = o->n_ttft, .n_itl = o->n_itl, .n_prefill = o->n_prefill, .n_decode = o->n_decode,
-                          .prefill_queue = o->prefill_queue, .rank_moved = moved};
+                          .prefill_queue = o->prefill_queue, .rank_moved = moved, .n_moved = n_moved,
+                          .target_prefill = plan.target_prefill, .prefill_tps = plan.prefill_tps,
+                          .decode_tps = plan.decode_tps, .prefill_cap_tps = plan.prefill_cap_tps,
+                          .decode_cap_tps = plan.decode_cap_tps};
     snprintf(rec.action, sizeof rec.action, "%s",
              plan.action == PLANNER_TO_PREFILL || plan.action == PLANNER_TO_DECODE ? planner_action_name(plan.action)
                                                                                   : "hold");
@@ -556,9 +592,12 @@ static int carry_out(dmpi_t *d, const ctrl_plan_t *pl)
 static void send_obs(dmpi_t *d, double now)
 {
     if (d->planner_rank < 0 || d->shutting || now - d->obs_t0 < d->planner_interval) return;
-    planner_obs_t *o = calloc(1, sizeof *o);
+    planner_obs_t *o = malloc(sizeof *o);
     if (!o) RT_PANIC("dispatch: out of memory");
+    *o = d->acc;
     o->t = now;
+    o->interval_s = now - d->obs_t0;
+    o->prefill_backlog_tokens = d->prefill_backlog;
     int64_t kv_used = 0, kv_total = 0;
     for (int i = 0; i < d->n_w; i++) {
         if (!d->w[i].up) continue;
@@ -580,6 +619,7 @@ static void send_obs(dmpi_t *d, double now)
     d->obs_t0 = now;
     d->obs_ttft_sum = d->obs_itl_sum = 0;
     d->obs_ttft_n = d->obs_itl_n = 0;
+    memset(&d->acc, 0, sizeof d->acc);
 }
 
 static void poll_messages(dmpi_t *d)
@@ -802,7 +842,10 @@ static rt_status_t dm_submit(void *self, const engine_request_t *r, dispatch_rou
                   .n_hashes = kv ? (int32_t)(r->n_prompt / (size_t)d->block_size) : 0};
     rt.hashes = copy_hashes(d, rt.n_hashes, &oom);
     route_t pre = {.id = r->id, .worker = -1, .prefill = -1};
+    /* the prompt tokens a prefill worker would compute: the planner's demand */
+    const int64_t uncached = (int64_t)r->n_prompt - (int64_t)overlap * d->block_size;
     if (!oom) pre.worker = pick_prefill(d, r, wi, overlap, &pre.blocks);
+    pre.prefill_tokens = pre.worker >= 0 ? (int32_t)uncached : 0;
     if (pre.worker >= 0) {
         /* the prefill worker holds the prompt's full blocks but the last */
         pre.n_hashes = kv ? (int32_t)((r->n_prompt - 1) / (size_t)d->block_size) : 0;
@@ -823,7 +866,10 @@ static rt_status_t dm_submit(void *self, const engine_request_t *r, dispatch_rou
         return st;
     }
     charge(d, &rt);
+    d->acc.n_arrivals++;
+    if (d->n_prefill && uncached > d->max_local_prefill) d->acc.prefill_tokens_in += (double)uncached;
     if (pre.worker >= 0) {
+        d->prefill_backlog += pre.prefill_tokens;
         charge(d, &pre);
         d->remote_prefills++;
         send_async(d, d->w[pre.worker].rank, CTRL_TAG_PREFILL, buf, len);
@@ -902,6 +948,8 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
 {
     const char *pol = cfg_str(cfg, "router:policy");
     policy_t policy;
+    rt_status_t pst = job_planner_config_check(cfg);
+    if (pst) return pst;
     if (strcmp(pol, "round_robin") == 0) policy = POLICY_ROUND_ROBIN;
     else if (strcmp(pol, "least_loaded") == 0) policy = POLICY_LEAST_LOADED;
     else if (strcmp(pol, "random") == 0) policy = POLICY_RANDOM;

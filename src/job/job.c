@@ -381,6 +381,7 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
         st = rt_error_set(RT_ERR_INVALID, "model:path is empty: set it in %s or with --set model:path=FILE.gguf",
                           config_path);
     if (!st) st = job_roles_parse(cfg, size, roles);
+    if (!st) st = job_planner_config_check(cfg);
     /* engine instances: tp * ep consecutive engine ranks each, with their own
      * communicator; an instance's first rank leads it, the others become
      * expert ranks (roles:ep, ep.c) */

@@ -33,6 +33,9 @@ static inline bool job_role_is_engine(job_role_t r)
 /* planner_rank.c: the planner rank's loop until SHUTDOWN; returns the exit
  * code. */
 int job_planner_main(const cfg_t *cfg);
+/* planner_rank.c: RT_ERR_INVALID (with a message) for a bad planner:mode or
+ * planner:predictor; every rank checks it at start. */
+rt_status_t job_planner_config_check(const cfg_t *cfg);
 
 /* ep.c: expert parallelism over an engine instance's communicator (comm,
  * not owned; it must outlive the object). The instance's rank 0 (the

@@ -14,9 +14,26 @@
 #include "rotor/log.h"
 #include "rotor/planner.h"
 
+rt_status_t job_planner_config_check(const cfg_t *cfg)
+{
+    const char *mode = cfg_str(cfg, "planner:mode"), *pred = cfg_str(cfg, "planner:predictor");
+    if (strcmp(mode, "reactive") != 0 && strcmp(mode, "predictive") != 0)
+        return rt_error_set(RT_ERR_INVALID, "planner:mode: '%s' is not reactive or predictive", mode);
+    if (strcmp(pred, "constant") != 0 && strcmp(pred, "trend") != 0)
+        return rt_error_set(RT_ERR_INVALID, "planner:predictor: '%s' is not constant or trend", pred);
+    return RT_OK;
+}
+
 static planner_config_t job_planner_config(const cfg_t *cfg)
 {
-    return (planner_config_t){.ttft_slo_s = cfg_float(cfg, "planner:ttft_slo_ms") / 1e3,
+    const char *mode = cfg_str(cfg, "planner:mode"), *pred = cfg_str(cfg, "planner:predictor");
+    return (planner_config_t){.mode = strcmp(mode, "predictive") == 0 ? PLANNER_PREDICTIVE : PLANNER_REACTIVE,
+                              .predictor = strcmp(pred, "trend") == 0 ? PLANNER_PREDICT_TREND
+                                                                      : PLANNER_PREDICT_CONSTANT,
+                              .prefill_capacity_tps = cfg_float(cfg, "planner:prefill_capacity_tps"),
+                              .decode_capacity_tps = cfg_float(cfg, "planner:decode_capacity_tps"),
+                              .max_num_seqs = (int)cfg_int(cfg, "engine:max_num_seqs"),
+                              .ttft_slo_s = cfg_float(cfg, "planner:ttft_slo_ms") / 1e3,
                               .itl_slo_s = cfg_float(cfg, "planner:itl_slo_ms") / 1e3,
                               .headroom = cfg_float(cfg, "planner:headroom"),
                               .kv_high = cfg_float(cfg, "planner:kv_high"),
@@ -31,7 +48,9 @@ int job_planner_main(const cfg_t *cfg)
     planner_t p;
     planner_config_t pc = job_planner_config(cfg);
     planner_init(&p, &pc);
-    RT_LOG_INFO("planner up: TTFT target %.0f ms, ITL target %.0f ms, every %.1f s", pc.ttft_slo_s * 1e3,
+    RT_LOG_INFO("planner up (%s%s%s): TTFT target %.0f ms, ITL target %.0f ms, every %.1f s",
+                cfg_str(cfg, "planner:mode"), pc.mode == PLANNER_PREDICTIVE ? ", predictor " : "",
+                pc.mode == PLANNER_PREDICTIVE ? cfg_str(cfg, "planner:predictor") : "", pc.ttft_slo_s * 1e3,
                 pc.itl_slo_s * 1e3, cfg_float(cfg, "planner:interval_s"));
     size_t cap = 4096;
     uint8_t *rx = malloc(cap);
@@ -50,6 +69,12 @@ int job_planner_main(const cfg_t *cfg)
             memcpy(&o, rx, sizeof o);
             ctrl_plan_t plan = {0};
             plan.action = (int32_t)planner_decide(&p, &o, plan.why, sizeof plan.why);
+            plan.n_moves = p.last.n_moves;
+            plan.target_prefill = p.last.target_prefill;
+            plan.prefill_tps = p.last.prefill_tps;
+            plan.decode_tps = p.last.decode_tps;
+            plan.prefill_cap_tps = p.last.prefill_cap_tps;
+            plan.decode_cap_tps = p.last.decode_cap_tps;
             if (plan.action == PLANNER_HOLD) RT_LOG_DEBUG("planner: hold: %s", plan.why);
             else RT_LOG_INFO("planner: %s: %s", planner_action_name((planner_action_t)plan.action), plan.why);
             /* every decision goes back, holds too: rank 0 logs each interval */
@@ -59,6 +84,6 @@ int job_planner_main(const cfg_t *cfg)
         }
     }
     free(rx);
-    RT_LOG_INFO("planner stopped after %ld moves", p.moves);
+    RT_LOG_INFO("planner stopped after %ld moves (%ld ranks)", p.moves, p.ranks_moved);
     return 0;
 }

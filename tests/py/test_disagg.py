@@ -255,3 +255,37 @@ def test_planner_moves_a_prefill_rank_to_decode(tiny, tmp_path):
         assert metric(m, "rotor_planner_moves_total") == 1, m
         assert metric(m, "rotor_disagg_prefill_workers") == 1
         assert all(outs)
+
+
+def test_predictive_planner_sizes_the_pools(tiny, tmp_path):
+    """planner:mode = predictive: from the load (long prompts, few output
+    tokens) and what the ranks' steps show they serve, the planner aims at 2
+    prefill ranks of 3 and moves one decode rank, before any latency target
+    is missed (targets nobody can miss here); each interval's forecast and
+    capacities are in /planner."""
+    with planner_job(tiny, tmp_path, "prefill = 1\ndecode = 2-3\nplanner = 4",
+                     {"planner:mode": "predictive", "planner:predictor": "trend",
+                      "planner:ttft_slo_ms": "100000", "planner:itl_slo_ms": "100000"}) as job:
+        m, outs = load(job, n=8, words=60, max_tokens=4)
+        assert metric(m, "rotor_planner_moves_total") == 1, m
+        assert metric(m, "rotor_disagg_prefill_workers") == 2
+        assert all(outs)
+        time.sleep(0.5)
+        logs = job.h5_logs()
+        out = job.output()
+    with h5py.File(logs[0], "r") as f:
+        w = f["workers"][:]
+        plan = f["planner"][:]
+    moved = plan[plan["action"] == b"to_prefill"]
+    assert len(moved) == 1 and moved[0]["n_moved"] == 1 and moved[0]["target_prefill"] == 2, plan
+    assert moved[0]["prefill_tps"] > 0 and moved[0]["prefill_cap_tps"] > 0 and moved[0]["decode_cap_tps"] > 0
+    # prompts dominate: the demand in prefill ranks is over twice decode's
+    p_ranks = moved[0]["prefill_tps"] / moved[0]["prefill_cap_tps"]
+    d_ranks = moved[0]["decode_tps"] / moved[0]["decode_cap_tps"]
+    assert p_ranks > 2 * d_ranks, (p_ranks, d_ranks)
+    assert b"prefill of 3" in moved[0]["why"]
+    holds = plan[plan["action"] == b"hold"]
+    assert (holds["n_moved"] == 0).all() and (holds["rank_moved"] == -1).all()
+    moves = w[w["kind"] == b"role"]
+    assert len(moves) == 1 and moves[0]["role"] == b"prefill" and moves[0]["rank"] in (2, 3), moves
+    assert "planner up (predictive, predictor trend)" in out

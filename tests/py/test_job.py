@@ -40,6 +40,8 @@ def mpirun(np, *args):
     (3, {"roles:router": "1", "roles:worker": "0,2"}, "roles:router"),
     (4, {"roles:worker": "1", "roles:prefill": "2", "roles:decode": ""}, "roles:"),
     (3, {"router:policy": "fastest"}, "router:policy"),
+    (3, {"planner:mode": "psychic"}, "planner:mode"),
+    (3, {"planner:predictor": "prophet"}, "planner:predictor"),
 ])
 def test_role_maps_refused(tiny, tmp_path, np, sets, key):
     cmd = mpirun(np, "/dev/null", "--set", f"model:path={tiny}", "--set", f"log:dir={tmp_path}")

@@ -154,6 +154,12 @@ static hlog_planner_t gen_planner(int i)
     p.n_decode = 5 - i;
     p.prefill_queue = 7 + 2 * i;
     p.rank_moved = moved[i % N_PLAN];
+    p.n_moved = i == 0 ? 0 : i;
+    p.target_prefill = i == 0 ? -1 : 3 + i;
+    p.prefill_tps = 1000.5 * i;
+    p.decode_tps = 77.25 + i;
+    p.prefill_cap_tps = 5000.0 + 0.5 * i;
+    p.decode_cap_tps = 300.125 * (i + 1);
     snprintf(p.action, sizeof p.action, "%s", action[i % N_PLAN]);
     if (i == 0)
         snprintf(p.why, sizeof p.why, "ttft %.3f s and itl %.3f s within targets", p.ttft_mean_s,
@@ -332,6 +338,12 @@ static hid_t read_type(int k)
         INS(t, hlog_planner_t, n_decode, H5T_NATIVE_INT32);
         INS(t, hlog_planner_t, prefill_queue, H5T_NATIVE_INT32);
         INS(t, hlog_planner_t, rank_moved, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, n_moved, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, target_prefill, H5T_NATIVE_INT32);
+        INS(t, hlog_planner_t, prefill_tps, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_planner_t, decode_tps, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_planner_t, prefill_cap_tps, H5T_NATIVE_DOUBLE);
+        INS(t, hlog_planner_t, decode_cap_tps, H5T_NATIVE_DOUBLE);
         INS(t, hlog_planner_t, action, s1);
         INS(t, hlog_planner_t, why, s2);
         H5Tclose(s1);
@@ -609,6 +621,10 @@ static void test_roundtrip(void **state)
         assert_int_equal(pl[i].n_decode, e.n_decode);
         assert_int_equal(pl[i].prefill_queue, e.prefill_queue);
         assert_int_equal(pl[i].rank_moved, e.rank_moved);
+        assert_int_equal(pl[i].n_moved, e.n_moved);
+        assert_int_equal(pl[i].target_prefill, e.target_prefill);
+        assert_true(pl[i].prefill_tps == e.prefill_tps && pl[i].decode_tps == e.decode_tps);
+        assert_true(pl[i].prefill_cap_tps == e.prefill_cap_tps && pl[i].decode_cap_tps == e.decode_cap_tps);
         assert_string_equal(pl[i].action, e.action);
         if (i == 2) {
             char cut[HLOG_ERROR_LEN];
