@@ -40,7 +40,9 @@
  *     the model of the ranks misses, such as queueing);
  *   - the split that loads both pools alike: prefill ranks =
  *     round(N P / (P + D)) of the N ranks, within min_prefill/min_decode;
- *     the planner moves as many ranks as it takes at once (then cooldown),
+ *     when that is 0.75 rank or more from the current split (no flapping
+ *     on noise), the planner moves as many ranks as it takes at once (then
+ *     cooldown),
  *     never moving decode ranks away while their KV use is at kv_high.
  * It holds while it has no capacity for a pool yet, or no demand at all.
  *

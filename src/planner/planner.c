@@ -17,7 +17,7 @@
 #define DECODE_FIT_DECAY 0.8
 /* the predictive split moves only when the ideal number of prefill ranks is
  * this far from the current one (hysteresis around the rounding point) */
-#define SPLIT_MARGIN 0.6
+#define SPLIT_MARGIN 0.75
 
 void planner_forecast_init(planner_forecast_t *f, planner_predictor_t kind)
 {
