@@ -35,14 +35,19 @@ typedef struct engine engine_t;
 
 /* Expert parallelism (roles:ep): this engine is one rank of an instance
  * whose MoE experts are split over `size` ranks (model.h,
- * model_ctx_set_expert_parallel). The leader (rank 0 of the instance)
- * schedules and talks to the router; before each forward pass it hands the
- * batch to step(), which sends it to the other ranks; they run it with
- * engine_forward_batch, so every MoE layer's combine is a collective over the
- * same batch. Owned by the caller; outlives the engine. */
+ * model_ctx_set_expert_parallel). Replicated attention (combine set): the
+ * leader (rank 0 of the instance) schedules and talks to the router; before
+ * each forward pass it hands the batch to step(), which sends it to the
+ * other ranks; they run it with engine_forward_batch, so every MoE layer's
+ * combine is a collective over the same batch. Data-parallel attention
+ * (alltoall set, model_ctx_set_expert_parallel_dp): every rank is an engine
+ * of its own; the caller steps them together and a rank whose step ran no
+ * forward pass joins with engine_forward_batch of an empty batch. Owned by
+ * the caller; outlives the engine. */
 typedef struct engine_ep {
     int rank, size;
-    model_ep_combine_fn combine;
+    model_ep_combine_fn combine;     /* replicated attention */
+    model_ep_alltoall_fn alltoall;   /* data-parallel attention */
     void (*step)(void *ud, const model_batch_t *b); /* the leader's; NULL on the others */
     /* the leader's: a KV block it wrote outside a forward pass (import,
      * onboarding), for the others' caches (engine_kv_block_write) */

@@ -212,6 +212,33 @@ typedef void (*model_ep_combine_fn)(void *ud, float *buf, size_t n);
 void model_ctx_set_expert_parallel(model_ctx_t *c, int rank, int size, model_ep_combine_fn combine, void *ud);
 
 /*
+ * Expert parallelism with data-parallel attention: each rank of the
+ * instance runs its own batch (its own sequences, KV cache and scheduler);
+ * in every MoE layer each token's rows for its chosen experts go to the
+ * ranks that own them (e % size == rank), which run them, and the outputs
+ * come back (dispatch and combine, as DeepSeek-style serving does).
+ * alltoall(ud, send, send_bytes, &recv, recv_bytes) is one such exchange, a
+ * collective over the instance's ranks: send_bytes[d] bytes of send, in
+ * rank order, go to rank d; *recv receives a buffer owned by ud holding
+ * recv_bytes[s] bytes from each rank s in rank order, valid until the
+ * second call after this one. Called twice per MoE layer on every rank in
+ * the same order, so every rank must run a forward pass when any does: one
+ * with nothing of its own calls model_forward_idle. An expert's rows are
+ * independent of each other (the engine's batch-invariant matmuls) and the
+ * weighted sum runs in slot order on the token's own rank: the same bits as
+ * one rank. Data-parallel threads stay off (one exchange per layer). Sets up
+ * its buffers: RT_ERR_NOMEM if they cannot be had.
+ */
+typedef void (*model_ep_alltoall_fn)(void *ud, const void *send, const int *send_bytes, void **recv,
+                                     int *recv_bytes);
+rt_status_t model_ctx_set_expert_parallel_dp(model_ctx_t *c, int rank, int size, model_ep_alltoall_fn alltoall,
+                                             void *ud);
+/* Under model_ctx_set_expert_parallel_dp: a forward pass with no tokens of
+ * this rank's own, joining every MoE layer's exchanges (running the rows
+ * the other ranks send to this rank's experts). */
+rt_status_t model_forward_idle(model_ctx_t *c);
+
+/*
  * Run the batch. Token i attends to positions 0..pos[i] of its sequence,
  * whose KV for positions < pos[i] must already be in the cache (earlier
  * batches, or earlier tokens of this batch). Logits of the tokens flagged in

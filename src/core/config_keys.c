@@ -118,6 +118,11 @@ static const cfg_key_t cfg_key_table[] = {
      "instances of this many consecutive ranks of one role; the first schedules and serves, each rank computes "
      "the experts e with e % ep == its index, and every MoE layer sums the experts' outputs over the instance "
      "(MPI_Allreduce). Attention and dense layers are replicated on every rank of the instance."},
+    {"roles:ep_attention", CFG_STRING, "replicated", 1, 0,
+     "Expert parallelism (roles:ep > 1): replicated (the instance's first rank schedules; every rank runs the "
+     "whole batch and sums the experts' outputs) or data_parallel (DeepSeek-style: every rank of the instance "
+     "is a worker of its own with its own requests, batch and KV cache; in each MoE layer the rows go to their "
+     "experts' ranks and back with MPI_Alltoallv, and the instance's ranks step together)."},
     {"router:policy", CFG_STRING, "least_loaded", 1, 0,
      "How rank 0 picks a worker: round_robin; least_loaded (fewest requests in flight); random; kv_aware (the least "
      "kv_overlap_weight x new + its KV blocks in flight + new, new = prompt blocks the worker does not hold in its KV "

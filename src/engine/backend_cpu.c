@@ -65,7 +65,13 @@ static rt_status_t cpu_create(const engine_config_t *cfg, void **state, int *n_b
             goto err;
         }
         b->ep = cfg->ep;
-        model_ctx_set_expert_parallel(b->ctx, cfg->ep->rank, cfg->ep->size, cfg->ep->combine, cfg->ep->ud);
+        if (cfg->ep->alltoall) {
+            if ((st = model_ctx_set_expert_parallel_dp(b->ctx, cfg->ep->rank, cfg->ep->size, cfg->ep->alltoall,
+                                                       cfg->ep->ud)))
+                goto err;
+        } else {
+            model_ctx_set_expert_parallel(b->ctx, cfg->ep->rank, cfg->ep->size, cfg->ep->combine, cfg->ep->ud);
+        }
     }
     *n_blocks = (int)nb;
     *n_vocab = hp->n_vocab;
@@ -81,6 +87,7 @@ err:
 static rt_status_t cpu_forward(void *state, const model_batch_t *batch, float *logits)
 {
     cpu_backend_t *b = state;
+    if (b->ep && b->ep->alltoall && batch->n_tokens == 0) return model_forward_idle(b->ctx); /* the others' rows */
     if (b->ep && b->ep->step) b->ep->step(b->ep->ud, batch); /* the instance's other ranks run it too */
     return model_forward(b->ctx, b->kv, batch, logits);
 }

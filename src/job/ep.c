@@ -14,6 +14,16 @@
  * disaggregated hand-off imported, a KV tier onboarded) are broadcast too,
  * so every rank's replicated cache stays the same. A length of 0 tells the
  * expert ranks to stop.
+ *
+ * Data-parallel attention (roles:ep_attention = data_parallel): every rank
+ * of the instance is a worker of its own (its own requests from rank 0, its
+ * own batch, KV cache and scheduler); only the experts are shared. In each
+ * MoE layer the rows for each expert travel to its rank and back, two
+ * MPI_Alltoallv (model.h, model_ctx_set_expert_parallel_dp), so the
+ * instance's worker loops step together: each turn they agree with one
+ * MPI_Allreduce whether any rank has work (then every rank steps, and a
+ * rank whose step made no exchange runs an empty forward pass that serves
+ * the others' rows) and whether all are done (then all stop).
  */
 #include <mpi.h>
 #include <stdlib.h>
@@ -27,7 +37,54 @@ struct job_ep {
     engine_ep_t eng;
     uint8_t *buf;  /* (cap) the packed batch */
     size_t cap;
+    bool dp;       /* data-parallel attention */
+    /* the exchange's receive buffers, used in turn (model.h: valid until
+     * the second call after), and displacements; owned */
+    uint8_t *rx[2];
+    size_t rx_cap[2];
+    int turn;
+    int *displ;    /* (2 * size) send, then receive displacements */
+    long exchanges;
 };
+
+static void ep_alltoall(void *ud, const void *send, const int *send_bytes, void **recv, int *recv_bytes)
+{
+    job_ep_t *ep = ud;
+    const int S = ep->eng.size;
+    MPI_Alltoall(send_bytes, 1, MPI_INT, recv_bytes, 1, MPI_INT, ep->comm);
+    int *sd = ep->displ, *rd = ep->displ + S;
+    size_t total = 0;
+    for (int r = 0, s_off = 0; r < S; r++) {
+        sd[r] = s_off;
+        s_off += send_bytes[r];
+        rd[r] = (int)total;
+        total += (size_t)recv_bytes[r];
+    }
+    if (total > (size_t)INT32_MAX) RT_PANIC("expert parallelism: an exchange of %zu bytes", total);
+    const int t = ep->turn;
+    if (total > ep->rx_cap[t]) {
+        uint8_t *b = realloc(ep->rx[t], total);
+        if (!b) RT_PANIC("expert parallelism: out of memory for a %zu-byte exchange", total);
+        ep->rx[t] = b;
+        ep->rx_cap[t] = total;
+    }
+    MPI_Alltoallv(send, send_bytes, sd, MPI_BYTE, ep->rx[t], recv_bytes, rd, MPI_BYTE, ep->comm);
+    *recv = ep->rx[t];
+    ep->turn ^= 1;
+    ep->exchanges++;
+}
+
+bool job_ep_dp(const job_ep_t *ep) { return ep && ep->dp; }
+
+long job_ep_exchanges(const job_ep_t *ep) { return ep ? ep->exchanges : 0; }
+
+bool job_ep_sync(job_ep_t *ep, bool has_work, bool done, bool *any_work)
+{
+    int v[2] = {has_work ? 1 : 0, done ? 0 : 1}, r[2];
+    MPI_Allreduce(v, r, 2, MPI_INT, MPI_MAX, ep->comm);
+    *any_work = r[0] != 0;
+    return r[1] != 0;
+}
 
 static void ep_combine(void *ud, float *buf, size_t n)
 {
@@ -102,16 +159,26 @@ static void ep_step(void *ud, const model_batch_t *b)
     ep_send(ep, len);
 }
 
-rt_status_t job_ep_create(MPI_Comm comm, job_ep_t **out)
+rt_status_t job_ep_create(MPI_Comm comm, bool dp, job_ep_t **out)
 {
     job_ep_t *ep = calloc(1, sizeof *ep);
     if (!ep) return rt_error_set(RT_ERR_NOMEM, "expert parallelism: out of memory");
     ep->comm = comm;
+    ep->dp = dp;
     MPI_Comm_rank(comm, &ep->eng.rank);
     MPI_Comm_size(comm, &ep->eng.size);
-    ep->eng.combine = ep_combine;
-    ep->eng.step = ep->eng.rank == 0 ? ep_step : NULL;
-    ep->eng.block_write = ep->eng.rank == 0 ? ep_block_write : NULL;
+    if (dp) {
+        ep->displ = malloc(2 * (size_t)ep->eng.size * sizeof *ep->displ);
+        if (!ep->displ) {
+            free(ep);
+            return rt_error_set(RT_ERR_NOMEM, "expert parallelism: out of memory");
+        }
+        ep->eng.alltoall = ep_alltoall;
+    } else {
+        ep->eng.combine = ep_combine;
+        ep->eng.step = ep->eng.rank == 0 ? ep_step : NULL;
+        ep->eng.block_write = ep->eng.rank == 0 ? ep_block_write : NULL;
+    }
     ep->eng.ud = ep;
     *out = ep;
     return RT_OK;
@@ -121,7 +188,7 @@ const engine_ep_t *job_ep_engine(const job_ep_t *ep) { return ep ? &ep->eng : NU
 
 void job_ep_stop(job_ep_t *ep)
 {
-    if (!ep || ep->eng.rank != 0) return;
+    if (!ep || ep->dp || ep->eng.rank != 0) return;
     int64_t len = 0;
     MPI_Bcast(&len, 1, MPI_INT64_T, 0, ep->comm);
 }
@@ -130,6 +197,9 @@ void job_ep_destroy(job_ep_t *ep)
 {
     if (!ep) return;
     free(ep->buf);
+    free(ep->rx[0]);
+    free(ep->rx[1]);
+    free(ep->displ);
     free(ep);
 }
 

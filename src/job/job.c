@@ -149,9 +149,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /* Group the engine ranks into instances of per_engine consecutive ones:
- * every engine rank but an instance's first becomes JOB_ROLE_EXPERT; *color
+ * every engine rank but an instance's first becomes JOB_ROLE_EXPERT, unless
+ * dp (data-parallel attention: each is a worker of its own); *color
  * receives this rank's instance (MPI_UNDEFINED if it runs no engine). */
-static rt_status_t job_instances(job_role_t *roles, int size, int per_engine, int rank, int *color)
+static rt_status_t job_instances(job_role_t *roles, int size, int per_engine, bool dp, int rank, int *color)
 {
     int n_engine = 0;
     for (int r = 0; r < size; r++) n_engine += job_role_is_engine(roles[r]);
@@ -164,7 +165,7 @@ static rt_status_t job_instances(job_role_t *roles, int size, int per_engine, in
         if (r == rank) *color = index / per_engine;
         if (index % per_engine == 0) {
             leader = r;
-        } else {
+        } else if (!dp) {
             if (roles[r] != roles[leader])
                 return rt_error_set(RT_ERR_INVALID, "roles:ep: rank %d (%s) and rank %d (%s) would share an engine "
                                     "instance; an instance's ranks need one role",
@@ -387,7 +388,11 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
      * expert ranks (roles:ep, ep.c) */
     const int per_engine = st ? 1 : (int)(cfg_int(cfg, "roles:tp") * cfg_int(cfg, "roles:ep"));
     int color = MPI_UNDEFINED;
-    if (!st) st = job_instances(roles, size, per_engine, rank, &color);
+    const char *ep_attn = cfg_str(cfg, "roles:ep_attention");
+    const bool ep_dp = strcmp(ep_attn, "data_parallel") == 0;
+    if (!st && !ep_dp && strcmp(ep_attn, "replicated") != 0)
+        st = rt_error_set(RT_ERR_INVALID, "roles:ep_attention: '%s' is not replicated or data_parallel", ep_attn);
+    if (!st) st = job_instances(roles, size, per_engine, ep_dp, rank, &color);
     if (st) {
         /* every rank reads the same config: all refuse it, rank 0 says why */
         if (rank == 0) fprintf(stderr, "rotor serve: %s\n", rt_error_msg());
@@ -418,7 +423,7 @@ int job_serve(const char *config_path, int n_overrides, char **overrides)
     MPI_Comm engine_comm = MPI_COMM_NULL;
     MPI_Comm_split(MPI_COMM_WORLD, color, rank, &engine_comm);
     job_ep_t *ep = NULL;
-    if (per_engine > 1 && engine_comm != MPI_COMM_NULL && job_ep_create(engine_comm, &ep))
+    if (per_engine > 1 && engine_comm != MPI_COMM_NULL && job_ep_create(engine_comm, ep_dp, &ep))
         RT_PANIC("expert parallelism: %s", rt_error_msg());
     /* the worker ranks (instance leaders), among which KV hand-offs travel */
     MPI_Comm xfer_comm = MPI_COMM_NULL;

@@ -38,13 +38,24 @@ int job_planner_main(const cfg_t *cfg);
 rt_status_t job_planner_config_check(const cfg_t *cfg);
 
 /* ep.c: expert parallelism over an engine instance's communicator (comm,
- * not owned; it must outlive the object). The instance's rank 0 (the
- * leader) passes job_ep_engine() to its engine and, when its worker loop
- * ends, job_ep_stop() releases the others, which run job_ep_follower_main
- * until then. */
+ * not owned; it must outlive the object).
+ * Replicated attention (dp false): the instance's rank 0 (the leader)
+ * passes job_ep_engine() to its engine and, when its worker loop ends,
+ * job_ep_stop() releases the others, which run job_ep_follower_main until
+ * then.
+ * Data-parallel attention (dp true, roles:ep_attention): every rank runs
+ * job_worker_main with job_ep_engine(); the loops step together
+ * (job_ep_sync) and a rank whose step made no exchange joins with an empty
+ * forward pass (job_ep_exchanges tells). */
 typedef struct job_ep job_ep_t;
-rt_status_t job_ep_create(MPI_Comm comm, job_ep_t **out);
+rt_status_t job_ep_create(MPI_Comm comm, bool dp, job_ep_t **out);
 const engine_ep_t *job_ep_engine(const job_ep_t *ep);
+bool job_ep_dp(const job_ep_t *ep);
+/* Collective over the instance: *any_work = some rank has work; returns
+ * true while some rank is not done (its loop must go on). */
+bool job_ep_sync(job_ep_t *ep, bool has_work, bool done, bool *any_work);
+/* MoE exchanges this rank made so far (data-parallel attention). */
+long job_ep_exchanges(const job_ep_t *ep);
 void job_ep_stop(job_ep_t *ep);
 void job_ep_destroy(job_ep_t *ep);
 int job_ep_follower_main(const cfg_t *cfg, job_ep_t *ep);

@@ -337,6 +337,22 @@ static int poll_inbox(worker_t *w)
     return n;
 }
 
+/* One engine step: its events and stats to rank 0, finished prefills handed
+ * off. */
+static void worker_step(worker_t *w)
+{
+    size_t n = 0;
+    engine_step_stats_t stats;
+    if (engine_step(w->engine, w->events, w->cap, &n, &stats)) RT_LOG_ERROR("engine step: %s", rt_error_msg());
+    if (w->n_handoffs)
+        for (size_t i = 0; i < n; i++)
+            if (w->events[i].kind != ENGINE_EV_TOKEN) on_prefill_finished(w, &w->events[i]);
+    send_events(w, w->events, n, &stats, true);
+    /* a hand-off just posted moves while we wait in MPI: up to
+     * HANDOFF_FLUSH_S (the decode rank takes it between its steps) */
+    xfer_flush(w->xfer, HANDOFF_FLUSH_S);
+}
+
 static void nap(double s)
 {
     struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(s * 1e9)};
@@ -379,25 +395,31 @@ int job_worker_main(const cfg_t *cfg, job_role_t role, job_ep_t *ep, MPI_Comm xf
     /* idle: poll every 20 us doubling to 200 us, so a new request waits at
      * most ~0.2 ms (a poll costs ~1 us of CPU) */
     double idle_nap = 20e-6;
-    while (!(w.shutdown && !engine_has_work(w.engine) && !w.n_deferred)) {
-        /* after SHUTDOWN, rank 0 has drained the front end and sent CANCELs
-         * for whatever was left: the loop ends once those are finished */
+    const bool dp = job_ep_dp(ep);
+    const model_batch_t none = {0};
+    for (;;) {
         int got = poll_inbox(&w);
         if (w.n_deferred) got += admit_deferred(&w);
-        if (engine_has_work(w.engine)) {
-            size_t n = 0;
-            engine_step_stats_t stats;
-            st = engine_step(w.engine, w.events, w.cap, &n, &stats);
-            if (st) RT_LOG_ERROR("engine step: %s", rt_error_msg());
-            if (w.n_handoffs)
-                for (size_t i = 0; i < n; i++)
-                    if (w.events[i].kind != ENGINE_EV_TOKEN) on_prefill_finished(&w, &w.events[i]);
-            send_events(&w, w.events, n, &stats, true);
-            /* a hand-off just posted moves while we wait in MPI: up to
-             * HANDOFF_FLUSH_S (the decode rank takes it between its steps) */
-            xfer_flush(w.xfer, HANDOFF_FLUSH_S);
+        const bool work = engine_has_work(w.engine);
+        /* after SHUTDOWN, rank 0 has drained the front end and sent CANCELs
+         * for whatever was left: the loop ends once those are finished (an
+         * instance with data-parallel attention: once all its ranks are) */
+        const bool done = w.shutdown && !work && !w.n_deferred;
+        bool step = work;
+        if (dp) {
+            if (!job_ep_sync(ep, work, done, &step)) break;
+        } else if (done) {
+            break;
+        }
+        if (step) {
+            const long exchanges = job_ep_exchanges(ep);
+            if (work) worker_step(&w);
+            /* another rank of the instance stepped: its MoE rows need this
+             * rank's experts even when this rank ran nothing */
+            if (dp && job_ep_exchanges(ep) == exchanges && (st = engine_forward_batch(w.engine, &none)))
+                RT_PANIC("expert parallelism: an empty forward pass failed: %s", rt_error_msg());
             idle_nap = 20e-6;
-            continue;
+            if (work) continue;
         }
         const size_t sending = xfer_progress(w.xfer);
         if (hlog_now() - w.last_sent >= w.heartbeat_s) {
@@ -405,7 +427,7 @@ int job_worker_main(const cfg_t *cfg, job_role_t role, job_ep_t *ep, MPI_Comm xf
             engine_stats(w.engine, &stats);
             send_events(&w, NULL, 0, &stats, false);
         }
-        if (!got && !sending) { /* a pending hand-off moves only while we poll */
+        if (!got && !sending && !step) { /* a pending hand-off moves only while we poll */
             nap(idle_nap);
             if (idle_nap < 200e-6) idle_nap *= 2;
         } else {

@@ -188,6 +188,9 @@ void model_ctx_destroy(model_ctx_t *c)
     free(c->moe_y);
     free(c->moe_slot);
     free(c->moe_gate);
+    free(c->ep_send);
+    free(c->ep_map);
+    free(c->ep_counts);
     free(c->xq);
     free(c);
 }
@@ -205,6 +208,36 @@ void model_ctx_set_expert_parallel(model_ctx_t *c, int rank, int size, model_ep_
     c->ep_size = on ? size : 1;
     c->ep_combine = on ? combine : NULL;
     c->ep_ud = ud;
+}
+
+rt_status_t model_ctx_set_expert_parallel_dp(model_ctx_t *c, int rank, int size, model_ep_alltoall_fn alltoall,
+                                             void *ud)
+{
+    const model_hparams_t *hp = &c->m->hp;
+    if (!alltoall || size < 2 || rank < 0 || rank >= size || hp->n_expert <= 0) return RT_OK;
+    const size_t rows = (size_t)c->max_tokens * (size_t)hp->n_expert_used;
+    free(c->ep_send);
+    free(c->ep_map);
+    free(c->ep_counts);
+    c->ep_send = malloc(rows * ((size_t)hp->n_embd + 1) * sizeof *c->ep_send);
+    c->ep_map = malloc(rows * sizeof *c->ep_map);
+    c->ep_counts = malloc(4 * (size_t)size * sizeof *c->ep_counts);
+    if (!c->ep_send || !c->ep_map || !c->ep_counts)
+        return rt_error_set(RT_ERR_NOMEM, "expert parallelism: out of memory for %zu exchange rows", rows);
+    c->ep_rank = rank;
+    c->ep_size = size;
+    c->ep_combine = NULL;
+    c->ep_alltoall = alltoall;
+    c->ep_ud = ud;
+    return RT_OK;
+}
+
+rt_status_t model_forward_idle(model_ctx_t *c)
+{
+    if (!c->ep_alltoall) return rt_error_set(RT_ERR_INVALID, "model_forward_idle: no data-parallel expert parallelism");
+    const fwd_run_t none = {0, 0, false, NULL};
+    for (int l = 0; l < c->m->hp.n_layer; l++) fwd_moe(c, &c->m->layers[l], &none);
+    return RT_OK;
 }
 
 /* the packed panels of w when the context uses them, else NULL */

@@ -85,7 +85,11 @@ struct model_ctx {
     threadpool_t *pool;
     int ep_rank, ep_size;          /* expert parallelism (model.h); size 1: off */
     model_ep_combine_fn ep_combine;
+    model_ep_alltoall_fn ep_alltoall; /* data-parallel attention (model.h); NULL: off */
     void *ep_ud;
+    float *ep_send;    /* (max_tokens * n_expert_used, n_embd + 1) rows to send: x, then the expert id */
+    int32_t *ep_map;   /* (max_tokens * n_expert_used) the slot of each row sent */
+    int *ep_counts;    /* (4 * ep_size) send/recv bytes, twice */
     int max_tokens;
     model_attn_order_t attn_order; /* MODEL_ATTN_LLAMACPP unless set */
     model_matmul_t matmul;         /* MODEL_MATMUL_LLAMACPP unless set */

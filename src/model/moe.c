@@ -82,13 +82,86 @@ static void fwd_ffn_rows(model_ctx_t *c, const model_weight_t *wg, const model_w
     fwd_matmul_rows(c, 1, d, g, ff, n, yd, se, 0, NULL, row0, serial);
 }
 
+/* The weights of layer L's expert e (the packed copy holds this rank's share). */
+static void expert_weights(const model_ctx_t *c, const model_layer_t *L, int e, model_weight_t w[3])
+{
+    const int pr = c->m->pack_ep_rank, ps = c->m->pack_ep_size;
+    w[0] = model_expert_weight(&L->exp_gate, L->exp_gate_bytes, L->exp_gate_pbytes, e, pr, ps);
+    w[1] = model_expert_weight(&L->exp_up, L->exp_up_bytes, L->exp_up_pbytes, e, pr, ps);
+    w[2] = model_expert_weight(&L->exp_down, L->exp_down_bytes, L->exp_down_pbytes, e, pr, ps);
+}
+
+/* Data-parallel attention (model.h, model_ctx_set_expert_parallel_dp): the
+ * slots of tokens [t0, t1) (possibly none) are computed where their experts
+ * live. Dispatch: each (token, k) row goes, as n_embd floats and the expert
+ * id, to rank e % size, grouped by rank; every rank runs its experts over
+ * what it received (gathered per expert, at most max_tokens rows a pass) and
+ * overwrites each row's floats with the output; combine: the rows go back
+ * the way they came, and land in their slots. */
+static void moe_exchange(model_ctx_t *c, const model_layer_t *L, int t0, int t1)
+{
+    const model_hparams_t *hp = &c->m->hp;
+    const int E = hp->n_embd, K = hp->n_expert_used, NX = hp->n_expert, S = c->ep_size;
+    const size_t row = (size_t)E + 1; /* floats per exchanged row */
+    int *send_bytes = c->ep_counts, *recv_bytes = c->ep_counts + S;
+    int *back_bytes = c->ep_counts + 2 * S, *back_recv = c->ep_counts + 3 * S;
+    int64_t n = 0;
+    for (int d = 0; d < S; d++) {
+        const int64_t first = n;
+        for (int i = t0; i < t1; i++)
+            for (int k = 0; k < K; k++) {
+                const int32_t e = c->moe_sel[(size_t)i * K + k];
+                if (e % S != d) continue;
+                float *r = c->ep_send + (size_t)n * row;
+                memcpy(r, c->xn + (size_t)i * E, sizeof(float) * (size_t)E);
+                memcpy(r + E, &e, sizeof e);
+                c->ep_map[n++] = i * K + k;
+            }
+        send_bytes[d] = (int)((size_t)(n - first) * row * sizeof(float));
+    }
+    void *recv = NULL;
+    c->ep_alltoall(c->ep_ud, c->ep_send, send_bytes, &recv, recv_bytes);
+    int64_t n_recv = 0;
+    for (int s = 0; s < S; s++) n_recv += recv_bytes[s] / (int64_t)(row * sizeof(float));
+    float *rx = recv;
+    for (int e = c->ep_rank; e < NX; e += S) { /* this rank's experts, each over its rows in passes */
+        model_weight_t w[3];
+        expert_weights(c, L, e, w);
+        int64_t j = 0;
+        while (j < n_recv) {
+            int64_t m = 0;
+            for (; j < n_recv && m < c->max_tokens; j++) {
+                int32_t id;
+                memcpy(&id, rx + (size_t)j * row + E, sizeof id);
+                if (id != e) continue;
+                c->moe_rows[m] = (int32_t)j;
+                memcpy(c->moe_x + (size_t)m * E, rx + (size_t)j * row, sizeof(float) * (size_t)E);
+                m++;
+            }
+            if (m == 0) break;
+            fwd_ffn_rows(c, &w[0], &w[1], &w[2], c->moe_x, m, hp->n_ff_exp, c->moe_y, 0, false);
+            for (int64_t q = 0; q < m; q++)
+                memcpy(rx + (size_t)c->moe_rows[q] * row, c->moe_y + (size_t)q * E, sizeof(float) * (size_t)E);
+        }
+    }
+    /* combine: what each rank sent comes back from it, in the order sent */
+    memcpy(back_bytes, recv_bytes, sizeof(int) * (size_t)S);
+    void *back = NULL;
+    c->ep_alltoall(c->ep_ud, rx, back_bytes, &back, back_recv);
+    const float *bk = back;
+    for (int64_t j = 0; j < n; j++)
+        memcpy(c->moe_slot + (size_t)c->ep_map[j] * E, bk + (size_t)j * row, sizeof(float) * (size_t)E);
+}
+
 /* The MoE FFN of tokens [t0, t1): xn (their normed rows) -> xn (the FFN's
  * output), as llama.cpp's graph computes it: router probabilities, each
  * token's chosen experts, each expert over the rows that chose it (gathered,
  * one matmul per expert), outputs times their weights summed best first,
  * plus qwen2moe's shared expert times sigmoid(x . w). Each token's result
  * depends on its own row only (batch invariant). Under expert parallelism
- * only this rank's experts run; the slots are summed over the ranks. */
+ * only this rank's experts run; the slots are summed over the ranks, or
+ * (data-parallel attention) the rows travel to their experts' ranks and
+ * back. With no tokens (model_forward_idle) only the exchange runs. */
 void fwd_moe(model_ctx_t *c, const model_layer_t *L, const fwd_run_t *r)
 {
     const model_hparams_t *hp = &c->m->hp;
@@ -96,13 +169,17 @@ void fwd_moe(model_ctx_t *c, const model_layer_t *L, const fwd_run_t *r)
     const int t0 = r->t0, t1 = r->t1;
     const int64_t mt = t1 - t0;
     float *xn = c->xn;
+    if (c->ep_alltoall && mt <= 0) { /* no tokens here: serve the other ranks' rows */
+        moe_exchange(c, L, t0, t0);
+        return;
+    }
     fwd_router(c, &L->router, r, c->moe_logits + (size_t)t0 * NX);
     for (int i = t0; i < t1; i++)
         moe_route(hp, c->moe_logits + (size_t)i * NX, c->moe_sel + (size_t)i * K, c->moe_w + (size_t)i * K);
-    const bool ep = c->ep_size > 1;
-    const int pr = c->m->pack_ep_rank, ps = c->m->pack_ep_size; /* the packed copy's share */
-    if (ep) memset(c->moe_slot + (size_t)t0 * K * E, 0, sizeof(float) * (size_t)mt * K * E);
-    for (int e = 0; e < NX; e++) {
+    const bool ep = c->ep_size > 1 && !c->ep_alltoall;
+    if (c->ep_alltoall) moe_exchange(c, L, t0, t1);
+    else if (ep) memset(c->moe_slot + (size_t)t0 * K * E, 0, sizeof(float) * (size_t)mt * K * E);
+    for (int e = 0; e < NX && !c->ep_alltoall; e++) {
         if (ep && e % c->ep_size != c->ep_rank) continue; /* another rank's expert */
         int64_t n = 0; /* a token picks an expert at most once: n <= mt */
         for (int i = t0; i < t1; i++)
@@ -113,10 +190,9 @@ void fwd_moe(model_ctx_t *c, const model_layer_t *L, const fwd_run_t *r)
                     n++;
                 }
         if (n == 0) continue;
-        const model_weight_t wg = model_expert_weight(&L->exp_gate, L->exp_gate_bytes, L->exp_gate_pbytes, e, pr, ps);
-        const model_weight_t wu = model_expert_weight(&L->exp_up, L->exp_up_bytes, L->exp_up_pbytes, e, pr, ps);
-        const model_weight_t wd = model_expert_weight(&L->exp_down, L->exp_down_bytes, L->exp_down_pbytes, e, pr, ps);
-        fwd_ffn_rows(c, &wg, &wu, &wd, c->moe_x + (size_t)t0 * E, n, hp->n_ff_exp, c->moe_y + (size_t)t0 * E, t0,
+        model_weight_t w[3];
+        expert_weights(c, L, e, w);
+        fwd_ffn_rows(c, &w[0], &w[1], &w[2], c->moe_x + (size_t)t0 * E, n, hp->n_ff_exp, c->moe_y + (size_t)t0 * E, t0,
                      r->dp);
         for (int64_t j = 0; j < n; j++)
             memcpy(c->moe_slot + (size_t)c->moe_rows[t0 + j] * E, c->moe_y + (size_t)(t0 + j) * E,

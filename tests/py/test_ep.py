@@ -7,6 +7,7 @@ and a qwen2moe (shared expert) model, alone and in a batch."""
 import threading
 import time
 
+import h5py
 import pytest
 import requests
 from openai import OpenAI
@@ -118,3 +119,47 @@ def test_expert_parallel_disaggregated(moe, tmp_path):
         m = requests.get(job.url + "/metrics", timeout=10).text
     assert got == ref
     assert metric(m, "rotor_disagg_remote_prefills_total") >= 1  # the long prompt went remote
+
+
+DP = {"roles:ep": "2", "roles:ep_attention": "data_parallel", "router:policy": "round_robin"}
+
+
+def test_data_parallel_attention_equals_one_rank(moe, tmp_path):
+    """roles:ep_attention = data_parallel: both ranks of the instance are
+    workers with their own requests, batches and KV; each MoE layer sends
+    the rows to their experts' ranks and back (MPI_Alltoallv). One request
+    at a time (the other rank only serves experts: empty forward passes)
+    and all at once (two batches of different sizes) give one rank's
+    outputs."""
+    with start_job(moe, tmp_path / "one", np=2) as job:
+        ref = answers(job, concurrent=False)
+    with start_job(moe, tmp_path / "dp", np=3, overrides=DP) as job:
+        health = requests.get(job.url + "/health", timeout=10).json()
+        alone = answers(job, concurrent=False)
+        batched = answers(job, concurrent=True)
+        logs = job.h5_logs()
+        out = job.output()
+    assert all(ref)
+    assert alone == ref
+    assert batched == ref
+    assert health["workers"] == 2  # two workers, one instance
+    assert "expert rank" not in out
+    with h5py.File(logs[0], "r") as f:
+        req = f["requests"][:]
+    assert set(req["worker"]) == {1, 2}  # round robin: both ranks served requests
+
+
+def test_data_parallel_attention_disaggregated(moe, tmp_path):
+    """One instance whose two ranks have different roles: rank 1 prefills,
+    rank 2 decodes; they step together for the experts while a long prompt
+    is prefilled on one and handed to the other: outputs stay one rank's."""
+    with start_job(moe, tmp_path / "one", np=2) as job:
+        ref = answers(job, concurrent=False)
+    with start_job(moe, tmp_path / "dp", np=3, overrides=dict(DP, **{
+            "roles:worker": "", "roles:prefill": "1", "roles:decode": "2",
+            "disagg:max_local_prefill_tokens": "16", "job:heartbeat_interval_s": "0.1"})) as job:
+        got = answers(job, concurrent=False)
+        time.sleep(0.3)
+        m = requests.get(job.url + "/metrics", timeout=10).text
+    assert got == ref
+    assert metric(m, "rotor_disagg_remote_prefills_total") >= 1
