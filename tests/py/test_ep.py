@@ -3,7 +3,9 @@ spans two ranks, each computing half of every MoE layer's experts, the
 experts' outputs summed over the instance with MPI_Allreduce. Each expert
 output is computed on exactly one rank, so the sum restores it and the
 instance's greedy outputs equal one rank's, token for token, for a Mixtral-style
-and a qwen2moe (shared expert) model, alone and in a batch."""
+and a qwen2moe (shared expert) model, alone and in a batch. The same with
+data-parallel attention (roles:ep_attention): both ranks serve requests and
+the MoE rows travel to their experts' ranks and back (MPI_Alltoallv)."""
 import threading
 import time
 
