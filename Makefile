@@ -61,7 +61,8 @@ FUZZ_REPLAY := $(BUILD)/tests/fuzz_gguf_replay
 
 CU_SRC := $(sort $(wildcard kernels/*.cu))
 CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
-CUDA_BIN := $(if $(NVCC),$(BUILD)/bin/rotor-cuda-check,)
+CUDA_LIB := $(if $(NVCC),$(BUILD)/lib/librotor_cuda.so,)
+CUDA_BIN := $(if $(NVCC),$(BUILD)/bin/rotor-cuda-check $(CUDA_LIB),)
 
 .PHONY: all build deps run test test-unit test-py asan fuzz bench bench-batch bench-router bench-kvbm bench-disagg bench-planner bench-ep bench-server format clean cuda
 all: deps build
@@ -107,21 +108,30 @@ $(FUZZ_REPLAY): $(BUILD)/obj/tests/fuzz/fuzz_gguf.o $(BUILD)/obj/tests/fuzz/repl
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
-# CUDA kernels: compiled and linked in every build where nvcc exists; the
-# check binary runs them against the C reference when a GPU is present.
-$(BUILD)/obj/kernels/%.o: kernels/%.cu
+# CUDA kernels: compiled and linked in every build where nvcc exists, into
+# librotor_cuda.so (the CUDA runtime and cuBLAS linked in), which the cuda
+# engine backend loads at run time (include/rotor/cuda_load.h); rotor itself
+# never links CUDA. The check binary runs the kernels against their C
+# references and the cuda engine against the cpu one when a GPU is present.
+$(BUILD)/obj/kernels/%.o: kernels/%.cu kernels/rcu.h include/rotor/cuda_kernels.h
 	@mkdir -p $(dir $@)
 	@$(if $(filter 1,$(V)),,echo "  NVCC $<")
-	$(Q)$(NVCC) -O3 -std=c++17 -Iinclude -Ikernels -arch=sm_90 -Xcompiler -Wall,-Werror -c $< -o $@
+	$(Q)$(NVCC) -O3 -std=c++17 -Iinclude -Ikernels -arch=sm_90 -Xcompiler -Wall,-Werror,-fPIC,-fvisibility=hidden \
+		-c $< -o $@
 
-$(BUILD)/bin/rotor-cuda-check: $(BUILD)/obj/kernels/cuda_check_main.o $(CU_OBJ) $(LIB)
+$(CUDA_LIB): $(CU_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(filter 1,$(V)),,echo "  NVCC $@")
+	$(Q)$(NVCC) -shared -arch=sm_90 -o $@ $^ -lcublas -Xlinker -rpath,$(CUDA_HOME)/lib64
+
+$(BUILD)/bin/rotor-cuda-check: $(BUILD)/obj/kernels/cuda_check_main.o $(LIB) | $(CUDA_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(filter 1,$(V)),,echo "  LD $@")
-	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++ $(LDLIBS_ALL)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/obj/kernels/cuda_check_main.o: kernels/cuda_check_main.c
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS_ALL) -I$(CUDA_HOME)/include -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 cuda: deps $(CUDA_BIN)
 

@@ -4,7 +4,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-#include "rotor/cuda_kernels.h"
+#include "rcu.h"
 
 struct block_q8_0_dev {
     __half d;
@@ -24,11 +24,11 @@ static __global__ void matvec_q8_0_kernel(const block_q8_0_dev *W, const float *
     if (lane == 0) y[row] = acc;
 }
 
-extern "C" int rt_cuda_matvec_q8_0(const void *W, const float *x, float *y, int rows, int n, void *stream)
+int rcu_matvec_q8_0(const void *W, const float *x, float *y, int rows, int n)
 {
     if (rows <= 0 || n <= 0 || n % 32) return (int)cudaErrorInvalidValue;
     const int warps = 8;
-    matvec_q8_0_kernel<<<(rows + warps - 1) / warps, warps * 32, 0, (cudaStream_t)stream>>>(
+    matvec_q8_0_kernel<<<(rows + warps - 1) / warps, warps * 32>>>(
         (const block_q8_0_dev *)W, x, y, rows, n);
     return (int)cudaGetLastError();
 }

@@ -2,7 +2,7 @@
 // then across warps in shared memory.
 #include <cuda_runtime.h>
 
-#include "rotor/cuda_kernels.h"
+#include "rcu.h"
 
 static __global__ void rmsnorm_f32_kernel(const float *x, const float *w, float *y, int n, float eps)
 {
@@ -25,10 +25,9 @@ static __global__ void rmsnorm_f32_kernel(const float *x, const float *w, float 
     for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
 }
 
-extern "C" int rt_cuda_rmsnorm_f32(const float *x, const float *w, float *y, int rows, int n, float eps,
-                                   void *stream)
+int rcu_rmsnorm(const float *x, const float *w, float *y, int rows, int n, float eps)
 {
     if (rows <= 0 || n <= 0) return (int)cudaErrorInvalidValue;
-    rmsnorm_f32_kernel<<<rows, 256, 0, (cudaStream_t)stream>>>(x, w, y, n, eps);
+    rmsnorm_f32_kernel<<<rows, 256>>>(x, w, y, n, eps);
     return (int)cudaGetLastError();
 }

@@ -70,6 +70,7 @@ typedef struct {
     const char *disk_kv_dir;    /* its disk tier (G3): a folder on node-local disk; NULL or "" = none */
     int64_t disk_kv_bytes;      /* the disk tier's size; 0 = none */
     const engine_ep_t *ep;      /* expert parallelism (cpu backend); NULL = none */
+    int cuda_device;            /* cuda backend: the GPU; -1 = the node-local rank modulo the GPUs */
     struct {                    /* the sim backend's time model (sim_model.h), [sim] keys */
         const char *gpu;        /* a preset: a100, h100, h200, b200, l40s */
         const char *shape;      /* "file" (the GGUF's) or a preset shape */

@@ -87,6 +87,29 @@ int64_t model_n_params(const model_t *m);
 /* Name of the dominant weight type ("q4_1"). */
 const char *model_weight_type_name(const model_t *m);
 
+/* The weights as the file stores them, for backends that keep their own
+ * copy (the cuda backend uploads them): a matrix of ne1 rows of ne0
+ * elements of type, row_bytes apart (data NULL: the model has none, as a
+ * MoE layer's dense FFN); vectors are f32 (NULL: none). Views into the
+ * model's mapping: valid while the model is. */
+typedef struct {
+    const void *data;
+    rt_type_t type;
+    int64_t ne0, ne1;
+    size_t row_bytes;
+} model_matrix_t;
+typedef enum { MODEL_MAT_Q, MODEL_MAT_K, MODEL_MAT_V, MODEL_MAT_O, MODEL_MAT_GATE, MODEL_MAT_UP, MODEL_MAT_DOWN } model_mat_t;
+typedef enum {
+    MODEL_VEC_ATTN_NORM, MODEL_VEC_FFN_NORM, MODEL_VEC_BQ, MODEL_VEC_BK, MODEL_VEC_BV, MODEL_VEC_Q_NORM,
+    MODEL_VEC_K_NORM
+} model_vec_t;
+model_matrix_t model_layer_matrix(const model_t *m, int layer, model_mat_t which);
+const float *model_layer_vector(const model_t *m, int layer, model_vec_t which);
+model_matrix_t model_embedding(const model_t *m);     /* (n_vocab rows, n_embd) */
+model_matrix_t model_output_matrix(const model_t *m); /* the head; the embedding when tied */
+const float *model_output_norm(const model_t *m);
+const float *model_rope_freq_factors(const model_t *m); /* (rope_dim / 2) divisors, or NULL */
+
 /* Repack the model's matrices of the types cpu_packed_supported() takes
  * (attention, FFN, output) into the panels of cpu_packed.h, for contexts set
  * to MODEL_MATMUL_PACKED. The model owns the copy (one allocation, freed by

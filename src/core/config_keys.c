@@ -33,8 +33,13 @@ static const cfg_key_t cfg_key_table[] = {
     {"engine:max_num_batched_tokens", CFG_INT, "512", 1, 65536,
      "Token budget of one engine step (decodes first, then chunked prefill)."},
     {"engine:backend", CFG_STRING, "cpu", 1, 0,
-     "Engine backend: cpu, or sim (computes nothing: each step sleeps for the time the [sim] GPU would take; "
-     "scheduling, KV blocks, prefix caching, routing are real). cuda comes later."},
+     "Engine backend: cpu, cuda (one NVIDIA GPU per rank through build/lib/librotor_cuda.so, built where nvcc "
+     "is: dense Llama-family models, weights in f16, cuBLAS matmuls, paged f16 KV cache), or sim (computes "
+     "nothing: each step sleeps for the time the [sim] GPU would take; scheduling, KV blocks, prefix caching, "
+     "routing are real)."},
+    {"engine:cuda_device", CFG_INT, "-1", -1, 1024,
+     "cuda backend: the GPU this rank uses; -1 = its node-local rank (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID) "
+     "modulo the GPUs it sees."},
     {"disagg:max_local_prefill_tokens", CFG_INT, "1000", 0, 1073741824,
      "Disaggregated serving (roles:prefill and roles:decode set): a prompt whose tokens not already cached on "
      "its decode worker number more than this is prefilled on a prefill worker and its KV moved to the decode "

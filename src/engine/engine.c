@@ -23,8 +23,10 @@
 
 extern const engine_backend_ops_t engine_backend_cpu;
 extern const engine_backend_ops_t engine_backend_sim;
+extern const engine_backend_ops_t engine_backend_cuda;
 
-static const engine_backend_ops_t *const engine_backends[] = {&engine_backend_cpu, &engine_backend_sim};
+static const engine_backend_ops_t *const engine_backends[] = {&engine_backend_cpu, &engine_backend_sim,
+                                                              &engine_backend_cuda};
 
 const engine_backend_ops_t *engine_backend_find(const char *name)
 {
@@ -37,7 +39,7 @@ engine_config_t engine_config_default(void)
 {
     engine_config_t c = {.backend = "cpu", .threads = 0, .block_size = 16, .kv_blocks = 0,
                          .kv_bytes = 256ll << 20, .max_num_seqs = 64, .max_num_batched_tokens = 512,
-                         .max_model_len = 0, .kv_type = RT_TYPE_F16};
+                         .max_model_len = 0, .kv_type = RT_TYPE_F16, .cuda_device = -1};
     c.sim.gpu = "h100";
     c.sim.shape = "file";
     c.sim.mfu = 0.5;

@@ -11,7 +11,7 @@ rt_status_t engine_config_from_cfg(const cfg_t *c, const char *model_path, engin
     engine_config_t e = engine_config_default();
     e.backend = cfg_str(c, "engine:backend");
     if (!engine_backend_find(e.backend))
-        return rt_error_set(RT_ERR_INVALID, "engine:backend: unknown backend '%s' (known: cpu, sim)", e.backend);
+        return rt_error_set(RT_ERR_INVALID, "engine:backend: unknown backend '%s' (known: cpu, sim, cuda)", e.backend);
     e.model_path = model_path ? model_path : cfg_str(c, "model:path");
     e.threads = (int)cfg_int(c, "model:threads");
     e.block_size = (int)cfg_int(c, "engine:block_size");
@@ -30,6 +30,7 @@ rt_status_t engine_config_from_cfg(const cfg_t *c, const char *model_path, engin
     e.host_kv_bytes = cfg_int(c, "kvbm:host_bytes");
     e.disk_kv_dir = cfg_str(c, "kvbm:disk_dir");
     e.disk_kv_bytes = cfg_int(c, "kvbm:disk_bytes");
+    e.cuda_device = (int)cfg_int(c, "engine:cuda_device");
     e.sim.gpu = cfg_str(c, "sim:gpu");
     e.sim.shape = cfg_str(c, "sim:shape");
     e.sim.tflops = cfg_float(c, "sim:tflops");
