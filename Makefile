@@ -62,11 +62,13 @@ FUZZ_REPLAY := $(BUILD)/tests/fuzz_gguf_replay
 CU_SRC := $(sort $(wildcard kernels/*.cu))
 CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CUDA_LIB := $(if $(NVCC),$(BUILD)/lib/librotor_cuda.so,)
+# the same interface on the host, for tests without a GPU (tests/cuda_host)
+CUDA_HOST_LIB := $(BUILD)/lib/librotor_cuda_host.so
 CUDA_BIN := $(if $(NVCC),$(BUILD)/bin/rotor-cuda-check $(CUDA_LIB),)
 
 .PHONY: all build deps run test test-unit test-py asan fuzz bench bench-batch bench-router bench-kvbm bench-disagg bench-planner bench-ep bench-server format clean cuda
 all: deps build
-build: $(TOOLS) $(BENCH_BIN) $(UNIT_BIN) $(FUZZ_REPLAY) $(CUDA_BIN)
+build: $(TOOLS) $(BENCH_BIN) $(UNIT_BIN) $(FUZZ_REPLAY) $(CUDA_BIN) $(CUDA_HOST_LIB)
 
 deps:
 	$(Q)bash tools/deps.sh
@@ -128,6 +130,11 @@ $(BUILD)/bin/rotor-cuda-check: $(BUILD)/obj/kernels/cuda_check_main.o $(LIB) | $
 	@mkdir -p $(dir $@)
 	@$(if $(filter 1,$(V)),,echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(CUDA_HOST_LIB): tests/cuda_host/cuda_host_api.c include/rotor/cuda_kernels.h
+	@mkdir -p $(dir $@)
+	@$(if $(filter 1,$(V)),,echo "  CC $@")
+	$(Q)$(CC) -O2 -std=c17 -Wall -Wextra -Werror -Iinclude -shared -fPIC -fvisibility=hidden -o $@ $< -lm
 
 $(BUILD)/obj/kernels/cuda_check_main.o: kernels/cuda_check_main.c
 	@mkdir -p $(dir $@)

@@ -1,11 +1,34 @@
 #!/usr/bin/env bash
-# bench/gpu/check.sh - the one prepared script for a GPU machine (device tool):
-# build the CUDA kernels and run every kernel against its CPU reference.
-# Usage on the device machine: bash bench/gpu/check.sh
-set -euo pipefail
+# bench/gpu/check.sh - the one prepared script for a GPU machine (the device
+# tool): what bench/gpu/pack.sh gathered into .gpu/ (built on the build
+# machine: the GPU image has no rotor build dependencies and no network).
+#   1. every CUDA kernel against its C reference (rotor-cuda-check);
+#   2. the cuda engine against the cpu engine, on generated models that
+#      cover the paths: llama (normal RoPE, GQA), qwen2 (NeoX RoPE, QKV
+#      bias), Q8_0 weights (dequantized to f16 on upload);
+#   3. the cuda engine's decode tokens/s at 1, 16 and 64 sequences on a
+#      model of SmolLM2-135M's shape in f16.
+# Usage there: bash bench/gpu/check.sh   (files land in $OUT when it is set)
+set -uo pipefail
 cd "$(dirname "$0")/../.."
+G=$PWD/.gpu
+[ -x "$G/bin/rotor-cuda-check" ] || { echo "no .gpu/: run bench/gpu/pack.sh on the build machine first"; exit 2; }
+export LD_LIBRARY_PATH="$G/libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+OUT=${OUT:-/tmp/rotor-gpu-out}
+mkdir -p "$OUT" /tmp/rotor-gpu-models
+M=/tmp/rotor-gpu-models
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-BUILD=${BUILD:-build/gpu}
-# only the C library and the CUDA check binary: no Python deps needed
-make --no-print-directory BUILD="$BUILD" "$BUILD/bin/rotor-cuda-check"
-"$BUILD/bin/rotor-cuda-check"
+gen() { "$G/bin/rotor-model" gen --out "$M/$1.gguf" "${@:2}" >/dev/null; }
+gen llama-f16 --type f16 --tokenizer bpe --n-vocab 2000 --n-ctx 1024 --seed 41
+gen qwen2-f16 --type f16 --arch qwen2 --tokenizer bpe --n-vocab 2000 --n-ctx 1024 --seed 42
+gen llama-q8 --type q8_0 --tokenizer bpe --n-vocab 2000 --n-ctx 1024 --seed 43
+gen smollm2-shape --type f16 --tokenizer bpe --n-layer 30 --n-embd 576 --n-head 9 --n-head-kv 3 --n-ff 1536 \
+    --n-vocab 49152 --n-ctx 2048 --seed 44
+rc=0
+"$G/bin/rotor-cuda-check" 2>&1 | tee "$OUT/kernels.txt" || rc=1
+for m in llama-f16 qwen2-f16 llama-q8; do
+    "$G/bin/rotor-cuda-check" --model "$M/$m.gguf" 2>&1 | grep -v "^cuda-check: \(rmsnorm\|matvec\|gemm\|rope\|kv_store\)" \
+        | tee -a "$OUT/engines.txt" || rc=1
+done
+"$G/bin/rotor-cuda-check" --model "$M/smollm2-shape.gguf" --bench 2>&1 | tee "$OUT/bench.txt" || rc=1
+exit $rc

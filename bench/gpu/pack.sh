@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# bench/gpu/pack.sh - run HERE (the build machine, which has nvcc but no GPU):
+# build rotor with its CUDA library and gather what bench/gpu/check.sh needs on
+# the GPU machine into .gpu/ (ignored by git): rotor-cuda-check, rotor-model,
+# librotor_cuda.so, and the shared libraries those binaries load that a bare
+# CUDA image lacks (glibc and the C++ runtime stay the GPU machine's). The
+# device tool then carries .gpu/ along:
+#   run(command="bash bench/gpu/check.sh", carry=[".gpu"])
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build/gpu}
+make --no-print-directory BUILD="$BUILD" "$BUILD/bin/rotor-cuda-check" "$BUILD/bin/rotor-model" \
+    "$BUILD/lib/librotor_cuda.so"
+rm -rf .gpu
+mkdir -p .gpu/bin .gpu/lib .gpu/libs
+cp "$BUILD/bin/rotor-cuda-check" "$BUILD/bin/rotor-model" .gpu/bin/
+cp "$BUILD/lib/librotor_cuda.so" .gpu/lib/
+skip='^(libc|libm|libdl|librt|libpthread|libresolv|ld-linux-x86-64|libstdc\+\+|libgcc_s|linux-vdso)\.'
+for b in .gpu/bin/*; do
+    ldd "$b" | awk '$3 ~ /^\// {print $3}'
+done | sort -u | while read -r lib; do
+    name=$(basename "$lib")
+    [[ $name =~ $skip ]] || cp -L "$lib" .gpu/libs/
+done
+du -sh .gpu
