@@ -60,8 +60,10 @@ def answers(job, prompts, concurrent=False, max_tokens=12):
     return out
 
 
-# long enough for several 16-token blocks; the last repeats the first's prefix
-PROMPTS = ["The quick brown fox jumps over the lazy dog " * 6, "one two three", "Hello, world! " * 15, "x",
+# several 16-token blocks each; the third (~140 tokens) needs most of a 12-block
+# pool, pushing the first one's blocks into the host tier; the last repeats the
+# first's prefix, and so onboards them
+PROMPTS = ["The quick brown fox jumps over the lazy dog " * 6, "one two three", "Hello, world! " * 20, "x",
            "The quick brown fox jumps over the lazy dog " * 6 + "and then"]
 
 
