@@ -29,7 +29,8 @@ M64 = (1 << 64) - 1
 TRANSFER_FIELDS = ["id", "prefill_worker", "decode_worker", "n_blocks", "n_imported", "bytes",
                    "t_prefill_done", "t_sent", "t_received", "t_imported"]
 PLANNER_FIELDS = ["t", "ttft_mean_s", "itl_mean_s", "n_ttft", "n_itl", "n_prefill", "n_decode",
-                  "prefill_queue", "rank_moved", "action", "why"]
+                  "prefill_queue", "rank_moved", "n_moved", "target_prefill", "prefill_tps", "decode_tps",
+                  "prefill_cap_tps", "decode_cap_tps", "action", "why"]
 N_PLAN = 3  # test_hlog.c's N_PLAN
 
 
@@ -132,6 +133,9 @@ def test_values(log_file):
     assert pl[1]["why"] == b"ttft 0.750 s over 1.000 s, itl under headroom"
     assert pl[2]["why"] == b"z" * 127  # an unterminated field is cut to 127 bytes
     assert pl[1]["ttft_mean_s"] == 0.75 and pl[2]["n_decode"] == 3
+    # the predictive planner's view (test_hlog.c's gen_planner)
+    assert list(pl["n_moved"]) == [0, 1, 2] and list(pl["target_prefill"]) == [-1, 4, 5]
+    assert list(pl["prefill_tps"]) == [0.0, 1000.5, 2001.0] and list(pl["decode_cap_tps"]) == [300.125, 600.25, 900.375]
 
 
 def test_h5dump_header(log_file):
