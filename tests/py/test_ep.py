@@ -165,3 +165,47 @@ def test_data_parallel_attention_disaggregated(moe, tmp_path):
         m = requests.get(job.url + "/metrics", timeout=10).text
     assert got == ref
     assert metric(m, "rotor_disagg_remote_prefills_total") >= 1
+
+
+def test_data_parallel_attention_under_churn(moe, tmp_path):
+    """The instance's ranks step together, so one rank's odd steps (only
+    ending cancellations, preempting, nothing at all) must still join every
+    exchange: 12 streams dropped after 0..2 chunks, on a KV pool small
+    enough to preempt, then both ranks still serve one rank's outputs and
+    every request has ended."""
+    sets = {"engine:kv_cache_blocks": "20", "engine:max_num_seqs": "4", "job:heartbeat_interval_s": "0.1"}
+    with start_job(moe, tmp_path / "one", np=2, overrides=sets) as job:
+        ref = answers(job, concurrent=False)
+    with start_job(moe, tmp_path / "dp", np=3, overrides=dict(DP, **sets)) as job:
+        model = requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"]
+
+        statuses = [None] * 12
+
+        def drop(i):
+            try:
+                with requests.post(job.url + "/v1/completions", stream=True, timeout=HANG_S,
+                                   json={"model": model, "prompt": f"stream {i} " + "word " * (10 + 9 * (i % 8)),
+                                         "max_tokens": 48 if i < 8 else 200, "stream": True,
+                                         "ignore_eos": True}) as r:
+                    statuses[i] = r.status_code
+                    for n, _ in enumerate(r.iter_lines()):
+                        if i < 8 and n >= i % 3:  # the last four read to the end, growing past the pool
+                            break
+            except requests.RequestException:
+                pass
+        threads = [threading.Thread(target=drop, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG_S)
+        assert answers(job, concurrent=True) == ref
+        deadline = time.monotonic() + HANG_S
+        while True:  # every dropped request ends on its rank
+            m = requests.get(job.url + "/metrics", timeout=10).text
+            if metric(m, "rotor_http_active_requests") == 0 and metric(m, "vllm:num_requests_running") == 0:
+                break
+            assert time.monotonic() < deadline, m
+            time.sleep(0.1)
+        assert requests.get(job.url + "/health", timeout=10).json()["workers"] == 2
+        assert metric(m, "vllm:num_preemptions_total") >= 1  # the long streams outgrew the pools
+        assert statuses == [200] * 12, statuses
