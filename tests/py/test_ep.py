@@ -170,9 +170,9 @@ def test_data_parallel_attention_disaggregated(moe, tmp_path):
 def test_data_parallel_attention_under_churn(moe, tmp_path):
     """The instance's ranks step together, so one rank's odd steps (only
     ending cancellations, preempting, nothing at all) must still join every
-    exchange: 12 streams dropped after 0..2 chunks, on a KV pool small
-    enough to preempt, then both ranks still serve one rank's outputs and
-    every request has ended."""
+    exchange: 8 streams dropped after 0..2 chunks and 4 long ones that
+    outgrow a small KV pool (preemption), then both ranks still serve one
+    rank's outputs and every request has ended."""
     sets = {"engine:kv_cache_blocks": "20", "engine:max_num_seqs": "4", "job:heartbeat_interval_s": "0.1"}
     with start_job(moe, tmp_path / "one", np=2, overrides=sets) as job:
         ref = answers(job, concurrent=False)
