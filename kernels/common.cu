@@ -32,6 +32,15 @@ int rcu_device_name(int device, char *name, int n)
     return (int)e;
 }
 
+int rcu_mem_info(uint64_t *free_bytes, uint64_t *total_bytes)
+{
+    size_t f = 0, t = 0;
+    const cudaError_t e = cudaMemGetInfo(&f, &t);
+    *free_bytes = f;
+    *total_bytes = t;
+    return (int)e;
+}
+
 int rcu_malloc(void **p, uint64_t bytes) { return (int)cudaMalloc(p, bytes); }
 int rcu_free(void *p) { return (int)cudaFree(p); }
 int rcu_memcpy_h2d(void *d, const void *s, uint64_t n) { return (int)cudaMemcpy(d, s, n, cudaMemcpyHostToDevice); }

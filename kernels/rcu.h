@@ -10,6 +10,7 @@ int rcu_device_count(int *count);
 const char *rcu_error_string(int err);
 int rcu_set_device(int device);
 int rcu_device_name(int device, char *name, int n);
+int rcu_mem_info(uint64_t *free_bytes, uint64_t *total_bytes);
 int rcu_malloc(void **p, uint64_t bytes);
 int rcu_free(void *p);
 int rcu_memcpy_h2d(void *dst, const void *src, uint64_t bytes);

@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-#define RT_CUDA_API_VERSION 1
+#define RT_CUDA_API_VERSION 2
 
 typedef struct rt_cuda_api {
     int version; /* RT_CUDA_API_VERSION */
@@ -34,6 +34,7 @@ typedef struct rt_cuda_api {
     const char *(*error_string)(int err);
     int (*set_device)(int device);
     int (*device_name)(int device, char *name, int n); /* host buffer */
+    int (*mem_info)(uint64_t *free_bytes, uint64_t *total_bytes); /* the current device's */
     int (*malloc)(void **p, uint64_t bytes);
     int (*free)(void *p);
     int (*memcpy_h2d)(void *dst, const void *host_src, uint64_t bytes);

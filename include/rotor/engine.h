@@ -71,6 +71,8 @@ typedef struct {
     int64_t disk_kv_bytes;      /* the disk tier's size; 0 = none */
     const engine_ep_t *ep;      /* expert parallelism (cpu backend); NULL = none */
     int cuda_device;            /* cuda backend: the GPU; -1 = the node-local rank modulo the GPUs */
+    double gpu_memory_utilization; /* cuda backend: share of the GPU's memory for weights, scratch and
+                                      the KV pool (the pool's size unless kv_blocks is set) */
     struct {                    /* the sim backend's time model (sim_model.h), [sim] keys */
         const char *gpu;        /* a preset: a100, h100, h200, b200, l40s */
         const char *shape;      /* "file" (the GGUF's) or a preset shape */

@@ -24,10 +24,13 @@ static const cfg_key_t cfg_key_table[] = {
      "Default maximum number of generated tokens per request."},
     {"engine:block_size", CFG_INT, "16", 16, 1024, "Tokens per KV cache block (paged attention, prefix caching); a multiple of 16."},
     {"engine:kv_cache_bytes", CFG_INT, "268435456", 1048576, 1099511627776.0,
-     "KV cache pool size in bytes per engine (K and V, all layers); ignored when kv_cache_blocks is set, and by "
-     "the sim backend (its pool is the simulated GPU's memory less the weights)."},
+     "KV cache pool size in bytes per engine (K and V, all layers), cpu backend; ignored when kv_cache_blocks is "
+     "set. The cuda and sim backends size the pool from the GPU's memory instead."},
     {"engine:kv_cache_blocks", CFG_INT, "0", 0, 16777216,
-     "KV cache pool size in blocks; 0 = from kv_cache_bytes (cpu) or the GPU's memory (sim)."},
+     "KV cache pool size in blocks; 0 = from kv_cache_bytes (cpu) or the GPU's memory (cuda, sim)."},
+    {"engine:gpu_memory_utilization", CFG_FLOAT, "0.9", 0.05, 1,
+     "cuda backend: share of the GPU's memory for this engine (weights, scratch and the KV pool, which gets what "
+     "is left: vLLM's --gpu-memory-utilization) unless engine:kv_cache_blocks is set."},
     {"engine:kv_type", CFG_STRING, "f16", 1, 0, "KV cache element type: f16 (like llama.cpp) or f32."},
     {"engine:max_num_seqs", CFG_INT, "64", 1, 4096, "Most sequences running at once in one engine."},
     {"engine:max_num_batched_tokens", CFG_INT, "512", 1, 65536,

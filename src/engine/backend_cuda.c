@@ -7,7 +7,9 @@
  * in f16 (n_params x 2 bytes: SmolLM2-135M 270 MB, an 8B model 16 GB);
  * matmuls are cuBLAS GemmEx, f16 inputs with f32 accumulation and f32
  * outputs; activations stay f32 between matmuls. The KV cache is f16 on the
- * device, (n_layer, n_blocks, block_size, kv_dim) for K and for V, and
+ * device, (n_layer, n_blocks, block_size, kv_dim) for K and for V, sized as
+ * vLLM sizes it (engine:gpu_memory_utilization of the GPU's memory, less the
+ * weights and scratch, unless engine:kv_cache_blocks says), and
  * attention reads it through each sequence's block table (paged). RoPE
  * tables come from the host's cpu_rope_table, so both layouts and Llama-3
  * frequency factors mean what they mean on the CPU. Sampling stays on the
@@ -156,7 +158,28 @@ static int pick_device(int configured, int count)
     return 0;
 }
 
-static rt_status_t create_device(cuda_backend_t *b, const engine_config_t *cfg, int64_t nb)
+/* The KV pool: engine:kv_cache_blocks, else what is left of
+ * gpu_memory_utilization x the GPU's memory once weights and scratch are
+ * in (vLLM's sizing). */
+static rt_status_t kv_pool_blocks(cuda_backend_t *b, const engine_config_t *cfg, int64_t per_block, int64_t *nb)
+{
+    *nb = cfg->kv_blocks;
+    if (*nb <= 0) {
+        uint64_t free_b = 0, total = 0;
+        CU(b->cu->mem_info(&free_b, &total), "memory info");
+        const double budget = cfg->gpu_memory_utilization * (double)total - (double)(total - free_b);
+        *nb = budget > 0 ? (int64_t)(budget / (double)per_block) : 0;
+        if (*nb < 1)
+            return rt_error_set(RT_ERR_NOMEM, "engine cuda: no room for a KV pool: weights and scratch take %.2f GB "
+                                "of %.2f GB, over engine:gpu_memory_utilization = %.2f of it", (double)(total - free_b) / 1e9,
+                                (double)total / 1e9, cfg->gpu_memory_utilization);
+        if (*nb > (1 << 24)) *nb = 1 << 24;
+    }
+    if (*nb > (1 << 24)) return rt_error_set(RT_ERR_RANGE, "engine cuda: a KV pool of %lld blocks", (long long)*nb);
+    return RT_OK;
+}
+
+static rt_status_t create_device(cuda_backend_t *b, const engine_config_t *cfg)
 {
     const rt_cuda_api_t *cu = b->cu;
     const model_hparams_t *hp = &b->hp;
@@ -207,14 +230,6 @@ static rt_status_t create_device(cuda_backend_t *b, const engine_config_t *cfg, 
     if (!st) st = upload_vector(b, model_output_norm(b->model), (size_t)E, &b->out_norm, "output_norm");
     if (st) return st;
 
-    /* the KV cache */
-    b->n_blocks = (int)nb;
-    b->block_size = cfg->block_size;
-    b->layer_elems = nb * cfg->block_size * KVD;
-    const size_t kv_bytes = (size_t)hp->n_layer * (size_t)b->layer_elems * 2;
-    if ((st = dev_alloc(b, &b->kc, kv_bytes, "KV cache (K)")) || (st = dev_alloc(b, &b->vc, kv_bytes, "KV cache (V)")))
-        return st;
-
     /* scratch */
     const size_t T = (size_t)cfg->max_num_batched_tokens;
     const int wide = FF > QD ? (FF > E ? FF : E) : (QD > E ? QD : E);
@@ -240,6 +255,17 @@ static rt_status_t create_device(cuda_backend_t *b, const engine_config_t *cfg, 
     };
     for (size_t i = 0; !st && i < sizeof bufs / sizeof *bufs; i++) st = dev_alloc(b, bufs[i].p, bufs[i].bytes, bufs[i].what);
     if (st) return st;
+
+    /* the KV cache, last: it takes what is left */
+    const int64_t per_block = 2 * (int64_t)hp->n_layer * cfg->block_size * KVD * 2;
+    int64_t nb;
+    if ((st = kv_pool_blocks(b, cfg, per_block, &nb))) return st;
+    b->n_blocks = (int)nb;
+    b->block_size = cfg->block_size;
+    b->layer_elems = nb * cfg->block_size * KVD;
+    const size_t kv_bytes = (size_t)hp->n_layer * (size_t)b->layer_elems * 2;
+    if ((st = dev_alloc(b, &b->kc, kv_bytes, "KV cache (K)")) || (st = dev_alloc(b, &b->vc, kv_bytes, "KV cache (V)")))
+        return st;
     b->h_slot = malloc(T * 4);
     b->h_tab = malloc(T * 4);
     b->h_rows = malloc(T * 4);
@@ -270,22 +296,14 @@ static rt_status_t cuda_create(const engine_config_t *cfg, void **state, int *n_
         else if (b->hp.head_dim > 256)
             st = rt_error_set(RT_ERR_UNSUPPORTED, "engine cuda: head size %d over 256", b->hp.head_dim);
     }
-    int64_t nb = cfg->kv_blocks;
-    if (!st && nb <= 0) {
-        const int64_t per_block = 2 * (int64_t)b->hp.n_layer * cfg->block_size * b->hp.n_head_kv * b->hp.head_dim * 2;
-        nb = cfg->kv_bytes / per_block;
-    }
-    if (!st && (nb < 1 || nb > (1 << 24)))
-        st = rt_error_set(RT_ERR_RANGE, "engine cuda: KV pool of %lld blocks (from kv_blocks/kv_bytes) is not usable",
-                          (long long)nb);
     if (!st && cfg->kv_type != RT_TYPE_F16)
         st = rt_error_set(RT_ERR_UNSUPPORTED, "engine cuda: the KV cache is f16 (engine:kv_type)");
-    if (!st) st = create_device(b, cfg, nb);
+    if (!st) st = create_device(b, cfg);
     if (st) {
         cuda_destroy(b);
         return st;
     }
-    *n_blocks = (int)nb;
+    *n_blocks = b->n_blocks;
     *n_vocab = b->hp.n_vocab;
     *vocab = model_vocab(b->model);
     *n_ctx = b->hp.n_ctx_train;

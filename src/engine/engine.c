@@ -39,7 +39,8 @@ engine_config_t engine_config_default(void)
 {
     engine_config_t c = {.backend = "cpu", .threads = 0, .block_size = 16, .kv_blocks = 0,
                          .kv_bytes = 256ll << 20, .max_num_seqs = 64, .max_num_batched_tokens = 512,
-                         .max_model_len = 0, .kv_type = RT_TYPE_F16, .cuda_device = -1};
+                         .max_model_len = 0, .kv_type = RT_TYPE_F16, .cuda_device = -1,
+                         .gpu_memory_utilization = 0.9};
     c.sim.gpu = "h100";
     c.sim.shape = "file";
     c.sim.mfu = 0.5;

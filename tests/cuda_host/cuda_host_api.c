@@ -50,14 +50,36 @@ static int device_name(int device, char *name, int n)
     snprintf(name, (size_t)n, "host (librotor_cuda_host.so, no GPU)");
     return 0;
 }
+/* a "device" of HOST_MEMORY bytes: each allocation carries its size in
+ * front, so mem_info can say what is free */
+#define HOST_MEMORY (4ull << 30)
+#define HEADER 64
+static uint64_t allocated;
+static int mem_info(uint64_t *free_bytes, uint64_t *total_bytes)
+{
+    *total_bytes = HOST_MEMORY;
+    *free_bytes = allocated < HOST_MEMORY ? HOST_MEMORY - allocated : 0;
+    return 0;
+}
 static int dmalloc(void **p, uint64_t bytes)
 {
-    *p = calloc(1, bytes ? bytes : 1);
-    return *p ? 0 : 2;
+    *p = NULL;
+    if (allocated + bytes > HOST_MEMORY) return 2; /* cudaErrorMemoryAllocation */
+    char *b = calloc(1, HEADER + (bytes ? bytes : 1));
+    if (!b) return 2;
+    memcpy(b, &bytes, sizeof bytes);
+    allocated += bytes;
+    *p = b + HEADER;
+    return 0;
 }
 static int dfree(void *p)
 {
-    free(p);
+    if (!p) return 0;
+    char *b = (char *)p - HEADER;
+    uint64_t bytes;
+    memcpy(&bytes, b, sizeof bytes);
+    allocated -= bytes;
+    free(b);
     return 0;
 }
 static int copy(void *d, const void *s, uint64_t n)
@@ -242,6 +264,7 @@ static const rt_cuda_api_t api = {
     .error_string = error_string,
     .set_device = set_device,
     .device_name = device_name,
+    .mem_info = mem_info,
     .malloc = dmalloc,
     .free = dfree,
     .memcpy_h2d = copy,

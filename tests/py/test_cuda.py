@@ -104,7 +104,7 @@ def test_check_tool_loads_the_library():
     r = subprocess.run([CHECK], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     if not has_gpu():
-        assert "librotor_cuda.so loaded (interface 1); no CUDA device" in r.stdout
+        assert "librotor_cuda.so loaded (interface 2); no CUDA device" in r.stdout
     else:
         assert "all OK" in r.stdout
 
@@ -142,3 +142,24 @@ def test_cuda_backend_serves(dense, tmp_path):
     # f16 weights and activations on the GPU, int8 activations on the CPU:
     # greedy paths may part late; the first tokens agree
     assert sum(a[:8] == b[:8] for a, b in zip(ref, got)) >= 2, (ref, got)
+
+
+def test_kv_pool_from_gpu_memory_utilization(dense, tmp_path, monkeypatch):
+    """Without engine:kv_cache_blocks the cuda backend gives the KV pool what
+    is left of engine:gpu_memory_utilization x the GPU's memory (the host
+    table's "GPU" has 4 GiB) once weights and scratch are in, as vLLM does:
+    each further quarter of the memory adds the same number of blocks."""
+    import re
+    monkeypatch.setitem(jobutil.JOB_ENV, "ROTOR_CUDA_LIB", HOST_LIB)
+    blocks = []
+    for util in ("0.25", "0.5", "0.75"):
+        with start_job(dense, tmp_path / util, np=2, overrides={"engine:backend": "cuda",
+                                                                "engine:gpu_memory_utilization": util}) as job:
+            got = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=120).completions.create(
+                model=requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"], prompt="hi",
+                max_tokens=4, temperature=0).choices[0].text
+            assert got
+            out = job.output()
+        blocks.append(int(re.search(r"weights f16, (\d+) KV blocks", out).group(1)))
+    assert blocks[0] > 0
+    assert abs((blocks[2] - blocks[1]) - (blocks[1] - blocks[0])) <= 1, blocks
