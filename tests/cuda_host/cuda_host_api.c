@@ -42,7 +42,11 @@ static int device_count(int *count)
     *count = 1;
     return 0;
 }
-static const char *error_string(int err) { return err ? "host implementation error" : "no error"; }
+/* the codes it returns are cudaError_t's: 2 cudaErrorMemoryAllocation, 1 cudaErrorInvalidValue */
+static const char *error_string(int err)
+{
+    return err == 0 ? "no error" : err == 2 ? "out of memory" : err == 1 ? "invalid argument" : "error";
+}
 static int set_device(int device) { return device == 0 ? 0 : 1; }
 static int device_name(int device, char *name, int n)
 {
@@ -50,21 +54,27 @@ static int device_name(int device, char *name, int n)
     snprintf(name, (size_t)n, "host (librotor_cuda_host.so, no GPU)");
     return 0;
 }
-/* a "device" of HOST_MEMORY bytes: each allocation carries its size in
- * front, so mem_info can say what is free */
-#define HOST_MEMORY (4ull << 30)
+/* a "device" of 4 GiB ($ROTOR_CUDA_HOST_MEMORY bytes if set): each
+ * allocation carries its size in front, so mem_info can say what is free */
 #define HEADER 64
 static uint64_t allocated;
+static uint64_t host_memory(void)
+{
+    const char *v = getenv("ROTOR_CUDA_HOST_MEMORY");
+    const unsigned long long n = v && *v ? strtoull(v, NULL, 10) : 0;
+    return n ? (uint64_t)n : 4ull << 30;
+}
 static int mem_info(uint64_t *free_bytes, uint64_t *total_bytes)
 {
-    *total_bytes = HOST_MEMORY;
-    *free_bytes = allocated < HOST_MEMORY ? HOST_MEMORY - allocated : 0;
+    const uint64_t total = host_memory();
+    *total_bytes = total;
+    *free_bytes = allocated < total ? total - allocated : 0;
     return 0;
 }
 static int dmalloc(void **p, uint64_t bytes)
 {
     *p = NULL;
-    if (allocated + bytes > HOST_MEMORY) return 2; /* cudaErrorMemoryAllocation */
+    if (allocated + bytes > host_memory()) return 2; /* cudaErrorMemoryAllocation */
     char *b = calloc(1, HEADER + (bytes ? bytes : 1));
     if (!b) return 2;
     memcpy(b, &bytes, sizeof bytes);

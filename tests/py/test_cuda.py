@@ -163,3 +163,27 @@ def test_kv_pool_from_gpu_memory_utilization(dense, tmp_path, monkeypatch):
         blocks.append(int(re.search(r"weights f16, (\d+) KV blocks", out).group(1)))
     assert blocks[0] > 0
     assert abs((blocks[2] - blocks[1]) - (blocks[1] - blocks[0])) <= 1, blocks
+
+
+@pytest.mark.parametrize("sets,why", [
+    ({"engine:kv_type": "f32"}, "the KV cache is f16"),
+    # a 16 MiB "GPU": weights and scratch fit, 5% of it leaves no room for KV
+    ({"engine:gpu_memory_utilization": "0.05"}, "no room for a KV pool"),
+    # ... and more scratch than it has
+    ({"engine:max_num_batched_tokens": "65536"}, "out of memory"),
+])
+def test_cuda_backend_refuses_what_it_cannot_do(dense, tmp_path, monkeypatch, sets, why):
+    monkeypatch.setitem(jobutil.JOB_ENV, "ROTOR_CUDA_LIB", HOST_LIB)
+    monkeypatch.setitem(jobutil.JOB_ENV, "ROTOR_CUDA_HOST_MEMORY", str(16 << 20))
+    with pytest.raises(AssertionError, match=why):
+        with start_job(dense, tmp_path, np=2, overrides=dict(sets, **{"engine:backend": "cuda"}), ready_timeout=60):
+            pass
+
+
+def test_cuda_backend_refuses_moe(tmp_path, monkeypatch):
+    moe = gen_model("cuda-moe", "--type", "q8_0", "--tokenizer", "bpe", "--n-vocab", "2000", "--n-expert", "4",
+                    "--n-expert-used", "2", "--seed", "46")
+    monkeypatch.setitem(jobutil.JOB_ENV, "ROTOR_CUDA_LIB", HOST_LIB)
+    with pytest.raises(AssertionError, match="mixture-of-experts models are not supported yet"):
+        with start_job(moe, tmp_path, np=2, overrides={"engine:backend": "cuda"}, ready_timeout=60):
+            pass

@@ -42,6 +42,7 @@ def mpirun(np, *args):
     (3, {"router:policy": "fastest"}, "router:policy"),
     (3, {"planner:mode": "psychic"}, "planner:mode"),
     (3, {"planner:predictor": "prophet"}, "planner:predictor"),
+    (3, {"roles:ep_attention": "sharded"}, "roles:ep_attention"),
 ])
 def test_role_maps_refused(tiny, tmp_path, np, sets, key):
     cmd = mpirun(np, "/dev/null", "--set", f"model:path={tiny}", "--set", f"log:dir={tmp_path}")
