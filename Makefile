@@ -90,7 +90,7 @@ $(BUILD)/bin/rotor: $(BUILD)/obj/src/tools/rotor_main.o $(BUILD)/obj/src/tools/g
 $(BUILD)/bin/rotor-model: $(BUILD)/obj/src/tools/rotor_model.o $(BUILD)/obj/src/tools/model_vocab.o $(BUILD)/obj/src/tools/tokenizer_export.o $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(filter 1,$(V)),,echo "  LD $@")
-	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ -Wl,--as-needed $(LDLIBS_ALL)
 
 $(BUILD)/bin/rotor-bench: $(RB_SRC:%.c=$(BUILD)/obj/%.o) $(LIB)
 	@mkdir -p $(dir $@)
@@ -126,10 +126,12 @@ $(CUDA_LIB): $(CU_OBJ)
 	@$(if $(filter 1,$(V)),,echo "  NVCC $@")
 	$(Q)$(NVCC) -shared -arch=sm_90 -o $@ $^ -lcublas -Xlinker -rpath,$(CUDA_HOME)/lib64
 
+# --as-needed: only the libraries it calls, so few travel to a GPU machine
+# (bench/gpu/pack.sh)
 $(BUILD)/bin/rotor-cuda-check: $(BUILD)/obj/kernels/cuda_check_main.o $(LIB) | $(CUDA_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(filter 1,$(V)),,echo "  LD $@")
-	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ -Wl,--as-needed $(LDLIBS_ALL)
 
 $(CUDA_HOST_LIB): tests/cuda_host/cuda_host_api.c include/rotor/cuda_kernels.h
 	@mkdir -p $(dir $@)

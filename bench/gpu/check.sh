@@ -18,17 +18,26 @@ OUT=${OUT:-/tmp/rotor-gpu-out}
 mkdir -p "$OUT" /tmp/rotor-gpu-models
 M=/tmp/rotor-gpu-models
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-gen() { "$G/bin/rotor-model" gen --out "$M/$1.gguf" "${@:2}" >/dev/null; }
+ldd --version 2>/dev/null | head -1
+# Built on Debian 12 (glibc 2.36): where this system's C library is older,
+# the binaries cannot load (exit 127), and run through the bundled loader.
+RUN=()
+"$G/bin/rotor-cuda-check" --probe >/dev/null 2>&1
+if [ $? -eq 127 ]; then
+    echo "check.sh: the binaries need a newer C library than this system's: using the bundled one (.gpu/glibc)"
+    RUN=("$G/glibc/ld-linux-x86-64.so.2" --library-path "$G/glibc:$G/libs:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}")
+fi
+gen() { "${RUN[@]}" "$G/bin/rotor-model" gen --out "$M/$1.gguf" "${@:2}" >/dev/null; }
 gen llama-f16 --type f16 --tokenizer bpe --n-vocab 2000 --n-ctx 1024 --seed 41
 gen qwen2-f16 --type f16 --arch qwen2 --tokenizer bpe --n-vocab 2000 --n-ctx 1024 --seed 42
 gen llama-q8 --type q8_0 --tokenizer bpe --n-vocab 2000 --n-ctx 1024 --seed 43
 gen smollm2-shape --type f16 --tokenizer bpe --n-layer 30 --n-embd 576 --n-head 9 --n-head-kv 3 --n-ff 1536 \
     --n-vocab 49152 --n-ctx 2048 --seed 44
 rc=0
-"$G/bin/rotor-cuda-check" 2>&1 | tee "$OUT/kernels.txt" || rc=1
+"${RUN[@]}" "$G/bin/rotor-cuda-check" 2>&1 | tee "$OUT/kernels.txt" || rc=1
 for m in llama-f16 qwen2-f16 llama-q8; do
-    "$G/bin/rotor-cuda-check" --model "$M/$m.gguf" 2>&1 | grep -v "^cuda-check: \(rmsnorm\|matvec\|gemm\|rope\|kv_store\)" \
+    "${RUN[@]}" "$G/bin/rotor-cuda-check" --model "$M/$m.gguf" 2>&1 | grep -v "^cuda-check: \(rmsnorm\|matvec\|gemm\|rope\|kv_store\)" \
         | tee -a "$OUT/engines.txt" || rc=1
 done
-"$G/bin/rotor-cuda-check" --model "$M/smollm2-shape.gguf" --bench 2>&1 | tee "$OUT/bench.txt" || rc=1
+"${RUN[@]}" "$G/bin/rotor-cuda-check" --model "$M/smollm2-shape.gguf" --bench 2>&1 | tee "$OUT/bench.txt" || rc=1
 exit $rc

@@ -3,8 +3,7 @@
 # build rotor with its CUDA library and gather what bench/gpu/check.sh needs on
 # the GPU machine into .gpu/ (ignored by git): rotor-cuda-check, rotor-model,
 # librotor_cuda.so, and the shared libraries those binaries load that a bare
-# CUDA image lacks (glibc and the C++ runtime stay the GPU machine's). The
-# device tool then carries .gpu/ along:
+# CUDA image lacks. The device tool then carries .gpu/ along:
 #   run(command="bash bench/gpu/check.sh", carry=[".gpu"])
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,11 +14,16 @@ rm -rf .gpu
 mkdir -p .gpu/bin .gpu/lib .gpu/libs
 cp "$BUILD/bin/rotor-cuda-check" "$BUILD/bin/rotor-model" .gpu/bin/
 cp "$BUILD/lib/librotor_cuda.so" .gpu/lib/
-skip='^(libc|libm|libdl|librt|libpthread|libresolv|ld-linux-x86-64|libstdc\+\+|libgcc_s|linux-vdso)\.'
-for b in .gpu/bin/*; do
-    ldd "$b" | awk '$3 ~ /^\// {print $3}'
+# glibc and the C++ runtime go to .gpu/glibc, used only if the GPU machine's
+# own C library is older than this one's (check.sh then starts the binaries
+# through the bundled loader)
+mkdir -p .gpu/glibc
+glibc='^(libc|libm|libdl|librt|libpthread|libresolv|ld-linux-x86-64|libstdc\+\+|libgcc_s)\.'
+for b in .gpu/bin/* .gpu/lib/*; do
+    ldd "$b" | awk '$3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}'
 done | sort -u | while read -r lib; do
     name=$(basename "$lib")
-    [[ $name =~ $skip ]] || cp -L "$lib" .gpu/libs/
+    [[ $name =~ ^libcu ]] && continue # CUDA's own (cuBLAS): the GPU machine has them
+    if [[ $name =~ $glibc ]]; then cp -L "$lib" .gpu/glibc/; else cp -L "$lib" .gpu/libs/; fi
 done
 du -sh .gpu
