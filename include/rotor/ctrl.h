@@ -39,6 +39,7 @@
 
 #include "rotor/block_pool.h"
 #include "rotor/engine.h"
+#include "rotor/planner.h"
 #include "rotor/status.h"
 
 enum {
@@ -58,12 +59,9 @@ enum {
 
 /* PLAN: the planner's decision */
 typedef struct {
-    int32_t action;  /* planner_action_t */
-    int32_t n_moves; /* ranks to move (0 on hold) */
-    int32_t target_prefill; /* predictive mode: the split aimed at; -1 if none */
+    int32_t action;      /* planner_action_t */
     int32_t pad;
-    double prefill_tps, decode_tps;         /* predictive: forecast demand, tokens/s */
-    double prefill_cap_tps, decode_cap_tps; /* predictive: per rank; 0 = unknown yet */
+    planner_view_t view; /* ranks to move, and the predictive mode's forecast */
     char why[192];
 } ctrl_plan_t;
 

@@ -85,7 +85,6 @@ typedef struct {
     double decode_kv_usage;   /* KV blocks in use / pool, over the decode ranks up (0..1) */
     /* the load and the ranks' work, for the predictive mode */
     double interval_s;        /* length of the interval */
-    int n_arrivals;           /* requests routed */
     double prefill_tokens_in; /* prompt tokens routed for remote prefill (demand on the prefill pool) */
     double prefill_backlog_tokens; /* prompt tokens waiting for or on prefill ranks at the end */
     double decode_tokens;     /* output tokens the decode ranks generated */
@@ -107,7 +106,8 @@ void planner_forecast_add(planner_forecast_t *f, double x);
 /* The value expected for the next interval (>= 0); 0 before any observation. */
 double planner_forecast_next(const planner_forecast_t *f);
 
-/* The predictive mode's view of the last interval (for the log). */
+/* The last decision's view (for the log): the forecast and capacities in
+ * the predictive mode (zero in the reactive one), and how many ranks move. */
 typedef struct {
     double prefill_tps, decode_tps;         /* forecast demand, tokens/s */
     double prefill_cap_tps, decode_cap_tps; /* per rank, configured or learnt; 0 = unknown */

@@ -120,7 +120,6 @@ typedef struct {
     int obs_ttft_n, obs_itl_n;
     int64_t planner_moves;
     planner_obs_t acc;      /* the interval so far: load and the ranks' work (predictive planner) */
-    double prefill_backlog; /* prompt tokens on or waiting for prefill workers */
     planner_obs_t last_obs; /* the last interval sent to the planner */
     double xfer_seconds;  /* sum of t_received - t_sent */
     send_t *sends;
@@ -216,7 +215,6 @@ static void route_end(dmpi_t *d, route_tab_t *t, route_t *r)
     w->n_inflight--;
     w->active_blocks -= r->blocks;
     for (int32_t i = 0; i < r->n_hashes; i++) kvi_remove(d->kv_pending, r->worker, r->hashes[i]);
-    if (t == &d->prefills) d->prefill_backlog -= r->prefill_tokens;
     free(r->hashes);
     route_del(t, r);
 }
@@ -525,7 +523,7 @@ static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len
  * requests in flight changes pools. Its requests go on where they are (a
  * request's events are matched by table, not by role); from now on it is
  * chosen for the other kind of work. */
-static int carry_out(dmpi_t *d, const ctrl_plan_t *pl);
+static int carry_out(dmpi_t *d, planner_action_t action, const char *why);
 
 /* The planner's decision on the last interval: carried out if a move, and
  * logged (HDF5 /planner) with what the interval looked like. */
@@ -536,8 +534,8 @@ static void on_plan(dmpi_t *d, const uint8_t *buf)
     plan.why[sizeof plan.why - 1] = '\0';
     int moved = -1, n_moved = 0;
     if (plan.action == PLANNER_TO_PREFILL || plan.action == PLANNER_TO_DECODE)
-        for (int i = 0; i < (plan.n_moves > 1 ? plan.n_moves : 1); i++) {
-            const int r = carry_out(d, &plan);
+        for (int i = 0; i < (plan.view.n_moves > 1 ? plan.view.n_moves : 1); i++) {
+            const int r = carry_out(d, (planner_action_t)plan.action, plan.why);
             if (r < 0) break;
             if (moved < 0) moved = r;
             n_moved++;
@@ -547,9 +545,9 @@ static void on_plan(dmpi_t *d, const uint8_t *buf)
     hlog_planner_t rec = {.t = hlog_now(), .ttft_mean_s = o->ttft_mean_s, .itl_mean_s = o->itl_mean_s,
                           .n_ttft = o->n_ttft, .n_itl = o->n_itl, .n_prefill = o->n_prefill, .n_decode = o->n_decode,
                           .prefill_queue = o->prefill_queue, .rank_moved = moved, .n_moved = n_moved,
-                          .target_prefill = plan.target_prefill, .prefill_tps = plan.prefill_tps,
-                          .decode_tps = plan.decode_tps, .prefill_cap_tps = plan.prefill_cap_tps,
-                          .decode_cap_tps = plan.decode_cap_tps};
+                          .target_prefill = plan.view.target_prefill, .prefill_tps = plan.view.prefill_tps,
+                          .decode_tps = plan.view.decode_tps, .prefill_cap_tps = plan.view.prefill_cap_tps,
+                          .decode_cap_tps = plan.view.decode_cap_tps};
     snprintf(rec.action, sizeof rec.action, "%s",
              plan.action == PLANNER_TO_PREFILL || plan.action == PLANNER_TO_DECODE ? planner_action_name(plan.action)
                                                                                   : "hold");
@@ -558,10 +556,9 @@ static void on_plan(dmpi_t *d, const uint8_t *buf)
 }
 
 /* A move: returns the rank moved, -1 if it was not carried out. */
-static int carry_out(dmpi_t *d, const ctrl_plan_t *pl)
+static int carry_out(dmpi_t *d, planner_action_t action, const char *why)
 {
-    const ctrl_plan_t plan = *pl;
-    const job_role_t from = plan.action == PLANNER_TO_PREFILL ? JOB_ROLE_DECODE : JOB_ROLE_PREFILL;
+    const job_role_t from = action == PLANNER_TO_PREFILL ? JOB_ROLE_DECODE : JOB_ROLE_PREFILL;
     const job_role_t to = from == JOB_ROLE_DECODE ? JOB_ROLE_PREFILL : JOB_ROLE_DECODE;
     int best = -1, n_from = 0;
     for (int i = 0; i < d->n_w; i++) {
@@ -571,7 +568,7 @@ static int carry_out(dmpi_t *d, const ctrl_plan_t *pl)
         if (best < 0 || w->n_inflight < d->w[best].n_inflight) best = i;
     }
     if (best < 0 || n_from < 2) { /* the planner keeps one of each; the pools may have changed since */
-        RT_LOG_INFO("planner: %s not carried out: %d %s rank(s) up", planner_action_name(plan.action), n_from,
+        RT_LOG_INFO("planner: %s not carried out: %d %s rank(s) up", planner_action_name(action), n_from,
                     job_role_name(from));
         return -1;
     }
@@ -579,8 +576,8 @@ static int carry_out(dmpi_t *d, const ctrl_plan_t *pl)
     w->role = to;
     d->n_prefill += to == JOB_ROLE_PREFILL ? 1 : -1;
     d->planner_moves++;
-    RT_LOG_INFO("planner: rank %d is now a %s rank: %s", w->rank, job_role_name(to), plan.why);
-    worker_event(d, w, "role", plan.why);
+    RT_LOG_INFO("planner: rank %d is now a %s rank: %s", w->rank, job_role_name(to), why);
+    worker_event(d, w, "role", why);
     int32_t *role = malloc(sizeof *role);
     if (!role) RT_PANIC("dispatch: out of memory");
     *role = (int32_t)to;
@@ -597,7 +594,8 @@ static void send_obs(dmpi_t *d, double now)
     *o = d->acc;
     o->t = now;
     o->interval_s = now - d->obs_t0;
-    o->prefill_backlog_tokens = d->prefill_backlog;
+    for (size_t i = 0; i < d->prefills.cap; i++) /* prompt tokens on or waiting for prefill workers */
+        if (d->prefills.slots[i].worker >= 0) o->prefill_backlog_tokens += d->prefills.slots[i].prefill_tokens;
     int64_t kv_used = 0, kv_total = 0;
     for (int i = 0; i < d->n_w; i++) {
         if (!d->w[i].up) continue;
@@ -866,10 +864,8 @@ static rt_status_t dm_submit(void *self, const engine_request_t *r, dispatch_rou
         return st;
     }
     charge(d, &rt);
-    d->acc.n_arrivals++;
     if (d->n_prefill && uncached > d->max_local_prefill) d->acc.prefill_tokens_in += (double)uncached;
     if (pre.worker >= 0) {
-        d->prefill_backlog += pre.prefill_tokens;
         charge(d, &pre);
         d->remote_prefills++;
         send_async(d, d->w[pre.worker].rank, CTRL_TAG_PREFILL, buf, len);
@@ -948,8 +944,6 @@ rt_status_t dispatch_mpi_create(struct event_base *base, const cfg_t *cfg, const
 {
     const char *pol = cfg_str(cfg, "router:policy");
     policy_t policy;
-    rt_status_t pst = job_planner_config_check(cfg);
-    if (pst) return pst;
     if (strcmp(pol, "round_robin") == 0) policy = POLICY_ROUND_ROBIN;
     else if (strcmp(pol, "least_loaded") == 0) policy = POLICY_LEAST_LOADED;
     else if (strcmp(pol, "random") == 0) policy = POLICY_RANDOM;

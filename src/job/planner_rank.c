@@ -69,12 +69,7 @@ int job_planner_main(const cfg_t *cfg)
             memcpy(&o, rx, sizeof o);
             ctrl_plan_t plan = {0};
             plan.action = (int32_t)planner_decide(&p, &o, plan.why, sizeof plan.why);
-            plan.n_moves = p.last.n_moves;
-            plan.target_prefill = p.last.target_prefill;
-            plan.prefill_tps = p.last.prefill_tps;
-            plan.decode_tps = p.last.decode_tps;
-            plan.prefill_cap_tps = p.last.prefill_cap_tps;
-            plan.decode_cap_tps = p.last.decode_cap_tps;
+            plan.view = p.last;
             if (plan.action == PLANNER_HOLD) RT_LOG_DEBUG("planner: hold: %s", plan.why);
             else RT_LOG_INFO("planner: %s: %s", planner_action_name((planner_action_t)plan.action), plan.why);
             /* every decision goes back, holds too: rank 0 logs each interval */

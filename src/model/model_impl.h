@@ -89,7 +89,7 @@ struct model_ctx {
     void *ep_ud;
     float *ep_send;    /* (max_tokens * n_expert_used, n_embd + 1) rows to send: x, then the expert id */
     int32_t *ep_map;   /* (max_tokens * n_expert_used) the slot of each row sent */
-    int *ep_counts;    /* (4 * ep_size) send/recv bytes, twice */
+    int *ep_counts;    /* (4 * ep_size) bytes sent, received, returned; the dispatch's offsets */
     int max_tokens;
     model_attn_order_t attn_order; /* MODEL_ATTN_LLAMACPP unless set */
     model_matmul_t matmul;         /* MODEL_MATMUL_LLAMACPP unless set */

@@ -97,57 +97,71 @@ static void expert_weights(const model_ctx_t *c, const model_layer_t *L, int e, 
  * id, to rank e % size, grouped by rank; every rank runs its experts over
  * what it received (gathered per expert, at most max_tokens rows a pass) and
  * overwrites each row's floats with the output; combine: the rows go back
- * the way they came, and land in their slots. */
+ * the way they came, and land in their slots. No allocation: the context's
+ * ep_* buffers and the exchange's own. */
 static void moe_exchange(model_ctx_t *c, const model_layer_t *L, int t0, int t1)
 {
     const model_hparams_t *hp = &c->m->hp;
     const int E = hp->n_embd, K = hp->n_expert_used, NX = hp->n_expert, S = c->ep_size;
     const size_t row = (size_t)E + 1; /* floats per exchanged row */
-    int *send_bytes = c->ep_counts, *recv_bytes = c->ep_counts + S;
-    int *back_bytes = c->ep_counts + 2 * S, *back_recv = c->ep_counts + 3 * S;
-    int64_t n = 0;
-    for (int d = 0; d < S; d++) {
-        const int64_t first = n;
-        for (int i = t0; i < t1; i++)
-            for (int k = 0; k < K; k++) {
-                const int32_t e = c->moe_sel[(size_t)i * K + k];
-                if (e % S != d) continue;
-                float *r = c->ep_send + (size_t)n * row;
-                memcpy(r, c->xn + (size_t)i * E, sizeof(float) * (size_t)E);
-                memcpy(r + E, &e, sizeof e);
-                c->ep_map[n++] = i * K + k;
-            }
-        send_bytes[d] = (int)((size_t)(n - first) * row * sizeof(float));
+    int *send_bytes = c->ep_counts, *recv_bytes = c->ep_counts + S, *back_bytes = c->ep_counts + 2 * S;
+    int *at = c->ep_counts + 3 * S; /* each destination's next row */
+    /* dispatch: rows grouped by destination rank (counted, then placed) */
+    memset(at, 0, sizeof(int) * (size_t)S);
+    for (int i = t0; i < t1; i++)
+        for (int k = 0; k < K; k++) at[c->moe_sel[(size_t)i * K + k] % S]++;
+    for (int d = 0, first = 0; d < S; d++) {
+        send_bytes[d] = (int)((size_t)at[d] * row * sizeof(float));
+        const int nd = at[d];
+        at[d] = first;
+        first += nd;
     }
+    const int64_t n = (int64_t)(t1 - t0) * K;
+    for (int i = t0; i < t1; i++)
+        for (int k = 0; k < K; k++) {
+            const int32_t e = c->moe_sel[(size_t)i * K + k];
+            const int q = at[e % S]++;
+            float *r = c->ep_send + (size_t)q * row;
+            memcpy(r, c->xn + (size_t)i * E, sizeof(float) * (size_t)E);
+            memcpy(r + E, &e, sizeof e);
+            c->ep_map[q] = i * K + k;
+        }
     void *recv = NULL;
     c->ep_alltoall(c->ep_ud, c->ep_send, send_bytes, &recv, recv_bytes);
     int64_t n_recv = 0;
     for (int s = 0; s < S; s++) n_recv += recv_bytes[s] / (int64_t)(row * sizeof(float));
     float *rx = recv;
-    for (int e = c->ep_rank; e < NX; e += S) { /* this rank's experts, each over its rows in passes */
+    /* each of this rank's experts (e = rank + S x) with its rows: one pass
+     * links them into a list per expert through the id slot, in arrival
+     * order; the id is not needed after */
+    int32_t head[MODEL_MAX_EXPERTS];
+    const int n_mine = (NX - c->ep_rank + S - 1) / S;
+    for (int x = 0; x < n_mine; x++) head[x] = -1;
+    for (int64_t j = n_recv - 1; j >= 0; j--) {
+        int32_t id;
+        memcpy(&id, rx + (size_t)j * row + E, sizeof id);
+        const int x = (id - c->ep_rank) / S;
+        memcpy(rx + (size_t)j * row + E, &head[x], sizeof head[x]);
+        head[x] = (int32_t)j;
+    }
+    for (int x = 0; x < n_mine; x++) {
         model_weight_t w[3];
-        expert_weights(c, L, e, w);
-        int64_t j = 0;
-        while (j < n_recv) {
+        expert_weights(c, L, c->ep_rank + S * x, w);
+        for (int32_t j = head[x]; j >= 0;) { /* in passes of at most max_tokens rows */
             int64_t m = 0;
-            for (; j < n_recv && m < c->max_tokens; j++) {
-                int32_t id;
-                memcpy(&id, rx + (size_t)j * row + E, sizeof id);
-                if (id != e) continue;
-                c->moe_rows[m] = (int32_t)j;
+            for (; j >= 0 && m < c->max_tokens; m++) {
+                c->moe_rows[m] = j;
                 memcpy(c->moe_x + (size_t)m * E, rx + (size_t)j * row, sizeof(float) * (size_t)E);
-                m++;
+                memcpy(&j, rx + (size_t)j * row + E, sizeof j);
             }
-            if (m == 0) break;
             fwd_ffn_rows(c, &w[0], &w[1], &w[2], c->moe_x, m, hp->n_ff_exp, c->moe_y, 0, false);
             for (int64_t q = 0; q < m; q++)
                 memcpy(rx + (size_t)c->moe_rows[q] * row, c->moe_y + (size_t)q * E, sizeof(float) * (size_t)E);
         }
     }
     /* combine: what each rank sent comes back from it, in the order sent */
-    memcpy(back_bytes, recv_bytes, sizeof(int) * (size_t)S);
     void *back = NULL;
-    c->ep_alltoall(c->ep_ud, rx, back_bytes, &back, back_recv);
+    c->ep_alltoall(c->ep_ud, rx, recv_bytes, &back, back_bytes);
     const float *bk = back;
     for (int64_t j = 0; j < n; j++)
         memcpy(c->moe_slot + (size_t)c->ep_map[j] * E, bk + (size_t)j * row, sizeof(float) * (size_t)E);

@@ -118,8 +118,6 @@ static planner_action_t decide_predictive(planner_t *p, const planner_obs_t *o, 
 {
     const planner_config_t *c = &p->cfg;
     planner_view_t *v = &p->last;
-    if (p->last_move_t >= 0 && o->t - p->last_move_t < c->cooldown_s)
-        return hold(why, n, "cooling down (%.1f of %.1f s since the last move)", o->t - p->last_move_t, c->cooldown_s);
     if (v->prefill_cap_tps <= 0 || v->decode_cap_tps <= 0)
         return hold(why, n, "learning what a rank serves (prefill %.0f, decode %.0f tokens/s so far)",
                     v->prefill_cap_tps, v->decode_cap_tps);
@@ -164,10 +162,10 @@ planner_action_t planner_decide(planner_t *p, const planner_obs_t *o, char *why,
     const planner_config_t *c = &p->cfg;
     p->last.n_moves = 0;
     p->last.target_prefill = -1;
-    learn(p, o);
-    if (c->mode == PLANNER_PREDICTIVE) return decide_predictive(p, o, why, n);
+    if (c->mode == PLANNER_PREDICTIVE) learn(p, o); /* every interval, cooling down or not */
     if (p->last_move_t >= 0 && o->t - p->last_move_t < c->cooldown_s)
         return hold(why, n, "cooling down (%.1f of %.1f s since the last move)", o->t - p->last_move_t, c->cooldown_s);
+    if (c->mode == PLANNER_PREDICTIVE) return decide_predictive(p, o, why, n);
     if (o->n_ttft < c->min_samples || o->n_itl < c->min_samples)
         return hold(why, n, "too few samples (%.0f first tokens, %.0f token gaps)", o->n_ttft, o->n_itl);
     const double ttft = o->ttft_mean_s / c->ttft_slo_s, itl = o->itl_mean_s / c->itl_slo_s;

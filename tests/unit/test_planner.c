@@ -131,7 +131,7 @@ static const planner_config_t PCFG = {.mode = PLANNER_PREDICTIVE, .predictor = P
 static planner_obs_t pobs(double t, int n_prefill, int n_decode, double prefill_in, double decode_tps)
 {
     planner_obs_t o = {.t = t, .n_prefill = n_prefill, .n_decode = n_decode, .n_ttft = 10, .ttft_mean_s = 0.5,
-                       .n_itl = 100, .itl_mean_s = 0.02, .interval_s = 1.0, .n_arrivals = 10,
+                       .n_itl = 100, .itl_mean_s = 0.02, .interval_s = 1.0,
                        .prefill_tokens_in = prefill_in, .decode_tokens = decode_tps,
                        .prefill_tokens_done = 20000, .prefill_busy_s = 2.0};
     for (int b = 1; b <= 8; b++) {
