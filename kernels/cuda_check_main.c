@@ -7,9 +7,8 @@
  *                                       engine on the same requests: the first
  *                                       step's logits (relative error, argmax)
  *                                       and 16 greedy tokens each
- *   rotor-cuda-check --model F --bench  also the cuda engine's decode tokens/s
- *                                       at 1, 16 and 64 sequences
  *
+ * (The cuda engine's speed: rotor bench-engine --backend cuda.)
  * With no GPU it loads the library, says so and exits 0 (the build, the
  * link and the library's interface are what CI checks there);
  * bench/gpu/check.sh runs it on a GPU machine. Exit 1 on any failure.
@@ -18,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "rotor/cpu_ops.h"
 #include "rotor/cpu_quant.h"
@@ -236,18 +234,10 @@ static void on_logits(void *ud, uint64_t id, int step, const float *logits, int 
     memcpy(f->first[id], logits, sizeof(float) * (size_t)n_vocab);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* n requests of prompt_len random ids (seeded by their index), gen greedy
- * tokens each, all at once; out[i * gen + j] = request i's token j; returns
- * the seconds of the decode steps (all sequences past their prompts) */
-static double run_engine(const char *backend, const char *model, int n, int prompt_len, int gen, int32_t *out,
-                         first_logits_t *fl, int *decode_tokens)
+ * tokens each, all at once; out[i * gen + j] = request i's token j */
+static void run_engine(const char *backend, const char *model, int n, int prompt_len, int gen, int32_t *out,
+                       first_logits_t *fl)
 {
     engine_config_t c = engine_config_default();
     c.backend = backend;
@@ -278,19 +268,11 @@ static double run_engine(const char *backend, const char *model, int n, int prom
     const size_t cap = 6 * (size_t)c.max_num_seqs + 16;
     engine_event_t *ev = malloc(sizeof *ev * cap);
     int *count = calloc((size_t)n, sizeof *count);
-    double t_decode = 0;
-    *decode_tokens = 0;
     while (engine_has_work(e)) {
         size_t k = 0;
-        engine_step_stats_t st;
-        const double t0 = now_s();
-        if (engine_step(e, ev, cap, &k, &st)) {
+        if (engine_step(e, ev, cap, &k, NULL)) {
             fprintf(stderr, "cuda-check: %s step: %s\n", backend, rt_error_msg());
             exit(1);
-        }
-        if (st.n_prefill_tokens == 0 && st.n_decode_tokens > 0) {
-            t_decode += now_s() - t0;
-            *decode_tokens += st.n_decode_tokens;
         }
         for (size_t j = 0; j < k; j++)
             if (ev[j].kind == ENGINE_EV_TOKEN && count[ev[j].request_id] < gen)
@@ -298,16 +280,14 @@ static double run_engine(const char *backend, const char *model, int n, int prom
     }
     free(ev), free(count), free(prompt);
     engine_destroy(e);
-    return t_decode;
 }
 
-static int check_engines(const char *model, int bench)
+static int check_engines(const char *model)
 {
     first_logits_t ref = {0}, got = {0};
     int32_t a[N_REQ * GEN], b[N_REQ * GEN];
-    int dt;
-    run_engine("cpu", model, N_REQ, 40, GEN, a, &ref, &dt);
-    run_engine("cuda", model, N_REQ, 40, GEN, b, &got, &dt);
+    run_engine("cpu", model, N_REQ, 40, GEN, a, &ref);
+    run_engine("cuda", model, N_REQ, 40, GEN, b, &got);
     int fail = 0, same_argmax = 0, same_ids = 0;
     double worst = 0;
     for (int i = 0; i < N_REQ; i++) {
@@ -330,28 +310,16 @@ static int check_engines(const char *model, int bench)
     printf("cuda-check: engine cuda vs cpu on %s: first-step logits max err %.3g of the largest, argmax %d/%d, "
            "%d greedy tokens identical for %d/%d requests\n", model, worst, same_argmax, N_REQ, GEN, same_ids, N_REQ);
     fail |= worst > 2e-2 || same_argmax < N_REQ;
-    if (bench) {
-        for (int k = 0; k < 3; k++) {
-            const int n = k == 0 ? 1 : k == 1 ? 16 : 64, gen = 64;
-            int32_t *o = malloc(sizeof(int32_t) * (size_t)n * gen);
-            const double s = run_engine("cuda", model, n, 32, gen, o, NULL, &dt);
-            printf("cuda-check: cuda engine decode, %2d sequences: %8.1f tokens/s (%d tokens in %.3f s of decode steps)\n",
-                   n, dt / s, dt, s);
-            free(o);
-        }
-    }
     return fail;
 }
 
 int main(int argc, char **argv)
 {
     const char *model = NULL;
-    int bench = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-        else if (!strcmp(argv[i], "--bench")) bench = 1;
         else {
-            fprintf(stderr, "usage: rotor-cuda-check [--model FILE.gguf [--bench]]\n");
+            fprintf(stderr, "usage: rotor-cuda-check [--model FILE.gguf]\n");
             return 2;
         }
     }
@@ -372,7 +340,7 @@ int main(int argc, char **argv)
     fail |= check_gemm(&seed);
     fail |= check_rope(&seed);
     fail |= check_attention(&seed);
-    if (model) fail |= check_engines(model, bench);
+    if (model) fail |= check_engines(model);
     printf("cuda-check: %s\n", fail ? "FAILED" : "all OK");
     return fail;
 }

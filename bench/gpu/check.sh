@@ -6,8 +6,9 @@
 #   2. the cuda engine against the cpu engine, on generated models that
 #      cover the paths: llama (normal RoPE, GQA), qwen2 (NeoX RoPE, QKV
 #      bias), Q8_0 weights (dequantized to f16 on upload);
-#   3. the cuda engine's decode tokens/s at 1, 16 and 64 sequences on a
-#      model of SmolLM2-135M's shape in f16.
+#   3. rotor bench-engine on a model of SmolLM2-135M's shape in f16, with
+#      the cuda backend and then the cpu one (this machine's 16 cores): decode
+#      tokens/s at 1, 16 and 64 sequences and the cached-prefix TTFT.
 # Usage there: bash bench/gpu/check.sh   (files land in $OUT when it is set)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,5 +40,9 @@ for m in llama-f16 qwen2-f16 llama-q8; do
     "${RUN[@]}" "$G/bin/rotor-cuda-check" --model "$M/$m.gguf" 2>&1 | grep -v "^cuda-check: \(rmsnorm\|matvec\|gemm\|rope\|kv_store\)" \
         | tee -a "$OUT/engines.txt" || rc=1
 done
-"${RUN[@]}" "$G/bin/rotor-cuda-check" --model "$M/smollm2-shape.gguf" --bench 2>&1 | tee "$OUT/bench.txt" || rc=1
+for be in cuda cpu; do
+    echo "bench-engine --backend $be:" | tee -a "$OUT/bench.txt"
+    "${RUN[@]}" "$G/bin/rotor" bench-engine --backend $be --model "$M/smollm2-shape.gguf" --seqs 1,16,64 --gen 64 \
+        2>&1 | tee -a "$OUT/bench.txt" || rc=1
+done
 exit $rc

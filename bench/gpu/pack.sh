@@ -2,17 +2,17 @@
 # bench/gpu/pack.sh - run HERE (the build machine, which has nvcc but no GPU):
 # build rotor with its CUDA library and gather what bench/gpu/check.sh needs on
 # the GPU machine into .gpu/ (ignored by git): rotor-cuda-check, rotor-model,
-# librotor_cuda.so, and the shared libraries those binaries load that a bare
+# rotor (for bench-engine), librotor_cuda.so, and the shared libraries those binaries load that a bare
 # CUDA image lacks. The device tool then carries .gpu/ along:
 #   run(command="bash bench/gpu/check.sh", carry=[".gpu"])
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build/gpu}
 make --no-print-directory BUILD="$BUILD" "$BUILD/bin/rotor-cuda-check" "$BUILD/bin/rotor-model" \
-    "$BUILD/lib/librotor_cuda.so"
+    "$BUILD/bin/rotor" "$BUILD/lib/librotor_cuda.so"
 rm -rf .gpu
 mkdir -p .gpu/bin .gpu/lib .gpu/libs
-cp "$BUILD/bin/rotor-cuda-check" "$BUILD/bin/rotor-model" .gpu/bin/
+cp "$BUILD/bin/rotor-cuda-check" "$BUILD/bin/rotor-model" "$BUILD/bin/rotor" .gpu/bin/
 cp "$BUILD/lib/librotor_cuda.so" .gpu/lib/
 # glibc and the C++ runtime go to .gpu/glibc, used only if the GPU machine's
 # own C library is older than this one's (check.sh then starts the binaries

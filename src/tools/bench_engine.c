@@ -96,10 +96,11 @@ int cmd_bench_engine(int argc, char **argv)
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},   {"seqs", required_argument, 0, 's'},
                                        {"prompt-tokens", required_argument, 0, 'p'},
                                        {"gen", required_argument, 0, 'n'},     {"prefix-tokens", required_argument, 0, 'x'},
-                                       {"threads", required_argument, 0, 't'}, {0, 0, 0, 0}};
+                                       {"threads", required_argument, 0, 't'}, {"backend", required_argument, 0, 'b'},
+                                       {0, 0, 0, 0}};
     optind = 1;
     int ch;
-    while ((ch = getopt_long(argc, argv, "m:s:p:n:x:t:", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "m:s:p:n:x:t:b:", lo, NULL)) != -1) {
         switch (ch) {
         case 'm': cfg.model_path = optarg; break;
         case 's': seqs = optarg; break;
@@ -107,9 +108,10 @@ int cmd_bench_engine(int argc, char **argv)
         case 'n': gen = atoi(optarg); break;
         case 'x': prefix = atoi(optarg); break;
         case 't': cfg.threads = atoi(optarg); break;
+        case 'b': cfg.backend = optarg; break;
         default:
             fprintf(stderr, "usage: rotor bench-engine --model FILE [--seqs 1,4,16,64] [--prompt-tokens 32] "
-                            "[--gen 64] [--prefix-tokens 1024] [--threads N]\n");
+                            "[--gen 64] [--prefix-tokens 1024] [--threads N] [--backend cpu|cuda|sim]\n");
             return 2;
         }
     }

@@ -187,3 +187,20 @@ def test_cuda_backend_refuses_moe(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match="mixture-of-experts models are not supported yet"):
         with start_job(moe, tmp_path, np=2, overrides={"engine:backend": "cuda"}, ready_timeout=60):
             pass
+
+
+def test_bench_engine_on_the_cuda_backend(dense, monkeypatch):
+    """rotor bench-engine --backend cuda (what bench/gpu/check.sh times on a
+    GPU) runs through the host table: a JSON answer with every batch size."""
+    import json
+    env = dict(os.environ, ROTOR_CUDA_LIB=HOST_LIB)
+    r = subprocess.run([os.path.join(BUILD, "bin", "rotor"), "bench-engine", "--backend", "cuda", "--model", dense,
+                        "--seqs", "1,3", "--gen", "4", "--prefix-tokens", "48"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert [d["seqs"] for d in j["decode"]] == [1, 3] and all(d["decode_tok_s"] > 0 for d in j["decode"])
+    assert j["ttft_cold_s"] > 0 and j["ttft_cached_s"] > 0
+    bad = subprocess.run([os.path.join(BUILD, "bin", "rotor"), "bench-engine", "--backend", "tpu", "--model", dense],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "unknown backend 'tpu'" in bad.stderr
