@@ -26,4 +26,5 @@ done | sort -u | while read -r lib; do
     [[ $name =~ ^libcu ]] && continue # CUDA's own (cuBLAS): the GPU machine has them
     if [[ $name =~ $glibc ]]; then cp -L "$lib" .gpu/glibc/; else cp -L "$lib" .gpu/libs/; fi
 done
+strip --strip-debug .gpu/bin/* .gpu/lib/* .gpu/libs/* 2>/dev/null || true # the carry limit is 64 MiB
 du -sh .gpu
