@@ -85,6 +85,58 @@ def rotor_bench(build, job, model, seed, args):
             return json.load(f)
 
 
+def greedy_completions(job, prompts, max_tokens=12, concurrent=False, timeout=120):
+    """Greedy completions of prompts (ignore_eos) through the openai client, one
+    at a time or all at once (one thread each); the texts in prompt order."""
+    import threading
+    from openai import OpenAI
+    model = requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"]
+    c = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=timeout)
+    out = [None] * len(prompts)
+
+    def one(i):
+        out[i] = c.completions.create(model=model, prompt=prompts[i], max_tokens=max_tokens, temperature=0,
+                                      extra_body={"ignore_eos": True}).choices[0].text
+    if not concurrent:
+        for i in range(len(prompts)):
+            one(i)
+        return out
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return out
+
+
+def stream_and_drop(job, body, keep_lines, timeout=120):
+    """POST a streaming completion (body: its JSON, stream set here), read
+    keep_lines lines of the SSE stream (None: all of it) and close the
+    connection, as a client that goes away does. The HTTP status, or None if
+    the connection failed."""
+    try:
+        with requests.post(job.url + "/v1/completions", stream=True, timeout=timeout,
+                           json=dict(body, stream=True)) as r:
+            for n, _ in enumerate(r.iter_lines()):
+                if keep_lines is not None and n >= keep_lines:
+                    break
+            return r.status_code
+    except requests.RequestException:
+        return None
+
+
+def wait_idle(job, timeout=120):
+    """Wait until no request is in flight, neither in the front end nor on
+    any engine (what dropped clients leave must end); the last /metrics text."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = requests.get(job.url + "/metrics", timeout=10).text
+        if metric(m, "rotor_http_active_requests") == 0 and metric(m, "vllm:num_requests_running") == 0:
+            return m
+        assert time.monotonic() < deadline, m
+        time.sleep(0.1)
+
+
 def metric(text, name):
     """Sum of the samples of one metric family in Prometheus text (/metrics)."""
     total = 0.0

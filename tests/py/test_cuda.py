@@ -15,11 +15,10 @@ import subprocess
 
 import pytest
 import requests
-from openai import OpenAI
 
 import jobutil
 from conftest import BUILD, gen_model
-from jobutil import metric, start_job
+from jobutil import greedy_completions, metric, start_job
 
 CHECK = os.path.join(BUILD, "bin", "rotor-cuda-check")
 LIB = os.path.join(BUILD, "lib", "librotor_cuda.so")
@@ -39,25 +38,8 @@ def dense():
                      "--seed", "41")
 
 
-def answers(job, prompts, concurrent=False, max_tokens=12):
-    import threading
-    model = requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"]
-    c = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=120)
-    out = [None] * len(prompts)
-
-    def one(i):
-        out[i] = c.completions.create(model=model, prompt=prompts[i], max_tokens=max_tokens, temperature=0,
-                                      extra_body={"ignore_eos": True}).choices[0].text
-    if concurrent:
-        ts = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join(120)
-    else:
-        for i in range(len(prompts)):
-            one(i)
-    return out
+def answers(job, prompts, concurrent=False):
+    return greedy_completions(job, prompts, concurrent=concurrent)
 
 
 # several 16-token blocks each; the third (~140 tokens) needs most of a 12-block
@@ -134,10 +116,7 @@ def test_cuda_backend_serves(dense, tmp_path):
 
     def run(backend, where):
         with start_job(dense, tmp_path / where, np=2, overrides={"engine:backend": backend}) as job:
-            model = requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"]
-            c = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=120)
-            return [c.completions.create(model=model, prompt=p, max_tokens=16, temperature=0,
-                                         extra_body={"ignore_eos": True}).choices[0].text for p in prompts]
+            return greedy_completions(job, prompts, max_tokens=16)
     ref, got = run("cpu", "cpu"), run("cuda", "cuda")
     # f16 weights and activations on the GPU, int8 activations on the CPU:
     # greedy paths may part late; the first tokens agree
@@ -155,10 +134,7 @@ def test_kv_pool_from_gpu_memory_utilization(dense, tmp_path, monkeypatch):
     for util in ("0.25", "0.5", "0.75"):
         with start_job(dense, tmp_path / util, np=2, overrides={"engine:backend": "cuda",
                                                                 "engine:gpu_memory_utilization": util}) as job:
-            got = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=120).completions.create(
-                model=requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"], prompt="hi",
-                max_tokens=4, temperature=0).choices[0].text
-            assert got
+            assert greedy_completions(job, ["hi"], max_tokens=4)[0]
             out = job.output()
         blocks.append(int(re.search(r"weights f16, (\d+) KV blocks", out).group(1)))
     assert blocks[0] > 0

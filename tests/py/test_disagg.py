@@ -15,7 +15,7 @@ import requests
 from openai import OpenAI
 
 from conftest import ROOT, gen_model
-from jobutil import metric, start_job
+from jobutil import metric, start_job, stream_and_drop, wait_idle
 from test_kv_router import rank_pid
 
 HANG_S = 120  # only keeps a broken job from hanging the run
@@ -119,30 +119,20 @@ def test_cancels_and_a_stopped_prefill_rank(tiny, tmp_path):
         ref = [t for t, _ in complete(job, [text(7, 50), text(8, 50), text(9, 50)], stream_last=False)]
     with start_job(tiny, tmp_path / "dis", np=3, config=SHIPPED, overrides=TEST_SETS) as job:
         # 12 streams of long prompts, each dropped after 0..2 chunks
+        statuses = [None] * 12
+
         def drop(i):
-            try:
-                with requests.post(job.url + "/v1/completions", stream=True, timeout=HANG_S,
-                                   json={"model": MODEL, "prompt": text(100 + i, 50), "max_tokens": 64,
-                                         "stream": True, "ignore_eos": True}) as r:
-                    assert r.status_code == 200
-                    for n, _ in enumerate(r.iter_lines()):
-                        if n >= i % 3:
-                            break
-            except requests.RequestException:
-                pass
+            body = {"model": MODEL, "prompt": text(100 + i, 50), "max_tokens": 64, "ignore_eos": True}
+            statuses[i] = stream_and_drop(job, body, i % 3, HANG_S)
         threads = [threading.Thread(target=drop, args=(i,)) for i in range(12)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(HANG_S)
+        assert statuses == [200] * 12, statuses
         assert complete(job, [text(7, 50)], stream_last=False)[0][0] == ref[0]
+        m = wait_idle(job, HANG_S)  # every cancelled request ends on both ranks
         deadline = time.monotonic() + HANG_S
-        while True:  # every cancelled request ends on both ranks
-            m = requests.get(job.url + "/metrics", timeout=10).text
-            if metric(m, "rotor_http_active_requests") == 0 and metric(m, "vllm:num_requests_running") == 0:
-                break
-            assert time.monotonic() < deadline, m
-            time.sleep(0.1)
         remote_before = metric(m, "rotor_disagg_remote_prefills_total")
         assert remote_before >= 1
 

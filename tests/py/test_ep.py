@@ -12,10 +12,9 @@ import time
 import h5py
 import pytest
 import requests
-from openai import OpenAI
 
 from conftest import gen_model
-from jobutil import metric, start_job
+from jobutil import greedy_completions, metric, start_job, stream_and_drop, wait_idle
 
 HANG_S = 120
 PROMPTS = ["The quick brown fox", "one two three four five six seven", "Hello, world! " * 20, "x"]
@@ -31,24 +30,7 @@ def moe(request):
 
 
 def answers(job, concurrent):
-    job.model = requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"]
-    c = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=HANG_S)
-    out = [None] * len(PROMPTS)
-
-    def one(i):
-        r = c.completions.create(model=job.model, prompt=PROMPTS[i], max_tokens=12, temperature=0,
-                                 extra_body={"ignore_eos": True})
-        out[i] = r.choices[0].text
-    if concurrent:
-        ts = [threading.Thread(target=one, args=(i,)) for i in range(len(PROMPTS))]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join(HANG_S)
-    else:
-        for i in range(len(PROMPTS)):
-            one(i)
-    return out
+    return greedy_completions(job, PROMPTS, concurrent=concurrent)
 
 
 def test_expert_parallel_equals_one_rank(moe, tmp_path):
@@ -90,10 +72,7 @@ def test_expert_parallel_with_onboarded_blocks(moe, tmp_path):
     order = prompts + prompts[::-1]
 
     def run(job):
-        model = requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"]
-        c = OpenAI(base_url=job.url + "/v1", api_key="x", max_retries=0, timeout=HANG_S)
-        out = [c.completions.create(model=model, prompt=p, max_tokens=8, temperature=0,
-                                    extra_body={"ignore_eos": True}).choices[0].text for p in order]
+        out = greedy_completions(job, order, max_tokens=8)
         time.sleep(0.6)  # a heartbeat brings the workers' counters
         m = requests.get(job.url + "/metrics", timeout=10).text
         return out, metric(m, "rotor_kvbm_onboarded_blocks_total")
@@ -181,31 +160,19 @@ def test_data_parallel_attention_under_churn(moe, tmp_path):
 
         statuses = [None] * 12
 
-        def drop(i):
-            try:
-                with requests.post(job.url + "/v1/completions", stream=True, timeout=HANG_S,
-                                   json={"model": model, "prompt": f"stream {i} " + "word " * (10 + 9 * (i % 8)),
-                                         "max_tokens": 48 if i < 8 else 200, "stream": True,
-                                         "ignore_eos": True}) as r:
-                    statuses[i] = r.status_code
-                    for n, _ in enumerate(r.iter_lines()):
-                        if i < 8 and n >= i % 3:  # the last four read to the end, growing past the pool
-                            break
-            except requests.RequestException:
-                pass
+        def drop(i):  # the first eight go after 0..2 lines; the last four read to the end, growing past the pool
+            body = {"model": model, "prompt": f"stream {i} " + "word " * (10 + 9 * (i % 8)),
+                    "max_tokens": 48 if i < 8 else 200, "ignore_eos": True}
+            statuses[i] = stream_and_drop(job, body, i % 3 if i < 8 else None, HANG_S)
         threads = [threading.Thread(target=drop, args=(i,)) for i in range(12)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(HANG_S)
         assert answers(job, concurrent=True) == ref
-        deadline = time.monotonic() + HANG_S
-        while True:  # every dropped request ends on its rank
-            m = requests.get(job.url + "/metrics", timeout=10).text
-            if metric(m, "rotor_http_active_requests") == 0 and metric(m, "vllm:num_requests_running") == 0:
-                break
-            assert time.monotonic() < deadline, m
-            time.sleep(0.1)
+        m = wait_idle(job, HANG_S)  # every dropped request ends on its rank
+        assert metric(m, "vllm:num_preemptions_total") >= 1  # the long streams outgrew the pools
+        assert statuses == [200] * 12, statuses
         assert requests.get(job.url + "/health", timeout=10).json()["workers"] == 2
         assert metric(m, "vllm:num_preemptions_total") >= 1  # the long streams outgrew the pools
         assert statuses == [200] * 12, statuses
