@@ -161,8 +161,11 @@ static int pick_device(int configured, int count)
 /* The KV pool: engine:kv_cache_blocks, else what is left of
  * gpu_memory_utilization x the GPU's memory once weights and scratch are
  * in (vLLM's sizing). */
-static rt_status_t kv_pool_blocks(cuda_backend_t *b, const engine_config_t *cfg, int64_t per_block, int64_t *nb)
+static size_t cuda_block_bytes(void *state);
+
+static rt_status_t kv_pool_blocks(cuda_backend_t *b, const engine_config_t *cfg, int64_t *nb)
 {
+    const int64_t per_block = (int64_t)cuda_block_bytes(b);
     *nb = cfg->kv_blocks;
     if (*nb <= 0) {
         uint64_t free_b = 0, total = 0;
@@ -257,11 +260,10 @@ static rt_status_t create_device(cuda_backend_t *b, const engine_config_t *cfg)
     if (st) return st;
 
     /* the KV cache, last: it takes what is left */
-    const int64_t per_block = 2 * (int64_t)hp->n_layer * cfg->block_size * KVD * 2;
-    int64_t nb;
-    if ((st = kv_pool_blocks(b, cfg, per_block, &nb))) return st;
-    b->n_blocks = (int)nb;
     b->block_size = cfg->block_size;
+    int64_t nb;
+    if ((st = kv_pool_blocks(b, cfg, &nb))) return st;
+    b->n_blocks = (int)nb;
     b->layer_elems = nb * cfg->block_size * KVD;
     const size_t kv_bytes = (size_t)hp->n_layer * (size_t)b->layer_elems * 2;
     if ((st = dev_alloc(b, &b->kc, kv_bytes, "KV cache (K)")) || (st = dev_alloc(b, &b->vc, kv_bytes, "KV cache (V)")))
