@@ -599,24 +599,35 @@ static void reject(fe_server_t *fe, struct evhttp_request *req, const oai_error_
     hlog_request(fe->hlog, &rec);
 }
 
-/* The prompt's token ids, as `rotor generate` makes them: chat messages
- * rendered with the template and tokenized with BOS and special tokens
- * parsed; a text prompt tokenized with BOS, special tokens as plain text. */
+rt_status_t fe_encode_chat(const fe_server_t *fe, const chat_msg_t *msgs, size_t n_msgs,
+                           bool add_generation_prompt, int32_t **ids, size_t *n) {
+    const tok_vocab_t *v = fe->model.vocab;
+    const char *bos = tok_bos(v) >= 0 ? tok_text(v, tok_bos(v)) : "";
+    const char *eos = tok_eos(v) >= 0 ? tok_text(v, tok_eos(v)) : "";
+    char *text = NULL;
+    rt_status_t st =
+        chat_render(fe->model.chat_template, msgs, n_msgs, add_generation_prompt, bos, eos, &text);
+    if (st == RT_OK) st = tok_encode(v, text, strlen(text), true, true, ids, n);
+    free(text);
+    return st;
+}
+
+rt_status_t fe_encode_text(const fe_server_t *fe, const char *text, bool add_special, int32_t **ids,
+                           size_t *n) {
+    return tok_encode(fe->model.vocab, text, strlen(text), add_special, false, ids, n);
+}
+
+/* The prompt's token ids, as `rotor generate` makes them (fe_encode_chat,
+ * fe_encode_text with BOS), or the request's own ids. */
 static bool build_prompt(fe_server_t *fe, oai_request_t *o, int32_t **ids, size_t *n,
                          oai_error_t *e) {
     const tok_vocab_t *v = fe->model.vocab;
     rt_status_t st;
     const char *param = o->kind == OAI_CHAT ? "messages" : "prompt";
     if (o->kind == OAI_CHAT) {
-        const char *bos = tok_bos(v) >= 0 ? tok_text(v, tok_bos(v)) : "";
-        const char *eos = tok_eos(v) >= 0 ? tok_text(v, tok_eos(v)) : "";
-        char *text = NULL;
-        st = chat_render(fe->model.chat_template, o->msgs, o->n_msgs, o->add_generation_prompt, bos,
-                         eos, &text);
-        if (st == RT_OK) st = tok_encode(v, text, strlen(text), true, true, ids, n);
-        free(text);
+        st = fe_encode_chat(fe, o->msgs, o->n_msgs, o->add_generation_prompt, ids, n);
     } else if (o->prompt) {
-        st = tok_encode(v, o->prompt, strlen(o->prompt), true, false, ids, n);
+        st = fe_encode_text(fe, o->prompt, true, ids, n);
     } else {
         int32_t nv = tok_n_vocab(v);
         for (size_t i = 0; i < o->n_prompt_ids; i++)
@@ -699,21 +710,37 @@ static bool check_stop_ids(const fe_server_t *fe, const oai_request_t *o, oai_er
     return true;
 }
 
+bool fe_admit_body(const fe_server_t *fe, size_t len, oai_error_t *e) {
+    if (len > fe->max_body) {
+        oai_error_set(e, 413, "invalid_request_error", "request_too_large", NULL,
+                      "The request body is %zu bytes; this server accepts at most %zu "
+                      "(server:max_body_bytes).",
+                      len, fe->max_body);
+        return false;
+    }
+    if (fe->draining) {
+        oai_error_set(e, 503, "server_error", "service_unavailable", NULL,
+                      "The server is shutting down.");
+        return false;
+    }
+    return true;
+}
+
+bool fe_check_model(const fe_server_t *fe, const char *model, oai_error_t *e) {
+    if (strcmp(model, fe->model_name) == 0) return true;
+    char shown[128];
+    oai_utf8_sanitize(model, strlen(model), shown, sizeof shown);
+    oai_error_set(e, 404, "invalid_request_error", "model_not_found", "model",
+                  "The model `%s` does not exist (this server serves `%s`).", shown,
+                  fe->model_name);
+    return false;
+}
+
 void fe_generate(fe_server_t *fe, struct evhttp_request *req, oai_kind_t kind, double t_arrival) {
     oai_error_t e;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
-    if (len > fe->max_body) {
-        oai_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
-                      "The request body is %zu bytes; this server accepts at most %zu "
-                      "(server:max_body_bytes).",
-                      len, fe->max_body);
-        reject(fe, req, &e, t_arrival, 0);
-        return;
-    }
-    if (fe->draining) {
-        oai_error_set(&e, 503, "server_error", "service_unavailable", NULL,
-                      "The server is shutting down.");
+    if (!fe_admit_body(fe, len, &e)) {
         reject(fe, req, &e, t_arrival, 0);
         return;
     }
@@ -735,14 +762,7 @@ void fe_generate(fe_server_t *fe, struct evhttp_request *req, oai_kind_t kind, d
     int max_tokens = 0;
     uint32_t slot = 0;
     fe_req_t *r = NULL;
-    if (strcmp(o.model, fe->model_name) != 0) {
-        char shown[128];
-        oai_utf8_sanitize(o.model, strlen(o.model), shown, sizeof shown);
-        oai_error_set(&e, 404, "invalid_request_error", "model_not_found", "model",
-                      "The model `%s` does not exist (this server serves `%s`).", shown,
-                      fe->model_name);
-        goto rejected;
-    }
+    if (!fe_check_model(fe, o.model, &e)) goto rejected;
     if (!check_stop_ids(fe, &o, &e) || !build_prompt(fe, &o, &prompt, &n_prompt, &e)) goto rejected;
     if (!(max_tokens = choose_max_tokens(fe, &o, n_prompt, &e))) goto rejected;
     if (!slot_take(fe, &slot)) {

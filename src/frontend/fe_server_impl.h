@@ -1,7 +1,8 @@
 /*
  * fe_server_impl.h - the front end's private state, shared by
- * http_server.c (listener, routing, small endpoints, replies, drain) and
- * fe_generate.c (completions: admission, dispatch, events, streaming).
+ * http_server.c (listener, routing, small endpoints, replies, drain),
+ * fe_generate.c (completions: admission, dispatch, events, streaming) and
+ * fe_tokenize.c (vLLM's /tokenize and /detokenize).
  *
  * Request table: every admitted request sits in slots[] until its last
  * engine event arrived and its reply is complete; a choice's engine id
@@ -97,8 +98,33 @@ void fe_reply(fe_server_t *fe, struct evhttp_request *req, int status, const cha
 void fe_reply_error(fe_server_t *fe, struct evhttp_request *req, const oai_error_t *e);
 const char *fe_status_phrase(int status);
 
+/* status with the JSON of o (taken; NULL: a 500, out of memory). */
+void fe_reply_json(fe_server_t *fe, struct evhttp_request *req, int status, struct cJSON *o);
 /* POST /v1/chat/completions and /v1/completions (body complete). */
 void fe_generate(fe_server_t *fe, struct evhttp_request *req, oai_kind_t kind, double t_arrival);
+
+/* POST /tokenize and /detokenize (vLLM; body complete). Answered at once on
+ * rank 0, no engine involved. */
+void fe_tokenize(fe_server_t *fe, struct evhttp_request *req);
+void fe_detokenize(fe_server_t *fe, struct evhttp_request *req);
+
+/* The prompt tokens of chat messages exactly as /v1/chat/completions makes
+ * them: rendered with the model's chat template (and the generation prompt
+ * when asked), tokenized with BOS and the template's special tokens parsed.
+ * *ids is malloc'd (the caller's) on success. */
+rt_status_t fe_encode_chat(const fe_server_t *fe, const chat_msg_t *msgs, size_t n_msgs,
+                           bool add_generation_prompt, int32_t **ids, size_t *n);
+/* A text prompt's tokens as /v1/completions makes them (add_special = true):
+ * special-token text stays plain text; add_special adds BOS (and EOS) where
+ * the model's metadata asks for them. */
+rt_status_t fe_encode_text(const fe_server_t *fe, const char *text, bool add_special, int32_t **ids,
+                           size_t *n);
+/* Checks a request body passes before it is parsed: its size (413) and
+ * the drain (503). false with *e set when it is refused. */
+bool fe_admit_body(const fe_server_t *fe, size_t len, oai_error_t *e);
+/* The request's "model" names the served model; else *e is a 404
+ * model_not_found. */
+bool fe_check_model(const fe_server_t *fe, const char *model, oai_error_t *e);
 
 /* Cancel every live request's engine requests (drain, destroy); requests
  * not yet answered are answered with a 503. */

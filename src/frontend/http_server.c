@@ -102,7 +102,7 @@ void fe_reply_error(fe_server_t *fe, struct evhttp_request *req, const oai_error
     cJSON_free(body);
 }
 
-static void reply_json_tree(fe_server_t *fe, struct evhttp_request *req, int status, cJSON *o) {
+void fe_reply_json(fe_server_t *fe, struct evhttp_request *req, int status, cJSON *o) {
     char *s = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!s) {
@@ -120,7 +120,7 @@ static void reply_json_tree(fe_server_t *fe, struct evhttp_request *req, int sta
 static void get_models(fe_server_t *fe, struct evhttp_request *req, const char *which) {
     cJSON *list = oai_models(fe->model_name, fe->created, fe->model.n_ctx);
     if (!which || !list) {
-        reply_json_tree(fe, req, 200, list);
+        fe_reply_json(fe, req, 200, list);
         return;
     }
     /* GET /v1/models/{id}: the model object itself */
@@ -136,7 +136,7 @@ static void get_models(fe_server_t *fe, struct evhttp_request *req, const char *
     }
     cJSON *m = cJSON_DetachItemFromArray(cJSON_GetObjectItemCaseSensitive(list, "data"), 0);
     cJSON_Delete(list);
-    reply_json_tree(fe, req, 200, m);
+    fe_reply_json(fe, req, 200, m);
 }
 
 static void get_health(fe_server_t *fe, struct evhttp_request *req) {
@@ -149,7 +149,7 @@ static void get_health(fe_server_t *fe, struct evhttp_request *req) {
         cJSON_AddNumberToObject(o, "workers", st.n_workers);
         cJSON_AddNumberToObject(o, "workers_up", st.n_up);
     }
-    reply_json_tree(fe, req, ok ? 200 : 503, o);
+    fe_reply_json(fe, req, ok ? 200 : 503, o);
 }
 
 static void get_metrics(fe_server_t *fe, struct evhttp_request *req) {
@@ -231,7 +231,17 @@ static void on_request(struct evhttp_request *req, void *arg) {
 
     oai_error_t e;
     const char *want = NULL; /* the method the path takes */
-    enum { R_NONE, R_CHAT, R_COMPL, R_MODELS, R_MODEL, R_HEALTH, R_METRICS } route = R_NONE;
+    enum {
+        R_NONE,
+        R_CHAT,
+        R_COMPL,
+        R_MODELS,
+        R_MODEL,
+        R_HEALTH,
+        R_METRICS,
+        R_TOKENIZE,
+        R_DETOKENIZE
+    } route = R_NONE;
     if (strcmp(path, "/v1/chat/completions") == 0)
         route = R_CHAT, want = "POST";
     else if (strcmp(path, "/v1/completions") == 0)
@@ -244,6 +254,10 @@ static void on_request(struct evhttp_request *req, void *arg) {
         route = R_HEALTH, want = "GET";
     else if (strcmp(path, "/metrics") == 0)
         route = R_METRICS, want = "GET";
+    else if (strcmp(path, "/tokenize") == 0)
+        route = R_TOKENIZE, want = "POST";
+    else if (strcmp(path, "/detokenize") == 0)
+        route = R_DETOKENIZE, want = "POST";
 
     char shown[160];
     oai_utf8_sanitize(path, strlen(path), shown, sizeof shown);
@@ -260,7 +274,8 @@ static void on_request(struct evhttp_request *req, void *arg) {
         fe_reply_error(fe, req, &e);
         return;
     }
-    if (strncmp(path, "/v1/", 4) == 0 && !authorized(fe, req, &e)) {
+    bool keyed = strncmp(path, "/v1/", 4) == 0 || route == R_TOKENIZE || route == R_DETOKENIZE;
+    if (keyed && !authorized(fe, req, &e)) {
         fe_reply_error(fe, req, &e);
         return;
     }
@@ -285,6 +300,12 @@ static void on_request(struct evhttp_request *req, void *arg) {
         break;
     case R_METRICS:
         get_metrics(fe, req);
+        break;
+    case R_TOKENIZE:
+        fe_tokenize(fe, req);
+        break;
+    case R_DETOKENIZE:
+        fe_detokenize(fe, req);
         break;
     default:
         break;

@@ -268,21 +268,24 @@ static rt_status_t parse_content(const cJSON *c, size_t idx, char **out, oai_err
     return RT_OK;
 }
 
-static rt_status_t parse_messages(const cJSON *o, oai_request_t *r, oai_error_t *e) {
+/* The chat messages of body o into *msgs (n_msgs); on failure what was
+ * parsed so far is left there for the caller's free_msgs. */
+static rt_status_t parse_messages(const cJSON *o, chat_msg_t **msgs, size_t *n_msgs,
+                                  oai_error_t *e) {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "messages");
     if (!m || cJSON_IsNull(m)) return bad(e, "messages", "'messages' is required");
     if (!cJSON_IsArray(m))
         return bad(e, "messages", "'messages' must be an array, not %s", json_type_name(m));
     size_t k = (size_t)cJSON_GetArraySize(m);
     if (k == 0) return bad(e, "messages", "'messages' must hold at least one message");
-    r->msgs = calloc(k, sizeof *r->msgs);
-    if (!r->msgs) {
+    *msgs = calloc(k, sizeof **msgs);
+    if (!*msgs) {
         oai_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
         return RT_ERR_NOMEM;
     }
     const cJSON *it;
     cJSON_ArrayForEach(it, m) {
-        size_t i = r->n_msgs;
+        size_t i = *n_msgs;
         char param[48];
         snprintf(param, sizeof param, "messages[%zu]", i);
         if (!cJSON_IsObject(it))
@@ -307,9 +310,9 @@ static rt_status_t parse_messages(const cJSON *o, oai_request_t *r, oai_error_t 
         rt_status_t st =
             parse_content(cJSON_GetObjectItemCaseSensitive(it, "content"), i, &content, e);
         if (st) return st;
-        r->msgs[i].role = canon;
-        r->msgs[i].content = content;
-        r->n_msgs++;
+        (*msgs)[i].role = canon;
+        (*msgs)[i].content = content;
+        (*n_msgs)++;
     }
     return RT_OK;
 }
@@ -450,7 +453,7 @@ static rt_status_t parse_fields(const cJSON *o, oai_kind_t kind, const oai_defau
 
     if ((st = refuse_unsupported(o, kind, e))) return st;
     if (kind == OAI_CHAT) {
-        if ((st = parse_messages(o, r, e))) return st;
+        if ((st = parse_messages(o, &r->msgs, &r->n_msgs, e))) return st;
         r->add_generation_prompt = true;
         if ((st = get_bool(o, "add_generation_prompt", &r->add_generation_prompt, e))) return st;
     } else if ((st = parse_prompt(o, r, e)))
@@ -491,9 +494,9 @@ static rt_status_t parse_fields(const cJSON *o, oai_kind_t kind, const oai_defau
     return RT_OK;
 }
 
-rt_status_t oai_parse(oai_kind_t kind, const char *body, size_t len, const oai_defaults_t *d,
-                      oai_request_t *out, oai_error_t *err) {
-    memset(out, 0, sizeof *out);
+/* The request body as a JSON object (*o, the caller's to delete), or a 400. */
+static rt_status_t parse_body(const char *body, size_t len, cJSON **out, oai_error_t *err) {
+    *out = NULL;
     if (len == 0) {
         oai_error_set(err, 400, INVALID, NULL, NULL,
                       "the request body is empty; expected a JSON object");
@@ -516,29 +519,42 @@ rt_status_t oai_parse(oai_kind_t kind, const char *body, size_t len, const oai_d
                           (size_t)(p - body));
             return RT_ERR_INVALID;
         }
-    rt_status_t st;
     if (!cJSON_IsObject(o)) {
         oai_error_set(err, 400, INVALID, NULL, NULL,
                       "the request body must be a JSON object, not %s", json_type_name(o));
-        st = RT_ERR_INVALID;
-    } else {
-        oai_request_t r = {.kind = kind};
-        st = parse_fields(o, kind, d, &r, err);
-        if (st)
-            oai_request_free(&r);
-        else
-            *out = r;
+        cJSON_Delete(o);
+        return RT_ERR_INVALID;
     }
+    *out = o;
+    return RT_OK;
+}
+
+rt_status_t oai_parse(oai_kind_t kind, const char *body, size_t len, const oai_defaults_t *d,
+                      oai_request_t *out, oai_error_t *err) {
+    memset(out, 0, sizeof *out);
+    cJSON *o;
+    rt_status_t st = parse_body(body, len, &o, err);
+    if (st) return st;
+    oai_request_t r = {.kind = kind};
+    st = parse_fields(o, kind, d, &r, err);
+    if (st)
+        oai_request_free(&r);
+    else
+        *out = r;
     cJSON_Delete(o);
     return st;
+}
+
+static void free_msgs(chat_msg_t *msgs, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free((char *)msgs[i].content);
+    free(msgs);
 }
 
 void oai_request_free(oai_request_t *r) {
     if (!r) return;
     free(r->model);
-    for (size_t i = 0; i < r->n_msgs; i++)
-        free((char *)r->msgs[i].content);
-    free(r->msgs);
+    free_msgs(r->msgs, r->n_msgs);
     free(r->prompt);
     free(r->prompt_ids);
     if (r->stops)
@@ -547,4 +563,105 @@ void oai_request_free(oai_request_t *r) {
     free(r->stops);
     free(r->stop_token_ids);
     memset(r, 0, sizeof *r);
+}
+
+/* ------------------------------------------- /tokenize and /detokenize */
+
+/* 'model' is optional here (vLLM): NULL when absent or null. */
+static rt_status_t parse_optional_model(const cJSON *o, char **model, oai_error_t *e) {
+    const cJSON *j = field(o, "model");
+    if (!j) return RT_OK;
+    if (!cJSON_IsString(j))
+        return bad(e, "model", "'model' must be a string, not %s", json_type_name(j));
+    return dup_string(j, "model", model, e);
+}
+
+static rt_status_t parse_tokenize_fields(const cJSON *o, oai_tokenize_t *t, oai_error_t *e) {
+    rt_status_t st;
+    if ((st = parse_optional_model(o, &t->model, e))) return st;
+    const cJSON *prompt = field(o, "prompt");
+    const cJSON *msgs = field(o, "messages");
+    if (prompt && msgs) return bad(e, "messages", "give either 'prompt' or 'messages', not both");
+    if (!prompt && !msgs) return bad(e, "prompt", "'prompt' (text) or 'messages' is required");
+    if (prompt) {
+        if (!cJSON_IsString(prompt))
+            return bad(e, "prompt", "'prompt' must be a string, not %s", json_type_name(prompt));
+        if ((st = dup_string(prompt, "prompt", &t->prompt, e))) return st;
+        t->add_special_tokens = true;
+    } else {
+        const cJSON *j;
+        if ((j = field(o, "tools")) && !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
+            return bad(e, "tools", "tools and function calling are not supported");
+        if ((j = field(o, "chat_template")))
+            return bad(e, "chat_template",
+                       "'chat_template' is not supported: the model's template is used "
+                       "(model:chat_template)");
+        bool cont = false;
+        if ((st = get_bool(o, "continue_final_message", &cont, e))) return st;
+        if (cont)
+            return bad(e, "continue_final_message", "'continue_final_message' is not supported");
+        if ((st = parse_messages(o, &t->msgs, &t->n_msgs, e))) return st;
+        t->add_generation_prompt = true;
+        if ((st = get_bool(o, "add_generation_prompt", &t->add_generation_prompt, e))) return st;
+        t->add_special_tokens = false;
+    }
+    if ((st = get_bool(o, "add_special_tokens", &t->add_special_tokens, e))) return st;
+    return get_bool(o, "return_token_strs", &t->return_token_strs, e);
+}
+
+rt_status_t oai_parse_tokenize(const char *body, size_t len, oai_tokenize_t *out,
+                               oai_error_t *err) {
+    memset(out, 0, sizeof *out);
+    cJSON *o;
+    rt_status_t st = parse_body(body, len, &o, err);
+    if (st) return st;
+    oai_tokenize_t t = {0};
+    st = parse_tokenize_fields(o, &t, err);
+    if (st)
+        oai_tokenize_free(&t);
+    else
+        *out = t;
+    cJSON_Delete(o);
+    return st;
+}
+
+void oai_tokenize_free(oai_tokenize_t *t) {
+    if (!t) return;
+    free(t->model);
+    free(t->prompt);
+    free_msgs(t->msgs, t->n_msgs);
+    memset(t, 0, sizeof *t);
+}
+
+rt_status_t oai_parse_detokenize(const char *body, size_t len, oai_detokenize_t *out,
+                                 oai_error_t *err) {
+    memset(out, 0, sizeof *out);
+    cJSON *o;
+    rt_status_t st = parse_body(body, len, &o, err);
+    if (st) return st;
+    oai_detokenize_t t = {0};
+    const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(o, "tokens");
+    if ((st = parse_optional_model(o, &t.model, err))) goto done;
+    if (!tokens || cJSON_IsNull(tokens)) {
+        st = bad(err, "tokens", "'tokens' is required");
+    } else if (!cJSON_IsArray(tokens)) {
+        st = bad(err, "tokens", "'tokens' must be an array of token ids, not %s",
+                 json_type_name(tokens));
+    } else {
+        st = get_ids(tokens, "tokens", (size_t)1 << 24, &t.tokens, &t.n_tokens, err);
+    }
+done:
+    if (st)
+        oai_detokenize_free(&t);
+    else
+        *out = t;
+    cJSON_Delete(o);
+    return st;
+}
+
+void oai_detokenize_free(oai_detokenize_t *t) {
+    if (!t) return;
+    free(t->model);
+    free(t->tokens);
+    memset(t, 0, sizeof *t);
 }

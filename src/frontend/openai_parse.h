@@ -8,10 +8,12 @@
  * skip_special_tokens, add_generation_prompt). Unknown fields are ignored;
  * fields rotor cannot honour (tools, logit_bias, echo, suffix, non-text
  * content parts, structured output) are refused rather than silently
- * dropped. docs/http-api.md lists every parameter.
+ * dropped. vLLM's /tokenize and /detokenize bodies are parsed here too.
+ * docs/http-api.md lists every parameter.
  *
- * Ownership: oai_request_t owns every string and array it points to;
- * oai_request_free releases them (the struct itself is the caller's).
+ * Ownership: oai_request_t (oai_tokenize_t, oai_detokenize_t) owns every
+ * string and array it points to; oai_request_free (oai_tokenize_free,
+ * oai_detokenize_free) releases them (the struct itself is the caller's).
  */
 #ifndef ROTOR_FRONTEND_OPENAI_PARSE_H
 #define ROTOR_FRONTEND_OPENAI_PARSE_H
@@ -89,6 +91,34 @@ typedef struct {
 rt_status_t oai_parse(oai_kind_t kind, const char *body, size_t len, const oai_defaults_t *d,
                       oai_request_t *out, oai_error_t *err);
 void oai_request_free(oai_request_t *r);
+
+/* POST /tokenize (vLLM): a text prompt, or chat messages rendered with the
+ * model's template. */
+typedef struct {
+    char *model;      /* owned; NULL when not given */
+    char *prompt;     /* owned, or NULL for the messages form */
+    chat_msg_t *msgs; /* (n_msgs) as in oai_request_t; NULL for the text form */
+    size_t n_msgs;
+    bool add_generation_prompt; /* messages: default true */
+    bool add_special_tokens;    /* default true for a prompt, false for messages */
+    bool return_token_strs;     /* also answer each token's vocabulary string */
+} oai_tokenize_t;
+
+/* POST /detokenize (vLLM). */
+typedef struct {
+    char *model;     /* owned; NULL when not given */
+    int32_t *tokens; /* (n_tokens) owned, ids >= 0; checked against the vocabulary later */
+    size_t n_tokens;
+} oai_detokenize_t;
+
+/* Parse and validate a /tokenize or /detokenize body as oai_parse does
+ * (same errors for the body, the messages and mistyped fields). On success
+ * *out owns its contents; on failure *err says why and *out is zeroed. */
+rt_status_t oai_parse_tokenize(const char *body, size_t len, oai_tokenize_t *out, oai_error_t *err);
+void oai_tokenize_free(oai_tokenize_t *t);
+rt_status_t oai_parse_detokenize(const char *body, size_t len, oai_detokenize_t *out,
+                                 oai_error_t *err);
+void oai_detokenize_free(oai_detokenize_t *t);
 
 /* True when s[0..n) is well-formed UTF-8 (RFC 3629). */
 bool oai_utf8_valid(const char *s, size_t n);
