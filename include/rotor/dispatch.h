@@ -42,6 +42,8 @@ typedef struct {
     int64_t prefix_query_tokens_total;
     int64_t prefix_hit_tokens_total;
     int64_t preemptions_total;
+    int64_t spec_draft_tokens_total;    /* speculative decoding: draft tokens verified */
+    int64_t spec_accepted_tokens_total; /* of those, accepted */
     int64_t steps_total;
     /* the KV block manager's host tier, all engines (kvbm.h) */
     int64_t kvbm_offloaded_total, kvbm_onboarded_total; /* blocks */

@@ -73,6 +73,11 @@ typedef struct {
     int cuda_device;            /* cuda backend: the GPU; -1 = the node-local rank modulo the GPUs */
     double gpu_memory_utilization; /* cuda backend: share of the GPU's memory for weights, scratch and
                                       the KV pool (the pool's size unless kv_blocks is set) */
+    struct {                    /* speculative decoding by n-gram lookup (spec_ngram.h) */
+        int tokens;             /* draft tokens per decode step; 0 = off */
+        int ngram_min, ngram_max; /* the suffix lengths looked up */
+        int max_running;        /* draft only while at most this many sequences run */
+    } spec;
     struct {                    /* the sim backend's time model (sim_model.h), [sim] keys */
         const char *gpu;        /* a preset: a100, h100, h200, b200, l40s */
         const char *shape;      /* "file" (the GGUF's) or a preset shape */
@@ -106,6 +111,9 @@ typedef struct {
                                    engine_kv_export) and finish with ENGINE_FINISH_PREFILL;
                                    no logits, no token */
 } engine_request_t;
+
+/* The most draft tokens per decode step (engine_config_t.spec.tokens). */
+#define ENGINE_MAX_SPEC_TOKENS 16
 
 /* OpenAI caps top_logprobs at 20. */
 #define ENGINE_MAX_TOP_LOGPROBS 20
@@ -150,6 +158,9 @@ typedef struct {
     int64_t kvbm_onboarded_total;      /* blocks copied back for a prefix hit */
     int32_t kvbm_blocks, kvbm_capacity; /* held in the host tier / its size (0: none) */
     int32_t kvbm_disk_blocks, kvbm_disk_capacity; /* the same for the disk tier */
+    int n_spec_draft_tokens;           /* draft tokens verified in this step */
+    int64_t spec_draft_tokens_total;   /* speculative decoding: draft tokens verified */
+    int64_t spec_accepted_tokens_total; /* of those, accepted (each saved a decode step) */
     double step_s;
 } engine_step_stats_t;
 
@@ -189,12 +200,16 @@ rt_status_t engine_add_request(engine_t *e, const engine_request_t *r);
  * next step. RT_ERR_NOT_FOUND if unknown. */
 rt_status_t engine_cancel(engine_t *e, uint64_t id);
 /* Run one scheduling step and forward pass. Writes up to cap events; cap must
- * be at least 2 * max_num_seqs (a token and a finish per sequence). Cancelled
+ * be at least engine_events_min(e): 2 * max_num_seqs (a token and a finish
+ * per sequence), plus spec.tokens per sequence with speculative decoding (a
+ * sequence's accepted drafts are tokens of the same step). Cancelled
  * requests are finished first; when their FINISH events would leave less
  * room than that, the call only finishes cancellations (no forward pass) and
  * the next call goes on: no event is ever dropped. */
 rt_status_t engine_step(engine_t *e, engine_event_t *events, size_t cap, size_t *n_events,
                         engine_step_stats_t *stats);
+/* The smallest event buffer engine_step takes. */
+size_t engine_events_min(const engine_t *e);
 /* Expert parallelism's other ranks: run one forward pass over a batch the
  * leader's step() sent (logits are computed and dropped). */
 rt_status_t engine_forward_batch(engine_t *e, const model_batch_t *b);

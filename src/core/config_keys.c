@@ -35,6 +35,17 @@ static const cfg_key_t cfg_key_table[] = {
     {"engine:max_num_seqs", CFG_INT, "64", 1, 4096, "Most sequences running at once in one engine."},
     {"engine:max_num_batched_tokens", CFG_INT, "512", 1, 65536,
      "Token budget of one engine step (decodes first, then chunked prefill)."},
+    {"engine:spec_method", CFG_STRING, "none", 1, 0,
+     "Speculative decoding: none, or ngram (prompt lookup: draft the tokens that followed the latest earlier "
+     "occurrence of the sequence's last n tokens, vLLM's ngram method). Drafts are verified by sampling every "
+     "position as plain decoding would, so the output is the same tokens with or without it."},
+    {"engine:spec_tokens", CFG_INT, "4", 1, 16, "Speculative decoding: draft tokens per decode step at most."},
+    {"engine:spec_ngram_min", CFG_INT, "2", 1, 64, "ngram speculation: the shortest suffix looked up."},
+    {"engine:spec_ngram_max", CFG_INT, "4", 1, 64,
+     "ngram speculation: the longest suffix looked up (tried first); at least spec_ngram_min."},
+    {"engine:spec_max_running", CFG_INT, "4", 1, 4096,
+     "Speculative decoding drafts only while at most this many sequences run in the engine: a big batch is "
+     "compute-bound, where verifying drafts costs as much as decoding them (vLLM's disable_by_batch_size)."},
     {"engine:backend", CFG_STRING, "cpu", 1, 0,
      "Engine backend: cpu, cuda (one NVIDIA GPU per rank through build/lib/librotor_cuda.so, built where nvcc "
      "is: dense Llama-family models, weights in f16, cuBLAS matmuls, paged f16 KV cache), or sim (computes "

@@ -20,6 +20,7 @@
 #include "rotor/engine.h"
 #include "rotor/kvbm.h"
 #include "rotor/log.h"
+#include "rotor/spec_ngram.h"
 
 extern const engine_backend_ops_t engine_backend_cpu;
 extern const engine_backend_ops_t engine_backend_sim;
@@ -61,6 +62,7 @@ typedef struct {
     int32_t *tokens;       /* (n_prompt + max_tokens) prompt then output, owned */
     int n_prompt, n_tokens, max_tokens;
     int n_computed;        /* tokens whose KV is in the cache */
+    int n_draft;           /* speculative tokens after n_tokens (in tokens[]) fed in this step */
     int n_cached;          /* prompt tokens that came from the prefix cache */
     int32_t *blocks;       /* (max_blocks) block table, owned */
     int n_blocks, max_blocks;
@@ -99,6 +101,7 @@ struct engine {
     kvbm_disk_t *disk;                /* the disk tier (G3), NULL if none */
     void *scratch_out, *scratch_in;   /* a block each: offload to disk / onboard from it */
     int64_t offloaded, onboarded;     /* blocks, ever */
+    int64_t spec_drafted, spec_accepted; /* speculative draft tokens verified / accepted, ever */
     engine_logits_fn observer;
     void *observer_ud;
     /* per-step buffers, (max_num_batched_tokens) */
@@ -109,7 +112,7 @@ struct engine {
     int *b_count;               /* (max_num_seqs) tokens of batch sequence i */
     int *order;                 /* (max_slots) scratch copy of running */
     uint8_t *scheduled;         /* (max_slots) scheduled in this step */
-    float *logits;              /* (max_num_seqs, n_vocab) */
+    float *logits;              /* (max_num_seqs * (1 + spec.tokens), n_vocab) */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -349,11 +352,12 @@ typedef struct {
     int nt, nseq, n_pre, n_dec, budget;
 } plan_t;
 
-/* put up to max tokens of slot's pending tokens in the batch; 0 if no room */
+/* put up to max tokens of slot's pending tokens (and its s->n_draft draft
+ * tokens) in the batch; 0 if no room */
 static int schedule(engine_t *e, plan_t *pl, int slot, bool may_preempt)
 {
     seq_t *s = &e->seqs[slot];
-    int chunk = s->n_tokens - s->n_computed;
+    int chunk = s->n_tokens + s->n_draft - s->n_computed;
     if (chunk > pl->budget) chunk = pl->budget;
     if (chunk <= 0) return 0;
     while (seq_grow(e, s, s->n_computed + chunk) != RT_OK) {
@@ -368,13 +372,85 @@ static int schedule(engine_t *e, plan_t *pl, int slot, bool may_preempt)
         e->b_tokens[pl->nt] = s->tokens[p];
         e->b_pos[pl->nt] = p;
         e->b_seq[pl->nt] = i;
-        e->b_logits[pl->nt] = p == s->n_tokens - 1 && !s->prefill_only;
+        e->b_logits[pl->nt] = p >= s->n_tokens - 1 && !s->prefill_only; /* the last token's and the drafts' */
         pl->nt++;
     }
     pl->budget -= chunk;
-    if (chunk == 1 && s->n_computed == s->n_tokens - 1 && s->n_tokens > s->n_prompt) pl->n_dec++;
+    if (s->n_computed == s->n_tokens - 1 && s->n_tokens > s->n_prompt) pl->n_dec += chunk;
     else pl->n_pre += chunk;
     return chunk;
+}
+
+/* Schedule a decode (one pending token) with up to spec.tokens n-gram
+ * drafts: tokens it may still emit bound them (the drafts and the bonus
+ * token all fit tokens[] and the block table), and so do the step's budget
+ * and free blocks, since drafts never preempt anyone. Falls back to a plain
+ * decode, which may preempt. */
+static int schedule_decode(engine_t *e, plan_t *pl, int slot, bool draft)
+{
+    seq_t *s = &e->seqs[slot];
+    s->n_draft = 0;
+    if (draft) {
+        int k = e->cfg.spec.tokens, left = s->max_tokens - (s->n_tokens - s->n_prompt);
+        if (left > e->max_model_len - s->n_tokens) left = e->max_model_len - s->n_tokens;
+        if (k > left - 1) k = left - 1;
+        if (k > pl->budget - 1) k = pl->budget - 1;
+        if (k > 0)
+            s->n_draft = spec_ngram_propose(s->tokens, s->n_tokens, e->cfg.spec.ngram_min, e->cfg.spec.ngram_max,
+                                            s->tokens + s->n_tokens, k);
+        if (s->n_draft > 0) {
+            const int got = schedule(e, pl, slot, false);
+            if (got == 1 + s->n_draft) return got;
+            if (got) abort(); /* the budget was checked: a partial draft is a broken invariant */
+            s->n_draft = 0;
+        }
+    }
+    return schedule(e, pl, slot, true);
+}
+
+/* Sample s's next token from its logits row lg, append it and emit its
+ * TOKEN event; the finish reason it brings (NONE: go on). */
+static engine_finish_t sample_one(engine_t *e, seq_t *s, float *lg, engine_event_t *ev, size_t cap, size_t *n)
+{
+    if (e->observer) e->observer(e->observer_ud, s->id, s->n_tokens - s->n_prompt, lg, e->n_vocab);
+    engine_event_t x = {.kind = ENGINE_EV_TOKEN, .request_id = s->id};
+    if (s->top_n > 0) x.n_top = sampler_top_logprobs(s->sampler, lg, s->top_n, x.top_ids, x.top_logprobs);
+    const int32_t tok = sampler_sample(s->sampler, lg, s->want_logprob ? &x.logprob : NULL);
+    x.token = tok;
+    sampler_accept(s->sampler, tok);
+    s->tokens[s->n_tokens++] = tok;
+    emit(ev, cap, n, x);
+    if (is_stop_token(e, s, tok)) return ENGINE_FINISH_STOP;
+    if (s->n_tokens - s->n_prompt >= s->max_tokens || s->n_tokens >= e->max_model_len) return ENGINE_FINISH_LENGTH;
+    return ENGINE_FINISH_NONE;
+}
+
+/* A decode with s->n_draft drafts at tokens[n_tokens..): its rows lg are
+ * the logits after the pending token and after each draft. Sample them in
+ * order exactly as plain decoding would, one token per row, keeping on
+ * while the sampled token equals the draft the next row assumed; the first
+ * mismatch (or a finish) drops the rest. The KV of every kept token is now
+ * computed; the drafts' past it is overwritten later. Returns the rows
+ * (1 + n_draft), all computed. */
+static int sample_drafted(engine_t *e, int slot, float *lg, engine_event_t *ev, size_t cap, size_t *n)
+{
+    seq_t *s = &e->seqs[slot];
+    const int k = s->n_draft;
+    engine_finish_t why = ENGINE_FINISH_NONE;
+    int accepted = 0;
+    for (int j = 0; j <= k; j++) {
+        const int32_t assumed = j < k ? s->tokens[s->n_tokens] : -1; /* sample_one overwrites it */
+        why = sample_one(e, s, lg + (size_t)j * e->n_vocab, ev, cap, n);
+        if (why || j == k || s->tokens[s->n_tokens - 1] != assumed) break;
+        accepted++;
+    }
+    e->spec_drafted += k;
+    e->spec_accepted += accepted;
+    s->n_draft = 0;
+    s->n_computed = s->n_tokens - 1;
+    seq_commit_blocks(e, s);
+    if (why) finish(e, slot, why, ev, cap, n);
+    return k + 1;
 }
 
 /* The engine's state (per-step fields zero). */
@@ -388,7 +464,9 @@ static void fill_stats(const engine_t *e, engine_step_stats_t *stats)
                                    .prefix_query_tokens_total = e->prefix_query,
                                    .prefix_hit_tokens_total = e->prefix_hit,
                                    .kvbm_offloaded_total = e->offloaded,
-                                   .kvbm_onboarded_total = e->onboarded};
+                                   .kvbm_onboarded_total = e->onboarded,
+                                   .spec_draft_tokens_total = e->spec_drafted,
+                                   .spec_accepted_tokens_total = e->spec_accepted};
     kvbm_stats_t ks;
     if (e->kvbm) {
         kvbm_stats(e->kvbm, &ks);
@@ -405,10 +483,11 @@ static void fill_stats(const engine_t *e, engine_step_stats_t *stats)
 rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_events, engine_step_stats_t *stats)
 {
     const double t0 = now_s(), t0_real = now_real_s();
+    const int64_t drafted0 = e->spec_drafted;
     size_t n = 0;
     *n_events = 0;
-    if (cap < (size_t)(2 * e->cfg.max_num_seqs))
-        return rt_error_set(RT_ERR_INVALID, "engine_step: event buffer of %zu < 2 x max_num_seqs", cap);
+    const size_t need = engine_events_min(e);
+    if (cap < need) return rt_error_set(RT_ERR_INVALID, "engine_step: event buffer of %zu < %zu", cap, need);
     /* cancelled requests end first; if their FINISH events leave less room
      * than a full step needs (a token and a finish per sequence), this call
      * only ends cancellations and the next one steps: no event is dropped */
@@ -421,7 +500,7 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
         }
         finish(e, i, ENGINE_FINISH_CANCELLED, ev, cap, &n);
     }
-    if (more_cancels || cap - n < (size_t)(2 * e->cfg.max_num_seqs)) {
+    if (more_cancels || cap - n < need) {
         if (stats) {
             fill_stats(e, stats);
             stats->step_s = now_s() - t0;
@@ -431,14 +510,17 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
     }
 
     plan_t pl = {.budget = e->cfg.max_num_batched_tokens};
-    /* 1. decodes first (one pending token), oldest first; preempting the newest */
+    /* 1. decodes first (one pending token), oldest first; preempting the
+     * newest; with n-gram drafts while few sequences run (the step is
+     * memory-bound there, so verifying drafts costs little) */
     memcpy(e->order, e->running, (size_t)e->n_running * sizeof *e->order);
     int n_order = e->n_running;
+    const bool draft = e->cfg.spec.tokens > 0 && e->n_running <= e->cfg.spec.max_running;
     for (int r = 0; r < n_order && pl.budget > 0; r++) {
         const int sl = e->order[r];
         seq_t *s = &e->seqs[sl];
         if (s->state != SEQ_RUNNING || s->n_tokens - s->n_computed != 1 || e->scheduled[sl]) continue;
-        if (schedule(e, &pl, sl, true)) e->scheduled[sl] = 1;
+        if (schedule_decode(e, &pl, sl, draft && !s->prefill_only)) e->scheduled[sl] = 1;
     }
     /* 2. running prefills continue, chunked */
     for (int r = 0; r < e->n_running && pl.budget > 0; r++) {
@@ -491,6 +573,10 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
             finish(e, sl, ENGINE_FINISH_ERROR, ev, cap, &n);
             continue;
         }
+        if (s->n_draft > 0) {
+            row += sample_drafted(e, sl, e->logits + (size_t)row * e->n_vocab, ev, cap, &n);
+            continue;
+        }
         s->n_computed += e->b_count[i];
         if (s->t_prefill_done == 0.0 && s->n_computed >= s->n_prompt) s->t_prefill_done = t_fwd_real;
         seq_commit_blocks(e, s);
@@ -499,24 +585,15 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
             finish(e, sl, ENGINE_FINISH_PREFILL, ev, cap, &n);
             continue;
         }
-        float *lg = e->logits + (size_t)row++ * e->n_vocab;
-        if (e->observer) e->observer(e->observer_ud, s->id, s->n_tokens - s->n_prompt, lg, e->n_vocab);
-        engine_event_t x = {.kind = ENGINE_EV_TOKEN, .request_id = s->id};
-        if (s->top_n > 0) x.n_top = sampler_top_logprobs(s->sampler, lg, s->top_n, x.top_ids, x.top_logprobs);
-        const int32_t tok = sampler_sample(s->sampler, lg, s->want_logprob ? &x.logprob : NULL);
-        x.token = tok;
-        sampler_accept(s->sampler, tok);
-        s->tokens[s->n_tokens++] = tok;
-        emit(ev, cap, &n, x);
-        if (is_stop_token(e, s, tok)) finish(e, sl, ENGINE_FINISH_STOP, ev, cap, &n);
-        else if (s->n_tokens - s->n_prompt >= s->max_tokens || s->n_tokens >= e->max_model_len)
-            finish(e, sl, ENGINE_FINISH_LENGTH, ev, cap, &n);
+        const engine_finish_t why = sample_one(e, s, e->logits + (size_t)row++ * e->n_vocab, ev, cap, &n);
+        if (why) finish(e, sl, why, ev, cap, &n);
     }
     if (stats) {
         fill_stats(e, stats);
         stats->n_seqs = pl.nseq;
         stats->n_prefill_tokens = pl.n_pre;
         stats->n_decode_tokens = pl.n_dec;
+        stats->n_spec_draft_tokens = (int)(e->spec_drafted - drafted0);
         stats->step_s = now_s() - t0;
     }
     *n_events = n;
@@ -743,6 +820,10 @@ rt_status_t engine_create(const engine_config_t *cfg, engine_t **out)
     if (cfg->block_size < 1 || cfg->block_size > 1024 || cfg->max_num_seqs < 1 || cfg->max_num_batched_tokens < 1 ||
         cfg->max_num_seqs > cfg->max_num_batched_tokens)
         return rt_error_set(RT_ERR_INVALID, "engine: block_size, max_num_seqs or max_num_batched_tokens out of range");
+    if (cfg->spec.tokens < 0 || cfg->spec.tokens > ENGINE_MAX_SPEC_TOKENS ||
+        (cfg->spec.tokens > 0 && (cfg->spec.ngram_min < 1 || cfg->spec.ngram_max < cfg->spec.ngram_min)))
+        return rt_error_set(RT_ERR_INVALID, "engine: speculative tokens %d (0..%d) or n-gram lengths %d..%d out of range",
+                            cfg->spec.tokens, ENGINE_MAX_SPEC_TOKENS, cfg->spec.ngram_min, cfg->spec.ngram_max);
     const engine_backend_ops_t *ops = engine_backend_find(cfg->backend);
     if (!ops) return rt_error_set(RT_ERR_NOT_FOUND, "engine: unknown backend '%s'", cfg->backend);
     engine_t *e = calloc(1, sizeof *e);
@@ -768,7 +849,7 @@ rt_status_t engine_create(const engine_config_t *cfg, engine_t **out)
     e->b_tables = calloc(S, sizeof *e->b_tables);
     e->b_slot = calloc(S, sizeof *e->b_slot);
     e->b_count = calloc(S, sizeof *e->b_count);
-    e->logits = calloc(S * (size_t)e->n_vocab, sizeof *e->logits);
+    e->logits = calloc(S * (size_t)(1 + cfg->spec.tokens) * (size_t)e->n_vocab, sizeof *e->logits);
     if (!e->seqs || !e->waiting || !e->running || !e->order || !e->scheduled || !e->b_tokens || !e->b_pos ||
         !e->b_seq || !e->b_logits || !e->b_tables || !e->b_slot || !e->b_count || !e->logits) {
         st = rt_error_set(RT_ERR_NOMEM, "engine: out of memory");
@@ -782,5 +863,7 @@ err:
 }
 
 int engine_max_model_len(const engine_t *e) { return e->max_model_len; }
+
+size_t engine_events_min(const engine_t *e) { return (size_t)e->cfg.max_num_seqs * (size_t)(2 + e->cfg.spec.tokens); }
 
 void engine_stats(const engine_t *e, engine_step_stats_t *stats) { fill_stats(e, stats); }

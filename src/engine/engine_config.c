@@ -27,6 +27,17 @@ rt_status_t engine_config_from_cfg(const cfg_t *c, const char *model_path, engin
         e.kv_type = RT_TYPE_F32;
     else
         return rt_error_set(RT_ERR_INVALID, "engine:kv_type: '%s' is not f16 or f32", kv);
+    const char *spec = cfg_str(c, "engine:spec_method");
+    if (strcmp(spec, "ngram") == 0) {
+        e.spec.tokens = (int)cfg_int(c, "engine:spec_tokens");
+        e.spec.ngram_min = (int)cfg_int(c, "engine:spec_ngram_min");
+        e.spec.ngram_max = (int)cfg_int(c, "engine:spec_ngram_max");
+        e.spec.max_running = (int)cfg_int(c, "engine:spec_max_running");
+        if (e.spec.ngram_max < e.spec.ngram_min)
+            return rt_error_set(RT_ERR_INVALID, "engine:spec_ngram_max %d is less than engine:spec_ngram_min %d",
+                                e.spec.ngram_max, e.spec.ngram_min);
+    } else if (strcmp(spec, "none") != 0)
+        return rt_error_set(RT_ERR_INVALID, "engine:spec_method: '%s' is not none or ngram", spec);
     e.host_kv_bytes = cfg_int(c, "kvbm:host_bytes");
     e.disk_kv_dir = cfg_str(c, "kvbm:disk_dir");
     e.disk_kv_bytes = cfg_int(c, "kvbm:disk_bytes");

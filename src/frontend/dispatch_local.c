@@ -131,6 +131,8 @@ static void dl_status(void *self, dispatch_status_t *st)
         .prefix_query_tokens_total = s->prefix_query_tokens_total,
         .prefix_hit_tokens_total = s->prefix_hit_tokens_total,
         .preemptions_total = s->n_preempted_total,
+        .spec_draft_tokens_total = s->spec_draft_tokens_total,
+        .spec_accepted_tokens_total = s->spec_accepted_tokens_total,
         .steps_total = d->steps,
         .kvbm_offloaded_total = s->kvbm_offloaded_total,
         .kvbm_onboarded_total = s->kvbm_onboarded_total,
@@ -162,11 +164,12 @@ rt_status_t dispatch_local_create(struct event_base *base, const engine_config_t
     if (!d)
         return rt_error_set(RT_ERR_NOMEM, "dispatch_local_create: out of memory");
     d->base = base;
-    /* engine_step writes a TOKEN and a FINISH per running sequence (2 x
-     * max_num_seqs) plus, at the start of a step, a FINISH per cancelled
-     * request; the engine queues up to 4 x max_num_seqs requests, so room
-     * for all of them cancelled at once as well */
-    d->cap = 6 * (size_t)cfg->max_num_seqs;
+    /* engine_step writes a TOKEN per accepted draft and the one sampled,
+     * and a FINISH, per running sequence (engine_events_min) plus, at the
+     * start of a step, a FINISH per cancelled request; the engine queues up
+     * to 4 x max_num_seqs requests, so room for all of them cancelled at
+     * once as well */
+    d->cap = (size_t)(6 + cfg->spec.tokens) * (size_t)cfg->max_num_seqs;
     d->events = calloc(d->cap, sizeof *d->events);
     d->ev_step = evtimer_new(base, dl_step, d);
     if (!d->events || !d->ev_step) {

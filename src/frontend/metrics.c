@@ -318,6 +318,10 @@ char *fe_metrics_render(const fe_metrics_t *m, const dispatch_status_t *st, int 
                    st->prefix_hit_tokens_total);
     render_counter(&o, "vllm:num_preemptions_total",
                    "Cumulative number of preemption from the engine.", st->preemptions_total);
+    render_counter(&o, "vllm:spec_decode_num_draft_tokens_total", "Number of draft tokens.",
+                   st->spec_draft_tokens_total);
+    render_counter(&o, "vllm:spec_decode_num_accepted_tokens_total", "Number of accepted tokens.",
+                   st->spec_accepted_tokens_total);
 
     /* per request, from the front end's observations */
     render_counter(&o, "vllm:prompt_tokens_total", "Number of prefill tokens processed.",

@@ -916,6 +916,8 @@ static void dm_status(void *self, dispatch_status_t *st)
         st->kvbm_disk_blocks += w->stats.kvbm_disk_blocks;
         st->kvbm_disk_capacity += w->stats.kvbm_disk_capacity;
         st->preemptions_total += w->stats.n_preempted_total;
+        st->spec_draft_tokens_total += w->stats.spec_draft_tokens_total;
+        st->spec_accepted_tokens_total += w->stats.spec_accepted_tokens_total;
         if (!w->up) continue;
         st->n_up++;
         st->n_running += w->stats.n_running;
