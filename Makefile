@@ -66,7 +66,7 @@ CUDA_LIB := $(if $(NVCC),$(BUILD)/lib/librotor_cuda.so,)
 CUDA_HOST_LIB := $(BUILD)/lib/librotor_cuda_host.so
 CUDA_BIN := $(if $(NVCC),$(BUILD)/bin/rotor-cuda-check $(CUDA_LIB),)
 
-.PHONY: all build deps run test test-unit test-py asan fuzz bench bench-batch bench-router bench-kvbm bench-disagg bench-planner bench-ep bench-server format clean cuda
+.PHONY: all build deps run test test-unit test-py asan fuzz bench bench-batch bench-router bench-kvbm bench-disagg bench-planner bench-ep bench-spec bench-server format clean cuda
 all: deps build
 build: $(TOOLS) $(BENCH_BIN) $(UNIT_BIN) $(FUZZ_REPLAY) $(CUDA_BIN) $(CUDA_HOST_LIB)
 
@@ -174,6 +174,9 @@ bench-planner: deps build
 
 bench-ep: deps build
 	$(Q)$(VPY) bench/bench_ep.py --build $(BUILD) $(BENCH_ARGS)
+
+bench-spec: deps build
+	$(Q)$(VPY) bench/bench_spec.py --build $(BUILD) $(BENCH_ARGS)
 
 bench-kvbm: deps build
 	$(Q)$(VPY) bench/bench_kvbm.py --build $(BUILD) $(BENCH_ARGS)

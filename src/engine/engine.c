@@ -63,6 +63,7 @@ typedef struct {
     int n_prompt, n_tokens, max_tokens;
     int n_computed;        /* tokens whose KV is in the cache */
     int n_draft;           /* speculative tokens after n_tokens (in tokens[]) fed in this step */
+    int draft_len;         /* the most drafts to feed next time (adapts to what was accepted) */
     int n_cached;          /* prompt tokens that came from the prefix cache */
     int32_t *blocks;       /* (max_blocks) block table, owned */
     int n_blocks, max_blocks;
@@ -391,7 +392,7 @@ static int schedule_decode(engine_t *e, plan_t *pl, int slot, bool draft)
     seq_t *s = &e->seqs[slot];
     s->n_draft = 0;
     if (draft) {
-        int k = e->cfg.spec.tokens, left = s->max_tokens - (s->n_tokens - s->n_prompt);
+        int k = s->draft_len, left = s->max_tokens - (s->n_tokens - s->n_prompt);
         if (left > e->max_model_len - s->n_tokens) left = e->max_model_len - s->n_tokens;
         if (k > left - 1) k = left - 1;
         if (k > pl->budget - 1) k = pl->budget - 1;
@@ -429,7 +430,8 @@ static engine_finish_t sample_one(engine_t *e, seq_t *s, float *lg, engine_event
  * the logits after the pending token and after each draft. Sample them in
  * order exactly as plain decoding would, one token per row, keeping on
  * while the sampled token equals the draft the next row assumed; the first
- * mismatch (or a finish) drops the rest. The KV of every kept token is now
+ * mismatch (or a finish) drops the rest, and sets how many drafts the
+ * sequence gets next time. The KV of every kept token is now
  * computed; the drafts' past it is overwritten later. Returns the rows
  * (1 + n_draft), all computed. */
 static int sample_drafted(engine_t *e, int slot, float *lg, engine_event_t *ev, size_t cap, size_t *n)
@@ -446,6 +448,11 @@ static int sample_drafted(engine_t *e, int slot, float *lg, engine_event_t *ev, 
     }
     e->spec_drafted += k;
     e->spec_accepted += accepted;
+    /* the next draft: twice as long after a full acceptance, else one past
+     * what was kept, so a sequence whose drafts keep failing verifies one
+     * draft token a step (a little compute) instead of spec.tokens */
+    s->draft_len = accepted == k ? 2 * k : accepted + 1;
+    if (s->draft_len > e->cfg.spec.tokens) s->draft_len = e->cfg.spec.tokens;
     s->n_draft = 0;
     s->n_computed = s->n_tokens - 1;
     seq_commit_blocks(e, s);
@@ -653,6 +660,7 @@ rt_status_t engine_add_request(engine_t *e, const engine_request_t *r)
     s->top_n = r->top_logprobs;
     s->want_logprob = r->logprobs || r->top_logprobs > 0;
     s->prefill_only = r->prefill_only;
+    s->draft_len = e->cfg.spec.tokens;
     s->state = SEQ_WAITING;
     e->waiting[e->n_waiting++] = slot;
     return RT_OK;

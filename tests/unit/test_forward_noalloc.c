@@ -103,10 +103,15 @@ static void test_forward_allocates_nothing(void **state)
     model_free(m);
 }
 
-/* n_req requests of 10, 20, 30, 40 tokens (cycling), max_seqs at once */
-static void engine_steps_allocate_nothing(const char *path, int n_req, int max_seqs, int budget)
+/* n_req requests of 10, 20, 30, 40 tokens (cycling), max_seqs at once;
+ * spec_tokens > 0: with n-gram speculative decoding */
+static void engine_steps_allocate_nothing(const char *path, int n_req, int max_seqs, int budget, int spec_tokens)
 {
     engine_config_t c = engine_config_default();
+    c.spec.tokens = spec_tokens;
+    c.spec.ngram_min = 1;
+    c.spec.ngram_max = 3;
+    c.spec.max_running = max_seqs;
     c.model_path = path;
     c.threads = 2;
     c.kv_blocks = 64 * (n_req + 3) / 4;
@@ -138,6 +143,7 @@ static void engine_steps_allocate_nothing(const char *path, int n_req, int max_s
     assert_int_equal(atomic_load(&g_allocs) - before, 0);
     assert_int_equal(finished, n_req);
     assert_true(steps > 30);
+    if (spec_tokens) assert_true(st.spec_draft_tokens_total > 0); /* drafts were verified */
 #endif
     engine_destroy(e);
 }
@@ -146,10 +152,11 @@ static void test_engine_step_allocates_nothing(void **state)
 {
     (void)state;
     if (!NOALLOC_COUNTING) skip();
-    engine_steps_allocate_nothing(model_path, 4, 4, 24);
-    engine_steps_allocate_nothing(model_path, 16, 16, 64); /* 16 decoding sequences: the data-parallel forward */
-    engine_steps_allocate_nothing(moe_path, 4, 4, 24);      /* mixture of experts: gathered rows, shared expert */
-    engine_steps_allocate_nothing(moe_path, 16, 16, 64);
+    engine_steps_allocate_nothing(model_path, 4, 4, 24, 0);
+    engine_steps_allocate_nothing(model_path, 16, 16, 64, 0); /* 16 decoding sequences: the data-parallel forward */
+    engine_steps_allocate_nothing(moe_path, 4, 4, 24, 0);      /* mixture of experts: gathered rows, shared expert */
+    engine_steps_allocate_nothing(moe_path, 16, 16, 64, 0);
+    engine_steps_allocate_nothing(model_path, 4, 4, 24, 4);   /* speculative decoding: drafts and their rows */
 }
 
 int main(void)
