@@ -5,7 +5,7 @@
  * same binary, so structs travel as they are (no byte swapping).
  *
  *   HELLO     worker -> 0   ctrl_hello_t: the engine is up (vocab, context, pool)
- *   REQUEST   0 -> worker   ctrl_request_t + prompt ids + stop ids
+ *   REQUEST   0 -> worker   ctrl_request_t + prompt ids + stop ids + logit_bias ids + their biases (f32)
  *   CANCEL    0 -> worker   uint64_t request id
  *   SHUTDOWN  0 -> worker   (empty) finish, cancel what is left, say BYE
  *   EVENTS    worker -> 0   ctrl_events_t + n_events engine_event_t + n_kv_events
@@ -77,6 +77,7 @@ typedef struct {
     uint64_t id;
     int32_t n_prompt;
     int32_t n_stop_tokens;
+    int32_t n_logit_bias;
     int32_t max_tokens;
     int32_t top_logprobs;
     int32_t ignore_eos;

@@ -103,6 +103,9 @@ typedef struct {
     bool ignore_eos;
     const int32_t *stop_tokens; /* (n_stop_tokens) extra stop ids, copied */
     size_t n_stop_tokens;
+    const int32_t *logit_bias_ids; /* (n_logit_bias) OpenAI's logit_bias: token ids, copied */
+    const float *logit_bias;       /* (n_logit_bias) added to their logits (sampler_set_logit_bias) */
+    size_t n_logit_bias;
     int top_logprobs;           /* 0..ENGINE_MAX_TOP_LOGPROBS alternatives per token */
     bool logprobs;              /* compute TOKEN.logprob (a log-sum-exp over the vocabulary
                                    per token); implied by top_logprobs > 0 */

@@ -49,6 +49,14 @@ int32_t sampler_sample(sampler_t *s, float *logits, float *logprob);
  * a chosen token, to the bit. Call it before sampler_sample, which may change
  * logits. Uses the sampler's scratch; allocates nothing. Returns n. */
 int sampler_top_logprobs(sampler_t *s, const float *logits, int n, int32_t *ids, float *logprobs);
+/* OpenAI's logit_bias: bias[i] is added to the logit of token ids[i] at
+ * every step, after the penalties, before the filters and the draw (greedy
+ * too): -100 all but bans a token, +100 all but forces it. Reported
+ * logprobs stay those of the raw logits. Copied; replaces any earlier
+ * list. RT_ERR_INVALID for an id outside the vocabulary, a bias that is not
+ * finite or more than SAMPLER_MAX_LOGIT_BIAS entries. */
+#define SAMPLER_MAX_LOGIT_BIAS 1024
+rt_status_t sampler_set_logit_bias(sampler_t *s, const int32_t *ids, const float *bias, size_t n);
 /* Reset history and reseed. */
 void sampler_reset(sampler_t *s, uint64_t seed);
 

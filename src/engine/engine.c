@@ -645,6 +645,7 @@ rt_status_t engine_add_request(engine_t *e, const engine_request_t *r)
         st = rt_error_set(RT_ERR_NOMEM, "engine: out of memory");
     else
         st = sampler_create(&r->sampling, e->n_vocab, &s->sampler);
+    if (!st && r->n_logit_bias) st = sampler_set_logit_bias(s->sampler, r->logit_bias_ids, r->logit_bias, r->n_logit_bias);
     if (st) {
         seq_free(s);
         return st;

@@ -364,6 +364,9 @@ static sub_result_t submit_choice(fe_server_t *fe, fe_req_t *r, fe_choice_t *c) 
         .ignore_eos = r->oai.ignore_eos,
         .stop_tokens = r->oai.stop_token_ids,
         .n_stop_tokens = r->oai.n_stop_token_ids,
+        .logit_bias_ids = r->oai.logit_bias_ids,
+        .logit_bias = r->oai.logit_bias,
+        .n_logit_bias = r->oai.n_logit_bias,
         .top_logprobs = r->oai.logprobs ? r->oai.top_logprobs : 0,
         .logprobs = r->oai.logprobs,
     };
@@ -698,13 +701,19 @@ static int choose_max_tokens(const fe_server_t *fe, const oai_request_t *o, size
     return m;
 }
 
-static bool check_stop_ids(const fe_server_t *fe, const oai_request_t *o, oai_error_t *e) {
+static bool check_token_ids(const fe_server_t *fe, const oai_request_t *o, oai_error_t *e) {
     int32_t nv = tok_n_vocab(fe->model.vocab);
     for (size_t i = 0; i < o->n_stop_token_ids; i++)
         if (o->stop_token_ids[i] >= nv) {
             oai_error_set(e, 400, "invalid_request_error", NULL, "stop_token_ids",
                           "stop_token_ids[%zu] = %d is outside the vocabulary (0..%d)", i,
                           o->stop_token_ids[i], nv - 1);
+            return false;
+        }
+    for (size_t i = 0; i < o->n_logit_bias; i++)
+        if (o->logit_bias_ids[i] >= nv) {
+            oai_error_set(e, 400, "invalid_request_error", NULL, "logit_bias",
+                          "logit_bias token %d is outside the vocabulary (0..%d)", o->logit_bias_ids[i], nv - 1);
             return false;
         }
     return true;
@@ -763,7 +772,7 @@ void fe_generate(fe_server_t *fe, struct evhttp_request *req, oai_kind_t kind, d
     uint32_t slot = 0;
     fe_req_t *r = NULL;
     if (!fe_check_model(fe, o.model, &e)) goto rejected;
-    if (!check_stop_ids(fe, &o, &e) || !build_prompt(fe, &o, &prompt, &n_prompt, &e)) goto rejected;
+    if (!check_token_ids(fe, &o, &e) || !build_prompt(fe, &o, &prompt, &n_prompt, &e)) goto rejected;
     if (!(max_tokens = choose_max_tokens(fe, &o, n_prompt, &e))) goto rejected;
     if (!slot_take(fe, &slot)) {
         oai_error_set(&e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,

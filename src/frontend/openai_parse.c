@@ -9,8 +9,10 @@
 #include "frontend/openai_parse.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +182,39 @@ static rt_status_t parse_stop_ids(const cJSON *o, oai_request_t *r, oai_error_t 
                    &r->n_stop_token_ids, e);
 }
 
+/* OpenAI's logit_bias: {"token id": bias in [-100, 100], ...}. */
+static rt_status_t parse_logit_bias(const cJSON *o, oai_request_t *r, oai_error_t *e) {
+    const cJSON *j = field(o, "logit_bias");
+    if (!j) return RT_OK;
+    if (!cJSON_IsObject(j))
+        return bad(e, "logit_bias", "'logit_bias' must be an object mapping token ids to biases, not %s",
+                   json_type_name(j));
+    size_t k = (size_t)cJSON_GetArraySize(j);
+    if (k > OAI_MAX_LOGIT_BIAS)
+        return bad(e, "logit_bias", "'logit_bias' has %zu entries; at most %d are allowed", k, OAI_MAX_LOGIT_BIAS);
+    if (k == 0) return RT_OK;
+    r->logit_bias_ids = malloc(k * sizeof *r->logit_bias_ids);
+    r->logit_bias = malloc(k * sizeof *r->logit_bias);
+    if (!r->logit_bias_ids || !r->logit_bias) {
+        oai_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return RT_ERR_NOMEM;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, j) {
+        char *end = NULL;
+        errno = 0;
+        long id = strtol(it->string, &end, 10);
+        if (!it->string[0] || *end || errno || id < 0 || id > INT32_MAX)
+            return bad(e, "logit_bias", "'logit_bias' keys must be token ids (integers >= 0), not \"%.64s\"",
+                       it->string);
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= -100.0 && it->valuedouble <= 100.0))
+            return bad(e, "logit_bias", "'logit_bias' values must be numbers from -100 to 100 (token %ld)", id);
+        r->logit_bias_ids[r->n_logit_bias] = (int32_t)id;
+        r->logit_bias[r->n_logit_bias++] = (float)it->valuedouble;
+    }
+    return RT_OK;
+}
+
 static rt_status_t parse_stop(const cJSON *o, oai_request_t *r, oai_error_t *e) {
     rt_status_t st = parse_stop_ids(o, r, e);
     const cJSON *j = field(o, "stop");
@@ -347,8 +382,6 @@ static rt_status_t refuse_unsupported(const cJSON *o, oai_kind_t kind, oai_error
         return bad(e, "tools", "tools and function calling are not supported");
     if ((j = field(o, "functions")) && !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
         return bad(e, "functions", "tools and function calling are not supported");
-    if ((j = field(o, "logit_bias")) && !(cJSON_IsObject(j) && !j->child))
-        return bad(e, "logit_bias", "'logit_bias' is not supported");
     if ((j = field(o, "response_format"))) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "type");
         if (!cJSON_IsObject(j) || !cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
@@ -467,6 +500,7 @@ static rt_status_t parse_fields(const cJSON *o, oai_kind_t kind, const oai_defau
 
     if ((st = parse_sampling(o, d, r, e))) return st;
     if ((st = parse_stop(o, r, e))) return st;
+    if ((st = parse_logit_bias(o, r, e))) return st;
     int64_t n = 1;
     if ((st = get_int(o, "n", 1, OAI_MAX_N, &n, e))) return st;
     r->n = (int)n;
@@ -562,6 +596,8 @@ void oai_request_free(oai_request_t *r) {
             free(r->stops[i]);
     free(r->stops);
     free(r->stop_token_ids);
+    free(r->logit_bias_ids);
+    free(r->logit_bias);
     memset(r, 0, sizeof *r);
 }
 

@@ -33,6 +33,7 @@ typedef enum { OAI_CHAT = 1, OAI_COMPLETION = 2 } oai_kind_t;
 #define OAI_MAX_STOPS 16          /* stop strings */
 #define OAI_MAX_STOP_LEN 1024     /* bytes per stop string */
 #define OAI_MAX_STOP_IDS 64       /* stop_token_ids */
+#define OAI_MAX_LOGIT_BIAS 1024   /* logit_bias entries (SAMPLER_MAX_LOGIT_BIAS) */
 #define OAI_MAX_TOP_LOGPROBS 20   /* chat top_logprobs */
 #define OAI_MAX_LEGACY_LOGPROBS 5 /* completions logprobs */
 
@@ -76,6 +77,9 @@ typedef struct {
     size_t n_stops;
     int32_t *stop_token_ids; /* (n_stop_token_ids) owned; range-checked later */
     size_t n_stop_token_ids;
+    int32_t *logit_bias_ids; /* (n_logit_bias) owned; range-checked later */
+    float *logit_bias;       /* (n_logit_bias) owned, each in [-100, 100] */
+    size_t n_logit_bias;
     int n;            /* choices, 1..OAI_MAX_N */
     bool logprobs;    /* report logprobs */
     int top_logprobs; /* alternatives per token */

@@ -143,6 +143,7 @@ static void on_prefill(worker_t *w, int count)
         p.prefill_only = true;
         p.max_tokens = 1;
         p.n_stop_tokens = 0;
+        p.n_logit_bias = 0;
         p.top_logprobs = 0;
         p.logprobs = false;
         st = engine_add_request(w->engine, &p);

@@ -59,6 +59,11 @@ struct sampler {
     int32_t *pos;      /* (n_vocab) index of a token in distinct[] */
     float *saved;      /* (max_distinct) raw logits of distinct[] for the logprob */
     int32_t n_distinct;
+
+    int32_t n_bias;    /* logit_bias entries (sampler_set_logit_bias) */
+    int32_t *bias_id;  /* (n_bias) owned */
+    float *bias;       /* (n_bias) owned */
+    float *bias_raw;   /* (n_bias) the logits before the bias, for the logprob */
 };
 
 sampler_params_t sampler_params_default(void)
@@ -130,6 +135,9 @@ void sampler_destroy(sampler_t *s)
 {
     if (!s)
         return;
+    free(s->bias_id);
+    free(s->bias);
+    free(s->bias_raw);
     free(s->saved);
     free(s->distinct);
     free(s->pos);
@@ -174,6 +182,36 @@ void sampler_accept(sampler_t *s, int32_t token)
         }
     }
     count_inc(s, token);
+}
+
+rt_status_t sampler_set_logit_bias(sampler_t *s, const int32_t *ids, const float *bias, size_t n)
+{
+    if (n > SAMPLER_MAX_LOGIT_BIAS)
+        return rt_error_set(RT_ERR_INVALID, "logit_bias: %zu entries (at most %d)", n, SAMPLER_MAX_LOGIT_BIAS);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= s->n_vocab || !isfinite(bias[i]))
+            return rt_error_set(RT_ERR_INVALID, "logit_bias: token %d (vocabulary %d) or bias %g out of range",
+                                (int)ids[i], (int)s->n_vocab, (double)bias[i]);
+    int32_t *id = n ? malloc(n * sizeof *id) : NULL;
+    float *b = n ? malloc(n * sizeof *b) : NULL, *raw = n ? malloc(n * sizeof *raw) : NULL;
+    if (n && (!id || !b || !raw)) {
+        free(id);
+        free(b);
+        free(raw);
+        return rt_error_set(RT_ERR_NOMEM, "logit_bias: out of memory");
+    }
+    if (n) {
+        memcpy(id, ids, n * sizeof *id);
+        memcpy(b, bias, n * sizeof *b);
+    }
+    free(s->bias_id);
+    free(s->bias);
+    free(s->bias_raw);
+    s->bias_id = id;
+    s->bias = b;
+    s->bias_raw = raw;
+    s->n_bias = (int32_t)n;
+    return RT_OK;
 }
 
 void sampler_reset(sampler_t *s, uint64_t seed)
@@ -490,6 +528,11 @@ int32_t sampler_sample(sampler_t *s, float *logits, float *logprob)
 
     if (s->penalize)
         apply_penalties(s, logits);
+    /* after the penalties (vLLM's order); an id listed twice adds both */
+    for (int32_t i = 0; i < s->n_bias; i++) {
+        s->bias_raw[i] = logits[s->bias_id[i]];
+        logits[s->bias_id[i]] += s->bias[i];
+    }
 
     int32_t id;
     if (s->p.temperature <= 0.0f) {
@@ -514,6 +557,11 @@ int32_t sampler_sample(sampler_t *s, float *logits, float *logprob)
 
     if (logprob) {
         float raw = logits[id];
+        for (int32_t i = 0; i < s->n_bias; i++) /* the first entry saw it unbiased */
+            if (s->bias_id[i] == id) {
+                raw = s->bias_raw[i];
+                break;
+            }
         if (s->penalize && s->count[id] > 0)
             raw = s->saved[s->pos[id]];
         *logprob = logprob_of(raw, lse);

@@ -99,10 +99,11 @@ static void test_role_maps(void **state)
 static void test_request_pack(void **state)
 {
     (void)state;
-    int32_t prompt[5] = {1, 2, 3, 4, 5}, stops[2] = {7, 9};
+    int32_t prompt[5] = {1, 2, 3, 4, 5}, stops[2] = {7, 9}, bias_ids[3] = {11, 12, 13};
+    float bias[3] = {-100.0f, 0.5f, 100.0f};
     engine_request_t r = {.id = 0x1234567890ull, .prompt = prompt, .n_prompt = 5, .max_tokens = 17,
                           .ignore_eos = true, .stop_tokens = stops, .n_stop_tokens = 2, .top_logprobs = 3,
-                          .logprobs = true};
+                          .logprobs = true, .logit_bias_ids = bias_ids, .logit_bias = bias, .n_logit_bias = 3};
     r.sampling = sampler_params_default();
     r.sampling.seed = 99;
     r.sampling.temperature = 0.5f;
@@ -118,6 +119,9 @@ static void test_request_pack(void **state)
     assert_memory_equal(u.prompt, prompt, sizeof prompt);
     assert_int_equal(u.n_stop_tokens, 2);
     assert_memory_equal(u.stop_tokens, stops, sizeof stops);
+    assert_int_equal(u.n_logit_bias, 3);
+    assert_memory_equal(u.logit_bias_ids, bias_ids, sizeof bias_ids);
+    assert_memory_equal(u.logit_bias, bias, sizeof bias);
     assert_int_equal(u.max_tokens, 17);
     assert_true(u.ignore_eos);
     assert_int_equal(u.top_logprobs, 3);

@@ -51,8 +51,13 @@ static void test_chat_all_fields(void **state) {
         " \"logprobs\": true, \"top_logprobs\": 4, \"ignore_eos\": true, \"skip_special_tokens\": "
         "false,"
         " \"stream\": true, \"stream_options\": {\"include_usage\": true}, \"user\": \"u\", "
-        "\"unknown\": [1]}";
+        "\"logit_bias\": {\"15\": -100, \"7\": 2.5}, \"unknown\": [1]}";
     assert_int_equal(parse(OAI_CHAT, body, &r, &e), RT_OK);
+    assert_int_equal(r.n_logit_bias, 2);
+    assert_int_equal(r.logit_bias_ids[0], 15);
+    assert_true(r.logit_bias[0] == -100.0f);
+    assert_int_equal(r.logit_bias_ids[1], 7);
+    assert_true(r.logit_bias[1] == 2.5f);
     assert_string_equal(r.model, "m");
     assert_int_equal(r.n_msgs, 3);
     assert_string_equal(r.msgs[0].role, "system");
@@ -223,8 +228,23 @@ static const bad_case_t bad_cases[] = {
      "tools", "not supported"},
     {OAI_CHAT,
      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":{\"1\":"
-     "2}}",
-     "logit_bias", "not supported"},
+     "101}}",
+     "logit_bias", "from -100 to 100"},
+    {OAI_CHAT,
+     "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":{\"1\":"
+     "\"5\"}}",
+     "logit_bias", "from -100 to 100"},
+    {OAI_CHAT,
+     "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":{\"a1\":"
+     "5}}",
+     "logit_bias", "token ids"},
+    {OAI_CHAT,
+     "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":{\"-3\":"
+     "5}}",
+     "logit_bias", "token ids"},
+    {OAI_CHAT,
+     "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":[1]}",
+     "logit_bias", "must be an object"},
     {OAI_CHAT,
      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{"
      "\"type\":"

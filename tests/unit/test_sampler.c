@@ -673,6 +673,57 @@ static void test_logprob_of_raw_logits(void **state)
     sampler_destroy(s);
 }
 
+/* logit_bias: -100 bans the argmax, +100 forces a token, with penalties
+ * and sampling too; the reported logprob stays the raw one; bad lists refused */
+static void test_logit_bias(void **state)
+{
+    (void)state;
+    const float l[5] = {1.0f, 3.0f, -2.0f, 0.5f, 2.5f};
+    double lse = 0.0;
+    for (int i = 0; i < 5; i++)
+        lse += exp((double)l[i] - 3.0);
+    lse = 3.0 + log(lse);
+    sampler_params_t p = sampler_params_default();
+    p.temperature = 0.0f;
+    sampler_t *s = make(p, 5);
+    float lp = 0.0f;
+    const int32_t ban[1] = {1};
+    const float minus[1] = {-100.0f};
+    assert_int_equal(sampler_set_logit_bias(s, ban, minus, 1), RT_OK);
+    assert_int_equal(sample_copy(s, l, 5, &lp), 4);
+    assert_float_equal(lp, (float)(2.5 - lse), 1e-5f);
+    /* replaced: force token 2 (the least likely), listed twice; its raw logprob */
+    const int32_t force[2] = {2, 2};
+    const float plus[2] = {60.0f, 40.0f};
+    assert_int_equal(sampler_set_logit_bias(s, force, plus, 2), RT_OK);
+    assert_int_equal(sample_copy(s, l, 5, &lp), 2);
+    assert_float_equal(lp, (float)(-2.0 - lse), 1e-5f);
+    sampler_destroy(s);
+    /* penalised and biased: still the raw logit's logprob; sampled: always the forced one */
+    p.repetition_penalty = 1.5f;
+    s = make(p, 5);
+    sampler_accept(s, 2);
+    assert_int_equal(sampler_set_logit_bias(s, force, plus, 1), RT_OK);
+    assert_int_equal(sample_copy(s, l, 5, &lp), 2);
+    assert_float_equal(lp, (float)(-2.0 - lse), 1e-5f);
+    sampler_destroy(s);
+    p = sampler_params_default();
+    p.temperature = 1.0f;
+    p.seed = 5;
+    s = make(p, 5);
+    const float big[1] = {100.0f};
+    assert_int_equal(sampler_set_logit_bias(s, force, big, 1), RT_OK);
+    for (int i = 0; i < 50; i++) assert_int_equal(sample_copy(s, l, 5, NULL), 2);
+    /* refused: outside the vocabulary, not finite, too many */
+    const int32_t bad_id[1] = {5};
+    assert_int_equal(sampler_set_logit_bias(s, bad_id, big, 1), RT_ERR_INVALID);
+    const float inf[1] = {INFINITY};
+    assert_int_equal(sampler_set_logit_bias(s, force, inf, 1), RT_ERR_INVALID);
+    assert_int_equal(sampler_set_logit_bias(s, force, big, SAMPLER_MAX_LOGIT_BIAS + 1), RT_ERR_INVALID);
+    assert_int_equal(sample_copy(s, l, 5, NULL), 2); /* the list in force is kept */
+    sampler_destroy(s);
+}
+
 /* top-n logprobs: a full sort by (logit desc, id asc) in the test, values
  * against a double-precision log-softmax; the chosen token's logprob equals
  * its entry to the bit; the logits are not modified. */
@@ -1032,6 +1083,7 @@ int main(void)
         cmocka_unit_test(test_penalty_window),
         cmocka_unit_test(test_logprob_of_raw_logits),
         cmocka_unit_test(test_top_logprobs),
+        cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_degenerate_logits),
         cmocka_unit_test(test_stop_none_passthrough),
         cmocka_unit_test(test_stop_in_one_push),
