@@ -12,6 +12,10 @@ code, fix a typo in a paragraph, turn a list into JSON) and open-ended ones
 first streamed token to the last. The texts must be the same with and
 without speculation (the engine verifies drafts by sampling exactly as plain
 decoding does); the acceptance rate comes from the job's /metrics.
+
+--concurrency N sends the requests N at a time instead (the engine drafts
+while at most engine:spec_max_running sequences run) and compares the
+aggregate output tokens/s.
 """
 import argparse
 import json
@@ -20,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
@@ -57,6 +62,7 @@ OPEN = {
     "story": "Write a short story about a lighthouse keeper who finds a message in a bottle.",
     "explain": "Explain how a refrigerator keeps food cold.",
 }
+ALL = {**REPEATING, **OPEN}
 
 
 def stream_one(url, model, prompt, max_tokens):
@@ -91,8 +97,11 @@ def run_one(a, model, spec):
         with jobutil.start_job(model, tmp, np=2, overrides=sets) as job:
             name = requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"]
             stream_one(job.url, name, "Hello", 8)  # warm-up
-            for k, p in {**REPEATING, **OPEN}.items():
-                text, n, dt = stream_one(job.url, name, p, a.max_tokens)
+            t0 = time.monotonic()
+            with ThreadPoolExecutor(a.concurrency) as ex:
+                got = dict(zip(ALL, ex.map(lambda p: stream_one(job.url, name, p, a.max_tokens), ALL.values())))
+            out["_agg_tok_s"] = sum(n for _, n, _ in got.values()) / (time.monotonic() - t0)
+            for k, (text, n, dt) in got.items():
                 out[k] = {"text": text, "tokens": n, "tok_s": (n - 1) / dt if dt > 0 else 0.0}
             m = requests.get(job.url + "/metrics", timeout=10).text
             out["_drafted"] = jobutil.metric(m, "vllm:spec_decode_num_draft_tokens_total")
@@ -107,10 +116,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--spec-tokens", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=200)
+    ap.add_argument("--concurrency", type=int, default=1)
     a = ap.parse_args()
     jobutil.ROTOR = os.path.join(a.build, "bin", "rotor")
     model = smollm2_path()
-    print(f"{os.path.basename(model)}: {len(REPEATING) + len(OPEN)} chat requests one at a time, greedy, up to "
+    print(f"{os.path.basename(model)}: {len(ALL)} chat requests {a.concurrency} at a time, greedy, up to "
           f"{a.max_tokens} tokens; {a.threads} threads; spec_tokens {a.spec_tokens}; {a.repeats} interleaved runs")
     res = {"none": [], "ngram": []}
     for rep in range(a.repeats):
@@ -119,20 +129,24 @@ def main():
             res[spec].append(r)
             rate = r["_accepted"] / r["_drafted"] if r["_drafted"] else 0.0
             print(f"  [{rep + 1}/{a.repeats}] {spec}: " + ", ".join(
-                f"{k} {r[k]['tok_s']:.0f}" for k in {**REPEATING, **OPEN}) + f" tok/s; drafts accepted {rate:.2f}",
+                f"{k} {r[k]['tok_s']:.0f}" for k in ALL) + f" tok/s; all {r['_agg_tok_s']:.0f} tok/s; drafts accepted "
+                f"{rate:.2f}",
                 flush=True)
     same = all(r[k]["text"] == res["none"][0][k]["text"] for spec in res for r in res[spec]
-               for k in {**REPEATING, **OPEN})
+               for k in ALL)
     print("| request | output tokens | plain tok/s | ngram tok/s | speed-up |")
     print("|---|---|---|---|---|")
     ratios = {}
-    for k in {**REPEATING, **OPEN}:
+    for k in ALL:
         p = statistics.median(r[k]["tok_s"] for r in res["none"])
         s = statistics.median(r[k]["tok_s"] for r in res["ngram"])
         ratios[k] = s / p
         print(f"| {k} | {res['none'][0][k]['tokens']} | {p:.1f} | {s:.1f} | **{s / p:.2f}x** |")
     drafted = statistics.median(r["_drafted"] for r in res["ngram"])
     accepted = statistics.median(r["_accepted"] for r in res["ngram"])
+    agg = {s: statistics.median(r["_agg_tok_s"] for r in res[s]) for s in res}
+    print(f"all requests, output tok/s: plain {agg['none']:.1f}, ngram {agg['ngram']:.1f}: "
+          f"**{agg['ngram'] / agg['none']:.2f}x**")
     print(f"repeating requests: median speed-up {statistics.median(ratios[k] for k in REPEATING):.2f}x; "
           f"open-ended: {statistics.median(ratios[k] for k in OPEN):.2f}x; drafts per run {drafted:.0f}, "
           f"accepted {accepted:.0f} ({accepted / drafted if drafted else 0:.2f})")
