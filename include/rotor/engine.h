@@ -109,6 +109,11 @@ typedef struct {
     int top_logprobs;           /* 0..ENGINE_MAX_TOP_LOGPROBS alternatives per token */
     bool logprobs;              /* compute TOKEN.logprob (a log-sum-exp over the vocabulary
                                    per token); implied by top_logprobs > 0 */
+    bool prompt_logprobs;       /* also a PROMPT_LOGPROB event per prompt token after the first (its
+                                   logprob given the tokens before it, with top_logprobs
+                                   alternatives: OpenAI's echo with logprobs); the prompt is then
+                                   computed whole, no prefix-cache hit, at most
+                                   ENGINE_PROMPT_LOGPROB_ROWS positions a step */
     bool prefill_only;          /* disaggregation's prefill side: compute the prompt's KV
                                    (its full blocks enter the prefix cache, for
                                    engine_kv_export) and finish with ENGINE_FINISH_PREFILL;
@@ -121,7 +126,16 @@ typedef struct {
 /* OpenAI caps top_logprobs at 20. */
 #define ENGINE_MAX_TOP_LOGPROBS 20
 
-typedef enum { ENGINE_EV_TOKEN = 1, ENGINE_EV_FINISH, ENGINE_EV_ERROR } engine_event_kind_t;
+/* Logits rows a step keeps for prompt logprobs, besides the decodes'. */
+#define ENGINE_PROMPT_LOGPROB_ROWS 64
+
+typedef enum {
+    ENGINE_EV_TOKEN = 1,
+    ENGINE_EV_FINISH,
+    ENGINE_EV_ERROR,
+    ENGINE_EV_PROMPT_LOGPROB, /* token = prompt token `position`, with its logprob and top alternatives;
+                                 all of a request's come before its first TOKEN, in order */
+} engine_event_kind_t;
 
 typedef enum {
     ENGINE_FINISH_NONE = 0,
@@ -135,7 +149,8 @@ typedef enum {
 typedef struct {
     engine_event_kind_t kind;
     uint64_t request_id;
-    int32_t token;            /* TOKEN */
+    int32_t token;            /* TOKEN, PROMPT_LOGPROB */
+    int32_t position;         /* PROMPT_LOGPROB: the prompt token's index (1 .. n_prompt - 1) */
     float logprob;            /* TOKEN: log-softmax of the chosen token (0 unless asked) */
     int n_top;                /* TOKEN: alternatives below (request's top_logprobs) */
     int32_t top_ids[ENGINE_MAX_TOP_LOGPROBS];  /* TOKEN: most likely ids, best first */
@@ -205,7 +220,8 @@ rt_status_t engine_cancel(engine_t *e, uint64_t id);
 /* Run one scheduling step and forward pass. Writes up to cap events; cap must
  * be at least engine_events_min(e): 2 * max_num_seqs (a token and a finish
  * per sequence), plus spec.tokens per sequence with speculative decoding (a
- * sequence's accepted drafts are tokens of the same step). Cancelled
+ * sequence's accepted drafts are tokens of the same step), plus
+ * ENGINE_PROMPT_LOGPROB_ROWS for prompt logprobs. Cancelled
  * requests are finished first; when their FINISH events would leave less
  * room than that, the call only finishes cancellations (no forward pass) and
  * the next call goes on: no event is ever dropped. */

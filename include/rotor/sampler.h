@@ -57,6 +57,10 @@ int sampler_top_logprobs(sampler_t *s, const float *logits, int n, int32_t *ids,
  * finite or more than SAMPLER_MAX_LOGIT_BIAS entries. */
 #define SAMPLER_MAX_LOGIT_BIAS 1024
 rt_status_t sampler_set_logit_bias(sampler_t *s, const int32_t *ids, const float *bias, size_t n);
+/* log-softmax of token id over the raw logits[0..n_vocab): the value
+ * sampler_sample reports when it chooses id from the same logits, to the
+ * bit (a prompt token's logprob). */
+float sampler_token_logprob(const sampler_t *s, const float *logits, int32_t id);
 /* Reset history and reseed. */
 void sampler_reset(sampler_t *s, uint64_t seed);
 

@@ -237,7 +237,8 @@ static rt_status_t create_device(cuda_backend_t *b, const engine_config_t *cfg)
     const size_t T = (size_t)cfg->max_num_batched_tokens;
     const int wide = FF > QD ? (FF > E ? FF : E) : (QD > E ? QD : E);
     b->max_tokens = (int)T;
-    b->max_out = cfg->max_num_seqs * (1 + cfg->spec.tokens); /* a decode's row and its drafts' */
+    /* a decode's row and its drafts', and the prompt logprobs' */
+    b->max_out = cfg->max_num_seqs * (1 + cfg->spec.tokens) + ENGINE_PROMPT_LOGPROB_ROWS;
     const int64_t per_seq = ((cfg->max_model_len > 0 ? cfg->max_model_len : hp->n_ctx_train) + cfg->block_size - 1) /
                                 cfg->block_size + 1;
     b->max_tables = (int64_t)cfg->max_num_seqs * per_seq;

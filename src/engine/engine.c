@@ -77,6 +77,8 @@ typedef struct {
     int top_n;             /* top logprobs per token */
     bool want_logprob;     /* the chosen token's logprob per token */
     bool prefill_only;     /* finish with PREFILL once the prompt is computed */
+    bool prompt_lp;        /* PROMPT_LOGPROB events for its prompt tokens */
+    int lp_next;           /* the next prompt token to give a PROMPT_LOGPROB (1 .. n_prompt) */
     double t_scheduled;    /* CLOCK_REALTIME s of its first step, 0 before */
     double t_prefill_done; /* CLOCK_REALTIME s when its prompt was first all computed */
     uint64_t admit_order;  /* for preemption: the newest running goes first */
@@ -111,9 +113,10 @@ struct engine {
     kv_block_table_t *b_tables; /* (max_num_seqs) */
     int *b_slot;                /* (max_num_seqs) slot of batch sequence i */
     int *b_count;               /* (max_num_seqs) tokens of batch sequence i */
+    int *b_lp;                  /* (max_num_seqs) its prompt-logprob rows (PROMPT_LOGPROB events) */
     int *order;                 /* (max_slots) scratch copy of running */
     uint8_t *scheduled;         /* (max_slots) scheduled in this step */
-    float *logits;              /* (max_num_seqs * (1 + spec.tokens), n_vocab) */
+    float *logits;              /* (max_num_seqs * (1 + spec.tokens) + ENGINE_PROMPT_LOGPROB_ROWS, n_vocab) */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -339,8 +342,10 @@ static void admit(engine_t *e, int slot)
         s->blk_hashes[j] = bp_hash_block(s->tokens + (size_t)j * B, B);
         s->seq_hashes[j] = j ? bp_hash_chain(s->seq_hashes[j - 1], s->blk_hashes[j]) : s->blk_hashes[j];
     }
-    int hit = (int)bp_match_prefix(e->pool, s->seq_hashes, (size_t)full, s->blocks);
-    if (e->kvbm || e->disk) hit = onboard(e, s, hit, full);
+    /* prompt logprobs still owed: compute the prompt from its start */
+    const bool whole = s->prompt_lp && s->lp_next < s->n_prompt;
+    int hit = whole ? 0 : (int)bp_match_prefix(e->pool, s->seq_hashes, (size_t)full, s->blocks);
+    if ((e->kvbm || e->disk) && !whole) hit = onboard(e, s, hit, full);
     s->n_blocks = hit;
     s->n_committed = hit;
     s->n_computed = hit * B;
@@ -351,6 +356,7 @@ static void admit(engine_t *e, int slot)
 
 typedef struct {
     int nt, nseq, n_pre, n_dec, budget;
+    int lp_rows; /* logits rows left for prompt logprobs */
 } plan_t;
 
 /* put up to max tokens of slot's pending tokens (and its s->n_draft draft
@@ -360,6 +366,18 @@ static int schedule(engine_t *e, plan_t *pl, int slot, bool may_preempt)
     seq_t *s = &e->seqs[slot];
     int chunk = s->n_tokens + s->n_draft - s->n_computed;
     if (chunk > pl->budget) chunk = pl->budget;
+    /* prompt logprobs owed: positions lp_next - 1 .. n_prompt - 2 give them,
+     * a row each, as many as the step has rows left */
+    int lp = 0;
+    const int lp_lo = s->prompt_lp && s->lp_next - 1 > s->n_computed ? s->lp_next - 1 : s->n_computed;
+    if (s->prompt_lp && lp_lo <= s->n_prompt - 2) {
+        const int lp_hi = s->n_computed + chunk - 1 < s->n_prompt - 2 ? s->n_computed + chunk - 1 : s->n_prompt - 2;
+        lp = lp_hi >= lp_lo ? lp_hi - lp_lo + 1 : 0;
+        if (lp > pl->lp_rows) {
+            lp = pl->lp_rows;
+            chunk = lp_lo + lp - s->n_computed;
+        }
+    }
     if (chunk <= 0) return 0;
     while (seq_grow(e, s, s->n_computed + chunk) != RT_OK) {
         if (!may_preempt || !preempt_one(e, slot)) return 0;
@@ -368,12 +386,15 @@ static int schedule(engine_t *e, plan_t *pl, int slot, bool may_preempt)
     e->b_tables[i] = (kv_block_table_t){s->blocks, s->n_blocks};
     e->b_slot[i] = slot;
     e->b_count[i] = chunk;
+    e->b_lp[i] = lp;
+    pl->lp_rows -= lp;
     for (int k = 0; k < chunk; k++) {
         const int p = s->n_computed + k;
         e->b_tokens[pl->nt] = s->tokens[p];
         e->b_pos[pl->nt] = p;
         e->b_seq[pl->nt] = i;
-        e->b_logits[pl->nt] = p >= s->n_tokens - 1 && !s->prefill_only; /* the last token's and the drafts' */
+        /* the last token's and the drafts', and the prompt logprobs' */
+        e->b_logits[pl->nt] = (p >= s->n_tokens - 1 && !s->prefill_only) || (p >= lp_lo && p < lp_lo + lp);
         pl->nt++;
     }
     pl->budget -= chunk;
@@ -424,6 +445,21 @@ static engine_finish_t sample_one(engine_t *e, seq_t *s, float *lg, engine_event
     if (is_stop_token(e, s, tok)) return ENGINE_FINISH_STOP;
     if (s->n_tokens - s->n_prompt >= s->max_tokens || s->n_tokens >= e->max_model_len) return ENGINE_FINISH_LENGTH;
     return ENGINE_FINISH_NONE;
+}
+
+/* PROMPT_LOGPROB events for s's next n prompt tokens from lg's n rows (the
+ * logits after the token before each). */
+static void emit_prompt_logprobs(engine_t *e, seq_t *s, const float *lg, int n, engine_event_t *ev, size_t cap,
+                                 size_t *n_ev)
+{
+    for (int j = 0; j < n; j++, s->lp_next++) {
+        const float *row = lg + (size_t)j * e->n_vocab;
+        engine_event_t x = {.kind = ENGINE_EV_PROMPT_LOGPROB, .request_id = s->id, .position = s->lp_next,
+                            .token = s->tokens[s->lp_next]};
+        if (s->top_n > 0) x.n_top = sampler_top_logprobs(s->sampler, row, s->top_n, x.top_ids, x.top_logprobs);
+        x.logprob = sampler_token_logprob(s->sampler, row, x.token);
+        emit(ev, cap, n_ev, x);
+    }
 }
 
 /* A decode with s->n_draft drafts at tokens[n_tokens..): its rows lg are
@@ -516,7 +552,7 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
         return RT_OK;
     }
 
-    plan_t pl = {.budget = e->cfg.max_num_batched_tokens};
+    plan_t pl = {.budget = e->cfg.max_num_batched_tokens, .lp_rows = ENGINE_PROMPT_LOGPROB_ROWS};
     /* 1. decodes first (one pending token), oldest first; preempting the
      * newest; with n-gram drafts while few sequences run (the step is
      * memory-bound there, so verifying drafts costs little) */
@@ -583,6 +619,10 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
         if (s->n_draft > 0) {
             row += sample_drafted(e, sl, e->logits + (size_t)row * e->n_vocab, ev, cap, &n);
             continue;
+        }
+        if (e->b_lp[i] > 0) {
+            emit_prompt_logprobs(e, s, e->logits + (size_t)row * e->n_vocab, e->b_lp[i], ev, cap, &n);
+            row += e->b_lp[i];
         }
         s->n_computed += e->b_count[i];
         if (s->t_prefill_done == 0.0 && s->n_computed >= s->n_prompt) s->t_prefill_done = t_fwd_real;
@@ -662,6 +702,8 @@ rt_status_t engine_add_request(engine_t *e, const engine_request_t *r)
     s->want_logprob = r->logprobs || r->top_logprobs > 0;
     s->prefill_only = r->prefill_only;
     s->draft_len = e->cfg.spec.tokens;
+    s->prompt_lp = r->prompt_logprobs && !r->prefill_only;
+    s->lp_next = 1;
     s->state = SEQ_WAITING;
     e->waiting[e->n_waiting++] = slot;
     return RT_OK;
@@ -783,6 +825,7 @@ void engine_destroy(engine_t *e)
     free(e->b_tables);
     free(e->b_slot);
     free(e->b_count);
+    free(e->b_lp);
     free(e->logits);
     kvbm_destroy(e->kvbm);
     kvbm_disk_destroy(e->disk);
@@ -858,9 +901,11 @@ rt_status_t engine_create(const engine_config_t *cfg, engine_t **out)
     e->b_tables = calloc(S, sizeof *e->b_tables);
     e->b_slot = calloc(S, sizeof *e->b_slot);
     e->b_count = calloc(S, sizeof *e->b_count);
-    e->logits = calloc(S * (size_t)(1 + cfg->spec.tokens) * (size_t)e->n_vocab, sizeof *e->logits);
+    e->b_lp = calloc(S, sizeof *e->b_lp);
+    e->logits = calloc((S * (size_t)(1 + cfg->spec.tokens) + ENGINE_PROMPT_LOGPROB_ROWS) * (size_t)e->n_vocab,
+                       sizeof *e->logits);
     if (!e->seqs || !e->waiting || !e->running || !e->order || !e->scheduled || !e->b_tokens || !e->b_pos ||
-        !e->b_seq || !e->b_logits || !e->b_tables || !e->b_slot || !e->b_count || !e->logits) {
+        !e->b_seq || !e->b_logits || !e->b_tables || !e->b_slot || !e->b_count || !e->b_lp || !e->logits) {
         st = rt_error_set(RT_ERR_NOMEM, "engine: out of memory");
         goto err;
     }
@@ -873,6 +918,9 @@ err:
 
 int engine_max_model_len(const engine_t *e) { return e->max_model_len; }
 
-size_t engine_events_min(const engine_t *e) { return (size_t)e->cfg.max_num_seqs * (size_t)(2 + e->cfg.spec.tokens); }
+size_t engine_events_min(const engine_t *e)
+{
+    return (size_t)e->cfg.max_num_seqs * (size_t)(2 + e->cfg.spec.tokens) + ENGINE_PROMPT_LOGPROB_ROWS;
+}
 
 void engine_stats(const engine_t *e, engine_step_stats_t *stats) { fill_stats(e, stats); }

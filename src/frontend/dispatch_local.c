@@ -165,11 +165,12 @@ rt_status_t dispatch_local_create(struct event_base *base, const engine_config_t
         return rt_error_set(RT_ERR_NOMEM, "dispatch_local_create: out of memory");
     d->base = base;
     /* engine_step writes a TOKEN per accepted draft and the one sampled,
-     * and a FINISH, per running sequence (engine_events_min) plus, at the
+     * and a FINISH, per running sequence, and the prompt logprobs
+ * (engine_events_min) plus, at the
      * start of a step, a FINISH per cancelled request; the engine queues up
      * to 4 x max_num_seqs requests, so room for all of them cancelled at
      * once as well */
-    d->cap = (size_t)(6 + cfg->spec.tokens) * (size_t)cfg->max_num_seqs;
+    d->cap = (size_t)(6 + cfg->spec.tokens) * (size_t)cfg->max_num_seqs + ENGINE_PROMPT_LOGPROB_ROWS;
     d->events = calloc(d->cap, sizeof *d->events);
     d->ev_step = evtimer_new(base, dl_step, d);
     if (!d->events || !d->ev_step) {

@@ -369,6 +369,7 @@ static sub_result_t submit_choice(fe_server_t *fe, fe_req_t *r, fe_choice_t *c) 
         .n_logit_bias = r->oai.n_logit_bias,
         .top_logprobs = r->oai.logprobs ? r->oai.top_logprobs : 0,
         .logprobs = r->oai.logprobs,
+        .prompt_logprobs = r->oai.echo && r->oai.logprobs,
     };
     er.sampling.seed = r->oai.has_seed ? r->oai.sampling.seed + (uint64_t)i : next_seed(fe);
     c->t_routed = hlog_now();
@@ -557,6 +558,11 @@ void fe_server_on_event(void *ctx, const engine_event_t *ev, int worker) {
     /* an ended request makes room (a refusal does not: the timer retries) */
     bool room =
         ev->kind == ENGINE_EV_FINISH || (ev->kind == ENGINE_EV_ERROR && ev->status != RT_ERR_FULL);
+    if (ev->kind == ENGINE_EV_PROMPT_LOGPROB) {
+        fe_text_opts_t o = fe_req_text_opts(r, fe->model.vocab);
+        fe_choice_prompt_logprob(c, &o, ev, r->n_prompt ? r->prompt[0] : 0);
+        return;
+    }
     if (ev->kind != ENGINE_EV_TOKEN) {
         fe->n_inflight--; /* it ended (or was refused) */
     } else if (c->edge) {
@@ -575,6 +581,8 @@ void fe_server_on_event(void *ctx, const engine_event_t *ev, int worker) {
         break;
     case ENGINE_EV_ERROR:
         on_error(fe, r, c, ev);
+        break;
+    case ENGINE_EV_PROMPT_LOGPROB: /* handled above */
         break;
     }
     r->busy--;
@@ -622,6 +630,20 @@ rt_status_t fe_encode_text(const fe_server_t *fe, const char *text, bool add_spe
 
 /* The prompt's token ids, as `rotor generate` makes them (fe_encode_chat,
  * fe_encode_text with BOS), or the request's own ids. */
+/* Completions' echo: every choice's text starts with the prompt: the
+ * string given, or the ids' text (special tokens as skip_special_tokens
+ * says). false when out of memory. */
+static bool echo_prompt(fe_server_t *fe, fe_req_t *r) {
+    char *ids_text = r->oai.prompt ? NULL
+                                   : fe_detokenize_ids(fe->model.vocab, r->prompt, r->n_prompt,
+                                                       !r->oai.skip_special_tokens);
+    const char *text = r->oai.prompt ? r->oai.prompt : ids_text;
+    bool ok = text != NULL;
+    for (int i = 0; ok && i < r->n_choices; i++) ok = fe_choice_echo(&r->choices[i], text, strlen(text));
+    free(ids_text);
+    return ok;
+}
+
 static bool build_prompt(fe_server_t *fe, oai_request_t *o, int32_t **ids, size_t *n,
                          oai_error_t *e) {
     const tok_vocab_t *v = fe->model.vocab;
@@ -784,6 +806,13 @@ void fe_generate(fe_server_t *fe, struct evhttp_request *req, oai_kind_t kind, d
         fe->free_slots[fe->n_free++] = slot;
         oai_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
         goto rejected;
+    }
+    if (r->oai.echo && !echo_prompt(fe, r)) { /* r owns the prompt and the parsed request now */
+        fe_req_destroy(r);
+        fe->free_slots[fe->n_free++] = slot;
+        oai_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
+        reject(fe, req, &e, t_arrival, n_prompt);
+        return;
     }
     fe->slots[slot] = r;
     fe->n_live++;

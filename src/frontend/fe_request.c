@@ -150,6 +150,24 @@ bool fe_choice_token(fe_choice_t *c, const fe_text_opts_t *o, const engine_event
     return stopped;
 }
 
+bool fe_choice_echo(fe_choice_t *c, const char *text, size_t len) {
+    c->raw_len = len;
+    return append_text(c, text, len);
+}
+
+/* bytes a token adds to the echoed prompt */
+static size_t piece_len(const tok_vocab_t *v, int32_t id) { return tok_token_to_piece(v, id, NULL, 0, false); }
+
+void fe_choice_prompt_logprob(fe_choice_t *c, const fe_text_opts_t *o, const engine_event_t *ev, int32_t prompt0) {
+    if (!o->logprobs) return;
+    if (ev->position == 1) {
+        oai_lp_add_null(&c->lp, o->vocab, prompt0, 0);
+        c->echo_off = piece_len(o->vocab, prompt0);
+    }
+    oai_lp_add(&c->lp, o->kind, o->vocab, ev, o->top_logprobs, (int)c->echo_off);
+    c->echo_off += piece_len(o->vocab, ev->token);
+}
+
 void fe_choice_finish(fe_choice_t *c, const fe_text_opts_t *o, const engine_event_t *ev, char *out,
                       size_t *len) {
     *len = 0;

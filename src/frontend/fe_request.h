@@ -46,7 +46,8 @@ typedef struct {
     stop_matcher_t *stop; /* owned; NULL without stop strings */
     char *text;           /* (text_len) whole text, non-streaming only; owned */
     size_t text_len, text_cap;
-    size_t raw_len;         /* bytes detokenized so far (text_offset) */
+    size_t raw_len;         /* bytes detokenized so far (text_offset), after the echoed prompt */
+    size_t echo_off;        /* echo: bytes of the prompt tokens given a logprob entry so far */
     oai_lp_t lp;            /* logprobs not yet sent */
     int n_tokens;           /* completion tokens accepted */
     int n_prompt, n_cached; /* from FINISH */
@@ -116,6 +117,12 @@ fe_text_opts_t fe_req_text_opts(const fe_req_t *r, const tok_vocab_t *vocab);
  * ignored (*len = 0, not counted). */
 bool fe_choice_token(fe_choice_t *c, const fe_text_opts_t *o, const engine_event_t *ev, double now,
                      char *out, size_t *len);
+/* Completions' echo: the prompt's text before the choice's own (its
+ * text_offsets count from the prompt's start). false when out of memory. */
+bool fe_choice_echo(fe_choice_t *c, const char *text, size_t len);
+/* A PROMPT_LOGPROB for choice c (echo with logprobs): its logprobs entry,
+ * after a null one for the prompt's first token (prompt0) before the first. */
+void fe_choice_prompt_logprob(fe_choice_t *c, const fe_text_opts_t *o, const engine_event_t *ev, int32_t prompt0);
 /* The engine's FINISH: records counts and times; if the text was still
  * open, flushes what was held back into out and sets finish_reason from the
  * engine's reason (CANCELLED -> "abort"). */

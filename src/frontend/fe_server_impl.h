@@ -119,6 +119,11 @@ rt_status_t fe_encode_chat(const fe_server_t *fe, const chat_msg_t *msgs, size_t
  * the model's metadata asks for them. */
 rt_status_t fe_encode_text(const fe_server_t *fe, const char *text, bool add_special, int32_t **ids,
                            size_t *n);
+/* The text of ids[0..n) (malloc'd, NUL-terminated; the caller's), through
+ * the streaming detokenizer (invalid UTF-8 as U+FFFD, a NUL byte as
+ * U+FFFD), special tokens spelled out when special; NULL when out of
+ * memory. */
+char *fe_detokenize_ids(const tok_vocab_t *v, const int32_t *ids, size_t n, bool special);
 /* Checks a request body passes before it is parsed: its size (413) and
  * the drain (503). false with *e set when it is refused. */
 bool fe_admit_body(const fe_server_t *fe, size_t len, oai_error_t *e);

@@ -163,9 +163,7 @@ static char *replace_nuls(char *text, size_t len) {
     return r;
 }
 
-/* The text of ids[0..n) (malloc'd, NUL-terminated), special tokens spelled
- * out; NULL when out of memory. */
-static char *detokenize(const tok_vocab_t *v, const int32_t *ids, size_t n) {
+char *fe_detokenize_ids(const tok_vocab_t *v, const int32_t *ids, size_t n, bool special) {
     tok_stream_t ts = {0};
     size_t len = 0, cap = 256;
     char *text = malloc(cap);
@@ -173,7 +171,7 @@ static char *detokenize(const tok_vocab_t *v, const int32_t *ids, size_t n) {
     for (size_t i = 0; i <= n; i++) {
         /* room for the piece and the bytes held back, each byte possibly
          * becoming a 3-byte U+FFFD, and the NUL */
-        size_t piece = i < n ? tok_token_to_piece(v, ids[i], NULL, 0, true) : 0;
+        size_t piece = i < n ? tok_token_to_piece(v, ids[i], NULL, 0, special) : 0;
         size_t need = 3 * (piece + sizeof ts.pending) + 1;
         if (cap - len < need) {
             size_t c = cap;
@@ -188,7 +186,7 @@ static char *detokenize(const tok_vocab_t *v, const int32_t *ids, size_t n) {
             cap = c;
         }
         if (i < n)
-            len += tok_stream_push(v, &ts, ids[i], text + len, cap - len, true);
+            len += tok_stream_push(v, &ts, ids[i], text + len, cap - len, special);
         else
             len += tok_stream_flush(&ts, text + len, cap - len);
     }
@@ -219,7 +217,7 @@ void fe_detokenize(fe_server_t *fe, struct evhttp_request *req) {
                           d.tokens[i], i, nv - 1);
             goto fail;
         }
-    char *text = detokenize(v, d.tokens, d.n_tokens);
+    char *text = fe_detokenize_ids(v, d.tokens, d.n_tokens, true);
     cJSON *o = text ? cJSON_CreateObject() : NULL;
     if (o && !cJSON_AddStringToObject(o, "prompt", text)) {
         cJSON_Delete(o);

@@ -389,8 +389,6 @@ static rt_status_t refuse_unsupported(const cJSON *o, oai_kind_t kind, oai_error
                        "'response_format' other than {\"type\": \"text\"} is not supported");
     }
     if (kind == OAI_COMPLETION) {
-        if ((j = field(o, "echo")) && !cJSON_IsFalse(j))
-            return bad(e, "echo", "'echo' is not supported");
         if ((j = field(o, "suffix")) && !(cJSON_IsString(j) && !j->valuestring[0]))
             return bad(e, "suffix", "'suffix' is not supported");
     }
@@ -509,6 +507,10 @@ static rt_status_t parse_fields(const cJSON *o, oai_kind_t kind, const oai_defau
     r->skip_special_tokens = true;
     if ((st = get_bool(o, "skip_special_tokens", &r->skip_special_tokens, e))) return st;
     if ((st = get_bool(o, "stream", &r->stream, e))) return st;
+    if (kind == OAI_COMPLETION) {
+        if ((st = get_bool(o, "echo", &r->echo, e))) return st;
+        if (r->echo && r->stream) return bad(e, "echo", "'echo' together with 'stream' is not supported");
+    }
     const cJSON *so = field(o, "stream_options");
     if (so) {
         if (!cJSON_IsObject(so))

@@ -6,7 +6,7 @@
  * Both /v1/chat/completions and /v1/completions are covered, with vLLM's
  * extensions (top_k, min_p, repetition_penalty, ignore_eos, stop_token_ids,
  * skip_special_tokens, add_generation_prompt). Unknown fields are ignored;
- * fields rotor cannot honour (tools, logit_bias, echo, suffix, non-text
+ * fields rotor cannot honour (tools, suffix, non-text
  * content parts, structured output) are refused rather than silently
  * dropped. vLLM's /tokenize and /detokenize bodies are parsed here too.
  * docs/http-api.md lists every parameter.
@@ -84,6 +84,7 @@ typedef struct {
     bool logprobs;    /* report logprobs */
     int top_logprobs; /* alternatives per token */
     bool ignore_eos;
+    bool echo; /* completions: the prompt before the text (and its logprobs, first null) */
     bool skip_special_tokens; /* default true: control tokens are not rendered */
     bool stream;
     bool include_usage; /* stream_options.include_usage */

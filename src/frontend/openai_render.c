@@ -261,15 +261,20 @@ static bool lp_add_chat(oai_lp_t *lp, const tok_vocab_t *v, const engine_event_t
     return true;
 }
 
+/* the completions' logprobs object, made on first use; false on OOM */
+static bool legacy_obj(oai_lp_t *lp) {
+    static const char *keys[4] = {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+    if (lp->obj) return true;
+    lp->obj = cJSON_CreateObject();
+    if (!lp->obj) return false;
+    for (int i = 0; i < 4; i++)
+        if (!cJSON_AddArrayToObject(lp->obj, keys[i])) return false;
+    return true;
+}
+
 static bool lp_add_legacy(oai_lp_t *lp, const tok_vocab_t *v, const engine_event_t *ev, int n_top,
                           int offset) {
-    static const char *keys[4] = {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
-    if (!lp->obj) {
-        lp->obj = cJSON_CreateObject();
-        if (!lp->obj) return false;
-        for (int i = 0; i < 4; i++)
-            if (!cJSON_AddArrayToObject(lp->obj, keys[i])) return false;
-    }
+    if (!legacy_obj(lp)) return false;
     char raw[256], text[3 * 256 + 1];
     size_t n = token_bytes(v, ev->token, raw, sizeof raw);
     oai_utf8_sanitize(raw, n, text, sizeof text);
@@ -295,6 +300,20 @@ static bool lp_add_legacy(oai_lp_t *lp, const tok_vocab_t *v, const engine_event
     if (!has_sampled && !cJSON_HasObjectItem(d, text))
         cJSON_AddNumberToObject(d, text, finite_lp(ev->logprob));
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp->obj, "top_logprobs"), d);
+    return true;
+}
+
+bool oai_lp_add_null(oai_lp_t *lp, const tok_vocab_t *v, int32_t token, int text_offset) {
+    lp->kind = OAI_COMPLETION;
+    if (!legacy_obj(lp)) return false;
+    char raw[256], text[3 * 256 + 1];
+    size_t n = token_bytes(v, token, raw, sizeof raw);
+    oai_utf8_sanitize(raw, n, text, sizeof text);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp->obj, "tokens"), cJSON_CreateString(text));
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp->obj, "token_logprobs"), cJSON_CreateNull());
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp->obj, "top_logprobs"), cJSON_CreateNull());
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp->obj, "text_offset"), cJSON_CreateNumber(text_offset));
+    lp->n++;
     return true;
 }
 

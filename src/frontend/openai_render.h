@@ -71,6 +71,9 @@ typedef struct {
 /* text_offset: bytes of the choice's text before this token. false on OOM. */
 bool oai_lp_add(oai_lp_t *lp, oai_kind_t kind, const tok_vocab_t *v, const engine_event_t *ev,
                 int n_top, int text_offset);
+/* Completions' echo: the prompt's first token, which has no logprob (null
+ * in token_logprobs and top_logprobs). false on OOM. */
+bool oai_lp_add_null(oai_lp_t *lp, const tok_vocab_t *v, int32_t token, int text_offset);
 cJSON *oai_lp_take(oai_lp_t *lp);
 void oai_lp_clear(oai_lp_t *lp);
 

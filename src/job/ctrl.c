@@ -21,6 +21,7 @@ rt_status_t ctrl_request_pack(const engine_request_t *r, int32_t kv_peer, void *
                         .top_logprobs = r->top_logprobs,
                         .ignore_eos = r->ignore_eos,
                         .logprobs = r->logprobs,
+                        .prompt_logprobs = r->prompt_logprobs,
                         .kv_peer = kv_peer,
                         .sampling = r->sampling};
     /* header, prompt, stop ids, logit_bias ids, logit_bias values (4 bytes each) */
@@ -65,6 +66,7 @@ rt_status_t ctrl_request_unpack(const void *buf, size_t len, engine_request_t *r
     r->top_logprobs = h.top_logprobs;
     r->ignore_eos = h.ignore_eos != 0;
     r->logprobs = h.logprobs != 0;
+    r->prompt_logprobs = h.prompt_logprobs != 0;
     r->sampling = h.sampling;
     if (kv_peer) *kv_peer = h.kv_peer;
     return RT_OK;

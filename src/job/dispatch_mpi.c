@@ -799,7 +799,7 @@ static void charge(dmpi_t *d, const route_t *r)
 static int pick_prefill(dmpi_t *d, const engine_request_t *r, int decode, int32_t overlap, int32_t *blocks)
 {
     const int64_t n_full = r->n_prompt ? (int64_t)(r->n_prompt - 1) / d->block_size : 0;
-    if (!d->n_prefill || n_full == 0) return -1;
+    if (!d->n_prefill || n_full == 0 || r->prompt_logprobs) return -1; /* the prompt's logits are wanted */
     if ((int64_t)r->n_prompt - (int64_t)overlap * d->block_size <= d->max_local_prefill) return -1;
     /* among the prefill workers up with room, the nearest to the decode
      * worker (same node, then the most switches shared: topology.h) */

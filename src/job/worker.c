@@ -347,7 +347,8 @@ static void worker_step(worker_t *w)
     if (engine_step(w->engine, w->events, w->cap, &n, &stats)) RT_LOG_ERROR("engine step: %s", rt_error_msg());
     if (w->n_handoffs)
         for (size_t i = 0; i < n; i++)
-            if (w->events[i].kind != ENGINE_EV_TOKEN) on_prefill_finished(w, &w->events[i]);
+            if (w->events[i].kind == ENGINE_EV_FINISH || w->events[i].kind == ENGINE_EV_ERROR)
+                on_prefill_finished(w, &w->events[i]);
     send_events(w, w->events, n, &stats, true);
     /* a hand-off just posted moves while we wait in MPI: up to
      * HANDOFF_FLUSH_S (the decode rank takes it between its steps) */

@@ -519,6 +519,11 @@ int sampler_top_logprobs(sampler_t *s, const float *logits, int n, int32_t *ids,
     return n;
 }
 
+float sampler_token_logprob(const sampler_t *s, const float *logits, int32_t id)
+{
+    return logprob_of(logits[id], log_sum_exp(logits, s->n_vocab));
+}
+
 int32_t sampler_sample(sampler_t *s, float *logits, float *logprob)
 {
     const int32_t nv = s->n_vocab;

@@ -133,6 +133,17 @@ static void test_completion_prompts(void **state) {
     assert_int_equal(r.prompt_ids[2], 3);
     assert_true(r.logprobs);
     assert_int_equal(r.top_logprobs, 3);
+    assert_false(r.echo);
+    oai_request_free(&r);
+    /* lm-evaluation-harness's loglikelihood request */
+    assert_int_equal(parse(OAI_COMPLETION,
+                           "{\"model\":\"m\",\"prompt\":[[7,8,9]],\"max_tokens\":1,\"logprobs\":1,\"echo\":true,"
+                           "\"temperature\":0,\"seed\":1234}",
+                           &r, &e),
+                     RT_OK);
+    assert_true(r.echo);
+    assert_true(r.logprobs);
+    assert_int_equal(r.n_prompt_ids, 3);
     oai_request_free(&r);
     assert_int_equal(
         parse(OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[[4,5]],\"logprobs\":0}", &r, &e),
@@ -265,7 +276,8 @@ static const bad_case_t bad_cases[] = {
     {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[1,2.5]}", "prompt", "entry 1 is out of range"},
     {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"logprobs\":6}", "logprobs",
      "between 0 and 5"},
-    {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"echo\":true}", "echo", "not supported"},
+    {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"echo\":true,\"stream\":true}", "echo", "not supported"},
+    {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"echo\":\"yes\"}", "echo", "boolean"},
     {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"suffix\":\"s\"}", "suffix",
      "not supported"},
     {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"best_of\":3}", "best_of",
