@@ -200,10 +200,14 @@ static void stream_start(fe_server_t *fe, fe_req_t *r) {
     fe_metrics_observe_http(fe->metrics, 200);
     r->stream_started = true;
     r->http_status = 200;
-    if (r->oai.kind != OAI_CHAT) return;
     oai_head_t hd = head_of(fe, r);
-    for (int i = 0; i < r->n_choices; i++)
-        stream_json(fe, r, oai_chunk(&hd, i, "assistant", "", NULL, NULL));
+    if (r->oai.kind == OAI_CHAT) {
+        for (int i = 0; i < r->n_choices; i++)
+            stream_json(fe, r, oai_chunk(&hd, i, "assistant", "", NULL, NULL));
+    } else if (r->oai.echo) { /* the echoed prompt first; its logprobs come with the first token's */
+        for (int i = 0; i < r->n_choices; i++)
+            stream_json(fe, r, oai_chunk(&hd, i, NULL, r->choices[i].text ? r->choices[i].text : "", NULL, NULL));
+    }
 }
 
 /* The stream's last event, then the end of the chunked reply. */

@@ -507,10 +507,7 @@ static rt_status_t parse_fields(const cJSON *o, oai_kind_t kind, const oai_defau
     r->skip_special_tokens = true;
     if ((st = get_bool(o, "skip_special_tokens", &r->skip_special_tokens, e))) return st;
     if ((st = get_bool(o, "stream", &r->stream, e))) return st;
-    if (kind == OAI_COMPLETION) {
-        if ((st = get_bool(o, "echo", &r->echo, e))) return st;
-        if (r->echo && r->stream) return bad(e, "echo", "'echo' together with 'stream' is not supported");
-    }
+    if (kind == OAI_COMPLETION && (st = get_bool(o, "echo", &r->echo, e))) return st;
     const cJSON *so = field(o, "stream_options");
     if (so) {
         if (!cJSON_IsObject(so))

@@ -5,7 +5,9 @@ equal to the one rotor reported when it generated that token (bit for bit:
 the engine's logits are batch-invariant) and close to llama.cpp's; the
 lm-eval request shape (token ids, max_tokens 1, logprobs 1); n = 2; a
 disaggregated job (prefill and decode ranks) giving the same values;
-echo with stream refused."""
+streamed, the same as whole."""
+import json
+
 import numpy as np
 import pytest
 import requests
@@ -102,12 +104,25 @@ def test_echo_with_n_and_token_id_prompt(job):
     assert a == b  # the prompt scores the same for every choice
 
 
-def test_echo_with_stream_is_refused(job):
-    st, j = completion(job, prompt=PROMPT, max_tokens=2, echo=True, stream=True)
-    assert st == 400 and j["error"]["param"] == "echo"
+def test_echo_streamed_equals_whole(job):
+    """Streamed: the prompt's text first, then the chunks; the same text and
+    logprob arrays as the whole response."""
+    model = requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"]
+    body = {"model": model, "prompt": PROMPT, "max_tokens": 6, "temperature": 0, "echo": True, "logprobs": 1}
+    whole = requests.post(job.url + "/v1/completions", json=body, timeout=60).json()["choices"][0]
+    chunks = []
+    with requests.post(job.url + "/v1/completions", json=dict(body, stream=True), stream=True, timeout=60) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith(b"data: ") and line != b"data: [DONE]":
+                chunks.extend(json.loads(line[6:])["choices"])
+    assert chunks[0]["text"] == PROMPT and chunks[0]["logprobs"] is None
+    assert "".join(c["text"] for c in chunks) == whole["text"]
+    for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+        got = [x for c in chunks if c["logprobs"] for x in c["logprobs"][key]]
+        assert got == whole["logprobs"][key], key
     st, j = completion(job, prompt=PROMPT, max_tokens=2, echo="yes")
     assert st == 400 and j["error"]["param"] == "echo"
-    assert completion(job, prompt=PROMPT, max_tokens=2)[0] == 200
 
 
 def test_echo_in_a_disaggregated_job(smollm2, tmp_path, job):

@@ -276,7 +276,6 @@ static const bad_case_t bad_cases[] = {
     {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[1,2.5]}", "prompt", "entry 1 is out of range"},
     {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"logprobs\":6}", "logprobs",
      "between 0 and 5"},
-    {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"echo\":true,\"stream\":true}", "echo", "not supported"},
     {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"echo\":\"yes\"}", "echo", "boolean"},
     {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"suffix\":\"s\"}", "suffix",
      "not supported"},
