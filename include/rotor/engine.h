@@ -177,6 +177,7 @@ typedef struct {
     int32_t kvbm_blocks, kvbm_capacity; /* held in the host tier / its size (0: none) */
     int32_t kvbm_disk_blocks, kvbm_disk_capacity; /* the same for the disk tier */
     int n_spec_draft_tokens;           /* draft tokens verified in this step */
+    int n_spec_accepted_tokens;        /* of those, accepted */
     int64_t spec_draft_tokens_total;   /* speculative decoding: draft tokens verified */
     int64_t spec_accepted_tokens_total; /* of those, accepted (each saved a decode step) */
     double step_s;

@@ -61,6 +61,7 @@ typedef struct {
     double step_s;
     int32_t n_seqs, n_prefill_tokens, n_decode_tokens, n_running, n_waiting;
     int32_t blocks_used, blocks_cached, blocks_free;
+    int32_t spec_draft_tokens, spec_accepted_tokens; /* speculative decoding: verified / accepted drafts */
 } hlog_step_t;
 
 typedef struct {

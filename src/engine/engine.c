@@ -526,7 +526,7 @@ static void fill_stats(const engine_t *e, engine_step_stats_t *stats)
 rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_events, engine_step_stats_t *stats)
 {
     const double t0 = now_s(), t0_real = now_real_s();
-    const int64_t drafted0 = e->spec_drafted;
+    const int64_t drafted0 = e->spec_drafted, accepted0 = e->spec_accepted;
     size_t n = 0;
     *n_events = 0;
     const size_t need = engine_events_min(e);
@@ -641,6 +641,7 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
         stats->n_prefill_tokens = pl.n_pre;
         stats->n_decode_tokens = pl.n_dec;
         stats->n_spec_draft_tokens = (int)(e->spec_drafted - drafted0);
+        stats->n_spec_accepted_tokens = (int)(e->spec_accepted - accepted0);
         stats->step_s = now_s() - t0;
     }
     *n_events = n;

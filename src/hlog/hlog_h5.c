@@ -186,6 +186,8 @@ static hid_t step_type(void)
         INS(t, hlog_step_t, blocks_used, H5T_NATIVE_INT32);
         INS(t, hlog_step_t, blocks_cached, H5T_NATIVE_INT32);
         INS(t, hlog_step_t, blocks_free, H5T_NATIVE_INT32);
+        INS(t, hlog_step_t, spec_draft_tokens, H5T_NATIVE_INT32);
+        INS(t, hlog_step_t, spec_accepted_tokens, H5T_NATIVE_INT32);
     }
     return h5u_compound_end(t, ok);
 }

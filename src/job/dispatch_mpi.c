@@ -481,7 +481,9 @@ static void on_events(dmpi_t *d, mpi_worker_t *w, const uint8_t *buf, size_t len
                              .n_waiting = h.stats.n_waiting,
                              .blocks_used = h.stats.blocks_used,
                              .blocks_cached = h.stats.blocks_cached,
-                             .blocks_free = h.stats.blocks_free};
+                             .blocks_free = h.stats.blocks_free,
+                             .spec_draft_tokens = h.stats.n_spec_draft_tokens,
+                             .spec_accepted_tokens = h.stats.n_spec_accepted_tokens};
             hlog_step(d->hlog, &s);
         }
         if (d->planner_rank >= 0) account_step(d, w, &h.stats);

@@ -19,7 +19,8 @@ REQUEST_FIELDS = ["id", "worker", "t_arrival", "t_routed", "t_scheduled", "t_pre
                   "tokens_cached", "route_overlap_blocks", "http_status", "finish_reason", "error"]
 TOKEN_FIELDS = ["request_id", "index", "t"]
 STEP_FIELDS = ["worker", "t", "step_s", "n_seqs", "n_prefill_tokens", "n_decode_tokens",
-               "n_running", "n_waiting", "blocks_used", "blocks_cached", "blocks_free"]
+               "n_running", "n_waiting", "blocks_used", "blocks_cached", "blocks_free", "spec_draft_tokens",
+               "spec_accepted_tokens"]
 WORKER_FIELDS = ["rank", "t", "kind", "role", "detail"]
 KV_EVENT_FIELDS = ["worker", "t", "id", "kind", "seq_hash", "block_hash", "parent_hash",
                    "has_parent", "n_tokens", "tier"]
@@ -112,6 +113,7 @@ def test_values(log_file):
     assert tok[0]["request_id"] == 1000 and tok[49]["index"] == 49 and tok[50]["index"] == 0
     assert tok[50]["request_id"] == 1001
     assert steps[3]["n_prefill_tokens"] == 300 and steps[3]["blocks_free"] == 997
+    assert steps[3]["spec_draft_tokens"] == 12 and steps[3]["spec_accepted_tokens"] == 9
     assert workers[1]["kind"] == b"down" and workers[0]["role"] == b"router"
     assert workers[5]["detail"] == b"event 5"
     assert kv["seq_hash"].dtype == np.dtype("<u8") and kv["kind"].dtype == np.dtype("S16")

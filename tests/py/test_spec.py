@@ -6,6 +6,7 @@ setting refused at start."""
 from concurrent.futures import ThreadPoolExecutor
 import json
 
+import h5py
 import pytest
 import requests
 from openai import OpenAI
@@ -83,6 +84,14 @@ def test_ngram_speculation_gives_the_same_outputs(smollm2, tmp_path, plain):
         accepted = metric(m, "vllm:spec_decode_num_accepted_tokens_total")
         together = chat_all(job, concurrent=True)  # 4 running: spec_max_running's default
         texts = [streamed(job, i) for i in range(2)]
+        m = requests.get(job.url + "/metrics", timeout=10).text
+        logs = job.h5_logs()
+    # the HDF5 log's steps add up to the counters (the log is complete once the job stopped)
+    with h5py.File(logs[0], "r") as f:
+        steps = f["steps"][:]
+    assert steps["spec_draft_tokens"].sum() == metric(m, "vllm:spec_decode_num_draft_tokens_total")
+    assert steps["spec_accepted_tokens"].sum() == metric(m, "vllm:spec_decode_num_accepted_tokens_total")
+    assert (steps["spec_accepted_tokens"] <= steps["spec_draft_tokens"]).all()
     assert alone == plain
     assert together == plain
     assert texts == [p[0] for p in plain[:2]]

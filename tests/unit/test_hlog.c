@@ -83,7 +83,9 @@ static hlog_step_t gen_step(int i)
                          .n_waiting = i % 9,
                          .blocks_used = i % 1000,
                          .blocks_cached = i % 77,
-                         .blocks_free = 1000 - i % 1000};
+                         .blocks_free = 1000 - i % 1000,
+                         .spec_draft_tokens = i % 7 * 4,
+                         .spec_accepted_tokens = i % 7 * 3};
 }
 
 static hlog_worker_t gen_worker(int i)
@@ -282,6 +284,8 @@ static hid_t read_type(int k)
         INS(t, hlog_step_t, blocks_used, H5T_NATIVE_INT32);
         INS(t, hlog_step_t, blocks_cached, H5T_NATIVE_INT32);
         INS(t, hlog_step_t, blocks_free, H5T_NATIVE_INT32);
+        INS(t, hlog_step_t, spec_draft_tokens, H5T_NATIVE_INT32);
+        INS(t, hlog_step_t, spec_accepted_tokens, H5T_NATIVE_INT32);
         return t;
     case 3:
         t = H5Tcreate(H5T_COMPOUND, sizeof(hlog_worker_t));
