@@ -137,6 +137,20 @@ def wait_idle(job, timeout=120):
         time.sleep(0.1)
 
 
+def assert_error(resp, status, param=None, code=None):
+    """resp is OpenAI's JSON error with this status (and param, code); the error object."""
+    assert resp.status_code == status, resp.text
+    assert resp.headers["Content-Type"].startswith("application/json")
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert isinstance(err["message"], str) and err["message"]
+    if param is not None:
+        assert err["param"] == param, err
+    if code is not None:
+        assert err["code"] == code, err
+    return err
+
+
 def metric(text, name):
     """Sum of the samples of one metric family in Prometheus text (/metrics)."""
     total = 0.0

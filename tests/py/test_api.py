@@ -21,7 +21,7 @@ from openai import OpenAI
 
 import openai
 from conftest import ROTOR, gen_model, run
-from jobutil import start_job
+from jobutil import assert_error, start_job
 
 N_CTX = 256
 HANG_S = 60  # only to keep a broken server from hanging the test run
@@ -65,19 +65,6 @@ def sse(resp):
         payload = line[len("data: "):]
         events.append(payload if payload == "[DONE]" else json.loads(payload))
     return events
-
-
-def assert_error(resp, status, param=None, code=None):
-    assert resp.status_code == status, resp.text
-    assert resp.headers["Content-Type"].startswith("application/json")
-    err = resp.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    assert isinstance(err["message"], str) and err["message"]
-    if param is not None:
-        assert err["param"] == param, err
-    if code is not None:
-        assert err["code"] == code, err
-    return err
 
 
 def still_serves(job):

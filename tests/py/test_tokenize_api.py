@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from conftest import gen_model
-from jobutil import start_job
+from jobutil import assert_error, start_job
 
 HANG_S = 60
 MODEL = "smollm2"
@@ -74,19 +74,6 @@ def detokenize(job, tokens, **extra):
     out = r.json()
     assert set(out) == {"prompt"}
     return out["prompt"]
-
-
-def assert_error(resp, status, param=None, code=None):
-    assert resp.status_code == status, resp.text
-    assert resp.headers["Content-Type"].startswith("application/json")
-    err = resp.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    assert isinstance(err["message"], str) and err["message"]
-    if param is not None:
-        assert err["param"] == param, err
-    if code is not None:
-        assert err["code"] == code, err
-    return err
 
 
 def completion_prompt_tokens(job, prompt):
