@@ -126,7 +126,9 @@ typedef struct {
 /* OpenAI caps top_logprobs at 20. */
 #define ENGINE_MAX_TOP_LOGPROBS 20
 
-/* Logits rows a step keeps for prompt logprobs, besides the decodes'. */
+/* Logits rows a step keeps for prompt logprobs, besides the decodes' (and
+ * PROMPT_LOGPROB events: room for them in engine_step's buffer beyond
+ * engine_events_min). */
 #define ENGINE_PROMPT_LOGPROB_ROWS 64
 
 typedef enum {
@@ -221,8 +223,9 @@ rt_status_t engine_cancel(engine_t *e, uint64_t id);
 /* Run one scheduling step and forward pass. Writes up to cap events; cap must
  * be at least engine_events_min(e): 2 * max_num_seqs (a token and a finish
  * per sequence), plus spec.tokens per sequence with speculative decoding (a
- * sequence's accepted drafts are tokens of the same step), plus
- * ENGINE_PROMPT_LOGPROB_ROWS for prompt logprobs. Cancelled
+ * sequence's accepted drafts are tokens of the same step). Prompt logprobs
+ * use the room beyond that, up to ENGINE_PROMPT_LOGPROB_ROWS events a step:
+ * a request with prompt_logprobs waits while there is none. Cancelled
  * requests are finished first; when their FINISH events would leave less
  * room than that, the call only finishes cancellations (no forward pass) and
  * the next call goes on: no event is ever dropped. */

@@ -552,7 +552,10 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
         return RT_OK;
     }
 
-    plan_t pl = {.budget = e->cfg.max_num_batched_tokens, .lp_rows = ENGINE_PROMPT_LOGPROB_ROWS};
+    /* prompt logprobs take the event buffer's room beyond the minimum */
+    const size_t spare = cap - n - need;
+    plan_t pl = {.budget = e->cfg.max_num_batched_tokens,
+                 .lp_rows = spare < ENGINE_PROMPT_LOGPROB_ROWS ? (int)spare : ENGINE_PROMPT_LOGPROB_ROWS};
     /* 1. decodes first (one pending token), oldest first; preempting the
      * newest; with n-gram drafts while few sequences run (the step is
      * memory-bound there, so verifying drafts costs little) */
@@ -919,9 +922,6 @@ err:
 
 int engine_max_model_len(const engine_t *e) { return e->max_model_len; }
 
-size_t engine_events_min(const engine_t *e)
-{
-    return (size_t)e->cfg.max_num_seqs * (size_t)(2 + e->cfg.spec.tokens) + ENGINE_PROMPT_LOGPROB_ROWS;
-}
+size_t engine_events_min(const engine_t *e) { return (size_t)e->cfg.max_num_seqs * (size_t)(2 + e->cfg.spec.tokens); }
 
 void engine_stats(const engine_t *e, engine_step_stats_t *stats) { fill_stats(e, stats); }

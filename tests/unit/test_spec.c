@@ -302,6 +302,60 @@ static void test_stop_inside_draft(void **state)
     engine_destroy(e);
 }
 
+/* Churn: drafting sequences, prompt-logprob requests and plain ones with
+ * random cancellations in pools from too small to enough: each request
+ * ends exactly once, no prompt position is scored twice, no token follows a
+ * FINISH, and every block is back in the pool (refcounts at zero). */
+static void test_churn_with_drafts_and_prompt_logprobs(void **state)
+{
+    (void)state;
+    unsigned x = 12345;
+    for (int round = 0; round < 6; round++) {
+        req_t r[NREQ];
+        make_requests(r);
+        engine_config_t c = cfg_for(q_path, 3 + round % 3, 8 + 6 * round, 3 + round);
+        c.max_num_batched_tokens = 16 + 16 * (round % 3);
+        c.spec.max_running = 2 + round % 3;
+        engine_t *e = NULL;
+        assert_int_equal(engine_create(&c, &e), RT_OK);
+        const size_t cap = engine_events_min(e) + 8 * (size_t)round; /* round 0: no room for prompt logprobs */
+        engine_event_t *ev = calloc(cap, sizeof *ev);
+        assert_non_null(ev);
+        int ends[NREQ] = {0}, last_pos[NREQ] = {0};
+        for (int i = 0; i < NREQ; i++) {
+            engine_request_t q = {.id = (uint64_t)i, .prompt = r[i].prompt, .n_prompt = (size_t)r[i].n_prompt,
+                                  .sampling = sampler_params_default(), .max_tokens = r[i].max_tokens,
+                                  .ignore_eos = true, .logprobs = i % 2 == 0, .top_logprobs = i % 3,
+                                  .prompt_logprobs = i % 2 == 1};
+            q.sampling.temperature = r[i].temperature;
+            q.sampling.seed = (uint64_t)i;
+            assert_int_equal(engine_add_request(e, &q), RT_OK);
+        }
+        engine_step_stats_t st;
+        for (int step = 0; engine_has_work(e); step++) {
+            x = x * 1103515245u + 12345u;
+            if ((x >> 16) % 9 == 0) (void)engine_cancel(e, (x >> 8) % NREQ);
+            size_t n = 0;
+            assert_int_equal(engine_step(e, ev, cap, &n, &st), RT_OK);
+            for (size_t k = 0; k < n; k++) {
+                const int id = (int)ev[k].request_id;
+                assert_int_equal(ends[id], 0);
+                if (ev[k].kind == ENGINE_EV_FINISH) ends[id]++;
+                if (ev[k].kind == ENGINE_EV_PROMPT_LOGPROB) {
+                    assert_int_equal(ev[k].position, last_pos[id] + 1);
+                    last_pos[id] = ev[k].position;
+                }
+                assert_true(ev[k].kind != ENGINE_EV_ERROR);
+            }
+            assert_true(step < 20000);
+        }
+        for (int i = 0; i < NREQ; i++) assert_int_equal(ends[i], 1);
+        assert_int_equal(st.blocks_used, 0);
+        free(ev);
+        engine_destroy(e);
+    }
+}
+
 /* drafts only while at most spec.max_running sequences run; an event
  * buffer under engine_events_min is refused */
 static void test_max_running_and_events_min(void **state)
@@ -350,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_same_tokens_q4_1),
         cmocka_unit_test(test_stop_inside_draft),
         cmocka_unit_test(test_max_running_and_events_min),
+        cmocka_unit_test(test_churn_with_drafts_and_prompt_logprobs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
