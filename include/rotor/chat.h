@@ -26,9 +26,17 @@ typedef enum {
     CHAT_TMPL_MISTRAL_V3_TEKKEN, /* "mistral-v3-tekken": "[INST]...[/INST]..." */
 } chat_tmpl_t;
 
+/* A function call an assistant message made (OpenAI's tool_calls). */
 typedef struct {
-    const char *role;    /* "system", "user", "assistant" */
-    const char *content; /* UTF-8 */
+    const char *name;
+    const char *arguments; /* JSON text of the arguments (OpenAI sends a string) */
+} chat_tool_call_t;
+
+typedef struct {
+    const char *role;    /* "system", "user", "assistant", "tool" (a function's result) */
+    const char *content; /* UTF-8 ("" for an assistant message that only calls tools) */
+    const chat_tool_call_t *tool_calls; /* (n_tool_calls) an assistant message's calls */
+    size_t n_tool_calls;
 } chat_msg_t;
 
 /* Recognize a Jinja chat template by its markers; CHAT_TMPL_UNKNOWN if none. */
@@ -43,5 +51,44 @@ const char *chat_template_name(chat_tmpl_t t);
  * bos/eos are the vocabulary's BOS/EOS texts where a template spells them. */
 rt_status_t chat_render(chat_tmpl_t t, const chat_msg_t *msgs, size_t n_msgs,
                         bool add_generation_prompt, const char *bos, const char *eos, char **out);
+
+/* ---- tools (function calling), chat_tools.c ----
+ *
+ * Hermes-style tool use, as Qwen2.5 and Hermes models are trained for it,
+ * on the ChatML family: the tools' JSON definitions go into the system turn
+ * between <tools></tools> with an instruction to answer a call as
+ * <tool_call>{"name": ..., "arguments": {...}}</tool_call>; an assistant
+ * message's calls are rendered the same way; consecutive "tool" messages
+ * become one user turn of <tool_response> blocks. Other families: tools and
+ * tool messages are RT_ERR_UNSUPPORTED. */
+
+/* What the model writes before a call's JSON. */
+#define CHAT_TOOL_CALL_OPEN "<tool_call>"
+#define CHAT_TOOL_CALL_CLOSE "</tool_call>"
+
+/* chat_render with tools: tools_json[0..n_tools) are the tools' JSON
+ * definitions (OpenAI's {"type": "function", "function": {...}}). With no
+ * tools and no tool messages or calls it renders exactly as chat_render. */
+rt_status_t chat_render_tools(chat_tmpl_t t, const chat_msg_t *msgs, size_t n_msgs, const char *const *tools_json,
+                              size_t n_tools, bool add_generation_prompt, const char *bos, const char *eos,
+                              char **out);
+
+/* A call parsed from model output. */
+typedef struct {
+    char *name;      /* owned */
+    char *arguments; /* owned: the arguments object as compact JSON */
+} chat_parsed_call_t;
+
+/* The tool calls in text (the model's output): every <tool_call> block
+ * (the last one may lack its closing tag, as when generation stopped at
+ * it) holding a JSON object with a string "name" and an object "arguments"
+ * (or "parameters"). *calls (malloc'd array, caller frees with
+ * chat_parsed_calls_free) and *n get them; *content_len is the length of
+ * the text before the first block (trailing whitespace dropped). A block
+ * that does not parse is skipped; *n = 0 and *content_len = the text's
+ * length when there are none. RT_ERR_NOMEM only. */
+rt_status_t chat_parse_tool_calls(const char *text, size_t len, chat_parsed_call_t **calls, size_t *n,
+                                  size_t *content_len);
+void chat_parsed_calls_free(chat_parsed_call_t *calls, size_t n);
 
 #endif

@@ -15,37 +15,10 @@
  */
 #include "rotor/chat.h"
 
+#include "chat/chat_impl.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} sbuf_t;
-
-static void sb_putn(sbuf_t *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *ns = realloc(b->s, cap);
-        if (!ns) {
-            b->oom = true;
-            return;
-        }
-        b->s = ns;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-}
-
-static void sb_puts(sbuf_t *b, const char *s) {
-    sb_putn(b, s, strlen(s));
-}
 
 static bool is_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';

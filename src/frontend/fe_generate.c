@@ -22,6 +22,7 @@
  * the same. evhttp frees the evhttp_request except when it detached it from
  * a failed connection while we still owned the reply; then we free it.
  */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -34,6 +35,7 @@
 #include <time.h>
 
 #include "frontend/fe_server_impl.h"
+#include "frontend/fe_tools.h"
 #include "frontend/openai_render.h"
 #include "rotor/chat.h"
 #include "rotor/log.h"
@@ -256,8 +258,20 @@ static void answer(fe_server_t *fe, fe_req_t *r) {
     cJSON *choices = cJSON_CreateArray();
     for (int i = 0; choices && i < r->n_choices; i++) {
         fe_choice_t *c = &r->choices[i];
-        cJSON_AddItemToArray(choices, oai_choice(r->oai.kind, i, c->text ? c->text : "",
-                                                 c->finish_reason, oai_lp_take(&c->lp)));
+        cJSON *calls = NULL;
+        char *content = NULL;
+        if (fe_tools_on(r) && fe_tools_result(r, c, i, false, &calls, &content) && calls) {
+            cJSON_AddItemToArray(choices, oai_choice_message(i, content, calls, "tool_calls", oai_lp_take(&c->lp)));
+            free(content);
+            continue;
+        }
+        free(content);
+        const char *text = c->text ? c->text : "";
+        char *forced = NULL; /* a required call that did not parse: its opening belongs to the text */
+        if (fe_tools_on(r) && r->oai.tool_prefix && asprintf(&forced, "%s%s", r->oai.tool_prefix, text) > 0)
+            text = forced;
+        cJSON_AddItemToArray(choices, oai_choice(r->oai.kind, i, text, c->finish_reason, oai_lp_take(&c->lp)));
+        free(forced);
     }
     cJSON *o = oai_response(&hd, choices, oai_usage(prompt, completion, cached));
     char *s = o ? cJSON_PrintUnformatted(o) : NULL;
@@ -476,6 +490,46 @@ void fe_pump_backlog(evutil_socket_t fd, short what, void *arg) {
 
 /* ------------------------------------------------------------- events */
 
+/* Streaming with tools: the content delta in fe->scratch (len bytes) goes
+ * out until a call begins; with finish_reason (the choice's end) what was
+ * held back goes out, then the calls as one delta with finish_reason
+ * "tool_calls", or, when there are none, the rest of the text as content. */
+static void stream_tools(fe_server_t *fe, fe_req_t *r, fe_choice_t *c, int index, size_t len,
+                         const char *finish_reason) {
+    char out[FE_TEXT_SCRATCH];
+    size_t n = fe_tools_filter(c, fe->scratch, len, out, sizeof out);
+    if (finish_reason) n += fe_tools_flush(c, out + n, sizeof out - n);
+    c->tool_streamed += n;
+    stream_start(fe, r);
+    oai_head_t hd = head_of(fe, r);
+    if (!finish_reason) {
+        if (n) stream_json(fe, r, oai_chunk(&hd, index, NULL, out, NULL, oai_lp_take(&c->lp)));
+        return;
+    }
+    if (n) stream_json(fe, r, oai_chunk(&hd, index, NULL, out, NULL, oai_lp_take(&c->lp)));
+    cJSON *calls = NULL;
+    char *content = NULL;
+    bool ok = fe_tools_result(r, c, index, true, &calls, &content);
+    free(content); /* streamed already: the content before the first call */
+    if (ok && calls) {
+        stream_json(fe, r, oai_chunk_tool_calls(&hd, index, NULL, calls, "tool_calls"));
+        return;
+    }
+    /* no call after all: what was held back, the forced opening included */
+    const char *prefix = r->oai.tool_prefix ? r->oai.tool_prefix : ""; /* then nothing was streamed */
+    const size_t all = c->text ? c->text_len : 0, rest = all > c->tool_streamed ? all - c->tool_streamed : 0;
+    const size_t plen = strlen(prefix);
+    char *tail = malloc(plen + rest + 1);
+    if (tail) {
+        memcpy(tail, prefix, plen);
+        if (rest) memcpy(tail + plen, c->text + c->tool_streamed, rest);
+        tail[plen + rest] = '\0';
+    }
+    stream_json(fe, r, oai_chunk(&hd, index, NULL, tail && tail[0] ? tail : NULL, finish_reason,
+                                 oai_lp_take(&c->lp)));
+    free(tail);
+}
+
 static void on_token(fe_server_t *fe, fe_req_t *r, fe_choice_t *c, int index,
                      const engine_event_t *ev) {
     if (c->text_done) return;
@@ -493,6 +547,10 @@ static void on_token(fe_server_t *fe, fe_req_t *r, fe_choice_t *c, int index,
     }
     if (stopped) cancel_choice(fe, r, c);
     if (!r->oai.stream || !r->http) return;
+    if (fe_tools_on(r)) {
+        stream_tools(fe, r, c, index, len, stopped ? "stop" : NULL);
+        return;
+    }
     if (len == 0 && !stopped) return; /* nothing visible yet; logprobs wait for the next chunk */
     stream_start(fe, r);
     oai_head_t hd = head_of(fe, r);
@@ -516,6 +574,10 @@ static void on_finish(fe_server_t *fe, fe_req_t *r, fe_choice_t *c, int index,
         return;
     }
     if (!open || !r->oai.stream || !r->http) return;
+    if (fe_tools_on(r)) {
+        stream_tools(fe, r, c, index, len, c->finish_reason);
+        return;
+    }
     stream_start(fe, r);
     oai_head_t hd = head_of(fe, r);
     stream_json(fe, r,
@@ -615,16 +677,43 @@ static void reject(fe_server_t *fe, struct evhttp_request *req, const oai_error_
 }
 
 rt_status_t fe_encode_chat(const fe_server_t *fe, const chat_msg_t *msgs, size_t n_msgs,
-                           bool add_generation_prompt, int32_t **ids, size_t *n) {
+                           const char *const *tools, size_t n_tools, bool add_generation_prompt,
+                           const char *forced, int32_t **ids, size_t *n) {
     const tok_vocab_t *v = fe->model.vocab;
     const char *bos = tok_bos(v) >= 0 ? tok_text(v, tok_bos(v)) : "";
     const char *eos = tok_eos(v) >= 0 ? tok_text(v, tok_eos(v)) : "";
     char *text = NULL;
-    rt_status_t st =
-        chat_render(fe->model.chat_template, msgs, n_msgs, add_generation_prompt, bos, eos, &text);
+    rt_status_t st = chat_render_tools(fe->model.chat_template, msgs, n_msgs, tools, n_tools,
+                                       add_generation_prompt, bos, eos, &text);
+    if (st == RT_OK && forced && forced[0]) {
+        size_t a = strlen(text), b = strlen(forced);
+        char *t = realloc(text, a + b + 1);
+        if (t) {
+            memcpy(t + a, forced, b + 1);
+            text = t;
+        } else
+            st = rt_error_set(RT_ERR_NOMEM, "out of memory");
+    }
     if (st == RT_OK) st = tok_encode(v, text, strlen(text), true, true, ids, n);
     free(text);
     return st;
+}
+
+/* What the assistant's answer starts with when a tool call is required:
+ * the opening of a call, with the function's name when tool_choice names
+ * it (the model goes on with its arguments). NULL when none; malloc'd. */
+static char *tool_call_prefix(const oai_request_t *o) {
+    if (o->tool_choice == OAI_TOOLS_REQUIRED) return strdup(CHAT_TOOL_CALL_OPEN "\n{\"name\": \"");
+    if (o->tool_choice != OAI_TOOLS_NAMED) return NULL;
+    cJSON *name = cJSON_CreateString(o->tool_choice_name);
+    char *q = name ? cJSON_PrintUnformatted(name) : NULL;
+    cJSON_Delete(name);
+    if (!q) return NULL;
+    size_t n = strlen(CHAT_TOOL_CALL_OPEN) + strlen(q) + 40;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, CHAT_TOOL_CALL_OPEN "\n{\"name\": %s, \"arguments\": ", q);
+    cJSON_free(q);
+    return s;
 }
 
 rt_status_t fe_encode_text(const fe_server_t *fe, const char *text, bool add_special, int32_t **ids,
@@ -632,8 +721,6 @@ rt_status_t fe_encode_text(const fe_server_t *fe, const char *text, bool add_spe
     return tok_encode(fe->model.vocab, text, strlen(text), add_special, false, ids, n);
 }
 
-/* The prompt's token ids, as `rotor generate` makes them (fe_encode_chat,
- * fe_encode_text with BOS), or the request's own ids. */
 /* Completions' echo: every choice's text starts with the prompt: the
  * string given, or the ids' text (special tokens as skip_special_tokens
  * says). false when out of memory. */
@@ -648,13 +735,24 @@ static bool echo_prompt(fe_server_t *fe, fe_req_t *r) {
     return ok;
 }
 
+/* The prompt's token ids, as `rotor generate` makes them (fe_encode_chat,
+ * fe_encode_text with BOS), or the request's own ids. With tools
+ * (tool_choice not none) the chat is rendered with them, and a required
+ * call's opening (o->tool_prefix) ends the prompt. */
 static bool build_prompt(fe_server_t *fe, oai_request_t *o, int32_t **ids, size_t *n,
                          oai_error_t *e) {
     const tok_vocab_t *v = fe->model.vocab;
     rt_status_t st;
     const char *param = o->kind == OAI_CHAT ? "messages" : "prompt";
     if (o->kind == OAI_CHAT) {
-        st = fe_encode_chat(fe, o->msgs, o->n_msgs, o->add_generation_prompt, ids, n);
+        const bool tools = o->tool_choice != OAI_TOOLS_NONE;
+        o->tool_prefix = tools ? tool_call_prefix(o) : NULL;
+        if (tools && o->tool_choice >= OAI_TOOLS_REQUIRED && !o->tool_prefix) {
+            oai_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+            return false;
+        }
+        st = fe_encode_chat(fe, o->msgs, o->n_msgs, (const char *const *)o->tools, tools ? o->n_tools : 0,
+                            o->add_generation_prompt, o->tool_prefix, ids, n);
     } else if (o->prompt) {
         st = fe_encode_text(fe, o->prompt, true, ids, n);
     } else {
@@ -811,7 +909,7 @@ void fe_generate(fe_server_t *fe, struct evhttp_request *req, oai_kind_t kind, d
         oai_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
         goto rejected;
     }
-    if (r->oai.echo && !echo_prompt(fe, r)) { /* r owns the prompt and the parsed request now */
+    if ((r->oai.echo && !echo_prompt(fe, r)) || fe_tools_stream_init(r)) { /* r owns them now */
         fe_req_destroy(r);
         fe->free_slots[fe->n_free++] = slot;
         oai_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");

@@ -56,6 +56,7 @@ void fe_req_destroy(fe_req_t *r) {
     for (int i = 0; i < r->n_choices; i++) {
         fe_choice_t *c = &r->choices[i];
         stop_matcher_destroy(c->stop);
+        stop_matcher_destroy(c->tool_open);
         free(c->text);
         free(c->tok_t);
         oai_lp_clear(&c->lp);
@@ -70,7 +71,7 @@ fe_text_opts_t fe_req_text_opts(const fe_req_t *r, const tok_vocab_t *vocab) {
     return (fe_text_opts_t){
         .vocab = vocab,
         .kind = r->oai.kind,
-        .keep_text = !r->oai.stream,
+        .keep_text = !r->oai.stream || (r->oai.kind == OAI_CHAT && r->oai.tool_choice != OAI_TOOLS_NONE),
         .logprobs = r->oai.logprobs,
         .top_logprobs = r->oai.top_logprobs,
         .render_special = !r->oai.skip_special_tokens,

@@ -44,6 +44,9 @@ typedef struct {
     const char *finish_reason; /* static: stop, length, abort, error */
     tok_stream_t ts;
     stop_matcher_t *stop; /* owned; NULL without stop strings */
+    stop_matcher_t *tool_open; /* streaming with tools: finds CHAT_TOOL_CALL_OPEN in the content; owned */
+    bool in_tool;              /* streaming with tools: the content ended where a call began */
+    size_t tool_streamed;      /* streaming with tools: bytes of text sent as content */
     char *text;           /* (text_len) whole text, non-streaming only; owned */
     size_t text_len, text_cap;
     size_t raw_len;         /* bytes detokenized so far (text_offset), after the echoed prompt */

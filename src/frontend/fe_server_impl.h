@@ -111,9 +111,12 @@ void fe_detokenize(fe_server_t *fe, struct evhttp_request *req);
 /* The prompt tokens of chat messages exactly as /v1/chat/completions makes
  * them: rendered with the model's chat template (and the generation prompt
  * when asked), tokenized with BOS and the template's special tokens parsed.
+ * tools[0..n_tools): the tools' JSON definitions (chat_render_tools);
+ * forced (or NULL): text the assistant's answer starts with, appended.
  * *ids is malloc'd (the caller's) on success. */
 rt_status_t fe_encode_chat(const fe_server_t *fe, const chat_msg_t *msgs, size_t n_msgs,
-                           bool add_generation_prompt, int32_t **ids, size_t *n);
+                           const char *const *tools, size_t n_tools, bool add_generation_prompt,
+                           const char *forced, int32_t **ids, size_t *n);
 /* A text prompt's tokens as /v1/completions makes them (add_special = true):
  * special-token text stays plain text; add_special adds BOS (and EOS) where
  * the model's metadata asks for them. */

@@ -205,8 +205,10 @@ static rt_status_t parse_logit_bias(const cJSON *o, oai_request_t *r, oai_error_
         errno = 0;
         long id = strtol(it->string, &end, 10);
         if (!it->string[0] || *end || errno || id < 0 || id > INT32_MAX)
-            return bad(e, "logit_bias", "'logit_bias' keys must be token ids (integers >= 0), not \"%.64s\"",
-                       it->string);
+            return bad(e, "logit_bias", "'logit_bias' keys must be token ids (integers >= 0), not \"%s\"",
+                       oai_utf8_valid(it->string, strlen(it->string)) && strlen(it->string) < 64
+                           ? it->string
+                           : "?");
         if (!cJSON_IsNumber(it) || !(it->valuedouble >= -100.0 && it->valuedouble <= 100.0))
             return bad(e, "logit_bias", "'logit_bias' values must be numbers from -100 to 100 (token %ld)", id);
         r->logit_bias_ids[r->n_logit_bias] = (int32_t)id;
@@ -275,7 +277,8 @@ static rt_status_t parse_content(const cJSON *c, size_t idx, char **out, oai_err
             return bad(e, param, "'%s[%zu]' must be an object with a 'type'", param, k);
         if (strcmp(type->valuestring, "text") != 0)
             return bad(e, param, "content part type '%s' is not supported (only 'text')",
-                       oai_utf8_valid(type->valuestring, strlen(type->valuestring))
+                       oai_utf8_valid(type->valuestring, strlen(type->valuestring)) &&
+                               strlen(type->valuestring) < 64
                            ? type->valuestring
                            : "?");
         if (!cJSON_IsString(text))
@@ -300,6 +303,118 @@ static rt_status_t parse_content(const cJSON *c, size_t idx, char **out, oai_err
     }
     s[at] = '\0';
     *out = s;
+    return RT_OK;
+}
+
+/* tools: [{"type": "function", "function": {"name", "description"?,
+ * "parameters"?}}] kept as compact JSON; tool_choice: "auto", "none",
+ * "required" or {"type": "function", "function": {"name"}} naming one of
+ * them; parallel_tool_calls. */
+static rt_status_t parse_tools(const cJSON *o, oai_request_t *r, oai_error_t *e) {
+    r->parallel_tool_calls = true;
+    rt_status_t st = get_bool(o, "parallel_tool_calls", &r->parallel_tool_calls, e);
+    if (st) return st;
+    const cJSON *tools = field(o, "tools");
+    if (tools) {
+        if (!cJSON_IsArray(tools)) return bad(e, "tools", "'tools' must be an array, not %s", json_type_name(tools));
+        size_t k = (size_t)cJSON_GetArraySize(tools);
+        if (k > OAI_MAX_TOOLS) return bad(e, "tools", "'tools' has %zu entries; at most %d", k, OAI_MAX_TOOLS);
+        r->tools = calloc(k ? k : 1, sizeof *r->tools);
+        if (!r->tools) {
+            oai_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+            return RT_ERR_NOMEM;
+        }
+        const cJSON *t;
+        cJSON_ArrayForEach(t, tools) {
+            const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+            const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+            if (!cJSON_IsObject(t) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") != 0 ||
+                !cJSON_IsObject(fn) || !cJSON_IsString(name) || !name->valuestring[0] ||
+                (params && !cJSON_IsObject(params)))
+                return bad(e, "tools", "'tools[%zu]' must be {\"type\": \"function\", \"function\": {\"name\": "
+                           "non-empty string, \"parameters\": JSON Schema object}}", r->n_tools);
+            char *s = cJSON_PrintUnformatted(t);
+            if (!s || !oai_utf8_valid(s, strlen(s))) {
+                cJSON_free(s);
+                if (!s) oai_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+                return s ? bad(e, "tools", "'tools[%zu]' is not valid UTF-8", r->n_tools) : RT_ERR_NOMEM;
+            }
+            r->tools[r->n_tools++] = s;
+        }
+    }
+    const cJSON *tc = field(o, "tool_choice");
+    if (!tc) {
+        r->tool_choice = r->n_tools ? OAI_TOOLS_AUTO : OAI_TOOLS_NONE;
+        return RT_OK;
+    }
+    if (cJSON_IsString(tc) && strcmp(tc->valuestring, "auto") == 0)
+        r->tool_choice = OAI_TOOLS_AUTO;
+    else if (cJSON_IsString(tc) && strcmp(tc->valuestring, "none") == 0)
+        r->tool_choice = OAI_TOOLS_NONE;
+    else if (cJSON_IsString(tc) && strcmp(tc->valuestring, "required") == 0)
+        r->tool_choice = OAI_TOOLS_REQUIRED;
+    else if (cJSON_IsObject(tc)) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tc, "function"), "name");
+        if (!cJSON_IsString(name))
+            return bad(e, "tool_choice", "'tool_choice' must name a function: {\"type\": \"function\", "
+                       "\"function\": {\"name\": ...}}");
+        bool known = false;
+        for (size_t i = 0; i < r->n_tools && !known; i++) {
+            cJSON *t = cJSON_Parse(r->tools[i]);
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name");
+            known = cJSON_IsString(n) && strcmp(n->valuestring, name->valuestring) == 0;
+            cJSON_Delete(t);
+        }
+        if (!known) return bad(e, "tool_choice", "'tool_choice' names a function that is not in 'tools'");
+        r->tool_choice = OAI_TOOLS_NAMED;
+        if ((st = dup_string(name, "tool_choice", &r->tool_choice_name, e))) return st;
+    } else
+        return bad(e, "tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or name a function");
+    if (r->tool_choice != OAI_TOOLS_NONE && r->n_tools == 0)
+        return bad(e, "tool_choice", "'tool_choice' needs 'tools'");
+    return RT_OK;
+}
+
+/* An assistant message's tool_calls: [{"id", "type": "function",
+ * "function": {"name", "arguments": JSON text}}]. */
+static rt_status_t parse_tool_calls(const cJSON *calls, size_t idx, chat_msg_t *m, oai_error_t *e) {
+    char param[64];
+    snprintf(param, sizeof param, "messages[%zu].tool_calls", idx);
+    if (!cJSON_IsArray(calls)) return bad(e, param, "'%s' must be an array, not %s", param, json_type_name(calls));
+    size_t k = (size_t)cJSON_GetArraySize(calls);
+    if (k == 0) return RT_OK;
+    if (k > OAI_MAX_TOOLS) return bad(e, param, "'%s' has %zu calls; at most %d", param, k, OAI_MAX_TOOLS);
+    chat_tool_call_t *tc = calloc(k, sizeof *tc);
+    if (!tc) {
+        oai_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return RT_ERR_NOMEM;
+    }
+    m->tool_calls = tc;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, calls) {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        if (!cJSON_IsObject(c) || !cJSON_IsObject(fn) || !cJSON_IsString(name) ||
+            !(cJSON_IsString(args) || cJSON_IsObject(args)))
+            return bad(e, param, "'%s[%zu]' must be {\"type\": \"function\", \"function\": {\"name\": string, "
+                       "\"arguments\": JSON string}}", param, m->n_tool_calls);
+        if (!oai_utf8_valid(name->valuestring, strlen(name->valuestring)))
+            return bad(e, param, "'%s[%zu].function.name' is not valid UTF-8", param, m->n_tool_calls);
+        chat_tool_call_t *t = &tc[m->n_tool_calls];
+        t->name = strdup(name->valuestring);
+        t->arguments = cJSON_IsString(args) ? strdup(args->valuestring) : cJSON_PrintUnformatted(args);
+        if (!t->name || !t->arguments) {
+            free((char *)t->name);
+            free((char *)t->arguments);
+            t->name = t->arguments = NULL;
+            oai_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+            return RT_ERR_NOMEM;
+        }
+        m->n_tool_calls++;
+    }
     return RT_OK;
 }
 
@@ -338,8 +453,10 @@ static rt_status_t parse_messages(const cJSON *o, chat_msg_t **msgs, size_t *n_m
             canon = "user";
         else if (strcmp(rs, "assistant") == 0)
             canon = "assistant";
+        else if (strcmp(rs, "tool") == 0)
+            canon = "tool";
         else
-            return bad(e, param, "role '%s' is not supported (system, developer, user, assistant)",
+            return bad(e, param, "role '%s' is not supported (system, developer, user, assistant, tool)",
                        oai_utf8_valid(rs, strlen(rs)) && strlen(rs) < 64 ? rs : "?");
         char *content = NULL;
         rt_status_t st =
@@ -348,6 +465,12 @@ static rt_status_t parse_messages(const cJSON *o, chat_msg_t **msgs, size_t *n_m
         (*msgs)[i].role = canon;
         (*msgs)[i].content = content;
         (*n_msgs)++;
+        const cJSON *calls = cJSON_GetObjectItemCaseSensitive(it, "tool_calls");
+        if (calls && !cJSON_IsNull(calls)) {
+            if (strcmp(canon, "assistant") != 0)
+                return bad(e, "messages", "'messages[%zu].tool_calls' is only for assistant messages", i);
+            if ((st = parse_tool_calls(calls, i, &(*msgs)[i], e))) return st;
+        }
     }
     return RT_OK;
 }
@@ -378,10 +501,10 @@ static rt_status_t parse_prompt(const cJSON *o, oai_request_t *r, oai_error_t *e
 /* Fields that ask for something rotor does not do: refused, not ignored. */
 static rt_status_t refuse_unsupported(const cJSON *o, oai_kind_t kind, oai_error_t *e) {
     const cJSON *j;
-    if ((j = field(o, "tools")) && !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
-        return bad(e, "tools", "tools and function calling are not supported");
+    if (kind == OAI_COMPLETION && (j = field(o, "tools")) && !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
+        return bad(e, "tools", "tools need the chat completions endpoint");
     if ((j = field(o, "functions")) && !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
-        return bad(e, "functions", "tools and function calling are not supported");
+        return bad(e, "functions", "the deprecated 'functions' is not supported; use 'tools'");
     if ((j = field(o, "response_format"))) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "type");
         if (!cJSON_IsObject(j) || !cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
@@ -487,6 +610,7 @@ static rt_status_t parse_fields(const cJSON *o, oai_kind_t kind, const oai_defau
         if ((st = parse_messages(o, &r->msgs, &r->n_msgs, e))) return st;
         r->add_generation_prompt = true;
         if ((st = get_bool(o, "add_generation_prompt", &r->add_generation_prompt, e))) return st;
+        if ((st = parse_tools(o, r, e))) return st;
     } else if ((st = parse_prompt(o, r, e)))
         return st;
 
@@ -579,14 +703,25 @@ rt_status_t oai_parse(oai_kind_t kind, const char *body, size_t len, const oai_d
 }
 
 static void free_msgs(chat_msg_t *msgs, size_t n) {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         free((char *)msgs[i].content);
+        for (size_t k = 0; k < msgs[i].n_tool_calls; k++) {
+            free((char *)msgs[i].tool_calls[k].name);
+            free((char *)msgs[i].tool_calls[k].arguments);
+        }
+        free((void *)msgs[i].tool_calls);
+    }
     free(msgs);
 }
 
 void oai_request_free(oai_request_t *r) {
     if (!r) return;
     free(r->model);
+    for (size_t i = 0; i < r->n_tools; i++)
+        cJSON_free(r->tools[i]);
+    free(r->tools);
+    free(r->tool_choice_name);
+    free(r->tool_prefix);
     free_msgs(r->msgs, r->n_msgs);
     free(r->prompt);
     free(r->prompt_ids);

@@ -37,6 +37,11 @@ typedef enum { OAI_CHAT = 1, OAI_COMPLETION = 2 } oai_kind_t;
 #define OAI_MAX_TOP_LOGPROBS 20   /* chat top_logprobs */
 #define OAI_MAX_LEGACY_LOGPROBS 5 /* completions logprobs */
 
+/* tool_choice: whether the model may, must, or must not call a tool. */
+typedef enum { OAI_TOOLS_AUTO = 0, OAI_TOOLS_NONE, OAI_TOOLS_REQUIRED, OAI_TOOLS_NAMED } oai_tool_choice_t;
+
+#define OAI_MAX_TOOLS 128
+
 /* An OpenAI error: {"error": {"message", "type", "param", "code"}}. */
 typedef struct {
     int status;       /* HTTP status */
@@ -62,9 +67,17 @@ typedef struct {
     oai_kind_t kind;
     char *model; /* owned */
     /* chat */
-    chat_msg_t *msgs; /* (n_msgs) role is a static string, content owned */
+    chat_msg_t *msgs; /* (n_msgs) role is a static string, content and tool_calls (names,
+                         arguments) owned */
     size_t n_msgs;
     bool add_generation_prompt;
+    char **tools;     /* (n_tools) owned: each tool's JSON definition */
+    size_t n_tools;
+    oai_tool_choice_t tool_choice;
+    char *tool_choice_name; /* OAI_TOOLS_NAMED: the function; owned */
+    bool parallel_tool_calls;
+    char *tool_prefix; /* set by the front end: the forced opening of a call (tool_choice required or
+                          named) that ends the prompt, or NULL; owned */
     /* completions: exactly one of prompt / prompt_ids */
     char *prompt;        /* owned, NUL-terminated, or NULL */
     int32_t *prompt_ids; /* (n_prompt_ids) owned, or NULL */

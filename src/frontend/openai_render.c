@@ -155,6 +155,62 @@ cJSON *oai_choice(oai_kind_t kind, int index, const char *text, const char *fini
     return c;
 }
 
+cJSON *oai_tool_calls(const chat_parsed_call_t *calls, size_t n, const char *id_base, bool with_index) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < n; i++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON *f = c ? cJSON_AddObjectToObject(c, "function") : NULL;
+        if (!f) {
+            cJSON_Delete(c);
+            cJSON_Delete(a);
+            return NULL;
+        }
+        char id[96];
+        snprintf(id, sizeof id, "call_%s%zu", id_base, i);
+        if (with_index) cJSON_AddNumberToObject(c, "index", (double)i);
+        cJSON_AddStringToObject(c, "id", id);
+        cJSON_AddStringToObject(c, "type", "function");
+        cJSON_AddStringToObject(f, "name", calls[i].name);
+        cJSON_AddStringToObject(f, "arguments", calls[i].arguments);
+        cJSON_AddItemToArray(a, c);
+    }
+    return a;
+}
+
+cJSON *oai_choice_message(int index, const char *content, cJSON *tool_calls, const char *finish_reason,
+                          cJSON *logprobs) {
+    cJSON *c = cJSON_CreateObject();
+    cJSON *m = c ? cJSON_AddObjectToObject(c, "message") : NULL;
+    if (!m) {
+        cJSON_Delete(c);
+        cJSON_Delete(tool_calls);
+        cJSON_Delete(logprobs);
+        return NULL;
+    }
+    cJSON_AddNumberToObject(c, "index", index);
+    cJSON_AddStringToObject(m, "role", "assistant");
+    add_str_or_null(m, "content", content);
+    if (tool_calls) cJSON_AddItemToObject(m, "tool_calls", tool_calls);
+    add_taken_or_null(c, "logprobs", logprobs);
+    add_str_or_null(c, "finish_reason", finish_reason);
+    return c;
+}
+
+cJSON *oai_chunk_tool_calls(const oai_head_t *h, int index, const char *content, cJSON *tool_calls,
+                            const char *finish_reason) {
+    cJSON *o = oai_chunk(h, index, NULL, content, finish_reason, NULL);
+    cJSON *d = o ? cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"),
+                                                                       0), "delta")
+                 : NULL;
+    if (!d) {
+        cJSON_Delete(o);
+        cJSON_Delete(tool_calls);
+        return NULL;
+    }
+    if (tool_calls) cJSON_AddItemToObject(d, "tool_calls", tool_calls);
+    return o;
+}
+
 cJSON *oai_response(const oai_head_t *h, cJSON *choices, cJSON *usage) {
     cJSON *o = head_object(h, false);
     if (!o || !choices || !usage) {

@@ -54,6 +54,18 @@ cJSON *oai_choice(oai_kind_t kind, int index, const char *text, const char *fini
 /* The whole response; choices (array) and usage taken. */
 cJSON *oai_response(const oai_head_t *h, cJSON *choices, cJSON *usage);
 
+/* Tool calls as OpenAI reports them: [{"id": "call_<id_base><i>", "type":
+ * "function", "function": {"name", "arguments": JSON string}}] (with
+ * "index" for stream deltas). NULL when out of memory. */
+cJSON *oai_tool_calls(const chat_parsed_call_t *calls, size_t n, const char *id_base, bool with_index);
+/* A chat choice whose message has content (NULL: null) and tool_calls
+ * (taken; NULL: none); logprobs taken. */
+cJSON *oai_choice_message(int index, const char *content, cJSON *tool_calls, const char *finish_reason,
+                          cJSON *logprobs);
+/* A chat chunk whose delta has content (NULL: none) and tool_calls (taken). */
+cJSON *oai_chunk_tool_calls(const oai_head_t *h, int index, const char *content, cJSON *tool_calls,
+                            const char *finish_reason);
+
 /* GET /v1/models. */
 cJSON *oai_models(const char *model, int64_t created, int max_model_len);
 

@@ -208,7 +208,7 @@ static rt_status_t build_prompt(const model_t *m, const gen_opts_t *o, int32_t *
                 t = CHAT_TMPL_CHATML;
             }
         }
-        chat_msg_t msg = {"user", o->prompt};
+        chat_msg_t msg = {.role = "user", .content = o->prompt};
         const char *bos = tok_bos(v) >= 0 ? tok_text(v, tok_bos(v)) : "";
         const char *eos = tok_eos(v) >= 0 ? tok_text(v, tok_eos(v)) : "";
         rt_status_t st = chat_render(t, &msg, 1, true, bos, eos, &rendered);

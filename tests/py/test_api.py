@@ -335,7 +335,8 @@ def test_malformed_json(job):
      "messages[0].content"),
     ("top_logprobs", 3, "top_logprobs"),           # without logprobs
     ("stream_options", {"include_usage": True}, "stream_options"),  # without stream
-    ("tools", [{"type": "function", "function": {"name": "f"}}], "tools"),
+    ("tools", [{"type": "function"}], "tools"),
+    ("tool_choice", "required", "tool_choice"),  # without tools
     ("model", 7, "model"),
 ])
 def test_chat_bad_fields(job, field, value, param):

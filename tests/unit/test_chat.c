@@ -61,10 +61,10 @@ static void test_names(void **state) {
 }
 
 static const chat_msg_t conv[] = {
-    {"system", "Be brief."},
-    {"user", " Hi "},
-    {"assistant", "Hello."},
-    {"user", "Bye"},
+    {.role = "system", .content = "Be brief."},
+    {.role = "user", .content = " Hi "},
+    {.role = "assistant", .content = "Hello."},
+    {.role = "user", .content = "Bye"},
 };
 
 static void expect_render(chat_tmpl_t t, bool gen, const char *want) {
@@ -118,7 +118,8 @@ static void test_render_edge_cases(void **state) {
     assert_string_equal(out, "<|im_start|>assistant\n");
     free(out);
     /* custom BOS/EOS texts */
-    const chat_msg_t m[] = {{"user", "a"}, {"assistant", "b"}, {"user", "c"}};
+    const chat_msg_t m[] = {
+        {.role = "user", .content = "a"}, {.role = "assistant", .content = "b"}, {.role = "user", .content = "c"}};
     assert_int_equal(chat_render(CHAT_TMPL_LLAMA2_SYS_BOS, m, 3, true, "<B>", "<E>", &out), RT_OK);
     assert_string_equal(out, "[INST] a [/INST]b<E><B>[INST] c [/INST]");
     free(out);
@@ -126,9 +127,105 @@ static void test_render_edge_cases(void **state) {
     out = (char *)"untouched";
     assert_int_equal(chat_render(CHAT_TMPL_UNKNOWN, m, 3, true, NULL, NULL, &out),
                      RT_ERR_UNSUPPORTED);
-    const chat_msg_t bad[] = {{"user", NULL}};
+    const chat_msg_t bad[] = {{.role = "user", .content = NULL}};
     assert_int_equal(chat_render(CHAT_TMPL_CHATML, bad, 1, true, NULL, NULL, &out), RT_ERR_INVALID);
     assert_string_equal(out, "untouched");
+}
+
+/* Hermes-style tools on ChatML: the system turn, an assistant's calls
+ * (arguments given as a JSON object's text, and as a plain string), a run
+ * of tool results as one user turn; without tools, chat_render's text;
+ * other families refuse. */
+static void test_render_tools(void **state) {
+    (void)state;
+    const char *tools[2] = {"{\"type\":\"function\",\"function\":{\"name\":\"f\"}}",
+                            "{\"type\":\"function\",\"function\":{\"name\":\"g\"}}"};
+    const chat_tool_call_t calls[2] = {{"f", "{\"x\": 1}"}, {"g\"q", "not json"}};
+    const chat_msg_t m[] = {
+        {.role = "system", .content = "Be brief."},
+        {.role = "user", .content = "Hi"},
+        {.role = "assistant", .content = "", .tool_calls = calls, .n_tool_calls = 2},
+        {.role = "tool", .content = "one"},
+        {.role = "tool", .content = "two"},
+        {.role = "assistant", .content = "Done."},
+    };
+    char *out = NULL;
+    assert_int_equal(chat_render_tools(CHAT_TMPL_CHATML, m, 6, tools, 2, true, NULL, NULL, &out), RT_OK);
+    const char *want =
+        "<|im_start|>system\nBe brief.\n\n# Tools\n\nYou may call one or more functions to help with the "
+        "user's request.\n\nThe functions you can call are described in JSON inside <tools></tools> tags:\n"
+        "<tools>\n{\"type\":\"function\",\"function\":{\"name\":\"f\"}}\n"
+        "{\"type\":\"function\",\"function\":{\"name\":\"g\"}}\n</tools>\n\n"
+        "To call a function, reply with a JSON object holding the function's name and its arguments inside "
+        "<tool_call></tool_call> tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
+        "<args-json-object>}\n</tool_call><|im_end|>\n"
+        "<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call>\n"
+        "<tool_call>\n{\"name\": \"g\\\"q\", \"arguments\": \"not json\"}\n</tool_call><|im_end|>\n"
+        "<|im_start|>user\n<tool_response>\none\n</tool_response>\n<tool_response>\ntwo\n</tool_response>"
+        "<|im_end|>\n"
+        "<|im_start|>assistant\nDone.<|im_end|>\n<|im_start|>assistant\n";
+    assert_string_equal(out, want);
+    free(out);
+    /* no tools, no calls: chat_render's text, every family */
+    char *plain = NULL;
+    assert_int_equal(chat_render_tools(CHAT_TMPL_LLAMA3, conv, 4, NULL, 0, true, NULL, NULL, &out), RT_OK);
+    assert_int_equal(chat_render(CHAT_TMPL_LLAMA3, conv, 4, true, NULL, NULL, &plain), RT_OK);
+    assert_string_equal(out, plain);
+    free(out);
+    free(plain);
+    /* tools without a system message: a system turn of its own */
+    assert_int_equal(chat_render_tools(CHAT_TMPL_CHATML, m + 1, 1, tools, 1, false, NULL, NULL, &out), RT_OK);
+    assert_true(strncmp(out, "<|im_start|>system\n# Tools\n", 27) == 0);
+    assert_non_null(strstr(out, "</tools>"));
+    assert_true(strstr(out, "<|im_start|>user\nHi<|im_end|>\n") != NULL);
+    free(out);
+    /* tools or tool messages on another family: refused */
+    assert_int_equal(chat_render_tools(CHAT_TMPL_LLAMA3, m, 2, tools, 1, true, NULL, NULL, &out), RT_ERR_UNSUPPORTED);
+    assert_int_equal(chat_render_tools(CHAT_TMPL_MISTRAL, m, 4, NULL, 0, true, NULL, NULL, &out),
+                     RT_ERR_UNSUPPORTED);
+}
+
+static void expect_calls(const char *text, size_t want_n, size_t want_content, const char *name0,
+                         const char *args0) {
+    chat_parsed_call_t *calls = NULL;
+    size_t n = 99, content = 99;
+    assert_int_equal(chat_parse_tool_calls(text, strlen(text), &calls, &n, &content), RT_OK);
+    assert_int_equal(n, want_n);
+    assert_int_equal(content, want_n ? want_content : strlen(text)); /* no call: all of it is content */
+    if (n) {
+        assert_string_equal(calls[0].name, name0);
+        assert_string_equal(calls[0].arguments, args0);
+    } else
+        assert_null(calls);
+    chat_parsed_calls_free(calls, n);
+}
+
+static void test_parse_tool_calls(void **state) {
+    (void)state;
+    /* content, then two calls; arguments come back compact */
+    const char *two = "Let me look.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": [1, 2]}}\n</tool_call>\n"
+                      "<tool_call>{\"name\":\"g\",\"parameters\":{}}</tool_call>";
+    expect_calls(two, 2, 12, "f", "{\"x\":[1,2]}");
+    chat_parsed_call_t *calls = NULL;
+    size_t n = 0, content = 0;
+    assert_int_equal(chat_parse_tool_calls(two, strlen(two), &calls, &n, &content), RT_OK);
+    assert_string_equal(calls[1].name, "g");
+    assert_string_equal(calls[1].arguments, "{}");
+    chat_parsed_calls_free(calls, n);
+    /* the last block unclosed (generation stopped at it) */
+    expect_calls("<tool_call>\n{\"name\": \"f\", \"arguments\": {}}", 1, 0, "f", "{}");
+    /* the outer brace dropped, text after it: the two values one by one */
+    expect_calls("<tool_call>\n{\"name\": \"f\", \"arguments\": \n{\"a\":\"b\"}\n</tool_call>\nMore.", 1, 0, "f",
+                 "{\"a\":\"b\"}");
+    /* not calls: no name, arguments not an object, broken JSON, no block */
+    expect_calls("<tool_call>{\"arguments\": {}}</tool_call>", 0, 0, NULL, NULL);
+    expect_calls("<tool_call>{\"name\": \"f\", \"arguments\": 3}</tool_call>", 0, 0, NULL, NULL);
+    expect_calls("<tool_call>{\"name\": \"f\", \"argu</tool_call>", 0, 0, NULL, NULL);
+    expect_calls("Just text.", 0, 0, NULL, NULL);
+    /* a bad block skipped, a good one kept; content ends at the first block */
+    expect_calls("A <tool_call>{]</tool_call><tool_call>{\"name\":\"h\",\"arguments\":{}}</tool_call>", 1, 1, "h",
+                 "{}");
 }
 
 int main(void) {
@@ -137,6 +234,8 @@ int main(void) {
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_render_edge_cases),
+        cmocka_unit_test(test_render_tools),
+        cmocka_unit_test(test_parse_tool_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

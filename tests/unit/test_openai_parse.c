@@ -175,8 +175,8 @@ static const bad_case_t bad_cases[] = {
     {OAI_CHAT, "{\"model\":\"m\",\"messages\":[5]}", "messages[0]", "must be an object"},
     {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"content\":\"x\"}]}", "messages[0].role",
      "must be a string"},
-    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}",
-     "messages[0].role", "'tool' is not supported"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"function\",\"content\":\"x\"}]}",
+     "messages[0].role", "'function' is not supported"},
     {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":{}}]}",
      "messages[0].content", "must be a string or an array"},
     {OAI_CHAT,
@@ -234,9 +234,18 @@ static const bad_case_t bad_cases[] = {
      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"repetition_penalty\":"
      "0}",
      "repetition_penalty", "greater than 0"},
-    {OAI_CHAT,
-     "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{}]}",
-     "tools", "not supported"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{}]}", "tools", "must be {"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":{}}", "tools", "must be an array"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"sometimes\"}", "tool_choice", "must be"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"g\"}}}",
+     "tool_choice", "not in 'tools'"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"required\"}", "tool_choice", "needs 'tools'"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"functions\":[{}]}", "functions", "use 'tools'"},
+    {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}", "tools", "chat completions"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"tool_calls\":[]}]}",
+     "messages", "only for assistant"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{}}]}]}",
+     "messages[0].tool_calls", "must be"},
     {OAI_CHAT,
      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":{\"1\":"
      "101}}",
@@ -282,6 +291,56 @@ static const bad_case_t bad_cases[] = {
     {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"best_of\":3}", "best_of",
      "not supported"},
 };
+
+/* tools, tool_choice, parallel_tool_calls, assistant tool_calls and tool
+ * results in the messages */
+static void test_tools(void **state) {
+    (void)state;
+    oai_request_t r;
+    oai_error_t e;
+    const char *body =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"},"
+        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+        "\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"city\\\": \\\"Paris\\\"}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"sunny\"}],"
+        "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\"}}}],"
+        "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get\"}},\"parallel_tool_calls\":false}";
+    assert_int_equal(parse(OAI_CHAT, body, &r, &e), RT_OK);
+    assert_int_equal(r.n_tools, 1);
+    assert_string_equal(r.tools[0], "{\"type\":\"function\",\"function\":{\"name\":\"get\",\"parameters\":"
+                                    "{\"type\":\"object\"}}}");
+    assert_int_equal(r.tool_choice, OAI_TOOLS_NAMED);
+    assert_string_equal(r.tool_choice_name, "get");
+    assert_false(r.parallel_tool_calls);
+    assert_int_equal(r.n_msgs, 3);
+    assert_string_equal(r.msgs[1].content, "");
+    assert_int_equal(r.msgs[1].n_tool_calls, 1);
+    assert_string_equal(r.msgs[1].tool_calls[0].name, "get");
+    assert_string_equal(r.msgs[1].tool_calls[0].arguments, "{\"city\": \"Paris\"}");
+    assert_string_equal(r.msgs[2].role, "tool");
+    assert_string_equal(r.msgs[2].content, "sunny");
+    oai_request_free(&r);
+    /* defaults: auto with tools, none without; "required"; "none" */
+    assert_int_equal(parse(OAI_CHAT,
+                           "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                           "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}",
+                           &r, &e),
+                     RT_OK);
+    assert_int_equal(r.tool_choice, OAI_TOOLS_AUTO);
+    assert_true(r.parallel_tool_calls);
+    oai_request_free(&r);
+    assert_int_equal(parse(OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", &r, &e),
+                     RT_OK);
+    assert_int_equal(r.tool_choice, OAI_TOOLS_NONE);
+    oai_request_free(&r);
+    assert_int_equal(parse(OAI_CHAT,
+                           "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[],"
+                           "\"tool_choice\":\"none\"}",
+                           &r, &e),
+                     RT_OK);
+    assert_int_equal(r.tool_choice, OAI_TOOLS_NONE);
+    oai_request_free(&r);
+}
 
 static void test_bad_requests(void **state) {
     (void)state;
@@ -635,6 +694,7 @@ int main(void) {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_completion_prompts),
         cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_tools),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_render_error),
         cmocka_unit_test(test_render_chunks_and_responses),

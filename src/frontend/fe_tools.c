@@ -1,0 +1,88 @@
+/*
+ * fe_tools.c - tool calls in chat completions (OpenAI's tools, tool_choice):
+ * a choice's text (after the forced opening of a call, when tool_choice
+ * required one) parsed for Hermes-style <tool_call> blocks
+ * (chat_parse_tool_calls) into message.tool_calls, finish_reason
+ * "tool_calls"; streaming, the content goes out until a call begins and the
+ * calls come as one delta at the end.
+ *
+ * Ownership: the matchers belong to their choices (fe_req_destroy frees
+ * them); the cJSON values returned are the caller's.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frontend/fe_server_impl.h"
+#include "frontend/fe_tools.h"
+
+bool fe_tools_on(const fe_req_t *r) { return r->oai.kind == OAI_CHAT && r->oai.tool_choice != OAI_TOOLS_NONE; }
+
+rt_status_t fe_tools_stream_init(fe_req_t *r) {
+    if (!fe_tools_on(r) || !r->oai.stream) return RT_OK;
+    static const char *const open[1] = {CHAT_TOOL_CALL_OPEN};
+    for (int i = 0; i < r->n_choices; i++) {
+        fe_choice_t *c = &r->choices[i];
+        c->in_tool = r->oai.tool_prefix != NULL; /* the answer is a call from its first token */
+        if (!c->in_tool && stop_matcher_create(open, 1, &c->tool_open)) return RT_ERR_NOMEM;
+    }
+    return RT_OK;
+}
+
+size_t fe_tools_filter(fe_choice_t *c, const char *in, size_t n, char *out, size_t cap) {
+    if (c->in_tool || !c->tool_open) return 0;
+    size_t len = 0;
+    if (stop_matcher_push(c->tool_open, in, n, out, cap, &len)) c->in_tool = true;
+    return len;
+}
+
+size_t fe_tools_flush(fe_choice_t *c, char *out, size_t cap) {
+    if (c->in_tool || !c->tool_open) return 0;
+    return stop_matcher_flush(c->tool_open, out, cap);
+}
+
+/* prefix + the choice's text, malloc'd */
+static char *whole_text(const fe_req_t *r, const fe_choice_t *c, size_t *len) {
+    const char *p = r->oai.tool_prefix ? r->oai.tool_prefix : "";
+    const size_t a = strlen(p), b = c->text ? c->text_len : 0;
+    char *s = malloc(a + b + 1);
+    if (!s) return NULL;
+    memcpy(s, p, a);
+    if (b) memcpy(s + a, c->text, b);
+    s[a + b] = '\0';
+    *len = a + b;
+    return s;
+}
+
+bool fe_tools_result(const fe_req_t *r, const fe_choice_t *c, int index, bool with_index, cJSON **calls_out,
+                     char **content_out) {
+    *calls_out = NULL;
+    *content_out = NULL;
+    size_t len = 0, content_len = 0, n = 0;
+    char *text = whole_text(r, c, &len);
+    chat_parsed_call_t *calls = NULL;
+    if (!text || chat_parse_tool_calls(text, len, &calls, &n, &content_len)) {
+        free(text);
+        return false;
+    }
+    if (n > 1 && !r->oai.parallel_tool_calls) { /* the first call only */
+        for (size_t i = 1; i < n; i++) {
+            free(calls[i].name);
+            cJSON_free(calls[i].arguments);
+        }
+        n = 1;
+    }
+    bool ok = true;
+    if (n) {
+        char base[64];
+        snprintf(base, sizeof base, "%.40s%d", r->id + (strncmp(r->id, "chatcmpl-", 9) == 0 ? 9 : 0), index);
+        *calls_out = oai_tool_calls(calls, n, base, with_index);
+        ok = *calls_out != NULL;
+        text[content_len] = '\0';
+    }
+    chat_parsed_calls_free(calls, n);
+    if (ok && content_len) *content_out = text;
+    else
+        free(text);
+    return ok;
+}
