@@ -4,7 +4,8 @@
 #   make run        fetch the default model and serve it (CPU backend)
 #   make test       unit tests (cmocka) + integration tests (pytest, vs llama.cpp)
 #   make asan       the same tests built with AddressSanitizer + UBSan
-#   make fuzz       run the GGUF reader fuzzer (libFuzzer, clang) for FUZZ_SECONDS
+#   make fuzz       run the GGUF reader fuzzer (libFuzzer, clang) for FUZZ_SECONDS;
+#                   FUZZ_TARGET=openai fuzzes the OpenAI request parsers instead
 #   make bench      model benchmark against llama.cpp (see docs/performance.md)
 #   make bench-batch  engine: batched decode at 1/4/16/64 sequences, cached-prefix TTFT
 #   make bench-router the KV-aware router vs round-robin and least-loaded (TTFT, goodput)
@@ -58,6 +59,7 @@ BENCH_BIN := $(BUILD)/bin/rotor-stream $(RB_BIN)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_REPLAY := $(BUILD)/tests/fuzz_gguf_replay
+FUZZ_OPENAI_REPLAY := $(BUILD)/tests/fuzz_openai_replay
 
 CU_SRC := $(sort $(wildcard kernels/*.cu))
 CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
@@ -68,7 +70,7 @@ CUDA_BIN := $(if $(NVCC),$(BUILD)/bin/rotor-cuda-check $(CUDA_LIB),)
 
 .PHONY: all build deps run test test-unit test-py asan fuzz bench bench-batch bench-router bench-kvbm bench-disagg bench-planner bench-ep bench-spec bench-server format clean cuda
 all: deps build
-build: $(TOOLS) $(BENCH_BIN) $(UNIT_BIN) $(FUZZ_REPLAY) $(CUDA_BIN) $(CUDA_HOST_LIB)
+build: $(TOOLS) $(BENCH_BIN) $(UNIT_BIN) $(FUZZ_REPLAY) $(FUZZ_OPENAI_REPLAY) $(CUDA_BIN) $(CUDA_HOST_LIB)
 
 deps:
 	$(Q)bash tools/deps.sh
@@ -107,6 +109,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS_ALL)
 
 $(FUZZ_REPLAY): $(BUILD)/obj/tests/fuzz/fuzz_gguf.o $(BUILD)/obj/tests/fuzz/replay_main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(FUZZ_OPENAI_REPLAY): $(BUILD)/obj/tests/fuzz/fuzz_openai.o $(BUILD)/obj/tests/fuzz/replay_main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
@@ -152,7 +158,7 @@ asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZE=1 test PYTEST_ARGS="-m 'not slow'"
 
 fuzz: deps
-	$(Q)bash tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS)
+	$(Q)bash tests/fuzz/run_fuzz.sh $(or $(FUZZ_TARGET),gguf) $(FUZZ_SECONDS)
 
 bench: deps build
 	$(Q)ROTOR_BUILD=$(BUILD) $(VPY) bench/bench_engine.py $(BENCH_ARGS)

@@ -17,5 +17,14 @@ if [ -x "$BUILD/tests/fuzz_gguf_replay" ]; then
        "$BUILD/tests/fuzz_gguf_replay" "$SEEDS" tests/fuzz/corpus >/dev/null; then pass=$((pass+1));
     else fail=$((fail+1)); failed+=("fuzz_gguf_replay"); fi
 fi
+if [ -x "$BUILD/tests/fuzz_openai_replay" ]; then
+    # the request-parser fuzzer's seeds (tests/fuzz/make_seeds_openai.py) and
+    # the inputs libFuzzer found (tests/fuzz/corpus_openai)
+    SEEDS="$BUILD/fuzz-seeds-openai"
+    rm -rf "$SEEDS"
+    if python3 tests/fuzz/make_seeds_openai.py --out "$SEEDS" >/dev/null &&
+       "$BUILD/tests/fuzz_openai_replay" "$SEEDS" tests/fuzz/corpus_openai >/dev/null; then pass=$((pass+1));
+    else fail=$((fail+1)); failed+=("fuzz_openai_replay"); fi
+fi
 echo "unit: $pass passed, $fail failed"
 ((fail == 0)) || { echo "failed: ${failed[*]}"; exit 1; }

@@ -403,6 +403,8 @@ static rt_status_t parse_tool_calls(const cJSON *calls, size_t idx, chat_msg_t *
                        "\"arguments\": JSON string}}", param, m->n_tool_calls);
         if (!oai_utf8_valid(name->valuestring, strlen(name->valuestring)))
             return bad(e, param, "'%s[%zu].function.name' is not valid UTF-8", param, m->n_tool_calls);
+        if (cJSON_IsString(args) && !oai_utf8_valid(args->valuestring, strlen(args->valuestring)))
+            return bad(e, param, "'%s[%zu].function.arguments' is not valid UTF-8", param, m->n_tool_calls);
         chat_tool_call_t *t = &tc[m->n_tool_calls];
         t->name = strdup(name->valuestring);
         t->arguments = cJSON_IsString(args) ? strdup(args->valuestring) : cJSON_PrintUnformatted(args);

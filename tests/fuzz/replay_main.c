@@ -2,7 +2,8 @@
  * replay_main.c - runs files through the fuzz target without libFuzzer, so
  * the corpus doubles as a regression test in ordinary (and ASan) builds.
  *
- *   fuzz_gguf_replay FILE|DIR...
+ *   fuzz_gguf_replay FILE|DIR...     (fuzz_gguf.c)
+ *   fuzz_openai_replay FILE|DIR...   (fuzz_openai.c)
  *
  * Each argument is a file or a directory whose regular files are all run
  * (not recursively). Prints a count; exits non-zero if an argument cannot be
@@ -135,6 +136,7 @@ int main(int argc, char **argv)
             count++;
         }
     }
-    printf("fuzz_gguf_replay: %ld inputs ran\n", count);
+    const char *name = strrchr(argv[0], '/');
+    printf("%s: %ld inputs ran\n", name ? name + 1 : argv[0], count);
     return rc;
 }
