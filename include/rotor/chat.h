@@ -54,17 +54,28 @@ rt_status_t chat_render(chat_tmpl_t t, const chat_msg_t *msgs, size_t n_msgs,
 
 /* ---- tools (function calling), chat_tools.c ----
  *
- * Hermes-style tool use, as Qwen2.5 and Hermes models are trained for it,
- * on the ChatML family: the tools' JSON definitions go into the system turn
- * between <tools></tools> with an instruction to answer a call as
- * <tool_call>{"name": ..., "arguments": {...}}</tool_call>; an assistant
- * message's calls are rendered the same way; consecutive "tool" messages
- * become one user turn of <tool_response> blocks. Other families: tools and
- * tool messages are RT_ERR_UNSUPPORTED. */
+ * Two families, each the way its models are trained for it:
+ * - ChatML (Qwen2.5, Hermes): Hermes style. The tools' JSON definitions go
+ *   into the system turn between <tools></tools> with an instruction to
+ *   answer a call as <tool_call>{"name": ..., "arguments": {...}}</tool_call>;
+ *   an assistant message's calls are rendered the same way; consecutive
+ *   "tool" messages become one user turn of <tool_response> blocks.
+ * - Llama 3 (3.1 and later): JSON calls. The tools' definitions and an
+ *   instruction go at the start of the first user message; a call is the
+ *   whole answer, {"name": ..., "parameters": {...}} (several joined by
+ *   ";"), optionally after <|python_tag|>; results are "ipython" turns.
+ * Other families: tools and tool messages are RT_ERR_UNSUPPORTED. */
 
-/* What the model writes before a call's JSON. */
+/* What a Hermes-style model writes around a call's JSON. */
 #define CHAT_TOOL_CALL_OPEN "<tool_call>"
 #define CHAT_TOOL_CALL_CLOSE "</tool_call>"
+
+/* The family supports tools. */
+bool chat_tools_supported(chat_tmpl_t t);
+/* The text an answer starts with when a call is required (name NULL: any
+ * function; else that one, whose arguments the model then writes):
+ * malloc'd, NULL when out of memory or the family has no tools. */
+char *chat_tool_call_prefix(chat_tmpl_t t, const char *name);
 
 /* chat_render with tools: tools_json[0..n_tools) are the tools' JSON
  * definitions (OpenAI's {"type": "function", "function": {...}}). With no
@@ -79,16 +90,18 @@ typedef struct {
     char *arguments; /* owned: the arguments object as compact JSON */
 } chat_parsed_call_t;
 
-/* The tool calls in text (the model's output): every <tool_call> block
- * (the last one may lack its closing tag, as when generation stopped at
- * it) holding a JSON object with a string "name" and an object "arguments"
- * (or "parameters"). *calls (malloc'd array, caller frees with
+/* The tool calls in text (the model's output). ChatML: every <tool_call>
+ * block (the last one may lack its closing tag, as when generation stopped
+ * at it) holding a JSON object with a string "name" and an object
+ * "arguments" (or "parameters"). Llama 3: the whole answer (after
+ * whitespace and <|python_tag|>) is such objects joined by ";". *calls
+ * (malloc'd array, caller frees with
  * chat_parsed_calls_free) and *n get them; *content_len is the length of
  * the text before the first block (trailing whitespace dropped). A block
  * that does not parse is skipped; *n = 0 and *content_len = the text's
  * length when there are none. RT_ERR_NOMEM only. */
-rt_status_t chat_parse_tool_calls(const char *text, size_t len, chat_parsed_call_t **calls, size_t *n,
-                                  size_t *content_len);
+rt_status_t chat_parse_tool_calls(chat_tmpl_t t, const char *text, size_t len, chat_parsed_call_t **calls,
+                                  size_t *n, size_t *content_len);
 void chat_parsed_calls_free(chat_parsed_call_t *calls, size_t n);
 
 #endif

@@ -20,20 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool is_space(char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
-/* content with leading and trailing ASCII whitespace removed (llama.cpp's trim) */
-static void sb_put_trimmed(sbuf_t *b, const char *s) {
-    size_t n = strlen(s), i = 0;
-    while (i < n && is_space(s[i]))
-        i++;
-    while (n > i && is_space(s[n - 1]))
-        n--;
-    sb_putn(b, s + i, n - i);
-}
-
 static const struct {
     const char *name;
     chat_tmpl_t t;

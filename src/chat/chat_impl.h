@@ -1,5 +1,6 @@
 /*
- * chat_impl.h - what chat.c and chat_tools.c share: a growing string.
+ * chat_impl.h - what chat.c and chat_tools.c share: a growing string and
+ * llama.cpp's trim.
  *
  * Ownership: sbuf_t owns s (malloc'd); whoever renders hands it out or
  * frees it. An allocation failure sets oom and stops further writes.
@@ -38,6 +39,20 @@ static inline void sb_putn(sbuf_t *b, const char *s, size_t n) {
 
 static inline void sb_puts(sbuf_t *b, const char *s) {
     sb_putn(b, s, strlen(s));
+}
+
+static inline bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* content with leading and trailing ASCII whitespace removed (llama.cpp's trim) */
+static inline void sb_put_trimmed(sbuf_t *b, const char *s) {
+    size_t n = strlen(s), i = 0;
+    while (i < n && is_space(s[i]))
+        i++;
+    while (n > i && is_space(s[n - 1]))
+        n--;
+    sb_putn(b, s + i, n - i);
 }
 
 #endif

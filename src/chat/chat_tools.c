@@ -1,12 +1,15 @@
 /*
  * chat_tools.c - tools (function calling) in chat prompts and in model
- * output, Hermes style on the ChatML family (rotor/chat.h).
+ * output: Hermes style on the ChatML family, JSON calls on Llama 3
+ * (rotor/chat.h).
  *
- * The instruction text is rotor's own; the markers (<tools>, <tool_call>,
- * <tool_response>) and the call's JSON shape are what Qwen2.5 and Hermes
- * models were trained on. JSON is read and written with cJSON.
+ * The instruction texts are rotor's own; the markers (<tools>, <tool_call>,
+ * <tool_response>, <|python_tag|>, the ipython role) and the calls' JSON
+ * shapes are what Qwen2.5, Hermes and Llama 3.1 models were trained on.
+ * JSON is read and written with cJSON.
  */
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,9 +35,9 @@ static void put_tools_block(sbuf_t *b, const char *const *tools, size_t n) {
                "{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>");
 }
 
-/* {"name": NAME, "arguments": ARGS}: ARGS as given when it is a JSON
- * object, else as a JSON string of it */
-static void put_call(sbuf_t *b, const chat_tool_call_t *c) {
+/* {"name": NAME, "<key>": ARGS}: ARGS as given when it is a JSON object,
+ * else as a JSON string of it */
+static void put_call_json(sbuf_t *b, const chat_tool_call_t *c, const char *key) {
     cJSON *name = cJSON_CreateString(c->name ? c->name : "");
     char *qname = name ? cJSON_PrintUnformatted(name) : NULL;
     cJSON_Delete(name);
@@ -48,13 +51,91 @@ static void put_call(sbuf_t *b, const chat_tool_call_t *c) {
         cJSON_Delete(s);
     }
     if (!qname || (!object && !qargs)) b->oom = true;
-    sb_puts(b, CHAT_TOOL_CALL_OPEN "\n{\"name\": ");
+    sb_puts(b, "{\"name\": ");
     sb_puts(b, qname ? qname : "\"\"");
-    sb_puts(b, ", \"arguments\": ");
+    sb_puts(b, ", \"");
+    sb_puts(b, key);
+    sb_puts(b, "\": ");
     sb_puts(b, qargs ? qargs : c->arguments ? c->arguments : "{}");
-    sb_puts(b, "}\n" CHAT_TOOL_CALL_CLOSE);
+    sb_puts(b, "}");
     cJSON_free(qname);
     cJSON_free(qargs);
+}
+
+static void put_call(sbuf_t *b, const chat_tool_call_t *c) {
+    sb_puts(b, CHAT_TOOL_CALL_OPEN "\n");
+    put_call_json(b, c, "arguments");
+    sb_puts(b, "\n" CHAT_TOOL_CALL_CLOSE);
+}
+
+bool chat_tools_supported(chat_tmpl_t t) { return t == CHAT_TMPL_CHATML || t == CHAT_TMPL_LLAMA3; }
+
+char *chat_tool_call_prefix(chat_tmpl_t t, const char *name) {
+    if (!chat_tools_supported(t)) return NULL;
+    const char *open = t == CHAT_TMPL_CHATML ? CHAT_TOOL_CALL_OPEN "\n" : "";
+    const char *key = t == CHAT_TMPL_CHATML ? "arguments" : "parameters";
+    if (!name) {
+        char *s = malloc(strlen(open) + 16);
+        if (s) sprintf(s, "%s{\"name\": \"", open);
+        return s;
+    }
+    cJSON *j = cJSON_CreateString(name);
+    char *q = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!q) return NULL;
+    const size_t n = strlen(open) + strlen(q) + strlen(key) + 24;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s{\"name\": %s, \"%s\": ", open, q, key);
+    cJSON_free(q);
+    return s;
+}
+
+/* Llama 3: the tools and the instruction, ahead of the first user message */
+static void put_llama3_tools(sbuf_t *b, const char *const *tools, size_t n) {
+    sb_puts(b, "You can call the functions described below in JSON. To call one, answer with only a JSON object "
+               "{\"name\": function name, \"parameters\": object of argument names and values}, and nothing "
+               "else.\n\n");
+    for (size_t i = 0; i < n; i++) {
+        sb_puts(b, tools[i]);
+        sb_puts(b, "\n\n");
+    }
+}
+
+static void render_llama3_tools(sbuf_t *b, const chat_msg_t *msgs, size_t n_msgs, const char *const *tools,
+                                size_t n_tools, bool add_generation_prompt) {
+    bool tools_put = n_tools == 0;
+    for (size_t i = 0; i < n_msgs; i++) {
+        const chat_msg_t *m = &msgs[i];
+        const bool result = strcmp(m->role, "tool") == 0;
+        if (!tools_put && strcmp(m->role, "system") != 0) {
+            /* the first turn that is not the system's: the tools open it
+             * (a user turn of their own when the conversation has none first) */
+            sb_puts(b, "<|start_header_id|>user<|end_header_id|>\n\n");
+            put_llama3_tools(b, tools, n_tools);
+            tools_put = true;
+            if (strcmp(m->role, "user") == 0) {
+                sb_put_trimmed(b, m->content);
+                sb_puts(b, "<|eot_id|>");
+                continue;
+            }
+            sb_puts(b, "<|eot_id|>");
+        }
+        sb_puts(b, "<|start_header_id|>");
+        sb_puts(b, result ? "ipython" : m->role);
+        sb_puts(b, "<|end_header_id|>\n\n");
+        sb_put_trimmed(b, m->content);
+        for (size_t k = 0; k < m->n_tool_calls; k++) {
+            if (k) sb_puts(b, "; ");
+            put_call_json(b, &m->tool_calls[k], "parameters");
+        }
+        sb_puts(b, "<|eot_id|>");
+    }
+    if (!tools_put) {
+        sb_puts(b, "<|start_header_id|>user<|end_header_id|>\n\n");
+        put_llama3_tools(b, tools, n_tools);
+        sb_puts(b, "<|eot_id|>");
+    }
+    if (add_generation_prompt) sb_puts(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 rt_status_t chat_render_tools(chat_tmpl_t t, const chat_msg_t *msgs, size_t n_msgs, const char *const *tools,
@@ -66,11 +147,15 @@ rt_status_t chat_render_tools(chat_tmpl_t t, const chat_msg_t *msgs, size_t n_ms
         if (!msgs[i].role || !msgs[i].content || (msgs[i].n_tool_calls && !msgs[i].tool_calls))
             return rt_error_set(RT_ERR_INVALID, "chat_render_tools: message %zu lacks role or content", i);
     if (!wants_tools(msgs, n_msgs, n_tools)) return chat_render(t, msgs, n_msgs, add_generation_prompt, bos, eos, out);
-    if (t != CHAT_TMPL_CHATML)
-        return rt_error_set(RT_ERR_UNSUPPORTED, "tools need a ChatML chat template (Hermes-style tool calls); this "
-                                                "model's is %s", chat_template_name(t));
+    if (!chat_tools_supported(t))
+        return rt_error_set(RT_ERR_UNSUPPORTED, "tools need a ChatML (Hermes-style calls) or Llama 3 chat template; "
+                                                "this model's is %s", chat_template_name(t));
     sbuf_t b = {0};
     sb_puts(&b, "");
+    if (t == CHAT_TMPL_LLAMA3) {
+        render_llama3_tools(&b, msgs, n_msgs, tools, n_tools, add_generation_prompt);
+        goto done;
+    }
     size_t i = 0;
     if (n_tools) { /* the system turn: its own text, then the tools */
         sb_puts(&b, "<|im_start|>system\n");
@@ -105,6 +190,7 @@ rt_status_t chat_render_tools(chat_tmpl_t t, const chat_msg_t *msgs, size_t n_ms
         sb_puts(&b, "<|im_end|>\n");
     }
     if (add_generation_prompt) sb_puts(&b, "<|im_start|>assistant\n");
+done:
     if (b.oom) {
         free(b.s);
         return rt_error_set(RT_ERR_NOMEM, "chat_render_tools: out of memory");
@@ -115,7 +201,7 @@ rt_status_t chat_render_tools(chat_tmpl_t t, const chat_msg_t *msgs, size_t n_ms
 
 /* ------------------------------------------------------------- parsing */
 
-static bool is_ws(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+static bool is_ws(char c) { return is_space(c); }
 
 static const char *find(const char *s, const char *end, const char *needle) {
     const size_t n = strlen(needle);
@@ -165,11 +251,60 @@ static bool parse_call(const char *json, size_t len, chat_parsed_call_t *out) {
     return ok;
 }
 
-rt_status_t chat_parse_tool_calls(const char *text, size_t len, chat_parsed_call_t **calls, size_t *n,
-                                  size_t *content_len) {
+/* room for one more call in *calls */
+static bool grow(chat_parsed_call_t **calls, size_t n, size_t *cap) {
+    if (n < *cap) return true;
+    const size_t c = *cap ? 2 * *cap : 4;
+    chat_parsed_call_t *p = realloc(*calls, c * sizeof *p);
+    if (!p) return false;
+    *calls = p;
+    *cap = c;
+    return true;
+}
+
+/* Llama 3: the answer is calls, {...}; {...}, optionally after <|python_tag|> */
+static rt_status_t parse_llama3(const char *text, size_t len, chat_parsed_call_t **calls, size_t *n, size_t *cap) {
+    const char *p = text, *end = text + len;
+    while (p < end && is_ws(*p)) p++;
+    static const char tag[] = "<|python_tag|>";
+    if ((size_t)(end - p) >= sizeof tag - 1 && memcmp(p, tag, sizeof tag - 1) == 0) p += sizeof tag - 1;
+    while (p < end && is_ws(*p)) p++;
+    while (p < end && *p == '{') {
+        if (!grow(calls, *n, cap)) return RT_ERR_NOMEM;
+        const char *stop = NULL;
+        cJSON *o = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, false);
+        const bool whole = o != NULL;
+        cJSON_Delete(o);
+        /* a broken object (its closing brace dropped): the rest, value by value */
+        if (!parse_call(p, whole ? (size_t)(stop - p) : (size_t)(end - p), &(*calls)[*n])) break;
+        (*n)++;
+        if (!whole) break;
+        p = stop;
+        while (p < end && (is_ws(*p) || *p == ';')) p++;
+    }
+    return RT_OK;
+}
+
+rt_status_t chat_parse_tool_calls(chat_tmpl_t t, const char *text, size_t len, chat_parsed_call_t **calls,
+                                  size_t *n, size_t *content_len) {
     *calls = NULL;
     *n = 0;
     *content_len = len;
+    if (t == CHAT_TMPL_LLAMA3) {
+        size_t cap = 0;
+        if (parse_llama3(text, len, calls, n, &cap)) {
+            chat_parsed_calls_free(*calls, *n);
+            *calls = NULL;
+            *n = 0;
+            return rt_error_set(RT_ERR_NOMEM, "chat_parse_tool_calls: out of memory");
+        }
+        if (*n == 0) {
+            free(*calls);
+            *calls = NULL;
+        } else
+            *content_len = 0; /* the whole answer is the calls */
+        return RT_OK;
+    }
     const char *end = text + len, *open = find(text, end, CHAT_TOOL_CALL_OPEN);
     if (!open) return RT_OK;
     size_t cap = 0;
@@ -177,16 +312,11 @@ rt_status_t chat_parse_tool_calls(const char *text, size_t len, chat_parsed_call
         const char *body = p + strlen(CHAT_TOOL_CALL_OPEN);
         const char *close = find(body, end, CHAT_TOOL_CALL_CLOSE);
         const char *stop = close ? close : end;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 4;
-            chat_parsed_call_t *c = realloc(*calls, cap * sizeof *c);
-            if (!c) {
-                chat_parsed_calls_free(*calls, *n);
-                *calls = NULL;
-                *n = 0;
-                return rt_error_set(RT_ERR_NOMEM, "chat_parse_tool_calls: out of memory");
-            }
-            *calls = c;
+        if (!grow(calls, *n, &cap)) {
+            chat_parsed_calls_free(*calls, *n);
+            *calls = NULL;
+            *n = 0;
+            return rt_error_set(RT_ERR_NOMEM, "chat_parse_tool_calls: out of memory");
         }
         if (parse_call(body, (size_t)(stop - body), &(*calls)[*n])) (*n)++;
         p = close ? close + strlen(CHAT_TOOL_CALL_CLOSE) : NULL;

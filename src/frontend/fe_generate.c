@@ -699,23 +699,6 @@ rt_status_t fe_encode_chat(const fe_server_t *fe, const chat_msg_t *msgs, size_t
     return st;
 }
 
-/* What the assistant's answer starts with when a tool call is required:
- * the opening of a call, with the function's name when tool_choice names
- * it (the model goes on with its arguments). NULL when none; malloc'd. */
-static char *tool_call_prefix(const oai_request_t *o) {
-    if (o->tool_choice == OAI_TOOLS_REQUIRED) return strdup(CHAT_TOOL_CALL_OPEN "\n{\"name\": \"");
-    if (o->tool_choice != OAI_TOOLS_NAMED) return NULL;
-    cJSON *name = cJSON_CreateString(o->tool_choice_name);
-    char *q = name ? cJSON_PrintUnformatted(name) : NULL;
-    cJSON_Delete(name);
-    if (!q) return NULL;
-    size_t n = strlen(CHAT_TOOL_CALL_OPEN) + strlen(q) + 40;
-    char *s = malloc(n);
-    if (s) snprintf(s, n, CHAT_TOOL_CALL_OPEN "\n{\"name\": %s, \"arguments\": ", q);
-    cJSON_free(q);
-    return s;
-}
-
 rt_status_t fe_encode_text(const fe_server_t *fe, const char *text, bool add_special, int32_t **ids,
                            size_t *n) {
     return tok_encode(fe->model.vocab, text, strlen(text), add_special, false, ids, n);
@@ -746,8 +729,12 @@ static bool build_prompt(fe_server_t *fe, oai_request_t *o, int32_t **ids, size_
     const char *param = o->kind == OAI_CHAT ? "messages" : "prompt";
     if (o->kind == OAI_CHAT) {
         const bool tools = o->tool_choice != OAI_TOOLS_NONE;
-        o->tool_prefix = tools ? tool_call_prefix(o) : NULL;
-        if (tools && o->tool_choice >= OAI_TOOLS_REQUIRED && !o->tool_prefix) {
+        o->tool_prefix = tools && o->tool_choice >= OAI_TOOLS_REQUIRED
+                             ? chat_tool_call_prefix(fe->model.chat_template,
+                                                     o->tool_choice == OAI_TOOLS_NAMED ? o->tool_choice_name : NULL)
+                             : NULL;
+        if (tools && o->tool_choice >= OAI_TOOLS_REQUIRED && !o->tool_prefix &&
+            chat_tools_supported(fe->model.chat_template)) {
             oai_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
             return false;
         }

@@ -46,6 +46,7 @@ typedef struct {
     stop_matcher_t *stop; /* owned; NULL without stop strings */
     stop_matcher_t *tool_open; /* streaming with tools: finds CHAT_TOOL_CALL_OPEN in the content; owned */
     bool in_tool;              /* streaming with tools: the content ended where a call began */
+    bool tool_decided;         /* streaming with tools, Llama 3: the answer's first character was seen */
     size_t tool_streamed;      /* streaming with tools: bytes of text sent as content */
     char *text;           /* (text_len) whole text, non-streaming only; owned */
     size_t text_len, text_cap;

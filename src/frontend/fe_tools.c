@@ -21,16 +21,40 @@ bool fe_tools_on(const fe_req_t *r) { return r->oai.kind == OAI_CHAT && r->oai.t
 rt_status_t fe_tools_stream_init(fe_req_t *r) {
     if (!fe_tools_on(r) || !r->oai.stream) return RT_OK;
     static const char *const open[1] = {CHAT_TOOL_CALL_OPEN};
+    const bool hermes = r->fe->model.chat_template == CHAT_TMPL_CHATML;
     for (int i = 0; i < r->n_choices; i++) {
         fe_choice_t *c = &r->choices[i];
         c->in_tool = r->oai.tool_prefix != NULL; /* the answer is a call from its first token */
-        if (!c->in_tool && stop_matcher_create(open, 1, &c->tool_open)) return RT_ERR_NOMEM;
+        if (!c->in_tool && hermes && stop_matcher_create(open, 1, &c->tool_open)) return RT_ERR_NOMEM;
     }
     return RT_OK;
 }
 
+/* Llama 3: a call is the whole answer, so its first visible character
+ * decides: '{' or '<' (<|python_tag|>) holds it and the rest back,
+ * anything else streams as content from then on. Whitespace before it goes
+ * out as content. */
+static size_t filter_llama3(fe_choice_t *c, const char *in, size_t n, char *out, size_t cap) {
+    size_t i = 0;
+    if (!c->tool_decided) {
+        while (i < n && (in[i] == ' ' || in[i] == '\n' || in[i] == '\t' || in[i] == '\r')) i++;
+        if (i < n) {
+            c->tool_decided = true;
+            if (in[i] == '{' || in[i] == '<') {
+                c->in_tool = true;
+                n = i; /* the whitespace before it only */
+            }
+        }
+    }
+    if (n >= cap) n = cap - 1;
+    memcpy(out, in, n);
+    out[n] = '\0';
+    return n;
+}
+
 size_t fe_tools_filter(fe_choice_t *c, const char *in, size_t n, char *out, size_t cap) {
-    if (c->in_tool || !c->tool_open) return 0;
+    if (c->in_tool) return 0;
+    if (!c->tool_open) return filter_llama3(c, in, n, out, cap);
     size_t len = 0;
     if (stop_matcher_push(c->tool_open, in, n, out, cap, &len)) c->in_tool = true;
     return len;
@@ -61,7 +85,7 @@ bool fe_tools_result(const fe_req_t *r, const fe_choice_t *c, int index, bool wi
     size_t len = 0, content_len = 0, n = 0;
     char *text = whole_text(r, c, &len);
     chat_parsed_call_t *calls = NULL;
-    if (!text || chat_parse_tool_calls(text, len, &calls, &n, &content_len)) {
+    if (!text || chat_parse_tool_calls(r->fe->model.chat_template, text, len, &calls, &n, &content_len)) {
         free(text);
         return false;
     }

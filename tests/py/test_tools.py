@@ -118,3 +118,24 @@ def test_bad_tools_are_refused(job, client, body, param):
     assert_error(requests.post(job.url + "/v1/chat/completions", json=req, timeout=30), 400, param=param)
     with pytest.raises(openai.BadRequestError):
         client[0].chat.completions.create(**req)
+
+
+def test_llama3_family_json_calls(smollm2, tmp_path):
+    """The Llama 3 family's JSON calls, on SmolLM2 with model:chat_template
+    = llama3 (its vocabulary lacks Llama 3's header tokens, which it then
+    reads as text; the forced opening is what matters here)."""
+    with start_job(smollm2, tmp_path, np=2, overrides={"model:threads": 2, "model:chat_template": "llama3"}) as j:
+        model = requests.get(j.url + "/v1/models", timeout=10).json()["data"][0]["id"]
+        cl = (OpenAI(base_url=j.url + "/v1", api_key="x", max_retries=0, timeout=120), model)
+        finish, content, calls = chat(cl, tool_choice=NAMED)
+        assert finish == "tool_calls" and content is None
+        assert [c[2] for c in calls] == ["get_weather"] and isinstance(json.loads(calls[0][3]), dict)
+        sfinish, scontent, scalls = chat(cl, stream=True, tool_choice=NAMED)
+        assert sfinish == "tool_calls" and [c[1:] for c in scalls] == [c[1:] for c in calls]
+        # a history with a call and its result (an ipython turn) is served
+        history = ASK + [
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]
+        r = cl[0].chat.completions.create(model=model, messages=history, tools=TOOLS, max_tokens=8, temperature=0)
+        assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")

@@ -180,17 +180,42 @@ static void test_render_tools(void **state) {
     assert_non_null(strstr(out, "</tools>"));
     assert_true(strstr(out, "<|im_start|>user\nHi<|im_end|>\n") != NULL);
     free(out);
+    /* Llama 3: the tools open the first user turn, calls are JSON joined
+     * by "; ", results are ipython turns */
+    assert_int_equal(chat_render_tools(CHAT_TMPL_LLAMA3, m, 6, tools, 1, true, NULL, NULL, &out), RT_OK);
+    const char *want3 =
+        "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nYou can call the functions described below in JSON. To "
+        "call one, answer with only a JSON object {\"name\": function name, \"parameters\": object of argument "
+        "names and values}, and nothing else.\n\n{\"type\":\"function\",\"function\":{\"name\":\"f\"}}\n\nHi"
+        "<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"f\", \"parameters\": {\"x\": 1}}; "
+        "{\"name\": \"g\\\"q\", \"parameters\": \"not json\"}<|eot_id|>"
+        "<|start_header_id|>ipython<|end_header_id|>\n\none<|eot_id|>"
+        "<|start_header_id|>ipython<|end_header_id|>\n\ntwo<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nDone.<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    assert_string_equal(out, want3);
+    free(out);
+    /* forced openings */
+    char *p = chat_tool_call_prefix(CHAT_TMPL_CHATML, "f\"");
+    assert_string_equal(p, "<tool_call>\n{\"name\": \"f\\\"\", \"arguments\": ");
+    free(p);
+    p = chat_tool_call_prefix(CHAT_TMPL_LLAMA3, NULL);
+    assert_string_equal(p, "{\"name\": \"");
+    free(p);
+    assert_null(chat_tool_call_prefix(CHAT_TMPL_MISTRAL, "f"));
     /* tools or tool messages on another family: refused */
-    assert_int_equal(chat_render_tools(CHAT_TMPL_LLAMA3, m, 2, tools, 1, true, NULL, NULL, &out), RT_ERR_UNSUPPORTED);
+    assert_int_equal(chat_render_tools(CHAT_TMPL_LLAMA2, m, 2, tools, 1, true, NULL, NULL, &out), RT_ERR_UNSUPPORTED);
     assert_int_equal(chat_render_tools(CHAT_TMPL_MISTRAL, m, 4, NULL, 0, true, NULL, NULL, &out),
                      RT_ERR_UNSUPPORTED);
 }
 
-static void expect_calls(const char *text, size_t want_n, size_t want_content, const char *name0,
-                         const char *args0) {
+static void expect_calls_in(chat_tmpl_t t, const char *text, size_t want_n, size_t want_content, const char *name0,
+                            const char *args0) {
     chat_parsed_call_t *calls = NULL;
     size_t n = 99, content = 99;
-    assert_int_equal(chat_parse_tool_calls(text, strlen(text), &calls, &n, &content), RT_OK);
+    assert_int_equal(chat_parse_tool_calls(t, text, strlen(text), &calls, &n, &content), RT_OK);
     assert_int_equal(n, want_n);
     assert_int_equal(content, want_n ? want_content : strlen(text)); /* no call: all of it is content */
     if (n) {
@@ -201,6 +226,11 @@ static void expect_calls(const char *text, size_t want_n, size_t want_content, c
     chat_parsed_calls_free(calls, n);
 }
 
+static void expect_calls(const char *text, size_t want_n, size_t want_content, const char *name0,
+                         const char *args0) {
+    expect_calls_in(CHAT_TMPL_CHATML, text, want_n, want_content, name0, args0);
+}
+
 static void test_parse_tool_calls(void **state) {
     (void)state;
     /* content, then two calls; arguments come back compact */
@@ -209,7 +239,7 @@ static void test_parse_tool_calls(void **state) {
     expect_calls(two, 2, 12, "f", "{\"x\":[1,2]}");
     chat_parsed_call_t *calls = NULL;
     size_t n = 0, content = 0;
-    assert_int_equal(chat_parse_tool_calls(two, strlen(two), &calls, &n, &content), RT_OK);
+    assert_int_equal(chat_parse_tool_calls(CHAT_TMPL_CHATML, two, strlen(two), &calls, &n, &content), RT_OK);
     assert_string_equal(calls[1].name, "g");
     assert_string_equal(calls[1].arguments, "{}");
     chat_parsed_calls_free(calls, n);
@@ -226,6 +256,16 @@ static void test_parse_tool_calls(void **state) {
     /* a bad block skipped, a good one kept; content ends at the first block */
     expect_calls("A <tool_call>{]</tool_call><tool_call>{\"name\":\"h\",\"arguments\":{}}</tool_call>", 1, 1, "h",
                  "{}");
+    /* Llama 3: the whole answer; after <|python_tag|>; two joined by ";";
+     * the outer brace dropped; text is not a call */
+    const chat_tmpl_t L3 = CHAT_TMPL_LLAMA3;
+    expect_calls_in(L3, " {\"name\": \"f\", \"parameters\": {\"x\": 1}}", 1, 0, "f", "{\"x\":1}");
+    expect_calls_in(L3, "<|python_tag|>{\"name\": \"f\", \"arguments\": {}}", 1, 0, "f", "{}");
+    expect_calls_in(L3, "{\"name\": \"f\", \"parameters\": {}}; {\"name\": \"g\", \"parameters\": {\"y\": 2}}", 2, 0,
+                    "f", "{}");
+    expect_calls_in(L3, "{\"name\": \"f\", \"parameters\": {\"a\": \"b\"}", 1, 0, "f", "{\"a\":\"b\"}");
+    expect_calls_in(L3, "The answer is {\"name\": \"f\", \"parameters\": {}}", 0, 0, NULL, NULL);
+    expect_calls_in(L3, "{\"no\": 1}", 0, 0, NULL, NULL);
 }
 
 int main(void) {
