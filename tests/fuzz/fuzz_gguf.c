@@ -17,18 +17,8 @@
 
 #include "rotor/gguf.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_touch.h"
 
-/* A sink the compiler cannot drop. */
-static volatile uint64_t fuzz_sink;
-
-static uint64_t touch(const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    uint64_t h = 0;
-    for (size_t i = 0; i < n; i++) h = h * 31 + b[i];
-    return h;
-}
 
 static size_t elem_size(gguf_type_t t)
 {

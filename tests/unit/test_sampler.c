@@ -633,14 +633,20 @@ static void test_penalty_window(void **state)
 
 /* ---- logprob ---- */
 
+/* log-sum-exp of five logits whose largest is 3, in double */
+static double lse5(const float *l)
+{
+    double sum = 0.0;
+    for (int i = 0; i < 5; i++)
+        sum += exp((double)l[i] - 3.0);
+    return 3.0 + log(sum);
+}
+
 static void test_logprob_of_raw_logits(void **state)
 {
     (void)state;
     const float l[5] = {1.0f, 3.0f, -2.0f, 0.5f, 2.5f};
-    double lse = 0.0;
-    for (int i = 0; i < 5; i++)
-        lse += exp((double)l[i] - 3.0);
-    lse = 3.0 + log(lse);
+    const double lse = lse5(l);
 
     sampler_params_t p = sampler_params_default();
     p.temperature = 0.0f;
@@ -679,10 +685,7 @@ static void test_logit_bias(void **state)
 {
     (void)state;
     const float l[5] = {1.0f, 3.0f, -2.0f, 0.5f, 2.5f};
-    double lse = 0.0;
-    for (int i = 0; i < 5; i++)
-        lse += exp((double)l[i] - 3.0);
-    lse = 3.0 + log(lse);
+    const double lse = lse5(l);
     sampler_params_t p = sampler_params_default();
     p.temperature = 0.0f;
     sampler_t *s = make(p, 5);
