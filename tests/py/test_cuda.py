@@ -82,6 +82,35 @@ def test_cuda_backend_logic_on_the_host(arch, tmp_path, monkeypatch):
 
 
 @built
+def test_cuda_backend_with_drafts_and_prompt_logprobs_on_the_host(tmp_path, monkeypatch):
+    """The cuda backend through the host table with several logits rows per
+    sequence: n-gram drafts (the same tokens as without them) and a prompt
+    scored with echo (its rows are the generated tokens' own logprobs)."""
+    model = gen_model("cuda-host-llama", "--type", "f16", "--arch", "llama", "--tokenizer", "bpe", "--n-vocab",
+                      "2000", "--n-ctx", "512", "--seed", "45")
+    prompts = ["one two three four one two three four one two", "The quick brown fox " * 4]
+    monkeypatch.setitem(jobutil.JOB_ENV, "ROTOR_CUDA_LIB", HOST_LIB)
+    outs = {}
+    for spec in ("none", "ngram"):
+        with start_job(model, tmp_path / spec, np=2, overrides={"engine:backend": "cuda", "engine:spec_method": spec,
+                                                                "engine:spec_ngram_min": "1"}) as job:
+            outs[spec] = greedy_completions(job, prompts, max_tokens=24)
+            m = requests.get(job.url + "/metrics", timeout=10).text
+            if spec == "ngram":
+                assert metric(m, "vllm:spec_decode_num_draft_tokens_total") > 0
+                name = requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"]
+                gen = requests.post(job.url + "/v1/completions", json={
+                    "model": name, "prompt": prompts[1], "max_tokens": 6, "temperature": 0, "logprobs": 0},
+                    timeout=60).json()["choices"][0]
+                ids = requests.post(job.url + "/tokenize", json={"prompt": prompts[1]}, timeout=10).json()["tokens"]
+                echo = requests.post(job.url + "/v1/completions", json={
+                    "model": name, "prompt": ids, "max_tokens": 1, "temperature": 0, "logprobs": 0, "echo": True},
+                    timeout=60).json()["choices"][0]["logprobs"]
+                assert echo["token_logprobs"][0] is None and len(echo["token_logprobs"]) == len(ids) + 1
+                assert echo["token_logprobs"][-1] == gen["logprobs"]["token_logprobs"][0]
+    assert outs["ngram"] == outs["none"] and all(outs["none"])
+
+
 def test_check_tool_loads_the_library():
     r = subprocess.run([CHECK], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
