@@ -79,6 +79,7 @@ typedef struct {
     int32_t n_stop_tokens;
     int32_t n_logit_bias;
     int32_t max_tokens;
+    int32_t min_tokens;
     int32_t top_logprobs;
     int32_t ignore_eos;
     int32_t logprobs;

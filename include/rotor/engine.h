@@ -100,6 +100,8 @@ typedef struct {
     size_t n_prompt;
     sampler_params_t sampling;
     int max_tokens;
+    int min_tokens;             /* vLLM's: end-of-generation and stop tokens cannot be chosen before this
+                                   many tokens (0..max_tokens) */
     bool ignore_eos;
     const int32_t *stop_tokens; /* (n_stop_tokens) extra stop ids, copied */
     size_t n_stop_tokens;

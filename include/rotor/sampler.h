@@ -61,6 +61,12 @@ rt_status_t sampler_set_logit_bias(sampler_t *s, const int32_t *ids, const float
  * sampler_sample reports when it chooses id from the same logits, to the
  * bit (a prompt token's logprob). */
 float sampler_token_logprob(const sampler_t *s, const float *logits, int32_t id);
+/* Tokens that cannot be chosen while sampler_suppress(s, true) is in force
+ * (min_tokens: end-of-generation and stop tokens). Copied; replaces any
+ * earlier list; off until sampler_suppress. RT_ERR_INVALID for an id
+ * outside the vocabulary. */
+rt_status_t sampler_set_suppressed(sampler_t *s, const int32_t *ids, size_t n);
+void sampler_suppress(sampler_t *s, bool on);
 /* Reset history and reseed. */
 void sampler_reset(sampler_t *s, uint64_t seed);
 

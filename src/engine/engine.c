@@ -60,7 +60,7 @@ typedef struct {
     seq_state_t state;
     uint64_t id;
     int32_t *tokens;       /* (n_prompt + max_tokens) prompt then output, owned */
-    int n_prompt, n_tokens, max_tokens;
+    int n_prompt, n_tokens, max_tokens, min_tokens;
     int n_computed;        /* tokens whose KV is in the cache */
     int n_draft;           /* speculative tokens after n_tokens (in tokens[]) fed in this step */
     int draft_len;         /* the most drafts to feed next time (adapts to what was accepted) */
@@ -90,6 +90,8 @@ struct engine {
     void *backend;
     const tok_vocab_t *vocab;
     int n_vocab, n_blocks, max_model_len;
+    int32_t *eog;          /* (n_eog) the vocabulary's end-of-generation ids, owned */
+    int n_eog;
     bp_pool_t *pool;
     seq_t *seqs;           /* (max_slots) */
     int max_slots;
@@ -435,6 +437,7 @@ static int schedule_decode(engine_t *e, plan_t *pl, int slot, bool draft)
 static engine_finish_t sample_one(engine_t *e, seq_t *s, float *lg, engine_event_t *ev, size_t cap, size_t *n)
 {
     if (e->observer) e->observer(e->observer_ud, s->id, s->n_tokens - s->n_prompt, lg, e->n_vocab);
+    if (s->min_tokens) sampler_suppress(s->sampler, s->n_tokens - s->n_prompt < s->min_tokens);
     engine_event_t x = {.kind = ENGINE_EV_TOKEN, .request_id = s->id};
     if (s->top_n > 0) x.n_top = sampler_top_logprobs(s->sampler, lg, s->top_n, x.top_ids, x.top_logprobs);
     const int32_t tok = sampler_sample(s->sampler, lg, s->want_logprob ? &x.logprob : NULL);
@@ -653,10 +656,28 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
 
 /* ------------------------------------------------------------- lifecycle */
 
+/* min_tokens: what may not end the request early - end-of-generation ids
+ * (unless ignored) and its stop tokens */
+static rt_status_t suppress_ends(const engine_t *e, sampler_t *sm, const engine_request_t *r)
+{
+    const size_t n = (r->ignore_eos ? 0 : (size_t)e->n_eog) + r->n_stop_tokens;
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids) return rt_error_set(RT_ERR_NOMEM, "engine: out of memory");
+    size_t k = 0;
+    for (int i = 0; !r->ignore_eos && i < e->n_eog; i++) ids[k++] = e->eog[i];
+    for (size_t i = 0; i < r->n_stop_tokens; i++) ids[k++] = r->stop_tokens[i];
+    const rt_status_t st = sampler_set_suppressed(sm, ids, k);
+    free(ids);
+    return st;
+}
+
 rt_status_t engine_add_request(engine_t *e, const engine_request_t *r)
 {
     if (!r->prompt || r->n_prompt == 0) return rt_error_set(RT_ERR_INVALID, "engine: empty prompt");
     if (r->max_tokens < 1) return rt_error_set(RT_ERR_INVALID, "engine: max_tokens must be at least 1");
+    if (r->min_tokens < 0 || r->min_tokens > r->max_tokens)
+        return rt_error_set(RT_ERR_INVALID, "engine: min_tokens %d outside 0..max_tokens (%d)", r->min_tokens,
+                            r->max_tokens);
     if (r->top_logprobs < 0 || r->top_logprobs > ENGINE_MAX_TOP_LOGPROBS)
         return rt_error_set(RT_ERR_INVALID, "engine: top_logprobs %d out of range 0..%d", r->top_logprobs,
                             ENGINE_MAX_TOP_LOGPROBS);
@@ -690,6 +711,7 @@ rt_status_t engine_add_request(engine_t *e, const engine_request_t *r)
     else
         st = sampler_create(&r->sampling, e->n_vocab, &s->sampler);
     if (!st && r->n_logit_bias) st = sampler_set_logit_bias(s->sampler, r->logit_bias_ids, r->logit_bias, r->n_logit_bias);
+    if (!st && r->min_tokens > 0) st = suppress_ends(e, s->sampler, r);
     if (st) {
         seq_free(s);
         return st;
@@ -700,6 +722,7 @@ rt_status_t engine_add_request(engine_t *e, const engine_request_t *r)
     s->id = r->id;
     s->n_prompt = s->n_tokens = (int)r->n_prompt;
     s->max_tokens = r->max_tokens;
+    s->min_tokens = r->min_tokens;
     s->n_stop_tokens = (int)r->n_stop_tokens;
     s->ignore_eos = r->ignore_eos;
     s->top_n = r->top_logprobs;
@@ -830,6 +853,7 @@ void engine_destroy(engine_t *e)
     free(e->b_slot);
     free(e->b_count);
     free(e->b_lp);
+    free(e->eog);
     free(e->logits);
     kvbm_destroy(e->kvbm);
     kvbm_disk_destroy(e->disk);
@@ -889,6 +913,14 @@ rt_status_t engine_create(const engine_config_t *cfg, engine_t **out)
     int n_ctx = 0;
     if ((st = ops->create(cfg, &e->backend, &e->n_blocks, &e->n_vocab, &e->vocab, &n_ctx))) goto err;
     e->max_model_len = cfg->max_model_len > 0 ? cfg->max_model_len : n_ctx;
+    for (int i = 0; e->vocab && i < e->n_vocab; i++) e->n_eog += tok_is_eog(e->vocab, i);
+    e->eog = malloc((size_t)(e->n_eog ? e->n_eog : 1) * sizeof *e->eog);
+    if (!e->eog) {
+        st = rt_error_set(RT_ERR_NOMEM, "engine: out of memory");
+        goto err;
+    }
+    for (int i = 0, k = 0; e->vocab && i < e->n_vocab; i++)
+        if (tok_is_eog(e->vocab, i)) e->eog[k++] = i;
     if ((st = bp_create(e->n_blocks, cfg->block_size, 0, &e->pool))) goto err;
     if ((st = engine_tiers_create(e, cfg))) goto err;
     e->max_slots = 4 * cfg->max_num_seqs;

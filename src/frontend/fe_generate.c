@@ -379,6 +379,7 @@ static sub_result_t submit_choice(fe_server_t *fe, fe_req_t *r, fe_choice_t *c) 
         .n_prompt = r->n_prompt,
         .sampling = r->oai.sampling,
         .max_tokens = r->max_tokens,
+        .min_tokens = r->oai.min_tokens,
         .ignore_eos = r->oai.ignore_eos,
         .stop_tokens = r->oai.stop_token_ids,
         .n_stop_tokens = r->oai.n_stop_token_ids,
@@ -885,6 +886,11 @@ void fe_generate(fe_server_t *fe, struct evhttp_request *req, oai_kind_t kind, d
     if (!fe_check_model(fe, o.model, &e)) goto rejected;
     if (!check_token_ids(fe, &o, &e) || !build_prompt(fe, &o, &prompt, &n_prompt, &e)) goto rejected;
     if (!(max_tokens = choose_max_tokens(fe, &o, n_prompt, &e))) goto rejected;
+    if (o.min_tokens > max_tokens) {
+        oai_error_set(&e, 400, "invalid_request_error", NULL, "min_tokens",
+                      "'min_tokens' (%d) is more than this request may generate (%d)", o.min_tokens, max_tokens);
+        goto rejected;
+    }
     if (!slot_take(fe, &slot)) {
         oai_error_set(&e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
                       "Too many requests in flight.");

@@ -76,6 +76,7 @@ fe_text_opts_t fe_req_text_opts(const fe_req_t *r, const tok_vocab_t *vocab) {
         .top_logprobs = r->oai.top_logprobs,
         .render_special = !r->oai.skip_special_tokens,
         .ignore_eos = r->oai.ignore_eos,
+        .min_tokens = r->oai.min_tokens,
         .stop_ids = r->oai.stop_token_ids,
         .n_stop_ids = r->oai.n_stop_token_ids,
     };
@@ -105,9 +106,11 @@ static bool ends_generation(const fe_text_opts_t *o, int32_t tok) {
     return false;
 }
 
-/* Pass detokenized text through the stop matcher into out. */
-static bool through_stops(fe_choice_t *c, const char *piece, size_t n, char *out, size_t *len) {
-    if (!c->stop) {
+/* Pass detokenized text through the stop matcher into out (not before
+ * min_tokens tokens, as vLLM checks stops). */
+static bool through_stops(fe_choice_t *c, const fe_text_opts_t *o, const char *piece, size_t n, char *out,
+                          size_t *len) {
+    if (!c->stop || c->n_tokens < o->min_tokens) {
         memcpy(out, piece, n);
         out[n] = '\0';
         *len = n;
@@ -142,7 +145,7 @@ bool fe_choice_token(fe_choice_t *c, const fe_text_opts_t *o, const engine_event
     size_t np =
         tok_stream_push(o->vocab, &c->ts, ev->token, piece, sizeof piece, o->render_special);
     c->raw_len += np;
-    bool stopped = through_stops(c, piece, np, out, len);
+    bool stopped = through_stops(c, o, piece, np, out, len);
     if (o->keep_text) append_text(c, out, *len);
     if (stopped) {
         c->text_done = true;
@@ -181,7 +184,7 @@ void fe_choice_finish(fe_choice_t *c, const fe_text_opts_t *o, const engine_even
     if (c->text_done) return;
     char piece[16];
     size_t np = tok_stream_flush(&c->ts, piece, sizeof piece);
-    bool stopped = through_stops(c, piece, np, out, len);
+    bool stopped = through_stops(c, o, piece, np, out, len);
     if (!stopped && c->stop)
         *len += stop_matcher_flush(c->stop, out + *len, FE_TEXT_SCRATCH - *len);
     if (o->keep_text) append_text(c, out, *len);

@@ -108,6 +108,7 @@ typedef struct {
     int top_logprobs;
     bool render_special; /* !skip_special_tokens */
     bool ignore_eos;
+    int min_tokens;          /* stop strings apply from this many tokens on */
     const int32_t *stop_ids; /* (n_stop_ids) */
     size_t n_stop_ids;
 } fe_text_opts_t;

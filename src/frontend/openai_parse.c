@@ -621,6 +621,12 @@ static rt_status_t parse_fields(const cJSON *o, oai_kind_t kind, const oai_defau
     if ((st = get_int(o, "max_tokens", 1, 1e9, &mt, e))) return st;
     if ((st = get_int(o, "max_completion_tokens", 1, 1e9, &mct, e))) return st;
     r->max_tokens = (int)(mct ? mct : mt);
+    int64_t mint = 0; /* vLLM's min_tokens */
+    if ((st = get_int(o, "min_tokens", 0, 1e9, &mint, e))) return st;
+    if (r->max_tokens && mint > r->max_tokens)
+        return bad(e, "min_tokens", "'min_tokens' (%lld) must not exceed 'max_tokens' (%d)", (long long)mint,
+                   r->max_tokens);
+    r->min_tokens = (int)mint;
 
     if ((st = parse_sampling(o, d, r, e))) return st;
     if ((st = parse_stop(o, r, e))) return st;

@@ -84,6 +84,7 @@ typedef struct {
     size_t n_prompt_ids;
     /* both */
     int max_tokens; /* 0 when not given (server default applies) */
+    int min_tokens; /* vLLM's: no end before this many tokens (stop strings too); 0 = off */
     sampler_params_t sampling;
     bool has_seed; /* seed given; else the server picks one per choice */
     char **stops;  /* (n_stops) owned, non-empty strings */

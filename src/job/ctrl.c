@@ -18,6 +18,7 @@ rt_status_t ctrl_request_pack(const engine_request_t *r, int32_t kv_peer, void *
                         .n_stop_tokens = (int32_t)r->n_stop_tokens,
                         .n_logit_bias = (int32_t)r->n_logit_bias,
                         .max_tokens = r->max_tokens,
+                        .min_tokens = r->min_tokens,
                         .top_logprobs = r->top_logprobs,
                         .ignore_eos = r->ignore_eos,
                         .logprobs = r->logprobs,
@@ -63,6 +64,7 @@ rt_status_t ctrl_request_unpack(const void *buf, size_t len, engine_request_t *r
     r->logit_bias = (const float *)(const void *)(r->logit_bias_ids + h.n_logit_bias);
     r->n_logit_bias = (size_t)h.n_logit_bias;
     r->max_tokens = h.max_tokens;
+    r->min_tokens = h.min_tokens;
     r->top_logprobs = h.top_logprobs;
     r->ignore_eos = h.ignore_eos != 0;
     r->logprobs = h.logprobs != 0;

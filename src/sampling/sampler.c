@@ -64,6 +64,10 @@ struct sampler {
     int32_t *bias_id;  /* (n_bias) owned */
     float *bias;       /* (n_bias) owned */
     float *bias_raw;   /* (n_bias) the logits before the bias, for the logprob */
+
+    int32_t n_suppressed; /* sampler_set_suppressed */
+    int32_t *suppressed;  /* (n_suppressed) owned */
+    bool suppress;        /* sampler_suppress: on */
 };
 
 sampler_params_t sampler_params_default(void)
@@ -138,6 +142,7 @@ void sampler_destroy(sampler_t *s)
     free(s->bias_id);
     free(s->bias);
     free(s->bias_raw);
+    free(s->suppressed);
     free(s->saved);
     free(s->distinct);
     free(s->pos);
@@ -213,6 +218,23 @@ rt_status_t sampler_set_logit_bias(sampler_t *s, const int32_t *ids, const float
     s->n_bias = (int32_t)n;
     return RT_OK;
 }
+
+rt_status_t sampler_set_suppressed(sampler_t *s, const int32_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= s->n_vocab)
+            return rt_error_set(RT_ERR_INVALID, "sampler: suppressed token %d outside the vocabulary (%d)",
+                                (int)ids[i], (int)s->n_vocab);
+    int32_t *c = n ? malloc(n * sizeof *c) : NULL;
+    if (n && !c) return rt_error_set(RT_ERR_NOMEM, "sampler: out of memory");
+    if (n) memcpy(c, ids, n * sizeof *c);
+    free(s->suppressed);
+    s->suppressed = c;
+    s->n_suppressed = (int32_t)n;
+    return RT_OK;
+}
+
+void sampler_suppress(sampler_t *s, bool on) { s->suppress = on; }
 
 void sampler_reset(sampler_t *s, uint64_t seed)
 {
@@ -538,6 +560,9 @@ int32_t sampler_sample(sampler_t *s, float *logits, float *logprob)
         s->bias_raw[i] = logits[s->bias_id[i]];
         logits[s->bias_id[i]] += s->bias[i];
     }
+    if (s->suppress) /* never chosen, so the logprob's raw logit is untouched */
+        for (int32_t i = 0; i < s->n_suppressed; i++)
+            logits[s->suppressed[i]] = -INFINITY;
 
     int32_t id;
     if (s->p.temperature <= 0.0f) {
