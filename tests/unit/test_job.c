@@ -101,7 +101,8 @@ static void test_request_pack(void **state)
     (void)state;
     int32_t prompt[5] = {1, 2, 3, 4, 5}, stops[2] = {7, 9}, bias_ids[3] = {11, 12, 13};
     float bias[3] = {-100.0f, 0.5f, 100.0f};
-    engine_request_t r = {.id = 0x1234567890ull, .prompt = prompt, .n_prompt = 5, .max_tokens = 17,
+    engine_request_t r = {.id = 0x1234567890ull, .prompt = prompt, .n_prompt = 5, .max_tokens = 17, .min_tokens = 7,
+                          .prompt_logprobs = true,
                           .ignore_eos = true, .stop_tokens = stops, .n_stop_tokens = 2, .top_logprobs = 3,
                           .logprobs = true, .logit_bias_ids = bias_ids, .logit_bias = bias, .n_logit_bias = 3};
     r.sampling = sampler_params_default();
@@ -123,6 +124,8 @@ static void test_request_pack(void **state)
     assert_memory_equal(u.logit_bias_ids, bias_ids, sizeof bias_ids);
     assert_memory_equal(u.logit_bias, bias, sizeof bias);
     assert_int_equal(u.max_tokens, 17);
+    assert_int_equal(u.min_tokens, 7);
+    assert_true(u.prompt_logprobs);
     assert_true(u.ignore_eos);
     assert_int_equal(u.top_logprobs, 3);
     assert_true(u.logprobs);
