@@ -16,6 +16,12 @@ decoding does); the acceptance rate comes from the job's /metrics.
 --concurrency N sends the requests N at a time instead (the engine drafts
 while at most engine:spec_max_running sequences run) and compares the
 aggregate output tokens/s.
+
+The peer, in the same run (unless --skip-llama): llama.cpp through
+llama-cpp-python, the same file, threads and chat requests (its own chat
+template), streamed, plain and with its prompt-lookup decoding
+(LlamaPromptLookupDecoding, num_pred_tokens = spec tokens). That drafting
+loop is the Python package's, not llama.cpp's C llama-lookup example.
 """
 import argparse
 import json
@@ -109,6 +115,30 @@ def run_one(a, model, spec):
     return out
 
 
+def run_llamacpp(a, model, lookup):
+    """{request: decode tok/s} for llama.cpp, plain or with prompt lookup."""
+    from llama_cpp import Llama
+    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+    kw = dict(model_path=model, n_ctx=2048, n_threads=a.threads, n_threads_batch=a.threads, verbose=False, seed=0)
+    if lookup:
+        kw["draft_model"] = LlamaPromptLookupDecoding(num_pred_tokens=a.spec_tokens)
+    llm = Llama(**kw)
+    out = {}
+    for k, p in ALL.items():
+        first = last = None
+        n = 0
+        for chunk in llm.create_chat_completion(messages=[{"role": "user", "content": p}], max_tokens=a.max_tokens,
+                                                temperature=0, stream=True):
+            if chunk["choices"][0]["delta"].get("content"):
+                now = time.monotonic()
+                first = first or now
+                last = now
+                n += 1
+        out[k] = (n - 1) / (last - first) if first and last and last > first else 0.0
+    del llm
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.environ.get("ROTOR_BUILD", "build"))
@@ -117,13 +147,20 @@ def main():
     ap.add_argument("--spec-tokens", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument("--skip-llama", action="store_true", help="no llama.cpp peer")
     a = ap.parse_args()
     jobutil.ROTOR = os.path.join(a.build, "bin", "rotor")
     model = smollm2_path()
     print(f"{os.path.basename(model)}: {len(ALL)} chat requests {a.concurrency} at a time, greedy, up to "
           f"{a.max_tokens} tokens; {a.threads} threads; spec_tokens {a.spec_tokens}; {a.repeats} interleaved runs")
     res = {"none": [], "ngram": []}
+    peer = {"plain": [], "lookup": []}
     for rep in range(a.repeats):
+        if not a.skip_llama and a.concurrency == 1:
+            for mode in peer:
+                peer[mode].append(run_llamacpp(a, model, mode == "lookup"))
+                print(f"  [{rep + 1}/{a.repeats}] llama.cpp {mode}: " + ", ".join(
+                    f"{k} {peer[mode][-1][k]:.0f}" for k in ALL) + " tok/s", flush=True)
         for spec in res:
             r = run_one(a, model, spec)
             res[spec].append(r)
@@ -150,6 +187,15 @@ def main():
     print(f"repeating requests: median speed-up {statistics.median(ratios[k] for k in REPEATING):.2f}x; "
           f"open-ended: {statistics.median(ratios[k] for k in OPEN):.2f}x; drafts per run {drafted:.0f}, "
           f"accepted {accepted:.0f} ({accepted / drafted if drafted else 0:.2f})")
+    if peer["plain"]:
+        print("| request | llama.cpp plain tok/s | llama.cpp lookup tok/s | rotor ngram tok/s | rotor ngram / llama.cpp "
+              "lookup |")
+        print("|---|---|---|---|---|")
+        for k in ALL:
+            lp = statistics.median(r[k] for r in peer["plain"])
+            ll = statistics.median(r[k] for r in peer["lookup"])
+            s = statistics.median(r[k]["tok_s"] for r in res["ngram"])
+            print(f"| {k} | {lp:.1f} | {ll:.1f} | {s:.1f} | **{s / ll if ll else 0:.2f}x** |")
     print("outputs identical with and without speculation:", "yes" if same else "NO")
     if not same:
         sys.exit(1)
