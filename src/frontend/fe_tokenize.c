@@ -117,7 +117,8 @@ void fe_tokenize(fe_server_t *fe, struct evhttp_request *req) {
     if (t.prompt) {
         st = fe_encode_text(fe, t.prompt, t.add_special_tokens, &ids, &n);
     } else {
-        st = fe_encode_chat(fe, t.msgs, t.n_msgs, NULL, 0, t.add_generation_prompt, NULL, &ids, &n);
+        st = fe_encode_chat(fe, t.msgs, t.n_msgs, (const char *const *)t.tools, t.n_tools, t.add_generation_prompt,
+                            NULL, &ids, &n);
         if (st == RT_OK && t.add_special_tokens) st = add_special_again(fe->model.vocab, &ids, &n);
     }
     if (st) {

@@ -307,43 +307,47 @@ static rt_status_t parse_content(const cJSON *c, size_t idx, char **out, oai_err
 }
 
 /* tools: [{"type": "function", "function": {"name", "description"?,
- * "parameters"?}}] kept as compact JSON; tool_choice: "auto", "none",
- * "required" or {"type": "function", "function": {"name"}} naming one of
- * them; parallel_tool_calls. */
+ * "parameters"?}}], each kept as compact JSON in *defs (n). */
+static rt_status_t parse_tool_defs(const cJSON *o, char ***defs, size_t *n, oai_error_t *e) {
+    const cJSON *tools = field(o, "tools");
+    if (!tools) return RT_OK;
+    if (!cJSON_IsArray(tools)) return bad(e, "tools", "'tools' must be an array, not %s", json_type_name(tools));
+    size_t k = (size_t)cJSON_GetArraySize(tools);
+    if (k > OAI_MAX_TOOLS) return bad(e, "tools", "'tools' has %zu entries; at most %d", k, OAI_MAX_TOOLS);
+    *defs = calloc(k ? k : 1, sizeof **defs);
+    if (!*defs) {
+        oai_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return RT_ERR_NOMEM;
+    }
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        if (!cJSON_IsObject(t) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") != 0 ||
+            !cJSON_IsObject(fn) || !cJSON_IsString(name) || !name->valuestring[0] || (params && !cJSON_IsObject(params)))
+            return bad(e, "tools", "'tools[%zu]' must be {\"type\": \"function\", \"function\": {\"name\": "
+                       "non-empty string, \"parameters\": JSON Schema object}}", *n);
+        char *str = cJSON_PrintUnformatted(t);
+        if (!str || !oai_utf8_valid(str, strlen(str))) {
+            cJSON_free(str);
+            if (!str) oai_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+            return str ? bad(e, "tools", "'tools[%zu]' is not valid UTF-8", *n) : RT_ERR_NOMEM;
+        }
+        (*defs)[(*n)++] = str;
+    }
+    return RT_OK;
+}
+
+/* tools (parse_tool_defs), tool_choice: "auto", "none", "required" or
+ * {"type": "function", "function": {"name"}} naming one of them;
+ * parallel_tool_calls. */
 static rt_status_t parse_tools(const cJSON *o, oai_request_t *r, oai_error_t *e) {
     r->parallel_tool_calls = true;
     rt_status_t st = get_bool(o, "parallel_tool_calls", &r->parallel_tool_calls, e);
+    if (!st) st = parse_tool_defs(o, &r->tools, &r->n_tools, e);
     if (st) return st;
-    const cJSON *tools = field(o, "tools");
-    if (tools) {
-        if (!cJSON_IsArray(tools)) return bad(e, "tools", "'tools' must be an array, not %s", json_type_name(tools));
-        size_t k = (size_t)cJSON_GetArraySize(tools);
-        if (k > OAI_MAX_TOOLS) return bad(e, "tools", "'tools' has %zu entries; at most %d", k, OAI_MAX_TOOLS);
-        r->tools = calloc(k ? k : 1, sizeof *r->tools);
-        if (!r->tools) {
-            oai_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
-            return RT_ERR_NOMEM;
-        }
-        const cJSON *t;
-        cJSON_ArrayForEach(t, tools) {
-            const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
-            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
-            const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-            const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
-            if (!cJSON_IsObject(t) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") != 0 ||
-                !cJSON_IsObject(fn) || !cJSON_IsString(name) || !name->valuestring[0] ||
-                (params && !cJSON_IsObject(params)))
-                return bad(e, "tools", "'tools[%zu]' must be {\"type\": \"function\", \"function\": {\"name\": "
-                           "non-empty string, \"parameters\": JSON Schema object}}", r->n_tools);
-            char *s = cJSON_PrintUnformatted(t);
-            if (!s || !oai_utf8_valid(s, strlen(s))) {
-                cJSON_free(s);
-                if (!s) oai_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
-                return s ? bad(e, "tools", "'tools[%zu]' is not valid UTF-8", r->n_tools) : RT_ERR_NOMEM;
-            }
-            r->tools[r->n_tools++] = s;
-        }
-    }
     const cJSON *tc = field(o, "tool_choice");
     if (!tc) {
         r->tool_choice = r->n_tools ? OAI_TOOLS_AUTO : OAI_TOOLS_NONE;
@@ -768,8 +772,7 @@ static rt_status_t parse_tokenize_fields(const cJSON *o, oai_tokenize_t *t, oai_
         t->add_special_tokens = true;
     } else {
         const cJSON *j;
-        if ((j = field(o, "tools")) && !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
-            return bad(e, "tools", "tools and function calling are not supported");
+        if ((st = parse_tool_defs(o, &t->tools, &t->n_tools, e))) return st;
         if ((j = field(o, "chat_template")))
             return bad(e, "chat_template",
                        "'chat_template' is not supported: the model's template is used "
@@ -806,6 +809,9 @@ rt_status_t oai_parse_tokenize(const char *body, size_t len, oai_tokenize_t *out
 void oai_tokenize_free(oai_tokenize_t *t) {
     if (!t) return;
     free(t->model);
+    for (size_t i = 0; i < t->n_tools; i++)
+        cJSON_free(t->tools[i]);
+    free(t->tools);
     free(t->prompt);
     free_msgs(t->msgs, t->n_msgs);
     memset(t, 0, sizeof *t);

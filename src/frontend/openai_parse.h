@@ -119,6 +119,8 @@ typedef struct {
     chat_msg_t *msgs; /* (n_msgs) as in oai_request_t; NULL for the text form */
     size_t n_msgs;
     bool add_generation_prompt; /* messages: default true */
+    char **tools;               /* (n_tools) owned: the tools' JSON definitions, rendered into the messages */
+    size_t n_tools;
     bool add_special_tokens;    /* default true for a prompt, false for messages */
     bool return_token_strs;     /* also answer each token's vocabulary string */
 } oai_tokenize_t;

@@ -87,7 +87,7 @@ def test_auto_and_none_give_text_when_no_call(client):
             assert finish in ("stop", "length") and content
 
 
-def test_conversation_with_calls_and_results(client):
+def test_conversation_with_calls_and_results(job, client):
     history = ASK + [
         {"role": "assistant", "content": None, "tool_calls": [
             {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
@@ -99,6 +99,9 @@ def test_conversation_with_calls_and_results(client):
     r = c.chat.completions.create(model=model, messages=history, tools=TOOLS, temperature=0, max_tokens=24)
     assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
     assert r.usage.prompt_tokens > 150  # the tools' definitions and both results are in the prompt
+    # /tokenize renders the same prompt with the same tools
+    t = requests.post(job.url + "/tokenize", json={"messages": history, "tools": TOOLS}, timeout=10).json()
+    assert t["count"] == r.usage.prompt_tokens
     # the same without the tools block is shorter by the definitions
     r2 = c.chat.completions.create(model=model, messages=history, tools=TOOLS, tool_choice="none", temperature=0,
                                    max_tokens=1)
