@@ -266,12 +266,8 @@ static void answer(fe_server_t *fe, fe_req_t *r) {
             continue;
         }
         free(content);
-        const char *text = c->text ? c->text : "";
-        char *forced = NULL; /* a required call that did not parse: its opening belongs to the text */
-        if (fe_tools_on(r) && r->oai.tool_prefix && asprintf(&forced, "%s%s", r->oai.tool_prefix, text) > 0)
-            text = forced;
-        cJSON_AddItemToArray(choices, oai_choice(r->oai.kind, i, text, c->finish_reason, oai_lp_take(&c->lp)));
-        free(forced);
+        cJSON_AddItemToArray(choices, oai_choice(r->oai.kind, i, c->text ? c->text : "", c->finish_reason,
+                                                 oai_lp_take(&c->lp)));
     }
     cJSON *o = oai_response(&hd, choices, oai_usage(prompt, completion, cached));
     char *s = o ? cJSON_PrintUnformatted(o) : NULL;
@@ -503,11 +499,8 @@ static void stream_tools(fe_server_t *fe, fe_req_t *r, fe_choice_t *c, int index
     c->tool_streamed += n;
     stream_start(fe, r);
     oai_head_t hd = head_of(fe, r);
-    if (!finish_reason) {
-        if (n) stream_json(fe, r, oai_chunk(&hd, index, NULL, out, NULL, oai_lp_take(&c->lp)));
-        return;
-    }
     if (n) stream_json(fe, r, oai_chunk(&hd, index, NULL, out, NULL, oai_lp_take(&c->lp)));
+    if (!finish_reason) return;
     cJSON *calls = NULL;
     char *content = NULL;
     bool ok = fe_tools_result(r, c, index, true, &calls, &content);
@@ -516,19 +509,9 @@ static void stream_tools(fe_server_t *fe, fe_req_t *r, fe_choice_t *c, int index
         stream_json(fe, r, oai_chunk_tool_calls(&hd, index, NULL, calls, "tool_calls"));
         return;
     }
-    /* no call after all: what was held back, the forced opening included */
-    const char *prefix = r->oai.tool_prefix ? r->oai.tool_prefix : ""; /* then nothing was streamed */
-    const size_t all = c->text ? c->text_len : 0, rest = all > c->tool_streamed ? all - c->tool_streamed : 0;
-    const size_t plen = strlen(prefix);
-    char *tail = malloc(plen + rest + 1);
-    if (tail) {
-        memcpy(tail, prefix, plen);
-        if (rest) memcpy(tail + plen, c->text + c->tool_streamed, rest);
-        tail[plen + rest] = '\0';
-    }
-    stream_json(fe, r, oai_chunk(&hd, index, NULL, tail && tail[0] ? tail : NULL, finish_reason,
-                                 oai_lp_take(&c->lp)));
-    free(tail);
+    /* no call after all: what was held back (a forced opening leads the text) */
+    const char *tail = c->text && c->text_len > c->tool_streamed ? c->text + c->tool_streamed : NULL;
+    stream_json(fe, r, oai_chunk(&hd, index, NULL, tail, finish_reason, oai_lp_take(&c->lp)));
 }
 
 static void on_token(fe_server_t *fe, fe_req_t *r, fe_choice_t *c, int index,
@@ -714,7 +697,7 @@ static bool echo_prompt(fe_server_t *fe, fe_req_t *r) {
                                                        !r->oai.skip_special_tokens);
     const char *text = r->oai.prompt ? r->oai.prompt : ids_text;
     bool ok = text != NULL;
-    for (int i = 0; ok && i < r->n_choices; i++) ok = fe_choice_echo(&r->choices[i], text, strlen(text));
+    for (int i = 0; ok && i < r->n_choices; i++) ok = fe_choice_lead(&r->choices[i], text, strlen(text));
     free(ids_text);
     return ok;
 }
@@ -902,7 +885,7 @@ void fe_generate(fe_server_t *fe, struct evhttp_request *req, oai_kind_t kind, d
         oai_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
         goto rejected;
     }
-    if ((r->oai.echo && !echo_prompt(fe, r)) || fe_tools_stream_init(r)) { /* r owns them now */
+    if ((r->oai.echo && !echo_prompt(fe, r)) || fe_tools_init(r)) { /* r owns them now */
         fe_req_destroy(r);
         fe->free_slots[fe->n_free++] = slot;
         oai_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");

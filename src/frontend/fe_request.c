@@ -154,7 +154,7 @@ bool fe_choice_token(fe_choice_t *c, const fe_text_opts_t *o, const engine_event
     return stopped;
 }
 
-bool fe_choice_echo(fe_choice_t *c, const char *text, size_t len) {
+bool fe_choice_lead(fe_choice_t *c, const char *text, size_t len) {
     c->raw_len = len;
     return append_text(c, text, len);
 }

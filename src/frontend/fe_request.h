@@ -122,10 +122,11 @@ fe_text_opts_t fe_req_text_opts(const fe_req_t *r, const tok_vocab_t *vocab);
  * ignored (*len = 0, not counted). */
 bool fe_choice_token(fe_choice_t *c, const fe_text_opts_t *o, const engine_event_t *ev, double now,
                      char *out, size_t *len);
-/* Completions' echo: the prompt's text before the choice's own (its
+/* Text the choice's text starts with: completions' echoed prompt (its
  * text_offsets count from the prompt's start; streaming, c->text holds just
- * the prompt, for the first chunk). false when out of memory. */
-bool fe_choice_echo(fe_choice_t *c, const char *text, size_t len);
+ * the prompt, for the first chunk), or a forced tool call's opening. false
+ * when out of memory. */
+bool fe_choice_lead(fe_choice_t *c, const char *text, size_t len);
 /* A PROMPT_LOGPROB for choice c (echo with logprobs): its logprobs entry,
  * after a null one for the prompt's first token (prompt0) before the first. */
 void fe_choice_prompt_logprob(fe_choice_t *c, const fe_text_opts_t *o, const engine_event_t *ev, int32_t prompt0);

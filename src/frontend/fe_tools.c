@@ -18,14 +18,17 @@
 
 bool fe_tools_on(const fe_req_t *r) { return r->oai.kind == OAI_CHAT && r->oai.tool_choice != OAI_TOOLS_NONE; }
 
-rt_status_t fe_tools_stream_init(fe_req_t *r) {
-    if (!fe_tools_on(r) || !r->oai.stream) return RT_OK;
+rt_status_t fe_tools_init(fe_req_t *r) {
+    if (!fe_tools_on(r)) return RT_OK;
     static const char *const open[1] = {CHAT_TOOL_CALL_OPEN};
     const bool hermes = r->fe->model.chat_template == CHAT_TMPL_CHATML;
+    const char *lead = r->oai.tool_prefix;
     for (int i = 0; i < r->n_choices; i++) {
         fe_choice_t *c = &r->choices[i];
-        c->in_tool = r->oai.tool_prefix != NULL; /* the answer is a call from its first token */
-        if (!c->in_tool && hermes && stop_matcher_create(open, 1, &c->tool_open)) return RT_ERR_NOMEM;
+        if (lead && !fe_choice_lead(c, lead, strlen(lead))) return RT_ERR_NOMEM;
+        c->in_tool = lead != NULL; /* the answer is a call from its first token */
+        if (r->oai.stream && !c->in_tool && hermes && stop_matcher_create(open, 1, &c->tool_open))
+            return RT_ERR_NOMEM;
     }
     return RT_OK;
 }
@@ -65,48 +68,23 @@ size_t fe_tools_flush(fe_choice_t *c, char *out, size_t cap) {
     return stop_matcher_flush(c->tool_open, out, cap);
 }
 
-/* prefix + the choice's text, malloc'd */
-static char *whole_text(const fe_req_t *r, const fe_choice_t *c, size_t *len) {
-    const char *p = r->oai.tool_prefix ? r->oai.tool_prefix : "";
-    const size_t a = strlen(p), b = c->text ? c->text_len : 0;
-    char *s = malloc(a + b + 1);
-    if (!s) return NULL;
-    memcpy(s, p, a);
-    if (b) memcpy(s + a, c->text, b);
-    s[a + b] = '\0';
-    *len = a + b;
-    return s;
-}
-
 bool fe_tools_result(const fe_req_t *r, const fe_choice_t *c, int index, bool with_index, cJSON **calls_out,
                      char **content_out) {
     *calls_out = NULL;
     *content_out = NULL;
-    size_t len = 0, content_len = 0, n = 0;
-    char *text = whole_text(r, c, &len);
+    size_t content_len = 0, n = 0;
     chat_parsed_call_t *calls = NULL;
-    if (!text || chat_parse_tool_calls(r->fe->model.chat_template, text, len, &calls, &n, &content_len)) {
-        free(text);
-        return false;
-    }
-    if (n > 1 && !r->oai.parallel_tool_calls) { /* the first call only */
-        for (size_t i = 1; i < n; i++) {
-            free(calls[i].name);
-            cJSON_free(calls[i].arguments);
-        }
-        n = 1;
-    }
+    const char *text = c->text ? c->text : ""; /* a forced call's opening leads it */
+    if (chat_parse_tool_calls(r->fe->model.chat_template, text, c->text_len, &calls, &n, &content_len)) return false;
     bool ok = true;
     if (n) {
         char base[64];
         snprintf(base, sizeof base, "%.40s%d", r->id + (strncmp(r->id, "chatcmpl-", 9) == 0 ? 9 : 0), index);
-        *calls_out = oai_tool_calls(calls, n, base, with_index);
+        /* parallel_tool_calls false: the first call only */
+        *calls_out = oai_tool_calls(calls, r->oai.parallel_tool_calls ? n : 1, base, with_index);
         ok = *calls_out != NULL;
-        text[content_len] = '\0';
+        if (ok && content_len && !(*content_out = strndup(text, content_len))) ok = false;
     }
     chat_parsed_calls_free(calls, n);
-    if (ok && content_len) *content_out = text;
-    else
-        free(text);
     return ok;
 }

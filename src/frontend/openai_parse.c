@@ -364,12 +364,11 @@ static rt_status_t parse_tools(const cJSON *o, oai_request_t *r, oai_error_t *e)
         if (!cJSON_IsString(name))
             return bad(e, "tool_choice", "'tool_choice' must name a function: {\"type\": \"function\", "
                        "\"function\": {\"name\": ...}}");
-        bool known = false;
-        for (size_t i = 0; i < r->n_tools && !known; i++) {
-            cJSON *t = cJSON_Parse(r->tools[i]);
+        bool known = false; /* among the tools just parsed */
+        const cJSON *t;
+        cJSON_ArrayForEach(t, field(o, "tools")) {
             const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name");
-            known = cJSON_IsString(n) && strcmp(n->valuestring, name->valuestring) == 0;
-            cJSON_Delete(t);
+            known |= strcmp(n->valuestring, name->valuestring) == 0;
         }
         if (!known) return bad(e, "tool_choice", "'tool_choice' names a function that is not in 'tools'");
         r->tool_choice = OAI_TOOLS_NAMED;
