@@ -235,6 +235,11 @@ rt_status_t engine_step(engine_t *e, engine_event_t *events, size_t cap, size_t 
                         engine_step_stats_t *stats);
 /* The smallest event buffer engine_step takes. */
 size_t engine_events_min(const engine_t *e);
+/* An event buffer no step ever waits for: the minimum, a FINISH for every
+ * request the engine holds all cancelled at once, and the prompt logprobs'
+ * ENGINE_PROMPT_LOGPROB_ROWS (what the worker and the in-process dispatcher
+ * use). */
+size_t engine_events_room(const engine_t *e);
 /* Expert parallelism's other ranks: run one forward pass over a batch the
  * leader's step() sent (logits are computed and dropped). */
 rt_status_t engine_forward_batch(engine_t *e, const model_batch_t *b);

@@ -956,4 +956,9 @@ int engine_max_model_len(const engine_t *e) { return e->max_model_len; }
 
 size_t engine_events_min(const engine_t *e) { return (size_t)e->cfg.max_num_seqs * (size_t)(2 + e->cfg.spec.tokens); }
 
+size_t engine_events_room(const engine_t *e)
+{
+    return engine_events_min(e) + (size_t)e->max_slots + ENGINE_PROMPT_LOGPROB_ROWS;
+}
+
 void engine_stats(const engine_t *e, engine_step_stats_t *stats) { fill_stats(e, stats); }

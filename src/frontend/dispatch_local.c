@@ -164,23 +164,17 @@ rt_status_t dispatch_local_create(struct event_base *base, const engine_config_t
     if (!d)
         return rt_error_set(RT_ERR_NOMEM, "dispatch_local_create: out of memory");
     d->base = base;
-    /* engine_step writes a TOKEN per accepted draft and the one sampled,
-     * and a FINISH, per running sequence, and the prompt logprobs
- * (engine_events_min) plus, at the
-     * start of a step, a FINISH per cancelled request; the engine queues up
-     * to 4 x max_num_seqs requests, so room for all of them cancelled at
-     * once as well */
-    d->cap = (size_t)(6 + cfg->spec.tokens) * (size_t)cfg->max_num_seqs + ENGINE_PROMPT_LOGPROB_ROWS;
+    const rt_status_t st = engine_create(cfg, &d->eng);
+    if (st) {
+        dl_free(d);
+        return st;
+    }
+    d->cap = engine_events_room(d->eng);
     d->events = calloc(d->cap, sizeof *d->events);
     d->ev_step = evtimer_new(base, dl_step, d);
     if (!d->events || !d->ev_step) {
         dl_free(d);
         return rt_error_set(RT_ERR_NOMEM, "dispatch_local_create: out of memory");
-    }
-    const rt_status_t st = engine_create(cfg, &d->eng);
-    if (st) {
-        dl_free(d);
-        return st;
     }
     *out = (dispatch_t){.ops = &dl_ops, .self = d};
     return RT_OK;

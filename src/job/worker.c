@@ -374,10 +374,7 @@ int job_worker_main(const cfg_t *cfg, job_role_t role, job_ep_t *ep, MPI_Comm xf
         job_ep_stop(ep);
         return 1;
     }
-    /* engine_events_min is enough (engine.h); the rest lets one step also
-     * end every cancelled request (up to 4 x max_num_seqs) and give prompt
-     * logprobs */
-    w.cap = engine_events_min(w.engine) + 4 * (size_t)ec.max_num_seqs + ENGINE_PROMPT_LOGPROB_ROWS;
+    w.cap = engine_events_room(w.engine);
     w.events = calloc(w.cap, sizeof *w.events);
     w.kv = malloc(CTRL_MAX_KV_EVENTS * sizeof *w.kv);
     w.msg = malloc(sizeof(ctrl_events_t) + w.cap * sizeof(engine_event_t) + CTRL_MAX_KV_EVENTS * sizeof *w.kv);
