@@ -26,7 +26,7 @@ static __global__ void f32_to_f16_kernel(const float *x, __half *y, int64_t n)
 int rcu_f32_to_f16(const float *x, void *y, int64_t n)
 {
     if (n <= 0) return 0;
-    f32_to_f16_kernel<<<grid_for(n), THREADS>>>(x, (__half *)y, n);
+    f32_to_f16_kernel<<<grid_for(n), THREADS, 0, rcu_stream()>>>(x, (__half *)y, n);
     return launched();
 }
 
@@ -40,7 +40,7 @@ static __global__ void embed_kernel(const __half *table, const int32_t *tok, flo
 int rcu_embed_f16(const void *table, const int32_t *tok, float *x, int n_tok, int n)
 {
     if (n_tok <= 0) return 0;
-    embed_kernel<<<n_tok, THREADS>>>((const __half *)table, tok, x, n);
+    embed_kernel<<<n_tok, THREADS, 0, rcu_stream()>>>((const __half *)table, tok, x, n);
     return launched();
 }
 
@@ -54,7 +54,7 @@ int rcu_add_bias(float *y, const float *b, int rows, int n)
 {
     const int64_t total = (int64_t)rows * n;
     if (total <= 0) return 0;
-    add_bias_kernel<<<grid_for(total), THREADS>>>(y, b, total, n);
+    add_bias_kernel<<<grid_for(total), THREADS, 0, rcu_stream()>>>(y, b, total, n);
     return launched();
 }
 
@@ -67,22 +67,24 @@ static __global__ void add_kernel(float *x, const float *y, int64_t n)
 int rcu_add(float *x, const float *y, int64_t n)
 {
     if (n <= 0) return 0;
-    add_kernel<<<grid_for(n), THREADS>>>(x, y, n);
+    add_kernel<<<grid_for(n), THREADS, 0, rcu_stream()>>>(x, y, n);
     return launched();
 }
 
-static __global__ void swiglu_kernel(float *g, const float *u, int64_t n)
+static __global__ void swiglu_f16_kernel(const float *gu, __half *y, int64_t total, int n)
 {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        const float a = g[i];
-        g[i] = a / (1.0f + expf(-a)) * u[i];
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = i / n, j = i % n;
+        const float g = gu[t * 2 * n + j], u = gu[t * 2 * n + n + j];
+        y[i] = __float2half(g / (1.0f + expf(-g)) * u);
     }
 }
 
-int rcu_swiglu(float *g, const float *u, int64_t n)
+int rcu_swiglu_f16(const float *gu, void *y16, int n_tok, int n)
 {
-    if (n <= 0) return 0;
-    swiglu_kernel<<<grid_for(n), THREADS>>>(g, u, n);
+    const int64_t total = (int64_t)n_tok * n;
+    if (total <= 0) return 0;
+    swiglu_f16_kernel<<<grid_for(total), THREADS, 0, rcu_stream()>>>(gu, (__half *)y16, total, n);
     return launched();
 }
 
@@ -96,15 +98,43 @@ static __global__ void gather_rows_kernel(const float *x, const int32_t *rows, f
 int rcu_gather_rows(const float *x, const int32_t *rows, float *y, int n, int width)
 {
     if (n <= 0) return 0;
-    gather_rows_kernel<<<n, THREADS>>>(x, rows, y, width);
+    gather_rows_kernel<<<n, THREADS, 0, rcu_stream()>>>(x, rows, y, width);
     return launched();
 }
 
-// one block per (token, head), a thread per rotated pair
-static __global__ void rope_kernel(float *x, int n_heads, int head_dim, int n_dims, int neox, const float *cs)
+// the sum of every thread's s, to every thread of the block (blockDim a
+// multiple of 32, at most 1024)
+static __device__ float block_sum(float s)
+{
+    __shared__ float part[32];
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+    __syncthreads(); // part may still be read from an earlier call
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = s;
+    __syncthreads();
+    s = 0.0f;
+    for (int w = 0; w < (int)(blockDim.x >> 5); w++) s += part[w];
+    return s;
+}
+
+// one block per (token, head): query heads first, then key heads, whose
+// blocks also store the key and value rows in the cache
+#define QKV_THREADS 64
+static __global__ void qkv_rope_store_kernel(float *qkv, const float *qn, const float *kn, float eps, const float *cs,
+                                             __half *kc, __half *vc, const int32_t *slot, int n_head, int n_kv,
+                                             int head_dim, int n_dims, int neox, int64_t layer_off)
 {
     const int t = blockIdx.x, h = blockIdx.y;
-    float *v = x + ((size_t)t * n_heads + h) * head_dim;
+    const bool is_k = h >= n_head;
+    const size_t stride = (size_t)(n_head + 2 * n_kv) * head_dim;
+    float *v = qkv + (size_t)t * stride + (size_t)h * head_dim; // h counts on into the key heads
+    const float *w = is_k ? kn : qn;
+    if (w) {
+        float s = 0.0f;
+        for (int i = threadIdx.x; i < head_dim; i += blockDim.x) s += v[i] * v[i];
+        const float scale = rsqrtf(block_sum(s) / head_dim + eps);
+        for (int i = threadIdx.x; i < head_dim; i += blockDim.x) v[i] = v[i] * scale * w[i];
+        __syncthreads();
+    }
     const float *c = cs + (size_t)t * n_dims;
     const int half = n_dims / 2;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
@@ -114,32 +144,25 @@ static __global__ void rope_kernel(float *x, int n_heads, int head_dim, int n_di
         v[a] = x0 * co - x1 * si;
         v[b] = x0 * si + x1 * co;
     }
-}
-
-int rcu_rope(float *x, int n_tok, int n_heads, int head_dim, int n_dims, int neox, const float *cs)
-{
-    if (n_tok <= 0 || n_heads <= 0) return 0;
-    if (n_dims > head_dim || n_dims % 2) return (int)cudaErrorInvalidValue;
-    rope_kernel<<<dim3(n_tok, n_heads), 64>>>(x, n_heads, head_dim, n_dims, neox, cs);
-    return launched();
-}
-
-static __global__ void kv_store_kernel(const float *k, const float *v, __half *kc, __half *vc, const int32_t *slot,
-                                       int kv_dim, int64_t layer_off)
-{
-    const int t = blockIdx.x;
-    const size_t dst = (size_t)layer_off + (size_t)slot[t] * kv_dim;
-    for (int d = threadIdx.x; d < kv_dim; d += blockDim.x) {
-        kc[dst + d] = __float2half(k[(size_t)t * kv_dim + d]);
-        vc[dst + d] = __float2half(v[(size_t)t * kv_dim + d]);
+    if (!is_k) return;
+    __syncthreads();
+    const int kvh = h - n_head, kv_dim = n_kv * head_dim;
+    const float *vv = v + (size_t)n_kv * head_dim; // this head's value row
+    const size_t dst = (size_t)layer_off + (size_t)slot[t] * kv_dim + (size_t)kvh * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        kc[dst + d] = __float2half(v[d]);
+        vc[dst + d] = __float2half(vv[d]);
     }
 }
 
-int rcu_kv_store(const float *k, const float *v, void *kc, void *vc, const int32_t *slot, int n_tok, int kv_dim,
-                 int64_t layer_off)
+int rcu_qkv_rope_store(float *qkv, const float *qn, const float *kn, float eps, const float *cs, void *kc, void *vc,
+                       const int32_t *slot, int n_tok, int n_head, int n_kv, int head_dim, int n_dims, int neox,
+                       int64_t layer_off)
 {
-    if (n_tok <= 0) return 0;
-    kv_store_kernel<<<n_tok, THREADS>>>(k, v, (__half *)kc, (__half *)vc, slot, kv_dim, layer_off);
+    if (n_tok <= 0 || n_head <= 0) return 0;
+    if (n_dims > head_dim || n_dims % 2 || n_kv <= 0) return (int)cudaErrorInvalidValue;
+    qkv_rope_store_kernel<<<dim3(n_tok, n_head + n_kv), QKV_THREADS, 0, rcu_stream()>>>(
+        qkv, qn, kn, eps, cs, (__half *)kc, (__half *)vc, slot, n_head, n_kv, head_dim, n_dims, neox, layer_off);
     return launched();
 }
 
@@ -151,14 +174,15 @@ int rcu_kv_store(const float *k, const float *v, void *kc, void *vc, const int32
 #define ATT_WARPS 4
 #define ATT_MAX_DPL 8 // head_dim <= 256
 
-static __global__ void attention_kernel(const float *q, const __half *kc, const __half *vc, float *out,
-                                        const int32_t *pos, const int32_t *tab, const int32_t *tables, int n_head,
+static __global__ void attention_kernel(const float *q, int q_stride, const __half *kc, const __half *vc,
+                                        __half *out, const int32_t *pos, const int32_t *tab, const int32_t *tables,
+                                        int n_head,
                                         int n_kv, int head_dim, int block_size, int64_t layer_off, float scale)
 {
     const int t = blockIdx.x, h = blockIdx.y;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int kv_dim = n_kv * head_dim, kvh = h / (n_head / n_kv);
-    const float *qh = q + ((size_t)t * n_head + h) * head_dim;
+    const float *qh = q + (size_t)t * q_stride + (size_t)h * head_dim;
     float qr[ATT_MAX_DPL], acc[ATT_MAX_DPL];
     const int dpl = (head_dim + 31) / 32;
     for (int j = 0; j < ATT_MAX_DPL; j++) {
@@ -198,22 +222,22 @@ static __global__ void attention_kernel(const float *q, const __half *kc, const 
     for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, sm[w]);
     float L = 0.0f;
     for (int w = 0; w < ATT_WARPS; w++) L += sm[w] == -INFINITY ? 0.0f : sl[w] * expf(sm[w] - M);
-    float *oh = out + ((size_t)t * n_head + h) * head_dim;
+    __half *oh = out + ((size_t)t * n_head + h) * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float o = 0.0f;
         for (int w = 0; w < ATT_WARPS; w++)
             if (sm[w] != -INFINITY) o += sacc[w][d] * expf(sm[w] - M);
-        oh[d] = o / L;
+        oh[d] = __float2half(o / L);
     }
 }
 
-int rcu_attention(const float *q, const void *kc, const void *vc, float *out, const int32_t *pos, const int32_t *tab,
-                  const int32_t *tables, int n_tok, int n_head, int n_kv, int head_dim, int block_size,
-                  int64_t layer_off, float scale)
+int rcu_attention(const float *q, int q_stride, const void *kc, const void *vc, void *out16, const int32_t *pos,
+                  const int32_t *tab, const int32_t *tables, int n_tok, int n_head, int n_kv, int head_dim,
+                  int block_size, int64_t layer_off, float scale)
 {
     if (n_tok <= 0) return 0;
     if (head_dim > 32 * ATT_MAX_DPL || n_kv <= 0 || n_head % n_kv) return (int)cudaErrorInvalidValue;
-    attention_kernel<<<dim3(n_tok, n_head), 32 * ATT_WARPS>>>(q, (const __half *)kc, (const __half *)vc, out, pos,
+    attention_kernel<<<dim3(n_tok, n_head), 32 * ATT_WARPS, 0, rcu_stream()>>>(q, q_stride, (const __half *)kc, (const __half *)vc, (__half *)out16, pos,
                                                               tab, tables, n_head, n_kv, head_dim, block_size,
                                                               layer_off, scale);
     return launched();

@@ -28,7 +28,7 @@ int rcu_matvec_q8_0(const void *W, const float *x, float *y, int rows, int n)
 {
     if (rows <= 0 || n <= 0 || n % 32) return (int)cudaErrorInvalidValue;
     const int warps = 8;
-    matvec_q8_0_kernel<<<(rows + warps - 1) / warps, warps * 32>>>(
+    matvec_q8_0_kernel<<<(rows + warps - 1) / warps, warps * 32, 0, rcu_stream()>>>(
         (const block_q8_0_dev *)W, x, y, rows, n);
     return (int)cudaGetLastError();
 }

@@ -12,9 +12,17 @@
  * returning the table below.
  *
  * Every entry returns 0 or a cudaError_t / cublasStatus_t value (say which
- * with error_string); all work goes to the calling thread's current device
- * and its default stream, in order. Pointers are device pointers unless
- * named host. Layouts are row-major.
+ * with error_string). Kernels and cuBLAS calls go to the library's one
+ * stream on the current device, in order; the copies are synchronous and
+ * ordered with that stream's work (a copy starts after the work before it
+ * and the work after it starts after the copy). Pointers are device
+ * pointers unless named host. Layouts are row-major.
+ *
+ * Graphs (CUDA graphs): between graph_begin and graph_end the kernels and
+ * cuBLAS calls are recorded, not run (no copies or allocations in
+ * between); graph_launch then runs the recorded work with the arguments
+ * it was recorded with, reading whatever the buffers hold at launch. One
+ * launch replaces hundreds of kernel launches in a decode step.
  */
 #ifndef ROTOR_CUDA_KERNELS_H
 #define ROTOR_CUDA_KERNELS_H
@@ -25,7 +33,8 @@
 extern "C" {
 #endif
 
-#define RT_CUDA_API_VERSION 2
+#define RT_CUDA_API_VERSION 3
+#define RT_CUDA_GEMV_MAX_TOKENS 8
 
 typedef struct rt_cuda_api {
     int version; /* RT_CUDA_API_VERSION */
@@ -51,34 +60,52 @@ typedef struct rt_cuda_api {
     int (*f32_to_f16)(const float *x, void *y, int64_t n);
     /* x[t, :] = table[tok[t], :] (table f16, (n_vocab, n)) */
     int (*embed_f16)(const void *table, const int32_t *tok, float *x, int n_tok, int n);
-    /* y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w */
-    int (*rmsnorm)(const float *x, const float *w, float *y, int rows, int n, float eps);
+    /* RMSNorm into f16, the matmul's input: with res (else NULL) first
+     * x[r, :] += res[r, :] (written back: the residual add fused in); then
+     * y16[r, :] = f16(x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w) */
+    int (*rmsnorm_f16)(float *x, const float *res, const float *w, void *y16, int rows, int n, float eps);
     /* y[r, :] += b */
     int (*add_bias)(float *y, const float *b, int rows, int n);
     /* x += y */
     int (*add)(float *x, const float *y, int64_t n);
-    /* g = silu(g) * u */
-    int (*swiglu)(float *g, const float *u, int64_t n);
+    /* y16[t, i] = f16(silu(gu[t, i]) * gu[t, n + i]): gu (n_tok, 2n), the
+     * gate and up projections of one matmul */
+    int (*swiglu_f16)(const float *gu, void *y16, int n_tok, int n);
     /* y[j, :] = x[rows[j], :] for j < n */
     int (*gather_rows)(const float *x, const int32_t *rows, float *y, int n, int width);
-    /* RoPE of x (n_tok, n_heads, head_dim) in place, the first n_dims of each
-     * head; cs (n_tok, n_dims): cos, sin of each pair (cpu_rope_table);
-     * neox: pairs (i, i + n_dims/2), else (2i, 2i + 1) */
-    int (*rope)(float *x, int n_tok, int n_heads, int head_dim, int n_dims, int neox, const float *cs);
-    /* the KV cache: k and v (n_layer, n_blocks, block_size, kv_dim) f16;
-     * store token t's k, v rows (kv_dim each) at slot[t] (block * block_size
-     * + offset) of the layer starting layer_off elements in */
-    int (*kv_store)(const float *k, const float *v, void *kc, void *vc, const int32_t *slot, int n_tok,
-                    int kv_dim, int64_t layer_off);
-    /* paged attention: token t's query heads (n_head x head_dim at q + t *
-     * n_head * head_dim) over positions 0..pos[t] of its sequence, whose
-     * block ids are tables[tab[t]...]; grouped-query (head h reads kv head
-     * h / (n_head / n_kv)); softmax(q.k * scale) v into out (same shape as q) */
-    int (*attention)(const float *q, const void *kc, const void *vc, float *out, const int32_t *pos,
+    /* qkv (n_tok, (n_head + 2 n_kv) head_dim): each token's query heads,
+     * key heads and value heads, one matmul's output. In place: every query
+     * and key head RMS-normed with qn / kn (head_dim weights; NULL = none:
+     * Qwen3 has them), then RoPE'd on its first n_dims (cs (n_tok, n_dims):
+     * cos, sin of each pair, cpu_rope_table; neox: pairs (i, i + n_dims/2),
+     * else (2i, 2i + 1)); then each token's key and value rows go to the KV
+     * cache, k and v (n_layer, n_blocks, block_size, n_kv head_dim) f16, at
+     * slot[t] (block * block_size + offset) of the layer starting layer_off
+     * elements in */
+    int (*qkv_rope_store)(float *qkv, const float *qn, const float *kn, float eps, const float *cs, void *kc, void *vc,
+                          const int32_t *slot, int n_tok, int n_head, int n_kv, int head_dim, int n_dims, int neox,
+                          int64_t layer_off);
+    /* paged attention: token t's query heads (n_head x head_dim from q + t *
+     * q_stride) over positions 0..pos[t] of its sequence, whose block ids
+     * are tables[tab[t]...]; grouped-query (head h reads kv head h / (n_head
+     * / n_kv)); softmax(q.k * scale) v into out16 (n_tok, n_head x head_dim) f16 */
+    int (*attention)(const float *q, int q_stride, const void *kc, const void *vc, void *out16, const int32_t *pos,
                      const int32_t *tab, const int32_t *tables, int n_tok, int n_head, int n_kv, int head_dim,
                      int block_size, int64_t layer_off, float scale);
     /* the first kernels' checks (rotor-cuda-check) */
     int (*matvec_q8_0)(const void *w, const float *x, float *y, int rows, int n);
+    /* page-locked host memory (faster copies); freed by host_free */
+    int (*host_alloc)(void **host_p, uint64_t bytes);
+    int (*host_free)(void *host_p);
+    /* graphs (see above): *graph is owned by the caller, freed by graph_destroy;
+     * graph_end ends a recording also when it fails (*graph NULL then) */
+    int (*graph_begin)(void);
+    int (*graph_end)(void **graph);
+    int (*graph_launch)(void *graph);
+    int (*graph_destroy)(void *graph);
+    /* gemm_f16's product for 1..RT_CUDA_GEMV_MAX_TOKENS tokens in one kernel
+     * that reads each weight row once (k a multiple of 8, rows 16-byte aligned) */
+    int (*gemv_f16)(const void *w, const void *x, float *y, int n_out, int n_tok, int k);
 } rt_cuda_api_t;
 
 /* Exported by librotor_cuda.so. */

@@ -71,6 +71,8 @@ typedef struct {
     int64_t disk_kv_bytes;      /* the disk tier's size; 0 = none */
     const engine_ep_t *ep;      /* expert parallelism (cpu backend); NULL = none */
     int cuda_device;            /* cuda backend: the GPU; -1 = the node-local rank modulo the GPUs */
+    int cuda_graph_max_tokens;  /* cuda backend: steps of up to this many tokens run as CUDA graphs; 0 = none */
+    int cuda_gemv_max_tokens;   /* cuda backend: matmuls of up to this many tokens skip cuBLAS; 0 = never */
     double gpu_memory_utilization; /* cuda backend: share of the GPU's memory for weights, scratch and
                                       the KV pool (the pool's size unless kv_blocks is set) */
     struct {                    /* speculative decoding by n-gram lookup (spec_ngram.h) */
@@ -185,6 +187,7 @@ typedef struct {
     int64_t spec_draft_tokens_total;   /* speculative decoding: draft tokens verified */
     int64_t spec_accepted_tokens_total; /* of those, accepted (each saved a decode step) */
     double step_s;
+    double forward_s;                  /* of step_s, the backend's forward pass (the rest: scheduling, sampling) */
 } engine_step_stats_t;
 
 /* Backend ops table: designated initializers in a static registry. */

@@ -54,6 +54,13 @@ static const cfg_key_t cfg_key_table[] = {
     {"engine:cuda_device", CFG_INT, "-1", -1, 1024,
      "cuda backend: the GPU this rank uses; -1 = its node-local rank (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID) "
      "modulo the GPUs it sees."},
+    {"engine:cuda_gemv_max_tokens", CFG_INT, "8", 0, 8,
+     "cuda backend: matmuls of up to this many tokens (decode steps of few sequences) run in rotor's own "
+     "kernel, which reads each weight row once for all of them, instead of cuBLAS; 0 = cuBLAS always."},
+    {"engine:cuda_graph_max_tokens", CFG_INT, "512", 0, 65536,
+     "cuda backend: steps of up to this many tokens (decode steps, small prefill chunks) run as CUDA graphs, "
+     "one recorded per batch shape the second time it is seen (one launch instead of hundreds); 0 = no graphs "
+     "(vLLM's enforce_eager)."},
     {"disagg:max_local_prefill_tokens", CFG_INT, "1000", 0, 1073741824,
      "Disaggregated serving (roles:prefill and roles:decode set): a prompt whose tokens not already cached on "
      "its decode worker number more than this is prefilled on a prefill worker and its KV moved to the decode "

@@ -40,7 +40,8 @@ engine_config_t engine_config_default(void)
 {
     engine_config_t c = {.backend = "cpu", .threads = 0, .block_size = 16, .kv_blocks = 0,
                          .kv_bytes = 256ll << 20, .max_num_seqs = 64, .max_num_batched_tokens = 512,
-                         .max_model_len = 0, .kv_type = RT_TYPE_F16, .cuda_device = -1,
+                         .max_model_len = 0, .kv_type = RT_TYPE_F16, .cuda_device = -1, .cuda_graph_max_tokens = 512,
+                         .cuda_gemv_max_tokens = 8,
                          .gpu_memory_utilization = 0.9};
     c.sim.gpu = "h100";
     c.sim.shape = "file";
@@ -605,9 +606,12 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
     }
 
     rt_status_t st = RT_OK;
+    double forward_s = 0;
     if (pl.nseq > 0) {
         model_batch_t b = {pl.nt, e->b_tokens, e->b_pos, e->b_seq, e->b_logits, e->b_tables, pl.nseq};
+        const double tf = now_s();
         st = e->ops->forward(e->backend, &b, e->logits);
+        forward_s = now_s() - tf;
     }
     const double t_fwd_real = pl.nseq > 0 ? now_real_s() : t0_real;
     /* outputs: advance, commit full blocks, sample where the batch had logits */
@@ -648,6 +652,7 @@ rt_status_t engine_step(engine_t *e, engine_event_t *ev, size_t cap, size_t *n_e
         stats->n_decode_tokens = pl.n_dec;
         stats->n_spec_draft_tokens = (int)(e->spec_drafted - drafted0);
         stats->n_spec_accepted_tokens = (int)(e->spec_accepted - accepted0);
+        stats->forward_s = forward_s;
         stats->step_s = now_s() - t0;
     }
     *n_events = n;

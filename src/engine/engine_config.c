@@ -42,6 +42,8 @@ rt_status_t engine_config_from_cfg(const cfg_t *c, const char *model_path, engin
     e.disk_kv_dir = cfg_str(c, "kvbm:disk_dir");
     e.disk_kv_bytes = cfg_int(c, "kvbm:disk_bytes");
     e.cuda_device = (int)cfg_int(c, "engine:cuda_device");
+    e.cuda_graph_max_tokens = (int)cfg_int(c, "engine:cuda_graph_max_tokens");
+    e.cuda_gemv_max_tokens = (int)cfg_int(c, "engine:cuda_gemv_max_tokens");
     e.gpu_memory_utilization = cfg_float(c, "engine:gpu_memory_utilization");
     e.sim.gpu = cfg_str(c, "sim:gpu");
     e.sim.shape = cfg_str(c, "sim:shape");

@@ -11,7 +11,11 @@
  * Each op computes what its kernel does, with the same roundings: matmul
  * inputs are f16 and accumulate in f32 (here: double, then f32), the KV
  * cache is f16, activations f32. Memory is malloc'd; "device" pointers are
- * host pointers.
+ * host pointers. Graphs behave as CUDA's do: between graph_begin and
+ * graph_end the ops are recorded with their arguments and not run (a copy
+ * or an allocation then is an error), and graph_launch runs them reading
+ * the buffers as they are at launch, so a backend that relied on recorded
+ * work having run, or on arguments that change between launches, fails here.
  */
 #include <math.h>
 #include <stdio.h>
@@ -54,6 +58,33 @@ static int device_name(int device, char *name, int n)
     snprintf(name, (size_t)n, "host (librotor_cuda_host.so, no GPU)");
     return 0;
 }
+/* graphs: a recorded call, an op and its arguments */
+enum { OP_GEMM, OP_GEMV, OP_F16, OP_EMBED, OP_RMSNORM, OP_BIAS, OP_ADD, OP_SWIGLU, OP_GATHER, OP_QKV, OP_ATTN };
+typedef struct {
+    int op;
+    const void *p[8];
+    int64_t i[8];
+    float f[2];
+} host_call_t;
+typedef struct {
+    host_call_t *calls;
+    int n, cap;
+} host_graph_t;
+static host_graph_t *recording;
+#define ERR_CAPTURE 900 /* cudaErrorStreamCaptureUnsupported */
+
+static int record(host_call_t c)
+{
+    if (recording->n == recording->cap) {
+        const int cap = recording->cap ? 2 * recording->cap : 64;
+        host_call_t *n = realloc(recording->calls, sizeof *n * (size_t)cap);
+        if (!n) return 2;
+        recording->calls = n;
+        recording->cap = cap;
+    }
+    recording->calls[recording->n++] = c;
+    return 0;
+}
 /* a "device" of 4 GiB ($ROTOR_CUDA_HOST_MEMORY bytes if set): each
  * allocation carries its size in front, so mem_info can say what is free */
 #define HEADER 64
@@ -74,6 +105,7 @@ static int mem_info(uint64_t *free_bytes, uint64_t *total_bytes)
 static int dmalloc(void **p, uint64_t bytes)
 {
     *p = NULL;
+    if (recording) return ERR_CAPTURE;
     if (allocated + bytes > host_memory()) return 2; /* cudaErrorMemoryAllocation */
     char *b = calloc(1, HEADER + (bytes ? bytes : 1));
     if (!b) return 2;
@@ -94,6 +126,7 @@ static int dfree(void *p)
 }
 static int copy(void *d, const void *s, uint64_t n)
 {
+    if (recording) return ERR_CAPTURE;
     if (n) memcpy(d, s, n);
     return 0;
 }
@@ -110,8 +143,14 @@ static int blas_destroy(void *h)
     return 0;
 }
 
+#define RECORD(...)                                                                                                    \
+    do {                                                                                                               \
+        if (recording) return record((host_call_t){__VA_ARGS__});                                                     \
+    } while (0)
+
 static int gemm_f16(void *h, const void *w, const void *x, float *y, int n_out, int n_tok, int k)
 {
+    RECORD(.op = OP_GEMM, .p = {h, w, x, y}, .i = {n_out, n_tok, k});
     (void)h;
     const uint16_t *W = w, *X = x;
     float *xf = malloc(sizeof(float) * (size_t)k);
@@ -129,8 +168,17 @@ static int gemm_f16(void *h, const void *w, const void *x, float *y, int n_out, 
     return 0;
 }
 
+/* the same product as gemm_f16, for a few tokens */
+static int gemv_f16(const void *w, const void *x, float *y, int n_out, int n_tok, int k)
+{
+    RECORD(.op = OP_GEMV, .p = {w, x, y}, .i = {n_out, n_tok, k});
+    if (n_out <= 0 || n_tok < 1 || n_tok > RT_CUDA_GEMV_MAX_TOKENS || k <= 0 || k % 8) return 1;
+    return gemm_f16(NULL, w, x, y, n_out, n_tok, k);
+}
+
 static int f32_to_f16(const float *x, void *y, int64_t n)
 {
+    RECORD(.op = OP_F16, .p = {x, y}, .i = {n});
     uint16_t *o = y;
     for (int64_t i = 0; i < n; i++) o[i] = rt_fp32_to_fp16(x[i]);
     return 0;
@@ -138,27 +186,32 @@ static int f32_to_f16(const float *x, void *y, int64_t n)
 
 static int embed_f16(const void *table, const int32_t *tok, float *x, int n_tok, int n)
 {
+    RECORD(.op = OP_EMBED, .p = {table, tok, x}, .i = {n_tok, n});
     const uint16_t *t = table;
     for (int i = 0; i < n_tok; i++)
         for (int j = 0; j < n; j++) x[(size_t)i * n + j] = rt_fp16_to_fp32(t[(size_t)tok[i] * n + j]);
     return 0;
 }
 
-static int rmsnorm(const float *x, const float *w, float *y, int rows, int n, float eps)
+static int rmsnorm_f16(float *x, const float *res, const float *w, void *y16, int rows, int n, float eps)
 {
+    RECORD(.op = OP_RMSNORM, .p = {x, res, w, y16}, .i = {rows, n}, .f = {eps});
+    uint16_t *y = y16;
     for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * n;
-        float *yr = y + (size_t)r * n;
+        float *xr = x + (size_t)r * n;
+        if (res)
+            for (int i = 0; i < n; i++) xr[i] += res[(size_t)r * n + i];
         float s = 0;
         for (int i = 0; i < n; i++) s += xr[i] * xr[i];
         const float scale = 1.0f / sqrtf(s / n + eps);
-        for (int i = 0; i < n; i++) yr[i] = xr[i] * scale * w[i];
+        for (int i = 0; i < n; i++) y[(size_t)r * n + i] = rt_fp32_to_fp16(xr[i] * scale * w[i]);
     }
     return 0;
 }
 
 static int add_bias(float *y, const float *b, int rows, int n)
 {
+    RECORD(.op = OP_BIAS, .p = {y, b}, .i = {rows, n});
     for (int r = 0; r < rows; r++)
         for (int i = 0; i < n; i++) y[(size_t)r * n + i] += b[i];
     return 0;
@@ -166,29 +219,54 @@ static int add_bias(float *y, const float *b, int rows, int n)
 
 static int add(float *x, const float *y, int64_t n)
 {
+    RECORD(.op = OP_ADD, .p = {x, y}, .i = {n});
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
     return 0;
 }
 
-static int swiglu(float *g, const float *u, int64_t n)
+static int swiglu_f16(const float *gu, void *y16, int n_tok, int n)
 {
-    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    RECORD(.op = OP_SWIGLU, .p = {gu, y16}, .i = {n_tok, n});
+    uint16_t *y = y16;
+    for (int t = 0; t < n_tok; t++)
+        for (int i = 0; i < n; i++) {
+            const float g = gu[(size_t)t * 2 * n + i], u = gu[(size_t)t * 2 * n + n + i];
+            y[(size_t)t * n + i] = rt_fp32_to_fp16(g / (1.0f + expf(-g)) * u);
+        }
     return 0;
 }
 
 static int gather_rows(const float *x, const int32_t *rows, float *y, int n, int width)
 {
+    RECORD(.op = OP_GATHER, .p = {x, rows, y}, .i = {n, width});
     for (int j = 0; j < n; j++) memmove(y + (size_t)j * width, x + (size_t)rows[j] * width, sizeof(float) * (size_t)width);
     return 0;
 }
 
-static int rope(float *x, int n_tok, int n_heads, int head_dim, int n_dims, int neox, const float *cs)
+static void head_norm(float *v, const float *w, int n, float eps)
 {
-    const int half = n_dims / 2;
-    for (int t = 0; t < n_tok; t++)
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + ((size_t)t * n_heads + h) * head_dim;
-            const float *c = cs + (size_t)t * n_dims;
+    float s = 0;
+    for (int i = 0; i < n; i++) s += v[i] * v[i];
+    const float scale = 1.0f / sqrtf(s / n + eps);
+    for (int i = 0; i < n; i++) v[i] = v[i] * scale * w[i];
+}
+
+static int qkv_rope_store(float *qkv, const float *qn, const float *kn, float eps, const float *cs, void *kc, void *vc,
+                          const int32_t *slot, int n_tok, int n_head, int n_kv, int head_dim, int n_dims, int neox,
+                          int64_t layer_off)
+{
+    RECORD(.op = OP_QKV, .p = {qkv, qn, kn, cs, kc, vc, slot},
+           .i = {n_tok, n_head, n_kv, head_dim, n_dims, neox, layer_off}, .f = {eps});
+    if (n_dims > head_dim || n_dims % 2 || n_kv <= 0) return 1;
+    uint16_t *K = kc, *V = vc;
+    const int half = n_dims / 2, kv_dim = n_kv * head_dim;
+    const size_t stride = (size_t)(n_head + 2 * n_kv) * head_dim;
+    for (int t = 0; t < n_tok; t++) {
+        const float *c = cs + (size_t)t * n_dims;
+        for (int h = 0; h < n_head + n_kv; h++) {
+            float *v = qkv + (size_t)t * stride + (size_t)h * head_dim;
+            const float *w = h < n_head ? qn : kn;
+            if (w) head_norm(v, w, head_dim, eps);
             for (int i = 0; i < half; i++) {
                 const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
                 const float x0 = v[a], x1 = v[b];
@@ -196,27 +274,22 @@ static int rope(float *x, int n_tok, int n_heads, int head_dim, int n_dims, int 
                 v[b] = x0 * c[2 * i + 1] + x1 * c[2 * i];
             }
         }
-    return 0;
-}
-
-static int kv_store(const float *k, const float *v, void *kc, void *vc, const int32_t *slot, int n_tok, int kv_dim,
-                    int64_t layer_off)
-{
-    uint16_t *K = kc, *V = vc;
-    for (int t = 0; t < n_tok; t++) {
+        const float *k = qkv + (size_t)t * stride + (size_t)n_head * head_dim, *vv = k + kv_dim;
         const size_t dst = (size_t)layer_off + (size_t)slot[t] * kv_dim;
         for (int d = 0; d < kv_dim; d++) {
-            K[dst + d] = rt_fp32_to_fp16(k[(size_t)t * kv_dim + d]);
-            V[dst + d] = rt_fp32_to_fp16(v[(size_t)t * kv_dim + d]);
+            K[dst + d] = rt_fp32_to_fp16(k[d]);
+            V[dst + d] = rt_fp32_to_fp16(vv[d]);
         }
     }
     return 0;
 }
 
-static int attention(const float *q, const void *kc, const void *vc, float *out, const int32_t *pos,
+static int attention(const float *q, int q_stride, const void *kc, const void *vc, void *out16, const int32_t *pos,
                      const int32_t *tab, const int32_t *tables, int n_tok, int n_head, int n_kv, int head_dim,
                      int block_size, int64_t layer_off, float scale)
 {
+    RECORD(.op = OP_ATTN, .p = {q, kc, vc, out16, pos, tab, tables},
+           .i = {n_tok, n_head, n_kv, head_dim, block_size, layer_off, q_stride}, .f = {scale});
     const uint16_t *K = kc, *V = vc;
     const int kv_dim = n_kv * head_dim;
     float *sc = NULL;
@@ -232,7 +305,7 @@ static int attention(const float *q, const void *kc, const void *vc, float *out,
         sc = s2;
         for (int h = 0; h < n_head; h++) {
             const int kvh = h / (n_head / n_kv);
-            const float *qh = q + ((size_t)t * n_head + h) * head_dim;
+            const float *qh = q + (size_t)t * q_stride + (size_t)h * head_dim;
             float m = -INFINITY;
             for (int p = 0; p <= last; p++) {
                 const size_t row = (size_t)layer_off +
@@ -253,8 +326,8 @@ static int attention(const float *q, const void *kc, const void *vc, float *out,
                 l += e;
                 for (int d = 0; d < head_dim; d++) o[d] += e * rt_fp16_to_fp32(V[row + d]);
             }
-            float *oh = out + ((size_t)t * n_head + h) * head_dim;
-            for (int d = 0; d < head_dim; d++) oh[d] = (float)(o[d] / l);
+            uint16_t *oh = (uint16_t *)out16 + ((size_t)t * n_head + h) * head_dim;
+            for (int d = 0; d < head_dim; d++) oh[d] = rt_fp32_to_fp16((float)(o[d] / l));
         }
     }
     free(sc);
@@ -262,10 +335,90 @@ static int attention(const float *q, const void *kc, const void *vc, float *out,
     return 0;
 }
 
+/* Q8_0 rows: blocks of an f16 scale and 32 int8 values */
 static int matvec_q8_0(const void *w, const float *x, float *y, int rows, int n)
 {
-    (void)w, (void)x, (void)y, (void)rows, (void)n;
-    return 1; /* not needed by the engine */
+    if (rows <= 0 || n <= 0 || n % 32) return 1;
+    const unsigned char *b = w;
+    for (int r = 0; r < rows; r++) {
+        float acc = 0;
+        for (int k = 0; k < n / 32; k++, b += 34) {
+            uint16_t d;
+            memcpy(&d, b, 2);
+            float s = 0;
+            for (int j = 0; j < 32; j++) s += (float)(signed char)b[2 + j] * x[k * 32 + j];
+            acc += rt_fp16_to_fp32(d) * s;
+        }
+        y[r] = acc;
+    }
+    return 0;
+}
+
+static int host_alloc(void **p, uint64_t bytes)
+{
+    *p = malloc(bytes ? bytes : 1);
+    return *p ? 0 : 2;
+}
+static int host_free(void *p)
+{
+    free(p);
+    return 0;
+}
+
+static int graph_begin(void)
+{
+    if (recording) return ERR_CAPTURE;
+    recording = calloc(1, sizeof *recording);
+    return recording ? 0 : 2;
+}
+static int graph_end(void **graph)
+{
+    *graph = recording;
+    const int e = recording ? 0 : 1;
+    recording = NULL;
+    return e;
+}
+static int graph_destroy(void *graph)
+{
+    host_graph_t *g = graph;
+    if (g) free(g->calls);
+    free(g);
+    return 0;
+}
+static int graph_launch(void *graph)
+{
+    const host_graph_t *g = graph;
+    if (recording || !g) return ERR_CAPTURE;
+    for (int j = 0; j < g->n; j++) {
+        const host_call_t *c = &g->calls[j];
+        const void *const *p = c->p;
+        const int64_t *i = c->i;
+        int e = 0;
+        switch (c->op) {
+        case OP_GEMM: e = gemm_f16((void *)p[0], p[1], p[2], (float *)p[3], (int)i[0], (int)i[1], (int)i[2]); break;
+        case OP_GEMV: e = gemv_f16(p[0], p[1], (float *)p[2], (int)i[0], (int)i[1], (int)i[2]); break;
+        case OP_F16: e = f32_to_f16(p[0], (void *)p[1], i[0]); break;
+        case OP_EMBED: e = embed_f16(p[0], p[1], (float *)p[2], (int)i[0], (int)i[1]); break;
+        case OP_RMSNORM:
+            e = rmsnorm_f16((float *)p[0], p[1], p[2], (void *)p[3], (int)i[0], (int)i[1], c->f[0]);
+            break;
+        case OP_BIAS: e = add_bias((float *)p[0], p[1], (int)i[0], (int)i[1]); break;
+        case OP_ADD: e = add((float *)p[0], p[1], i[0]); break;
+        case OP_SWIGLU: e = swiglu_f16(p[0], (void *)p[1], (int)i[0], (int)i[1]); break;
+        case OP_GATHER: e = gather_rows(p[0], p[1], (float *)p[2], (int)i[0], (int)i[1]); break;
+        case OP_QKV:
+            e = qkv_rope_store((float *)p[0], p[1], p[2], c->f[0], p[3], (void *)p[4], (void *)p[5], p[6], (int)i[0],
+                               (int)i[1], (int)i[2], (int)i[3], (int)i[4], (int)i[5], i[6]);
+            break;
+        case OP_ATTN:
+            e = attention(p[0], (int)i[6], p[1], p[2], (void *)p[3], p[4], p[5], p[6], (int)i[0], (int)i[1], (int)i[2],
+                          (int)i[3], (int)i[4], i[5], c->f[0]);
+            break;
+        default: e = 1;
+        }
+        if (e) return e;
+    }
+    return 0;
 }
 
 static const rt_cuda_api_t api = {
@@ -286,15 +439,21 @@ static const rt_cuda_api_t api = {
     .gemm_f16 = gemm_f16,
     .f32_to_f16 = f32_to_f16,
     .embed_f16 = embed_f16,
-    .rmsnorm = rmsnorm,
+    .rmsnorm_f16 = rmsnorm_f16,
     .add_bias = add_bias,
     .add = add,
-    .swiglu = swiglu,
+    .swiglu_f16 = swiglu_f16,
     .gather_rows = gather_rows,
-    .rope = rope,
-    .kv_store = kv_store,
+    .qkv_rope_store = qkv_rope_store,
     .attention = attention,
     .matvec_q8_0 = matvec_q8_0,
+    .host_alloc = host_alloc,
+    .host_free = host_free,
+    .graph_begin = graph_begin,
+    .graph_end = graph_end,
+    .graph_launch = graph_launch,
+    .graph_destroy = graph_destroy,
+    .gemv_f16 = gemv_f16,
 };
 
 __attribute__((visibility("default"))) const rt_cuda_api_t *rt_cuda_api(void) { return &api; }

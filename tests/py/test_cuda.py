@@ -111,11 +111,42 @@ def test_cuda_backend_with_drafts_and_prompt_logprobs_on_the_host(tmp_path, monk
     assert outs["ngram"] == outs["none"] and all(outs["none"])
 
 
+@built
+def test_cuda_graphs_give_the_eager_tokens_on_the_host(tmp_path, monkeypatch):
+    """Steps run as CUDA graphs (engine:cuda_graph_max_tokens) give exactly
+    the tokens of eager steps. The host table records a graph's calls with
+    their arguments and replays them reading the buffers as they are at
+    launch, as CUDA does, so a step input that the graph would not see (a
+    pointer that moves, a value passed by value) changes the tokens here.
+    Decodes of 1-4 sequences, mixed prefill and decode steps, and a prompt
+    scored with echo (many logits rows) reuse shapes, so graphs replay."""
+    model = gen_model("cuda-host-llama", "--type", "f16", "--arch", "llama", "--tokenizer", "bpe", "--n-vocab",
+                      "2000", "--n-ctx", "512", "--seed", "45")
+    monkeypatch.setitem(jobutil.JOB_ENV, "ROTOR_CUDA_LIB", HOST_LIB)
+    outs, logs = {}, {}
+    for graphs in ("0", "512"):
+        with start_job(model, tmp_path / graphs, np=2, overrides={
+                "engine:backend": "cuda", "engine:cuda_graph_max_tokens": graphs, "engine:max_num_seqs": "4",
+                "engine:max_num_batched_tokens": "64"}) as job:
+            one = greedy_completions(job, PROMPTS, max_tokens=20)
+            many = greedy_completions(job, PROMPTS, max_tokens=20, concurrent=True)
+            name = requests.get(job.url + "/v1/models", timeout=10).json()["data"][0]["id"]
+            echo = requests.post(job.url + "/v1/completions", json={
+                "model": name, "prompt": PROMPTS[0], "max_tokens": 1, "temperature": 0, "logprobs": 0,
+                "echo": True}, timeout=60).json()["choices"][0]["logprobs"]["token_logprobs"]
+            outs[graphs] = (one, many, echo)
+            logs[graphs] = job.output()
+    assert all(outs["0"][0]) and len(outs["0"][2]) > 20
+    assert outs["512"] == outs["0"]
+    assert "run as CUDA graphs" in logs["512"] and "run as CUDA graphs" not in logs["0"]
+    assert "no graph for steps" not in logs["512"]
+
+
 def test_check_tool_loads_the_library():
     r = subprocess.run([CHECK], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     if not has_gpu():
-        assert "librotor_cuda.so loaded (interface 2); no CUDA device" in r.stdout
+        assert "librotor_cuda.so loaded (interface 3); no CUDA device" in r.stdout
     else:
         assert "all OK" in r.stdout
 
@@ -205,6 +236,7 @@ def test_bench_engine_on_the_cuda_backend(dense, monkeypatch):
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
     assert [d["seqs"] for d in j["decode"]] == [1, 3] and all(d["decode_tok_s"] > 0 for d in j["decode"])
+    assert all(0 < d["forward_share"] <= 1 for d in j["decode"])
     assert j["ttft_cold_s"] > 0 and j["ttft_cached_s"] > 0
     bad = subprocess.run([os.path.join(BUILD, "bin", "rotor"), "bench-engine", "--backend", "tpu", "--model", dense],
                          capture_output=True, text=True, timeout=60)
