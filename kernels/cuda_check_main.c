@@ -90,6 +90,15 @@ static int check_rmsnorm_matvec(unsigned *seed)
     down(got, dx, sizeof(float) * rows * n);
     fail |= report("  (the residual written back)", got, sum, (size_t)rows * n, 1e-6, 1e-6);
     cu->free(dres);
+    { /* a width not a multiple of 4: the scalar path; no residual */
+        const int r2 = 3, n2 = 70;
+        for (int r = 0; r < r2; r++) cpu_rmsnorm(x + (size_t)r * n2, w, ref + (size_t)r * n2, n2, 1e-5f);
+        CK(cu->memcpy_h2d(dx, x, sizeof(float) * r2 * n2));
+        CK(cu->rmsnorm_f16(dx, NULL, dw, dy, r2, n2, 1e-5f));
+        down(y16, dy, sizeof(uint16_t) * r2 * n2);
+        for (int i = 0; i < r2 * n2; i++) got[i] = rt_fp16_to_fp32(y16[i]);
+        fail |= report("rmsnorm_f16 3x70", got, ref, (size_t)r2 * n2, 1e-2, 1e-3);
+    }
     free(res), free(sum), free(y16);
 
     const size_t rb = rt_type_row_size(RT_TYPE_Q8_0, n);
@@ -111,6 +120,30 @@ static int check_rmsnorm_matvec(unsigned *seed)
     fail |= report("matvec_q8_0 1536x576", ygot, yref, (size_t)rows, 1e-3, 1e-3);
     cu->free(dx), cu->free(dw), cu->free(dy), cu->free(dwq);
     free(x), free(w), free(ref), free(got), free(wq), free(v), free(yref), free(ygot);
+    return fail;
+}
+
+/* gemv_f16 on a matrix of many rows (a warp per row, not a block) */
+static int check_gemv_tall(unsigned *seed)
+{
+    const int n_out = 8200, n_tok = 3, k = 64;
+    uint16_t *w = malloc(sizeof *w * n_out * k), *x = malloc(sizeof *x * n_tok * k);
+    float *ref = malloc(sizeof(float) * n_out * n_tok), *got = malloc(sizeof(float) * n_out * n_tok);
+    for (int i = 0; i < n_out * k; i++) w[i] = rt_fp32_to_fp16(frand(seed));
+    for (int i = 0; i < n_tok * k; i++) x[i] = rt_fp32_to_fp16(frand(seed));
+    for (int t = 0; t < n_tok; t++)
+        for (int o = 0; o < n_out; o++) {
+            double s = 0;
+            for (int i = 0; i < k; i++) s += (double)rt_fp16_to_fp32(w[o * k + i]) * rt_fp16_to_fp32(x[t * k + i]);
+            ref[t * n_out + o] = (float)s;
+        }
+    void *dw = up(w, sizeof *w * n_out * k), *dx = up(x, sizeof *x * n_tok * k);
+    float *dy = up(NULL, sizeof(float) * n_out * n_tok);
+    CK(cu->gemv_f16(dw, dx, dy, n_out, n_tok, k));
+    down(got, dy, sizeof(float) * n_out * n_tok);
+    const int fail = report("gemv_f16 (3 x 64) x (8200 x 64)^T", got, ref, (size_t)n_out * n_tok, 1e-1, 1e-3);
+    cu->free(dw), cu->free(dx), cu->free(dy);
+    free(w), free(x), free(ref), free(got);
     return fail;
 }
 
@@ -147,6 +180,7 @@ static int check_gemm(unsigned *seed)
     cu->blas_destroy(blas);
     cu->free(dw), cu->free(dx), cu->free(dy);
     free(w), free(x), free(ref), free(got);
+    fail |= check_gemv_tall(seed);
     return fail;
 }
 
@@ -210,13 +244,15 @@ static int check_qkv_rope_store(unsigned *seed)
 /* keys and values stored by qkv_rope_store (no RoPE), then paged attention
  * over scattered blocks with queries read from the q/k/v rows, against a
  * plain loop */
-static int check_attention(unsigned *seed)
+static int check_attention(unsigned *seed, int HD)
 {
-    enum { NB = 64, BS = 16, NL = 2, NH = 8, NKV = 2, HD = 64, KVD = NKV * HD, NSEQ = 3 };
-    const int len[NSEQ] = {1, 70, 333}; /* tokens per sequence, all written, all queried */
+    enum { NB = 160, BS = 16, NL = 2, NH = 8, NKV = 2, NSEQ = 3, MAX_HD = 256 };
+    const int KVD = NKV * HD;
+    /* tokens per sequence, all written, all queried; 1100: two of the kernel's chunks of 1024 */
+    const int len[NSEQ] = {1, 70, 1100};
     int T = 0;
     for (int s = 0; s < NSEQ; s++) T += len[s];
-    int32_t tables[NSEQ][24], tab_off[NSEQ], *flat = malloc(sizeof(int32_t) * NSEQ * 24);
+    int32_t tables[NSEQ][72], tab_off[NSEQ], *flat = malloc(sizeof(int32_t) * NSEQ * 72);
     int n_flat = 0, next = NB - 1;
     for (int s = 0; s < NSEQ; s++) { /* blocks handed out from the top, so tables are not contiguous */
         tab_off[s] = n_flat;
@@ -236,7 +272,7 @@ static int check_attention(unsigned *seed)
     float *q = malloc(sizeof(float) * T * NH * HD), *k = malloc(sizeof(float) * T * KVD);
     float *v = malloc(sizeof(float) * T * KVD), *ref = malloc(sizeof(float) * T * NH * HD);
     float *got = malloc(sizeof(float) * T * NH * HD);
-    enum { QKV = NH * HD + 2 * KVD };
+    const int QKV = NH * HD + 2 * KVD;
     float *qkv = malloc(sizeof(float) * T * QKV);
     uint16_t *o16 = malloc(sizeof(uint16_t) * T * NH * HD);
     for (int i = 0; i < T * NH * HD; i++) q[i] = frand(seed);
@@ -247,8 +283,8 @@ static int check_attention(unsigned *seed)
     for (int i = 0; i < T; i++) /* token i: the earlier tokens of its sequence and itself */
         for (int h = 0; h < NH; h++) {
             const int kvh = h / (NH / NKV), first = i - pos[i];
-            double m = -INFINITY, l = 0, o[HD] = {0};
-            double sc[333];
+            double m = -INFINITY, l = 0, o[MAX_HD] = {0};
+            static double sc[1100];
             for (int j = first; j <= i; j++) {
                 double s = 0;
                 for (int d = 0; d < HD; d++) s += (double)q[(i * NH + h) * HD + d] * k[j * KVD + kvh * HD + d];
@@ -279,7 +315,9 @@ static int check_attention(unsigned *seed)
                      scale));
     down(o16, dout, sizeof(uint16_t) * T * NH * HD);
     for (int i = 0; i < T * NH * HD; i++) got[i] = rt_fp16_to_fp32(o16[i]);
-    const int fail = report("kv store + paged attention (GQA 8/2), f16 out", got, ref, (size_t)T * NH * HD, 1e-2, 2e-3);
+    char what[64];
+    snprintf(what, sizeof what, "kv store + paged attention (GQA 8/2, head %d)", HD);
+    const int fail = report(what, got, ref, (size_t)T * NH * HD, 1e-2, 2e-3);
     void *ptrs[] = {kc, vc, dqkv, dcs, dout, dpos, dtab, dslot, dflat};
     for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) cu->free(ptrs[i]);
     free(qkv), free(o16);
@@ -413,7 +451,9 @@ int main(int argc, char **argv)
     int fail = check_rmsnorm_matvec(&seed);
     fail |= check_gemm(&seed);
     fail |= check_qkv_rope_store(&seed);
-    fail |= check_attention(&seed);
+    fail |= check_attention(&seed, 64);
+    fail |= check_attention(&seed, 128);
+    fail |= check_attention(&seed, 36); /* not a multiple of 8: the kernel's scalar key loads */
     if (model) fail |= check_engines(model, tol);
     printf("cuda-check: %s\n", fail ? "FAILED" : "all OK");
     return fail;

@@ -166,68 +166,101 @@ int rcu_qkv_rope_store(float *qkv, const float *qn, const float *kn, float eps, 
     return launched();
 }
 
-// Paged attention, one block of ATT_WARPS warps per (token, head). Warp w
-// takes positions w, w + ATT_WARPS, ...; a lane holds head dims lane, lane
-// + 32, ... of the query and of its running output; each position's score
-// is a warp sum; softmax online (running max and sum). The warps' partial
-// results merge in shared memory at the end.
-#define ATT_WARPS 4
-#define ATT_MAX_DPL 8 // head_dim <= 256
+static __device__ float block_max(float m)
+{
+    __shared__ float part[32];
+    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = m;
+    __syncthreads();
+    m = -INFINITY;
+    for (int w = 0; w < (int)(blockDim.x >> 5); w++) m = fmaxf(m, part[w]);
+    return m;
+}
+
+// Paged attention, one block of ATT_THREADS threads per (token, head), over
+// the positions in chunks of ATT_CHUNK with the softmax online (running
+// max M and sum L across chunks). In a chunk every thread scores its own
+// positions (a whole dot product each, the key row in 16-byte loads), the
+// block takes the chunk's max and turns scores into weights, then threads
+// split as G groups x head_dim lanes accumulate the weighted values of
+// every G-th position; the groups' sums merge at the end. A decode step's
+// few dozen positions are one chunk: a handful of dependent loads, not one
+// per position.
+#define ATT_THREADS 256
+#define ATT_CHUNK 1024
+#define ATT_MAX_HD 256
+
+// the key or value row of position p: its block through the table
+static __device__ __forceinline__ size_t kv_row(const int32_t *table, int p, int block_size, int kv_dim, int kvh,
+                                                int head_dim, int64_t layer_off)
+{
+    return (size_t)layer_off + ((size_t)table[p / block_size] * block_size + p % block_size) * kv_dim +
+           (size_t)kvh * head_dim;
+}
 
 static __global__ void attention_kernel(const float *q, int q_stride, const __half *kc, const __half *vc,
                                         __half *out, const int32_t *pos, const int32_t *tab, const int32_t *tables,
-                                        int n_head,
-                                        int n_kv, int head_dim, int block_size, int64_t layer_off, float scale)
+                                        int n_head, int n_kv, int head_dim, int block_size, int64_t layer_off,
+                                        float scale)
 {
-    const int t = blockIdx.x, h = blockIdx.y;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    __shared__ float qs[ATT_MAX_HD], sc[ATT_CHUNK], part[ATT_THREADS];
+    const int t = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
     const int kv_dim = n_kv * head_dim, kvh = h / (n_head / n_kv);
     const float *qh = q + (size_t)t * q_stride + (size_t)h * head_dim;
-    float qr[ATT_MAX_DPL], acc[ATT_MAX_DPL];
-    const int dpl = (head_dim + 31) / 32;
-    for (int j = 0; j < ATT_MAX_DPL; j++) {
-        const int d = lane + 32 * j;
-        qr[j] = j < dpl && d < head_dim ? qh[d] : 0.0f;
-        acc[j] = 0.0f;
-    }
-    float m = -INFINITY, l = 0.0f;
-    const int last = pos[t];
-    const int32_t *table = tables + tab[t];
-    for (int p = warp; p <= last; p += ATT_WARPS) {
-        const size_t row = (size_t)layer_off + ((size_t)table[p / block_size] * block_size + p % block_size) * kv_dim +
-                           (size_t)kvh * head_dim;
-        float s = 0.0f;
-        for (int j = 0; j < dpl; j++) {
-            const int d = lane + 32 * j;
-            if (d < head_dim) s += qr[j] * __half2float(kc[row + d]);
-        }
-        for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-        s *= scale;
-        const float mn = fmaxf(m, s), corr = expf(m - mn), e = expf(s - mn);
-        l = l * corr + e;
-        for (int j = 0; j < dpl; j++) {
-            const int d = lane + 32 * j;
-            acc[j] = acc[j] * corr + (d < head_dim ? e * __half2float(vc[row + d]) : 0.0f);
-        }
-        m = mn;
-    }
-    __shared__ float sm[ATT_WARPS], sl[ATT_WARPS], sacc[ATT_WARPS][32 * ATT_MAX_DPL];
-    if (lane == 0) {
-        sm[warp] = m;
-        sl[warp] = l;
-    }
-    for (int j = 0; j < dpl; j++) sacc[warp][lane + 32 * j] = acc[j];
+    for (int i = tid; i < head_dim; i += blockDim.x) qs[i] = qh[i] * scale;
     __syncthreads();
-    float M = -INFINITY;
-    for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, sm[w]);
-    float L = 0.0f;
-    for (int w = 0; w < ATT_WARPS; w++) L += sm[w] == -INFINITY ? 0.0f : sl[w] * expf(sm[w] - M);
-    __half *oh = out + ((size_t)t * n_head + h) * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    const int n_pos = pos[t] + 1;
+    const int32_t *table = tables + tab[t];
+    const int G = blockDim.x / head_dim, g = tid / head_dim, d = tid % head_dim; // value groups
+    const bool vec = head_dim % 8 == 0;
+    float M = -INFINITY, L = 0.0f, acc = 0.0f;
+    for (int c0 = 0; c0 < n_pos; c0 += ATT_CHUNK) {
+        const int n = min(ATT_CHUNK, n_pos - c0);
+        float m = -INFINITY;
+        for (int i = tid; i < n; i += blockDim.x) {
+            const __half *k = kc + kv_row(table, c0 + i, block_size, kv_dim, kvh, head_dim, layer_off);
+            float s = 0.0f;
+            if (vec) {
+                for (int j = 0; j < head_dim; j += 8) {
+                    const uint4 kv = *(const uint4 *)(k + j);
+                    const __half2 *k2 = (const __half2 *)&kv;
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const float2 f = __half22float2(k2[e]);
+                        s = fmaf(qs[j + 2 * e], f.x, fmaf(qs[j + 2 * e + 1], f.y, s));
+                    }
+                }
+            } else {
+                for (int j = 0; j < head_dim; j++) s = fmaf(qs[j], __half2float(k[j]), s);
+            }
+            sc[i] = s;
+            m = fmaxf(m, s);
+        }
+        const float Mn = fmaxf(M, block_max(m)); // block_max syncs: the scores are in
+        float l = 0.0f;
+        for (int i = tid; i < n; i += blockDim.x) {
+            const float w = expf(sc[i] - Mn);
+            sc[i] = w;
+            l += w;
+        }
+        const float corr = expf(M - Mn); // 0 on the first chunk
+        L = L * corr + block_sum(l);     // syncs: the weights are in
+        acc *= corr;
+        M = Mn;
+        if (g < G) {
+            const __half *v = vc + d;
+            for (int i = g; i < n; i += G) acc = fmaf(sc[i], __half2float(v[kv_row(table, c0 + i, block_size, kv_dim,
+                                                                               kvh, head_dim, layer_off)]), acc);
+        }
+        __syncthreads(); // the next chunk's scores overwrite sc
+    }
+    part[tid] = acc;
+    __syncthreads();
+    if (tid < head_dim) {
         float o = 0.0f;
-        for (int w = 0; w < ATT_WARPS; w++)
-            if (sm[w] != -INFINITY) o += sacc[w][d] * expf(sm[w] - M);
-        oh[d] = __float2half(o / L);
+        for (int j = 0; j < G; j++) o += part[j * head_dim + tid];
+        out[((size_t)t * n_head + h) * head_dim + tid] = __float2half(o / L);
     }
 }
 
@@ -236,9 +269,9 @@ int rcu_attention(const float *q, int q_stride, const void *kc, const void *vc, 
                   int block_size, int64_t layer_off, float scale)
 {
     if (n_tok <= 0) return 0;
-    if (head_dim > 32 * ATT_MAX_DPL || n_kv <= 0 || n_head % n_kv) return (int)cudaErrorInvalidValue;
-    attention_kernel<<<dim3(n_tok, n_head), 32 * ATT_WARPS, 0, rcu_stream()>>>(q, q_stride, (const __half *)kc, (const __half *)vc, (__half *)out16, pos,
-                                                              tab, tables, n_head, n_kv, head_dim, block_size,
-                                                              layer_off, scale);
+    if (head_dim > ATT_MAX_HD || head_dim < 1 || n_kv <= 0 || n_head % n_kv) return (int)cudaErrorInvalidValue;
+    attention_kernel<<<dim3(n_tok, n_head), ATT_THREADS, 0, rcu_stream()>>>(
+        q, q_stride, (const __half *)kc, (const __half *)vc, (__half *)out16, pos, tab, tables, n_head, n_kv, head_dim,
+        block_size, layer_off, scale);
     return launched();
 }

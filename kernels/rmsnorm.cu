@@ -6,19 +6,39 @@
 
 #include "rcu.h"
 
-static __global__ void rmsnorm_f16_kernel(float *x, const float *res, const float *w, __half *y, int n, float eps)
+// x, res and w are distinct arrays (__restrict__): the loads of a thread's
+// elements may all be in flight at once. Rows of a multiple of 4 go in
+// 16-byte pieces.
+static __global__ void rmsnorm_f16_kernel(float *__restrict__ x, const float *__restrict__ res,
+                                          const float *__restrict__ w, __half *__restrict__ y, int n, float eps)
 {
     const int row = blockIdx.x;
     float *xr = x + (size_t)row * n;
     __half *yr = y + (size_t)row * n;
+    const float *rr = res ? res + (size_t)row * n : NULL;
+    const bool vec = n % 4 == 0;
     float s = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = xr[i];
-        if (res) {
-            v += res[(size_t)row * n + i];
-            xr[i] = v;
+    if (vec) {
+        float4 *x4 = (float4 *)xr;
+        const float4 *r4 = (const float4 *)rr;
+        for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
+            float4 v = x4[i];
+            if (r4) {
+                const float4 r = r4[i];
+                v.x += r.x, v.y += r.y, v.z += r.z, v.w += r.w;
+                x4[i] = v;
+            }
+            s += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
         }
-        s += v * v;
+    } else {
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            float v = xr[i];
+            if (rr) {
+                v += rr[i];
+                xr[i] = v;
+            }
+            s += v * v;
+        }
     }
     for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
     __shared__ float part[32];
@@ -31,7 +51,17 @@ static __global__ void rmsnorm_f16_kernel(float *x, const float *res, const floa
     }
     __syncthreads();
     const float scale = rsqrtf(part[0] / n + eps);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = __float2half(xr[i] * scale * w[i]);
+    if (vec) {
+        const float4 *x4 = (const float4 *)xr, *w4 = (const float4 *)w;
+        __half2 *y2 = (__half2 *)yr;
+        for (int i = threadIdx.x; i < n / 4; i += blockDim.x) {
+            const float4 v = x4[i], g = w4[i];
+            y2[2 * i] = __floats2half2_rn(v.x * scale * g.x, v.y * scale * g.y);
+            y2[2 * i + 1] = __floats2half2_rn(v.z * scale * g.z, v.w * scale * g.w);
+        }
+    } else {
+        for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = __float2half(xr[i] * scale * w[i]);
+    }
 }
 
 int rcu_rmsnorm_f16(float *x, const float *res, const float *w, void *y16, int rows, int n, float eps)

@@ -11,9 +11,18 @@
 #      one (this machine's 16 cores): decode tokens/s at 1, 16 and 64
 #      sequences and the cached-prefix TTFT;
 #   4. the kernel checks under compute-sanitizer (memcheck, racecheck).
-# Usage there: bash bench/gpu/check.sh [--cpu]   (files land in $OUT when it is set;
-# --cpu: also times the cpu backend on that machine)
+# Usage there: bash bench/gpu/check.sh [--cpu] [--quick]   (files land in $OUT
+# when it is set; --cpu: also times the cpu backend on that machine; --quick:
+# one engine comparison, the default configuration timed, no ncu profile)
 set -uo pipefail
+CPU=0 QUICK=0
+for a in "$@"; do
+    case $a in
+    --cpu) CPU=1 ;;
+    --quick) QUICK=1 ;;
+    *) echo "usage: bash bench/gpu/check.sh [--cpu] [--quick]"; exit 2 ;;
+    esac
+done
 cd "$(dirname "$0")/../.."
 G=$PWD/.gpu
 [ -x "$G/bin/rotor-cuda-check" ] || { echo "no .gpu/: run bench/gpu/pack.sh on the build machine first"; exit 2; }
@@ -49,7 +58,9 @@ gen smollm2-shape --type f16 --tokenizer bpe --n-layer 30 --n-embd 576 --n-head 
     --n-vocab 49152 --n-ctx 2048 --seed 44
 rc=0
 timeout 120 "${RUN[@]}" "$G/bin/rotor-cuda-check" 2>&1 | tee "$OUT/kernels.txt" || rc=1
-for m in llama-f16:5e-3 qwen2-f16:5e-3 qwen3-f16:5e-3 llama-q8:5e-2; do
+engines=(llama-f16:5e-3 qwen2-f16:5e-3 qwen3-f16:5e-3 llama-q8:5e-2)
+[ $QUICK = 1 ] && engines=(llama-f16:5e-3)
+for m in "${engines[@]}"; do
     timeout 120 "${RUN[@]}" "$G/bin/rotor-cuda-check" --model "$M/${m%:*}.gguf" --tol "${m#*:}" 2>&1 \
         | grep -v "^cuda-check: \(rmsnorm\|matvec\|gemm\|qkv\|kv \|  (\)" \
         | tee -a "$OUT/engines.txt" || rc=1
@@ -57,8 +68,9 @@ done
 # the cuda backend as configured by default (CUDA graphs, rotor's gemv for
 # few tokens), without the gemv (cuBLAS for every matmul) and without
 # graphs, interleaved; the cpu backend on this machine's cores with --cpu
-runs=(default cublas default cublas eager)
-[ "${1:-}" = "--cpu" ] && runs+=(cpu)
+runs=(default cublas default eager)
+[ $QUICK = 1 ] && runs=(default default)
+[ $CPU = 1 ] && runs+=(cpu)
 bench() { # label, model, options...
     echo "bench-engine $1:" | tee -a "$OUT/bench.txt"
     timeout 150 "${RUN[@]}" "$G/bin/rotor" bench-engine --model "$2" "${@:3}" --seqs 1,16,64 --gen 64 2>&1 \
@@ -78,11 +90,12 @@ done
 gen llama1b-shape --type f16 --tokenizer bpe --n-layer 16 --n-embd 2048 --n-head 32 --n-head-kv 8 --n-ff 8192 \
     --n-vocab 128256 --n-ctx 4096 --seed 48
 bench "cuda (Llama-3.2-1B's shape)" "$M/llama1b-shape.gguf" --backend cuda
-bench "cuda, cuBLAS always (Llama-3.2-1B's shape)" "$M/llama1b-shape.gguf" --backend cuda --cuda-gemv-max-tokens 0
+[ $QUICK = 1 ] || bench "cuda, cuBLAS always (Llama-3.2-1B's shape)" "$M/llama1b-shape.gguf" --backend cuda \
+    --cuda-gemv-max-tokens 0
 # each kernel's time in a decode step of one sequence (ncu, eager so that
 # every kernel is its own launch; a step is ~275 launches after the prefill's)
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
-if [ -n "$NCU" ] && [ ${#RUN[@]} -eq 0 ]; then
+if [ -n "$NCU" ] && [ ${#RUN[@]} -eq 0 ] && [ $QUICK = 0 ]; then
     for model in smollm2-shape llama1b-shape; do
         timeout 150 "$NCU" --clock-control none --launch-skip 700 --launch-count 300 --metrics gpu__time_duration.sum \
             --csv --print-units base "$G/bin/rotor" bench-engine --backend cuda --cuda-graph-max-tokens 0 \

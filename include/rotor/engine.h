@@ -211,6 +211,9 @@ typedef struct {
     /* optional: the modelled seconds a hand-off of n blocks takes (sim: its
      * KV bytes over the link); NULL: a real transfer, already timed */
     double (*kv_transfer_s)(void *state, size_t n_blocks);
+    /* optional: threads the engine may use between forward passes (sampling
+     * a step's rows in parallel); NULL, or a NULL pool: it samples serially */
+    struct threadpool *(*pool)(void *state);
 } engine_backend_ops_t;
 
 /* The registered backend called name, or NULL. */

@@ -179,6 +179,9 @@ typedef struct model_ctx model_ctx_t;
 rt_status_t model_ctx_create(const model_t *m, int max_tokens, int n_threads, model_ctx_t **out);
 void model_ctx_destroy(model_ctx_t *c);
 int model_ctx_threads(const model_ctx_t *c);
+/* its thread pool, for other work between forward passes (the engine's
+ * sampling); owned by the context */
+struct threadpool *model_ctx_pool(model_ctx_t *c);
 
 /*
  * Order of the attention dot products (both orders are llama.cpp's; they

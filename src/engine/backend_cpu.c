@@ -107,6 +107,8 @@ static void cpu_block_write(void *state, int32_t id, const void *src)
     if (b->ep && b->ep->block_write) b->ep->block_write(b->ep->ud, id, src, kv_cache_block_bytes(b->kv));
 }
 
+static struct threadpool *cpu_pool(void *state) { return model_ctx_pool(((cpu_backend_t *)state)->ctx); }
+
 const engine_backend_ops_t engine_backend_cpu = {
     .name = "cpu",
     .create = cpu_create,
@@ -115,4 +117,5 @@ const engine_backend_ops_t engine_backend_cpu = {
     .block_bytes = cpu_block_bytes,
     .block_read = cpu_block_read,
     .block_write = cpu_block_write,
+    .pool = cpu_pool,
 };

@@ -41,12 +41,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rotor/cpu_ops.h"
 #include "rotor/cpu_quant.h"
 #include "rotor/cuda_load.h"
 #include "rotor/engine.h"
 #include "rotor/log.h"
+#include "rotor/threadpool.h"
 
 typedef struct {
     void *wqkv, *wo, *wgu, *wd;                 /* f16 matrices: q, k, v one after the other; gate then up */
@@ -60,6 +62,7 @@ typedef struct {
     void *graph; /* NULL until recorded */
 } cuda_graph_t;
 #define CUDA_GRAPHS 256
+#define CUDA_POOL_THREADS 8
 
 /* where a step's inputs sit in the staging buffer (host or device): a
  * function of the shape alone (n_tok, n_out), as graphs need */
@@ -96,6 +99,7 @@ typedef struct {
     int graph_max_tokens;
     cuda_graph_t graphs[CUDA_GRAPHS];
     int n_graphs, n_recorded;
+    threadpool_t *pool; /* host threads for the engine's sampling */
     size_t device_bytes;
 } cuda_backend_t;
 
@@ -187,6 +191,7 @@ static void cuda_destroy(void *state)
         if (b->h_in) b->cu->host_free(b->h_in);
         if (b->blas) b->cu->blas_destroy(b->blas);
     }
+    threadpool_destroy(b->pool);
     free(b->layers);
     free(b->h_seq_off);
     model_free(b->model);
@@ -332,6 +337,12 @@ static rt_status_t create_device(cuda_backend_t *b, const engine_config_t *cfg)
     b->h_seq_off = malloc((size_t)b->max_out * 4);
     if (!b->h_seq_off) return rt_error_set(RT_ERR_NOMEM, "cuda: out of host memory");
     b->graph_max_tokens = cfg->cuda_graph_max_tokens;
+    /* threads for sampling a step's rows: engine:threads, else the cores up
+     * to CUDA_POOL_THREADS (ranks of a node share its cores) */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores > CUDA_POOL_THREADS) cores = CUDA_POOL_THREADS;
+    const int n_threads = cfg->threads > 0 ? cfg->threads : cores > 0 ? (int)cores : 1;
+    if (n_threads > 1 && (st = threadpool_create(n_threads, &b->pool))) return st;
     b->gemv_max_tokens = cfg->cuda_gemv_max_tokens < RT_CUDA_GEMV_MAX_TOKENS ? cfg->cuda_gemv_max_tokens
                                                                             : RT_CUDA_GEMV_MAX_TOKENS;
     RT_LOG_INFO("cuda: %s (device %d of %d): %.2f GB on the device (weights f16, %d KV blocks)", name, dev, count,
@@ -545,6 +556,8 @@ static void block_copy(cuda_backend_t *b, int32_t id, void *host, bool to_host)
 static void cuda_block_read(void *state, int32_t id, void *dst) { block_copy(state, id, dst, true); }
 static void cuda_block_write(void *state, int32_t id, const void *src) { block_copy(state, id, (void *)src, false); }
 
+static threadpool_t *cuda_pool(void *state) { return ((cuda_backend_t *)state)->pool; }
+
 const engine_backend_ops_t engine_backend_cuda = {
     .name = "cuda",
     .create = cuda_create,
@@ -553,4 +566,5 @@ const engine_backend_ops_t engine_backend_cuda = {
     .block_bytes = cuda_block_bytes,
     .block_read = cuda_block_read,
     .block_write = cuda_block_write,
+    .pool = cuda_pool,
 };

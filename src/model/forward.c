@@ -196,6 +196,7 @@ void model_ctx_destroy(model_ctx_t *c)
 }
 
 int model_ctx_threads(const model_ctx_t *c) { return threadpool_size(c->pool); }
+threadpool_t *model_ctx_pool(model_ctx_t *c) { return c->pool; }
 
 void model_ctx_set_attn_order(model_ctx_t *c, model_attn_order_t order) { c->attn_order = order; }
 
