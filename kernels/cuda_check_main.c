@@ -123,20 +123,29 @@ static int check_rmsnorm_matvec(unsigned *seed)
     return fail;
 }
 
+/* random f16 w (n_out, k) and x (n_tok, k), and ref = x w^T in double
+ * precision of the same f16 values (the caller frees all three) */
+static void gemm_case(unsigned *seed, int n_out, int n_tok, int k, uint16_t **w, uint16_t **x, float **ref)
+{
+    *w = malloc(sizeof **w * n_out * k), *x = malloc(sizeof **x * n_tok * k);
+    *ref = malloc(sizeof(float) * n_out * n_tok);
+    for (int i = 0; i < n_out * k; i++) (*w)[i] = rt_fp32_to_fp16(frand(seed));
+    for (int i = 0; i < n_tok * k; i++) (*x)[i] = rt_fp32_to_fp16(frand(seed));
+    for (int t = 0; t < n_tok; t++)
+        for (int o = 0; o < n_out; o++) {
+            double s = 0;
+            for (int i = 0; i < k; i++) s += (double)rt_fp16_to_fp32((*w)[o * k + i]) * rt_fp16_to_fp32((*x)[t * k + i]);
+            (*ref)[t * n_out + o] = (float)s;
+        }
+}
+
 /* gemv_f16 on a matrix of many rows (a warp per row, not a block) */
 static int check_gemv_tall(unsigned *seed)
 {
     const int n_out = 8200, n_tok = 3, k = 64;
-    uint16_t *w = malloc(sizeof *w * n_out * k), *x = malloc(sizeof *x * n_tok * k);
-    float *ref = malloc(sizeof(float) * n_out * n_tok), *got = malloc(sizeof(float) * n_out * n_tok);
-    for (int i = 0; i < n_out * k; i++) w[i] = rt_fp32_to_fp16(frand(seed));
-    for (int i = 0; i < n_tok * k; i++) x[i] = rt_fp32_to_fp16(frand(seed));
-    for (int t = 0; t < n_tok; t++)
-        for (int o = 0; o < n_out; o++) {
-            double s = 0;
-            for (int i = 0; i < k; i++) s += (double)rt_fp16_to_fp32(w[o * k + i]) * rt_fp16_to_fp32(x[t * k + i]);
-            ref[t * n_out + o] = (float)s;
-        }
+    uint16_t *w, *x;
+    float *ref, *got = malloc(sizeof(float) * n_out * n_tok);
+    gemm_case(seed, n_out, n_tok, k, &w, &x, &ref);
     void *dw = up(w, sizeof *w * n_out * k), *dx = up(x, sizeof *x * n_tok * k);
     float *dy = up(NULL, sizeof(float) * n_out * n_tok);
     CK(cu->gemv_f16(dw, dx, dy, n_out, n_tok, k));
@@ -152,16 +161,9 @@ static int check_gemv_tall(unsigned *seed)
 static int check_gemm(unsigned *seed)
 {
     const int n_out = 384, n_tok = 37, k = 576;
-    uint16_t *w = malloc(sizeof *w * n_out * k), *x = malloc(sizeof *x * n_tok * k);
-    float *ref = malloc(sizeof(float) * n_out * n_tok), *got = malloc(sizeof(float) * n_out * n_tok);
-    for (int i = 0; i < n_out * k; i++) w[i] = rt_fp32_to_fp16(frand(seed));
-    for (int i = 0; i < n_tok * k; i++) x[i] = rt_fp32_to_fp16(frand(seed));
-    for (int t = 0; t < n_tok; t++)
-        for (int o = 0; o < n_out; o++) {
-            double s = 0;
-            for (int i = 0; i < k; i++) s += (double)rt_fp16_to_fp32(w[o * k + i]) * rt_fp16_to_fp32(x[t * k + i]);
-            ref[t * n_out + o] = (float)s;
-        }
+    uint16_t *w, *x;
+    float *ref, *got = malloc(sizeof(float) * n_out * n_tok);
+    gemm_case(seed, n_out, n_tok, k, &w, &x, &ref);
     void *blas = NULL;
     CK(cu->blas_create(&blas));
     void *dw = up(w, sizeof *w * n_out * k), *dx = up(x, sizeof *x * n_tok * k);

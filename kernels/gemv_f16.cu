@@ -10,6 +10,28 @@
 
 #define GEMV_WARPS 4
 
+// acc[t] += the 16-byte piece i of a weight row (8 halves) . the same piece
+// of token t's input
+template <int NT>
+static __device__ __forceinline__ void dot_piece(const uint4 *wr, const __half *x, int k, int i, float *acc)
+{
+    const uint4 wv = __ldg(wr + i);
+    const __half2 *wh = (const __half2 *)&wv;
+    float2 wf[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) wf[j] = __half22float2(wh[j]);
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const uint4 xv = __ldg((const uint4 *)(x + (size_t)t * k) + i);
+        const __half2 *xh = (const __half2 *)&xv;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const float2 xf = __half22float2(xh[j]);
+            acc[t] = fmaf(wf[j].x, xf.x, fmaf(wf[j].y, xf.y, acc[t]));
+        }
+    }
+}
+
 template <int NT>
 static __global__ void gemv_f16_kernel(const __half *w, const __half *x, float *y, int n_out, int k)
 {
@@ -23,21 +45,7 @@ static __global__ void gemv_f16_kernel(const __half *w, const __half *x, float *
     for (int t = 0; t < NT; t++) acc[t] = 0.0f;
 #pragma unroll 4
     for (int i = lane; i < k8; i += 32) {
-        const uint4 wv = __ldg(wr + i);
-        const __half2 *wh = (const __half2 *)&wv;
-        float2 wf[4];
-#pragma unroll
-        for (int j = 0; j < 4; j++) wf[j] = __half22float2(wh[j]);
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const uint4 xv = __ldg((const uint4 *)(x + (size_t)t * k) + i);
-            const __half2 *xh = (const __half2 *)&xv;
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const float2 xf = __half22float2(xh[j]);
-                acc[t] = fmaf(wf[j].x, xf.x, fmaf(wf[j].y, xf.y, acc[t]));
-            }
-        }
+        dot_piece<NT>(wr, x, k, i, acc);
     }
 #pragma unroll
     for (int t = 0; t < NT; t++) {
@@ -66,21 +74,7 @@ static __global__ void gemv_f16_split_kernel(const __half *w, const __half *x, f
     for (int t = 0; t < NT; t++) acc[t] = 0.0f;
 #pragma unroll 4
     for (int i = threadIdx.x; i < k8; i += 32 * GEMV_WARPS) {
-        const uint4 wv = __ldg(wr + i);
-        const __half2 *wh = (const __half2 *)&wv;
-        float2 wf[4];
-#pragma unroll
-        for (int j = 0; j < 4; j++) wf[j] = __half22float2(wh[j]);
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const uint4 xv = __ldg((const uint4 *)(x + (size_t)t * k) + i);
-            const __half2 *xh = (const __half2 *)&xv;
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const float2 xf = __half22float2(xh[j]);
-                acc[t] = fmaf(wf[j].x, xf.x, fmaf(wf[j].y, xf.y, acc[t]));
-            }
-        }
+        dot_piece<NT>(wr, x, k, i, acc);
     }
 #pragma unroll
     for (int t = 0; t < NT; t++) {

@@ -156,9 +156,11 @@ static rt_status_t upload_stacked(cuda_backend_t *b, const model_matrix_t *ms, i
     return st;
 }
 
+/* one matrix; none (NULL data) is no upload */
 static rt_status_t upload_matrix(cuda_backend_t *b, const model_matrix_t *m, void **out, const char *what)
 {
-    return upload_stacked(b, m, 1, out, what);
+    *out = NULL;
+    return m->data ? upload_stacked(b, m, 1, out, what) : RT_OK;
 }
 
 static rt_status_t upload_vector(cuda_backend_t *b, const float *v, size_t n, float **out, const char *what)

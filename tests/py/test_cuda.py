@@ -142,6 +142,23 @@ def test_cuda_graphs_give_the_eager_tokens_on_the_host(tmp_path, monkeypatch):
     assert "no graph for steps" not in logs["512"]
 
 
+@built
+def test_check_tool_through_the_host_table(dense):
+    """rotor-cuda-check's kernel checks and engine comparison, run through the
+    host table: its C references agree with the host implementation of every
+    op (so a FAIL on a GPU is the kernel's), and the cuda backend's engine
+    (graphs, gemv and all) matches the cpu engine's tokens."""
+    env = dict(os.environ, ROTOR_CUDA_LIB=HOST_LIB)
+    r = subprocess.run([CHECK, "--model", dense], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "host (librotor_cuda_host.so, no GPU)" in r.stdout and "all OK" in r.stdout
+    for what in ("rmsnorm_f16 3x70", "gemv_f16 (3 x 64) x (8200 x 64)^T", "qkv_rope_store (NeoX) + head norms",
+                 "paged attention (GQA 8/2, head 36)"):
+        assert what in r.stdout
+    assert "FAIL" not in r.stdout
+    assert "16 greedy tokens identical for 6/6 requests" in r.stdout
+
+
 def test_check_tool_loads_the_library():
     r = subprocess.run([CHECK], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
