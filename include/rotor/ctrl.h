@@ -84,6 +84,7 @@ typedef struct {
     int32_t ignore_eos;
     int32_t logprobs;
     int32_t prompt_logprobs;
+    int32_t constraint; /* engine_constraint_t */
     int32_t kv_peer; /* PREFILL: the decode rank to hand the KV to; -1 otherwise */
     sampler_params_t sampling;
 } ctrl_request_t;

@@ -96,6 +96,14 @@ engine_config_t engine_config_default(void);
 struct cfg;
 rt_status_t engine_config_from_cfg(const struct cfg *cfg, const char *model_path, engine_config_t *out);
 
+/* Constrained decoding: every token is one the constraint allows (the
+ * sampler never chooses another), and the request finishes (STOP) when
+ * the constraint is complete. */
+typedef enum {
+    ENGINE_CONSTRAINT_NONE = 0,
+    ENGINE_CONSTRAINT_JSON_OBJECT, /* a JSON object (OpenAI's response_format json_object; json_grammar.h) */
+} engine_constraint_t;
+
 typedef struct {
     uint64_t id;                /* caller's id, unique among live requests */
     const int32_t *prompt;      /* (n_prompt) copied */
@@ -118,6 +126,7 @@ typedef struct {
                                    alternatives: OpenAI's echo with logprobs); the prompt is then
                                    computed whole, no prefix-cache hit, at most
                                    ENGINE_PROMPT_LOGPROB_ROWS positions a step */
+    int constraint;             /* engine_constraint_t: what the output must be */
     bool prefill_only;          /* disaggregation's prefill side: compute the prompt's KV
                                    (its full blocks enter the prefix cache, for
                                    engine_kv_export) and finish with ENGINE_FINISH_PREFILL;

@@ -67,6 +67,16 @@ float sampler_token_logprob(const sampler_t *s, const float *logits, int32_t id)
  * outside the vocabulary. */
 rt_status_t sampler_set_suppressed(sampler_t *s, const int32_t *ids, size_t n);
 void sampler_suppress(sampler_t *s, bool on);
+/* Constrained decoding: allowed(ud, id) says whether token id may come
+ * next; sampler_sample then returns an allowed token. Its first pick is
+ * made as always; if that one is not allowed, every token that is not is
+ * masked out (-inf) and the pick made again (greedy: the best allowed
+ * token; sampled: a draw over the allowed tokens, llama.cpp's grammar
+ * order), so the vocabulary is scanned only when the model strays. Reported
+ * logprobs stay those of the raw logits. fn NULL: none. allowed may be
+ * called from the thread that samples; ud is the caller's. */
+typedef bool (*sampler_allowed_fn)(void *ud, int32_t id);
+void sampler_set_constraint(sampler_t *s, sampler_allowed_fn fn, void *ud);
 /* Reset history and reseed. */
 void sampler_reset(sampler_t *s, uint64_t seed);
 

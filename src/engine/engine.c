@@ -18,6 +18,7 @@
 
 #include "rotor/block_pool.h"
 #include "rotor/engine.h"
+#include "rotor/json_grammar.h"
 #include "rotor/kvbm.h"
 #include "rotor/log.h"
 #include "rotor/spec_ngram.h"
@@ -58,6 +59,13 @@ engine_config_t engine_config_default(void)
 
 typedef enum { SEQ_FREE = 0, SEQ_WAITING, SEQ_RUNNING } seq_state_t;
 
+/* every token's bytes, for constrained decoding: token i's are
+ * bytes[off[i] .. off[i + 1]); none for control tokens */
+typedef struct {
+    char *bytes;   /* owned */
+    uint32_t *off; /* (n_vocab + 1) owned */
+} token_pieces_t;
+
 typedef struct {
     seq_state_t state;
     uint64_t id;
@@ -84,6 +92,9 @@ typedef struct {
     double t_scheduled;    /* CLOCK_REALTIME s of its first step, 0 before */
     double t_prefill_done; /* CLOCK_REALTIME s when its prompt was first all computed */
     uint64_t admit_order;  /* for preemption: the newest running goes first */
+    int constraint;        /* engine_constraint_t */
+    json_state_t json;     /* ENGINE_CONSTRAINT_JSON_OBJECT: the output so far */
+    const token_pieces_t *pieces; /* the engine's, when constrained */
 } seq_t;
 
 struct engine {
@@ -125,6 +136,7 @@ struct engine {
     int *order;                 /* (max_slots) scratch copy of running */
     uint8_t *scheduled;         /* (max_slots) scheduled in this step */
     float *logits;              /* (max_num_seqs * (1 + spec.tokens) + ENGINE_PROMPT_LOGPROB_ROWS, n_vocab) */
+    token_pieces_t pieces;      /* built at the first constrained request */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -454,6 +466,59 @@ static engine_event_t draw_token(seq_t *s, float *lg)
 
 /* sample s's next token from lg, or take the one drawn ahead (pre), and
  * emit it */
+/* Constrained decoding (sampler_set_constraint): may token id come next? */
+static bool constraint_allows(void *ud, int32_t id)
+{
+    const seq_t *s = ud;
+    const uint32_t a = s->pieces->off[id], b = s->pieces->off[id + 1];
+    if (a == b) return false; /* no text (control tokens, end of generation): the request ends when the object does */
+    json_state_t t = s->json;
+    return json_state_feed(&t, s->pieces->bytes + a, b - a);
+}
+
+static bool constraint_advance(seq_t *s, int32_t id)
+{
+    const uint32_t a = s->pieces->off[id], b = s->pieces->off[id + 1];
+    return a < b && json_state_feed(&s->json, s->pieces->bytes + a, b - a);
+}
+
+/* the vocabulary's bytes, once, for the first constrained request */
+static rt_status_t pieces_build(engine_t *e)
+{
+    if (e->pieces.off) return RT_OK;
+    if (!e->vocab) return rt_error_set(RT_ERR_UNSUPPORTED, "engine: constrained decoding needs a tokenizer");
+    size_t cap = (size_t)e->n_vocab * 8, n = 0;
+    char *bytes = malloc(cap);
+    uint32_t *off = malloc(((size_t)e->n_vocab + 1) * sizeof *off);
+    char piece[256];
+    for (int32_t i = 0; bytes && off && i < e->n_vocab; i++) {
+        off[i] = (uint32_t)n;
+        if (tok_is_control(e->vocab, i) || tok_is_eog(e->vocab, i)) continue;
+        size_t k = tok_token_to_piece(e->vocab, i, piece, sizeof piece, false);
+        if (k > sizeof piece) k = 0; /* longer than any piece should be: never allowed */
+        if (n + k > cap) {
+            char *g = realloc(bytes, cap * 2);
+            if (!g) {
+                free(bytes);
+                bytes = NULL;
+                break;
+            }
+            bytes = g;
+            cap *= 2;
+        }
+        memcpy(bytes + n, piece, k);
+        n += k;
+    }
+    if (!bytes || !off) {
+        free(bytes);
+        free(off);
+        return rt_error_set(RT_ERR_NOMEM, "engine: out of memory");
+    }
+    off[e->n_vocab] = (uint32_t)n;
+    e->pieces = (token_pieces_t){bytes, off};
+    return RT_OK;
+}
+
 static engine_finish_t sample_one(engine_t *e, seq_t *s, float *lg, const engine_event_t *pre, engine_event_t *ev,
                                   size_t cap, size_t *n)
 {
@@ -465,10 +530,13 @@ static engine_finish_t sample_one(engine_t *e, seq_t *s, float *lg, const engine
         x = draw_token(s, lg);
     }
     const int32_t tok = x.token;
+    /* constrained: the sampler chose an allowed token unless none was */
+    if (s->constraint && !constraint_advance(s, tok)) return ENGINE_FINISH_STOP;
     sampler_accept(s->sampler, tok);
     s->tokens[s->n_tokens++] = tok;
     emit(ev, cap, n, x);
     if (is_stop_token(e, s, tok)) return ENGINE_FINISH_STOP;
+    if (s->constraint && json_state_done(&s->json)) return ENGINE_FINISH_STOP; /* the object is whole */
     if (s->n_tokens - s->n_prompt >= s->max_tokens || s->n_tokens >= e->max_model_len) return ENGINE_FINISH_LENGTH;
     return ENGINE_FINISH_NONE;
 }
@@ -796,6 +864,16 @@ rt_status_t engine_add_request(engine_t *e, const engine_request_t *r)
         st = sampler_create(&r->sampling, e->n_vocab, &s->sampler);
     if (!st && r->n_logit_bias) st = sampler_set_logit_bias(s->sampler, r->logit_bias_ids, r->logit_bias, r->n_logit_bias);
     if (!st && r->min_tokens > 0) st = suppress_ends(e, s->sampler, r);
+    if (!st && r->constraint) {
+        if (r->constraint != ENGINE_CONSTRAINT_JSON_OBJECT)
+            st = rt_error_set(RT_ERR_INVALID, "engine: unknown constraint %d", r->constraint);
+        else if (!(st = pieces_build(e))) {
+            s->constraint = r->constraint;
+            s->pieces = &e->pieces;
+            json_state_init(&s->json, true);
+            sampler_set_constraint(s->sampler, constraint_allows, s);
+        }
+    }
     if (st) {
         seq_free(s);
         return st;
@@ -941,6 +1019,8 @@ void engine_destroy(engine_t *e)
     free(e->pre_row);
     free(e->pre);
     free(e->pre_ok);
+    free(e->pieces.bytes);
+    free(e->pieces.off);
     free(e->eog);
     free(e->logits);
     kvbm_destroy(e->kvbm);

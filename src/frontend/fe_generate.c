@@ -376,6 +376,7 @@ static sub_result_t submit_choice(fe_server_t *fe, fe_req_t *r, fe_choice_t *c) 
         .sampling = r->oai.sampling,
         .max_tokens = r->max_tokens,
         .min_tokens = r->oai.min_tokens,
+        .constraint = r->oai.json_object ? ENGINE_CONSTRAINT_JSON_OBJECT : ENGINE_CONSTRAINT_NONE,
         .ignore_eos = r->oai.ignore_eos,
         .stop_tokens = r->oai.stop_token_ids,
         .n_stop_tokens = r->oai.n_stop_token_ids,

@@ -510,12 +510,6 @@ static rt_status_t refuse_unsupported(const cJSON *o, oai_kind_t kind, oai_error
         return bad(e, "tools", "tools need the chat completions endpoint");
     if ((j = field(o, "functions")) && !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
         return bad(e, "functions", "the deprecated 'functions' is not supported; use 'tools'");
-    if ((j = field(o, "response_format"))) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "type");
-        if (!cJSON_IsObject(j) || !cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
-            return bad(e, "response_format",
-                       "'response_format' other than {\"type\": \"text\"} is not supported");
-    }
     if (kind == OAI_COMPLETION) {
         if ((j = field(o, "suffix")) && !(cJSON_IsString(j) && !j->valuestring[0]))
             return bad(e, "suffix", "'suffix' is not supported");
@@ -601,6 +595,28 @@ static rt_status_t parse_sampling(const cJSON *o, const oai_defaults_t *d, oai_r
     return RT_OK;
 }
 
+/* response_format: {"type": "text"} (the default) or {"type":
+ * "json_object"} (the output is constrained to a JSON object); json_schema
+ * is refused, not taken as json_object, since the schema would not hold. */
+static rt_status_t parse_response_format(const cJSON *o, oai_request_t *r, oai_error_t *e) {
+    const cJSON *j = field(o, "response_format");
+    if (!j) return RT_OK;
+    const cJSON *t = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "type") : NULL;
+    if (!cJSON_IsString(t))
+        return bad(e, "response_format", "'response_format' must be {\"type\": \"text\"} or {\"type\": \"json_object\"}");
+    if (!strcmp(t->valuestring, "text")) return RT_OK;
+    if (!strcmp(t->valuestring, "json_object")) {
+        if (r->n_tools && r->tool_choice != OAI_TOOLS_NONE)
+            return bad(e, "response_format", "'response_format' json_object cannot be combined with tools");
+        r->json_object = true;
+        return RT_OK;
+    }
+    if (!strcmp(t->valuestring, "json_schema"))
+        return bad(e, "response_format", "'response_format' json_schema is not supported yet; json_object "
+                   "(any JSON object) is");
+    return bad(e, "response_format", "'response_format' type must be \"text\" or \"json_object\"");
+}
+
 static rt_status_t parse_fields(const cJSON *o, oai_kind_t kind, const oai_defaults_t *d,
                                 oai_request_t *r, oai_error_t *e) {
     rt_status_t st;
@@ -618,6 +634,7 @@ static rt_status_t parse_fields(const cJSON *o, oai_kind_t kind, const oai_defau
         if ((st = parse_tools(o, r, e))) return st;
     } else if ((st = parse_prompt(o, r, e)))
         return st;
+    if ((st = parse_response_format(o, r, e))) return st;
 
     /* max_completion_tokens wins over the older max_tokens (as in vLLM) */
     int64_t mt = 0, mct = 0;

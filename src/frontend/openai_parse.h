@@ -85,6 +85,7 @@ typedef struct {
     /* both */
     int max_tokens; /* 0 when not given (server default applies) */
     int min_tokens; /* vLLM's: no end before this many tokens (stop strings too); 0 = off */
+    bool json_object; /* response_format json_object: the output is a JSON object */
     sampler_params_t sampling;
     bool has_seed; /* seed given; else the server picks one per choice */
     char **stops;  /* (n_stops) owned, non-empty strings */

@@ -23,6 +23,7 @@ rt_status_t ctrl_request_pack(const engine_request_t *r, int32_t kv_peer, void *
                         .ignore_eos = r->ignore_eos,
                         .logprobs = r->logprobs,
                         .prompt_logprobs = r->prompt_logprobs,
+                        .constraint = r->constraint,
                         .kv_peer = kv_peer,
                         .sampling = r->sampling};
     /* header, prompt, stop ids, logit_bias ids, logit_bias values (4 bytes each) */
@@ -69,6 +70,7 @@ rt_status_t ctrl_request_unpack(const void *buf, size_t len, engine_request_t *r
     r->ignore_eos = h.ignore_eos != 0;
     r->logprobs = h.logprobs != 0;
     r->prompt_logprobs = h.prompt_logprobs != 0;
+    r->constraint = h.constraint;
     r->sampling = h.sampling;
     if (kv_peer) *kv_peer = h.kv_peer;
     return RT_OK;

@@ -68,6 +68,8 @@ struct sampler {
     int32_t n_suppressed; /* sampler_set_suppressed */
     int32_t *suppressed;  /* (n_suppressed) owned */
     bool suppress;        /* sampler_suppress: on */
+    sampler_allowed_fn allowed; /* sampler_set_constraint */
+    void *allowed_ud;
 };
 
 sampler_params_t sampler_params_default(void)
@@ -235,6 +237,12 @@ rt_status_t sampler_set_suppressed(sampler_t *s, const int32_t *ids, size_t n)
 }
 
 void sampler_suppress(sampler_t *s, bool on) { s->suppress = on; }
+
+void sampler_set_constraint(sampler_t *s, sampler_allowed_fn fn, void *ud)
+{
+    s->allowed = fn;
+    s->allowed_ud = ud;
+}
 
 void sampler_reset(sampler_t *s, uint64_t seed)
 {
@@ -546,6 +554,29 @@ float sampler_token_logprob(const sampler_t *s, const float *logits, int32_t id)
     return logprob_of(logits[id], log_sum_exp(logits, s->n_vocab));
 }
 
+/* greedy, or the filters and a draw, over logits as they now are */
+static int32_t pick(sampler_t *s, const float *logits)
+{
+    const int32_t nv = s->n_vocab;
+    if (s->p.temperature <= 0.0f)
+        return greedy(logits, nv);
+    cand_t *c = s->cand;
+    for (int32_t i = 0; i < nv; i++) {
+        c[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];
+        c[i].id = i;
+    }
+    size_t n = (size_t)nv;
+    if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
+        select_top_sorted(c, n, (size_t)s->p.top_k);
+        n = (size_t)s->p.top_k;
+    }
+    if (s->p.top_p < 1.0f && n > 1)
+        n = filter_top_p(c, n, s->p.top_p);
+    if (s->p.min_p > 0.0f && n > 1)
+        n = filter_min_p(c, n, s->p.min_p);
+    return draw(s, c, n);
+}
+
 int32_t sampler_sample(sampler_t *s, float *logits, float *logprob)
 {
     const int32_t nv = s->n_vocab;
@@ -564,25 +595,13 @@ int32_t sampler_sample(sampler_t *s, float *logits, float *logprob)
         for (int32_t i = 0; i < s->n_suppressed; i++)
             logits[s->suppressed[i]] = -INFINITY;
 
-    int32_t id;
-    if (s->p.temperature <= 0.0f) {
-        id = greedy(logits, nv);
-    } else {
-        cand_t *c = s->cand;
-        for (int32_t i = 0; i < nv; i++) {
-            c[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];
-            c[i].id = i;
-        }
-        size_t n = (size_t)nv;
-        if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
-            select_top_sorted(c, n, (size_t)s->p.top_k);
-            n = (size_t)s->p.top_k;
-        }
-        if (s->p.top_p < 1.0f && n > 1)
-            n = filter_top_p(c, n, s->p.top_p);
-        if (s->p.min_p > 0.0f && n > 1)
-            n = filter_min_p(c, n, s->p.min_p);
-        id = draw(s, c, n);
+    int32_t id = pick(s, logits);
+    if (s->allowed && !s->allowed(s->allowed_ud, id)) {
+        /* the pick breaks the constraint: mask every token that would, pick again */
+        for (int32_t i = 0; i < nv; i++)
+            if (logits[i] != -INFINITY && !s->allowed(s->allowed_ud, i))
+                logits[i] = -INFINITY;
+        id = pick(s, logits);
     }
 
     if (logprob) {

@@ -166,7 +166,8 @@ static uint64_t walk_request(const oai_request_t *r, oai_kind_t kind)
     if (r->top_logprobs < 0 || r->top_logprobs > max_top) abort();
     if (r->top_logprobs && !r->logprobs) abort();
     if (r->include_usage && !r->stream) abort();
-    h += (uint64_t)r->n + (uint64_t)r->ignore_eos + (uint64_t)r->skip_special_tokens +
+    if (r->json_object && r->n_tools && r->tool_choice != OAI_TOOLS_NONE) abort(); /* refused together */
+    h += (uint64_t)r->json_object + (uint64_t)r->n + (uint64_t)r->ignore_eos + (uint64_t)r->skip_special_tokens +
          (uint64_t)r->add_generation_prompt;
     return h;
 }

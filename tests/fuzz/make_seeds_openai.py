@@ -65,6 +65,14 @@ def valid_seeds():
                                "logprobs": 5, "max_tokens": 1, "n": 1, "best_of": 1}
     s['cmpl-logprobs-bool'] = {"model": "m", "prompt": "x", "logprobs": True, "echo": False}
     s['cmpl-logit-bias'] = {"model": "m", "prompt": "x", "logit_bias": {str(i): (i % 201) - 100 for i in range(0, 300, 7)}}
+    s['chat-json-object'] = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                             "response_format": {"type": "json_object"}}
+    s['chat-json-object-tools-none'] = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                                        "tools": [{"type": "function", "function": {"name": "f"}}],
+                                        "tool_choice": "none", "response_format": {"type": "json_object"}}
+    s['cmpl-json-schema'] = {"model": "m", "prompt": "x", "response_format": {
+        "type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}}
+    s['cmpl-format-string'] = {"model": "m", "prompt": "x", "response_format": "json"}
     s['cmpl-stops'] = {"model": "m", "prompt": "x", "stop": ["a", "bb", "\u00e9", "\n"], "stop_token_ids": list(range(64))}
     s['tokenize-prompt'] = {"model": "m", "prompt": "Hello world", "add_special_tokens": False,
                             "return_token_strs": True}

@@ -23,6 +23,10 @@
 #include "test_model_util.h"
 #include "rotor/cpu_quant.h"
 #include "rotor/engine.h"
+#include "rotor/json_grammar.h"
+#include "rotor/model.h"
+#include "rotor/tokenizer.h"
+#include <cjson/cJSON.h>
 
 #define NREQ 6
 #define MAXOUT 12
@@ -117,6 +121,89 @@ static void add(engine_t *e, req_t *r, uint64_t id)
                           .sampling = sampler_params_default(), .max_tokens = MAXOUT, .ignore_eos = true};
     q.sampling.temperature = 0.0f;
     assert_int_equal(engine_add_request(e, &q), RT_OK);
+}
+
+/* JSON mode (ENGINE_CONSTRAINT_JSON_OBJECT) on a random model: every
+ * output, greedy or sampled, with n-gram drafts or not, is a prefix of a
+ * JSON object (the recognizer accepts it whole) with no end-of-generation
+ * token in it; a request pushed towards '}' by a logit bias closes its
+ * object and finishes STOP with text cJSON parses as an object */
+static void json_mode(int spec_tokens)
+{
+    model_t *m = NULL;
+    assert_int_equal(model_load(model_path, &m), RT_OK);
+    const tok_vocab_t *v = model_vocab(m);
+    const int32_t close = tok_find(v, "}");
+    assert_true(close >= 0);
+    engine_config_t c = small_cfg(8, 256, 256);
+    c.spec.tokens = spec_tokens;
+    c.spec.ngram_min = 1;
+    c.spec.ngram_max = 3;
+    c.spec.max_running = 8;
+    engine_t *e = NULL;
+    assert_int_equal(engine_create(&c, &e), RT_OK);
+    enum { N = 6, OUT = 120 };
+    int32_t prompt[12], out[N][OUT];
+    int n_out[N] = {0}, finish[N];
+    const float bias = 30.0f;
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < 12; j++) prompt[j] = (int32_t)(20 + (i * 31 + j * 7) % 400);
+        engine_request_t q = {.id = (uint64_t)i, .prompt = prompt, .n_prompt = 12,
+                              .sampling = sampler_params_default(), .max_tokens = OUT,
+                              .constraint = ENGINE_CONSTRAINT_JSON_OBJECT};
+        q.sampling.temperature = i % 2 ? 0.9f : 0.0f;
+        q.sampling.seed = 100 + (uint64_t)i;
+        if (i == N - 1) {
+            q.logit_bias_ids = &close;
+            q.logit_bias = &bias;
+            q.n_logit_bias = 1;
+        }
+        assert_int_equal(engine_add_request(e, &q), RT_OK);
+    }
+    engine_event_t ev[256];
+    for (int step = 0; engine_has_work(e); step++) {
+        size_t n = 0;
+        assert_int_equal(engine_step(e, ev, 256, &n, NULL), RT_OK);
+        for (size_t k = 0; k < n; k++) {
+            const int i = (int)ev[k].request_id;
+            if (ev[k].kind == ENGINE_EV_TOKEN) out[i][n_out[i]++] = ev[k].token;
+            if (ev[k].kind == ENGINE_EV_FINISH) finish[i] = ev[k].finish;
+        }
+        assert_true(step < 5000);
+    }
+    for (int i = 0; i < N; i++) {
+        char text[OUT * 64 + 1];
+        size_t len = 0;
+        for (int j = 0; j < n_out[i]; j++) {
+            assert_false(tok_is_eog(v, out[i][j]));
+            len += tok_token_to_piece(v, out[i][j], text + len, sizeof text - 1 - len, false);
+        }
+        text[len] = 0;
+        json_state_t st;
+        json_state_init(&st, true);
+        assert_true(json_state_feed(&st, text, len));
+        assert_true(n_out[i] > 0);
+        if (finish[i] == ENGINE_FINISH_STOP) {
+            assert_true(json_state_done(&st));
+            cJSON *j = cJSON_Parse(text);
+            assert_non_null(j);
+            assert_true(cJSON_IsObject(j));
+            cJSON_Delete(j);
+        } else {
+            assert_int_equal(finish[i], ENGINE_FINISH_LENGTH);
+            assert_int_equal(n_out[i], OUT);
+        }
+    }
+    assert_int_equal(finish[N - 1], ENGINE_FINISH_STOP);
+    engine_destroy(e);
+    model_free(m);
+}
+
+static void test_json_mode(void **state)
+{
+    (void)state;
+    json_mode(0);
+    json_mode(4);
 }
 
 /* run until idle; requests in `late` join after `join_step` steps */
@@ -970,6 +1057,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batched_equals_one_at_a_time),
+        cmocka_unit_test(test_json_mode),
         cmocka_unit_test(test_prefix_cache_hit),
         cmocka_unit_test(test_small_pool_preempts_and_completes),
         cmocka_unit_test(test_random_cancels_return_every_block),

@@ -681,6 +681,53 @@ static void test_logprob_of_raw_logits(void **state)
 
 /* logit_bias: -100 bans the argmax, +100 forces a token, with penalties
  * and sampling too; the reported logprob stays the raw one; bad lists refused */
+/* sampler_set_constraint: only odd ids allowed */
+static int n_allowed_calls;
+static bool odd_only(void *ud, int32_t id)
+{
+    (void)ud;
+    n_allowed_calls++;
+    return id % 2 == 1;
+}
+
+static void test_constraint(void **state)
+{
+    (void)state;
+    const float l[5] = {1.0f, 3.0f, -2.0f, 0.5f, 2.5f};
+    const double lse = lse5(l);
+    sampler_params_t p = sampler_params_default();
+    p.temperature = 0.0f;
+    sampler_t *s = make(p, 5);
+    float lp = 0.0f;
+    sampler_set_constraint(s, odd_only, NULL);
+    /* the best (1) is allowed: one check, no scan */
+    n_allowed_calls = 0;
+    assert_int_equal(sample_copy(s, l, 5, &lp), 1);
+    assert_int_equal(n_allowed_calls, 1);
+    /* bias 1 down: the best is 4 (even), so the best odd one, 3; its raw logprob */
+    const int32_t ban[1] = {1};
+    const float minus[1] = {-100.0f};
+    assert_int_equal(sampler_set_logit_bias(s, ban, minus, 1), RT_OK);
+    assert_int_equal(sample_copy(s, l, 5, &lp), 3);
+    assert_float_equal(lp, (float)(0.5 - lse), 1e-5f);
+    sampler_destroy(s);
+    /* sampled: never an even id, and both odd ones drawn, in about their ratio */
+    p.temperature = 1.0f;
+    p.seed = 9;
+    s = make(p, 5);
+    sampler_set_constraint(s, odd_only, NULL);
+    int seen[5] = {0};
+    for (int i = 0; i < 2000; i++) seen[sample_copy(s, l, 5, NULL)]++;
+    assert_int_equal(seen[0] + seen[2] + seen[4], 0);
+    /* p(1) / p(3) over the allowed pair = e^(3 - 0.5) = 12.2 */
+    assert_true(seen[3] > 60 && seen[3] < 260);
+    sampler_set_constraint(s, NULL, NULL); /* off again: any id */
+    memset(seen, 0, sizeof seen);
+    for (int i = 0; i < 400; i++) seen[sample_copy(s, l, 5, NULL)]++;
+    assert_true(seen[4] > 0);
+    sampler_destroy(s);
+}
+
 static void test_logit_bias(void **state)
 {
     (void)state;
@@ -1087,6 +1134,7 @@ int main(void)
         cmocka_unit_test(test_logprob_of_raw_logits),
         cmocka_unit_test(test_top_logprobs),
         cmocka_unit_test(test_logit_bias),
+        cmocka_unit_test(test_constraint),
         cmocka_unit_test(test_degenerate_logits),
         cmocka_unit_test(test_stop_none_passthrough),
         cmocka_unit_test(test_stop_in_one_push),
