@@ -17,6 +17,7 @@ installs them; CI has them). Every wait has a timeout.
 import json
 import os
 import re
+import urllib.error
 import urllib.request
 
 import pytest
@@ -117,8 +118,16 @@ def wait_endpoint(cluster, submit_dir, jobid):
     path = submit_dir / "logs" / jobid / "endpoint"
 
     def ready():
+        # the endpoint file appears when rank 0 serves; /health says 200 once
+        # every worker has said hello (before that a request gets a 503)
         if path.exists() and path.read_text().strip():
-            return path.read_text().strip()
+            endpoint = path.read_text().strip()
+            try:
+                with urllib.request.urlopen(f"http://{endpoint}/health", timeout=5) as r:
+                    if r.status == 200:
+                        return endpoint
+            except (urllib.error.URLError, OSError):
+                pass
         state = cluster.job_state(jobid)
         if state not in (None, "PENDING", "RUNNING", "CONFIGURING"):
             raise AssertionError(f"job {jobid} is {state} before serving:\n{output(submit_dir, jobid)}")
