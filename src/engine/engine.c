@@ -464,8 +464,6 @@ static engine_event_t draw_token(seq_t *s, float *lg)
     return x;
 }
 
-/* sample s's next token from lg, or take the one drawn ahead (pre), and
- * emit it */
 /* Constrained decoding (sampler_set_constraint): may token id come next? */
 static bool constraint_allows(void *ud, int32_t id)
 {
@@ -519,6 +517,8 @@ static rt_status_t pieces_build(engine_t *e)
     return RT_OK;
 }
 
+/* sample s's next token from lg, or take the one drawn ahead (pre), and
+ * emit it */
 static engine_finish_t sample_one(engine_t *e, seq_t *s, float *lg, const engine_event_t *pre, engine_event_t *ev,
                                   size_t cap, size_t *n)
 {
