@@ -89,6 +89,33 @@ static void test_chat_all_fields(void **state) {
     oai_request_free(&r);
 }
 
+static void test_response_format(void **state) {
+    (void)state;
+    oai_request_t r;
+    oai_error_t e;
+    assert_int_equal(parse(OAI_CHAT,
+                           "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                           "\"response_format\":{\"type\":\"json_object\"}}",
+                           &r, &e),
+                     RT_OK);
+    assert_true(r.json_object);
+    oai_request_free(&r);
+    assert_int_equal(parse(OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"response_format\":{\"type\":\"text\"}}",
+                           &r, &e),
+                     RT_OK);
+    assert_false(r.json_object);
+    oai_request_free(&r);
+    /* tools the model may not call do not conflict */
+    assert_int_equal(parse(OAI_CHAT,
+                           "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":"
+                           "[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"none\","
+                           "\"response_format\":{\"type\":\"json_object\"}}",
+                           &r, &e),
+                     RT_OK);
+    assert_true(r.json_object);
+    oai_request_free(&r);
+}
+
 static void test_defaults(void **state) {
     (void)state;
     oai_request_t r;
@@ -268,8 +295,20 @@ static const bad_case_t bad_cases[] = {
     {OAI_CHAT,
      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{"
      "\"type\":"
-     "\"json_object\"}}",
+     "\"json_schema\",\"json_schema\":{\"name\":\"a\"}}}",
      "response_format", "not supported"},
+    {OAI_CHAT,
+     "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{"
+     "\"type\":\"xml\"}}",
+     "response_format", "must be"},
+    {OAI_CHAT,
+     "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":"
+     "\"json_object\"}",
+     "response_format", "must be"},
+    {OAI_CHAT,
+     "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":"
+     "\"function\",\"function\":{\"name\":\"f\"}}],\"response_format\":{\"type\":\"json_object\"}}",
+     "response_format", "tools"},
     {OAI_CHAT,
      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop_token_ids\":[-1]"
      "}",
@@ -692,6 +731,7 @@ int main(void) {
     const struct CMUnitTest plain[] = {
         cmocka_unit_test(test_chat_all_fields),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_response_format),
         cmocka_unit_test(test_completion_prompts),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_tools),
