@@ -370,8 +370,12 @@ def test_trace_replay(tiny, tmp_path, speed):
                 assert spans.get(h, span)[:len(span)] == span, f"hash id {h}: different tokens"
                 continue
             assert spans.setdefault(h, span) == span, f"hash id {h} maps to different tokens"
-    # rotor-bench's own send times (HDF5) and the arrivals at the server, both
-    # relative to the first, are the trace's times / speed within 5 ms
+    # rotor-bench's own send times (HDF5), relative to the first, are the
+    # trace's times / speed within 5 ms each; the arrivals, timed by this
+    # Python fake server's thread (which a loaded 2-core machine can hold up:
+    # CI once saw one arrival 7.7 ms late while every send was within 0.4 ms,
+    # and a late first arrival shifts all the others), keep the trace's gaps:
+    # about their median offset, within 1 ms at the median and 25 ms each
     rq, _, _, _ = load_h5(h5)
     sent = np.sort(ms(rq["t_send"] - rq["t_send"].min()))
     want = np.array([(r["timestamp"] - rows[0]["timestamp"]) / speed for r in rows])
@@ -379,8 +383,10 @@ def test_trace_replay(tiny, tmp_path, speed):
     print(f"trace replay x{speed}: send lateness max {np.abs(sent_late).max():.2f} ms, "
           f"median {np.median(np.abs(sent_late)):.2f} ms")
     assert np.abs(sent_late).max() <= 5.0, f"send vs trace time (ms): {sent_late.round(2).tolist()}"
-    assert max(abs(x) for x in late) <= 5.0, (f"arrival vs trace time (ms): {[round(x, 2) for x in late]}; "
-                                              f"send vs trace time (ms): {sent_late.round(2).tolist()}")
+    why = (f"arrival vs trace time (ms): {[round(x, 2) for x in late]}; "
+           f"send vs trace time (ms): {sent_late.round(2).tolist()}")
+    dev = np.abs(np.array(late) - np.median(late))
+    assert np.median(dev) <= 1.0 and dev.max() <= 25.0, why
 
 
 # -- agreement with aiperf --------------------------------------------------
