@@ -31,12 +31,16 @@ def test_bandwidth_and_round_trip():
         else:
             assert d[k] == -1, (k, d[k])
     # the packed GEMM's instruction mix: 512 multiply-adds per 8 vpdpbusd and 3 other
-    # operations, so at most 64 x the vpdpbusd rate and at least 64 * 8 / 16 of it
+    # operations, so at most 64 x the vpdpbusd rate and at least 64 * 8 / 16 of it.
+    # The two rates are timed one after the other on a shared VM, so each bound has
+    # room for the other core's load to slow one of them (CI once timed the GEMM at
+    # 1.26 x 64 x a vpdpbusd rate measured while a neighbour ran); a mistake in the
+    # count (a factor of 2) still falls outside
     if "avx512_vnni" in flags and "avx512f" in flags:
         v = d["vnni512_g_per_s"]
         assert d["int8_gemm_gmac_per_s"] > 0, d
         if not d["sanitized"]:  # at -O1 (make asan) the two loops are not the optimized ones
-            assert 0.5 * 64 * v * 0.8 < d["int8_gemm_gmac_per_s"] <= 64 * v * 1.1, d
+            assert 0.5 * 64 * v * 0.6 < d["int8_gemm_gmac_per_s"] <= 64 * v * 1.6, d
     else:
         assert d["int8_gemm_gmac_per_s"] == -1, d
     if len(os.sched_getaffinity(0)) >= 2:
