@@ -417,8 +417,13 @@ def test_agrees_with_aiperf(tiny, tmp_path):
              "ITL p50": (s["itl_ms"]["p50"], a["inter_token_latency"]["p50"]),
              "output tokens/s": (s["output_token_throughput"], a["output_token_throughput"]["avg"])}
     print("\nrotor-bench vs aiperf: " + ", ".join(f"{k} {x:.2f} / {y:.2f}" for k, (x, y) in pairs.items()))
+    # the latencies are the fake server's pacing, seen by both clients: within 10%.
+    # The throughput also counts each client's own time between a request's end and
+    # the next one's start, where aiperf (Python) is the slower of the two on a
+    # loaded 2-core machine (CI once: 329 vs 292 tokens/s): within 20%
     for k, (x, y) in pairs.items():
-        assert x == pytest.approx(y, rel=0.10), f"{k}: rotor-bench {x} vs aiperf {y}"
+        rel = 0.20 if k == "output tokens/s" else 0.10
+        assert x == pytest.approx(y, rel=rel), f"{k}: rotor-bench {x} vs aiperf {y}"
 
 
 # -- the real job, compare, plots -------------------------------------------
