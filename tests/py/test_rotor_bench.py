@@ -371,8 +371,9 @@ def test_trace_replay(tiny, tmp_path, speed):
                 continue
             assert spans.setdefault(h, span) == span, f"hash id {h} maps to different tokens"
     # rotor-bench's own send times (HDF5), relative to the first, are the
-    # trace's times / speed: within 0.5 ms at the median and 25 ms each (a
-    # loaded 2-core machine delayed one send 8 ms once in CI); the arrivals, timed by this
+    # trace's times / speed about their median offset: within 0.5 ms at the
+    # median and 25 ms each (a loaded 2-core machine delayed one send 8 ms once
+    # in CI, and under ASan the first send 0.7 ms, shifting the rest); the arrivals, timed by this
     # Python fake server's thread (which a loaded 2-core machine can hold up:
     # CI once saw one arrival 7.7 ms late while every send was within 0.4 ms,
     # and a late first arrival shifts all the others), keep the trace's gaps:
@@ -383,7 +384,8 @@ def test_trace_replay(tiny, tmp_path, speed):
     sent_late = sent - want
     print(f"trace replay x{speed}: send lateness max {np.abs(sent_late).max():.2f} ms, "
           f"median {np.median(np.abs(sent_late)):.2f} ms")
-    assert np.median(np.abs(sent_late)) <= 0.5 and np.abs(sent_late).max() <= 25.0, \
+    sent_dev = np.abs(sent_late - np.median(sent_late))  # about the median offset: a late first send shifts all
+    assert np.median(sent_dev) <= 0.5 and sent_dev.max() <= 25.0, \
         f"send vs trace time (ms): {sent_late.round(2).tolist()}"
     why = (f"arrival vs trace time (ms): {[round(x, 2) for x in late]}; "
            f"send vs trace time (ms): {sent_late.round(2).tolist()}")
